@@ -1,0 +1,403 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ChatSpec describes a chat to create.
+type ChatSpec struct {
+	Kind ChatKind
+	// Creator becomes the owner.
+	Creator UserID
+	// Members are added as members (direct, group) or subscribers
+	// (channel). A direct chat has exactly one, the peer.
+	Members []UserID
+	// Title is at most 256 bytes; direct chats have none.
+	Title string
+	// Retention overrides Options.Retention for this chat when set.
+	Retention *Retention
+}
+
+// Chat is a chat as readers see it: only durable state.
+type Chat struct {
+	ID      ChatID
+	Kind    ChatKind
+	Title   string
+	Creator UserID
+	// Created is the creation time, Unix µs.
+	Created int64
+	// LastSeq is the last durable seq; Floor the first retained one.
+	LastSeq uint64
+	Floor   uint64
+	// LastTime is the time of the last message, Unix µs.
+	LastTime int64
+	// Version is the store version of the chat's last change.
+	Version uint64
+	Members uint64
+}
+
+// Member is a chat member with its read markers.
+type Member struct {
+	User   UserID
+	Role   Role
+	Joined int64 // Unix µs
+	// Delivered and Read are the last seqs delivered to and read by any of
+	// the user's devices.
+	Delivered uint64
+	Read      uint64
+}
+
+// CreateChat creates a chat and returns it once durable. Creating a direct
+// chat that exists returns it with ErrChatExists.
+func (s *Store) CreateChat(ctx context.Context, spec ChatSpec) (Chat, error) {
+	if err := s.validateSpec(&spec); err != nil {
+		return Chat{}, err
+	}
+	op := &createOp{spec: spec}
+	if err := s.submit(ctx, op, 0); err != nil {
+		return Chat{}, err
+	}
+	if op.err != nil && !errors.Is(op.err, ErrChatExists) {
+		return Chat{}, op.err
+	}
+	c, err := s.Chat(op.id)
+	if err != nil {
+		return Chat{}, err
+	}
+	return c, op.err
+}
+
+func (s *Store) validateSpec(spec *ChatSpec) error {
+	switch {
+	case !spec.Kind.valid():
+		return fmt.Errorf("storage: chat kind %d: %w", spec.Kind, ErrBadKind)
+	case spec.Creator == 0:
+		return fmt.Errorf("storage: creator: %w", ErrBadID)
+	case len(spec.Title) > maxTitleBytes:
+		return fmt.Errorf("storage: title of %d bytes: %w", len(spec.Title), ErrTooLarge)
+	case spec.Retention != nil && spec.Retention.MaxAge < 0:
+		return fmt.Errorf("storage: negative retention age: %w", ErrBadRange)
+	}
+	seen := make(map[UserID]bool, len(spec.Members)+1)
+	seen[spec.Creator] = true
+	members := spec.Members[:0:0]
+	for _, u := range spec.Members {
+		if u == 0 {
+			return fmt.Errorf("storage: member: %w", ErrBadID)
+		}
+		if !seen[u] {
+			seen[u] = true
+			members = append(members, u)
+		}
+	}
+	spec.Members = members
+	if spec.Kind == ChatDirect {
+		if len(members) != 1 {
+			return fmt.Errorf("storage: a direct chat needs exactly one peer besides its creator: %w", ErrBadID)
+		}
+		spec.Title = ""
+	}
+	if spec.Kind != ChatChannel && uint64(len(members)+1) > s.opts.MaxMembers {
+		return fmt.Errorf("storage: %d members over %d: %w", len(members)+1, s.opts.MaxMembers, ErrTooManyMembers)
+	}
+	return nil
+}
+
+// directID is the k-th candidate id of the direct chat between a and b.
+// Candidates are probed in order on a collision with another pair.
+func directID(a, b UserID, k uint64) ChatID {
+	if a > b {
+		a, b = b, a
+	}
+	id := mix64(mix64(uint64(a))^uint64(b)+k) | 1<<62
+	return ChatID(id &^ (1 << 63))
+}
+
+type createOp struct {
+	spec ChatSpec
+	id   ChatID
+	err  error
+}
+
+func (op *createOp) apply(s *Store, bc *batchCtx) error {
+	sp := &op.spec
+	if sp.Kind == ChatDirect {
+		for k := uint64(0); ; k++ {
+			id := directID(sp.Creator, sp.Members[0], k)
+			st, err := s.state(id)
+			if errors.Is(err, ErrUnknownChat) {
+				op.id = id
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if st.kind == ChatDirect && isPair(st.rec.creator, st.rec.peer, sp.Creator, sp.Members[0]) {
+				op.id, op.err = id, ErrChatExists
+				return nil
+			}
+		}
+	} else {
+		for {
+			id := ChatID(rand.Uint64() >> 2) // below the direct-id range
+			if id == 0 {
+				continue
+			}
+			if _, err := s.state(id); errors.Is(err, ErrUnknownChat) {
+				op.id = id
+				break
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	st := &chatState{id: op.id, kind: sp.Kind, title: sp.Title, pushLoaded: true}
+	st.rec = chatRecord{kind: sp.Kind, created: bc.now, creator: sp.Creator, title: sp.Title, floor: 1, dedupeFloor: 1}
+	if sp.Kind == ChatDirect {
+		st.rec.peer = sp.Members[0]
+	}
+	if sp.Retention != nil {
+		st.rec.retention, st.rec.hasRetention = *sp.Retention, true
+	}
+	s.mu.Lock()
+	s.chats[op.id] = st
+	s.mu.Unlock()
+	defaultRole := RoleMember
+	if sp.Kind == ChatChannel {
+		defaultRole = RoleSubscriber
+	}
+	s.stageJoin(bc, st, sp.Creator, RoleOwner)
+	for _, u := range sp.Members {
+		s.stageJoin(bc, st, u, defaultRole)
+	}
+	bc.touch(st, true)
+	return nil
+}
+
+func isPair(a, b, x, y UserID) bool { return (a == x && b == y) || (a == y && b == x) }
+
+// stageJoin writes a new member's records and picks its mode.
+func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) {
+	mode := modePush
+	if st.kind == ChatChannel || (st.kind == ChatGroup && st.rec.members >= s.opts.PushMembers) {
+		mode = modePull
+	}
+	m := memberRecord{role: role, mode: mode, joined: bc.now}
+	bc.set(s.chatKey(bc.key[:0], tMember, st.id, uint64(user)), m.appendTo(bc.val[:0]))
+	bc.set(s.userKey(bc.key[:0], tUserChat, user, uint64(st.id)), []byte{byte(role), mode})
+	if mode == modePull {
+		bc.set(s.userKey(bc.key[:0], tPull, user, uint64(st.id)), []byte{})
+	} else {
+		st.push = append(st.push, user)
+	}
+	st.rec.members++
+}
+
+// Chat returns a chat's durable state.
+func (s *Store) Chat(id ChatID) (Chat, error) {
+	if err := s.usable(); errors.Is(err, ErrClosed) {
+		return Chat{}, err
+	}
+	st, err := s.durableState(id)
+	if err != nil {
+		return Chat{}, err
+	}
+	return st.snapshot(), nil
+}
+
+func (st *chatState) snapshot() Chat {
+	return Chat{
+		ID: st.id, Kind: st.kind, Title: st.title, Creator: st.rec.creator, Created: st.rec.created,
+		LastSeq: st.durSeq.Load(), Floor: st.durFloor.Load(), LastTime: st.durTime.Load(),
+		Version: st.durVer.Load(), Members: st.durMembers.Load(),
+	}
+}
+
+// AddMember adds user to chat with role.
+func (s *Store) AddMember(ctx context.Context, chat ChatID, user UserID, role Role) error {
+	if chat == 0 || user == 0 {
+		return ErrBadID
+	}
+	if !role.valid() {
+		return fmt.Errorf("storage: role %d: %w", role, ErrBadKind)
+	}
+	op := &memberOp{chat: chat, user: user, role: role, add: true}
+	if err := s.submit(ctx, op, 0); err != nil {
+		return err
+	}
+	return op.err
+}
+
+// RemoveMember removes user from chat; leaving is removing oneself.
+func (s *Store) RemoveMember(ctx context.Context, chat ChatID, user UserID) error {
+	if chat == 0 || user == 0 {
+		return ErrBadID
+	}
+	op := &memberOp{chat: chat, user: user}
+	if err := s.submit(ctx, op, 0); err != nil {
+		return err
+	}
+	return op.err
+}
+
+type memberOp struct {
+	chat ChatID
+	user UserID
+	role Role
+	add  bool
+	err  error
+}
+
+func (op *memberOp) apply(s *Store, bc *batchCtx) error {
+	st, err := s.state(op.chat)
+	if errors.Is(err, ErrUnknownChat) {
+		op.err = err
+		return nil
+	} else if err != nil {
+		return err
+	}
+	mk := s.chatKey(nil, tMember, op.chat, uint64(op.user))
+	v, found, err := s.get(bc, mk)
+	if err != nil {
+		return err
+	}
+	if op.add {
+		switch {
+		case found:
+			op.err = ErrAlreadyMember
+		case st.kind == ChatDirect:
+			op.err = fmt.Errorf("storage: direct chats have fixed members: %w", ErrNotAllowed)
+		case st.kind != ChatChannel && st.rec.members >= s.opts.MaxMembers:
+			op.err = ErrTooManyMembers
+		}
+		if op.err != nil {
+			return nil
+		}
+		if err := s.loadPush(st); err != nil {
+			return err
+		}
+		s.stageJoin(bc, st, op.user, op.role)
+		bc.touch(st, true)
+		return nil
+	}
+	if !found {
+		op.err = ErrNotMember
+		return nil
+	}
+	var m memberRecord
+	if err := m.decode(v); err != nil {
+		return fmt.Errorf("storage: member %x: %w", mk, err)
+	}
+	if err := s.loadPush(st); err != nil {
+		return err
+	}
+	bc.del(mk)
+	bc.del(s.userKey(nil, tUserChat, op.user, uint64(op.chat)))
+	if m.mode == modePull {
+		bc.del(s.userKey(nil, tPull, op.user, uint64(op.chat)))
+	} else if i := slices.Index(st.push, op.user); i >= 0 {
+		st.push = slices.Delete(st.push, i, i+1)
+		st.removed = append(st.removed, op.user)
+	}
+	st.rec.members--
+	bc.touch(st, true)
+	return nil
+}
+
+// Members lists chat's members with ids above after, in id order, at most
+// limit of them.
+func (s *Store) Members(chat ChatID, after UserID, limit int) ([]Member, error) {
+	if limit <= 0 {
+		return nil, ErrBadRange
+	}
+	if _, err := s.durableState(chat); err != nil {
+		return nil, err
+	}
+	v := s.acquire()
+	defer v.release()
+	prefix := s.chatKey(nil, tMember, chat)
+	it, err := v.newIter(prefix, keyUpper(prefix))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	if after == ^UserID(0) {
+		return nil, nil
+	}
+	var out []Member
+	var m memberRecord
+	for it.SeekGE(s.chatKey(nil, tMember, chat, uint64(after)+1)); it.Valid() && len(out) < limit; it.Next() {
+		if err := m.decode(it.Value()); err != nil {
+			return nil, fmt.Errorf("storage: member %x: %w", it.Key(), err)
+		}
+		out = append(out, Member{User: UserID(lastU64(it.Key())), Role: m.role, Joined: m.joined, Delivered: m.delivered, Read: m.read})
+	}
+	return out, it.Error()
+}
+
+// Member returns user's membership in chat, or ErrNotMember.
+func (s *Store) Member(chat ChatID, user UserID) (Member, error) {
+	if user == 0 {
+		return Member{}, ErrBadID
+	}
+	if _, err := s.durableState(chat); err != nil {
+		return Member{}, err
+	}
+	view := s.acquire()
+	defer view.release()
+	v, closer, err := view.snap.Get(s.chatKey(nil, tMember, chat, uint64(user)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Member{}, ErrNotMember
+	}
+	if err != nil {
+		return Member{}, err
+	}
+	defer closer.Close()
+	var m memberRecord
+	if err := m.decode(v); err != nil {
+		return Member{}, fmt.Errorf("storage: member %d of chat %d: %w", user, chat, err)
+	}
+	return Member{User: user, Role: m.role, Joined: m.joined, Delivered: m.delivered, Read: m.read}, nil
+}
+
+// UserChat is one of a user's chats.
+type UserChat struct {
+	Chat ChatID
+	Role Role
+}
+
+// UserChats lists user's chats with ids above after, in id order.
+func (s *Store) UserChats(user UserID, after ChatID, limit int) ([]UserChat, error) {
+	if user == 0 {
+		return nil, ErrBadID
+	}
+	if limit <= 0 {
+		return nil, ErrBadRange
+	}
+	v := s.acquire()
+	defer v.release()
+	prefix := s.userKey(nil, tUserChat, user)
+	it, err := v.newIter(prefix, keyUpper(prefix))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []UserChat
+	if after == ^ChatID(0) {
+		return nil, nil
+	}
+	for it.SeekGE(s.userKey(nil, tUserChat, user, uint64(after)+1)); it.Valid() && len(out) < limit; it.Next() {
+		v := it.Value()
+		if len(v) < 1 {
+			return nil, fmt.Errorf("storage: user chat %x: %w", it.Key(), errCorrupt)
+		}
+		out = append(out, UserChat{Chat: ChatID(lastU64(it.Key())), Role: Role(v[0])})
+	}
+	return out, it.Error()
+}

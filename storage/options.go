@@ -1,0 +1,157 @@
+package storage
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure a Store. The zero value of every field means its
+// default, named in the field's comment.
+type Options struct {
+	// Shards is the number of virtual shards chats and users are hashed
+	// into. It is fixed when the store is created; reopening with another
+	// non-zero value fails. Default: 256, or the stored value on reopen.
+	Shards int
+
+	// MaxBodyBytes caps a message body. Default: 64 KiB.
+	MaxBodyBytes int
+	// MaxBatchBytes caps the bodies of one group commit, and of one Append
+	// call. Default: 1 MiB.
+	MaxBatchBytes int
+	// MaxQueuedBytes caps the bodies waiting for the committer; Append
+	// blocks (honouring its ctx) while the queue is full. Default: 16 MiB.
+	MaxQueuedBytes int
+
+	// DedupeWindow is how long a (sender device, client message id) is
+	// remembered. Default: 24h.
+	DedupeWindow time.Duration
+
+	// MaxMembers caps the members of a group or direct chat. Channels are
+	// not capped. Default: 200,000.
+	MaxMembers uint64
+	// PushMembers is the group size up to which members joining a group
+	// have their dialog index written on every change; members joining a
+	// larger group, and every channel subscriber, read it on demand.
+	// Default: 1,000.
+	PushMembers uint64
+
+	// Retention is the default retention of each chat kind, indexed by
+	// ChatKind; a chat may override it. Default: keep everything.
+	Retention [4]Retention
+	// SweepInterval is how often the retention sweeper runs; negative
+	// disables it (Sweep may still be called). Default: 1 minute.
+	SweepInterval time.Duration
+	// SweepBatch caps the keys one sweeper batch deletes. Default: 10,000.
+	SweepBatch int
+
+	// CacheChats caps the chats whose state is cached in memory; the
+	// committer evicts idle ones beyond it. Default: 1,000,000.
+	CacheChats int
+
+	// CacheBytes is the Pebble block cache size. Default: 128 MiB.
+	CacheBytes int64
+	// MemTableBytes is the Pebble memtable size. Default: 64 MiB.
+	MemTableBytes uint64
+
+	// FS is the file system under the store; tests inject faults here.
+	// Default: the OS file system.
+	FS vfs.FS
+	// Logger receives lifecycle events and errors. Default: discard.
+	Logger *slog.Logger
+	// Metrics is the set the store registers gonets_storage_* metrics in.
+	// Default: a new set, available from Store.Metrics.
+	Metrics *metrics.Set
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// maxReactionKinds caps the distinct reactions on one message.
+const maxReactionKinds = 64
+
+// maxEmojiBytes caps one reaction.
+const maxEmojiBytes = 64
+
+// maxTitleBytes caps a chat title.
+const maxTitleBytes = 256
+
+// withDefaults returns a copy of o with defaults filled in, or an error
+// naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	if o.Shards == 0 {
+		o.Shards = 256
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
+	if o.MaxQueuedBytes == 0 {
+		o.MaxQueuedBytes = 16 << 20
+	}
+	if o.DedupeWindow == 0 {
+		o.DedupeWindow = 24 * time.Hour
+	}
+	if o.MaxMembers == 0 {
+		o.MaxMembers = 200_000
+	}
+	if o.PushMembers == 0 {
+		o.PushMembers = 1_000
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Minute
+	}
+	if o.SweepBatch == 0 {
+		o.SweepBatch = 10_000
+	}
+	if o.CacheChats == 0 {
+		o.CacheChats = 1_000_000
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 128 << 20
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 64 << 20
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.Shards < 1 || o.Shards >= metaShard:
+		return o, fmt.Errorf("storage: Shards %d out of range [1, %d)", o.Shards, metaShard)
+	case o.MaxBodyBytes < 1:
+		return o, fmt.Errorf("storage: MaxBodyBytes %d must be positive", o.MaxBodyBytes)
+	case o.MaxBatchBytes < o.MaxBodyBytes:
+		return o, fmt.Errorf("storage: MaxBatchBytes %d below MaxBodyBytes %d", o.MaxBatchBytes, o.MaxBodyBytes)
+	case o.MaxQueuedBytes < o.MaxBatchBytes:
+		return o, fmt.Errorf("storage: MaxQueuedBytes %d below MaxBatchBytes %d", o.MaxQueuedBytes, o.MaxBatchBytes)
+	case o.DedupeWindow < 0:
+		return o, fmt.Errorf("storage: DedupeWindow %v is negative", o.DedupeWindow)
+	case o.SweepBatch < 1:
+		return o, fmt.Errorf("storage: SweepBatch %d must be positive", o.SweepBatch)
+	case o.CacheChats < 1:
+		return o, fmt.Errorf("storage: CacheChats %d must be positive", o.CacheChats)
+	case o.CacheBytes < 0:
+		return o, fmt.Errorf("storage: CacheBytes %d is negative", o.CacheBytes)
+	}
+	for k, r := range o.Retention {
+		if r.MaxAge < 0 {
+			return o, fmt.Errorf("storage: Retention[%s].MaxAge %v is negative", ChatKind(k), r.MaxAge)
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,113 @@
+package storage
+
+import (
+	"context"
+	"sync"
+)
+
+// queue hands requests from callers to the committer. It is bounded by the
+// bytes of queued bodies: enqueue blocks while it is full.
+type queue struct {
+	mu      sync.Mutex // guards the following
+	reqs    []*request
+	bytes   int
+	max     int
+	closed  bool
+	ready   chan struct{} // signalled when reqs becomes non-empty
+	drained chan struct{} // signalled when the committer takes requests
+}
+
+func (q *queue) init(max int) {
+	q.max = max
+	q.ready = make(chan struct{}, 1)
+	q.drained = make(chan struct{}, 1)
+}
+
+// put queues r, waiting while the queue is full. It fails with ctx's error
+// or ErrClosed.
+func (q *queue) put(ctx context.Context, r *request) error {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return ErrClosed
+		}
+		if q.bytes == 0 || q.bytes+r.size <= q.max {
+			q.reqs = append(q.reqs, r)
+			q.bytes += r.size
+			q.mu.Unlock()
+			select {
+			case q.ready <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.drained:
+			// Pass the wake-up on: other callers may be waiting too.
+			select {
+			case q.drained <- struct{}{}:
+			default:
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// take moves queued requests, up to maxBytes of bodies but at least one,
+// into dst. It blocks until there is one; it returns false once the queue
+// is closed and empty.
+func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.reqs) > 0 {
+			n, bytes := 0, 0
+			for n < len(q.reqs) && (n == 0 || bytes+q.reqs[n].size <= maxBytes) {
+				bytes += q.reqs[n].size
+				n++
+			}
+			dst = append(dst, q.reqs[:n]...)
+			rest := copy(q.reqs, q.reqs[n:])
+			clear(q.reqs[rest:])
+			q.reqs = q.reqs[:rest]
+			q.bytes -= bytes
+			if rest > 0 {
+				select {
+				case q.ready <- struct{}{}:
+				default:
+				}
+			}
+			q.mu.Unlock()
+			select {
+			case q.drained <- struct{}{}:
+			default:
+			}
+			return dst, true
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return dst, false
+		}
+		q.mu.Unlock()
+		<-q.ready
+	}
+}
+
+// close makes put fail and lets take drain what is queued.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) queuedBytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}

@@ -1,0 +1,238 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SweepStats counts what one Sweep removed.
+type SweepStats struct {
+	Chats    int    // chats that had something removed
+	Messages uint64 // log records removed by retention
+	Dedupe   uint64 // expired dedupe entries removed
+}
+
+// sweepLoop runs Sweep every SweepInterval until Close.
+func (s *Store) sweepLoop() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	t := time.NewTicker(s.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		st, err := s.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.m.sweepErrors.Inc()
+			s.opts.Logger.Error("retention sweep", "err", err)
+		} else if st.Chats > 0 {
+			s.opts.Logger.Info("retention sweep", "chats", st.Chats, "messages", st.Messages, "dedupe", st.Dedupe)
+		}
+	}
+}
+
+// Sweep applies retention to every chat and drops expired dedupe entries.
+// Each chat's log loses only a prefix: the floor moves up and the records
+// below it go in one range deletion, so reads never see a hole. Dedupe
+// entries of a message are dropped with it or when the window passes,
+// whichever is first. The sweeper calls it every SweepInterval.
+func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
+	var stats SweepStats
+	if err := s.usable(); err != nil {
+		return stats, err
+	}
+	for shard := 0; shard < s.opts.Shards; shard++ {
+		chats, err := s.shardChats(uint16(shard))
+		if err != nil {
+			return stats, err
+		}
+		for _, chat := range chats {
+			if err := ctx.Err(); err != nil {
+				return stats, err
+			}
+			swept := false
+			for {
+				op, err := s.planSweep(chat)
+				if err != nil {
+					return stats, err
+				}
+				if op == nil {
+					break
+				}
+				if err := s.submit(ctx, op, 0); err != nil {
+					return stats, err
+				}
+				if !op.applied {
+					break
+				}
+				swept = true
+				stats.Messages += op.newFloor - op.floor
+				stats.Dedupe += uint64(len(op.dedupe))
+				if !op.full {
+					break
+				}
+			}
+			if swept {
+				stats.Chats++
+			}
+		}
+	}
+	return stats, nil
+}
+
+// shardChats lists the chats of a shard from the durable view.
+func (s *Store) shardChats(shard uint16) ([]ChatID, error) {
+	v := s.acquire()
+	defer v.release()
+	lo := appendPrefix(nil, shard, tChat)
+	it, err := v.newIter(lo, appendPrefix(nil, shard, tChat+1))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []ChatID
+	for valid := it.First(); valid; valid = it.Next() {
+		out = append(out, ChatID(lastU64(it.Key())))
+	}
+	return out, it.Error()
+}
+
+// sweepOp moves a chat's floor and dedupe floor, deleting what falls below.
+type sweepOp struct {
+	chat              ChatID
+	floor, newFloor   uint64
+	dfloor, newDFloor uint64
+	dedupe            [][]byte // dedupe keys of seqs [dfloor, newDFloor)
+	full              bool     // the plan hit SweepBatch; more may follow
+	applied           bool
+}
+
+// planSweep reads the chat's durable state and records and returns what
+// to delete, or nil when nothing is due.
+func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
+	if _, err := s.durableState(chat); errors.Is(err, ErrUnknownChat) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	v := s.acquire()
+	defer v.release()
+	cv, found, err := v.get(s.chatKey(nil, tChat, chat))
+	if err != nil || !found {
+		return nil, err
+	}
+	var rec chatRecord
+	if err := rec.decode(cv); err != nil {
+		return nil, fmt.Errorf("storage: chat %d: %w", chat, err)
+	}
+	now := s.opts.Now().UnixMicro()
+	ret := s.retention(&rec)
+	target := rec.floor // retention's wish for the new floor
+	if ret.MaxCount > 0 && rec.lastSeq >= ret.MaxCount {
+		target = max(target, rec.lastSeq-ret.MaxCount+1)
+	}
+	ageCut := int64(-1 << 63)
+	if ret.MaxAge > 0 {
+		ageCut = now - ret.MaxAge.Microseconds()
+	}
+	dedupeCut := now - s.opts.DedupeWindow.Microseconds()
+
+	op := &sweepOp{chat: chat, floor: rec.floor, dfloor: rec.dedupeFloor}
+	leaves := func(seq uint64, r *Record) bool { return seq < target || r.Time < ageCut }
+	// Dedupe entries go when their window passes or their record leaves.
+	newDF, full, err := s.walkLog(v, chat, rec.dedupeFloor, rec.lastSeq, func(seq uint64, r *Record) bool {
+		if !leaves(seq, r) && r.Time >= dedupeCut {
+			return false
+		}
+		op.dedupe = append(op.dedupe, s.dedupeKey(nil, chat, r.Sender, r.Device, r.ClientMsgID))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Records leave the log only with or after their dedupe entries.
+	newFloor, full2, err := s.walkLog(v, chat, rec.floor, min(rec.lastSeq, newDF-1), leaves)
+	if err != nil {
+		return nil, err
+	}
+	op.full = full || full2
+	op.newFloor, op.newDFloor = newFloor, newDF
+	if op.newFloor == op.floor && op.newDFloor == op.dfloor {
+		return nil, nil
+	}
+	return op, nil
+}
+
+func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
+	st, err := s.state(op.chat)
+	if errors.Is(err, ErrUnknownChat) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if st.rec.floor != op.floor || st.rec.dedupeFloor != op.dfloor || op.newFloor > st.rec.lastSeq+1 {
+		return nil // raced with another change; the next sweep replans
+	}
+	for _, k := range op.dedupe {
+		bc.b.Delete(k, nil)
+	}
+	if op.newFloor > op.floor {
+		del := func(table byte) {
+			lo := s.chatKey(nil, table, op.chat, op.floor)
+			hi := s.chatKey(nil, table, op.chat, op.newFloor)
+			bc.b.DeleteRange(lo, hi, nil)
+		}
+		del(tLog)
+		del(tOverlay)
+		del(tReaction)
+		s.m.retentionDeleted.Add(int(op.newFloor - op.floor))
+	}
+	s.m.dedupeExpired.Add(len(op.dedupe))
+	st.rec.floor, st.rec.dedupeFloor = op.newFloor, op.newDFloor
+	bc.touch(st, false)
+	op.applied = true
+	return nil
+}
+
+// walkLog visits chat's records from seq from to last in order while keep
+// returns true, at most SweepBatch of them, and returns the first seq not
+// kept and whether the batch cap stopped the walk.
+func (s *Store) walkLog(v *view, chat ChatID, from, last uint64, keep func(uint64, *Record) bool) (uint64, bool, error) {
+	if from > last {
+		return from, false, nil
+	}
+	it, err := v.newIter(s.logKey(nil, chat, from), s.logKey(nil, chat, last+1))
+	if err != nil {
+		return from, false, err
+	}
+	defer it.Close()
+	next, n := from, 0
+	var r Record
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == s.opts.SweepBatch {
+			return next, true, nil
+		}
+		seq := lastU64(it.Key())
+		if seq != next {
+			break // a hole cannot happen above the floor; stop rather than skip
+		}
+		if _, _, err := decodeRecordHeader(it.Value(), &r); err != nil {
+			return from, false, fmt.Errorf("storage: chat %d seq %d: %w", chat, seq, err)
+		}
+		if !keep(seq, &r) {
+			break
+		}
+		next, n = seq+1, n+1
+	}
+	return next, false, it.Error()
+}

@@ -1,0 +1,64 @@
+package storage
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// view is a Pebble snapshot taken right after a durable commit. Pebble
+// makes a batch visible before its WAL sync completes; readers go through
+// the latest view instead, so they never see data that is not yet durable.
+type view struct {
+	snap *pebble.Snapshot
+	ver  uint64       // the store version the snapshot holds
+	refs atomic.Int32 // the store's reference plus one per reader
+}
+
+// setView publishes a new durable view and drops the store's reference to
+// the previous one. Only the committer (and Open) call it.
+func (s *Store) setView() {
+	v := &view{snap: s.db.NewSnapshot(), ver: s.ver}
+	v.refs.Store(1)
+	if old := s.view.Swap(v); old != nil {
+		old.release()
+	}
+}
+
+// acquire returns the current view with a reference the caller releases.
+func (s *Store) acquire() *view {
+	for {
+		v := s.view.Load()
+		if v.refs.Add(1) > 1 {
+			return v
+		}
+		// Lost a race with its last release: it is closed; undo and retry.
+		v.refs.Add(-1)
+	}
+}
+
+func (v *view) release() {
+	if v.refs.Add(-1) == 0 {
+		v.snap.Close()
+	}
+}
+
+// get returns a copy of key's value, or found false.
+func (v *view) get(key []byte) (val []byte, found bool, err error) {
+	b, closer, err := v.snap.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	val = append([]byte(nil), b...)
+	closer.Close()
+	return val, true, nil
+}
+
+// newIter opens an iterator over [lo, hi) in the view.
+func (v *view) newIter(lo, hi []byte) (*pebble.Iterator, error) {
+	return v.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+}
