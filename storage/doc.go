@@ -1,0 +1,108 @@
+// Package storage is Gonets' durable message store: chats, members, every
+// chat's append-only log, the dialog index and read markers, kept in one
+// Pebble database and partitioned into a fixed number of virtual shards.
+//
+// # Model
+//
+// A chat is a log of records numbered by seq: 1, 2, 3, ... with no gaps.
+// Content records (text, media, service) are never rewritten; edits,
+// deletes and reactions are records of their own that point at an earlier
+// seq (Target). The current state of a content message (latest edit,
+// deleted flag, reaction counts) is kept beside the log in an overlay entry
+// and merged into reads, so a reader gets both the change records (to sync
+// a client by seq) and the current state of each message.
+//
+// Acked means durable. Append hands its messages to the committer, which
+// gives each the chat's next seq, writes many callers' messages in one
+// Pebble batch and commits it with one WAL sync (group commit). Only then
+// are the callers answered. Messages that arrive while a sync is in flight
+// form the next batch, capped at Options.MaxBatchBytes; an idle store
+// commits at once. A failed commit or sync fails every caller in the batch
+// and the store refuses writes until reopened (ErrFailed): nothing is ever
+// acked after a failed sync.
+//
+// Readers never see what is not yet durable. Pebble makes a batch visible
+// before its sync completes, so the committer takes a Pebble snapshot after
+// each durable commit and readers read through the latest one (view.go);
+// per-chat heads (last seq, floor) are published the same way.
+//
+// A repeated (chat, sender, device, client message id) within
+// Options.DedupeWindow returns the original ack and writes nothing. Dedupe
+// entries are persisted, so this holds across restarts. Scoping dedupe to
+// the chat keeps every key of an append inside the chat's shard.
+//
+// # Shards and keys
+//
+// Chats and users map to one of Options.Shards virtual shards by a fixed
+// hash of their id (mix64). Every key starts with its shard, big endian, so
+// a shard is one contiguous key range: the unit that cluster mode will
+// replicate and move. All integers in keys are big-endian uint64, so key
+// order is numeric order.
+//
+//	shard(chat) 'c' chat                  chat record: kind, title, creator,
+//	                                      last seq, floor, dedupe floor,
+//	                                      version, member count, retention
+//	shard(chat) 'm' chat user             member: role, mode, joined, markers
+//	shard(chat) 'l' chat seq              log record: kind, codec, sender,
+//	                                      device, client id, time, target, body
+//	shard(chat) 's' chat seq              overlay: current state of a message
+//	shard(chat) 'r' chat seq user         one user's reaction to a message
+//	shard(chat) 'd' chat user device cmid dedupe entry: seq, time
+//	shard(user) 'u' user chat             the user's chats: role, mode
+//	shard(user) 'v' user version chat     push dialog index (empty value)
+//	shard(user) 'p' user chat             the user's pull chats (empty value)
+//	0xFFFF 'M' 'f'                        format version and shard count
+//	0xFFFF 'M' 'v'                        last committed store version
+//
+// Membership writes touch two shards: the chat's (member entry) and the
+// user's (user-chat, dialog and pull entries).
+//
+// # Dialogs
+//
+// Every batch that changes anything gets the next store version, and each
+// chat it changes records that version. Dialogs(user, since) returns the
+// user's chats whose version is above since, at a cost proportional to the
+// changed chats, not to all of the user's chats. Members are of two modes:
+//
+//   - push: on every change of the chat the member's dialog entry moves from
+//     (user, old version, chat) to (user, new version, chat); both keys are
+//     known without a read, because all of a chat's push entries sit at the
+//     chat's version. Members of direct chats and the first
+//     Options.PushMembers members of a group are push members. Several
+//     changes to one chat in one batch move its entries once.
+//   - pull: nothing is written per member on a change; Dialogs reads the
+//     chat's record when the user syncs. Every channel subscriber and every
+//     member joining a group beyond Options.PushMembers is a pull member. A
+//     post to a channel with millions of subscribers therefore writes one
+//     chat record, not millions of index entries; a user's sync costs one
+//     point read per pull chat.
+//
+// # Retention
+//
+// Each chat kind has a default Retention (max age, max count), which a
+// chat may override. The sweeper goroutine (every Options.SweepInterval)
+// moves a chat's floor up and deletes the records below it with range
+// deletions, in batches of at most Options.SweepBatch records. Only a
+// prefix of a log is ever removed and reads start at the floor, so a
+// reader never sees a hole. Dedupe entries are removed when their window
+// has passed or their record is removed, whichever comes first.
+//
+// # Compression
+//
+// Bodies are compressed by the caller's goroutine before they are queued:
+// s2 for bodies from 128 B, zstd from 16 KiB, kept only when they save at
+// least 10%. The codec is recorded per record (and per overlay), so it can
+// change without rewriting data.
+//
+// # Goroutines and locks
+//
+// Open starts two goroutines, both stopped and waited for by Close:
+// the committer (commitLoop), which owns every write and the chatState
+// fields marked committer-owned, and the sweeper (sweepLoop), which plans
+// deletions from a read view and submits them through the committer.
+// Callers block in Append and the other writes until their batch is
+// durable; the queue to the committer is bounded by Options.MaxQueuedBytes.
+//
+// Lock order: Store.mu (the chat cache) is taken alone; queue.mu is taken
+// alone. Neither is held while waiting on the other or on a sync.
+package storage

@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestRetentionByCount(t *testing.T) {
+	opts := Options{SweepBatch: 7}
+	opts.Retention[ChatGroup] = Retention{MaxCount: 10}
+	s := openTest(t, t.TempDir(), opts)
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	keep := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Retention: &Retention{}}) // override: keep all
+	for i := 1; i <= 35; i++ {
+		mustAppend(t, s, text(c.ID, 1, uint64(i), "m"), text(keep.ID, 1, uint64(i), "k"))
+	}
+	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 99, Kind: MsgReaction, Target: 3, Body: []byte("x")})
+	st, err := s.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 26 || st.Chats != 1 || st.Dedupe != 26 {
+		t.Fatalf("sweep = %+v, want 26 messages of 1 chat", st)
+	}
+	recs := readAll(t, s, c.ID, 0, 100)
+	if len(recs) != 10 || recs[0].Seq != 27 || recs[9].Seq != 36 {
+		t.Fatalf("after sweep %d records from %d", len(recs), recs[0].Seq)
+	}
+	if ch, _ := s.Chat(c.ID); ch.Floor != 27 {
+		t.Fatalf("floor %d, want 27", ch.Floor)
+	}
+	if n := len(readAll(t, s, keep.ID, 0, 100)); n != 35 {
+		t.Fatalf("overridden chat kept %d, want 35", n)
+	}
+	// A resend of a swept message is a new message: its dedupe entry went
+	// with it.
+	if a := mustAppend(t, s, text(c.ID, 1, 1, "m")); a[0].Duplicate || a[0].Seq != 37 {
+		t.Fatalf("resend of swept message = %+v", a[0])
+	}
+	// The 11th message pushes one more out; then nothing is due.
+	if st, _ := s.Sweep(context.Background()); st.Messages != 1 {
+		t.Fatalf("second sweep = %+v, want 1 message", st)
+	}
+	if st, _ := s.Sweep(context.Background()); st.Messages != 0 || st.Dedupe != 0 {
+		t.Fatalf("third sweep = %+v, want nothing", st)
+	}
+}
+
+func TestRetentionByAgeAndDedupeWindow(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := Options{Now: clk.now, DedupeWindow: time.Hour}
+	opts.Retention[ChatChannel] = Retention{MaxAge: 48 * time.Hour}
+	s := openTest(t, t.TempDir(), opts)
+	ch := mustChat(t, s, ChatSpec{Kind: ChatChannel, Creator: 1})
+	g := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	for i := 1; i <= 5; i++ {
+		mustAppend(t, s, text(ch.ID, 1, uint64(i), "old"), text(g.ID, 1, uint64(i), "old"))
+	}
+	clk.t = clk.t.Add(30 * time.Hour)
+	mustAppend(t, s, text(ch.ID, 1, 6, "new"), text(g.ID, 1, 6, "new"))
+
+	// 30h later: dedupe of 1..5 expired in both chats, nothing past 48h.
+	st, err := s.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 0 || st.Dedupe != 10 {
+		t.Fatalf("sweep at 30h = %+v, want 10 dedupe entries only", st)
+	}
+	if a := mustAppend(t, s, text(g.ID, 1, 2, "again")); a[0].Duplicate {
+		t.Fatalf("expired client id still deduped: %+v", a[0])
+	}
+	if a := mustAppend(t, s, text(g.ID, 1, 6, "new")); !a[0].Duplicate {
+		t.Fatalf("live client id not deduped: %+v", a[0])
+	}
+
+	clk.t = clk.t.Add(20 * time.Hour) // 50h: the first 5 channel posts are over 48h
+	st, err = s.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 5 {
+		t.Fatalf("sweep at 50h = %+v, want 5 messages", st)
+	}
+	recs := readAll(t, s, ch.ID, 1, 10)
+	if len(recs) != 1 || recs[0].Seq != 6 {
+		t.Fatalf("channel after sweep: %+v", recs)
+	}
+	if n := len(readAll(t, s, g.ID, 1, 10)); n != 7 {
+		t.Fatalf("group has no retention but kept %d of 7", n)
+	}
+}
+
+func TestSweeperRuns(t *testing.T) {
+	opts := Options{SweepInterval: 10 * time.Millisecond}
+	opts.Retention[ChatGroup] = Retention{MaxCount: 2}
+	s := openTest(t, t.TempDir(), opts)
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	for i := 1; i <= 5; i++ {
+		mustAppend(t, s, text(c.ID, 1, uint64(i), "m"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ch, _ := s.Chat(c.ID)
+		if ch.Floor == 4 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper did not run: floor %d", ch.Floor)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
