@@ -167,7 +167,7 @@ func TestCompressionRoundTrip(t *testing.T) {
 		[]byte("short"),
 		[]byte(stringsRepeat("compressible text ", 100)),   // s2
 		[]byte(stringsRepeat("a much longer body ", 5000)), // zstd
-		randomBytes(4096),                                  // incompressible: stored raw
+		randomBytes(4096), // incompressible: stored raw
 	}
 	for i, b := range bodies {
 		mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: uint64(i + 1), Kind: MsgText, Body: b})

@@ -168,7 +168,7 @@ func (s *Store) commitBatch(bc *batchCtx, reqs []*request) (err error) {
 		return s.failure()
 	}
 	bc.b.Set(keyVersion, binary.AppendUvarint(bc.key[:0], bc.ver), nil)
-	if err := bc.b.Commit(pebble.Sync); err != nil {
+	if err := commitSync(bc.b); err != nil {
 		s.m.commitErrors.Inc()
 		s.fail(fmt.Errorf("commit: %w", err))
 		return s.failure()
@@ -218,4 +218,17 @@ func (s *Store) finishChats(bc *batchCtx) error {
 		bc.b.Set(s.chatKey(bc.key[:0], tChat, st.id), bc.val, nil)
 	}
 	return nil
+}
+
+// commitSync commits b with a WAL sync. Pebble reports a failed WAL write
+// or sync through Logger.Fatalf, which pebbleLogger turns into a panic after
+// the commit has returned; it is recovered here into the error that fails
+// the store.
+func commitSync(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble: %v", r)
+		}
+	}()
+	return b.Commit(pebble.Sync)
 }

@@ -13,7 +13,8 @@ import (
 var bloomPolicy = bloom.FilterPolicy(10)
 
 // pebbleLogger routes Pebble's log lines into slog. Fatalf panics, as Pebble
-// requires that it not return; Open turns such a panic into an error.
+// requires that it not return; Open and commitSync turn such a panic into
+// an error.
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {

@@ -64,7 +64,10 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       32,
 		Logger:                      pebbleLogger{opts.Logger},
-		FormatMajorVersion:          pebble.FormatNewest,
+		FormatMajorVersion:          pebble.FormatMinSupported,
+		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+			opts.Logger.Error("pebble: data corruption", "path", info.Path, "err", info.Details)
+		}},
 	}
 	popts.EnsureDefaults()
 	for i := range popts.Levels {
@@ -76,6 +79,10 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	}
 	s.db = db
 	if err := s.loadMeta(shardsSet); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.RatchetFormatMajorVersion(pebble.FormatNewest); err != nil {
 		db.Close()
 		return nil, err
 	}

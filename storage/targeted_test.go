@@ -35,7 +35,7 @@ func TestEditDeleteReact(t *testing.T) {
 	want(do(1, MsgReaction, 1, "👍"), nil)
 	want(do(3, MsgReaction, 1, "👍"), nil)
 	want(do(2, MsgReaction, 1, "🔥"), nil)
-	want(do(3, MsgReaction, 1, "😂"), nil) // 3 changes its reaction
+	want(do(3, MsgReaction, 1, "😂"), nil)         // 3 changes its reaction
 	want(do(1, MsgReaction, 4, "👍"), ErrNoTarget) // 4 is the edit record
 	want(do(3, MsgDelete, 2, ""), ErrNotAllowed)  // a member may not delete others'
 	want(do(4, MsgDelete, 2, ""), nil)            // an admin may
