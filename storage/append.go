@@ -162,13 +162,22 @@ func (op *appendOp) apply(s *Store, bc *batchCtx) error {
 			s.m.dedupeHits.Inc()
 			continue
 		}
-		dk := s.dedupeKey(bc.key[:0], m.Chat, m.Sender, m.Device, m.ClientMsgID)
-		if seq, t, found, err := s.lookupDedupe(dk, bc.now); err != nil {
+		mark, err := s.mark(st, m.Sender, m.Device)
+		if err != nil {
 			return err
-		} else if found {
-			op.acks[i] = Ack{Seq: seq, Time: t, Duplicate: true}
-			s.m.dedupeHits.Inc()
-			continue
+		}
+		if m.ClientMsgID <= mark {
+			// Possibly a resend: only now look the entry up. Devices that
+			// number their messages upwards never take this path for new
+			// messages.
+			dk := s.dedupeKey(bc.key[:0], m.Chat, m.Sender, m.Device, m.ClientMsgID)
+			if seq, t, found, err := s.lookupDedupe(dk, bc.now); err != nil {
+				return err
+			} else if found {
+				op.acks[i] = Ack{Seq: seq, Time: t, Duplicate: true}
+				s.m.dedupeHits.Inc()
+				continue
+			}
 		}
 		if !m.Kind.IsContent() {
 			if err := s.applyTargeted(bc, st, m, op.body(i), op.codecs[i]); err != nil {
@@ -190,8 +199,11 @@ func (op *appendOp) apply(s *Store, bc *batchCtx) error {
 		copy(d.Value[copy(d.Value, hdr):], body)
 		d.Finish()
 
-		dk = s.dedupeKey(bc.key[:0], m.Chat, m.Sender, m.Device, m.ClientMsgID)
+		dk := s.dedupeKey(bc.key[:0], m.Chat, m.Sender, m.Device, m.ClientMsgID)
 		bc.b.Set(dk, appendDedupe(bc.val[:0], seq, t), nil)
+		if m.ClientMsgID > mark {
+			st.marks[senderDev{m.Sender, m.Device}] = m.ClientMsgID
+		}
 		bc.dedupe[id] = Ack{Seq: seq, Time: t}
 		bc.touch(st, true)
 		bc.nmsg++

@@ -195,6 +195,7 @@ func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) {
 		bc.set(s.userKey(bc.key[:0], tPull, user, uint64(st.id)), []byte{})
 	} else {
 		st.push = append(st.push, user)
+		st.added = append(st.added, user)
 	}
 	st.rec.members++
 }

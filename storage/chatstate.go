@@ -20,10 +20,13 @@ type chatState struct {
 	rec        chatRecord // includes changes staged in the current batch
 	push       []UserID   // members in push mode
 	pushLoaded bool
-	inBatch    bool     // on the current batch's dirty list
-	bumped     bool     // the dialog version moves in this batch
-	removed    []UserID // push members removed in this batch
-	prevVer    uint64   // rec.ver before this batch
+	// marks holds, per sender device, a client id at least as high as any
+	// of its dedupe entries in this chat: a higher id cannot be a resend.
+	marks   map[senderDev]uint64
+	inBatch bool     // on the current batch's dirty list
+	bumped  bool     // the dialog version moves in this batch
+	added   []UserID // push members added in this batch
+	removed []UserID // push members removed in this batch
 
 	// Published after each durable commit.
 	durSeq     atomic.Uint64
@@ -33,13 +36,23 @@ type chatState struct {
 	durMembers atomic.Uint64
 }
 
-// publish makes the committed record visible to readers.
-func (st *chatState) publish() {
-	st.durFloor.Store(st.rec.floor)
-	st.durTime.Store(st.rec.lastTime)
-	st.durMembers.Store(st.rec.members)
-	st.durSeq.Store(st.rec.lastSeq)
-	st.durVer.Store(st.rec.ver)
+// head is the part of a chat's record that readers follow.
+type head struct {
+	lastSeq, floor, ver, members uint64
+	lastTime                     int64
+}
+
+func (c *chatRecord) head() head {
+	return head{lastSeq: c.lastSeq, floor: c.floor, ver: c.ver, members: c.members, lastTime: c.lastTime}
+}
+
+// publish makes a durable head visible to readers.
+func (st *chatState) publish(h head) {
+	st.durFloor.Store(h.floor)
+	st.durTime.Store(h.lastTime)
+	st.durMembers.Store(h.members)
+	st.durSeq.Store(h.lastSeq)
+	st.durVer.Store(h.ver)
 }
 
 // state returns the cached state of chat, loading it from the database on
@@ -65,7 +78,7 @@ func (s *Store) state(chat ChatID) (*chatState, error) {
 		return nil, fmt.Errorf("storage: load chat %d: %w", chat, err)
 	}
 	st.kind, st.title = st.rec.kind, st.rec.title
-	st.publish()
+	st.publish(st.rec.head())
 	s.chats[chat] = st
 	return st, nil
 }
@@ -114,8 +127,46 @@ func (s *Store) loadPush(st *chatState) error {
 	return it.Error()
 }
 
-// evictLocked drops clean states while the cache holds more than limit.
-// The committer calls it between batches, when no state has staged changes.
+// senderDev is a sending device.
+type senderDev struct {
+	user UserID
+	dev  DeviceID
+}
+
+// maxMarks caps a chat's cached dedupe marks; past it the cache restarts.
+const maxMarks = 4096
+
+// mark returns the dedupe mark of a sender device in st, loading it with
+// one seek on the device's first message to the chat since it was cached.
+func (s *Store) mark(st *chatState, user UserID, dev DeviceID) (uint64, error) {
+	k := senderDev{user, dev}
+	if v, ok := st.marks[k]; ok {
+		return v, nil
+	}
+	if st.marks == nil || len(st.marks) >= maxMarks {
+		st.marks = make(map[senderDev]uint64)
+	}
+	var lo, hi [64]byte
+	prefix := s.chatKey(lo[:0], tDedupe, st.id, uint64(user), uint64(dev))
+	upper := s.chatKey(hi[:0], tDedupe, st.id, uint64(user), uint64(dev)+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	v := uint64(0)
+	if it.Last() {
+		v = lastU64(it.Key())
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("storage: dedupe mark: %w", err)
+	}
+	st.marks[k] = v
+	return v, nil
+}
+
+// evictLocked drops states while the cache holds more than limit. The
+// committer calls it between batches, when Pebble holds nothing for any
+// chat that readers may not see.
 func (s *Store) evictLocked(limit int) {
 	for id := range s.chats {
 		if len(s.chats) <= limit {

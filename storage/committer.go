@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -71,7 +72,6 @@ type dedupeID struct {
 func (bc *batchCtx) touch(st *chatState, bump bool) {
 	if !st.inBatch {
 		st.inBatch = true
-		st.prevVer = st.rec.ver
 		bc.dirty = append(bc.dirty, st)
 	}
 	if bump {
@@ -109,10 +109,31 @@ func (bc *batchCtx) del(key []byte) {
 	bc.b.Delete(key, nil)
 }
 
+// flight is one group commit: a batch applied to Pebble, its sync
+// pending, and the requests it answers.
+type flight struct {
+	b     *pebble.Batch    // nil when there was nothing to write
+	snap  *pebble.Snapshot // the store just after b, published once durable
+	reqs  []*request
+	heads []flightHead // what to publish once durable
+	ver   uint64
+	nmsg  int
+	size  int
+	start time.Time
+	err   error // set when the batch failed before its sync
+}
+
+// flightHead is a chat's head as of a flight.
+type flightHead struct {
+	st *chatState
+	h  head
+}
+
 // commitLoop is the committer goroutine: it takes whatever is queued (up
-// to MaxBatchBytes), applies it into one Pebble batch, commits with one
-// WAL sync, publishes, and answers every request. Requests arriving during
-// a sync form the next batch; an idle store commits at once.
+// to MaxBatchBytes), applies it into one Pebble batch, waits for the one
+// WAL sync that covers it, publishes it to readers and answers every
+// request. Requests arriving during a sync form the next batch; an idle
+// store commits at once.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	bc := &batchCtx{dedupe: make(map[dedupeID]Ack), staged: make(map[string][]byte)}
@@ -123,95 +144,143 @@ func (s *Store) commitLoop() {
 		if !ok {
 			return
 		}
-		err := s.commitBatch(bc, reqs)
-		for i, r := range reqs {
-			r.err = err
-			close(r.done)
-			reqs[i] = nil
-		}
+		f := &flight{reqs: reqs, start: time.Now()}
+		s.build(bc, f)
+		s.finish(f)
+		clear(reqs)
+		s.mu.Lock()
+		s.evictLocked(s.opts.CacheChats)
+		s.mu.Unlock()
 	}
 }
 
-// commitBatch applies reqs and commits them durably, or returns why not.
-func (s *Store) commitBatch(bc *batchCtx, reqs []*request) (err error) {
-	if err := s.failure(); err != nil {
-		return err
-	}
-	start := time.Now()
-	bc.b = s.db.NewBatch()
+// build applies f's requests into one batch and applies it to Pebble
+// without waiting for the sync. It records a failure in f.err.
+func (s *Store) build(bc *batchCtx, f *flight) {
 	defer func() {
-		bc.b.Close()
-		bc.b = nil
 		for _, st := range bc.dirty {
-			st.inBatch, st.bumped, st.removed = false, false, st.removed[:0]
+			st.inBatch, st.bumped = false, false
+			st.added, st.removed = st.added[:0], st.removed[:0]
 		}
 		bc.dirty = bc.dirty[:0]
 		bc.nmsg = 0
 		clear(bc.dedupe)
 		clear(bc.staged)
 	}()
-	bc.ver = s.ver + 1
+	if f.err = s.failure(); f.err != nil {
+		return
+	}
+	b := s.db.NewBatch()
+	bc.b = b
 	bc.now = s.opts.Now().UnixMicro()
-	size := 0
-	for _, r := range reqs {
-		size += r.size
+	bc.ver = max(s.ver+1, uint64(max(bc.now, 0)))
+	for _, r := range f.reqs {
+		f.size += r.size
 		if err := r.op.apply(s, bc); err != nil {
 			s.fail(err)
-			return s.failure()
+			f.err = s.failure()
+			b.Close()
+			return
 		}
 	}
-	if bc.b.Empty() && len(bc.dirty) == 0 {
-		return nil // nothing to write: rejections and duplicates only
+	if b.Empty() && len(bc.dirty) == 0 {
+		b.Close() // nothing to write: rejections and duplicates only
+		return
 	}
 	if err := s.finishChats(bc); err != nil {
 		s.fail(err)
-		return s.failure()
+		f.err = s.failure()
+		b.Close()
+		return
 	}
-	bc.b.Set(keyVersion, binary.AppendUvarint(bc.key[:0], bc.ver), nil)
-	if err := commitSync(bc.b); err != nil {
+	b.Set(keyVersion, binary.AppendUvarint(bc.key[:0], bc.ver), nil)
+	if err := applyNoSyncWait(s.db, b); err != nil {
 		s.m.commitErrors.Inc()
 		s.fail(fmt.Errorf("commit: %w", err))
-		return s.failure()
+		f.err = s.failure()
+		return // a batch that failed to apply is left to the GC: Pebble may hold it
 	}
-	stats := bc.b.CommitStats()
 	s.ver = bc.ver
-	s.setView()
+	// b is visible now, before its sync: this snapshot is the state
+	// readers may see once b is durable.
+	f.b, f.snap, f.ver, f.nmsg = b, s.db.NewSnapshot(), bc.ver, bc.nmsg
 	for _, st := range bc.dirty {
-		st.publish()
+		f.heads = append(f.heads, flightHead{st: st, h: st.rec.head()})
 	}
-	s.durVer.Store(bc.ver)
-	s.m.commits.Inc()
-	s.m.batchMessages.Update(float64(bc.nmsg))
-	s.m.batchBytes.Update(float64(size))
-	s.m.syncSeconds.Update(stats.CommitWaitDuration.Seconds())
-	s.m.commitSeconds.Update(time.Since(start).Seconds())
-	{
-		s.mu.Lock()
-		s.evictLocked(s.opts.CacheChats)
-		s.mu.Unlock()
-	}
-	return nil
 }
 
-// finishChats writes the record of every chat the batch changed and moves
-// the dialog entries of bumped chats' push members to the new version.
+// finish waits for f's WAL sync, publishes f to readers and answers its
+// requests. After a failed sync the store is failed: nothing is
+// acknowledged after a failed sync.
+func (s *Store) finish(f *flight) {
+	err := f.err
+	if err == nil && f.b != nil {
+		if serr := f.b.SyncWait(); serr != nil {
+			s.m.commitErrors.Inc()
+			s.fail(fmt.Errorf("sync: %w", serr))
+		}
+		if err = s.failure(); err == nil {
+			stats := f.b.CommitStats()
+			s.setView(f.snap, f.ver)
+			f.snap = nil
+			for _, fh := range f.heads {
+				fh.st.publish(fh.h)
+			}
+			s.durVer.Store(f.ver)
+			s.m.commits.Inc()
+			s.m.batchMessages.Update(float64(f.nmsg))
+			s.m.batchBytes.Update(float64(f.size))
+			s.m.syncSeconds.Update(stats.CommitWaitDuration.Seconds())
+			s.m.commitSeconds.Update(time.Since(f.start).Seconds())
+			f.b.Close()
+		}
+	}
+	if f.snap != nil {
+		f.snap.Close()
+	}
+	for _, r := range f.reqs {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// finishChats writes the record of every chat the batch changed and, for
+// bumped chats, keeps their push members' dialog entries at the epoch of
+// the chat's version: when the chat enters a new epoch every entry moves;
+// otherwise only members who joined or left in this batch are written.
 func (s *Store) finishChats(bc *batchCtx) error {
+	ep := epochOf(bc.ver)
 	for _, st := range bc.dirty {
 		if st.bumped {
 			if err := s.loadPush(st); err != nil {
 				return err
 			}
+			old := st.rec.idxEpoch
 			st.rec.ver = bc.ver
-			if st.prevVer != 0 {
-				for _, u := range st.removed {
-					bc.b.Delete(s.userKey(bc.key[:0], tDialog, u, st.prevVer, uint64(st.id)), nil)
+			if old != ep {
+				st.rec.idxEpoch = ep
+				if old != 0 {
+					for _, u := range st.removed {
+						bc.b.Delete(s.dialogKey(bc.key[:0], u, old, st.id), nil)
+					}
+					for _, u := range st.push {
+						bc.b.Delete(s.dialogKey(bc.key[:0], u, old, st.id), nil)
+					}
 				}
 				for _, u := range st.push {
-					bc.b.Delete(s.userKey(bc.key[:0], tDialog, u, st.prevVer, uint64(st.id)), nil)
+					bc.b.Set(s.dialogKey(bc.key[:0], u, ep, st.id), nil, nil)
 				}
-			}
-			for _, u := range st.push {
-				bc.b.Set(s.userKey(bc.key[:0], tDialog, u, bc.ver, uint64(st.id)), nil, nil)
+			} else {
+				for _, u := range st.removed {
+					if !slices.Contains(st.push, u) {
+						bc.b.Delete(s.dialogKey(bc.key[:0], u, old, st.id), nil)
+					}
+				}
+				for _, u := range st.added {
+					if slices.Contains(st.push, u) {
+						bc.b.Set(s.dialogKey(bc.key[:0], u, ep, st.id), nil, nil)
+					}
+				}
 			}
 		}
 		bc.val = st.rec.appendTo(bc.val[:0])
@@ -220,15 +289,15 @@ func (s *Store) finishChats(bc *batchCtx) error {
 	return nil
 }
 
-// commitSync commits b with a WAL sync. Pebble reports a failed WAL write
-// or sync through Logger.Fatalf, which pebbleLogger turns into a panic after
-// the commit has returned; it is recovered here into the error that fails
-// the store.
-func commitSync(b *pebble.Batch) (err error) {
+// applyNoSyncWait applies b to the memtable and the WAL; Batch.SyncWait
+// then waits for its sync. Pebble reports a failed WAL write through
+// Logger.Fatalf, which pebbleLogger turns into a panic; it is recovered
+// here into the error that fails the store.
+func applyNoSyncWait(db *pebble.DB, b *pebble.Batch) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("pebble: %v", r)
 		}
 	}()
-	return b.Commit(pebble.Sync)
+	return db.ApplyNoSyncWait(b, pebble.Sync)
 }

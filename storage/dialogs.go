@@ -17,24 +17,37 @@ type Dialog struct {
 	Read      uint64
 }
 
+// DialogCursor continues a Dialogs listing cut at its limit. The zero
+// value starts one.
+type DialogCursor struct {
+	epoch   uint64
+	chat    ChatID
+	version uint64 // the sync point the listing will return
+}
+
 // DialogPage is one answer of Dialogs.
 type DialogPage struct {
 	Dialogs []Dialog
+	// More reports that the listing was cut at its limit: call again with
+	// Next. Version is set on the last page only.
+	More bool
+	Next DialogCursor
 	// Version is the sync point to pass as since next time.
 	Version uint64
-	// More reports that the page was cut at limit: call again from Version.
-	More bool
 }
 
-// Dialogs returns the chats of user that changed after sync point since
-// (a Version from an earlier call, or 0 for all), at most limit of the
-// push-indexed ones per page.
+// Dialogs returns the chats of user that changed after the sync point
+// since (a Version from an earlier listing, or 0 for all of them), at most
+// limit push-indexed chats per page; pass the page's Next to continue.
 //
-// The cost is proportional to the changed chats the user receives by push
-// plus the user's pull chats (channels, and groups joined beyond
-// Options.PushMembers), which are checked on demand; it does not grow with
-// the user's unchanged push chats. See doc.go.
-func (s *Store) Dialogs(user UserID, since uint64, limit int) (DialogPage, error) {
+// Push entries sit at the ~131 ms epoch of their chat's last change, and
+// the sync points Dialogs returns end an epoch (see syncPoint), so the cost
+// is proportional to the user's chats that changed since the sync point,
+// and to the user's pull chats (channels and groups joined beyond
+// Options.PushMembers), which are checked on demand. It does not grow with
+// the user's unchanged push chats. A since that is not a returned sync
+// point also reads the chats changed in its epoch before it. See doc.go.
+func (s *Store) Dialogs(user UserID, since uint64, cur DialogCursor, limit int) (DialogPage, error) {
 	if user == 0 {
 		return DialogPage{}, ErrBadID
 	}
@@ -43,27 +56,36 @@ func (s *Store) Dialogs(user UserID, since uint64, limit int) (DialogPage, error
 	}
 	v := s.acquire()
 	defer v.release()
-	page := DialogPage{Version: v.ver}
+	if cur.version == 0 {
+		cur = DialogCursor{epoch: epochOf(since + 1), version: syncPoint(since, v.ver)}
+	} else if cur.chat == ^ChatID(0) {
+		cur = DialogCursor{epoch: cur.epoch + 1, version: cur.version}
+	} else {
+		cur.chat++
+	}
+	page := DialogPage{}
 	if since >= v.ver {
+		page.Version = cur.version
 		return page, nil
 	}
-	it, err := v.newIter(s.userKey(nil, tDialog, user, since+1), s.userKey(nil, tDialog, user, v.ver+1))
+	it, err := v.newIter(s.dialogKey(nil, user, cur.epoch, cur.chat), s.dialogKey(nil, user, epochOf(v.ver)+1, 0))
 	if err != nil {
 		return DialogPage{}, err
 	}
 	defer it.Close()
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
+		chat := ChatID(lastU64(k))
 		if len(page.Dialogs) == limit {
 			page.More = true
-			page.Version = page.Dialogs[limit-1].Version
-			return page, nil
+			return page, it.Error()
 		}
-		d, ok, err := s.dialog(v, user, ChatID(lastU64(k)))
+		d, ok, err := s.dialog(v, user, chat)
 		if err != nil {
 			return DialogPage{}, err
 		}
-		if ok {
+		page.Next = DialogCursor{epoch: lastU64(k[:len(k)-8]), chat: chat, version: cur.version}
+		if ok && d.Version > since {
 			page.Dialogs = append(page.Dialogs, d)
 		}
 	}
@@ -85,7 +107,21 @@ func (s *Store) Dialogs(user UserID, since uint64, limit int) (DialogPage, error
 			page.Dialogs = append(page.Dialogs, d)
 		}
 	}
+	page.Version, page.Next = cur.version, DialogCursor{}
 	return page, pit.Error()
+}
+
+// syncPoint is the sync point a listing at version ver returns: the last
+// version of the epoch before ver's. Every change after it sits in a later
+// epoch, so the next listing from it starts at an epoch boundary and reads
+// no chat that did not change. The price: changes in the last ≤131 ms
+// before a listing are listed again by the next one.
+func syncPoint(since, ver uint64) uint64 {
+	p := ver
+	if ep := epochOf(ver); ep > 0 {
+		p = ep<<epochBits - 1
+	}
+	return max(since, p)
 }
 
 // dialog reads chat's record and user's markers in view.

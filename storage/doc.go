@@ -49,7 +49,7 @@
 //	shard(chat) 'r' chat seq user         one user's reaction to a message
 //	shard(chat) 'd' chat user device cmid dedupe entry: seq, time
 //	shard(user) 'u' user chat             the user's chats: role, mode
-//	shard(user) 'v' user version chat     push dialog index (empty value)
+//	shard(user) 'v' user epoch chat       push dialog index (empty value)
 //	shard(user) 'p' user chat             the user's pull chats (empty value)
 //	0xFFFF 'M' 'f'                        format version and shard count
 //	0xFFFF 'M' 'v'                        last committed store version
@@ -59,23 +59,34 @@
 //
 // # Dialogs
 //
-// Every batch that changes anything gets the next store version, and each
-// chat it changes records that version. Dialogs(user, since) returns the
-// user's chats whose version is above since, at a cost proportional to the
-// changed chats, not to all of the user's chats. Members are of two modes:
+// Every batch that changes anything gets the next store version: its
+// commit time in Unix microseconds, or one more than the last version if
+// the clock is behind. Each chat records the version of its last change.
+// Dialogs(user, since) returns the user's chats whose version is above
+// since, at a cost proportional to the changed chats, not to all of the
+// user's chats. Members are of two modes:
 //
-//   - push: on every change of the chat the member's dialog entry moves from
-//     (user, old version, chat) to (user, new version, chat); both keys are
-//     known without a read, because all of a chat's push entries sit at the
-//     chat's version. Members of direct chats and the first
-//     Options.PushMembers members of a group are push members. Several
-//     changes to one chat in one batch move its entries once.
+//   - push: the member has an index entry (user, epoch, chat), where an
+//     epoch is 2^17 versions (~131 ms) and the entry sits at the epoch of the
+//     chat's last change. When a change moves a chat into a new epoch, all
+//     of its push members' entries move (two blind writes per member, no
+//     reads: they all sit at the chat's recorded epoch); further changes in
+//     the same epoch write nothing per member. A busy chat thus costs its
+//     members' entries at most once per epoch, not once per message.
+//     Members of direct chats and the first Options.PushMembers members of
+//     a group are push members.
 //   - pull: nothing is written per member on a change; Dialogs reads the
 //     chat's record when the user syncs. Every channel subscriber and every
 //     member joining a group beyond Options.PushMembers is a pull member. A
 //     post to a channel with millions of subscribers therefore writes one
 //     chat record, not millions of index entries; a user's sync costs one
 //     point read per pull chat.
+//
+// The sync point a listing returns is the end of the epoch before its
+// view's version, so the next listing starts at an epoch boundary and
+// reads only chats that changed. The price is that changes of the last
+// epoch before a listing are listed again by the next one; clients treat a
+// listed dialog as "check this chat", so a repeat is harmless.
 //
 // # Retention
 //

@@ -12,7 +12,7 @@ const (
 	tReaction = 'r' // shard(chat) r chat seq user         -> emoji
 	tDedupe   = 'd' // shard(chat) d chat user device cmid -> seq, time
 	tUserChat = 'u' // shard(user) u user chat             -> role, mode
-	tDialog   = 'v' // shard(user) v user version chat     -> (empty)
+	tDialog   = 'v' // shard(user) v user epoch chat       -> (empty)
 	tPull     = 'p' // shard(user) p user chat             -> (empty)
 )
 
@@ -73,6 +73,19 @@ func (s *Store) logKey(b []byte, chat ChatID, seq uint64) []byte {
 func (s *Store) dedupeKey(b []byte, chat ChatID, user UserID, dev DeviceID, cmid uint64) []byte {
 	b = be(appendPrefix(b, shardOf(uint64(chat), s.opts.Shards), tDedupe), uint64(chat))
 	return be(be(be(b, uint64(user)), uint64(dev)), cmid)
+}
+
+// epochBits is the log2 of a dialog index epoch in versions. Versions are
+// Unix microseconds (or one more than the last, if the clock is behind), so
+// an epoch is about 131 ms.
+const epochBits = 17
+
+// epochOf returns the dialog index epoch of a version.
+func epochOf(ver uint64) uint64 { return ver >> epochBits }
+
+// dialogKey appends the key of user's push dialog entry for chat.
+func (s *Store) dialogKey(b []byte, user UserID, epoch uint64, chat ChatID) []byte {
+	return s.userKey(b, tDialog, user, epoch, uint64(chat))
 }
 
 // lastU64 decodes the trailing uint64 of a key.

@@ -145,6 +145,7 @@ type chatRecord struct {
 	floor       uint64 // first retained seq; seqs below it were swept
 	dedupeFloor uint64 // dedupe entries of seqs below it were swept
 	ver         uint64 // store version of the last change
+	idxEpoch    uint64 // epoch where its push members' dialog entries are
 	members     uint64 // member count
 }
 
@@ -166,6 +167,7 @@ func (c *chatRecord) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, c.floor)
 	b = binary.AppendUvarint(b, c.dedupeFloor)
 	b = binary.AppendUvarint(b, c.ver)
+	b = binary.AppendUvarint(b, c.idxEpoch)
 	return binary.AppendUvarint(b, c.members)
 }
 
@@ -189,6 +191,7 @@ func (c *chatRecord) decode(v []byte) error {
 	c.floor = d.uvarint()
 	c.dedupeFloor = d.uvarint()
 	c.ver = d.uvarint()
+	c.idxEpoch = d.uvarint()
 	c.members = d.uvarint()
 	if d.bad || !c.kind.valid() {
 		return errCorrupt

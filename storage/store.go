@@ -91,7 +91,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		return nil, err
 	}
 	s.m = newStoreMetrics(opts.Metrics, s)
-	s.setView()
+	s.setView(s.db.NewSnapshot(), s.ver)
 	s.wg.Add(1)
 	go s.commitLoop()
 	if opts.SweepInterval > 0 {

@@ -135,3 +135,36 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("bad input wrote: last seq %d", c2.LastSeq)
 	}
 }
+
+// TestDedupeOutOfOrder covers client ids that do not rise: a lower id than
+// the device's highest is looked up exactly, and still new when unseen.
+func TestDedupeOutOfOrder(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	want := func(s *Store, cmid uint64, dev DeviceID, seq uint64, dup bool) {
+		t.Helper()
+		m := text(c.ID, 1, cmid, "m")
+		m.Device = dev
+		a := mustAppend(t, s, m)[0]
+		if a.Seq != seq || a.Duplicate != dup {
+			t.Fatalf("cmid %d dev %d: ack %+v, want seq %d duplicate %v", cmid, dev, a, seq, dup)
+		}
+	}
+	want(s, 10, 1, 1, false)
+	want(s, 5, 1, 2, false) // lower, unseen: new
+	want(s, 5, 1, 2, true)
+	want(s, 10, 1, 1, true)
+	want(s, 5, 2, 3, false) // another device's id space
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, Options{})
+	want(s, 10, 1, 1, true)
+	want(s, 5, 2, 3, true)
+	want(s, 7, 1, 4, false)
+	want(s, 11, 1, 5, false)
+}

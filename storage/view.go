@@ -7,9 +7,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// view is a Pebble snapshot taken right after a durable commit. Pebble
-// makes a batch visible before its WAL sync completes; readers go through
-// the latest view instead, so they never see data that is not yet durable.
+// view is a Pebble snapshot of the store just after a batch, published
+// once that batch is durable. Pebble makes a batch visible before its WAL
+// sync completes; readers go through the latest view instead, so they
+// never see data that is not yet durable.
 type view struct {
 	snap *pebble.Snapshot
 	ver  uint64       // the store version the snapshot holds
@@ -18,8 +19,8 @@ type view struct {
 
 // setView publishes a new durable view and drops the store's reference to
 // the previous one. Only the committer (and Open) call it.
-func (s *Store) setView() {
-	v := &view{snap: s.db.NewSnapshot(), ver: s.ver}
+func (s *Store) setView(snap *pebble.Snapshot, ver uint64) {
+	v := &view{snap: snap, ver: ver}
 	v.refs.Store(1)
 	if old := s.view.Swap(v); old != nil {
 		old.release()
