@@ -372,4 +372,3 @@ func reportCommits(b *testing.B, before, after map[string]float64) {
 		b.ReportMetric(d("gonets_storage_commit_seconds_sum")/n*1000, "commit-ms")
 	}
 }
-
