@@ -37,6 +37,7 @@ func BenchmarkAppendDurableConcurrency(b *testing.B) {
 func benchAppend(b *testing.B, appenders int) {
 	s := openTest(b, b.TempDir(), Options{})
 	chats := benchGroups(b, s, 1000)
+	share := max(1, len(chats)/appenders)
 	bodies := benchRandomBodies(64)
 	ctx := context.Background()
 	var next atomic.Int64
@@ -55,8 +56,9 @@ func benchAppend(b *testing.B, appenders int) {
 					return
 				}
 				// Appender g is one user's device sending to its own
-				// share of the chats, numbering its messages upwards.
-				c := chats[(g+int(cmid)*appenders)%len(chats)]
+				// share of the chats (1,000/appenders of them, at least
+				// one), numbering its messages upwards.
+				c := chats[(g+int(cmid)%share*appenders)%len(chats)]
 				msg[0] = Message{Chat: c.ID, Sender: UserID(1_000_000 + g), Device: 1, ClientMsgID: cmid, Kind: MsgText, Body: bodies[i%len(bodies)]}
 				acks, err := s.Append(ctx, msg)
 				if err == nil {
