@@ -256,11 +256,9 @@ type memberOp struct {
 }
 
 func (op *memberOp) apply(s *Store, bc *batchCtx) error {
-	st, err := s.state(op.chat)
-	if errors.Is(err, ErrUnknownChat) {
-		op.err = err
-		return nil
-	} else if err != nil {
+	st, rejected, err := s.opState(op.chat)
+	if rejected != nil || err != nil {
+		op.err = rejected
 		return err
 	}
 	mk := s.chatKey(nil, tMember, op.chat, uint64(op.user))

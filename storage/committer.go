@@ -84,16 +84,21 @@ func (s *Store) get(bc *batchCtx, key []byte) ([]byte, bool, error) {
 	if v, ok := bc.staged[string(key)]; ok {
 		return v, v != nil, nil
 	}
-	v, closer, err := s.db.Get(key)
+	return getCopy(s.db, key)
+}
+
+// getCopy returns a copy of key's value in r, or found false.
+func getCopy(r pebble.Reader, key []byte) (val []byte, found bool, err error) {
+	b, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	v = append([]byte(nil), v...)
+	val = append([]byte(nil), b...)
 	closer.Close()
-	return v, true, nil
+	return val, true, nil
 }
 
 // set stages a metadata write that later ops in the batch must see.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -30,13 +31,10 @@ type markersOp struct {
 }
 
 func (op *markersOp) apply(s *Store, bc *batchCtx) error {
-	st, err := s.state(op.chat)
-	if err != nil {
-		op.err = err
-		if isStoreErr(err) {
-			return err
-		}
-		return nil
+	st, rejected, err := s.opState(op.chat)
+	if rejected != nil || err != nil {
+		op.err = rejected
+		return err
 	}
 	mk := s.chatKey(nil, tMember, op.chat, uint64(op.user))
 	v, found, err := s.get(bc, mk)
@@ -87,13 +85,10 @@ type retentionOp struct {
 }
 
 func (op *retentionOp) apply(s *Store, bc *batchCtx) error {
-	st, err := s.state(op.chat)
-	if err != nil {
-		op.err = err
-		if isStoreErr(err) {
-			return err
-		}
-		return nil
+	st, rejected, err := s.opState(op.chat)
+	if rejected != nil || err != nil {
+		op.err = rejected
+		return err
 	}
 	st.rec.hasRetention = op.r != nil
 	st.rec.retention = Retention{}
@@ -112,6 +107,12 @@ func (s *Store) retention(rec *chatRecord) Retention {
 	return s.opts.Retention[rec.kind]
 }
 
-// isStoreErr reports whether err from state() is an I/O failure rather
-// than an unknown chat.
-func isStoreErr(err error) bool { return err != nil && err != ErrUnknownChat }
+// opState is state for an op: an unknown chat is the op's rejection
+// (rejected), any other error fails the batch (err).
+func (s *Store) opState(chat ChatID) (st *chatState, rejected, err error) {
+	st, err = s.state(chat)
+	if errors.Is(err, ErrUnknownChat) {
+		return nil, err, nil
+	}
+	return st, nil, err
+}

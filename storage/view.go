@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"errors"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -47,16 +46,7 @@ func (v *view) release() {
 
 // get returns a copy of key's value, or found false.
 func (v *view) get(key []byte) (val []byte, found bool, err error) {
-	b, closer, err := v.snap.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	val = append([]byte(nil), b...)
-	closer.Close()
-	return val, true, nil
+	return getCopy(v.snap, key)
 }
 
 // newIter opens an iterator over [lo, hi) in the view.
