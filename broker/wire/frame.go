@@ -1,0 +1,125 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultMaxFrameBytes is the frame size limit when none is given.
+const DefaultMaxFrameBytes = 1 << 20
+
+// headerBytes is the size of a frame's length prefix.
+const headerBytes = 4
+
+// Errors from the framing layer. A session that gets one closes the stream
+// after sending Error BAD_FRAME or TOO_LARGE.
+var (
+	// ErrFrameTooLarge is returned for a frame over the limit.
+	ErrFrameTooLarge = errors.New("wire: frame too large")
+	// ErrBadFrame is returned for a frame that does not decode, or decodes
+	// to a Frame without a body.
+	ErrBadFrame = errors.New("wire: bad frame")
+	// ErrTruncated is returned when a stream ends inside a frame.
+	ErrTruncated = errors.New("wire: truncated frame")
+)
+
+var marshal = proto.MarshalOptions{}
+
+// AppendFrame appends f, length-prefixed, to dst. It fails for a frame
+// without a body or one over max bytes (0 means DefaultMaxFrameBytes), and
+// then leaves dst as it was.
+func AppendFrame(dst []byte, f *Frame, max int) ([]byte, error) {
+	if max <= 0 {
+		max = DefaultMaxFrameBytes
+	}
+	if f.GetBody() == nil {
+		return dst, fmt.Errorf("%w: no body", ErrBadFrame)
+	}
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst, err := marshal.MarshalAppend(dst, f)
+	if err != nil {
+		return dst[:start], fmt.Errorf("wire: encode: %w", err)
+	}
+	n := len(dst) - start - headerBytes
+	if n > max {
+		return dst[:start], fmt.Errorf("%w: %d bytes over %d", ErrFrameTooLarge, n, max)
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(n))
+	return dst, nil
+}
+
+// Decode decodes one frame's payload (without its length prefix) into f.
+func Decode(payload []byte, f *Frame) error {
+	if err := proto.Unmarshal(payload, f); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if f.GetBody() == nil {
+		return fmt.Errorf("%w: no body", ErrBadFrame)
+	}
+	return nil
+}
+
+// Reader reads frames from a stream. It adds no buffering of its own
+// (QUIC streams buffer), so an idle Reader holds only its last frame's
+// buffer, and none after Release. It is not safe for concurrent use.
+type Reader struct {
+	r   io.Reader
+	max int
+	buf []byte
+}
+
+// NewReader returns a Reader of frames up to max bytes (0 means
+// DefaultMaxFrameBytes) from r.
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 {
+		max = DefaultMaxFrameBytes
+	}
+	return &Reader{r: r, max: max}
+}
+
+// Next returns the next frame's payload, valid until the next call. At a
+// clean end of stream it returns io.EOF; inside a frame, ErrTruncated.
+func (r *Reader) Next() ([]byte, error) {
+	var hdr [headerBytes]byte
+	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: empty", ErrBadFrame)
+	case n > uint32(r.max):
+		return nil, fmt.Errorf("%w: %d bytes over %d", ErrFrameTooLarge, n, r.max)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	return r.buf, nil
+}
+
+// Read reads and decodes the next frame into f.
+func (r *Reader) Read(f *Frame) error {
+	p, err := r.Next()
+	if err != nil {
+		return err
+	}
+	return Decode(p, f)
+}
+
+// Release drops the Reader's frame buffer, for an idle stream.
+func (r *Reader) Release() { r.buf = nil }
