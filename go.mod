@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/VictoriaMetrics/metrics v1.35.1
 	github.com/cockroachdb/pebble/v2 v2.1.7
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/klauspost/compress v1.20.3
 	go.uber.org/goleak v1.3.0
 	google.golang.org/protobuf v1.36.12

@@ -5,6 +5,7 @@
 // Subcommands today:
 //
 //	gonets version   prints the build's version, Go version and VCS commit
+//	gonets token     mints a session token with the node's own key
 //
 // Each subcommand is a func(args, stdout, stderr) int registered in
 // commands; Main dispatches to it and returns the process exit code.

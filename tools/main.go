@@ -14,6 +14,7 @@ type command struct {
 
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
+	"token":   {summary: "mint a session token with the node's key", run: runToken},
 	"version": {summary: "print version information", run: runVersion},
 }
 

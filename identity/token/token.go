@@ -1,0 +1,157 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Errors of Verify. Each maps to a stable client error code: ErrExpired to
+// TOKEN_EXPIRED, the others to UNAUTHENTICATED.
+var (
+	// ErrMalformed is returned for a token that is not a well-formed JWT
+	// with the claims Gonets needs.
+	ErrMalformed = errors.New("token: malformed")
+	// ErrForged is returned for a token whose signature does not verify
+	// against any configured key, or that names another algorithm.
+	ErrForged = errors.New("token: bad signature")
+	// ErrExpired is returned for a token past its expiry.
+	ErrExpired = errors.New("token: expired")
+)
+
+// Claims are what a session token asserts.
+type Claims struct {
+	User    uint64
+	Device  uint64
+	Expires time.Time
+}
+
+// KeyID names a public key: the first 8 bytes of its SHA-256, in hex.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
+}
+
+// jwtClaims is the token's JSON payload.
+type jwtClaims struct {
+	Device string `json:"dev"`
+	jwt.RegisteredClaims
+}
+
+// Signer mints tokens with one private key.
+type Signer struct {
+	key ed25519.PrivateKey
+	kid string
+	now func() time.Time
+}
+
+// NewSigner returns a Signer for key.
+func NewSigner(key ed25519.PrivateKey) *Signer {
+	return &Signer{key: key, kid: KeyID(key.Public().(ed25519.PublicKey)), now: time.Now}
+}
+
+// Sign returns a token asserting c.
+func (s *Signer) Sign(c Claims) (string, error) {
+	if c.User == 0 || c.Device == 0 {
+		return "", fmt.Errorf("token: user and device must be non-zero")
+	}
+	if c.Expires.IsZero() {
+		return "", fmt.Errorf("token: no expiry")
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwtClaims{
+		Device: strconv.FormatUint(c.Device, 10),
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   strconv.FormatUint(c.User, 10),
+			ExpiresAt: jwt.NewNumericDate(c.Expires),
+			IssuedAt:  jwt.NewNumericDate(s.now()),
+		},
+	})
+	t.Header["kid"] = s.kid
+	out, err := t.SignedString(s.key)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: %w", err)
+	}
+	return out, nil
+}
+
+// Options configure a Verifier.
+type Options struct {
+	// Keys are the public keys tokens may be signed with. Required.
+	Keys []ed25519.PublicKey
+	// Leeway is the clock skew allowed around the expiry. Default: 30s.
+	Leeway time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks tokens against a fixed set of public keys.
+type Verifier struct {
+	keys   map[string]ed25519.PublicKey
+	leeway time.Duration
+	now    func() time.Time
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier for opts.
+func NewVerifier(opts Options) (*Verifier, error) {
+	if len(opts.Keys) == 0 {
+		return nil, errors.New("token: no verification keys")
+	}
+	if opts.Leeway == 0 {
+		opts.Leeway = 30 * time.Second
+	}
+	if opts.Leeway < 0 {
+		return nil, fmt.Errorf("token: negative leeway %v", opts.Leeway)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &Verifier{keys: make(map[string]ed25519.PublicKey), leeway: opts.Leeway, now: opts.Now}
+	for _, k := range opts.Keys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("token: public key of %d bytes", len(k))
+		}
+		v.keys[KeyID(k)] = k
+	}
+	// Expiry is checked below against our clock, so that the leeway and the
+	// error are ours; the parser checks only the signature and algorithm.
+	v.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithoutClaimsValidation())
+	return v, nil
+}
+
+// Verify checks tok's signature and expiry and returns its claims.
+func (v *Verifier) Verify(tok string) (Claims, error) {
+	var jc jwtClaims
+	_, err := v.parser.ParseWithClaims(tok, &jc, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k, ok := v.keys[kid]
+		if !ok {
+			return nil, ErrForged
+		}
+		return k, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	default:
+		// A bad signature, an unknown key or a method other than EdDSA.
+		return Claims{}, fmt.Errorf("%w: %v", ErrForged, err)
+	}
+	user, uerr := strconv.ParseUint(jc.Subject, 10, 64)
+	dev, derr := strconv.ParseUint(jc.Device, 10, 64)
+	if uerr != nil || derr != nil || user == 0 || dev == 0 || jc.ExpiresAt == nil {
+		return Claims{}, fmt.Errorf("%w: needs sub, dev and exp", ErrMalformed)
+	}
+	c := Claims{User: user, Device: dev, Expires: jc.ExpiresAt.Time}
+	if !v.now().Before(c.Expires.Add(v.leeway)) {
+		return Claims{}, fmt.Errorf("%w at %s", ErrExpired, c.Expires.UTC().Format(time.RFC3339))
+	}
+	return c, nil
+}

@@ -1,0 +1,127 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSignVerify(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	key, other := newKey(t), newKey(t)
+	s := NewSigner(key)
+	v, err := NewVerifier(Options{Keys: []ed25519.PublicKey{other.Public().(ed25519.PublicKey), key.Public().(ed25519.PublicKey)}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign(Claims{User: 42, Device: 7, Expires: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(tok)
+	if err != nil || c.User != 42 || c.Device != 7 || !c.Expires.Equal(now.Add(time.Hour)) {
+		t.Fatalf("Verify = %+v, %v", c, err)
+	}
+
+	f := func(name, tok string, want error) {
+		t.Helper()
+		if _, err := v.Verify(tok); !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", name, err, want)
+		}
+	}
+	expired, _ := s.Sign(Claims{User: 42, Device: 7, Expires: now.Add(-time.Minute)})
+	f("expired", expired, ErrExpired)
+	skewed, _ := s.Sign(Claims{User: 42, Device: 7, Expires: now.Add(-10 * time.Second)})
+	if _, err := v.Verify(skewed); err != nil {
+		t.Fatalf("within the 30s leeway: %v", err)
+	}
+
+	stranger, _ := NewSigner(newKey(t)).Sign(Claims{User: 42, Device: 7, Expires: now.Add(time.Hour)})
+	f("unknown key", stranger, ErrForged)
+	parts := strings.Split(tok, ".")
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig[0] ^= 1
+	f("tampered signature", parts[0]+"."+parts[1]+"."+base64.RawURLEncoding.EncodeToString(sig), ErrForged)
+	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"1","dev":"7","exp":9999999999}`))
+	f("tampered claims", parts[0]+"."+claims+"."+parts[2], ErrForged)
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+	f("alg none", none+"."+parts[1]+".", ErrForged)
+	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "42", "dev": "7", "exp": now.Add(time.Hour).Unix()})
+	hs.Header["kid"] = KeyID(key.Public().(ed25519.PublicKey))
+	hsTok, _ := hs.SignedString([]byte(key.Public().(ed25519.PublicKey)))
+	f("HS256 with the public key as secret", hsTok, ErrForged)
+
+	f("garbage", "not a token", ErrMalformed)
+	f("empty", "", ErrMalformed)
+	noDev := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "42", "exp": now.Add(time.Hour).Unix()})
+	noDev.Header["kid"] = KeyID(key.Public().(ed25519.PublicKey))
+	noDevTok, _ := noDev.SignedString(key)
+	f("no device", noDevTok, ErrMalformed)
+	noExp := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "42", "dev": "7"})
+	noExp.Header["kid"] = KeyID(key.Public().(ed25519.PublicKey))
+	noExpTok, _ := noExp.SignedString(key)
+	f("no expiry", noExpTok, ErrMalformed)
+
+	if _, err := s.Sign(Claims{User: 0, Device: 1, Expires: now}); err == nil {
+		t.Fatal("signed a zero user")
+	}
+	if _, err := NewVerifier(Options{}); err == nil {
+		t.Fatal("verifier without keys")
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var wg sync.WaitGroup
+	keys := make([]ed25519.PrivateKey, 8)
+	errs := make([]error, 8)
+	for i := range keys {
+		wg.Go(func() { keys[i], errs[i] = LoadOrCreateKey(dir) })
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil || !keys[i].Equal(keys[0]) {
+			t.Fatalf("concurrent create %d: %v, same key %v", i, errs[i], keys[i].Equal(keys[0]))
+		}
+	}
+	st, err := os.Stat(filepath.Join(dir, KeyFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v", err, st.Mode())
+	}
+	again, err := LoadOrCreateKey(dir)
+	if err != nil || !again.Equal(keys[0]) {
+		t.Fatalf("reload: %v", err)
+	}
+	names, _ := os.ReadDir(dir)
+	if len(names) != 1 {
+		t.Fatalf("left temporary files: %v", names)
+	}
+	foreign := t.TempDir()
+	if err := os.WriteFile(filepath.Join(foreign, KeyFile), []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateKey(foreign); err == nil {
+		t.Fatal("a foreign key file was accepted")
+	}
+	if b, _ := os.ReadFile(filepath.Join(foreign, KeyFile)); string(b) != "hello" {
+		t.Fatal("a foreign key file was overwritten")
+	}
+}
