@@ -58,8 +58,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]Ack, error) {
 		return nil, fmt.Errorf("storage: append of %d bytes over %d: %w", size, s.opts.MaxBatchBytes, ErrTooLarge)
 	}
 	op := appendOpPool.Get().(*appendOp)
-	defer op.release()
-	op.msgs = msgs
+	op.msgs = append(op.msgs[:0], msgs...) // the committer never touches the caller's slice
 	op.acks = make([]Ack, len(msgs))
 	for i := range msgs {
 		var codec byte
@@ -67,10 +66,16 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]Ack, error) {
 		op.codecs = append(op.codecs, codec)
 		op.ends = append(op.ends, len(op.buf))
 	}
-	if err := s.submit(ctx, op, size); err != nil {
+	abandoned, err := s.submitOwned(ctx, op, size)
+	if err != nil {
+		if !abandoned {
+			op.release()
+		}
 		return nil, err
 	}
-	return op.acks, nil
+	acks := op.acks
+	op.release()
+	return acks, nil
 }
 
 // validate checks what can be checked without the store's state.
@@ -129,7 +134,8 @@ type appendOp struct {
 var appendOpPool = sync.Pool{New: func() any { return new(appendOp) }}
 
 func (op *appendOp) release() {
-	op.msgs, op.acks = nil, nil
+	clear(op.msgs) // drop the references to the caller's bodies
+	op.msgs, op.acks = op.msgs[:0], nil
 	op.buf, op.ends, op.codecs = op.buf[:0], op.ends[:0], op.codecs[:0]
 	if cap(op.buf) > 1<<20 {
 		op.buf = nil
@@ -209,7 +215,7 @@ func (op *appendOp) apply(s *Store, bc *batchCtx) error {
 		bc.nmsg++
 		op.acks[i] = Ack{Seq: seq, Time: t}
 		s.m.appends.Inc()
-		s.m.appendBytes.Add(len(m.Body))
+		s.m.appendBytes.Add(len(body))
 	}
 	return nil
 }

@@ -31,18 +31,27 @@ type request struct {
 // failed). If ctx ends first the op may still commit later; a retry with
 // the same client message id is answered from the dedupe table.
 func (s *Store) submit(ctx context.Context, o op, size int) error {
+	_, err := s.submitOwned(ctx, o, size)
+	return err
+}
+
+// submitOwned is submit that also reports whether the committer may still
+// use o: true when ctx ended after o was queued. Ops own their data (they
+// copy the caller's), so an abandoned op is safe to apply; it just must
+// not be reused.
+func (s *Store) submitOwned(ctx context.Context, o op, size int) (abandoned bool, err error) {
 	if err := s.usable(); err != nil {
-		return err
+		return false, err
 	}
 	r := &request{op: o, size: size, done: make(chan struct{})}
 	if err := s.q.put(ctx, r); err != nil {
-		return err
+		return false, err
 	}
 	select {
 	case <-r.done:
-		return r.err
+		return false, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	}
 }
 

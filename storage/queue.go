@@ -14,13 +14,14 @@ type queue struct {
 	max     int
 	closed  bool
 	ready   chan struct{} // signalled when reqs becomes non-empty
-	drained chan struct{} // signalled when the committer takes requests
+	space   chan struct{} // closed (and replaced) when take frees room
+	waiting bool          // someone waits on space
 }
 
 func (q *queue) init(max int) {
 	q.max = max
 	q.ready = make(chan struct{}, 1)
-	q.drained = make(chan struct{}, 1)
+	q.space = make(chan struct{})
 }
 
 // put queues r, waiting while the queue is full. It fails with ctx's error
@@ -42,14 +43,11 @@ func (q *queue) put(ctx context.Context, r *request) error {
 			}
 			return nil
 		}
+		space := q.space
+		q.waiting = true
 		q.mu.Unlock()
 		select {
-		case <-q.drained:
-			// Pass the wake-up on: other callers may be waiting too.
-			select {
-			case q.drained <- struct{}{}:
-			default:
-			}
+		case <-space:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -79,11 +77,11 @@ func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
 				default:
 				}
 			}
-			q.mu.Unlock()
-			select {
-			case q.drained <- struct{}{}:
-			default:
+			if q.waiting {
+				close(q.space) // wake every waiting caller
+				q.space, q.waiting = make(chan struct{}), false
 			}
+			q.mu.Unlock()
 			return dst, true
 		}
 		if q.closed {

@@ -60,11 +60,12 @@ func (s *Store) applyTargeted(bc *batchCtx, st *chatState, m *Message, enc []byt
 			ov.reactions = addReaction(ov.reactions, string(old), -1)
 		}
 		if len(enc) > 0 {
-			if !hasReaction(ov.reactions, string(m.Body)) && len(ov.reactions) >= maxReactionKinds {
+			// Reactions are under compressMin, so enc is the raw emoji.
+			if !hasReaction(ov.reactions, string(enc)) && len(ov.reactions) >= maxReactionKinds {
 				return ErrTooManyReactions
 			}
-			ov.reactions = addReaction(ov.reactions, string(m.Body), 1)
-			bc.set(rk, m.Body)
+			ov.reactions = addReaction(ov.reactions, string(enc), 1)
+			bc.set(rk, enc)
 		} else if had {
 			bc.del(rk)
 		}
