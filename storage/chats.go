@@ -318,7 +318,10 @@ func (s *Store) Members(chat ChatID, after UserID, limit int) ([]Member, error) 
 	if _, err := s.durableState(chat); err != nil {
 		return nil, err
 	}
-	v := s.acquire()
+	v, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
 	defer v.release()
 	prefix := s.chatKey(nil, tMember, chat)
 	it, err := v.newIter(prefix, keyUpper(prefix))
@@ -348,7 +351,10 @@ func (s *Store) Member(chat ChatID, user UserID) (Member, error) {
 	if _, err := s.durableState(chat); err != nil {
 		return Member{}, err
 	}
-	view := s.acquire()
+	view, err := s.acquire()
+	if err != nil {
+		return Member{}, err
+	}
 	defer view.release()
 	v, closer, err := view.snap.Get(s.chatKey(nil, tMember, chat, uint64(user)))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -379,7 +385,10 @@ func (s *Store) UserChats(user UserID, after ChatID, limit int) ([]UserChat, err
 	if limit <= 0 {
 		return nil, ErrBadRange
 	}
-	v := s.acquire()
+	v, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
 	defer v.release()
 	prefix := s.userKey(nil, tUserChat, user)
 	it, err := v.newIter(prefix, keyUpper(prefix))

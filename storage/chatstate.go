@@ -89,6 +89,9 @@ func (s *Store) durableState(chat ChatID) (*chatState, error) {
 	if chat == 0 {
 		return nil, ErrBadID
 	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
 	st, err := s.state(chat)
 	if err != nil {
 		return nil, err

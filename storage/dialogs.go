@@ -54,7 +54,10 @@ func (s *Store) Dialogs(user UserID, since uint64, cur DialogCursor, limit int) 
 	if limit <= 0 || limit > MaxReadLimit {
 		return DialogPage{}, fmt.Errorf("storage: dialog limit %d: %w", limit, ErrBadRange)
 	}
-	v := s.acquire()
+	v, err := s.acquire()
+	if err != nil {
+		return DialogPage{}, err
+	}
 	defer v.release()
 	if cur.version == 0 {
 		cur = DialogCursor{epoch: epochOf(since + 1), version: syncPoint(since, v.ver)}

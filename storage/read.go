@@ -18,11 +18,11 @@ func (s *Store) ReadRange(chat ChatID, from uint64, limit int, fn func(*Record) 
 	if limit <= 0 || limit > MaxReadLimit {
 		return Chat{}, fmt.Errorf("storage: read limit %d: %w", limit, ErrBadRange)
 	}
-	st, err := s.durableState(chat)
+	v, c, err := s.viewChat(chat)
 	if err != nil {
 		return Chat{}, err
 	}
-	c := st.snapshot()
+	defer v.release()
 	from = max(from, c.Floor, 1)
 	if from > c.LastSeq {
 		return c, nil
@@ -31,7 +31,38 @@ func (s *Store) ReadRange(chat ChatID, from uint64, limit int, fn func(*Record) 
 	if uint64(limit) <= end-from {
 		end = from + uint64(limit) - 1
 	}
-	return c, s.scan(chat, from, end, fn)
+	return c, s.scan(v, chat, from, end, fn)
+}
+
+// viewChat acquires the current view and reads chat's record from it, so
+// that the chat's floor and last seq agree with the log the view holds.
+// The caller releases the view.
+func (s *Store) viewChat(chat ChatID) (*view, Chat, error) {
+	if chat == 0 {
+		return nil, Chat{}, ErrBadID
+	}
+	v, err := s.acquire()
+	if err != nil {
+		return nil, Chat{}, err
+	}
+	cv, found, err := v.get(s.chatKey(nil, tChat, chat))
+	if err == nil && !found {
+		err = ErrUnknownChat
+	}
+	var rec chatRecord
+	if err == nil {
+		if err = rec.decode(cv); err != nil {
+			err = fmt.Errorf("storage: chat %d: %w", chat, err)
+		}
+	}
+	if err != nil {
+		v.release()
+		return nil, Chat{}, err
+	}
+	return v, Chat{
+		ID: chat, Kind: rec.kind, Title: rec.title, Creator: rec.creator, Created: rec.created,
+		LastSeq: rec.lastSeq, Floor: rec.floor, LastTime: rec.lastTime, Version: rec.ver, Members: rec.members,
+	}, nil
 }
 
 // ReadLatest calls fn for the newest n records of chat, oldest first.
@@ -39,11 +70,12 @@ func (s *Store) ReadLatest(chat ChatID, n int, fn func(*Record) error) (Chat, er
 	if n <= 0 || n > MaxReadLimit {
 		return Chat{}, fmt.Errorf("storage: read limit %d: %w", n, ErrBadRange)
 	}
-	st, err := s.durableState(chat)
+	v, c, err := s.viewChat(chat)
 	if err != nil {
 		return Chat{}, err
 	}
-	last := st.durSeq.Load()
+	v.release()
+	last := c.LastSeq
 	from := uint64(1)
 	if last > uint64(n) {
 		from = last - uint64(n) + 1
@@ -79,9 +111,7 @@ type readScratch struct {
 }
 
 // scan iterates log records [from, end] merged with their overlays.
-func (s *Store) scan(chat ChatID, from, end uint64, fn func(*Record) error) error {
-	v := s.acquire()
-	defer v.release()
+func (s *Store) scan(v *view, chat ChatID, from, end uint64, fn func(*Record) error) error {
 	var kb [4][32]byte
 	it, err := v.newIter(s.logKey(kb[0][:0], chat, from), s.logKey(kb[1][:0], chat, end+1))
 	if err != nil {

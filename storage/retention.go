@@ -77,7 +77,7 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 				}
 				swept = true
 				stats.Messages += op.newFloor - op.floor
-				stats.Dedupe += uint64(len(op.dedupe))
+				stats.Dedupe += uint64(op.expired)
 				if !op.full {
 					break
 				}
@@ -92,7 +92,10 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 
 // shardChats lists the chats of a shard from the durable view.
 func (s *Store) shardChats(shard uint16) ([]ChatID, error) {
-	v := s.acquire()
+	v, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
 	defer v.release()
 	lo := appendPrefix(nil, shard, tChat)
 	it, err := v.newIter(lo, appendPrefix(nil, shard, tChat+1))
@@ -113,7 +116,9 @@ type sweepOp struct {
 	floor, newFloor   uint64
 	dfloor, newDFloor uint64
 	dedupe            [][]byte // dedupe keys of seqs [dfloor, newDFloor)
+	dedupeSeqs        []uint64 // the seq each of those keys should point at
 	full              bool     // the plan hit SweepBatch; more may follow
+	expired           int      // dedupe entries actually removed
 	applied           bool
 }
 
@@ -122,7 +127,10 @@ type sweepOp struct {
 func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 	// Plan from the durable view, without loading the chat into the cache:
 	// the sweeper visits every chat.
-	v := s.acquire()
+	v, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
 	defer v.release()
 	cv, found, err := v.get(s.chatKey(nil, tChat, chat))
 	if err != nil || !found {
@@ -152,6 +160,7 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 			return false
 		}
 		op.dedupe = append(op.dedupe, s.dedupeKey(nil, chat, r.Sender, r.Device, r.ClientMsgID))
+		op.dedupeSeqs = append(op.dedupeSeqs, seq)
 		return true
 	})
 	if err != nil {
@@ -180,8 +189,22 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 	if st.rec.floor != op.floor || st.rec.dedupeFloor != op.dfloor || op.newFloor > st.rec.lastSeq+1 {
 		return nil // raced with another change; the next sweep replans
 	}
-	for _, k := range op.dedupe {
-		bc.b.Delete(k, nil)
+	expired := 0
+	for i, k := range op.dedupe {
+		// A client id reused after its window points at a newer record
+		// now; that entry stays.
+		v, found, err := s.get(bc, k)
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
+		if seq, _, err := decodeDedupe(v); err != nil || seq != op.dedupeSeqs[i] {
+			continue
+		}
+		bc.del(k)
+		expired++
 	}
 	if op.newFloor > op.floor {
 		del := func(table byte) {
@@ -194,7 +217,8 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 		del(tReaction)
 		s.m.retentionDeleted.Add(int(op.newFloor - op.floor))
 	}
-	s.m.dedupeExpired.Add(len(op.dedupe))
+	s.m.dedupeExpired.Add(expired)
+	op.expired = expired
 	st.rec.floor, st.rec.dedupeFloor = op.newFloor, op.newDFloor
 	bc.touch(st, false)
 	op.applied = true

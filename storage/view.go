@@ -26,12 +26,16 @@ func (s *Store) setView(snap *pebble.Snapshot, ver uint64) {
 	}
 }
 
-// acquire returns the current view with a reference the caller releases.
-func (s *Store) acquire() *view {
+// acquire returns the current view with a reference the caller releases,
+// or ErrClosed after Close.
+func (s *Store) acquire() (*view, error) {
 	for {
 		v := s.view.Load()
+		if v == nil {
+			return nil, ErrClosed
+		}
 		if v.refs.Add(1) > 1 {
-			return v
+			return v, nil
 		}
 		// Lost a race with its last release: it is closed; undo and retry.
 		v.refs.Add(-1)
