@@ -202,22 +202,12 @@ func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) {
 
 // Chat returns a chat's durable state.
 func (s *Store) Chat(id ChatID) (Chat, error) {
-	if err := s.usable(); errors.Is(err, ErrClosed) {
-		return Chat{}, err
-	}
-	st, err := s.durableState(id)
+	v, c, err := s.viewChat(id)
 	if err != nil {
 		return Chat{}, err
 	}
-	return st.snapshot(), nil
-}
-
-func (st *chatState) snapshot() Chat {
-	return Chat{
-		ID: st.id, Kind: st.kind, Title: st.title, Creator: st.rec.creator, Created: st.rec.created,
-		LastSeq: st.durSeq.Load(), Floor: st.durFloor.Load(), LastTime: st.durTime.Load(),
-		Version: st.durVer.Load(), Members: st.durMembers.Load(),
-	}
+	v.release()
+	return c, nil
 }
 
 // AddMember adds user to chat with role.
@@ -315,10 +305,7 @@ func (s *Store) Members(chat ChatID, after UserID, limit int) ([]Member, error) 
 	if limit <= 0 {
 		return nil, ErrBadRange
 	}
-	if _, err := s.durableState(chat); err != nil {
-		return nil, err
-	}
-	v, err := s.acquire()
+	v, _, err := s.viewChat(chat)
 	if err != nil {
 		return nil, err
 	}
@@ -348,10 +335,7 @@ func (s *Store) Member(chat ChatID, user UserID) (Member, error) {
 	if user == 0 {
 		return Member{}, ErrBadID
 	}
-	if _, err := s.durableState(chat); err != nil {
-		return Member{}, err
-	}
-	view, err := s.acquire()
+	view, _, err := s.viewChat(chat)
 	if err != nil {
 		return Member{}, err
 	}

@@ -3,14 +3,13 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// chatState is a cached chat. The committer owns rec, push and the batch
-// fields; readers use only the immutable fields and the published atomics,
-// which never run ahead of what is durable.
+// chatState is a cached chat. Only the committer uses it (readers read
+// the durable view); the cache exists so that the committer assigns seqs
+// and moves dialog entries without reading Pebble.
 type chatState struct {
 	id    ChatID
 	kind  ChatKind
@@ -28,37 +27,15 @@ type chatState struct {
 	added   []UserID // push members added in this batch
 	removed []UserID // push members removed in this batch
 
-	// Published after each durable commit.
-	durSeq     atomic.Uint64
-	durFloor   atomic.Uint64
-	durTime    atomic.Int64
-	durVer     atomic.Uint64 // 0 until the creating batch is durable
-	durMembers atomic.Uint64
-}
-
-// head is the part of a chat's record that readers follow.
-type head struct {
-	lastSeq, floor, ver, members uint64
-	lastTime                     int64
-}
-
-func (c *chatRecord) head() head {
-	return head{lastSeq: c.lastSeq, floor: c.floor, ver: c.ver, members: c.members, lastTime: c.lastTime}
-}
-
-// publish makes a durable head visible to readers.
-func (st *chatState) publish(h head) {
-	st.durFloor.Store(h.floor)
-	st.durTime.Store(h.lastTime)
-	st.durMembers.Store(h.members)
-	st.durSeq.Store(h.lastSeq)
-	st.durVer.Store(h.ver)
+	// durSeq is the last seq known durable: edits and markers may point
+	// only up to it.
+	durSeq uint64
 }
 
 // state returns the cached state of chat, loading it from the database on
-// a miss, or ErrUnknownChat. The load happens under s.mu: a chat missing
-// from the cache has no batch in flight, so what Pebble holds for it is
-// durable, and the committer cannot start one until the state is cached.
+// a miss, or ErrUnknownChat. Only the committer calls it, between batches
+// or while building one, so a chat missing from the cache has nothing in
+// Pebble that is not durable (eviction stops after a failed sync).
 func (s *Store) state(chat ChatID) (*chatState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,27 +55,8 @@ func (s *Store) state(chat ChatID) (*chatState, error) {
 		return nil, fmt.Errorf("storage: load chat %d: %w", chat, err)
 	}
 	st.kind, st.title = st.rec.kind, st.rec.title
-	st.publish(st.rec.head())
+	st.durSeq = st.rec.lastSeq
 	s.chats[chat] = st
-	return st, nil
-}
-
-// durableState is state for readers: it hides a chat whose creation is not
-// yet durable.
-func (s *Store) durableState(chat ChatID) (*chatState, error) {
-	if chat == 0 {
-		return nil, ErrBadID
-	}
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	st, err := s.state(chat)
-	if err != nil {
-		return nil, err
-	}
-	if st.durVer.Load() == 0 {
-		return nil, ErrUnknownChat
-	}
 	return st, nil
 }
 

@@ -137,10 +137,10 @@ type flight struct {
 	err   error // set when the batch failed before its sync
 }
 
-// flightHead is a chat's head as of a flight.
+// flightHead is a chat's last seq as of a flight.
 type flightHead struct {
-	st *chatState
-	h  head
+	st  *chatState
+	seq uint64
 }
 
 // commitLoop is the committer goroutine: it takes whatever is queued (up
@@ -162,9 +162,13 @@ func (s *Store) commitLoop() {
 		s.build(bc, f)
 		s.finish(f)
 		clear(reqs)
-		s.mu.Lock()
-		s.evictLocked(s.opts.CacheChats)
-		s.mu.Unlock()
+		// After a failure Pebble may hold a failed batch: a chat reloaded
+		// from it would show what was never durable, so keep every state.
+		if s.failure() == nil {
+			s.mu.Lock()
+			s.evictLocked(s.opts.CacheChats)
+			s.mu.Unlock()
+		}
 	}
 }
 
@@ -219,7 +223,7 @@ func (s *Store) build(bc *batchCtx, f *flight) {
 	// readers may see once b is durable.
 	f.b, f.snap, f.ver, f.nmsg = b, s.db.NewSnapshot(), bc.ver, bc.nmsg
 	for _, st := range bc.dirty {
-		f.heads = append(f.heads, flightHead{st: st, h: st.rec.head()})
+		f.heads = append(f.heads, flightHead{st: st, seq: st.rec.lastSeq})
 	}
 }
 
@@ -238,7 +242,7 @@ func (s *Store) finish(f *flight) {
 			s.setView(f.snap, f.ver)
 			f.snap = nil
 			for _, fh := range f.heads {
-				fh.st.publish(fh.h)
+				fh.st.durSeq = fh.seq
 			}
 			s.durVer.Store(f.ver)
 			s.m.commits.Inc()

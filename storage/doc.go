@@ -22,9 +22,11 @@
 // acked after a failed sync.
 //
 // Readers never see what is not yet durable. Pebble makes a batch visible
-// before its sync completes, so the committer takes a Pebble snapshot after
-// each durable commit and readers read through the latest one (view.go);
-// per-chat heads (last seq, floor) are published the same way.
+// before its sync completes, so the committer takes a Pebble snapshot right
+// after applying each batch and publishes it only once the batch's sync
+// has succeeded; every read goes through the latest published snapshot
+// (view.go), chat records included, so a read's floor, last seq and log
+// always agree.
 //
 // A repeated (chat, sender, device, client message id) within
 // Options.DedupeWindow returns the original ack and writes nothing. Dedupe

@@ -49,7 +49,7 @@ func (op *markersOp) apply(s *Store, bc *batchCtx) error {
 	if err := m.decode(v); err != nil {
 		return fmt.Errorf("storage: member %x: %w", mk, err)
 	}
-	last := st.durSeq.Load()
+	last := st.durSeq
 	read := max(m.read, min(op.read, last))
 	delivered := max(m.delivered, min(op.delivered, last), read)
 	op.out = Member{User: op.user, Role: m.role, Joined: m.joined, Delivered: delivered, Read: read}

@@ -117,8 +117,9 @@ type sweepOp struct {
 	dfloor, newDFloor uint64
 	dedupe            [][]byte // dedupe keys of seqs [dfloor, newDFloor)
 	dedupeSeqs        []uint64 // the seq each of those keys should point at
-	full              bool     // the plan hit SweepBatch; more may follow
-	expired           int      // dedupe entries actually removed
+	dedupeIDs         []dedupeID
+	full              bool // the plan hit SweepBatch; more may follow
+	expired           int  // dedupe entries actually removed
 	applied           bool
 }
 
@@ -161,6 +162,7 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 		}
 		op.dedupe = append(op.dedupe, s.dedupeKey(nil, chat, r.Sender, r.Device, r.ClientMsgID))
 		op.dedupeSeqs = append(op.dedupeSeqs, seq)
+		op.dedupeIDs = append(op.dedupeIDs, dedupeID{chat: chat, user: r.Sender, dev: r.Device, cmid: r.ClientMsgID})
 		return true
 	})
 	if err != nil {
@@ -192,7 +194,10 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 	expired := 0
 	for i, k := range op.dedupe {
 		// A client id reused after its window points at a newer record
-		// now; that entry stays.
+		// now (perhaps one appended in this very batch); that entry stays.
+		if _, ok := bc.dedupe[op.dedupeIDs[i]]; ok {
+			continue
+		}
 		v, found, err := s.get(bc, k)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2"
@@ -30,14 +31,15 @@ type Store struct {
 	ver    uint64
 	durVer atomic.Uint64
 
-	view    atomic.Pointer[view]  // the latest durable snapshot
-	failErr atomic.Pointer[error] // set once when a commit fails
-	closed  atomic.Bool
-	stop    chan struct{} // closed by Close to stop the sweeper
-	wg      sync.WaitGroup
+	view      atomic.Pointer[view]  // the latest durable snapshot
+	openViews atomic.Int64          // views whose snapshot is not yet closed
+	failErr   atomic.Pointer[error] // set once when a commit fails
+	closed    atomic.Bool
+	stop      chan struct{} // closed by Close to stop the sweeper
+	wg        sync.WaitGroup
 
-	mu    sync.Mutex // guards the following
-	chats map[ChatID]*chatState
+	mu    sync.Mutex            // guards the following
+	chats map[ChatID]*chatState // the committer's chat cache
 }
 
 // Open opens the store in dir, creating it if dir is absent or empty. A
@@ -186,9 +188,9 @@ func (s *Store) isEmpty() bool {
 	return !it.First()
 }
 
-// Close stops the committer and the sweeper, fails queued requests with
-// ErrClosed, and closes the database. Everything acknowledged before Close
-// is durable.
+// Close stops the sweeper, commits what is already queued, stops the
+// committer, waits for readers to finish, and closes the database. Calls
+// after Close return ErrClosed. Everything acknowledged is durable.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -196,7 +198,12 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.q.close()
 	s.wg.Wait()
+	// Stop new reads, then wait for readers still holding a view, so that
+	// Pebble closes with no snapshot or iterator open.
 	s.view.Swap(nil).release()
+	for s.openViews.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 	s.codec.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage: close: %w", err)

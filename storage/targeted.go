@@ -11,7 +11,7 @@ import (
 // and stages the target's new overlay. It stages nothing when it returns an
 // error. Targets must be durable (acknowledged) messages.
 func (s *Store) applyTargeted(bc *batchCtx, st *chatState, m *Message, enc []byte, codec byte) error {
-	if m.Target < st.rec.floor || m.Target > st.durSeq.Load() {
+	if m.Target < st.rec.floor || m.Target > st.durSeq {
 		return ErrNoTarget
 	}
 	var target Record

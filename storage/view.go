@@ -12,15 +12,17 @@ import (
 // never see data that is not yet durable.
 type view struct {
 	snap *pebble.Snapshot
-	ver  uint64       // the store version the snapshot holds
-	refs atomic.Int32 // the store's reference plus one per reader
+	ver  uint64        // the store version the snapshot holds
+	refs atomic.Int32  // the store's reference plus one per reader
+	open *atomic.Int64 // the store's count of unclosed views
 }
 
 // setView publishes a new durable view and drops the store's reference to
 // the previous one. Only the committer (and Open) call it.
 func (s *Store) setView(snap *pebble.Snapshot, ver uint64) {
-	v := &view{snap: snap, ver: ver}
+	v := &view{snap: snap, ver: ver, open: &s.openViews}
 	v.refs.Store(1)
+	s.openViews.Add(1)
 	if old := s.view.Swap(v); old != nil {
 		old.release()
 	}
@@ -34,17 +36,19 @@ func (s *Store) acquire() (*view, error) {
 		if v == nil {
 			return nil, ErrClosed
 		}
-		if v.refs.Add(1) > 1 {
+		// Take a reference only while one is held: once the count reaches
+		// zero the snapshot is closed and the view is dead; a newer one has
+		// been published, so retry.
+		if n := v.refs.Load(); n > 0 && v.refs.CompareAndSwap(n, n+1) {
 			return v, nil
 		}
-		// Lost a race with its last release: it is closed; undo and retry.
-		v.refs.Add(-1)
 	}
 }
 
 func (v *view) release() {
 	if v.refs.Add(-1) == 0 {
 		v.snap.Close()
+		v.open.Add(-1)
 	}
 }
 
