@@ -118,8 +118,9 @@ type sweepOp struct {
 	dedupe            [][]byte // dedupe keys of seqs [dfloor, newDFloor)
 	dedupeSeqs        []uint64 // the seq each of those keys should point at
 	dedupeIDs         []dedupeID
-	full              bool // the plan hit SweepBatch; more may follow
-	expired           int  // dedupe entries actually removed
+	ret               Retention // the retention the plan applied
+	full              bool      // the plan hit SweepBatch; more may follow
+	expired           int       // dedupe entries actually removed
 	applied           bool
 }
 
@@ -153,7 +154,7 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 	}
 	dedupeCut := now - s.opts.DedupeWindow.Microseconds()
 
-	op := &sweepOp{chat: chat, floor: rec.floor, dfloor: rec.dedupeFloor}
+	op := &sweepOp{chat: chat, floor: rec.floor, dfloor: rec.dedupeFloor, ret: ret}
 	leaves := func(seq uint64, r *Record) bool { return seq < target || r.Time < ageCut }
 	// Dedupe entries go when their window passes or their record leaves.
 	newDF, full, err := s.walkLog(v, chat, rec.dedupeFloor, rec.lastSeq, func(seq uint64, r *Record) bool {
@@ -188,7 +189,8 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 	} else if err != nil {
 		return err
 	}
-	if st.rec.floor != op.floor || st.rec.dedupeFloor != op.dfloor || op.newFloor > st.rec.lastSeq+1 {
+	if st.rec.floor != op.floor || st.rec.dedupeFloor != op.dfloor || op.newFloor > st.rec.lastSeq+1 ||
+		s.retention(&st.rec) != op.ret {
 		return nil // raced with another change; the next sweep replans
 	}
 	expired := 0
