@@ -157,7 +157,7 @@ func (op *createOp) apply(s *Store, bc *batchCtx) error {
 			}
 		}
 	}
-	st := &chatState{id: op.id, kind: sp.Kind, title: sp.Title, pushLoaded: true}
+	st := &chatState{id: op.id, kind: sp.Kind, pushLoaded: true}
 	st.rec = chatRecord{kind: sp.Kind, created: bc.now, creator: sp.Creator, title: sp.Title, floor: 1, dedupeFloor: 1}
 	if sp.Kind == ChatDirect {
 		st.rec.peer = sp.Members[0]

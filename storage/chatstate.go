@@ -11,9 +11,8 @@ import (
 // the durable view); the cache exists so that the committer assigns seqs
 // and moves dialog entries without reading Pebble.
 type chatState struct {
-	id    ChatID
-	kind  ChatKind
-	title string
+	id   ChatID
+	kind ChatKind
 
 	// Owned by the committer goroutine.
 	rec        chatRecord // includes changes staged in the current batch
@@ -54,7 +53,7 @@ func (s *Store) state(chat ChatID) (*chatState, error) {
 	if err := st.rec.decode(v); err != nil {
 		return nil, fmt.Errorf("storage: load chat %d: %w", chat, err)
 	}
-	st.kind, st.title = st.rec.kind, st.rec.title
+	st.kind = st.rec.kind
 	st.durSeq = st.rec.lastSeq
 	s.chats[chat] = st
 	return st, nil
