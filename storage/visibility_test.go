@@ -3,13 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // TestNoReadBeforeSync holds WAL syncs while writes are in flight and
@@ -17,24 +11,8 @@ import (
 // of an old one, not a new member, not a dialog change. Pebble makes the
 // batch visible before its sync; the store must not.
 func TestNoReadBeforeSync(t *testing.T) {
-	var hold atomic.Bool
-	held := make(chan struct{}, 1)
-	release := make(chan struct{})
-	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if hold.Load() && strings.HasSuffix(op.Path, ".log") &&
-			(op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) {
-			select {
-			case held <- struct{}{}:
-			default:
-			}
-			<-release
-		}
-		return nil
-	}))
-	s := openTest(t, t.TempDir(), Options{FS: fs})
-	var once sync.Once
-	open := func() { once.Do(func() { hold.Store(false); close(release) }) }
-	t.Cleanup(open) // runs before openTest's Close, even when the test fails
+	gate := newSyncGate(t)
+	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
 	ctx := context.Background()
 	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
 	mustAppend(t, s, text(c.ID, 1, 1, "original"))
@@ -43,7 +21,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hold.Store(true)
+	gate.hold.Store(true)
 	done := make(chan error, 2)
 	go func() {
 		_, err := s.Append(ctx, []Message{
@@ -52,7 +30,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		})
 		done <- err
 	}()
-	<-held // the batch is applied and its sync is blocked
+	<-gate.held // the batch is applied and its sync is blocked
 	go func() { done <- s.AddMember(ctx, c.ID, 3, RoleMember) }()
 
 	ch, err := s.Chat(c.ID)
@@ -71,7 +49,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		t.Fatalf("dialogs before sync: %+v, %v (before: %+v)", after, err, before)
 	}
 
-	open()
+	gate.open()
 	for range 2 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
