@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
 )
 
@@ -148,4 +149,36 @@ func (s *Store) dialog(v *view, user UserID, chat ChatID) (Dialog, bool, error) 
 	}
 	d.Delivered, d.Read = m.delivered, m.read
 	return d, true, nil
+}
+
+// AppendBinary appends the cursor's encoding, for a client to hand back.
+func (c DialogCursor) AppendBinary(b []byte) ([]byte, error) {
+	if c == (DialogCursor{}) {
+		return b, nil
+	}
+	b = binary.AppendUvarint(b, c.epoch)
+	b = binary.AppendUvarint(b, uint64(c.chat))
+	return binary.AppendUvarint(b, c.version), nil
+}
+
+// ParseDialogCursor decodes a cursor encoded by AppendBinary; empty input
+// is the zero cursor. A malformed one returns ErrBadRange.
+func ParseDialogCursor(b []byte) (DialogCursor, error) {
+	var c DialogCursor
+	if len(b) == 0 {
+		return c, nil
+	}
+	var f [3]uint64
+	for i := range f {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return DialogCursor{}, fmt.Errorf("storage: dialog cursor: %w", ErrBadRange)
+		}
+		f[i], b = v, b[n:]
+	}
+	if len(b) != 0 || f[2] == 0 {
+		return DialogCursor{}, fmt.Errorf("storage: dialog cursor: %w", ErrBadRange)
+	}
+	c.epoch, c.chat, c.version = f[0], ChatID(f[1]), f[2]
+	return c, nil
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"context"
 	"sync"
 	"testing"
@@ -137,5 +138,23 @@ func testDialogs(t *testing.T, now func() time.Time, wait func(), exact bool) {
 	check(changed)
 	if _, err := s.SetMarkers(ctx, chats[1].ID, 2, 1, 1); err != ErrNotMember {
 		t.Fatalf("markers of a non-member: %v", err)
+	}
+}
+
+func TestDialogCursorEncoding(t *testing.T) {
+	for _, c := range []DialogCursor{{}, {epoch: 7, chat: 42, version: 9}, {epoch: 1 << 40, chat: ^ChatID(0), version: 1}} {
+		b, err := c.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseDialogCursor(b)
+		if err != nil || got != c {
+			t.Fatalf("round trip of %+v: got %+v, %v", c, got, err)
+		}
+	}
+	for _, bad := range [][]byte{{0x80}, {1, 2}, {1, 2, 0}, {1, 2, 3, 4}} {
+		if _, err := ParseDialogCursor(bad); !errors.Is(err, ErrBadRange) {
+			t.Errorf("ParseDialogCursor(%x) = %v, want ErrBadRange", bad, err)
+		}
 	}
 }
