@@ -15,6 +15,10 @@ type OutboxOptions struct {
 	// Drops counts pushes refused because the outbox was stalled or full.
 	// Default: none.
 	Drops *metrics.Counter
+	// Wake, when set, is called (outside the outbox's lock) each time the
+	// outbox goes from empty to non-empty, instead of signalling Ready, so
+	// that a writer need not wait while there is nothing to write.
+	Wake func()
 }
 
 // Outbox is one session's bounded queue of payloads, filled by publishers
@@ -23,7 +27,8 @@ type OutboxOptions struct {
 type Outbox struct {
 	maxFrames, maxBytes int
 	drops               *metrics.Counter
-	ready               chan struct{} // signalled when the queue becomes non-empty
+	wake                func()        // called when the queue becomes non-empty, or
+	ready               chan struct{} // signalled then, when wake is nil
 
 	mu      sync.Mutex // guards the following
 	ring    []*Payload
@@ -41,7 +46,11 @@ func NewOutbox(opts OutboxOptions) *Outbox {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 4 << 20
 	}
-	return &Outbox{maxFrames: opts.MaxFrames, maxBytes: opts.MaxBytes, drops: opts.Drops, ready: make(chan struct{}, 1)}
+	o := &Outbox{maxFrames: opts.MaxFrames, maxBytes: opts.MaxBytes, drops: opts.Drops, wake: opts.Wake}
+	if o.wake == nil {
+		o.ready = make(chan struct{}, 1)
+	}
+	return o
 }
 
 // Push queues p, taking a reference to it, and reports whether it did. It
@@ -50,10 +59,14 @@ func NewOutbox(opts OutboxOptions) *Outbox {
 func (o *Outbox) Push(p *Payload) bool {
 	o.mu.Lock()
 	if o.stalled || o.closed || o.n == o.maxFrames || o.bytes+len(p.B) > o.maxBytes {
+		stalls := !o.stalled && !o.closed
 		o.stalled = o.stalled || !o.closed
 		o.mu.Unlock()
 		if o.drops != nil {
 			o.drops.Inc()
+		}
+		if stalls && o.wake != nil {
+			o.wake() // the writer tells the client to resync
 		}
 		return false
 	}
@@ -66,7 +79,9 @@ func (o *Outbox) Push(p *Payload) bool {
 	o.bytes += len(p.B)
 	wake := o.n == 1
 	o.mu.Unlock()
-	if wake {
+	if wake && o.wake != nil {
+		o.wake()
+	} else if wake {
 		select {
 		case o.ready <- struct{}{}:
 		default:
@@ -89,7 +104,8 @@ func (o *Outbox) growLocked() {
 	o.ring, o.head = ring, 0
 }
 
-// Ready is signalled when the outbox goes from empty to non-empty.
+// Ready is signalled when the outbox goes from empty to non-empty; it is
+// nil when OutboxOptions.Wake is set.
 func (o *Outbox) Ready() <-chan struct{} { return o.ready }
 
 // Take moves up to len(dst) queued payloads, oldest first, into dst and
@@ -114,11 +130,20 @@ func (o *Outbox) Take(dst []*Payload) (n int, stalled bool) {
 	return n, o.stalled
 }
 
-// Resume lets live pushes in again, after the client resynced.
-func (o *Outbox) Resume() {
+// Resume lets live pushes in again, after the client resynced, and
+// reports whether the outbox was stalled.
+func (o *Outbox) Resume() (wasStalled bool) {
 	o.mu.Lock()
-	o.stalled = false
+	wasStalled, o.stalled = o.stalled, false
 	o.mu.Unlock()
+	return wasStalled
+}
+
+// Stalled reports whether live pushes are refused until Resume.
+func (o *Outbox) Stalled() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stalled
 }
 
 // Close refuses further pushes and releases what is queued.

@@ -214,6 +214,12 @@ func (s *Store) Close() error {
 // Metrics returns the set holding the store's gonets_storage_* metrics.
 func (s *Store) Metrics() *metrics.Set { return s.opts.Metrics }
 
+// MaxBodyBytes returns the largest message body the store accepts.
+func (s *Store) MaxBodyBytes() int { return s.opts.MaxBodyBytes }
+
+// Healthy reports whether the store is open and has not failed.
+func (s *Store) Healthy() bool { return !s.closed.Load() && s.failure() == nil }
+
 // Shards returns the number of virtual shards.
 func (s *Store) Shards() int { return s.opts.Shards }
 

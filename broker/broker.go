@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+)
+
+// ProtocolVersion is the client protocol version the broker speaks.
+const ProtocolVersion = 1
+
+// Conn is one client connection, whatever carries it (a QUIC connection,
+// later WebTransport or TCP): a stream of client frames in, a stream of
+// responses out, and a stream for server pushes opened on first use.
+type Conn interface {
+	// Read reads the client's request stream.
+	io.Reader
+	// Write writes to the response stream. Only the session's reader
+	// goroutine writes responses.
+	io.Writer
+	// OpenPush opens the push stream. The session's writer calls it once,
+	// before its first push, and is then its only writer.
+	OpenPush() (io.Writer, error)
+	// Close ends the connection, telling the client code and reason, and
+	// unblocks Read and writes. It may be called more than once.
+	Close(code wire.ErrorCode, reason string) error
+}
+
+// Broker serves client sessions over a Store: it authenticates them,
+// checks and applies their requests, and fans acknowledged messages out to
+// every online device of every member.
+type Broker struct {
+	st       *storage.Store
+	verifier *token.Verifier
+	opts     Options
+	log      *slog.Logger
+	m        brokerMetrics
+	reg      *registry
+	chats    *chatCache
+	welcome  welcomeLimits
+
+	wg sync.WaitGroup // connections and accept loops
+
+	mu        sync.Mutex // guards the following
+	closing   bool
+	conns     map[Conn]struct{}
+	listeners []io.Closer
+}
+
+type welcomeLimits struct{ maxFrame, maxBody uint32 }
+
+// New returns a broker over st that admits sessions whose tokens v
+// verifies.
+func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
+	opts, err := opts.ensureDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		st:       st,
+		verifier: v,
+		opts:     opts,
+		log:      opts.Logger,
+		reg:      newRegistry(),
+		chats:    newChatCache(st, opts.CacheChats),
+		conns:    make(map[Conn]struct{}),
+		welcome:  welcomeLimits{maxFrame: uint32(opts.MaxFrameBytes), maxBody: uint32(st.MaxBodyBytes())},
+	}
+	b.m = newBrokerMetrics(opts.Metrics)
+	return b, nil
+}
+
+// Metrics returns the set holding the broker's gonets_broker_* metrics.
+func (b *Broker) Metrics() *metrics.Set { return b.opts.Metrics }
+
+// Ready reports whether the broker accepts sessions and its store serves.
+func (b *Broker) Ready() bool {
+	b.mu.Lock()
+	closing := b.closing
+	b.mu.Unlock()
+	return !closing && b.st.Healthy()
+}
+
+// Sessions returns the number of authenticated sessions.
+func (b *Broker) Sessions() int { return int(b.m.sessionsNow.Load()) }
+
+// track registers a new connection, unless the broker is shutting down.
+func (b *Broker) track(c Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *Broker) untrack(c Conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+	b.wg.Done()
+}
+
+// addListener registers l to be closed by Shutdown, unless it began.
+func (b *Broker) addListener(l io.Closer) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	b.listeners = append(b.listeners, l)
+	b.wg.Add(1)
+	return true
+}
+
+// Shutdown stops accepting connections, tells every session to go away
+// (reconnect elsewhere or later, then sync), and waits for the sessions
+// to end. When ctx is done first it closes the rest. Requests already
+// handed to the store complete either way, so nothing acknowledged is
+// lost; the caller closes the store after Shutdown returns.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return ErrShutdown
+	}
+	b.closing = true
+	listeners := b.listeners
+	b.mu.Unlock()
+	for _, l := range listeners {
+		l.Close()
+	}
+	for _, s := range b.reg.all() {
+		s.goAway()
+	}
+	idle := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	conns := make([]Conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "node shutting down") })
+	}
+	wg.Wait()
+	<-idle
+	return ctx.Err()
+}
+
+func (b *Broker) newLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(b.opts.SendRate), b.opts.SendBurst)
+}
+
+// brokerMetrics are the broker's gonets_broker_* metrics.
+type brokerMetrics struct {
+	sessionsNow   *atomic.Int64
+	handshakes    *metrics.Counter
+	authFailures  *metrics.Counter
+	requests      *metrics.Counter
+	requestErrors *metrics.Counter
+	rateLimited   *metrics.Counter
+	messages      *metrics.Counter
+	deliveries    *metrics.Counter
+	drops         *metrics.Counter
+	resyncs       *metrics.Counter
+	fanoutErrors  *metrics.Counter
+	badFrames     *metrics.Counter
+}
+
+func newBrokerMetrics(set *metrics.Set) brokerMetrics {
+	g := &atomic.Int64{}
+	set.NewGauge("gonets_broker_sessions", func() float64 { return float64(g.Load()) })
+	return brokerMetrics{
+		sessionsNow:   g,
+		handshakes:    set.NewCounter("gonets_broker_handshakes_total"),
+		authFailures:  set.NewCounter("gonets_broker_auth_failures_total"),
+		requests:      set.NewCounter("gonets_broker_requests_total"),
+		requestErrors: set.NewCounter("gonets_broker_request_errors_total"),
+		rateLimited:   set.NewCounter("gonets_broker_rate_limited_total"),
+		messages:      set.NewCounter("gonets_broker_messages_total"),
+		deliveries:    set.NewCounter("gonets_broker_deliveries_total"),
+		drops:         set.NewCounter("gonets_broker_push_drops_total"),
+		resyncs:       set.NewCounter("gonets_broker_resyncs_total"),
+		fanoutErrors:  set.NewCounter("gonets_broker_fanout_errors_total"),
+		badFrames:     set.NewCounter("gonets_broker_bad_frames_total"),
+	}
+}

@@ -1,0 +1,232 @@
+// Package brokertest runs a real node for tests: a store in a temporary
+// directory and a broker serving QUIC on 127.0.0.1, with a key to mint
+// session tokens. The SDK's, the CLI's and the broker's own end-to-end
+// tests use it.
+package brokertest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+)
+
+// Options shape a test node. The zero value is a default node.
+type Options struct {
+	// Broker and Storage are the components' options; Logger, Metrics and
+	// Now are filled in when unset.
+	Broker  broker.Options
+	Storage storage.Options
+	// Dir is the data directory. Default: t.TempDir().
+	Dir string
+	// Now is the clock of the token verifier and the broker.
+	Now func() time.Time
+}
+
+// Node is a running test node.
+type Node struct {
+	// Addr is the node's QUIC address, "127.0.0.1:port"; it stays the same
+	// across Restart.
+	Addr string
+	// Fingerprint is the SHA-256 fingerprint of the node's certificate,
+	// for pinning.
+	Fingerprint string
+	// Dir is the data directory.
+	Dir string
+
+	opts   Options
+	key    ed25519.PrivateKey
+	cert   tls.Certificate
+	pool   *x509.CertPool
+	mu     sync.Mutex // guards the following
+	store  *storage.Store
+	broker *broker.Broker
+	served chan error
+}
+
+// Start starts a node and stops it when the test ends.
+func Start(t testing.TB, opts Options) *Node {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cert, _, err := nodecert.LoadOrCreate(opts.Dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := token.LoadOrCreateKey(opts.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	n := &Node{Dir: opts.Dir, Fingerprint: nodecert.Fingerprint(cert.Certificate[0]), opts: opts, key: key, cert: cert, pool: pool}
+	n.start(t, "127.0.0.1:0")
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// start opens the store and serves on addr.
+func (n *Node) start(t testing.TB, addr string) {
+	t.Helper()
+	so := n.opts.Storage
+	if so.Logger == nil {
+		so.Logger = quietLogger()
+	}
+	st, err := storage.Open(n.Dir, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.Options{Keys: []ed25519.PublicKey{n.key.Public().(ed25519.PublicKey)}, Now: n.opts.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bo := n.opts.Broker
+	if bo.Logger == nil {
+		bo.Logger = quietLogger()
+	}
+	if bo.Now == nil {
+		bo.Now = n.opts.Now
+	}
+	b, err := broker.New(st, v, bo)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ln, err := listen(addr, n.cert)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- b.ServeQUIC(ln) }()
+	n.mu.Lock()
+	n.Addr, n.store, n.broker, n.served = ln.Addr().String(), st, b, served
+	n.mu.Unlock()
+}
+
+// listen binds addr, retrying briefly: after a restart the old socket may
+// take a moment to go.
+func listen(addr string, cert tls.Certificate) (*quic.Listener, error) {
+	for i := 0; ; i++ {
+		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err == nil || i == 50 {
+			return l, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Broker returns the running broker.
+func (n *Node) Broker() *broker.Broker {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.broker
+}
+
+// Store returns the running node's store.
+func (n *Node) Store() *storage.Store {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.store
+}
+
+// Token mints a session token for user and device, valid for an hour.
+func (n *Node) Token(t testing.TB, user, device uint64) string {
+	return n.TokenExpiring(t, user, device, n.opts.Now().Add(time.Hour))
+}
+
+// TokenExpiring mints a token that expires at exp.
+func (n *Node) TokenExpiring(t testing.TB, user, device uint64, exp time.Time) string {
+	t.Helper()
+	tok, err := token.NewSigner(n.key).Sign(token.Claims{User: user, Device: device, Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// ForgedToken mints a token signed by a key the node does not know.
+func (n *Node) ForgedToken(t testing.TB, user, device uint64) string {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := token.NewSigner(key).Sign(token.Claims{User: user, Device: device, Expires: n.opts.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// ClientTLS returns a client TLS config that trusts the node's
+// certificate (ALPN gonets/1).
+func (n *Node) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: n.pool, ServerName: "localhost", NextProtos: []string{broker.ALPN}, MinVersion: tls.VersionTLS13}
+}
+
+// Restart shuts the node down gracefully and starts it again on the same
+// address and data directory.
+func (n *Node) Restart(t testing.TB) {
+	t.Helper()
+	addr := n.Addr
+	n.Stop()
+	n.start(t, addr)
+}
+
+// Stop shuts the node down: sessions are told to go away and closed after
+// a second, then the store closes. Stopping a stopped node does nothing.
+func (n *Node) Stop() {
+	n.mu.Lock()
+	st, b, served := n.store, n.broker, n.served
+	n.store, n.broker, n.served = nil, nil, nil
+	n.mu.Unlock()
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	b.Shutdown(ctx)
+	cancel()
+	<-served
+	st.Close()
+}
+
+// Kill stops the node without waiting for sessions to leave: every
+// connection is closed at once.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	st, b, served := n.store, n.broker, n.served
+	n.store, n.broker, n.served = nil, nil, nil
+	n.mu.Unlock()
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.Shutdown(ctx)
+	<-served
+	st.Close()
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,62 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+)
+
+// Errors of the broker's own, each with its stable client code (see
+// codeOf).
+var (
+	// ErrShutdown is returned by Serve after Shutdown began.
+	ErrShutdown = errors.New("broker: shutting down")
+	// ErrNotMember is returned for a request in a chat the user is not in.
+	ErrNotMember = errors.New("broker: not a member")
+	// ErrForbidden is returned when the user's role does not allow a request.
+	ErrForbidden = errors.New("broker: forbidden")
+	// ErrRateLimited is returned when a user sends faster than its bucket.
+	ErrRateLimited = errors.New("broker: rate limited")
+	// ErrTooManyChats is returned when a user would join too many chats.
+	ErrTooManyChats = errors.New("broker: too many chats")
+	// ErrBadRequest is returned for a request with an invalid field.
+	ErrBadRequest = errors.New("broker: bad request")
+)
+
+// codeOf maps an error onto the stable code a client sees.
+func codeOf(err error) wire.ErrorCode {
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, storage.ErrTooLarge):
+		return wire.ErrorCode_ERROR_CODE_TOO_LARGE
+	case errors.Is(err, wire.ErrBadFrame), errors.Is(err, wire.ErrTruncated):
+		return wire.ErrorCode_ERROR_CODE_BAD_FRAME
+	case errors.Is(err, token.ErrExpired):
+		return wire.ErrorCode_ERROR_CODE_TOKEN_EXPIRED
+	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrForged):
+		return wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED
+	case errors.Is(err, ErrBadRequest), errors.Is(err, storage.ErrBadID), errors.Is(err, storage.ErrBadKind),
+		errors.Is(err, storage.ErrEmptyBody), errors.Is(err, storage.ErrBadRange), errors.Is(err, storage.ErrAlreadyMember):
+		return wire.ErrorCode_ERROR_CODE_BAD_REQUEST
+	case errors.Is(err, storage.ErrUnknownChat):
+		return wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT
+	case errors.Is(err, ErrNotMember), errors.Is(err, storage.ErrNotMember):
+		return wire.ErrorCode_ERROR_CODE_NOT_MEMBER
+	case errors.Is(err, ErrForbidden), errors.Is(err, storage.ErrNotAllowed):
+		return wire.ErrorCode_ERROR_CODE_FORBIDDEN
+	case errors.Is(err, storage.ErrNoTarget), errors.Is(err, storage.ErrTooManyReactions):
+		return wire.ErrorCode_ERROR_CODE_NO_TARGET
+	case errors.Is(err, ErrRateLimited):
+		return wire.ErrorCode_ERROR_CODE_RATE_LIMITED
+	case errors.Is(err, storage.ErrTooManyMembers):
+		return wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS
+	case errors.Is(err, ErrTooManyChats):
+		return wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS
+	case errors.Is(err, ErrShutdown), errors.Is(err, storage.ErrClosed), errors.Is(err, storage.ErrFailed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return wire.ErrorCode_ERROR_CODE_UNAVAILABLE
+	}
+	return wire.ErrorCode_ERROR_CODE_INTERNAL
+}

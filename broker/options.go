@@ -1,0 +1,110 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// Options configure a Broker. The zero value of every field means its
+// default.
+type Options struct {
+	// Name names the node in Welcome. Default: the host name.
+	Name string
+	// MaxFrameBytes caps one frame in either direction. Default: 1 MiB.
+	MaxFrameBytes int
+	// SendRate is each user's sustained rate of sends, edits, deletes,
+	// reactions and typing signals across all their devices, per second
+	// (a token bucket). Default: 50.
+	SendRate float64
+	// SendBurst is the bucket's size. Default: 2 × SendRate.
+	SendBurst int
+	// MaxChatsPerUser caps the chats a user may be in; creating or joining
+	// one more fails with TOO_MANY_CHATS. Default: 5,000.
+	MaxChatsPerUser int
+	// MaxSessionsPerUser caps a user's concurrent sessions (devices);
+	// the oldest is closed when a new one exceeds it. Default: 16.
+	MaxSessionsPerUser int
+	// Outbox bounds each session's queue of pushes.
+	Outbox OutboxOptions
+	// CacheChats caps the chats whose member lists are cached for fan-out.
+	// Default: 65,536.
+	CacheChats int
+	// HelloTimeout is how long a new connection may take to authenticate.
+	// Default: 10 s.
+	HelloTimeout time.Duration
+	// RequestTimeout bounds one request's store work. Default: 10 s.
+	RequestTimeout time.Duration
+	// Logger receives lifecycle and error logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics is the set the broker registers its metrics in. Default: a
+	// new set, returned by Broker.Metrics.
+	Metrics *metrics.Set
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// ensureDefaults fills defaults on a copy and validates.
+func (o Options) ensureDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name, _ = os.Hostname()
+		if o.Name == "" {
+			o.Name = "gonets"
+		}
+	}
+	if o.MaxFrameBytes == 0 {
+		o.MaxFrameBytes = wire.DefaultMaxFrameBytes
+	}
+	if o.SendRate == 0 {
+		o.SendRate = 50
+	}
+	if o.SendBurst == 0 {
+		o.SendBurst = max(1, int(2*o.SendRate))
+	}
+	if o.MaxChatsPerUser == 0 {
+		o.MaxChatsPerUser = 5000
+	}
+	if o.MaxSessionsPerUser == 0 {
+		o.MaxSessionsPerUser = 16
+	}
+	if o.CacheChats == 0 {
+		o.CacheChats = 1 << 16
+	}
+	if o.HelloTimeout == 0 {
+		o.HelloTimeout = 10 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("broker: "+format, args...))
+		}
+	}
+	check(o.MaxFrameBytes >= 1<<10 && o.MaxFrameBytes <= 64<<20, "MaxFrameBytes %d outside [1 KiB, 64 MiB]", o.MaxFrameBytes)
+	check(o.SendRate > 0, "SendRate %v must be positive", o.SendRate)
+	check(o.SendBurst > 0, "SendBurst %d must be positive", o.SendBurst)
+	check(o.MaxChatsPerUser > 0, "MaxChatsPerUser %d must be positive", o.MaxChatsPerUser)
+	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
+	check(o.CacheChats > 0, "CacheChats %d must be positive", o.CacheChats)
+	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
+	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
+	check(o.HelloTimeout > 0 && o.RequestTimeout > 0, "timeouts must be positive")
+	return o, errors.Join(errs...)
+}
