@@ -1,0 +1,479 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// maxOwn caps the own sends queued for delivery; past it they are left to
+// the gap fill from history.
+const maxOwn = 256
+
+// Client is a session with a Gonets node that survives connection loss.
+// Its methods are safe for concurrent use; each blocks until its response
+// (or ctx ends).
+//
+// Requests made while the client is reconnecting wait for the connection.
+// A request in flight when the connection breaks is repeated on the next
+// connection if repeating it is safe: sends, edits, deletes and reactions
+// (the node deduplicates them by client message id and returns the
+// original Ack, Duplicate set), reads (History, Latest, Sync, Ping) and
+// receipts (markers only move forward). CreateChat, AddMembers,
+// RemoveMember, Leave and Typing are not repeated: they fail with
+// ErrConnLost and may or may not have taken effect.
+type Client struct {
+	opts     Options
+	addr     string
+	tls      *tls.Config
+	quic     *quic.Config
+	log      *slog.Logger
+	msgIDs   idGen
+	frameIDs atomic.Uint64
+	backoff  backoff
+	pos      *position
+	dl       *delivery
+	stats    counters
+	events   chan Event     // nil with OnEvent or SendOnly
+	kick     chan struct{}  // own sends queued; capacity 1
+	cancel   context.CancelFunc
+	stopped  chan struct{} // closed when the client stops for good
+	wg       sync.WaitGroup
+	user     uint64
+	device   uint64
+
+	mu      sync.Mutex // guards the following
+	token   string
+	sess    *session      // the current session; nil while reconnecting
+	changed chan struct{} // closed and replaced whenever sess changes
+	welcome *wire.Welcome // the latest
+	err     error         // why the client stopped, once stopped is closed
+	own     []Message     // acked own sends awaiting delivery
+
+	// disconnected is an EventDisconnected the app was not reading when
+	// it happened; it goes out before the next event. Only the run
+	// goroutine touches it.
+	disconnected *Event
+}
+
+// Dial connects to the node at addr ("host:port") with a session token and
+// returns a Client once the node accepted it. A node that rejects the token
+// or the protocol version returns an *Error (UNAUTHENTICATED,
+// TOKEN_EXPIRED, UNSUPPORTED_VERSION); Dial does not retry. Delivery
+// starts in the background: read Events (or set Options.OnEvent).
+func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error) {
+	o, err := opts.ensureDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		opts:    o,
+		addr:    addr,
+		tls:     tlsConf,
+		quic:    o.quicConfig(),
+		log:     o.Logger,
+		msgIDs:  idGen{now: time.Now},
+		backoff: backoff{min: o.ReconnectMin, max: o.ReconnectMax, rand: rand.Int64N},
+		pos:     newPosition(o.State),
+		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		token:   token,
+		changed: make(chan struct{}),
+	}
+	if o.FromNow {
+		c.pos = newPosition(SyncState{}.clone())
+	}
+	c.dl = &delivery{pos: c.pos, page: o.HistoryPage, log: c.log, emit: c.emit, stats: &c.stats}
+	if o.OnEvent == nil && !o.SendOnly {
+		c.events = make(chan Event, o.EventBuffer)
+	}
+	s, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.user, c.device = s.welcome.GetUser(), s.welcome.GetDevice()
+	if o.FromNow && !o.SendOnly {
+		if err := c.dl.markAll(ctx, s); err != nil {
+			s.close(ErrClosed)
+			return nil, err
+		}
+	}
+	c.setSession(s)
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go c.run(runCtx, s)
+	return c, nil
+}
+
+// Close ends the session and waits for the client's goroutines. Requests
+// still waiting fail with ErrClosed, and Events closes. It must not be
+// called from Options.OnEvent.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// Events returns the channel of events, in order; it closes when the
+// client stops (Close, or a lost connection that is not retried). It is
+// nil when Options.OnEvent or Options.SendOnly is set.
+//
+// Messages are every record of every chat the user is in, this client's
+// own sends included (Message.Device is Device()), each chat's in seq
+// order and each once: a push that skips seqs waits while the client
+// fetches the gap from history, and one the app holds is dropped. After a
+// reconnection or a Resync push the client catches up from history first.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Err returns why the client stopped (ErrClosed after Close), or nil while
+// it runs.
+func (c *Client) Err() error {
+	select {
+	case <-c.stopped:
+	default:
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// User returns the user the token names.
+func (c *Client) User() uint64 { return c.user }
+
+// Device returns the device the token names.
+func (c *Client) Device() uint64 { return c.device }
+
+// Limits are what the node accepts, from its Welcome.
+type Limits struct {
+	// MaxFrameBytes caps one encoded request.
+	MaxFrameBytes int
+	// MaxBodyBytes caps a message body.
+	MaxBodyBytes int
+}
+
+// Limits returns the node's limits as of the latest connection.
+func (c *Client) Limits() Limits {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Limits{MaxFrameBytes: maxSendBytes(c.welcome), MaxBodyBytes: int(c.welcome.GetMaxBodyBytes())}
+}
+
+// SyncState returns the client's position for an app to persist and pass
+// back in Options.State after a restart. Messages count as held once they
+// are on the Events channel; an app that must not lose any buffered there
+// on a crash persists what it processed itself, or uses an unbuffered
+// channel or OnEvent.
+func (c *Client) SyncState() SyncState { return c.pos.snapshot() }
+
+// Stats are counts since Dial.
+type Stats struct {
+	// Reconnects counts connections after the first.
+	Reconnects uint64
+	// Resyncs counts Resync pushes handled.
+	Resyncs uint64
+	// Delivered counts messages delivered.
+	Delivered uint64
+	// Duplicates counts pushed messages dropped as already delivered.
+	Duplicates uint64
+	// Gaps counts pushes that skipped seqs, filled from history.
+	Gaps uint64
+	// Expired counts messages skipped because they fell below their chat's
+	// retention floor before the client caught up.
+	Expired uint64
+}
+
+// Stats returns the client's counts.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Reconnects: c.stats.reconnects.Load(),
+		Resyncs:    c.stats.resyncs.Load(),
+		Delivered:  c.stats.delivered.Load(),
+		Duplicates: c.stats.duplicates.Load(),
+		Gaps:       c.stats.gaps.Load(),
+		Expired:    c.stats.expired.Load(),
+	}
+}
+
+// connect makes one connection attempt, bounded by DialTimeout.
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+	c.mu.Lock()
+	tok := c.token
+	c.mu.Unlock()
+	return openSession(ctx, c.addr, hello{ids: &c.frameIDs, name: c.opts.Name, token: tok, tls: c.tls, quic: c.quic, maxRcv: c.opts.MaxReceiveBytes})
+}
+
+// setSession makes s (nil: none) the session requests use.
+func (c *Client) setSession(s *session) {
+	c.mu.Lock()
+	c.sess = s
+	if s != nil {
+		c.welcome = s.welcome
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// session returns a live session, waiting for one while the client
+// reconnects.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	for {
+		select {
+		case <-c.stopped:
+			return nil, c.Err()
+		default:
+		}
+		c.mu.Lock()
+		s, changed := c.sess, c.changed
+		c.mu.Unlock()
+		if s != nil && s.alive() {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-c.stopped:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// run is the client's delivery goroutine: for each connection it catches
+// up, then handles pushes until the connection ends, and reconnects. It
+// owns every session after the first and closes each.
+func (c *Client) run(ctx context.Context, s *session) {
+	defer c.wg.Done()
+	var err error
+	for {
+		err = c.serve(ctx, s)
+		s.close(err)
+		c.setSession(nil)
+		if ctx.Err() != nil {
+			err = ErrClosed
+			break
+		}
+		c.log.Info("client: connection lost", "addr", c.addr, "err", err)
+		if c.opts.NoReconnect || fatal(err) {
+			break
+		}
+		c.noteDisconnected(err)
+		var wait time.Duration
+		var ga *goingAway
+		if errors.As(err, &ga) {
+			wait = ga.after
+		} else {
+			wait = c.backoff.delay(0)
+		}
+		if s, err = c.reconnect(ctx, wait); err != nil {
+			break
+		}
+		c.stats.reconnects.Add(1)
+		c.setSession(s)
+	}
+	c.stop(ctx, err)
+}
+
+// stop records why the client stopped, fails waiting requests, tells the
+// app and closes Events.
+func (c *Client) stop(ctx context.Context, err error) {
+	c.mu.Lock()
+	c.err = err
+	c.mu.Unlock()
+	close(c.stopped)
+	if !errors.Is(err, ErrClosed) {
+		c.log.Warn("client: stopped", "addr", c.addr, "err", err)
+		c.emit(ctx, Event{Kind: EventDisconnected, Err: err})
+	}
+	if c.events != nil {
+		close(c.events)
+	}
+}
+
+// goingAway is a session ended by the node's GoingAway push.
+type goingAway struct{ after time.Duration }
+
+func (g *goingAway) Error() string { return "client: node going away" }
+
+// reconnect connects again, first after wait and then with backoff, until
+// it succeeds, the node rejects the token, or the client closes.
+func (c *Client) reconnect(ctx context.Context, wait time.Duration) (*session, error) {
+	for n := 1; ; n++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ErrClosed
+		case <-t.C:
+		}
+		s, err := c.connect(ctx)
+		switch {
+		case err == nil:
+			c.log.Info("client: reconnected", "addr", c.addr, "attempt", n)
+			return s, nil
+		case ctx.Err() != nil:
+			return nil, ErrClosed
+		case fatal(err):
+			return nil, err
+		}
+		c.log.Info("client: reconnect failed", "addr", c.addr, "attempt", n, "err", err)
+		wait = c.backoff.delay(n)
+		var e *Error
+		if errors.As(err, &e) {
+			wait = max(wait, e.RetryAfter)
+		}
+	}
+}
+
+// serve runs one session: it catches up, then handles pushes and own
+// sends until the session ends, and returns why it ended.
+func (c *Client) serve(ctx context.Context, s *session) error {
+	if !c.opts.SendOnly {
+		if err := c.dl.resync(ctx, s); err != nil {
+			return err
+		}
+		if err := c.emit(ctx, Event{Kind: EventConnected}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ErrClosed
+		case <-s.dead:
+			return s.cause()
+		case <-c.kick:
+			if err := c.deliverOwn(ctx, s); err != nil {
+				return err
+			}
+		case f := <-s.pushes:
+			if err := c.push(ctx, s, f); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// push handles one push.
+func (c *Client) push(ctx context.Context, s *session, f *wire.Frame) error {
+	switch b := f.GetBody().(type) {
+	case *wire.Frame_GoingAway:
+		return &goingAway{after: time.Duration(b.GoingAway.GetRetryAfterMs()) * time.Millisecond}
+	case *wire.Frame_Error:
+		return errorFromWire(b.Error)
+	}
+	if c.opts.SendOnly {
+		return nil
+	}
+	switch b := f.GetBody().(type) {
+	case *wire.Frame_Deliver:
+		return c.dl.message(ctx, s, messageFromWire(b.Deliver.GetMessage()))
+	case *wire.Frame_Receipt:
+		r := b.Receipt
+		return c.emit(ctx, Event{Kind: EventReceipt, Receipt: Receipt{Chat: r.GetChat(), User: r.GetUser(), Delivered: r.GetDelivered(), Read: r.GetRead()}})
+	case *wire.Frame_Typing:
+		return c.emit(ctx, Event{Kind: EventTyping, Typing: Typing{Chat: b.Typing.GetChat(), User: b.Typing.GetUser()}})
+	case *wire.Frame_Resync:
+		c.stats.resyncs.Add(1)
+		if err := c.dl.resync(ctx, s); err != nil {
+			return err
+		}
+		return c.emit(ctx, Event{Kind: EventResynced})
+	}
+	c.log.Debug("client: ignoring push", "type", f.GetBody())
+	return nil
+}
+
+// noteOwn queues an acked own send for delivery: the node pushes a message
+// to every session but the sender's.
+func (c *Client) noteOwn(m Message) {
+	if c.opts.SendOnly {
+		return
+	}
+	c.mu.Lock()
+	if len(c.own) < maxOwn {
+		c.own = append(c.own, m)
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// deliverOwn delivers the queued own sends.
+func (c *Client) deliverOwn(ctx context.Context, s *session) error {
+	c.mu.Lock()
+	own := c.own
+	c.own = nil
+	c.mu.Unlock()
+	for _, m := range own {
+		if err := c.dl.message(ctx, s, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emit hands ev to the app, after a disconnection it could not be told of
+// when it happened. It fails only when the client closes.
+func (c *Client) emit(ctx context.Context, ev Event) error {
+	if d := c.disconnected; d != nil {
+		c.disconnected = nil
+		if err := c.emit(ctx, *d); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ErrClosed
+	}
+	if c.opts.OnEvent != nil {
+		c.opts.OnEvent(ev)
+		return nil
+	}
+	if c.events == nil {
+		return nil
+	}
+	select {
+	case c.events <- ev:
+		return nil
+	case <-ctx.Done():
+		return ErrClosed
+	}
+}
+
+// noteDisconnected tells the app the connection was lost without waiting
+// for it to read: reconnecting must not depend on the app. If Events is
+// full, the event waits for the next one.
+func (c *Client) noteDisconnected(err error) {
+	ev := Event{Kind: EventDisconnected, Err: err}
+	switch {
+	case c.opts.SendOnly:
+	case c.opts.OnEvent != nil:
+		c.opts.OnEvent(ev)
+	case c.disconnected != nil:
+		c.disconnected = &ev // the app has not seen the last one yet
+	default:
+		select {
+		case c.events <- ev:
+		default:
+			c.disconnected = &ev
+		}
+	}
+}

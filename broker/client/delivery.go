@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+)
+
+// fetcher reads a node's log for the delivery: a session, or a fake in
+// tests.
+type fetcher interface {
+	history(ctx context.Context, chat, from uint64, limit int) (HistoryPage, error)
+	sync(ctx context.Context, since uint64, cursor []byte) (SyncPage, error)
+}
+
+// delivery turns pushes, own acks and syncs into each chat's messages in
+// seq order, each once. Only the client's delivery goroutine calls it; pos
+// is its record of what the app holds.
+type delivery struct {
+	pos   *position
+	page  int
+	log   *slog.Logger
+	emit  func(ctx context.Context, ev Event) error
+	stats *counters
+}
+
+// counters are the client's statistics (see Stats).
+type counters struct {
+	reconnects, resyncs, delivered, duplicates, gaps, expired atomic.Uint64
+}
+
+// message delivers m unless the app holds it already. A message past a
+// gap waits for the gap, fetched from history, to be delivered first.
+func (d *delivery) message(ctx context.Context, f fetcher, m Message) error {
+	if m.Chat == 0 || m.Seq == 0 {
+		return nil
+	}
+	held := d.pos.get(m.Chat)
+	if m.Seq <= held {
+		d.stats.duplicates.Add(1)
+		return nil
+	}
+	if m.Seq > held+1 {
+		d.stats.gaps.Add(1)
+		if err := d.catchUp(ctx, f, m.Chat, m.Seq-1); err != nil {
+			return err
+		}
+		if m.Seq <= d.pos.get(m.Chat) {
+			return nil // history brought it too
+		}
+	}
+	return d.deliver(ctx, m)
+}
+
+// deliver hands m to the app and records it as held.
+func (d *delivery) deliver(ctx context.Context, m Message) error {
+	if err := d.emit(ctx, Event{Kind: EventMessage, Message: m}); err != nil {
+		return err
+	}
+	d.pos.hold(m.Chat, m.Seq)
+	d.stats.delivered.Add(1)
+	return nil
+}
+
+// catchUp delivers chat's messages from the one after what the app holds
+// up to seq upTo, from history. History is the authority: messages below
+// the chat's retention floor are skipped (and counted), and it never waits
+// for more than the log's last seq. A chat the user is no longer in, or
+// that is gone, is skipped.
+func (d *delivery) catchUp(ctx context.Context, f fetcher, chat, upTo uint64) error {
+	for {
+		held := d.pos.get(chat)
+		if held >= upTo {
+			return nil
+		}
+		p, err := f.history(ctx, chat, held+1, int(min(upTo-held, uint64(d.page))))
+		if errors.Is(err, ErrNotMember) || errors.Is(err, ErrUnknownChat) {
+			d.log.Debug("client: not catching up a chat", "chat", chat, "err", err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if p.Floor > held+1 {
+			d.stats.expired.Add(p.Floor - held - 1)
+			d.pos.hold(chat, p.Floor-1)
+		}
+		for _, m := range p.Messages {
+			if m.Seq <= d.pos.get(chat) {
+				continue
+			}
+			if err := d.deliver(ctx, m); err != nil {
+				return err
+			}
+		}
+		upTo = min(upTo, p.LastSeq)
+		if d.pos.get(chat) == held {
+			if held < upTo {
+				d.log.Warn("client: history made no progress", "chat", chat, "held", held, "last", upTo)
+			}
+			return nil
+		}
+	}
+}
+
+// resync catches up every chat that changed since the sync point, then
+// moves the sync point: the algorithm of docs/protocol.md.
+func (d *delivery) resync(ctx context.Context, f fetcher) error {
+	return d.listChanged(ctx, f, func(dl Dialog) error {
+		if dl.LastSeq > d.pos.get(dl.Chat) {
+			return d.catchUp(ctx, f, dl.Chat, dl.LastSeq)
+		}
+		return nil
+	})
+}
+
+// markAll records every changed chat as held up to its last seq without
+// delivering anything (Options.FromNow).
+func (d *delivery) markAll(ctx context.Context, f fetcher) error {
+	return d.listChanged(ctx, f, func(dl Dialog) error {
+		d.pos.hold(dl.Chat, dl.LastSeq)
+		return nil
+	})
+}
+
+// listChanged calls fn for every dialog changed since the sync point,
+// page by page, and then stores the listing's version as the sync point.
+func (d *delivery) listChanged(ctx context.Context, f fetcher, fn func(Dialog) error) error {
+	since := d.pos.sinceValue()
+	var cursor []byte
+	for {
+		p, err := f.sync(ctx, since, cursor)
+		if err != nil {
+			return err
+		}
+		for _, dl := range p.Dialogs {
+			if err := fn(dl); err != nil {
+				return err
+			}
+		}
+		if !p.More {
+			d.pos.setSince(p.Version)
+			return nil
+		}
+		if len(p.Next) == 0 {
+			return fmt.Errorf("%w: a sync page with more but no cursor", ErrProtocol)
+		}
+		cursor = p.Next
+	}
+}

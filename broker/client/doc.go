@@ -1,0 +1,52 @@
+// Package client is the Go SDK of Gonets: a session with a node that
+// survives connection loss and hands the app every message of the user's
+// chats in order, each once.
+//
+// Dial connects over QUIC (ALPN gonets/1, TLS 1.3; pin a node's
+// self-signed certificate with Options.Fingerprint), says Hello with a
+// session token and returns once the node sent Welcome. Requests (Send,
+// History, CreateChat, ...) are methods that block until their response;
+// a refusal comes back as an *Error with a stable code (errors.Is against
+// ErrNotMember and the other sentinels). Results are the package's own
+// plain structs; enums (message, chat and error kinds) are the wire's.
+//
+// # Delivery
+//
+// Messages, receipts, typing signals and connection changes arrive as
+// Events (a channel, or the Options.OnEvent callback). The client holds,
+// per chat, the highest seq up to which it delivered every message, and a
+// sync point: a pushed message at or below the held seq is dropped, one
+// past a gap waits while the gap is fetched from history. The node pushes
+// a message to every session but its sender's, so the client delivers its
+// own acked sends itself, in the same order. An app that persists
+// SyncState and passes it back in Options.State resumes without
+// duplicates.
+//
+// Memory is bounded: when the app does not read Events, the delivery
+// goroutine blocks, the push stream is not read, QUIC flow control holds
+// the node back, and the node stops pushing and later sends Resync; the
+// client then catches up from history (SyncRequest from its sync point,
+// HistoryRequest for every chat behind).
+//
+// # Reconnection
+//
+// When a connection breaks (not on Close) the client reconnects with
+// exponential backoff and full jitter (100 ms doubling to 10 s), says
+// Hello again and catches up the same way; on a GoingAway push it
+// reconnects after the delay the node asked for. A rejected token stops
+// the client. Requests made meanwhile wait for the connection; requests in
+// flight are repeated where that is safe (see Client).
+//
+// # Goroutines
+//
+// A Client owns one delivery goroutine (run) for its life; it handles
+// pushes and own sends one at a time, runs every catch-up, and reconnects.
+// Each connection (session) owns two readers: one matches responses on the
+// request stream to waiting requests by frame id, one accepts the node's
+// push stream (opened lazily) and hands pushes to the delivery goroutine
+// over an unbuffered channel. Closing a session waits for its readers;
+// Close waits for the delivery goroutine, which closes the last session.
+// Client.mu, session.mu and session.wmu are each taken alone (a
+// session's wmu is held while writing a frame; the others guard fields
+// briefly).
+package client

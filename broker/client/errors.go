@@ -1,0 +1,90 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// Error is a request the node refused: its stable code, its human message
+// and, for RATE_LIMITED, how long to wait. Branch on Code (or compare with
+// errors.Is against the sentinels below), never on Message:
+//
+//	var e *client.Error
+//	if errors.As(err, &e) && e.Code == wire.ErrorCode_ERROR_CODE_RATE_LIMITED {
+//		time.Sleep(e.RetryAfter)
+//	}
+//	if errors.Is(err, client.ErrNotMember) { ... }
+type Error struct {
+	Code       wire.ErrorCode
+	Message    string
+	RetryAfter time.Duration
+}
+
+// Error returns "gonets: CODE: message".
+func (e *Error) Error() string {
+	code := strings.TrimPrefix(e.Code.String(), "ERROR_CODE_")
+	if e.Message == "" {
+		return "gonets: " + code
+	}
+	return "gonets: " + code + ": " + e.Message
+}
+
+// Is reports whether target is an *Error with the same code, so that
+// errors.Is(err, ErrNotMember) matches whatever the message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// errorFromWire converts an Error frame.
+func errorFromWire(w *wire.Error) *Error {
+	return &Error{Code: w.GetCode(), Message: w.GetMessage(), RetryAfter: time.Duration(w.GetRetryAfterMs()) * time.Millisecond}
+}
+
+// Sentinels, one per code, for errors.Is. They carry no message.
+var (
+	ErrBadFrame        = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_FRAME}
+	ErrUnsupported     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION}
+	ErrUnauthenticated = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED}
+	ErrTokenExpired    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOKEN_EXPIRED}
+	ErrBadRequest      = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_REQUEST}
+	ErrTooLarge        = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_LARGE}
+	ErrUnknownChat     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT}
+	ErrNotMember       = &Error{Code: wire.ErrorCode_ERROR_CODE_NOT_MEMBER}
+	ErrForbidden       = &Error{Code: wire.ErrorCode_ERROR_CODE_FORBIDDEN}
+	ErrNoTarget        = &Error{Code: wire.ErrorCode_ERROR_CODE_NO_TARGET}
+	ErrRateLimited     = &Error{Code: wire.ErrorCode_ERROR_CODE_RATE_LIMITED}
+	ErrTooManyMembers  = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS}
+	ErrTooManyChats    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS}
+	ErrUnavailable     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAVAILABLE}
+	ErrInternal        = &Error{Code: wire.ErrorCode_ERROR_CODE_INTERNAL}
+)
+
+// Errors of the client itself.
+var (
+	// ErrClosed is returned by calls on a Client after Close.
+	ErrClosed = errors.New("client: closed")
+	// ErrConnLost is returned (wrapped, with the cause) by a request that
+	// is not safe to repeat and was in flight when the connection broke:
+	// it may or may not have taken effect. See Client for which requests
+	// are repeated instead.
+	ErrConnLost = errors.New("client: connection lost")
+	// ErrProtocol is returned when the node answers with a frame the
+	// request does not expect.
+	ErrProtocol = errors.New("client: protocol violation")
+)
+
+// fatal reports whether err, from a connection attempt, means that trying
+// again cannot help: the node rejected the token or the protocol version.
+func fatal(err error) bool {
+	return errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrUnsupported)
+}
+
+// unexpected returns the ErrProtocol for a response of the wrong type.
+func unexpected(want string, got *wire.Frame) error {
+	return fmt.Errorf("%w: want %s, got %T", ErrProtocol, want, got.GetBody())
+}

@@ -1,0 +1,57 @@
+package client
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventMessage carries Message: the next record of its chat, in seq
+	// order, delivered once.
+	EventMessage EventKind = iota + 1
+	// EventReceipt carries Receipt: another device or member moved a
+	// marker.
+	EventReceipt
+	// EventTyping carries Typing.
+	EventTyping
+	// EventConnected follows each connection (the first and every
+	// reconnection) once the client has delivered what it missed: every
+	// chat is caught up to the sync point it just took.
+	EventConnected
+	// EventDisconnected carries Err, why the connection ended. The client
+	// reconnects unless Options.NoReconnect is set or Err is fatal (a
+	// rejected token), in which case Events closes next.
+	EventDisconnected
+	// EventResynced follows the catch-up the node asked for with a Resync
+	// push (the app read too slowly and live pushes stopped): the missed
+	// messages precede it.
+	EventResynced
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case EventMessage:
+		return "message"
+	case EventReceipt:
+		return "receipt"
+	case EventTyping:
+		return "typing"
+	case EventConnected:
+		return "connected"
+	case EventDisconnected:
+		return "disconnected"
+	case EventResynced:
+		return "resynced"
+	}
+	return "unknown"
+}
+
+// Event is one thing the client tells the app, in order: a delivered
+// message, a pushed receipt or typing signal, or a change of connection.
+type Event struct {
+	Kind    EventKind
+	Message Message // EventMessage
+	Receipt Receipt // EventReceipt
+	Typing  Typing  // EventTyping
+	Err     error   // EventDisconnected
+}

@@ -1,0 +1,193 @@
+package client
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// ALPN is the TLS application protocol of Gonets version 1.
+const ALPN = "gonets/1"
+
+// ProtocolVersion is the protocol version the client speaks in Hello.
+const ProtocolVersion = 1
+
+// DefaultName is the client name sent in Hello unless Options.Name is set.
+const DefaultName = "gonets-go/0.1"
+
+// Options configure a Client. The zero value of every field means its
+// default.
+type Options struct {
+	// TLS is the base TLS configuration. The client always sets ALPN
+	// gonets/1 and TLS 1.3 on a copy. Default: verify the node against the
+	// system roots.
+	TLS *tls.Config
+	// Fingerprint pins the node's certificate: the SHA-256 of its DER, in
+	// hex (colons allowed), as printed by the node. Any certificate with
+	// that fingerprint is accepted, whatever its issuer or names. Default:
+	// none.
+	Fingerprint string
+	// Insecure skips certificate verification altogether, for tests and
+	// local experiments. Default: false.
+	Insecure bool
+
+	// Name names the client software in Hello, for the node's logs.
+	// Default: DefaultName.
+	Name string
+	// DialTimeout bounds one connection attempt: the QUIC handshake and
+	// Hello up to Welcome. Default: 10 s.
+	DialTimeout time.Duration
+	// KeepAlive is the QUIC keep-alive period. Default: 15 s.
+	KeepAlive time.Duration
+	// IdleTimeout closes a connection that heard nothing from the node for
+	// this long (the client then reconnects). Default: 45 s.
+	IdleTimeout time.Duration
+	// MaxReceiveBytes caps a frame the client accepts from the node; a
+	// larger one ends the connection. Default: 16 MiB.
+	MaxReceiveBytes int
+
+	// NoReconnect disables reconnecting: a lost connection stops the
+	// client (Events closes, calls fail, Err says why). Default: false,
+	// reconnect.
+	NoReconnect bool
+	// ReconnectMin is the first backoff ceiling between connection
+	// attempts; it doubles on each failure up to ReconnectMax, and each
+	// wait is drawn uniformly from [0, ceiling] (full jitter). Default:
+	// 100 ms.
+	ReconnectMin time.Duration
+	// ReconnectMax caps the backoff ceiling. Default: 10 s.
+	ReconnectMax time.Duration
+
+	// EventBuffer is the capacity of the Events channel. While it is full
+	// the client stops reading pushes, QUIC flow control holds the node
+	// back, and the node eventually tells the client to resync, so an app
+	// that does not read costs memory bounded by this buffer. A negative
+	// value makes Events unbuffered. Default: 64.
+	EventBuffer int
+	// OnEvent, if set, is called with every event in order, from the
+	// client's one delivery goroutine, instead of sending it on Events
+	// (which is then nil). It may call the Client's request methods (they
+	// do not wait for events) but must not call Close. While it runs no
+	// further push is read. Default: none.
+	OnEvent func(Event)
+	// State is where a restarted app resumes: the SyncState it saved from
+	// an earlier Client. Messages up to State.Held are not delivered
+	// again. Default: empty, so the first sync delivers every retained
+	// message of every chat.
+	State SyncState
+	// FromNow makes Dial mark every chat the user is in as held up to its
+	// last message, without delivering anything, so that Events carries
+	// only what is appended after Dial returns (chats the user joins later
+	// are still delivered from their first retained message). It takes
+	// precedence over State. Default: false.
+	FromNow bool
+	// SendOnly turns delivery off, for tools that only make requests: the
+	// client neither syncs nor reads history, drops pushes, and Events is
+	// nil. Default: false.
+	SendOnly bool
+	// HistoryPage is how many messages one history request fetches while
+	// the client catches up a chat. Default: 256.
+	HistoryPage int
+
+	// Logger receives connection lifecycle and error logs. Default:
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// ensureDefaults fills defaults on a copy and validates.
+func (o Options) ensureDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 15 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 45 * time.Second
+	}
+	if o.MaxReceiveBytes == 0 {
+		o.MaxReceiveBytes = 16 << 20
+	}
+	if o.ReconnectMin == 0 {
+		o.ReconnectMin = 100 * time.Millisecond
+	}
+	if o.ReconnectMax == 0 {
+		o.ReconnectMax = 10 * time.Second
+	}
+	if o.EventBuffer == 0 {
+		o.EventBuffer = 64
+	}
+	if o.EventBuffer < 0 {
+		o.EventBuffer = 0
+	}
+	if o.HistoryPage == 0 {
+		o.HistoryPage = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.State = o.State.clone()
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("client: "+format, args...))
+		}
+	}
+	check(o.Fingerprint == "" || !o.Insecure, "Fingerprint and Insecure are exclusive")
+	check(o.DialTimeout > 0 && o.KeepAlive > 0 && o.IdleTimeout > 0, "timeouts must be positive")
+	check(o.KeepAlive < o.IdleTimeout, "KeepAlive %v must be below IdleTimeout %v", o.KeepAlive, o.IdleTimeout)
+	check(o.MaxReceiveBytes >= 1<<10, "MaxReceiveBytes %d below 1 KiB", o.MaxReceiveBytes)
+	check(o.ReconnectMin > 0 && o.ReconnectMax >= o.ReconnectMin, "backoff [%v, %v] is not a positive range", o.ReconnectMin, o.ReconnectMax)
+	check(o.HistoryPage > 0 && o.HistoryPage <= 1<<16, "HistoryPage %d outside [1, 65536]", o.HistoryPage)
+	return o, errors.Join(errs...)
+}
+
+// tlsConfig returns the TLS configuration the options ask for.
+func (o *Options) tlsConfig() (*tls.Config, error) {
+	var cfg *tls.Config
+	switch {
+	case o.Fingerprint != "":
+		c, err := nodecert.PinnedConfig(o.Fingerprint, o.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		cfg = c
+	case o.TLS != nil:
+		cfg = o.TLS.Clone()
+	default:
+		cfg = &tls.Config{}
+	}
+	if o.Insecure {
+		cfg.InsecureSkipVerify = true
+	}
+	cfg.NextProtos = []string{ALPN}
+	cfg.MinVersion = tls.VersionTLS13
+	return cfg, nil
+}
+
+// quicConfig returns the QUIC configuration of every connection.
+func (o *Options) quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout: o.DialTimeout,
+		MaxIdleTimeout:       o.IdleTimeout,
+		KeepAlivePeriod:      o.KeepAlive,
+	}
+}
+
+// maxSendBytes is the frame limit announced by w, or the protocol default.
+func maxSendBytes(w *wire.Welcome) int {
+	if n := int(w.GetMaxFrameBytes()); n > 0 {
+		return n
+	}
+	return wire.DefaultMaxFrameBytes
+}

@@ -1,0 +1,344 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// QUIC application error codes the client closes a connection with.
+const (
+	closeNormal   quic.ApplicationErrorCode = 0
+	closeProtocol quic.ApplicationErrorCode = 1
+)
+
+// session is one authenticated QUIC connection: the request stream, its
+// reader matching responses to waiting requests by id, and the push
+// stream's reader handing pushes to the client's delivery goroutine. It
+// owns two goroutines (readResponses, readPushes), which end when the
+// connection does; close waits for them.
+type session struct {
+	conn    *quic.Conn
+	stream  *quic.Stream
+	welcome *wire.Welcome
+	maxSend int // the node's frame limit
+	maxRecv int
+	ids     *atomic.Uint64 // the client's frame ids
+	// pushes hands each push to the delivery goroutine, unbuffered: while
+	// that goroutine is busy the push stream is not read.
+	pushes chan *wire.Frame
+	dead   chan struct{} // closed by fail
+	wg     sync.WaitGroup
+
+	wmu  sync.Mutex // guards the following: one writer at a time
+	wbuf []byte
+
+	mu      sync.Mutex // guards the following
+	pending map[uint64]chan *wire.Frame
+	err     error // why the session ended, once dead is closed
+}
+
+// hello is what openSession says in its Hello, and how.
+type hello struct {
+	ids    *atomic.Uint64
+	name   string
+	token  string
+	tls    *tls.Config
+	quic   *quic.Config
+	maxRcv int
+}
+
+// openSession connects to addr, says Hello and waits for Welcome. A
+// rejection is returned as an *Error. ctx bounds the whole handshake.
+func openSession(ctx context.Context, addr string, h hello) (*session, error) {
+	conn, err := quic.DialAddr(ctx, addr, h.tls, h.quic)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+	}
+	// Until Welcome, ctx also bounds reads: ending it closes the
+	// connection, which ends any read.
+	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(closeNormal, "dial canceled") })
+	s, err := handshake(ctx, conn, h)
+	if !stop() && err == nil {
+		err = ctx.Err() // ended as Welcome came: the connection is closing
+	}
+	if err != nil {
+		conn.CloseWithError(closeNormal, "handshake failed")
+		if ctx.Err() != nil && !isServerError(err) {
+			err = fmt.Errorf("client: hello to %s: %w", addr, ctx.Err())
+		}
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.readResponses(wire.NewReader(s.stream, s.maxRecv))
+	go s.readPushes()
+	return s, nil
+}
+
+// isServerError reports whether err is the node's answer.
+func isServerError(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+// handshake opens the request stream and exchanges Hello and Welcome.
+func handshake(ctx context.Context, conn *quic.Conn, h hello) (*session, error) {
+	stream, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: open stream: %w", err)
+	}
+	s := &session{
+		conn:    conn,
+		stream:  stream,
+		maxSend: wire.DefaultMaxFrameBytes,
+		maxRecv: h.maxRcv,
+		ids:     h.ids,
+		pushes:  make(chan *wire.Frame),
+		dead:    make(chan struct{}),
+		pending: make(map[uint64]chan *wire.Frame),
+	}
+	f := &wire.Frame{Id: h.ids.Add(1), Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: ProtocolVersion, Client: h.name, Token: h.token}}}
+	if err := s.write(f); err != nil {
+		return nil, err
+	}
+	var resp wire.Frame
+	if err := wire.NewReader(stream, h.maxRcv).Read(&resp); err != nil {
+		return nil, nodeClosed(fmt.Errorf("client: read welcome: %w", err))
+	}
+	switch b := resp.GetBody().(type) {
+	case *wire.Frame_Welcome:
+		s.welcome = b.Welcome
+		s.maxSend = maxSendBytes(b.Welcome)
+		return s, nil
+	case *wire.Frame_Error:
+		return nil, errorFromWire(b.Error)
+	}
+	return nil, unexpected("Welcome", &resp)
+}
+
+// readResponses hands each response to the request waiting for its id.
+// It is the only reader of the request stream after Welcome.
+func (s *session) readResponses(r *wire.Reader) {
+	defer s.wg.Done()
+	for {
+		f := new(wire.Frame)
+		if err := r.Read(f); err != nil {
+			s.fail(nodeClosed(fmt.Errorf("client: request stream: %w", err)))
+			return
+		}
+		if f.GetId() == 0 {
+			// A session-level error before the node closes.
+			if e := f.GetError(); e != nil {
+				s.fail(errorFromWire(e))
+				return
+			}
+			s.fail(fmt.Errorf("%w: %T with id 0 on the request stream", ErrProtocol, f.GetBody()))
+			return
+		}
+		s.mu.Lock()
+		ch := s.pending[f.GetId()]
+		delete(s.pending, f.GetId())
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- f // buffered: never blocks
+		}
+	}
+}
+
+// readPushes accepts the node's push stream, which it may open only when
+// it first pushes, and hands each push on. It ends with the connection.
+func (s *session) readPushes() {
+	defer s.wg.Done()
+	us, err := s.conn.AcceptUniStream(s.conn.Context())
+	if err != nil {
+		s.fail(nodeClosed(fmt.Errorf("client: accept push stream: %w", err)))
+		return
+	}
+	r := wire.NewReader(us, s.maxRecv)
+	for {
+		f := new(wire.Frame)
+		if err := r.Read(f); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("node ended the push stream")
+			}
+			s.fail(nodeClosed(fmt.Errorf("client: push stream: %w", err)))
+			return
+		}
+		select {
+		case s.pushes <- f:
+		case <-s.dead:
+			return
+		}
+	}
+}
+
+// fail ends the session with err (the first error wins) and closes the
+// connection. Waiting requests see dead closed.
+func (s *session) fail(err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = err
+	s.pending = nil
+	s.mu.Unlock()
+	close(s.dead)
+	code, msg := closeNormal, "bye"
+	if errors.Is(err, ErrProtocol) || errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) {
+		code, msg = closeProtocol, "protocol error"
+	}
+	s.conn.CloseWithError(code, msg)
+}
+
+// cause returns why the session ended, or nil while it lives.
+func (s *session) cause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// close ends the session and waits for its goroutines.
+func (s *session) close(err error) {
+	s.fail(err)
+	s.wg.Wait()
+}
+
+// alive reports whether the session has not ended.
+func (s *session) alive() bool {
+	select {
+	case <-s.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// write encodes and writes f. A frame over the node's limit fails without
+// touching the stream; a write error ends the session.
+func (s *session) write(f *wire.Frame) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	b, err := wire.AppendFrame(s.wbuf[:0], f, s.maxSend)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	s.wbuf = b
+	if _, err := s.stream.Write(b); err != nil {
+		err = nodeClosed(fmt.Errorf("client: write: %w", err))
+		s.fail(err)
+		return lost(err)
+	}
+	if cap(s.wbuf) > 64<<10 {
+		s.wbuf = nil // do not pin a large frame's buffer
+	}
+	return nil
+}
+
+// call sends f with a fresh id and waits for the response with that id.
+// An Error response is returned as *Error. It fails with ErrConnLost
+// (wrapped) when the session ends first.
+func (s *session) call(ctx context.Context, f *wire.Frame) (*wire.Frame, error) {
+	f.Id = s.ids.Add(1)
+	ch := make(chan *wire.Frame, 1)
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return nil, lost(err)
+	}
+	s.pending[f.GetId()] = ch
+	s.mu.Unlock()
+	if err := s.write(f); err != nil {
+		s.forget(f.GetId())
+		return nil, err
+	}
+	select {
+	case resp := <-ch:
+		if e := resp.GetError(); e != nil {
+			return nil, errorFromWire(e)
+		}
+		return resp, nil
+	case <-s.dead:
+		select {
+		case resp := <-ch: // answered just before the end
+			if e := resp.GetError(); e != nil {
+				return nil, errorFromWire(e)
+			}
+			return resp, nil
+		default:
+		}
+		return nil, lost(s.cause())
+	case <-ctx.Done():
+		s.forget(f.GetId())
+		return nil, ctx.Err()
+	}
+}
+
+// forget drops a request that stopped waiting.
+func (s *session) forget(id uint64) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+// lost wraps a session's end as ErrConnLost.
+func lost(cause error) error {
+	if errors.Is(cause, ErrConnLost) {
+		return cause
+	}
+	return fmt.Errorf("%w: %v", ErrConnLost, cause)
+}
+
+// signal sends f with a fresh id, expecting no response (Typing).
+func (s *session) signal(f *wire.Frame) error {
+	f.Id = s.ids.Add(1)
+	if !s.alive() {
+		return lost(s.cause())
+	}
+	return s.write(f)
+}
+
+// nodeClosed turns a connection closed by the node with a protocol error
+// code (Error frames may not arrive before the close) into that *Error.
+func nodeClosed(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode > 0 && ae.ErrorCode <= quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_INTERNAL) {
+		return &Error{Code: wire.ErrorCode(ae.ErrorCode), Message: ae.ErrorMessage}
+	}
+	return err
+}
+
+// history reads up to limit messages of chat from seq from on.
+func (s *session) history(ctx context.Context, chat, from uint64, limit int) (HistoryPage, error) {
+	resp, err := s.call(ctx, &wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: from, Limit: uint32(limit)}}})
+	if err != nil {
+		return HistoryPage{}, err
+	}
+	r := resp.GetHistoryResult()
+	if r == nil {
+		return HistoryPage{}, unexpected("HistoryResult", resp)
+	}
+	return historyFromWire(r), nil
+}
+
+// sync lists the dialogs changed since a sync point.
+func (s *session) sync(ctx context.Context, since uint64, cursor []byte) (SyncPage, error) {
+	resp, err := s.call(ctx, &wire.Frame{Body: &wire.Frame_Sync{Sync: &wire.SyncRequest{Since: since, Cursor: cursor}}})
+	if err != nil {
+		return SyncPage{}, err
+	}
+	r := resp.GetSyncResult()
+	if r == nil {
+		return SyncPage{}, unexpected("SyncResult", resp)
+	}
+	return syncFromWire(r), nil
+}
