@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ import (
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
+
+// StoreDir is the store's directory inside the data directory, beside the
+// node's certificate and token key, as `gonets serve` lays it out.
+const StoreDir = "store"
 
 // Options shape a test node. The zero value is a default node.
 type Options struct {
@@ -93,7 +98,7 @@ func (n *Node) start(t testing.TB, addr string) {
 	if so.Logger == nil {
 		so.Logger = quietLogger()
 	}
-	st, err := storage.Open(n.Dir, so)
+	st, err := storage.Open(filepath.Join(n.Dir, StoreDir), so)
 	if err != nil {
 		t.Fatal(err)
 	}
