@@ -1,0 +1,402 @@
+package tools
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/storage"
+)
+
+// config is a node's configuration: the shape of the TOML file, with the
+// flags of `gonets serve` applied on top. Every key is optional; a zero
+// value in the storage and broker sections means the component's default.
+// docs/operations.md documents each key and docs/gonets.example.toml lists
+// them all.
+type config struct {
+	Node    nodeConfig    `toml:"node"`
+	TLS     tlsConfig     `toml:"tls"`
+	Auth    authConfig    `toml:"auth"`
+	Storage storageConfig `toml:"storage"`
+	Broker  brokerConfig  `toml:"broker"`
+}
+
+// nodeConfig is the [node] section.
+type nodeConfig struct {
+	Name            string     `toml:"name"`
+	DataDir         string     `toml:"data_dir"`
+	QUICAddr        string     `toml:"quic_addr"`
+	HTTPAddr        string     `toml:"http_addr"`
+	ShutdownTimeout duration   `toml:"shutdown_timeout"`
+	LogLevel        slog.Level `toml:"log_level"`
+}
+
+// tlsConfig is the [tls] section.
+type tlsConfig struct {
+	Cert  string   `toml:"cert"`
+	Key   string   `toml:"key"`
+	Hosts []string `toml:"hosts"`
+}
+
+// authConfig is the [auth] section.
+type authConfig struct {
+	PublicKeys []string `toml:"public_keys"`
+	Leeway     duration `toml:"leeway"`
+}
+
+// storageConfig is the [storage] section; it maps onto storage.Options.
+// Counts that storage holds as uint64 are int64 here: the TOML decoder
+// wraps a negative integer into a uint64 silently, so validate rejects
+// negatives instead.
+type storageConfig struct {
+	Shards         int             `toml:"shards"`
+	MaxBodyBytes   byteSize        `toml:"max_body_bytes"`
+	MaxBatchBytes  byteSize        `toml:"max_batch_bytes"`
+	MaxQueuedBytes byteSize        `toml:"max_queued_bytes"`
+	DedupeWindow   duration        `toml:"dedupe_window"`
+	MaxMembers     int64           `toml:"max_members"`
+	PushMembers    int64           `toml:"push_members"`
+	SweepInterval  duration        `toml:"sweep_interval"`
+	SweepBatch     int             `toml:"sweep_batch"`
+	CacheChats     int             `toml:"cache_chats"`
+	CacheBytes     byteSize        `toml:"cache_bytes"`
+	MemtableBytes  byteSize        `toml:"memtable_bytes"`
+	Retention      retentionConfig `toml:"retention"`
+}
+
+// retentionConfig is the [storage.retention] section: one table per chat
+// kind.
+type retentionConfig struct {
+	Direct  retention `toml:"direct"`
+	Group   retention `toml:"group"`
+	Channel retention `toml:"channel"`
+}
+
+// retention is one chat kind's default retention.
+type retention struct {
+	MaxAge   duration `toml:"max_age"`
+	MaxCount int64    `toml:"max_count"`
+}
+
+// brokerConfig is the [broker] section; with node.name it maps onto
+// broker.Options.
+type brokerConfig struct {
+	MaxFrameBytes      byteSize     `toml:"max_frame_bytes"`
+	SendRate           float64      `toml:"send_rate"`
+	SendBurst          int          `toml:"send_burst"`
+	MaxChatsPerUser    int          `toml:"max_chats_per_user"`
+	MaxSessionsPerUser int          `toml:"max_sessions_per_user"`
+	CacheChats         int          `toml:"cache_chats"`
+	HelloTimeout       duration     `toml:"hello_timeout"`
+	RequestTimeout     duration     `toml:"request_timeout"`
+	Outbox             outboxConfig `toml:"outbox"`
+}
+
+// outboxConfig is the [broker.outbox] section: each session's queue.
+type outboxConfig struct {
+	MaxFrames int      `toml:"max_frames"`
+	MaxBytes  byteSize `toml:"max_bytes"`
+}
+
+// Defaults of the [node] section. The other sections default in their
+// components.
+const (
+	defaultQUICAddr        = ":7443"
+	defaultHTTPAddr        = "127.0.0.1:7080"
+	defaultShutdownTimeout = 10 * time.Second
+)
+
+// defaultConfig returns the configuration of a node started with no file
+// and no flags.
+func defaultConfig() config {
+	return config{Node: nodeConfig{
+		DataDir:         defaultDataDir,
+		QUICAddr:        defaultQUICAddr,
+		HTTPAddr:        defaultHTTPAddr,
+		ShutdownTimeout: duration(defaultShutdownTimeout),
+		LogLevel:        slog.LevelInfo,
+	}}
+}
+
+// loadConfig returns the defaults overlaid with the TOML file at path.
+// Relative paths in the file are resolved against the file's directory,
+// so that a file means the same wherever the node is started from. A key
+// the file does not know is an error that names it.
+func loadConfig(path string) (config, error) {
+	c := defaultConfig()
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = strconv.Quote(k.String())
+		}
+		noun := "key"
+		if len(keys) > 1 {
+			noun = "keys"
+		}
+		return c, fmt.Errorf("config %s: unknown %s %s", path, noun, strings.Join(keys, ", "))
+	}
+	base := filepath.Dir(path)
+	resolve := func(p *string, key ...string) {
+		if md.IsDefined(key...) && *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	resolve(&c.Node.DataDir, "node", "data_dir")
+	resolve(&c.TLS.Cert, "tls", "cert")
+	resolve(&c.TLS.Key, "tls", "key")
+	for i := range c.Auth.PublicKeys {
+		resolve(&c.Auth.PublicKeys[i], "auth", "public_keys")
+	}
+	return c, nil
+}
+
+// validate checks what the components do not: the [node], [tls] and
+// [auth] sections, and values no component would reject clearly. The
+// storage and broker sections are validated by their components' New.
+func (c *config) validate() error {
+	switch {
+	case c.Node.DataDir == "":
+		return errors.New("node.data_dir is empty")
+	case c.Node.QUICAddr == "":
+		return errors.New("node.quic_addr is empty")
+	case c.Node.HTTPAddr == "":
+		return errors.New("node.http_addr is empty")
+	case c.Node.ShutdownTimeout <= 0:
+		return fmt.Errorf("node.shutdown_timeout %v must be positive", time.Duration(c.Node.ShutdownTimeout))
+	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		return errors.New("tls.cert and tls.key must be set together")
+	case c.Auth.Leeway < 0:
+		return fmt.Errorf("auth.leeway %v is negative", time.Duration(c.Auth.Leeway))
+	}
+	for _, p := range c.Auth.PublicKeys {
+		if p == "" {
+			return errors.New("auth.public_keys holds an empty path")
+		}
+	}
+	s := &c.Storage
+	for _, d := range []struct {
+		key string
+		v   duration
+	}{
+		{"storage.dedupe_window", s.DedupeWindow},
+		{"storage.retention.direct.max_age", s.Retention.Direct.MaxAge},
+		{"storage.retention.group.max_age", s.Retention.Group.MaxAge},
+		{"storage.retention.channel.max_age", s.Retention.Channel.MaxAge},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v is negative", d.key, time.Duration(d.v))
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"storage.shards", int64(s.Shards)},
+		{"storage.max_members", s.MaxMembers},
+		{"storage.push_members", s.PushMembers},
+		{"storage.sweep_batch", int64(s.SweepBatch)},
+		{"storage.cache_chats", int64(s.CacheChats)},
+		{"storage.retention.direct.max_count", s.Retention.Direct.MaxCount},
+		{"storage.retention.group.max_count", s.Retention.Group.MaxCount},
+		{"storage.retention.channel.max_count", s.Retention.Channel.MaxCount},
+	} {
+		if n.v < 0 {
+			return fmt.Errorf("%s %d is negative", n.key, n.v)
+		}
+	}
+	return nil
+}
+
+// storageOptions maps the [storage] section onto storage.Options.
+func (c *config) storageOptions() (storage.Options, error) {
+	s := &c.Storage
+	var err error
+	toInt := func(key string, b byteSize) int {
+		if err == nil && int64(b) > math.MaxInt {
+			err = fmt.Errorf("%s %d does not fit this platform's int", key, b)
+		}
+		return int(b)
+	}
+	opts := storage.Options{
+		Shards:         s.Shards,
+		MaxBodyBytes:   toInt("storage.max_body_bytes", s.MaxBodyBytes),
+		MaxBatchBytes:  toInt("storage.max_batch_bytes", s.MaxBatchBytes),
+		MaxQueuedBytes: toInt("storage.max_queued_bytes", s.MaxQueuedBytes),
+		DedupeWindow:   time.Duration(s.DedupeWindow),
+		MaxMembers:     uint64(s.MaxMembers),
+		PushMembers:    uint64(s.PushMembers),
+		SweepInterval:  time.Duration(s.SweepInterval),
+		SweepBatch:     s.SweepBatch,
+		CacheChats:     s.CacheChats,
+		CacheBytes:     int64(s.CacheBytes),
+		MemTableBytes:  uint64(s.MemtableBytes),
+	}
+	opts.Retention[storage.ChatDirect] = s.Retention.Direct.options()
+	opts.Retention[storage.ChatGroup] = s.Retention.Group.options()
+	opts.Retention[storage.ChatChannel] = s.Retention.Channel.options()
+	return opts, err
+}
+
+// checkStorageOptions runs storage's own validation of opts, which lives in
+// storage.Open, on a throwaway store in memory: --check-config must not
+// open the node's store.
+func checkStorageOptions(opts storage.Options) error {
+	opts.FS = vfs.NewMem()
+	st, err := storage.Open("store", opts)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+// brokerOptions maps node.name and the [broker] section onto
+// broker.Options.
+func (c *config) brokerOptions() (broker.Options, error) {
+	b := &c.Broker
+	var err error
+	toInt := func(key string, v byteSize) int {
+		if err == nil && int64(v) > math.MaxInt {
+			err = fmt.Errorf("%s %d does not fit this platform's int", key, v)
+		}
+		return int(v)
+	}
+	opts := broker.Options{
+		Name:               c.Node.Name,
+		MaxFrameBytes:      toInt("broker.max_frame_bytes", b.MaxFrameBytes),
+		SendRate:           b.SendRate,
+		SendBurst:          b.SendBurst,
+		MaxChatsPerUser:    b.MaxChatsPerUser,
+		MaxSessionsPerUser: b.MaxSessionsPerUser,
+		CacheChats:         b.CacheChats,
+		HelloTimeout:       time.Duration(b.HelloTimeout),
+		RequestTimeout:     time.Duration(b.RequestTimeout),
+		Outbox: broker.OutboxOptions{
+			MaxFrames: b.Outbox.MaxFrames,
+			MaxBytes:  toInt("broker.outbox.max_bytes", b.Outbox.MaxBytes),
+		},
+	}
+	return opts, err
+}
+
+func (r retention) options() storage.Retention {
+	return storage.Retention{MaxAge: time.Duration(r.MaxAge), MaxCount: uint64(r.MaxCount)}
+}
+
+// loadPublicKeys reads the Ed25519 public keys in files: each file holds
+// one or more PEM "PUBLIC KEY" blocks (PKIX, as `openssl pkey -pubout`
+// writes them).
+func loadPublicKeys(files []string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("auth.public_keys: %w", err)
+		}
+		n := 0
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			n++
+			if blk.Type != "PUBLIC KEY" {
+				return nil, fmt.Errorf("auth.public_keys: %s: block %d is a %q, want a \"PUBLIC KEY\"", path, n, blk.Type)
+			}
+			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("auth.public_keys: %s: block %d: %w", path, n, err)
+			}
+			pub, ok := k.(ed25519.PublicKey)
+			if !ok {
+				return nil, fmt.Errorf("auth.public_keys: %s: block %d is a %T, not an Ed25519 key", path, n, k)
+			}
+			keys = append(keys, pub)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("auth.public_keys: %s: no PEM \"PUBLIC KEY\" block", path)
+		}
+	}
+	return keys, nil
+}
+
+// duration is a TOML string in time.ParseDuration's syntax: "90s", "24h".
+type duration time.Duration
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (d *duration) UnmarshalTOML(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("want a duration string like \"24h\", got %v", v)
+	}
+	x, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration string like \"24h\": %w", err)
+	}
+	*d = duration(x)
+	return nil
+}
+
+// byteSize is a TOML integer of bytes, or a string with a binary unit:
+// "512KiB", "64MiB", "1GiB".
+type byteSize int64
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (b *byteSize) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("size %d is negative", x)
+		}
+		*b = byteSize(x)
+		return nil
+	case string:
+		n, err := parseSize(x)
+		if err != nil {
+			return err
+		}
+		*b = byteSize(n)
+		return nil
+	}
+	return fmt.Errorf("want a size: an integer of bytes or a string like \"64MiB\", got %v", v)
+}
+
+// sizeUnits are the units parseSize accepts: powers of 1024 only, so that
+// "MB" (is it 10^6 or 2^20?) is never guessed.
+var sizeUnits = map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+// parseSize parses a non-negative integer with an optional binary unit.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	unit := strings.TrimSpace(t[i:])
+	mult, ok := sizeUnits[unit]
+	if i == 0 || !ok {
+		return 0, fmt.Errorf("size %q: want an integer of bytes, optionally followed by KiB, MiB, GiB or TiB", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}

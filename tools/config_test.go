@@ -1,0 +1,328 @@
+package tools
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/gonets/gonets/storage"
+)
+
+// writeFile writes s to name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, s string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "gonets.toml", `
+[node]
+name = "n1"
+data_dir = "data"
+quic_addr = "127.0.0.1:9443"
+shutdown_timeout = "3s"
+log_level = "debug"
+
+[tls]
+cert = "/etc/gonets/tls.crt"
+key = "tls.key"
+hosts = ["chat.example.org"]
+
+[auth]
+public_keys = ["idp.pub"]
+leeway = "1m"
+
+[storage]
+shards = 64
+max_body_bytes = "128KiB"
+max_batch_bytes = 2097152
+cache_bytes = "1GiB"
+sweep_interval = "-1s"
+
+[storage.retention.group]
+max_age = "720h"
+max_count = 100000
+`)
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	want.Node.Name = "n1"
+	want.Node.DataDir = filepath.Join(dir, "data")
+	want.Node.QUICAddr = "127.0.0.1:9443"
+	want.Node.ShutdownTimeout = duration(3 * time.Second)
+	want.Node.LogLevel = slog.LevelDebug
+	want.TLS = tlsConfig{Cert: "/etc/gonets/tls.crt", Key: filepath.Join(dir, "tls.key"), Hosts: []string{"chat.example.org"}}
+	want.Auth = authConfig{PublicKeys: []string{filepath.Join(dir, "idp.pub")}, Leeway: duration(time.Minute)}
+	want.Storage.Shards = 64
+	want.Storage.MaxBodyBytes = 128 << 10
+	want.Storage.MaxBatchBytes = 2 << 20
+	want.Storage.CacheBytes = 1 << 30
+	want.Storage.SweepInterval = duration(-time.Second)
+	want.Storage.Retention.Group = retention{MaxAge: duration(720 * time.Hour), MaxCount: 100_000}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("loadConfig =\n%+v\nwant\n%+v", c, want)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	opts, err := c.storageOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantOpts storage.Options
+	wantOpts.Shards = 64
+	wantOpts.MaxBodyBytes = 128 << 10
+	wantOpts.MaxBatchBytes = 2 << 20
+	wantOpts.CacheBytes = 1 << 30
+	wantOpts.SweepInterval = -time.Second
+	wantOpts.Retention[storage.ChatGroup] = storage.Retention{MaxAge: 720 * time.Hour, MaxCount: 100_000}
+	if !reflect.DeepEqual(opts, wantOpts) {
+		t.Fatalf("storageOptions =\n%+v\nwant\n%+v", opts, wantOpts)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	f := func(body, want string) {
+		t.Helper()
+		path := writeFile(t, dir, "bad.toml", body)
+		_, err := loadConfig(path)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("loadConfig(%q) = %v, want an error containing %q", body, err, want)
+		}
+		if !strings.Contains(err.Error(), path) {
+			t.Fatalf("error %q does not name the file", err)
+		}
+	}
+	f("[storage]\nshardz = 3\n", `unknown key "storage.shardz"`)
+	f("[nodes]\nname = \"x\"\n", `unknown keys "nodes", "nodes.name"`)
+	f("[storage.retention.chat]\nmax_age = \"1h\"\n", `"storage.retention.chat"`)
+	f("[storage]\ndedupe_window = 3600\n", `"storage.dedupe_window"): want a duration string like "24h", got 3600`)
+	f("[storage]\ndedupe_window = \"1 day\"\n", `"storage.dedupe_window"): want a duration string`)
+	f("[storage]\nmax_body_bytes = \"64MB\"\n", `"storage.max_body_bytes"): size "64MB": want an integer of bytes, optionally followed by KiB`)
+	f("[storage]\nmax_body_bytes = -1\n", `size -1 is negative`)
+	f("[storage]\nmax_body_bytes = 1.5\n", `want a size`)
+	f("[storage]\nmax_members = 1.5\n", `"storage.max_members"`)
+	f("[storage]\nshards = \"many\"\n", `"storage.shards"`)
+	f("[node]\nlog_level = \"loud\"\n", `"node.log_level"`)
+	f("[node\n", "to end table name")
+	if _, err := loadConfig(filepath.Join(dir, "absent.toml")); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	f := func(change func(*config), want string) {
+		t.Helper()
+		c := defaultConfig()
+		change(&c)
+		err := c.validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("validate = %v, want an error containing %q", err, want)
+		}
+	}
+	f(func(c *config) { c.Node.DataDir = "" }, "node.data_dir is empty")
+	f(func(c *config) { c.Node.QUICAddr = "" }, "node.quic_addr is empty")
+	f(func(c *config) { c.Node.HTTPAddr = "" }, "node.http_addr is empty")
+	f(func(c *config) { c.Node.ShutdownTimeout = 0 }, "node.shutdown_timeout 0s must be positive")
+	f(func(c *config) { c.TLS.Cert = "a.crt" }, "tls.cert and tls.key must be set together")
+	f(func(c *config) { c.TLS.Key = "a.key" }, "tls.cert and tls.key must be set together")
+	f(func(c *config) { c.Auth.Leeway = duration(-time.Second) }, "auth.leeway -1s is negative")
+	f(func(c *config) { c.Auth.PublicKeys = []string{""} }, "auth.public_keys holds an empty path")
+	f(func(c *config) { c.Storage.DedupeWindow = duration(-time.Hour) }, "storage.dedupe_window -1h0m0s is negative")
+	f(func(c *config) { c.Storage.Retention.Channel.MaxAge = duration(-1) }, "storage.retention.channel.max_age -1ns is negative")
+	f(func(c *config) { c.Storage.Shards = -1 }, "storage.shards -1 is negative")
+	f(func(c *config) { c.Storage.CacheChats = -2 }, "storage.cache_chats -2 is negative")
+	f(func(c *config) { c.Storage.MaxMembers = -5 }, "storage.max_members -5 is negative")
+	f(func(c *config) { c.Storage.Retention.Direct.MaxCount = -1 }, "storage.retention.direct.max_count -1 is negative")
+	c := defaultConfig()
+	if err := c.validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	f := func(s string, want int64) {
+		t.Helper()
+		got, err := parseSize(s)
+		if err != nil || got != want {
+			t.Fatalf("parseSize(%q) = %d, %v, want %d", s, got, err, want)
+		}
+	}
+	f("0", 0)
+	f("4096", 4096)
+	f("17B", 17)
+	f("512KiB", 512<<10)
+	f("64MiB", 64<<20)
+	f(" 64 MiB ", 64<<20)
+	f("1GiB", 1<<30)
+	f("2TiB", 2<<40)
+	bad := func(s string) {
+		t.Helper()
+		if n, err := parseSize(s); err == nil {
+			t.Fatalf("parseSize(%q) = %d, want an error", s, n)
+		}
+	}
+	bad("")
+	bad("MiB")
+	bad("64MB")
+	bad("64mib")
+	bad("1.5GiB")
+	bad("-1")
+	bad("64 MiB extra")
+	bad("9999999999999TiB")
+	bad("99999999999999999999")
+}
+
+func TestLoadPublicKeys(t *testing.T) {
+	dir := t.TempDir()
+	pubPEM := func() ([]byte, ed25519.PublicKey) {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), pub
+	}
+	a, ka := pubPEM()
+	b, kb := pubPEM()
+	c, kc := pubPEM()
+	one := writeFile(t, dir, "one.pub", string(a))
+	two := writeFile(t, dir, "two.pub", "# rotation: old key, then new\n"+string(b)+string(c))
+	keys, err := loadPublicKeys([]string{one, two})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || !keys[0].Equal(ka) || !keys[1].Equal(kb) || !keys[2].Equal(kc) {
+		t.Fatalf("loadPublicKeys = %x", keys)
+	}
+
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	f := func(name, body, want string) {
+		t.Helper()
+		p := writeFile(t, dir, name, body)
+		_, err := loadPublicKeys([]string{one, p})
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("%s: %v, want an error naming the file and containing %q", name, err, want)
+		}
+	}
+	f("empty.pub", "", `no PEM "PUBLIC KEY" block`)
+	f("base64.pub", "MCowBQYDK2VwAyEA", `no PEM "PUBLIC KEY" block`)
+	f("ecdsa.pub", string(a)+string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER})), "block 2 is a *ecdsa.PublicKey, not an Ed25519 key")
+	f("private.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})), `block 1 is a "PRIVATE KEY", want a "PUBLIC KEY"`)
+	f("garbage.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("nope")})), "block 1:")
+	if _, err := loadPublicKeys([]string{filepath.Join(dir, "absent.pub")}); err == nil || !strings.Contains(err.Error(), "absent.pub") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// configKeys returns the dotted names of every leaf key of the config
+// file, from the toml tags of config.
+func configKeys() []string {
+	var keys []string
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := prefix + f.Tag.Get("toml")
+			if f.Type.Kind() == reflect.Struct {
+				walk(name+".", f.Type)
+				continue
+			}
+			keys = append(keys, name)
+		}
+	}
+	walk("", reflect.TypeFor[config]())
+	return keys
+}
+
+// commentedKey matches a commented-out key line of the example file.
+var commentedKey = regexp.MustCompile(`(?m)^#\s*([a-z_]+ = .*)$`)
+
+// TestExampleConfig keeps docs/gonets.example.toml and docs/operations.md
+// in step with config: the example loads as it is (everything commented:
+// the defaults), it still loads with every key uncommented, it names
+// every key, and operations.md documents every key.
+func TestExampleConfig(t *testing.T) {
+	const example = "../docs/gonets.example.toml"
+	c, err := loadConfig(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, defaultConfig()) {
+		t.Fatalf("the example as shipped is not the defaults:\n%+v", c)
+	}
+
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := writeFile(t, dir, "all.toml", commentedKey.ReplaceAllString(string(b), "$1"))
+	c, err = loadConfig(path)
+	if err != nil {
+		t.Fatalf("the example with every key uncommented: %v", err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatalf("the example with every key uncommented: %v", err)
+	}
+	opts, err := c.storageOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStorageOptions(opts); err != nil {
+		t.Fatalf("the example with every key uncommented: %v", err)
+	}
+	var raw map[string]any
+	md, err := toml.DecodeFile(path, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defined []string
+	for _, k := range md.Keys() {
+		defined = append(defined, k.String())
+	}
+	ops, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range configKeys() {
+		if !slices.Contains(defined, k) {
+			t.Errorf("docs/gonets.example.toml does not list %s", k)
+		}
+		if !strings.Contains(string(ops), "`"+k+"`") {
+			t.Errorf("docs/operations.md does not document `%s`", k)
+		}
+	}
+}
