@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"io"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+)
+
+// discardConn is a connection whose streams swallow everything.
+type discardConn struct{ written atomic.Int64 }
+
+func (c *discardConn) Read([]byte) (int, error) { return 0, io.EOF }
+func (c *discardConn) Write(p []byte) (int, error) {
+	c.written.Add(int64(len(p)))
+	return len(p), nil
+}
+func (c *discardConn) OpenPush() (io.Writer, error)       { return c, nil }
+func (c *discardConn) Close(wire.ErrorCode, string) error { return nil }
+
+// publishRig is a broker with n online sessions, all members of one
+// group, writing into discardConns.
+type publishRig struct {
+	b        *Broker
+	e        *chatEntry
+	sessions []*Session
+	conns    []*discardConn
+}
+
+func newPublishRig(tb testing.TB, n int) *publishRig {
+	tb.Helper()
+	st, err := storage.Open(tb.TempDir(), storage.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	b, err := New(st, &token.Verifier{}, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &publishRig{b: b, e: &chatEntry{id: 1, loaded: true, kind: storage.ChatGroup, next: 1}}
+	for u := 1; u <= n; u++ {
+		c := &discardConn{}
+		s := &Session{b: b, conn: c, user: storage.UserID(u), device: 1}
+		s.writeFn = s.writeLoop
+		s.out = NewOutbox(OutboxOptions{Wake: s.wake, Drops: b.m.drops})
+		b.reg.add(s, 16, b.newLimiter)
+		r.e.members = append(r.e.members, s.user)
+		r.sessions = append(r.sessions, s)
+		r.conns = append(r.conns, c)
+	}
+	return r
+}
+
+// publish fans one message out and waits until every writer is done.
+func (r *publishRig) publish(seq uint64, frame []byte) {
+	p := NewPayload()
+	p.B = append(p.B, frame...)
+	r.b.publish(r.e, seq, p, nil)
+	p.Release()
+	for _, s := range r.sessions {
+		for s.writing.Load() {
+			runtime.Gosched()
+		}
+	}
+}
+
+func TestPublishAllocatesNothingPerRecipient(t *testing.T) {
+	const n = 1000
+	r := newPublishRig(t, n)
+	frame := make([]byte, 300)
+	seq := uint64(0)
+	round := func() {
+		seq++
+		r.publish(seq, frame)
+	}
+	round() // warm the pools and the goroutine free list
+	allocs := testing.AllocsPerRun(50, round)
+	// Every session's writer wakes, writes and exits per message, and none
+	// of that may allocate (a fresh goroutine record now and then aside).
+	if allocs > 1 {
+		t.Fatalf("publishing to %d sessions allocates %.1f times", n, allocs)
+	}
+	for i, c := range r.conns {
+		if got := c.written.Load(); got != int64(len(frame))*int64(seq) {
+			t.Fatalf("session %d got %d bytes, want %d", i, got, len(frame)*int(seq))
+		}
+	}
+}
+
+// BenchmarkPublish1000 publishes one message to 1,000 online sessions and
+// waits for their writers: the whole fan-out, per recipient.
+func BenchmarkPublish1000(b *testing.B) {
+	const n = 1000
+	r := newPublishRig(b, n)
+	frame := make([]byte, 300)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		r.publish(uint64(i+1), frame)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/recipient")
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
+}
