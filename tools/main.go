@@ -14,6 +14,7 @@ type command struct {
 
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
+	"serve":   {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"token":   {summary: "mint a session token with the node's key", run: runToken},
 	"version": {summary: "print version information", run: runVersion},
 }

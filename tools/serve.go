@@ -1,0 +1,481 @@
+package tools
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+)
+
+// storeDir is the store's directory inside the data directory, which also
+// holds the token key and the self-signed certificate.
+const storeDir = "store"
+
+// serveUsage is the synopsis of gonets serve.
+const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data DIR] [--quic ADDR] [--http ADDR] [--name NAME] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL]"
+
+// runServe runs a node until SIGINT or SIGTERM, then shuts it down
+// gracefully and returns 0; a second signal exits at once with 1. With
+// --check-config it only validates the configuration.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	cfg, check, err := parseServe(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errUsage) {
+		fmt.Fprintln(stderr, serveUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gonets serve: %v\n", err)
+		return 1
+	}
+	if check {
+		if err := checkConfig(cfg); err != nil {
+			fmt.Fprintf(stderr, "gonets serve: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "config ok")
+		return 0
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { watchSignals(sigs, done, cancel, os.Exit, stderr) })
+	err = serve(ctx, cfg, stdout, stderr)
+	close(done)
+	wg.Wait()
+	if err != nil {
+		fmt.Fprintf(stderr, "gonets serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// watchSignals cancels the node's ctx on the first signal and calls
+// exit(1) on the second, for an operator who will not wait for the drain.
+// It returns when done is closed.
+func watchSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel context.CancelCauseFunc, exit func(int), stderr io.Writer) {
+	select {
+	case sig := <-sigs:
+		cancel(fmt.Errorf("signal %v", sig))
+	case <-done:
+		return
+	}
+	select {
+	case sig := <-sigs:
+		fmt.Fprintf(stderr, "gonets serve: second signal (%v): exiting now\n", sig)
+		exit(1)
+	case <-done:
+	}
+}
+
+// errUsage reports a command line that parseServe refused.
+var errUsage = errors.New("usage")
+
+// parseServe returns the configuration serve's arguments describe: the
+// defaults, overlaid with the file --config names, overlaid with every
+// flag given. It reports whether --check-config was given. It returns
+// errUsage or flag.ErrHelp for a bad command line, having said why.
+func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := defaultConfig()
+	path := fs.String("config", "", "TOML config `file`; docs/gonets.example.toml lists every key")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration, print \"config ok\" and exit, without opening the store or binding ports")
+	data := fs.String("data", def.Node.DataDir, "data `dir`ectory (node.data_dir)")
+	quicAddr := fs.String("quic", def.Node.QUICAddr, "UDP `address` for QUIC clients (node.quic_addr)")
+	httpAddr := fs.String("http", def.Node.HTTPAddr, "TCP `address` for /metrics, /healthz and /readyz (node.http_addr)")
+	name := fs.String("name", "", "the node's `name` in Welcome (node.name; default: the host name)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain `file` (tls.cert; default: self-signed in the data dir)")
+	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert (tls.key)")
+	level := def.Node.LogLevel
+	fs.TextVar(&level, "log-level", def.Node.LogLevel, "debug, info, warn or error (node.log_level)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, false, err
+		}
+		return cfg, false, errUsage
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "gonets serve: unexpected argument %q\n", fs.Arg(0))
+		return cfg, false, errUsage
+	}
+	cfg = def
+	if *path != "" {
+		if cfg, err = loadConfig(*path); err != nil {
+			return cfg, false, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data":
+			cfg.Node.DataDir = *data
+		case "quic":
+			cfg.Node.QUICAddr = *quicAddr
+		case "http":
+			cfg.Node.HTTPAddr = *httpAddr
+		case "name":
+			cfg.Node.Name = *name
+		case "tls-cert":
+			cfg.TLS.Cert = *tlsCert
+		case "tls-key":
+			cfg.TLS.Key = *tlsKey
+		case "log-level":
+			cfg.Node.LogLevel = level
+		}
+	})
+	if err := cfg.validate(); err != nil {
+		return cfg, false, err
+	}
+	return cfg, *checkOnly, nil
+}
+
+// checkConfig validates cfg as serve would use it, without opening the
+// node's store or binding a port: it builds every component's Options and
+// runs their validation (on a throwaway store in memory), loads the
+// configured certificate and public keys, and loads the node's own key and
+// certificate if the data directory already holds them. It creates
+// nothing on disk.
+func checkConfig(cfg config) error {
+	if cfg.TLS.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	} else if exists(filepath.Join(cfg.Node.DataDir, nodecert.CertFile)) {
+		if _, _, err := nodecert.LoadOrCreate(cfg.Node.DataDir, cfg.TLS.Hosts); err != nil {
+			return err
+		}
+	}
+	var nodeKey ed25519.PrivateKey
+	var err error
+	if exists(filepath.Join(cfg.Node.DataDir, token.KeyFile)) {
+		nodeKey, err = token.LoadOrCreateKey(cfg.Node.DataDir)
+	} else {
+		// serve will create the key; a fresh one stands in for it here.
+		_, nodeKey, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := newVerifier(cfg, nodeKey)
+	if err != nil {
+		return err
+	}
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return err
+	}
+	bopts, err := cfg.brokerOptions()
+	if err != nil {
+		return err
+	}
+	sopts.FS = vfs.NewMem()
+	st, err := storage.Open(storeDir, sopts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	bopts.Logger = slog.New(slog.DiscardHandler)
+	b, err := broker.New(st, v, bopts)
+	if err != nil {
+		return err
+	}
+	return b.Shutdown(context.Background())
+}
+
+// exists reports whether path names an existing file; any error other
+// than "not there" counts as existing, so that loading it reports it.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// newVerifier returns the token verifier for cfg: the node's own key and
+// the keys of auth.public_keys.
+func newVerifier(cfg config, nodeKey ed25519.PrivateKey) (*token.Verifier, error) {
+	keys, err := loadPublicKeys(cfg.Auth.PublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	keys = append([]ed25519.PublicKey{nodeKey.Public().(ed25519.PublicKey)}, keys...)
+	return token.NewVerifier(token.Options{Keys: keys, Leeway: time.Duration(cfg.Auth.Leeway)})
+}
+
+// serve runs a node with cfg until ctx is done, then shuts it down
+// gracefully. It prints where the node listens to stdout and logs to
+// stderr. The command cancels ctx on the first SIGINT or SIGTERM.
+func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Node.LogLevel}))
+	n, err := startNode(cfg, log)
+	if err != nil {
+		return err
+	}
+	n.printBanner(stdout)
+	return n.run(ctx)
+}
+
+// node is a running Gonets node: its store, broker, QUIC listener and
+// HTTP server. startNode opens and binds everything; run serves until its
+// ctx is done and then closes everything, in the reverse order.
+type node struct {
+	cfg     config
+	log     *slog.Logger
+	store   *storage.Store
+	broker  *broker.Broker
+	quicLn  *quic.Listener
+	httpLn  net.Listener
+	http    *http.Server
+	dataDir string // absolute
+
+	fingerprint string // the SHA-256 of the TLS certificate, hex
+	certSource  string // where the certificate came from, for the banner
+
+	storeMetrics, brokerMetrics, nodeMetrics *metrics.Set
+
+	serving  atomic.Bool // set while the QUIC accept loop runs
+	stopping atomic.Bool // set when shutdown begins: /readyz fails from then on
+}
+
+// startNode opens the store, builds the broker and binds the QUIC and
+// HTTP listeners. On error it closes whatever it opened.
+func startNode(cfg config, log *slog.Logger) (_ *node, err error) {
+	n := &node{
+		cfg:           cfg,
+		log:           log,
+		storeMetrics:  metrics.NewSet(),
+		brokerMetrics: metrics.NewSet(),
+		nodeMetrics:   metrics.NewSet(),
+	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if n.dataDir, err = filepath.Abs(cfg.Node.DataDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	cert, err := n.loadCert()
+	if err != nil {
+		return nil, err
+	}
+	nodeKey, err := token.LoadOrCreateKey(n.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(cfg, nodeKey)
+	if err != nil {
+		return nil, err
+	}
+	sopts, err := cfg.storageOptions()
+	if err != nil {
+		return nil, err
+	}
+	bopts, err := cfg.brokerOptions()
+	if err != nil {
+		return nil, err
+	}
+	sopts.Logger, sopts.Metrics = log.With("component", "storage"), n.storeMetrics
+	bopts.Logger, bopts.Metrics = log.With("component", "broker"), n.brokerMetrics
+
+	if n.store, err = storage.Open(filepath.Join(n.dataDir, storeDir), sopts); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.store.Close() })
+	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.quicLn.Close() })
+	if n.httpLn, err = net.Listen("tcp", cfg.Node.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.nodeMetrics.NewGauge("gonets_node_ready", func() float64 {
+		if n.ready() {
+			return 1
+		}
+		return 0
+	})
+	n.nodeMetrics.NewGauge(fmt.Sprintf("gonets_node_build_info{version=%q}", Version), func() float64 { return 1 })
+	return n, nil
+}
+
+// loadCert returns the configured certificate, or the self-signed one in
+// the data directory (creating it on first start), and records its
+// fingerprint.
+func (n *node) loadCert() (tls.Certificate, error) {
+	var cert tls.Certificate
+	var err error
+	if n.cfg.TLS.Cert != "" {
+		if cert, err = tls.LoadX509KeyPair(n.cfg.TLS.Cert, n.cfg.TLS.Key); err != nil {
+			return cert, fmt.Errorf("tls: %w", err)
+		}
+		n.certSource = n.cfg.TLS.Cert
+	} else {
+		var created bool
+		if cert, created, err = nodecert.LoadOrCreate(n.dataDir, n.cfg.TLS.Hosts); err != nil {
+			return cert, err
+		}
+		n.certSource = "self-signed, " + filepath.Join(n.dataDir, nodecert.CertFile)
+		if created {
+			n.certSource += ", created now"
+		}
+	}
+	n.fingerprint = nodecert.Fingerprint(cert.Certificate[0])
+	return cert, nil
+}
+
+// handler serves /metrics, /healthz and /readyz.
+func (n *node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		metrics.WritePrometheus(w, true)
+		n.nodeMetrics.WritePrometheus(w)
+		n.storeMetrics.WritePrometheus(w)
+		n.brokerMetrics.WritePrometheus(w)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// ready reports whether the node takes clients: the store is open and
+// healthy, the QUIC listener serves, and shutdown has not begun.
+func (n *node) ready() bool {
+	return !n.stopping.Load() && n.serving.Load() && n.store.Healthy() && n.broker.Ready()
+}
+
+// printBanner tells the operator where the node listens and how clients
+// pin its certificate.
+func (n *node) printBanner(w io.Writer) {
+	quicAddr := n.quicLn.Addr().String()
+	fmt.Fprintf(w, "gonets serve: node %s\n", Version)
+	fmt.Fprintf(w, "  quic  %s  (UDP, ALPN gonets/1)\n", quicAddr)
+	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
+	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
+	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
+	fmt.Fprintf(w, "  try   gonets tail --addr %s --fingerprint %s ...\n", dialable(quicAddr), n.fingerprint)
+}
+
+// dialable turns a wildcard listen address into one a local client can
+// dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// run serves until ctx is done or a listener fails, then shuts down:
+// /readyz fails, the broker stops accepting, tells sessions it is going
+// away and waits for their requests (up to node.shutdown_timeout), the
+// HTTP server closes, and the store closes last.
+func (n *node) run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	n.serving.Store(true)
+	go func() {
+		err := n.broker.ServeQUIC(n.quicLn)
+		n.serving.Store(false)
+		if errors.Is(err, broker.ErrShutdown) {
+			err = nil // shutdown began before the accept loop started
+		}
+		errc <- err
+	}()
+	go func() {
+		err := n.http.Serve(n.httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		} else if err != nil {
+			err = fmt.Errorf("http: %w", err)
+		}
+		errc <- err
+	}()
+	pending := 2
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down", "cause", context.Cause(ctx))
+	case serveErr = <-errc:
+		pending--
+		if serveErr == nil {
+			serveErr = errors.New("a listener stopped unexpectedly")
+		}
+		n.log.Error("shutting down", "err", serveErr)
+	}
+	n.stopping.Store(true)
+	timeout := time.Duration(n.cfg.Node.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := n.broker.Shutdown(sctx); err != nil {
+		n.log.Warn("sessions did not finish in time; closed them", "timeout", timeout, "err", err)
+	}
+	if err := n.http.Shutdown(sctx); err != nil {
+		n.log.Warn("http requests did not finish in time; closed them", "err", err)
+		n.http.Close()
+	}
+	errs := []error{serveErr}
+	for ; pending > 0; pending-- {
+		errs = append(errs, <-errc)
+	}
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		n.log.Info("stopped")
+	}
+	return err
+}
