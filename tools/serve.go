@@ -47,7 +47,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if errors.Is(err, errUsage) {
-		fmt.Fprintln(stderr, serveUsage)
 		return 2
 	}
 	if err != nil {
@@ -99,7 +98,8 @@ func watchSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel context.Ca
 	}
 }
 
-// errUsage reports a command line that parseServe refused.
+// errUsage reports a command line that parseServe refused, having printed
+// the usage.
 var errUsage = errors.New("usage")
 
 // parseServe returns the configuration serve's arguments describe: the
@@ -109,6 +109,11 @@ var errUsage = errors.New("usage")
 func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, serveUsage)
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	def := defaultConfig()
 	path := fs.String("config", "", "TOML config `file`; docs/gonets.example.toml lists every key")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration, print \"config ok\" and exit, without opening the store or binding ports")
@@ -128,6 +133,7 @@ func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err er
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "gonets serve: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
 		return cfg, false, errUsage
 	}
 	cfg = def
