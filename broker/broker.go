@@ -48,7 +48,8 @@ type Broker struct {
 	chats    *chatCache
 	welcome  welcomeLimits
 
-	wg sync.WaitGroup // connections and accept loops
+	wg      sync.WaitGroup // connections and accept loops
+	writers sync.WaitGroup // sessions' writer goroutines
 
 	mu        sync.Mutex // guards the following
 	closing   bool
@@ -151,6 +152,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
+		b.writers.Wait()
 		return nil
 	case <-ctx.Done():
 	}
@@ -166,6 +168,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	<-idle
+	b.writers.Wait()
 	return ctx.Err()
 }
 

@@ -118,7 +118,7 @@ func (b *Broker) hello(c Conn, r *wire.Reader) (*Session, error) {
 	var evicted []*Session
 	s.limiter, evicted = b.reg.add(s, b.opts.MaxSessionsPerUser, b.newLimiter)
 	for _, old := range evicted {
-		old.conn.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "too many sessions for this user; the oldest was closed")
+		go old.conn.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "too many sessions for this user; the oldest was closed")
 	}
 	b.m.handshakes.Inc()
 	b.m.sessionsNow.Add(1)
@@ -230,6 +230,7 @@ func (s *Session) respond(id uint64, f *wire.Frame) error {
 // becomes non-empty; it allocates nothing.
 func (s *Session) wake() {
 	if s.writing.CompareAndSwap(false, true) {
+		s.b.writers.Add(1)
 		go s.writeFn()
 	}
 }
@@ -243,6 +244,7 @@ func (s *Session) goAway() {
 // writeLoop drains the outbox onto the push stream, a batch per write,
 // then writes the control frames due (Resync, GoingAway), and exits.
 func (s *Session) writeLoop() {
+	defer s.b.writers.Done()
 	var batch [writeBatch]*Payload
 	for {
 		n, stalled := s.out.Take(batch[:])
