@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -527,7 +528,17 @@ func TestServeSIGTERM(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gonets")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/gonets/gonets").CombinedOutput(); err != nil {
+	// Build with this test binary's -race setting, so that the packages
+	// come from the build cache the test itself filled.
+	args := []string{"build", "-o", bin}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				args = append(args, "-race")
+			}
+		}
+	}
+	if out, err := exec.Command("go", append(args, "github.com/gonets/gonets")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "serve", "--data", filepath.Join(dir, "data"), "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0")
