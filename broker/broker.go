@@ -48,7 +48,9 @@ type Broker struct {
 	chats    *chatCache
 	welcome  welcomeLimits
 
-	wg      sync.WaitGroup // connections and accept loops
+	stop    context.Context    // cancelled when Shutdown gives up waiting
+	cancel  context.CancelFunc // cancels stop
+	wg      sync.WaitGroup     // connections and accept loops
 	writers sync.WaitGroup // sessions' writer goroutines
 
 	mu        sync.Mutex // guards the following
@@ -77,6 +79,7 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 		welcome:  welcomeLimits{maxFrame: uint32(opts.MaxFrameBytes), maxBody: uint32(st.MaxBodyBytes())},
 	}
 	b.m = newBrokerMetrics(opts.Metrics)
+	b.stop, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
 
@@ -152,10 +155,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
+		b.cancel()
 		b.writers.Wait()
 		return nil
 	case <-ctx.Done():
 	}
+	b.cancel() // connections that have not started a session yet
 	b.mu.Lock()
 	conns := make([]Conn, 0, len(b.conns))
 	for c := range b.conns {

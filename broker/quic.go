@@ -69,6 +69,7 @@ func (b *Broker) ServeQUIC(ln *quic.Listener) error {
 			}
 			return fmt.Errorf("broker: accept: %w", err)
 		}
+		b.wg.Add(1)
 		go b.serveQUICConn(c)
 	}
 }
@@ -76,8 +77,11 @@ func (b *Broker) ServeQUIC(ln *quic.Listener) error {
 // serveQUICConn waits for the client's request stream and serves it. This
 // goroutine is the session's reader.
 func (b *Broker) serveQUICConn(c *quic.Conn) {
+	defer b.wg.Done()
 	ctx, cancel := context.WithTimeout(c.Context(), b.opts.HelloTimeout)
+	stop := context.AfterFunc(b.stop, cancel)
 	st, err := c.AcceptStream(ctx)
+	stop()
 	cancel()
 	if err != nil {
 		c.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_BAD_FRAME), "no request stream")

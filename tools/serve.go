@@ -409,7 +409,7 @@ func (n *node) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
-	fmt.Fprintf(w, "  try   gonets tail --addr %s --fingerprint %s ...\n", dialable(quicAddr), n.fingerprint)
+	fmt.Fprintf(w, "  try   gonets tail --server %s --fingerprint %s --token T\n", dialable(quicAddr), n.fingerprint)
 }
 
 // dialable turns a wildcard listen address into one a local client can
