@@ -51,7 +51,7 @@ type Broker struct {
 	stop    context.Context    // cancelled when Shutdown gives up waiting
 	cancel  context.CancelFunc // cancels stop
 	wg      sync.WaitGroup     // connections and accept loops
-	writers sync.WaitGroup // sessions' writer goroutines
+	writers sync.WaitGroup     // sessions' writer goroutines
 
 	mu        sync.Mutex // guards the following
 	closing   bool

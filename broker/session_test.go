@@ -9,6 +9,7 @@ import (
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/storage"
 )
 
 const (
@@ -392,4 +393,67 @@ func TestChannel(t *testing.T) {
 	}
 	owner.mustAck(ch, 2, "more news")
 	sub.noPush()
+}
+
+func TestConcurrentSendersDeliveredInOrder(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{SendRate: 1e6}})
+	const senders, each = 8, 40
+	members := []uint64{}
+	for u := uint64(2); u <= senders+1; u++ {
+		members = append(members, u)
+	}
+	reader := dial(t, n, n.Token(t, 1, 1))
+	chat := reader.createChat(group, members...)
+	errs := make(chan error, senders)
+	for i := range senders {
+		c := dial(t, n, n.Token(t, uint64(i+2), 1))
+		go func() {
+			for j := range each {
+				resp := c.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: uint64(j + 1), Body: []byte("x")}}})
+				if resp.GetAck() == nil {
+					errs <- fmt.Errorf("sender %d: %v", i, resp)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := uint64(1); want <= senders*each; want++ {
+		if m := reader.push().GetDeliver().GetMessage(); m.GetSeq() != want {
+			t.Fatalf("delivered seq %d, want %d", m.GetSeq(), want)
+		}
+	}
+}
+
+func TestMembershipLimits(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{
+		Broker:  broker.Options{MaxChatsPerUser: 2},
+		Storage: storage.Options{MaxMembers: 3},
+	})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	g := alice.createChat(group, 2)
+	add := func(users ...uint64) *wire.Frame {
+		return alice.do(&wire.Frame{Body: &wire.Frame_AddMembers{AddMembers: &wire.AddMembers{Chat: g, Users: users}}})
+	}
+	if r := add(3); r.GetDone() == nil {
+		t.Fatalf("add: %v", r)
+	}
+	if got := errCode(t, add(4)); got != wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS {
+		t.Fatalf("fourth member: %v", got)
+	}
+	alice.createChat(direct, 5)
+	resp := alice.do(&wire.Frame{Body: &wire.Frame_CreateChat{CreateChat: &wire.CreateChat{Kind: group}}})
+	if got := errCode(t, resp); got != wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS {
+		t.Fatalf("third chat: %v", got)
+	}
+	// Leaving makes room.
+	if r := alice.do(&wire.Frame{Body: &wire.Frame_Leave{Leave: &wire.Leave{Chat: g}}}); r.GetDone() == nil {
+		t.Fatalf("leave: %v", r)
+	}
+	alice.createChat(group)
 }
