@@ -13,10 +13,10 @@ import (
 // pipeConn carries a session over in-memory pipes, as a TCP or
 // WebTransport carrier would over its own streams.
 type pipeConn struct {
-	reqR    *io.PipeReader
-	respW   *io.PipeWriter
-	pushW   *io.PipeWriter
-	once    sync.Once
+	reqR  *io.PipeReader
+	respW *io.PipeWriter
+	pushW *io.PipeWriter
+	once  sync.Once
 }
 
 func (c *pipeConn) Read(p []byte) (int, error)   { return c.reqR.Read(p) }
