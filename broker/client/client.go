@@ -43,8 +43,8 @@ type Client struct {
 	pos      *position
 	dl       *delivery
 	stats    counters
-	events   chan Event     // nil with OnEvent or SendOnly
-	kick     chan struct{}  // own sends queued; capacity 1
+	events   chan Event    // nil with OnEvent or SendOnly
+	kick     chan struct{} // own sends queued; capacity 1
 	cancel   context.CancelFunc
 	stopped  chan struct{} // closed when the client stops for good
 	wg       sync.WaitGroup
@@ -261,8 +261,19 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 func (c *Client) run(ctx context.Context, s *session) {
 	defer c.wg.Done()
 	var err error
+	failures := 0 // connections in a row that ended before catching up
 	for {
-		err = c.serve(ctx, s)
+		var caughtUp bool
+		caughtUp, err = c.serve(ctx, s)
+		if caughtUp {
+			failures = 0
+		} else {
+			failures++
+		}
+		var ga *goingAway
+		if errors.As(err, &ga) {
+			ga.after -= c.finishRequests(ctx, s, ga.after)
+		}
 		s.close(err)
 		c.setSession(nil)
 		if ctx.Err() != nil {
@@ -274,12 +285,9 @@ func (c *Client) run(ctx context.Context, s *session) {
 			break
 		}
 		c.noteDisconnected(err)
-		var wait time.Duration
-		var ga *goingAway
-		if errors.As(err, &ga) {
-			wait = ga.after
-		} else {
-			wait = c.backoff.delay(0)
+		wait := c.backoff.delay(failures)
+		if ga != nil {
+			wait = max(0, ga.after)
 		}
 		if s, err = c.reconnect(ctx, wait); err != nil {
 			break
@@ -304,6 +312,23 @@ func (c *Client) stop(ctx context.Context, err error) {
 	if c.events != nil {
 		close(c.events)
 	}
+}
+
+// finishRequests lets the requests in flight on a session the node is
+// leaving get their responses, for up to limit, while new requests wait
+// for the next session. It returns how long it waited.
+func (c *Client) finishRequests(ctx context.Context, s *session, limit time.Duration) time.Duration {
+	start := time.Now()
+	c.setSession(nil)
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-s.drain():
+	case <-s.dead:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return time.Since(start)
 }
 
 // goingAway is a session ended by the node's GoingAway push.
@@ -342,29 +367,30 @@ func (c *Client) reconnect(ctx context.Context, wait time.Duration) (*session, e
 }
 
 // serve runs one session: it catches up, then handles pushes and own
-// sends until the session ends, and returns why it ended.
-func (c *Client) serve(ctx context.Context, s *session) error {
+// sends until the session ends, and returns why it ended and whether it
+// caught up first.
+func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err error) {
 	if !c.opts.SendOnly {
 		if err := c.dl.resync(ctx, s); err != nil {
-			return err
+			return false, err
 		}
 		if err := c.emit(ctx, Event{Kind: EventConnected}); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return ErrClosed
+			return true, ErrClosed
 		case <-s.dead:
-			return s.cause()
+			return true, s.cause()
 		case <-c.kick:
 			if err := c.deliverOwn(ctx, s); err != nil {
-				return err
+				return true, err
 			}
 		case f := <-s.pushes:
 			if err := c.push(ctx, s, f); err != nil {
-				return err
+				return true, err
 			}
 		}
 	}

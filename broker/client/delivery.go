@@ -68,19 +68,24 @@ func (d *delivery) deliver(ctx context.Context, m Message) error {
 // up to seq upTo, from history. History is the authority: messages below
 // the chat's retention floor are skipped (and counted), and it never waits
 // for more than the log's last seq. A chat the user is no longer in, or
-// that is gone, is skipped.
+// that is gone, is skipped. A page too large for one frame is asked for
+// again in halves.
 func (d *delivery) catchUp(ctx context.Context, f fetcher, chat, upTo uint64) error {
+	page := d.page
 	for {
 		held := d.pos.get(chat)
 		if held >= upTo {
 			return nil
 		}
-		p, err := f.history(ctx, chat, held+1, int(min(upTo-held, uint64(d.page))))
-		if errors.Is(err, ErrNotMember) || errors.Is(err, ErrUnknownChat) {
+		p, err := f.history(ctx, chat, held+1, int(min(upTo-held, uint64(page))))
+		switch {
+		case errors.Is(err, ErrTooLarge) && page > 1:
+			page /= 2 // large messages: the page did not fit in a frame
+			continue
+		case errors.Is(err, ErrNotMember) || errors.Is(err, ErrUnknownChat):
 			d.log.Debug("client: not catching up a chat", "chat", chat, "err", err)
 			return nil
-		}
-		if err != nil {
+		case err != nil:
 			return err
 		}
 		if p.Floor > held+1 {

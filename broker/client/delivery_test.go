@@ -218,3 +218,29 @@ func TestDeliveryEmitFails(t *testing.T) {
 		t.Fatalf("held %d after a failed emit, want 0", h)
 	}
 }
+
+func TestDeliveryHalvesPagesTooLarge(t *testing.T) {
+	ctx := context.Background()
+	l := newFakeLog()
+	l.add(7, 5)
+	big := &tooLarge{fakeLog: l, max: 2}
+	d, got := newTestDelivery(SyncState{}, 8)
+	if err := d.catchUp(ctx, big, 7, 5); err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, *got, "7/1", "7/2", "7/3", "7/4", "7/5")
+}
+
+// tooLarge refuses history pages over max messages, as a node does when
+// a page does not fit in a frame.
+type tooLarge struct {
+	*fakeLog
+	max int
+}
+
+func (l *tooLarge) history(ctx context.Context, chat, from uint64, limit int) (HistoryPage, error) {
+	if limit > l.max {
+		return HistoryPage{}, &Error{Code: ErrTooLarge.Code, Message: "ask for fewer"}
+	}
+	return l.fakeLog.history(ctx, chat, from, limit)
+}

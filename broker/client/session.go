@@ -43,7 +43,8 @@ type session struct {
 
 	mu      sync.Mutex // guards the following
 	pending map[uint64]chan *wire.Frame
-	err     error // why the session ended, once dead is closed
+	drained chan struct{} // closed when pending empties, if set
+	err     error         // why the session ended, once dead is closed
 }
 
 // hello is what openSession says in its Hello, and how.
@@ -145,7 +146,7 @@ func (s *session) readResponses(r *wire.Reader) {
 		}
 		s.mu.Lock()
 		ch := s.pending[f.GetId()]
-		delete(s.pending, f.GetId())
+		s.deleteLocked(f.GetId())
 		s.mu.Unlock()
 		if ch != nil {
 			ch <- f // buffered: never blocks
@@ -286,8 +287,35 @@ func (s *session) call(ctx context.Context, f *wire.Frame) (*wire.Frame, error) 
 // forget drops a request that stopped waiting.
 func (s *session) forget(id uint64) {
 	s.mu.Lock()
-	delete(s.pending, id)
+	s.deleteLocked(id)
 	s.mu.Unlock()
+}
+
+// deleteLocked drops a pending request and signals drained when it was
+// the last.
+func (s *session) deleteLocked(id uint64) {
+	delete(s.pending, id)
+	if len(s.pending) == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+}
+
+// drain returns a channel closed once no request waits for a response
+// (or at once when none does). The caller stops new requests first.
+func (s *session) drain() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	switch {
+	case len(s.pending) == 0:
+		close(ch)
+	case s.drained != nil:
+		ch = s.drained
+	default:
+		s.drained = ch
+	}
+	return ch
 }
 
 // lost wraps a session's end as ErrConnLost.
