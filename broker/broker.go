@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,6 +18,10 @@ import (
 
 // ProtocolVersion is the client protocol version the broker speaks.
 const ProtocolVersion = 1
+
+// deliverOverhead bounds what a Deliver frame adds to a message body: the
+// length prefix and every other field at its largest.
+const deliverOverhead = 1024
 
 // Conn is one client connection, whatever carries it (a QUIC connection,
 // later WebTransport or TCP): a stream of client frames in, a stream of
@@ -67,6 +72,12 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 	opts, err := opts.ensureDefaults()
 	if err != nil {
 		return nil, err
+	}
+	// Every record the store accepts must fit a Deliver frame, or its
+	// fan-out and history would fail.
+	if need := st.MaxBodyBytes() + deliverOverhead; opts.MaxFrameBytes < need {
+		return nil, fmt.Errorf("broker: MaxFrameBytes %d below the store's MaxBodyBytes %d plus %d bytes of framing",
+			opts.MaxFrameBytes, st.MaxBodyBytes(), deliverOverhead)
 	}
 	b := &Broker{
 		st:       st,

@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gonets/gonets/storage"
 )
@@ -30,6 +31,11 @@ type chatCache struct {
 // order. Lock order: chatEntry.mu, then a registry shard, then an Outbox.
 type chatEntry struct {
 	id storage.ChatID
+	// inflight counts appends between their access check and their
+	// publish; an entry with any is never evicted, so that the seq each
+	// one commits is published to the entry that waits for it. It changes
+	// under chatCache.mu when it rises, anywhere when it falls.
+	inflight atomic.Int32
 
 	mu      sync.Mutex // guards the following
 	loaded  bool
@@ -56,6 +62,32 @@ func newChatCache(st *storage.Store, max int) *chatCache {
 func (c *chatCache) get(id storage.ChatID) *chatEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.getLocked(id)
+}
+
+// pin returns the chat's entry with an append in flight counted; the
+// caller calls unpin after its publish (or its failure).
+func (c *chatCache) pin(id storage.ChatID) *chatEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.getLocked(id)
+	e.inflight.Add(1)
+	return e
+}
+
+func (e *chatEntry) unpin() { e.inflight.Add(-1) }
+
+// forget drops e if it is still the chat's entry and unused: a chat that
+// does not exist must not take a cache slot.
+func (c *chatCache) forget(e *chatEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.chats[e.id] == e && e.inflight.Load() == 0 {
+		delete(c.chats, e.id)
+	}
+}
+
+func (c *chatCache) getLocked(id storage.ChatID) *chatEntry {
 	e := c.chats[id]
 	if e == nil {
 		if len(c.chats) >= c.max {
@@ -68,14 +100,14 @@ func (c *chatCache) get(id storage.ChatID) *chatEntry {
 }
 
 // evictLocked drops about an eighth of the entries, chosen by map order
-// (random), skipping those that hold pending publishes.
+// (random), skipping those with appends in flight or pending publishes.
 func (c *chatCache) evictLocked() {
 	n := max(1, len(c.chats)/8)
 	for id, e := range c.chats {
 		if n == 0 {
 			break
 		}
-		if e.mu.TryLock() {
+		if e.inflight.Load() == 0 && e.mu.TryLock() {
 			busy := len(e.pending) > 0
 			e.mu.Unlock()
 			if !busy {
@@ -86,17 +118,61 @@ func (c *chatCache) evictLocked() {
 	}
 }
 
-// invalidate forgets a chat's members after a membership change; its
-// publish order stays.
+// invalidate forgets a chat's cached members (a chat just created may have
+// been probed before it existed); its publish order stays.
 func (c *chatCache) invalidate(id storage.ChatID) {
-	c.mu.Lock()
-	e := c.chats[id]
-	c.mu.Unlock()
-	if e != nil {
+	if e := c.lookup(id); e != nil {
 		e.mu.Lock()
 		e.loaded, e.members, e.posters = false, nil, nil
 		e.mu.Unlock()
 	}
+}
+
+// lookup returns the chat's entry if it is cached.
+func (c *chatCache) lookup(id storage.ChatID) *chatEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chats[id]
+}
+
+// joined records in the cached member list that user joined with role.
+func (c *chatCache) joined(id storage.ChatID, user storage.UserID, role storage.Role) {
+	e := c.lookup(id)
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.loaded {
+		return
+	}
+	e.members = insertSorted(e.members, user)
+	if role >= storage.RoleAdmin {
+		e.posters = insertSorted(e.posters, user)
+	}
+}
+
+// left records in the cached member list that user left.
+func (c *chatCache) left(id storage.ChatID, user storage.UserID) {
+	e := c.lookup(id)
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if i, ok := slices.BinarySearch(e.members, user); ok {
+		e.members = slices.Delete(e.members, i, i+1)
+	}
+	if i, ok := slices.BinarySearch(e.posters, user); ok {
+		e.posters = slices.Delete(e.posters, i, i+1)
+	}
+}
+
+func insertSorted(s []storage.UserID, u storage.UserID) []storage.UserID {
+	if i, ok := slices.BinarySearch(s, u); !ok {
+		s = slices.Insert(s, i, u)
+	}
+	return s
 }
 
 // loadLocked reads the chat's kind and members from the store.
@@ -155,21 +231,32 @@ var outboxPool = sync.Pool{New: func() any { s := make([]*Outbox, 0, 256); retur
 // publish pushes p, the encoded record seq, to every online session of
 // every member but except, in seq order: a record acked before its
 // predecessors waits for them (at most maxPending of them). It takes its
-// own references to p.
+// own references to p. A nil p publishes nothing but lets the seqs after
+// seq go: every acked seq must be published, or skipped this way.
 func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.loadLocked(b.st); err != nil {
+		// The store is failing; clients will find the record by syncing.
+		// Start the order afresh from the store on the next load.
 		b.log.Warn("broker: fan-out skipped: chat not loaded", "chat", e.id, "err", err)
 		b.m.fanoutErrors.Inc()
+		for _, pp := range e.pending {
+			if pp.p != nil {
+				pp.p.Release()
+			}
+		}
+		e.pending, e.next = nil, 0
 		return
 	}
 	switch {
 	case seq < e.next:
-		b.fanoutLocked(e, p, except, 0) // late, after a cache reload: deliver now
+		b.fanoutLocked(e, p, except, 0, false) // late, after a cache reload: deliver now
 		return
 	case seq > e.next:
-		p.Retain()
+		if p != nil {
+			p.Retain()
+		}
 		i, _ := slices.BinarySearchFunc(e.pending, seq, func(x pendingPublish, s uint64) int { return cmpU64(x.seq, s) })
 		e.pending = slices.Insert(e.pending, i, pendingPublish{seq: seq, p: p, except: except})
 		if len(e.pending) <= maxPending {
@@ -177,15 +264,17 @@ func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) 
 		}
 		e.next = e.pending[0].seq // give up on the gap
 	default:
-		b.fanoutLocked(e, p, except, 0)
+		b.fanoutLocked(e, p, except, 0, false)
 		e.next++
 	}
 	for len(e.pending) > 0 && e.pending[0].seq <= e.next {
 		pp := e.pending[0]
 		e.pending[0] = pendingPublish{}
 		e.pending = e.pending[1:]
-		b.fanoutLocked(e, pp.p, pp.except, 0)
-		pp.p.Release()
+		if pp.p != nil {
+			b.fanoutLocked(e, pp.p, pp.except, 0, false)
+			pp.p.Release()
+		}
 		if pp.seq == e.next {
 			e.next++
 		}
@@ -196,8 +285,12 @@ func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) 
 }
 
 // fanoutLocked pushes p to the chat's online sessions but except and
-// those of user skip.
-func (b *Broker) fanoutLocked(e *chatEntry, p *Payload, except *Session, skip storage.UserID) {
+// those of user skip. A best-effort push (typing, receipts) is dropped
+// by a full outbox without stalling it: the client can do without it.
+func (b *Broker) fanoutLocked(e *chatEntry, p *Payload, except *Session, skip storage.UserID, bestEffort bool) {
+	if p == nil {
+		return
+	}
 	bp := outboxPool.Get().(*[]*Outbox)
 	to := (*bp)[:0]
 	for _, u := range e.members {
@@ -205,22 +298,33 @@ func (b *Broker) fanoutLocked(e *chatEntry, p *Payload, except *Session, skip st
 			to = b.reg.appendOutboxes(to, u, except)
 		}
 	}
-	n := Fanout(p, to)
+	var n int
+	if bestEffort {
+		n = Offer(p, to)
+	} else {
+		n = Fanout(p, to)
+	}
 	b.m.deliveries.Add(n)
 	clear(to)
 	*bp = to[:0]
 	outboxPool.Put(bp)
 }
 
-// relay pushes p to the online sessions of the chat's members (all but
-// except and user skip's), outside the seq order: receipts and typing.
+// maxRelayMembers caps the chats that best-effort signals (typing, others'
+// read receipts) are relayed in: beyond it they would cost a walk of a
+// large member list each, for little.
+const maxRelayMembers = 1000
+
+// relay pushes p, best effort, to the online sessions of the chat's
+// members (all but except and user skip's), outside the seq order:
+// receipts and typing. It does nothing in chats over maxRelayMembers.
 func (b *Broker) relay(e *chatEntry, p *Payload, except *Session, skip storage.UserID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.loadLocked(b.st); err != nil {
+	if err := e.loadLocked(b.st); err != nil || len(e.members) > maxRelayMembers {
 		return
 	}
-	b.fanoutLocked(e, p, except, skip)
+	b.fanoutLocked(e, p, except, skip, true)
 }
 
 func cmpU64(a, b uint64) int {

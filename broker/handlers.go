@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
@@ -19,6 +21,16 @@ const (
 	defaultDialogs = 200
 	maxDialogs     = 1000
 	maxAddMembers  = 1000
+)
+
+// errPageFull stops a history read at the frame budget.
+var errPageFull = errors.New("broker: page full")
+
+// Frame overheads budgeted around a history page's messages: the frame's
+// and result's own fields, and each message's length prefix and tag.
+const (
+	historyOverhead = 64
+	messageOverhead = 6
 )
 
 // rateLimitError carries how long a rate-limited client should wait.
@@ -93,9 +105,17 @@ func (s *Session) access(chat storage.ChatID, post bool) (*chatEntry, storage.Ch
 	if chat == 0 {
 		return nil, 0, fmt.Errorf("%w: chat 0", ErrBadRequest)
 	}
-	e := s.b.chats.get(chat)
+	return s.accessEntry(s.b.chats.get(chat), post)
+}
+
+// accessEntry is access on an entry the caller got (or pinned).
+func (s *Session) accessEntry(e *chatEntry, post bool) (*chatEntry, storage.ChatKind, error) {
+	chat := e.id
 	kind, member, poster, err := e.access(s.b.st, s.user)
 	switch {
+	case errors.Is(err, storage.ErrUnknownChat):
+		s.b.chats.forget(e)
+		return nil, 0, err
 	case err != nil:
 		return nil, 0, err
 	case !member:
@@ -106,9 +126,17 @@ func (s *Session) access(chat storage.ChatID, post bool) (*chatEntry, storage.Ch
 	return e, kind, nil
 }
 
+// membersPerToken is how many members a membership request may name per
+// token of the send bucket it spends.
+const membersPerToken = 50
+
 // spend takes one token from the user's send bucket.
-func (s *Session) spend() error {
-	if wait, ok := reserve(s.limiter, s.b.opts.Now()); !ok {
+func (s *Session) spend() error { return s.spendN(1) }
+
+// spendN takes n tokens (at most the bucket's size) from the user's send
+// bucket.
+func (s *Session) spendN(n int) error {
+	if wait, ok := reserve(s.limiter, s.b.opts.Now(), min(n, s.b.opts.SendBurst)); !ok {
 		s.b.m.rateLimited.Inc()
 		return &rateLimitError{wait: wait}
 	}
@@ -118,8 +146,14 @@ func (s *Session) spend() error {
 // appendOne appends m as the session's user and device, answers with the
 // ack, and publishes the record to the chat's other sessions.
 func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (*wire.Frame, error) {
-	e, _, err := s.access(m.Chat, post)
-	if err != nil {
+	if m.Chat == 0 {
+		return nil, fmt.Errorf("%w: chat 0", ErrBadRequest)
+	}
+	// Pinned from before the access check until the publish, so that the
+	// entry waiting for this seq is the one it is published to.
+	e := s.b.chats.pin(m.Chat)
+	defer e.unpin()
+	if _, _, err := s.accessEntry(e, post); err != nil {
 		return nil, err
 	}
 	if err := s.spend(); err != nil {
@@ -143,8 +177,15 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 			Chat: uint64(m.Chat), Seq: ack.Seq, Sender: uint64(m.Sender), Device: uint64(m.Device),
 			ClientMsgId: m.ClientMsgID, Kind: wire.MsgKind(m.Kind), TimeUs: ack.Time, Target: m.Target, Body: m.Body,
 		}
-		if p, err := s.encodePush(&wire.Frame{Body: &wire.Frame_Deliver{Deliver: &wire.Deliver{Message: msg}}}); err == nil {
-			s.b.publish(e, ack.Seq, p, s)
+		p, err := s.encodePush(&wire.Frame{Body: &wire.Frame_Deliver{Deliver: &wire.Deliver{Message: msg}}})
+		if err != nil {
+			// New checks that a Deliver of the largest body fits a frame;
+			// should one not, its seq is skipped, not waited for.
+			s.b.log.Error("broker: deliver not encodable", "chat", m.Chat, "seq", ack.Seq, "err", err)
+			p = nil
+		}
+		s.b.publish(e, ack.Seq, p, s)
+		if p != nil {
 			p.Release()
 		}
 	}
@@ -200,8 +241,22 @@ func (s *Session) history(req *wire.HistoryRequest) (*wire.Frame, error) {
 	}
 	limit = min(limit, maxHistory)
 	res := &wire.HistoryResult{Chat: req.Chat}
+	// The page stops at what fits one frame: a forward read returns fewer
+	// records (the client continues after the last), a latest read drops
+	// the oldest.
+	budget, size := s.b.opts.MaxFrameBytes-historyOverhead, 0
 	collect := func(r *storage.Record) error {
-		res.Messages = append(res.Messages, wireMessage(r))
+		m := wireMessage(r)
+		n := proto.Size(m) + messageOverhead
+		for req.Latest && len(res.Messages) > 0 && size+n > budget {
+			size -= proto.Size(res.Messages[0]) + messageOverhead
+			res.Messages = res.Messages[1:]
+		}
+		if size+n > budget {
+			return errPageFull
+		}
+		size += n
+		res.Messages = append(res.Messages, m)
 		return nil
 	}
 	var c storage.Chat
@@ -211,8 +266,11 @@ func (s *Session) history(req *wire.HistoryRequest) (*wire.Frame, error) {
 	} else {
 		c, err = s.b.st.ReadRange(chat, req.FromSeq, limit, collect)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errPageFull) {
 		return nil, err
+	}
+	if len(res.Messages) == 0 && errors.Is(err, errPageFull) {
+		return nil, fmt.Errorf("%w: a record does not fit a frame", storage.ErrTooLarge)
 	}
 	res.LastSeq, res.Floor = c.LastSeq, c.Floor
 	return &wire.Frame{Body: &wire.Frame_HistoryResult{HistoryResult: res}}, nil
@@ -258,15 +316,16 @@ func (s *Session) receipt(ctx context.Context, req *wire.Receipt) (*wire.Frame, 
 		return nil, err
 	}
 	defer p.Release()
+	// The user's other devices always hear of it; the other members hear
+	// of read markers outside channels and large groups (relay's limit).
+	bp := outboxPool.Get().(*[]*Outbox)
+	to := s.b.reg.appendOutboxes((*bp)[:0], s.user, s)
+	Offer(p, to)
+	clear(to)
+	*bp = to[:0]
+	outboxPool.Put(bp)
 	if after.Read != before.Read && kind != storage.ChatChannel {
-		s.b.relay(e, p, s, 0)
-	} else {
-		bp := outboxPool.Get().(*[]*Outbox)
-		to := s.b.reg.appendOutboxes((*bp)[:0], s.user, s)
-		Fanout(p, to)
-		clear(to)
-		*bp = to[:0]
-		outboxPool.Put(bp)
+		s.b.relay(e, p, nil, s.user)
 	}
 	return done(), nil
 }
@@ -312,6 +371,12 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 	if kind == 0 {
 		return nil, fmt.Errorf("%w: chat kind %v", ErrBadRequest, req.Kind)
 	}
+	if len(req.Members) > maxAddMembers {
+		return nil, fmt.Errorf("%w: at most %d members at creation; add more with AddMembers", ErrBadRequest, maxAddMembers)
+	}
+	if err := s.spendN(1 + len(req.Members)/membersPerToken); err != nil {
+		return nil, err
+	}
 	members := make([]storage.UserID, 0, len(req.Members))
 	for _, u := range req.Members {
 		if u == 0 {
@@ -337,7 +402,9 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 	case err != nil:
 		return nil, err
 	}
-	s.b.chats.invalidate(c.ID)
+	if !existed {
+		s.b.chats.invalidate(c.ID)
+	}
 	return &wire.Frame{Body: &wire.Frame_Chat{Chat: &wire.ChatInfo{
 		Chat: uint64(c.ID), Kind: wire.ChatKind(c.Kind), Title: c.Title, Creator: uint64(c.Creator),
 		Members: c.Members, LastSeq: c.LastSeq, Existed: existed,
@@ -383,11 +450,13 @@ func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.F
 	case !member:
 		return nil, fmt.Errorf("%w: chat %d", ErrNotMember, chat)
 	}
+	if err := s.spendN(1 + len(req.Users)/membersPerToken); err != nil {
+		return nil, err
+	}
 	role := storage.RoleMember
 	if kind == storage.ChatChannel {
 		role = storage.RoleSubscriber
 	}
-	defer s.b.chats.invalidate(chat)
 	for _, u := range req.Users {
 		if u == 0 {
 			return nil, fmt.Errorf("%w: user 0", ErrBadRequest)
@@ -398,7 +467,11 @@ func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.F
 		if err := s.b.checkChatRoom([]storage.UserID{storage.UserID(u)}); err != nil {
 			return nil, err
 		}
-		if err := s.b.st.AddMember(ctx, chat, storage.UserID(u), role); err != nil && !errors.Is(err, storage.ErrAlreadyMember) {
+		err := s.b.st.AddMember(ctx, chat, storage.UserID(u), role)
+		switch {
+		case err == nil:
+			s.b.chats.joined(chat, storage.UserID(u), role)
+		case !errors.Is(err, storage.ErrAlreadyMember):
 			return nil, fmt.Errorf("add user %d: %w", u, err)
 		}
 	}
@@ -410,6 +483,13 @@ func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.F
 func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user storage.UserID) (*wire.Frame, error) {
 	if chat == 0 || user == 0 {
 		return nil, fmt.Errorf("%w: zero chat or user", ErrBadRequest)
+	}
+	c, err := s.b.st.Chat(chat)
+	if err != nil {
+		return nil, err
+	}
+	if c.Kind == storage.ChatDirect {
+		return nil, fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
 	}
 	if user != s.user {
 		me, err := s.b.st.Member(chat, s.user)
@@ -427,7 +507,7 @@ func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user st
 	if err := s.b.st.RemoveMember(ctx, chat, user); err != nil {
 		return nil, err
 	}
-	s.b.chats.invalidate(chat)
+	s.b.chats.left(chat, user)
 	return done(), nil
 }
 

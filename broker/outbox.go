@@ -56,9 +56,20 @@ func NewOutbox(opts OutboxOptions) *Outbox {
 // Push queues p, taking a reference to it, and reports whether it did. It
 // never blocks. A push that would exceed a bound stalls the outbox: it and
 // every later push are refused (and counted) until Resume.
-func (o *Outbox) Push(p *Payload) bool {
+func (o *Outbox) Push(p *Payload) bool { return o.add(p, true) }
+
+// Offer queues p like Push, but a full outbox refuses it without
+// stalling: for best-effort pushes whose loss the client does not need to
+// repair. A refusal is not counted as a drop.
+func (o *Outbox) Offer(p *Payload) bool { return o.add(p, false) }
+
+func (o *Outbox) add(p *Payload, stall bool) bool {
 	o.mu.Lock()
 	if o.stalled || o.closed || o.n == o.maxFrames || o.bytes+len(p.B) > o.maxBytes {
+		if !stall {
+			o.mu.Unlock()
+			return false
+		}
 		stalls := !o.stalled && !o.closed
 		o.stalled = o.stalled || !o.closed
 		o.mu.Unlock()
@@ -79,15 +90,22 @@ func (o *Outbox) Push(p *Payload) bool {
 	o.bytes += len(p.B)
 	wake := o.n == 1
 	o.mu.Unlock()
-	if wake && o.wake != nil {
-		o.wake()
-	} else if wake {
-		select {
-		case o.ready <- struct{}{}:
-		default:
-		}
+	if wake {
+		o.signal()
 	}
 	return true
+}
+
+// signal tells the writer the outbox became non-empty.
+func (o *Outbox) signal() {
+	if o.wake != nil {
+		o.wake()
+		return
+	}
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
 }
 
 // minRing is the ring an outbox keeps while idle (64 bytes): enough that
@@ -169,6 +187,17 @@ func (o *Outbox) Len() (frames, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.n, o.bytes
+}
+
+// Offer offers p to every outbox (Outbox.Offer) and returns how many took
+// it.
+func Offer(p *Payload, to []*Outbox) (delivered int) {
+	for _, o := range to {
+		if o.Offer(p) {
+			delivered++
+		}
+	}
+	return delivered
 }
 
 // Fanout pushes p to every outbox and returns how many took it. It

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"io"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -47,6 +48,7 @@ func newPublishRig(tb testing.TB, n int) *publishRig {
 		c := &discardConn{}
 		s := &Session{b: b, conn: c, user: storage.UserID(u), device: 1}
 		s.writeFn = s.writeLoop
+		s.expires.Store(math.MaxInt64)
 		s.out = NewOutbox(OutboxOptions{Wake: s.wake, Drops: b.m.drops})
 		b.reg.add(s, 16, b.newLimiter)
 		r.e.members = append(r.e.members, s.user)

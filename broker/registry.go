@@ -21,7 +21,14 @@ type registry struct {
 type registryShard struct {
 	mu    sync.RWMutex // guards the following
 	users map[storage.UserID]*userEntry
+	// idle keeps the send buckets of users who went offline with a
+	// bucket not yet full, so that reconnecting does not refill it.
+	idle map[storage.UserID]*rate.Limiter
 }
+
+// maxIdleBuckets caps each shard's idle buckets; past it, arbitrary ones
+// (most of them long refilled) are dropped.
+const maxIdleBuckets = 4096
 
 // userEntry is one online user: its sessions and its send bucket, shared
 // by all its devices.
@@ -34,6 +41,7 @@ func newRegistry() *registry {
 	r := &registry{}
 	for i := range r.shards {
 		r.shards[i].users = make(map[storage.UserID]*userEntry)
+		r.shards[i].idle = make(map[storage.UserID]*rate.Limiter)
 	}
 	return r
 }
@@ -50,7 +58,13 @@ func (r *registry) add(s *Session, maxSessions int, newLimiter func() *rate.Limi
 	defer sh.mu.Unlock()
 	e := sh.users[s.user]
 	if e == nil {
-		e = &userEntry{limiter: newLimiter()}
+		lim := sh.idle[s.user]
+		if lim != nil {
+			delete(sh.idle, s.user)
+		} else {
+			lim = newLimiter()
+		}
+		e = &userEntry{limiter: lim}
 		sh.users[s.user] = e
 	}
 	e.sessions = append(e.sessions, s)
@@ -61,8 +75,9 @@ func (r *registry) add(s *Session, maxSessions int, newLimiter func() *rate.Limi
 	return e.limiter, evicted
 }
 
-// remove unregisters s; the user's entry goes with its last session.
-func (r *registry) remove(s *Session) {
+// remove unregisters s; the user's entry goes with its last session, its
+// send bucket to the idle set unless it is full at now.
+func (r *registry) remove(s *Session, now time.Time) {
 	sh := r.shard(s.user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -78,6 +93,15 @@ func (r *registry) remove(s *Session) {
 	}
 	if len(e.sessions) == 0 {
 		delete(sh.users, s.user)
+		if e.limiter.TokensAt(now) < float64(e.limiter.Burst()) {
+			for u := range sh.idle {
+				if len(sh.idle) < maxIdleBuckets {
+					break
+				}
+				delete(sh.idle, u)
+			}
+			sh.idle[s.user] = e.limiter
+		}
 	}
 }
 
@@ -110,9 +134,9 @@ func (r *registry) all() []*Session {
 	return out
 }
 
-// reserve takes one token from lim, or reports how long to wait for it.
-func reserve(lim *rate.Limiter, now time.Time) (wait time.Duration, ok bool) {
-	res := lim.ReserveN(now, 1)
+// reserve takes n tokens from lim, or reports how long to wait for them.
+func reserve(lim *rate.Limiter, now time.Time, n int) (wait time.Duration, ok bool) {
+	res := lim.ReserveN(now, n)
 	if !res.OK() {
 		return time.Second, false
 	}

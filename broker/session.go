@@ -41,6 +41,9 @@ type Session struct {
 	push io.Writer // opened by the writer on first use; writer-owned
 }
 
+// maxHelloBytes caps the first frame, read before the client is known.
+const maxHelloBytes = 16 << 10
+
 // writeBatch is how many payloads a writer takes per write.
 const writeBatch = 64
 
@@ -69,13 +72,12 @@ func (b *Broker) Serve(ctx context.Context, c Conn) error {
 		return ErrShutdown
 	}
 	defer b.untrack(c)
-	r := wire.NewReader(c, b.opts.MaxFrameBytes)
-	s, err := b.hello(c, r)
+	s, err := b.hello(c, wire.NewReader(c, maxHelloBytes))
 	if err != nil {
 		return err
 	}
 	defer b.endSession(s)
-	return s.readLoop(ctx, r)
+	return s.readLoop(ctx, wire.NewReader(c, b.opts.MaxFrameBytes))
 }
 
 // hello reads and checks the first frame and registers the session.
@@ -118,7 +120,17 @@ func (b *Broker) hello(c Conn, r *wire.Reader) (*Session, error) {
 	var evicted []*Session
 	s.limiter, evicted = b.reg.add(s, b.opts.MaxSessionsPerUser, b.newLimiter)
 	for _, old := range evicted {
-		go old.conn.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "too many sessions for this user; the oldest was closed")
+		b.wg.Add(1) // held by this connection's count, so Shutdown waits
+		go func() {
+			defer b.wg.Done()
+			old.conn.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "too many sessions for this user; the oldest was closed")
+		}()
+	}
+	b.mu.Lock()
+	closing := b.closing
+	b.mu.Unlock()
+	if closing {
+		s.goAway() // Shutdown listed the sessions before this one joined
 	}
 	b.m.handshakes.Inc()
 	b.m.sessionsNow.Add(1)
@@ -153,7 +165,7 @@ func (b *Broker) rejectCode(c Conn, id uint64, code wire.ErrorCode, msg string) 
 
 // endSession unregisters s and releases what it holds.
 func (b *Broker) endSession(s *Session) {
-	b.reg.remove(s)
+	b.reg.remove(s, b.opts.Now())
 	s.out.Close()
 	s.conn.Close(0, "")
 	b.m.sessionsNow.Add(-1)
@@ -248,6 +260,17 @@ func (s *Session) writeLoop() {
 	var batch [writeBatch]*Payload
 	for {
 		n, stalled := s.out.Take(batch[:])
+		if n > 0 && s.b.opts.Now().UnixMicro() > s.expires.Load() {
+			// An expired session gets nothing more; the reader ends when
+			// the connection closes.
+			for _, p := range batch[:n] {
+				p.Release()
+			}
+			s.out.Close()
+			s.writing.Store(false)
+			go s.conn.Close(wire.ErrorCode_ERROR_CODE_TOKEN_EXPIRED, "token expired; renew it with Auth before it runs out")
+			return
+		}
 		if n > 0 {
 			if !s.writePayloads(batch[:n]) {
 				return

@@ -200,12 +200,15 @@ func TestGoingAwayOnShutdown(t *testing.T) {
 
 func TestSlowSessionStaysBounded(t *testing.T) {
 	const outboxBytes = 64 << 10
-	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{
-		SendRate: 1e6,
-		Outbox:   broker.OutboxOptions{MaxBytes: outboxBytes},
-		// Frames must fit the outbox.
-		MaxFrameBytes: outboxBytes,
-	}})
+	n := brokertest.Start(t, brokertest.Options{
+		Broker: broker.Options{
+			SendRate: 1e6,
+			Outbox:   broker.OutboxOptions{MaxBytes: outboxBytes},
+			// Frames must fit the outbox, and bodies frames.
+			MaxFrameBytes: outboxBytes,
+		},
+		Storage: storage.Options{MaxBodyBytes: 16 << 10},
+	})
 	alice := dial(t, n, n.Token(t, 1, 1))
 	fast := dial(t, n, n.Token(t, 2, 1))
 	slow := dialRaw(t, n) // never reads its push stream

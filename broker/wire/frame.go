@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 )
 
 // DefaultMaxFrameBytes is the frame size limit when none is given.
 const DefaultMaxFrameBytes = 1 << 20
+
+// growStep is the first allocation for a frame's payload; larger frames
+// double it as their bytes arrive.
+const growStep = 16 << 10
 
 // headerBytes is the size of a frame's length prefix.
 const headerBytes = 4
@@ -99,15 +104,22 @@ func (r *Reader) Next() ([]byte, error) {
 	case n > uint32(r.max):
 		return nil, fmt.Errorf("%w: %d bytes over %d", ErrFrameTooLarge, n, r.max)
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
-	}
-	r.buf = r.buf[:n]
-	if _, err := io.ReadFull(r.r, r.buf); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ErrTruncated
+	// The buffer grows as bytes arrive, not as the header claims, so a
+	// peer that announces a large frame and sends nothing costs little.
+	r.buf = r.buf[:0]
+	for len(r.buf) < int(n) {
+		if len(r.buf) == cap(r.buf) {
+			r.buf = slices.Grow(r.buf, min(int(n)-len(r.buf), max(cap(r.buf), growStep)))
 		}
-		return nil, err
+		want := min(int(n), cap(r.buf))
+		m, err := io.ReadFull(r.r, r.buf[len(r.buf):want])
+		r.buf = r.buf[:len(r.buf)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, ErrTruncated
+			}
+			return nil, err
+		}
 	}
 	return r.buf, nil
 }

@@ -1,0 +1,230 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/storage"
+)
+
+// walGate blocks WAL syncs while held.
+type walGate struct {
+	fs      vfs.FS
+	hold    atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newWalGate(t *testing.T) *walGate {
+	g := &walGate{held: make(chan struct{}, 1), release: make(chan struct{})}
+	g.fs = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !strings.HasSuffix(op.Path, ".log") ||
+			(op.Kind != errorfs.OpFileSync && op.Kind != errorfs.OpFileSyncData && op.Kind != errorfs.OpFileSyncTo) {
+			return nil
+		}
+		if g.hold.Load() {
+			select {
+			case g.held <- struct{}{}:
+			default:
+			}
+			<-g.release
+		}
+		return nil
+	}))
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *walGate) open() { g.once.Do(func() { g.hold.Store(false); close(g.release) }) }
+
+// A chat-cache eviction while an append is in flight must not leave a new
+// cache entry waiting for a seq that is published elsewhere.
+func TestEvictionDuringAppendKeepsFanout(t *testing.T) {
+	g := newWalGate(t)
+	n := brokertest.Start(t, brokertest.Options{
+		Broker:  broker.Options{CacheChats: 1},
+		Storage: storage.Options{FS: g.fs},
+	})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	bob := dial(t, n, n.Token(t, 2, 1))
+	carol := dial(t, n, n.Token(t, 3, 1))
+	chat := alice.createChat(group, 2, 3)
+
+	g.hold.Store(true)
+	done := make(chan *wire.Ack)
+	go func() { done <- alice.mustAck(chat, 1, "m1") }() // in flight: seq 1 assigned, sync held
+	<-g.held
+	// Any request on another chat id evicts the group's entry (CacheChats 1);
+	// here an unknown chat, which anyone may name.
+	if code := errCode(t, bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: 12345}}})); code != wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT {
+		t.Fatalf("history of unknown chat: %v", code)
+	}
+	// Bob's next request reloads the group from the durable view: last seq 0.
+	if h := bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: 1}}}).GetHistoryResult(); h == nil || h.LastSeq != 0 {
+		t.Fatalf("history %v", h)
+	}
+	g.open()
+	if a := <-done; a.Seq != 1 {
+		t.Fatalf("ack %v", a)
+	}
+	if m := carol.push().GetDeliver().GetMessage(); m.Seq != 1 {
+		t.Fatalf("carol got %v", m)
+	}
+	for i := range 5 {
+		a := bob.mustAck(chat, uint64(i+1), "later")
+		if m := carol.push().GetDeliver().GetMessage(); m.Seq != a.Seq {
+			t.Fatalf("carol got %v, want seq %d", m, a.Seq)
+		}
+	}
+}
+
+// A direct chat has fixed members: the creator cannot remove the peer and
+// neither can leave, so the pair can always write to each other.
+func TestDirectChatMembersFixed(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	bob := dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(direct, 2)
+	if got := errCode(t, alice.do(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 2}}})); got != wire.ErrorCode_ERROR_CODE_FORBIDDEN {
+		t.Fatalf("removing the peer: %v", got)
+	}
+	if got := errCode(t, bob.do(&wire.Frame{Body: &wire.Frame_Leave{Leave: &wire.Leave{Chat: chat}}})); got != wire.ErrorCode_ERROR_CODE_FORBIDDEN {
+		t.Fatalf("leaving: %v", got)
+	}
+	bob.mustAck(chat, 1, "still here")
+}
+
+// A session whose token expired gets no more pushes, requests or not, and
+// is closed.
+func TestExpiredSessionGetsNothing(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	n := brokertest.Start(t, brokertest.Options{Now: clock})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	bob := dial(t, n, n.TokenExpiring(t, 2, 1, clock().Add(time.Minute)))
+	chat := alice.createChat(direct, 2)
+	now.Add(int64(24 * time.Hour))       // bob's token is a day past its expiry
+	alice = dial(t, n, n.Token(t, 1, 2)) // alice on a fresh token
+	alice.mustAck(chat, 1, "secret")
+	select {
+	case f := <-bob.pushes:
+		t.Fatalf("expired session still got %v", f)
+	case <-bob.conn.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("expired session neither closed nor silent")
+	}
+}
+
+// A history page stops at what fits one frame instead of failing.
+func TestHistoryPageFitsAFrame(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{SendRate: 100000}})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	chat := alice.createChat(direct, 2)
+	body := make([]byte, 60<<10)
+	for i := range body {
+		body[i] = byte(i*7919>>3) ^ byte(i>>11) // poorly compressible
+	}
+	const msgs = 40 // 2.4 MB: more than one 1 MiB frame
+	for i := range msgs {
+		alice.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: uint64(i + 1), Body: body}}})
+	}
+	held := uint64(0)
+	for pages := 0; held < msgs; pages++ {
+		h := alice.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: held + 1}}}).GetHistoryResult()
+		if h == nil || len(h.Messages) == 0 || len(h.Messages) > 17 {
+			t.Fatalf("page %d: %v", pages, h)
+		}
+		for _, m := range h.Messages {
+			if m.Seq != held+1 {
+				t.Fatalf("seq %d after %d", m.Seq, held)
+			}
+			held = m.Seq
+		}
+	}
+	latest := alice.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, Latest: true, Limit: 30}}}).GetHistoryResult()
+	if n := len(latest.GetMessages()); n == 0 || latest.Messages[n-1].Seq != msgs {
+		t.Fatalf("latest page: %d messages, ending at %v", n, latest.GetMessages())
+	}
+}
+
+// A connection that announces a large first frame and sends nothing
+// costs the node little.
+func TestPreAuthConnectionsCostLittle(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const conns = 200
+	for range conns {
+		reqR, reqW := io.Pipe()
+		_, respW := io.Pipe()
+		_, pushW := io.Pipe()
+		c := &pipeConn{reqR: reqR, respW: respW, pushW: pushW}
+		go n.Broker().Serve(context.Background(), c)
+		t.Cleanup(func() { c.Close(0, "") })
+		reqW.Write([]byte{0, 0x10, 0, 0}) // "a 1 MiB frame follows", then nothing
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > conns*32<<10 {
+		t.Fatalf("%d silent unauthenticated connections hold %d KiB", conns, grew>>10)
+	}
+}
+
+// The send bucket survives a reconnect.
+func TestRateLimitSurvivesReconnect(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{SendRate: 1, SendBurst: 20}})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	chat := alice.createChat(direct, 2)
+	total, cmid := 0, uint64(0)
+	for round := range 4 {
+		c := alice
+		if round > 0 {
+			c = dial(t, n, n.Token(t, 1, 1))
+		}
+		for {
+			cmid++
+			r := c.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: cmid, Body: []byte("x")}}})
+			if r.GetAck() == nil {
+				break
+			}
+			total++
+		}
+		c.conn.CloseWithError(0, "")
+		for n.Broker().Sessions() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if total > 20+5 { // the burst, and what a second or so refills
+		t.Fatalf("%d messages acked across 4 connections with a burst of 20", total)
+	}
+}
+
+// Membership requests are bounded: at most 1,000 members at creation.
+func TestCreateChatMemberCap(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	ids := make([]uint64, 1001)
+	for i := range ids {
+		ids[i] = uint64(i + 10)
+	}
+	r := alice.do(&wire.Frame{Body: &wire.Frame_CreateChat{CreateChat: &wire.CreateChat{Kind: channel, Members: ids}}})
+	if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_BAD_REQUEST {
+		t.Fatalf("1,001 members: %v", got)
+	}
+	alice.createChat(channel, ids[:1000]...)
+}
