@@ -1,0 +1,146 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gonets/gonets/broker/client"
+	"github.com/gonets/gonets/broker/wire"
+)
+
+const tailUsage = "usage: gonets tail [--server H:P] [--token T] [--all | --since V] [--count N]"
+
+// messageLine is the JSON line tail prints per message.
+type messageLine struct {
+	Chat   uint64 `json:"chat"`
+	Seq    uint64 `json:"seq"`
+	Sender uint64 `json:"sender"`
+	Device uint64 `json:"device"`
+	Time   string `json:"time"`
+	Kind   string `json:"kind"`
+	// Target is the seq an edit, delete or reaction points at.
+	Target uint64 `json:"target,omitempty"`
+	Text   string `json:"text"`
+	// Body carries, base64, a body that is not UTF-8 text (Text is then
+	// empty).
+	Body []byte `json:"body,omitempty"`
+}
+
+// newMessageLine converts a delivered message.
+func newMessageLine(m client.Message) messageLine {
+	l := messageLine{
+		Chat:   m.Chat,
+		Seq:    m.Seq,
+		Sender: m.Sender,
+		Device: m.Device,
+		Time:   m.Time.UTC().Format(time.RFC3339Nano),
+		Kind:   kindName(m.Kind),
+		Target: m.Target,
+	}
+	if utf8.Valid(m.Body) {
+		l.Text = string(m.Body)
+	} else {
+		l.Body = m.Body
+	}
+	return l
+}
+
+// kindName returns "text", "media", "service", "edit", "delete" or
+// "reaction".
+func kindName(k wire.MsgKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "MSG_KIND_"))
+}
+
+// runTail prints every message delivered to the token's user as one JSON
+// line, until SIGINT or SIGTERM (exit 0), --count messages (exit 0), or
+// the node rejecting the session for good (exit 1):
+//
+//	gonets tail --server H:P --token T [--all | --since V] [--count N]
+//
+// By default it prints only messages appended after it connected; --all
+// prints every retained message of every chat first, and --since V the
+// messages of the chats that changed after sync point V (each from its
+// first retained message). After a lost connection it reconnects and
+// first prints what it missed, in order, so nothing is skipped or printed
+// twice while it runs.
+func runTail(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := addClientFlags(fs)
+	all := fs.Bool("all", false, "print every retained message of every chat first")
+	since := fs.Uint64("since", 0, "print first the chats changed after sync `point` V")
+	count := fs.Int("count", 0, "exit after `N` messages (0: run until interrupted)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first connection")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || (*all && *since != 0) || *count < 0 || *timeout <= 0 {
+		fmt.Fprintln(stderr, tailUsage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stderr = &syncWriter{w: stderr}
+	opts := client.Options{Logger: cliLogger(stderr)}
+	switch {
+	case *all:
+	case *since != 0:
+		opts.State = client.SyncState{Since: *since}
+	default:
+		opts.FromNow = true
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, *timeout)
+	c, err := cf.dial(dialCtx, opts)
+	cancel()
+	if err != nil {
+		return cliFail(stderr, "tail", err)
+	}
+	defer c.Close()
+	fmt.Fprintf(stderr, "gonets tail: connected to %s as user %d device %d\n", cf.server, c.User(), c.Device())
+	return tailEvents(ctx, c, *count, json.NewEncoder(stdout), stderr)
+}
+
+// tailEvents prints c's messages until ctx ends, count are printed, or c
+// stops.
+func tailEvents(ctx context.Context, c *client.Client, count int, out *json.Encoder, stderr io.Writer) int {
+	printed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return 0
+		case ev, ok := <-c.Events():
+			if !ok {
+				err := c.Err()
+				if err == nil || errors.Is(err, client.ErrClosed) {
+					return 0
+				}
+				fmt.Fprintf(stderr, "gonets tail: %v\n", err)
+				return 1
+			}
+			switch ev.Kind {
+			case client.EventMessage:
+				if err := out.Encode(newMessageLine(ev.Message)); err != nil {
+					fmt.Fprintf(stderr, "gonets tail: %v\n", err)
+					return 1
+				}
+				if printed++; count > 0 && printed >= count {
+					return 0
+				}
+			case client.EventDisconnected:
+				fmt.Fprintf(stderr, "gonets tail: disconnected: %v\n", ev.Err)
+			case client.EventConnected:
+				fmt.Fprintln(stderr, "gonets tail: in sync")
+			}
+		}
+	}
+}

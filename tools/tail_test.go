@@ -1,0 +1,143 @@
+package tools
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gonets/gonets/broker/brokertest"
+)
+
+// tailRun is a gonets tail running in the background.
+type tailRun struct {
+	out, err syncBuffer
+	code     chan int
+}
+
+// startTail runs gonets tail with args and waits until it is connected.
+func startTail(t *testing.T, args ...string) *tailRun {
+	t.Helper()
+	r := &tailRun{code: make(chan int, 1)}
+	go func() { r.code <- Main(append([]string{"tail"}, args...), &r.out, &r.err) }()
+	r.waitStderr(t, "gonets tail: connected to ")
+	return r
+}
+
+// waitStderr waits until tail's stderr contains s.
+func (r *tailRun) waitStderr(t *testing.T, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(r.err.String(), s); time.Sleep(10 * time.Millisecond) {
+		select {
+		case code := <-r.code:
+			t.Fatalf("tail exited %d waiting for %q: %s", code, s, r.err.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tail: no %q in time; stderr %q", s, r.err.String())
+		}
+	}
+}
+
+// exit waits for tail to exit and returns its code.
+func (r *tailRun) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case code := <-r.code:
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatalf("tail did not exit; stdout %q, stderr %q", r.out.String(), r.err.String())
+	}
+	return -1
+}
+
+// lines decodes tail's output.
+func (r *tailRun) lines(t *testing.T) []messageLine {
+	t.Helper()
+	var out []messageLine
+	sc := bufio.NewScanner(strings.NewReader(r.out.String()))
+	for sc.Scan() {
+		var l messageLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("tail printed %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// checkLines fails unless ls are chat's seqs from, from+1, ... with
+// texts "m<seq>".
+func checkLines(t *testing.T, ls []messageLine, chat, from uint64, n int) {
+	t.Helper()
+	if len(ls) != n {
+		t.Fatalf("tail printed %d messages, want %d: %+v", len(ls), n, ls)
+	}
+	for i, l := range ls {
+		seq := from + uint64(i)
+		if l.Chat != chat || l.Seq != seq || l.Text != fmt.Sprintf("m%d", seq) || l.Kind != "text" || l.Sender == 0 || l.Device == 0 {
+			t.Fatalf("line %d: %+v; want chat %d seq %d text m%d", i, l, chat, seq, seq)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, l.Time); err != nil {
+			t.Fatalf("line %d time: %v", i, err)
+		}
+	}
+}
+
+func TestTailAll(t *testing.T) {
+	checkClientLeaks(t)
+	n := brokertest.Start(t, brokertest.Options{})
+	alice, bob := n.Token(t, 1, 1), n.Token(t, 2, 1)
+	chat := createChat(t, n, alice, "--kind", "direct", "--member", "2")
+	send(t, n, alice, chat, "m1")
+	send(t, n, alice, chat, "m2")
+	r := startTail(t, append(clientArgs(n, bob), "--all", "--count", "2")...)
+	if code := r.exit(t); code != 0 {
+		t.Fatalf("tail: exit %d: %s", code, r.err.String())
+	}
+	ls := r.lines(t)
+	checkLines(t, ls, chat, 1, 2)
+	if ls[0].Sender != 1 || ls[0].Device != 1 {
+		t.Fatalf("sender: %+v", ls[0])
+	}
+}
+
+func TestTailFollowsAcrossRestart(t *testing.T) {
+	checkClientLeaks(t)
+	n := brokertest.Start(t, brokertest.Options{})
+	alice, bob := n.Token(t, 1, 1), n.Token(t, 2, 1)
+	chat := createChat(t, n, alice, "--kind", "direct", "--member", "2")
+	send(t, n, alice, chat, "m1") // before tail: not printed
+
+	r := startTail(t, append(clientArgs(n, bob), "--count", "4")...)
+	send(t, n, alice, chat, "m2")
+	// The node restarts; tail comes back a second later and first prints
+	// what it missed.
+	n.Restart(t)
+	send(t, n, alice, chat, "m3")
+	send(t, n, alice, chat, "m4")
+	send(t, n, alice, chat, "m5")
+	if code := r.exit(t); code != 0 {
+		t.Fatalf("tail: exit %d: %s", code, r.err.String())
+	}
+	checkLines(t, r.lines(t), chat, 2, 4)
+	if !strings.Contains(r.err.String(), "gonets tail: disconnected") {
+		t.Fatalf("tail's stderr %q does not mention the disconnection", r.err.String())
+	}
+}
+
+func TestTailStopsOnSignal(t *testing.T) {
+	checkClientLeaks(t)
+	n := brokertest.Start(t, brokertest.Options{})
+	r := startTail(t, clientArgs(n, n.Token(t, 2, 1))...)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.exit(t); code != 0 {
+		t.Fatalf("tail after SIGINT: exit %d: %s", code, r.err.String())
+	}
+}
