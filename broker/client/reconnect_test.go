@@ -12,6 +12,7 @@ import (
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/storage"
 )
 
 // fastOptions notice a dead network within about a second and retry
@@ -160,11 +161,14 @@ func TestSlowReaderResyncs(t *testing.T) {
 	// client's stream window fills: the node stalls the session and tells
 	// it to resync.
 	const frame = 64 << 10
-	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{
-		MaxFrameBytes: frame,
-		Outbox:        broker.OutboxOptions{MaxFrames: 2, MaxBytes: frame},
-		SendRate:      10000,
-	}})
+	n := brokertest.Start(t, brokertest.Options{
+		Broker: broker.Options{
+			MaxFrameBytes: frame,
+			Outbox:        broker.OutboxOptions{MaxFrames: 2, MaxBytes: frame},
+			SendRate:      10000,
+		},
+		Storage: storage.Options{MaxBodyBytes: 32 << 10},
+	})
 	alice := dial(t, n, "", 1, 1, client.Options{EventBuffer: -1})
 	bob := dial(t, n, "", 2, 1, client.Options{SendOnly: true})
 	chat := directChat(t, alice, bob)
