@@ -257,7 +257,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 
 // run is the client's delivery goroutine: for each connection it catches
 // up, then handles pushes until the connection ends, and reconnects. It
-// owns every session after the first and closes each.
+// owns the sessions (the first comes from Dial) and closes each.
 func (c *Client) run(ctx context.Context, s *session) {
 	defer c.wg.Done()
 	var err error

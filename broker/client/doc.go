@@ -46,7 +46,7 @@
 // push stream (opened lazily) and hands pushes to the delivery goroutine
 // over an unbuffered channel. Closing a session waits for its readers;
 // Close waits for the delivery goroutine, which closes the last session.
-// Client.mu, session.mu and session.wmu are each taken alone (a
-// session's wmu is held while writing a frame; the others guard fields
-// briefly).
+// Locks are never nested: Client.mu, the position's mu, session.mu and
+// session.wmu are each taken alone (wmu while one frame is written; the
+// others briefly, around the fields they guard).
 package client
