@@ -227,19 +227,21 @@ func (s *session) alive() bool {
 // touching the stream; a write error ends the session.
 func (s *session) write(f *wire.Frame) error {
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	b, err := wire.AppendFrame(s.wbuf[:0], f, s.maxSend)
 	if err != nil {
+		s.wmu.Unlock()
 		return fmt.Errorf("client: %w", err)
 	}
+	_, err = s.stream.Write(b)
 	s.wbuf = b
-	if _, err := s.stream.Write(b); err != nil {
-		err = nodeClosed(fmt.Errorf("client: write: %w", err))
-		s.fail(err)
-		return lost(err)
-	}
-	if cap(s.wbuf) > 64<<10 {
+	if cap(b) > 64<<10 {
 		s.wbuf = nil // do not pin a large frame's buffer
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		err = nodeClosed(fmt.Errorf("client: write: %w", err))
+		s.fail(err) // not under wmu: locks are never nested
+		return lost(err)
 	}
 	return nil
 }
