@@ -4,8 +4,15 @@
 //
 // Subcommands today:
 //
-//	gonets version   prints the build's version, Go version and VCS commit
-//	gonets token     mints a session token with the node's own key
+//	gonets serve         runs a node: store, broker on QUIC, HTTP health and metrics
+//	gonets token         mints a session token with the node's own key
+//	gonets chat create   creates a chat and prints its id
+//	gonets send          sends a text message and prints the ack
+//	gonets tail          prints every message delivered to a user, as JSON lines
+//	gonets version       prints the build's version, Go version and VCS commit
+//
+// The client commands use the Go SDK (broker/client) and share the flags in
+// clientflags.go.
 //
 // Each subcommand is a func(args, stdout, stderr) int registered in
 // commands; Main dispatches to it and returns the process exit code.
