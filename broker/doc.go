@@ -1,19 +1,41 @@
-// Package broker routes messages between client sessions: it owns the
-// delivery path from an acknowledged append to every online device.
+// Package broker serves client sessions over a storage.Store: it owns the
+// path from a client's request to a durable append, and from an
+// acknowledged append to every online device of every member.
 //
-// What exists so far is the fan-out core that the QUIC sessions build on:
+// # Sessions
 //
-//   - Payload: one encoded frame, shared by every recipient and reference
-//     counted, so a message is encoded once whatever its audience, and its
-//     buffer returns to a pool when the last writer is done with it.
-//   - Outbox: a session's bounded queue of payloads (by count and bytes).
-//     Pushing never blocks the publisher; a drained outbox keeps at most a
-//     64-byte ring. When a session's outbox is full
-//     it stops taking live pushes ("stalled"), every refused push is
-//     counted, and the session's writer, after sending what was queued,
-//     tells the client to resync from the log; the session resumes when
-//     the client syncs. Fan-out allocates nothing per recipient.
+// A Broker serves each connection (Serve, over any Conn; ServeQUIC for
+// QUIC with ALPN gonets/1) as a Session: the first frame must be a Hello
+// with a token the configured verifier accepts; then requests are handled
+// one at a time, in order, each answered on the request stream. Pushes
+// (Deliver, Receipt, Typing, Resync, GoingAway) go on a separate push
+// stream that the session opens on first use. The protocol is in
+// docs/protocol.md.
 //
-// Lock order: an Outbox's mutex is taken alone, never while holding
-// another Outbox's.
+// # Delivery
+//
+// An acked record is encoded once into a Payload, reference counted and
+// shared by every recipient. The chat's cache entry (chats.go) holds the
+// member list and serialises the chat's fan-out so that sessions see its
+// records in seq order; the registry maps each online user to its sessions.
+// Every session has a bounded Outbox: a push that does not fit stalls it,
+// the drop is counted, and the session's writer, once it has written what
+// was queued, tells the client to Resync; a sync resumes pushes.
+// Best-effort pushes (typing, receipts) are refused by a full outbox
+// without stalling it. Fan-out allocates nothing per recipient.
+//
+// # Goroutines
+//
+// Per session: its reader (the goroutine in Serve), for the session's
+// life; and a writer, started by the outbox when it becomes non-empty and
+// ending when it is drained, so an idle session has one goroutine of ours
+// and holds no buffer. Per listener: an accept loop. Shutdown stops the
+// accept loops, asks every session to go away, waits for the connections
+// (or closes them when its context ends) and for the writers.
+//
+// # Locks
+//
+// Lock order: chatEntry.mu, then a registry shard's, then an Outbox's.
+// chatCache.mu and Broker.mu are taken alone. Two Outboxes' locks are
+// never held together.
 package broker
