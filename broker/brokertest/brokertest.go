@@ -202,24 +202,15 @@ func (n *Node) Restart(t testing.TB) {
 
 // Stop shuts the node down: sessions are told to go away and closed after
 // a second, then the store closes. Stopping a stopped node does nothing.
-func (n *Node) Stop() {
-	n.mu.Lock()
-	st, b, served := n.store, n.broker, n.served
-	n.store, n.broker, n.served = nil, nil, nil
-	n.mu.Unlock()
-	if b == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	b.Shutdown(ctx)
-	cancel()
-	<-served
-	st.Close()
-}
+func (n *Node) Stop() { n.stop(time.Second) }
 
 // Kill stops the node without waiting for sessions to leave: every
 // connection is closed at once.
-func (n *Node) Kill() {
+func (n *Node) Kill() { n.stop(0) }
+
+// stop shuts the broker down, giving sessions grace to leave, and closes
+// the store.
+func (n *Node) stop(grace time.Duration) {
 	n.mu.Lock()
 	st, b, served := n.store, n.broker, n.served
 	n.store, n.broker, n.served = nil, nil, nil
@@ -227,9 +218,9 @@ func (n *Node) Kill() {
 	if b == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	b.Shutdown(ctx)
+	cancel()
 	<-served
 	st.Close()
 }
