@@ -204,10 +204,6 @@ func (n *Node) Restart(t testing.TB) {
 // a second, then the store closes. Stopping a stopped node does nothing.
 func (n *Node) Stop() { n.stop(time.Second) }
 
-// Kill stops the node without waiting for sessions to leave: every
-// connection is closed at once.
-func (n *Node) Kill() { n.stop(0) }
-
 // stop shuts the broker down, giving sessions grace to leave, and closes
 // the store.
 func (n *Node) stop(grace time.Duration) {
