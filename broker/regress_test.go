@@ -4,69 +4,34 @@ import (
 	"context"
 	"io"
 	"runtime"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
 )
-
-// walGate blocks WAL syncs while held.
-type walGate struct {
-	fs      vfs.FS
-	hold    atomic.Bool
-	held    chan struct{}
-	release chan struct{}
-	once    sync.Once
-}
-
-func newWalGate(t *testing.T) *walGate {
-	g := &walGate{held: make(chan struct{}, 1), release: make(chan struct{})}
-	g.fs = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !strings.HasSuffix(op.Path, ".log") ||
-			(op.Kind != errorfs.OpFileSync && op.Kind != errorfs.OpFileSyncData && op.Kind != errorfs.OpFileSyncTo) {
-			return nil
-		}
-		if g.hold.Load() {
-			select {
-			case g.held <- struct{}{}:
-			default:
-			}
-			<-g.release
-		}
-		return nil
-	}))
-	t.Cleanup(g.open)
-	return g
-}
-
-func (g *walGate) open() { g.once.Do(func() { g.hold.Store(false); close(g.release) }) }
 
 // A chat-cache eviction while an append is in flight must not leave a new
 // cache entry waiting for a seq that is published elsewhere.
 func TestEvictionDuringAppendKeepsFanout(t *testing.T) {
-	g := newWalGate(t)
+	g := storagetest.NewSyncGate(t)
 	n := brokertest.Start(t, brokertest.Options{
 		Broker:  broker.Options{CacheChats: 1},
-		Storage: storage.Options{FS: g.fs},
+		Storage: storage.Options{FS: g.FS},
 	})
 	alice := dial(t, n, n.Token(t, 1, 1))
 	bob := dial(t, n, n.Token(t, 2, 1))
 	carol := dial(t, n, n.Token(t, 3, 1))
 	chat := alice.createChat(group, 2, 3)
 
-	g.hold.Store(true)
+	g.Hold.Store(true)
 	done := make(chan *wire.Ack)
 	go func() { done <- alice.mustAck(chat, 1, "m1") }() // in flight: seq 1 assigned, sync held
-	<-g.held
+	<-g.Held
 	// Any request on another chat id evicts the group's entry (CacheChats 1);
 	// here an unknown chat, which anyone may name.
 	if code := errCode(t, bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: 12345}}})); code != wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT {
@@ -76,7 +41,7 @@ func TestEvictionDuringAppendKeepsFanout(t *testing.T) {
 	if h := bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: 1}}}).GetHistoryResult(); h == nil || h.LastSeq != 0 {
 		t.Fatalf("history %v", h)
 	}
-	g.open()
+	g.Open()
 	if a := <-done; a.Seq != 1 {
 		t.Fatalf("ack %v", a)
 	}

@@ -5,17 +5,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // TestGroupCommit holds one batch's WAL sync while 20 more appends
 // arrive: they must all go out in the next batch, with one sync.
 func TestGroupCommit(t *testing.T) {
-	gate := newSyncGate(t)
+	gate := storagetest.NewSyncGate(t)
 	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
 	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
 	commits := s.m.commits.Get()
 
-	gate.hold.Store(true)
+	gate.Hold.Store(true)
 	var wg sync.WaitGroup
 	appendOne := func(m Message) {
 		if acks, err := s.Append(context.Background(), []Message{m}); err != nil || acks[0].Err != nil {
@@ -23,8 +25,8 @@ func TestGroupCommit(t *testing.T) {
 		}
 	}
 	wg.Go(func() { appendOne(text(c.ID, 1, 1, "first")) })
-	<-gate.held
-	gate.hold.Store(false)
+	<-gate.Held
+	gate.Hold.Store(false)
 	for i := range 20 {
 		wg.Go(func() { appendOne(text(c.ID, UserID(10+i), 1, "next")) })
 	}
@@ -41,13 +43,13 @@ func TestGroupCommit(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	before := gate.syncs.Load()
-	gate.open()
+	before := gate.Syncs()
+	gate.Open()
 	wg.Wait()
 	if got := s.m.commits.Get() - commits; got != 2 {
 		t.Fatalf("%d commits for 21 appends, want 2 (one held, one group)", got)
 	}
-	if got := gate.syncs.Load() - before; got > 2 {
+	if got := gate.Syncs() - before; got > 2 {
 		t.Fatalf("%d WAL syncs after release, want at most 2", got)
 	}
 	if ch, _ := s.Chat(c.ID); ch.LastSeq != 21 {

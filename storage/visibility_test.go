@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // TestNoReadBeforeSync holds WAL syncs while writes are in flight and
@@ -11,7 +13,7 @@ import (
 // of an old one, not a new member, not a dialog change. Pebble makes the
 // batch visible before its sync; the store must not.
 func TestNoReadBeforeSync(t *testing.T) {
-	gate := newSyncGate(t)
+	gate := storagetest.NewSyncGate(t)
 	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
 	ctx := context.Background()
 	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
@@ -21,7 +23,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	gate.hold.Store(true)
+	gate.Hold.Store(true)
 	done := make(chan error, 2)
 	go func() {
 		_, err := s.Append(ctx, []Message{
@@ -30,7 +32,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		})
 		done <- err
 	}()
-	<-gate.held // the batch is applied and its sync is blocked
+	<-gate.Held // the batch is applied and its sync is blocked
 	go func() { done <- s.AddMember(ctx, c.ID, 3, RoleMember) }()
 
 	ch, err := s.Chat(c.ID)
@@ -49,7 +51,7 @@ func TestNoReadBeforeSync(t *testing.T) {
 		t.Fatalf("dialogs before sync: %+v, %v (before: %+v)", after, err, before)
 	}
 
-	gate.open()
+	gate.Open()
 	for range 2 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
