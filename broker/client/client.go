@@ -216,7 +216,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	c.mu.Lock()
 	tok := c.token
 	c.mu.Unlock()
-	return openSession(ctx, c.addr, hello{ids: &c.frameIDs, name: c.opts.Name, token: tok, tls: c.tls, quic: c.quic, maxRcv: c.opts.MaxReceiveBytes})
+	return openSession(ctx, c.addr, hello{ids: &c.frameIDs, name: c.opts.Name, token: tok, tls: c.tls, quic: c.quic, tr: c.opts.Transport, maxRcv: c.opts.MaxReceiveBytes})
 }
 
 // setSession makes s (nil: none) the session requests use.

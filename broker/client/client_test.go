@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/client"
@@ -333,5 +336,35 @@ func TestRequests(t *testing.T) {
 	}
 	if rtt, err := alice.Ping(ctx); err != nil || rtt <= 0 {
 		t.Fatalf("ping: %v, %v", rtt, err)
+	}
+}
+
+func TestSharedTransport(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var clients []*client.Client
+	for u := uint64(1); u <= 3; u++ {
+		c, err := client.Dial(ctx, n.Addr, n.Token(t, u, 1), client.Options{TLS: n.ClientTLS(), Transport: tr, SendOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	info, err := clients[0].CreateChat(ctx, wire.ChatKind_CHAT_KIND_GROUP, []uint64{2, 3}, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if _, err := c.Send(ctx, info.Chat, []byte("one socket")); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 }

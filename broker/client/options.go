@@ -49,6 +49,12 @@ type Options struct {
 	// IdleTimeout closes a connection that heard nothing from the node for
 	// this long (the client then reconnects). Default: 45 s.
 	IdleTimeout time.Duration
+	// Transport, when set, carries the client's connections over a shared
+	// UDP socket (QUIC multiplexes connections on one), so that a process
+	// holding many sessions does not need a socket, and a file descriptor,
+	// for each. The caller closes it after the clients. Default: a socket
+	// per connection.
+	Transport *quic.Transport
 	// MaxReceiveBytes caps a frame the client accepts from the node; a
 	// larger one ends the connection. Default: 16 MiB.
 	MaxReceiveBytes int

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -54,13 +55,32 @@ type hello struct {
 	token  string
 	tls    *tls.Config
 	quic   *quic.Config
+	tr     *quic.Transport // nil: a socket of the connection's own
 	maxRcv int
+}
+
+// dial opens a QUIC connection to addr, on the shared transport if there
+// is one.
+func dial(ctx context.Context, addr string, h hello) (*quic.Conn, error) {
+	if h.tr == nil {
+		return quic.DialAddr(ctx, addr, h.tls, h.quic)
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := h.tls.Clone()
+	if tc.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		tc.ServerName = host
+	}
+	return h.tr.Dial(ctx, ua, tc, h.quic)
 }
 
 // openSession connects to addr, says Hello and waits for Welcome. A
 // rejection is returned as an *Error. ctx bounds the whole handshake.
 func openSession(ctx context.Context, addr string, h hello) (*session, error) {
-	conn, err := quic.DialAddr(ctx, addr, h.tls, h.quic)
+	conn, err := dial(ctx, addr, h)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
 	}
