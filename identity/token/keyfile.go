@@ -69,6 +69,16 @@ func LoadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
+// LoadKey returns the Ed25519 signing key in the file at path (PKCS#8
+// PEM, as LoadOrCreateKey writes it).
+func LoadKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("token: read key: %w", err)
+	}
+	return parseKey(path, b)
+}
+
 func parseKey(path string, b []byte) (ed25519.PrivateKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PRIVATE KEY" {

@@ -125,3 +125,18 @@ func TestKeyFile(t *testing.T) {
 		t.Fatal("a foreign key file was overwritten")
 	}
 }
+
+func TestLoadKey(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadKey(filepath.Join(dir, KeyFile))
+	if err != nil || !got.Equal(key) {
+		t.Fatalf("LoadKey: %v, equal %v", err, got.Equal(key))
+	}
+	if _, err := LoadKey(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing key loaded")
+	}
+}
