@@ -42,6 +42,8 @@ type nodeConfig struct {
 	HTTPAddr        string     `toml:"http_addr"`
 	ShutdownTimeout duration   `toml:"shutdown_timeout"`
 	LogLevel        slog.Level `toml:"log_level"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP port.
+	Pprof bool `toml:"pprof"`
 }
 
 // tlsConfig is the [tls] section.

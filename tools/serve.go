@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -36,7 +37,7 @@ import (
 const storeDir = "store"
 
 // serveUsage is the synopsis of gonets serve.
-const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data DIR] [--quic ADDR] [--http ADDR] [--name NAME] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL]"
+const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data DIR] [--quic ADDR] [--http ADDR] [--name NAME] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--pprof]"
 
 // runServe runs a node until SIGINT or SIGTERM, then shuts it down
 // gracefully and returns 0; a second signal exits at once with 1. With
@@ -123,6 +124,7 @@ func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err er
 	name := fs.String("name", "", "the node's `name` in Welcome (node.name; default: the host name)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain `file` (tls.cert; default: self-signed in the data dir)")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert (tls.key)")
+	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the HTTP port, for profiling (node.pprof)")
 	level := def.Node.LogLevel
 	fs.TextVar(&level, "log-level", def.Node.LogLevel, "debug, info, warn or error (node.log_level)")
 	if err := fs.Parse(args); err != nil {
@@ -158,6 +160,8 @@ func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err er
 			cfg.TLS.Key = *tlsKey
 		case "log-level":
 			cfg.Node.LogLevel = level
+		case "pprof":
+			cfg.Node.Pprof = *pprofOn
 		}
 	})
 	if err := cfg.validate(); err != nil {
@@ -391,6 +395,13 @@ func (n *node) handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	if n.cfg.Node.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

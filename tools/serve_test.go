@@ -673,3 +673,15 @@ func TestWatchSignals(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		n := &node{cfg: defaultConfig()}
+		n.cfg.Node.Pprof = on
+		rec := httptest.NewRecorder()
+		n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		if got := rec.Code == http.StatusOK; got != on {
+			t.Errorf("pprof %v: /debug/pprof/ answered %d", on, rec.Code)
+		}
+	}
+}
