@@ -1,0 +1,37 @@
+// Command natspeer is the NATS side of `gonets bench --peer nats`: it runs
+// the bench's workloads (chat, group, channel, connect, sync, storage)
+// against an embedded nats-server and writes the same result.Result
+// documents as the gonets bench, so that runs compare field by field.
+//
+// It is its own Go module so that the product's go.mod never names NATS;
+// the gonets bench builds it at bench time from the pinned published
+// modules (go build -C bench/natspeer) and runs the binary.
+//
+// Two subcommands:
+//
+//	natspeer server [--js --store DIR] [--port P] [--cpus LIST] [--tls-cert F --tls-key F]
+//	natspeer run --scenario S --target nats-core|nats-jetstream [flags] [--json]
+//
+// "server" runs nats-server in its own process and prints "ready ADDR" once
+// it accepts clients. "run" starts that process as a child (it re-executes
+// its own binary), so the node's CPU and memory are read from /proc apart
+// from the load generator's, runs the scenario, and prints one result.
+//
+// The workload maps Gonets onto subjects: a user subscribes to u.<id>, a
+// chat message from A to B is a publish to u.<B>; a group post goes to
+// g.<id>, to which every member subscribes; the channel is c.1. Load is open
+// loop: each sender publishes on a schedule, carries the scheduled time
+// (UnixNano) in the first 8 bytes of the body and the sender's user id in
+// the next 4, and latency is receive time minus scheduled time, so a
+// stalled node cannot hide its stalls. For JetStream a file-backed stream
+// with sync_interval: always captures the subjects, senders publish with
+// asynchronous acks (ack latency is measured from the scheduled time) and
+// delivery is measured on the same core subscriptions.
+//
+// Goroutines: per client connection one receiver that drains the
+// connection's subscriptions and one sender per active step; nats.go adds
+// its own reader and flusher per connection. The run's owner (runScenario)
+// waits for all of them before it returns. Counters are sharded per
+// connection under a mutex (recorder.go); the once-a-second sampler takes
+// each shard's lock briefly.
+package main
