@@ -18,6 +18,7 @@ var commands = map[string]command{
 	"send":    {summary: "send a text message and print its ack", run: runSend},
 	"serve":   {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"tail":    {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
+	"bench":   {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
 	"token":   {summary: "mint a session token with the node's key", run: runToken},
 	"version": {summary: "print version information", run: runVersion},
 }

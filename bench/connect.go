@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// Connect scenario goals.
+const (
+	connectGoalSessions   = 100000
+	connectGoalBytes      = 32 << 10 // node memory per idle session
+	connectGoalResumedSec = 3000
+)
+
+// idleSession is one bare authenticated session: the connect scenario
+// holds many, so it skips the SDK's per-client goroutines.
+type idleSession struct {
+	conn    *quic.Conn
+	resumed bool
+}
+
+// openIdle dials a session on tr, says Hello with tok and waits for
+// Welcome.
+func openIdle(ctx context.Context, tr *quic.Transport, addr *net.UDPAddr, tc *tls.Config, tok string) (*idleSession, error) {
+	conn, err := tr.Dial(ctx, addr, tc, &quic.Config{MaxIdleTimeout: 5 * time.Minute, KeepAlivePeriod: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		conn.CloseWithError(0, "")
+		return nil, err
+	}
+	b, err := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: tok, Client: "gonets-bench"}}}, 0)
+	if err != nil {
+		conn.CloseWithError(0, "")
+		return nil, err
+	}
+	if _, err := st.Write(b); err != nil {
+		conn.CloseWithError(0, "")
+		return nil, err
+	}
+	var f wire.Frame
+	if err := wire.NewReader(st, 0).Read(&f); err != nil || f.GetWelcome() == nil {
+		conn.CloseWithError(0, "")
+		if err == nil {
+			err = fmt.Errorf("no welcome: %v", &f)
+		}
+		return nil, err
+	}
+	return &idleSession{conn: conn, resumed: conn.ConnectionState().TLS.DidResume}, nil
+}
+
+// openAll opens one session per token, dialers at a time, and returns
+// them with how long it took.
+func openAll(ctx context.Context, trs []*quic.Transport, addr *net.UDPAddr, tc *tls.Config, toks []string, live func(n int64)) ([]*idleSession, time.Duration, error) {
+	out := make([]*idleSession, len(toks))
+	var next, done atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	stopLive := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				live(done.Load())
+			case <-stopLive:
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range min(dialers, len(toks)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(toks) || ctx.Err() != nil {
+					return
+				}
+				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				s, err := openIdle(dctx, trs[i/sessionsPerSocket], addr, tc, toks[i])
+				cancel()
+				if err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, fmt.Errorf("bench: session %d: %w", i, err))
+					mu.Unlock()
+					return
+				}
+				out[i] = s
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stopLive)
+	return out, time.Since(start), firstErr
+}
+
+// runConnect holds Sessions idle authenticated sessions, measures the
+// node's memory per session and the handshake rate, then drops them all
+// and measures how fast they come back with TLS session resumption.
+func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) error {
+	n := cfg.Sessions
+	res.Params = map[string]any{"sessions": n, "sessions_per_socket": sessionsPerSocket, "dialers": dialers}
+	res.Goal = fmt.Sprintf("%d sessions held, at most %d KiB of node memory each, at least %d resumed sessions/s in the storm",
+		connectGoalSessions, connectGoalBytes>>10, connectGoalResumedSec)
+	addr, err := net.ResolveUDPAddr("udp", t.addr)
+	if err != nil {
+		return err
+	}
+	var trs []*quic.Transport
+	for range (n + sessionsPerSocket - 1) / sessionsPerSocket {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return fmt.Errorf("bench: client socket: %w", err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		defer tr.Close()
+		trs = append(trs, tr)
+	}
+	tc := t.tls.Clone()
+	tc.NextProtos = []string{"gonets/1"}
+	tc.MinVersion = tls.VersionTLS13
+	tc.ServerName = "localhost"
+	tc.ClientSessionCache = tls.NewLRUClientSessionCache(n)
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = t.token(uint64(i+1), 1)
+	}
+	var rssBefore int64
+	pid := t.pid()
+	if pid != "" {
+		rssBefore, _, _ = memory(pid)
+	}
+	var node *procMeter
+	if pid != "" {
+		node = startMeter(pid, cfg.ServerCPUs)
+	}
+	gen := startMeter("self", cfg.ClientCPUs)
+	live := func(phase string) func(int64) {
+		return func(k int64) {
+			if cfg.Live != nil {
+				fmt.Fprintf(cfg.Live, "\rconnect  %s: %d of %d sessions   ", phase, k, n)
+			}
+		}
+	}
+	sessions, took, err := openAll(ctx, trs, addr, tc, toks, live("handshakes"))
+	defer func() {
+		for _, s := range sessions {
+			if s != nil {
+				s.conn.CloseWithError(0, "")
+			}
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	res.Metrics["sessions"] = float64(n)
+	res.Metrics["handshakes_per_s"] = float64(n) / took.Seconds()
+	res.Metrics["connect_seconds"] = took.Seconds()
+	time.Sleep(time.Second) // let the node settle
+	if pid != "" {
+		rss, _, _ := memory(pid)
+		res.Metrics["node_rss_bytes"] = float64(rss)
+		res.Metrics["rss_bytes_per_session"] = float64(rss-rssBefore) / float64(n)
+	}
+	// The storm: every session drops and comes back at once, resuming its
+	// TLS session.
+	for _, s := range sessions {
+		s.conn.CloseWithError(0, "storm")
+	}
+	back, storm, err := openAll(ctx, trs, addr, tc, toks, live("storm"))
+	for i, s := range back {
+		sessions[i] = s
+	}
+	if err != nil {
+		return err
+	}
+	resumed := 0
+	for _, s := range back {
+		if s.resumed {
+			resumed++
+		}
+	}
+	res.Metrics["storm_seconds"] = storm.Seconds()
+	res.Metrics["resumed_per_s"] = float64(n) / storm.Seconds()
+	res.Metrics["resumed_ratio"] = float64(resumed) / float64(n)
+	if cfg.Live != nil {
+		fmt.Fprintln(cfg.Live)
+	}
+	if node != nil {
+		res.Node = node.read()
+	}
+	res.Generator = gen.read()
+	res.Seconds = (took + storm).Seconds()
+	res.Rate = res.Metrics["handshakes_per_s"]
+	res.DeliveredRatio = 1
+	res.Notes = append(res.Notes, fmt.Sprintf("%d sessions over %d UDP sockets, %d dialled at a time; the storm resumes TLS sessions (1-RTT; no 0-RTT)",
+		n, len(trs), dialers))
+	perSession, hasRSS := res.Metrics["rss_bytes_per_session"]
+	res.Met = n >= connectGoalSessions && hasRSS && perSession <= connectGoalBytes && res.Metrics["resumed_per_s"] >= connectGoalResumedSec
+	return nil
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gonets/gonets/broker/client"
+)
+
+// sessionsPerSocket is how many client sessions share one UDP socket.
+const sessionsPerSocket = 1000
+
+// dialers is how many sessions are dialled at once.
+const dialers = 64
+
+// fleet is the load generator's sessions: one SDK client per user,
+// sharing UDP sockets, each reporting its events to onEvent.
+type fleet struct {
+	t          *target
+	transports []*quic.Transport
+	clients    []*client.Client // clients[i] is user users[i]
+	users      []uint64
+	online     atomic.Int64
+}
+
+// dialFleet connects one client per user (device 1), at most dialers at a
+// time. onEvent gets the index of the user's client and the event; nil
+// makes the clients send-only. Clients start from now: they deliver only
+// what is appended after they connect.
+func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i int, ev client.Event)) (*fleet, error) {
+	f := &fleet{t: t, users: users, clients: make([]*client.Client, len(users))}
+	for range (len(users) + sessionsPerSocket - 1) / sessionsPerSocket {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			f.close()
+			return nil, fmt.Errorf("bench: client socket: %w", err)
+		}
+		f.transports = append(f.transports, &quic.Transport{Conn: udp})
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := atomic.Int64{}
+	for range min(dialers, len(users)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(users) {
+					return
+				}
+				opts := client.Options{
+					TLS:       f.t.tls,
+					Transport: f.transports[i/sessionsPerSocket],
+					FromNow:   true,
+					Logger:    quiet,
+					Name:      "gonets-bench",
+				}
+				if onEvent != nil {
+					opts.OnEvent = func(ev client.Event) { onEvent(i, ev) }
+				} else {
+					opts.SendOnly = true
+				}
+				c, err := client.Dial(ctx, t.addr, t.token(users[i], 1), opts)
+				if err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, fmt.Errorf("bench: dial user %d: %w", users[i], err))
+					mu.Unlock()
+					return
+				}
+				f.clients[i] = c
+				f.online.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		f.close()
+		return nil, firstErr
+	}
+	return f, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// close closes every client, then the sockets.
+func (f *fleet) close() {
+	var wg sync.WaitGroup
+	for _, c := range f.clients {
+		if c != nil {
+			wg.Go(func() { c.Close() })
+		}
+	}
+	wg.Wait()
+	for _, tr := range f.transports {
+		tr.Close()
+	}
+}
+
+// sendLoop sends one message every period from client i into chat, from
+// start+phase until end, open loop: each message's time is fixed by the
+// schedule, not by when the last ack came, and a late message is sent at
+// once (catching up) with its scheduled time in its body, so a stall of
+// the node shows in full in the latencies. Each ack is recorded as owing
+// owed deliveries.
+func (f *fleet) sendLoop(ctx context.Context, rec *recorder, i int, chat uint64, period, phase time.Duration, start, end time.Time, size, owed int) {
+	c := f.clients[i]
+	for next := start.Add(phase); next.Before(end); next = next.Add(period) {
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return
+			}
+		}
+		rec.scheduled(next)
+		body := make([]byte, max(size, stampBytes)) // the client keeps its own sends
+		stamp(body, next)
+		if _, err := c.Send(ctx, chat, body); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue // counted as offered, not sent
+		}
+		rec.acked(i, next, time.Now(), owed)
+	}
+}
+
+// createChats runs create for each of n chats, dialers at a time, and
+// returns their ids.
+func createChats(ctx context.Context, n int, create func(ctx context.Context, k int) (uint64, error)) ([]uint64, error) {
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := atomic.Int64{}
+	for range min(dialers, n) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= n {
+					return
+				}
+				id, err := create(ctx, k)
+				if err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				ids[k] = id
+			}
+		})
+	}
+	wg.Wait()
+	return ids, firstErr
+}

@@ -1,0 +1,248 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/identity/token"
+)
+
+// target is the node under load: one the bench started, or a running one.
+type target struct {
+	addr   string // QUIC, host:port
+	tls    *tls.Config
+	signer *token.Signer
+	name   string // result.Result.Target
+
+	// Set for a node the bench started:
+	cmd     *exec.Cmd
+	dir     string
+	httpURL string
+	exited  chan error
+	stderr  *tailBuffer
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// nodeConfig is the config of a node the bench starts: limits meant for
+// users are lifted so that the load, not a limit, is what is measured.
+const nodeConfig = `# written by gonets bench
+[node]
+log_level = "warn"
+
+[broker]
+send_rate = 1000000.0
+send_burst = 1000000
+max_chats_per_user = 100000
+`
+
+// startNode starts `gonets serve` from binary in a fresh data directory,
+// on free ports of 127.0.0.1, pinned to cpus when set, and waits until it
+// is ready.
+func startNode(ctx context.Context, binary, cpus string) (*target, error) {
+	dir, err := os.MkdirTemp("", "gonets-bench-")
+	if err != nil {
+		return nil, err
+	}
+	t := &target{dir: dir, name: "gonets", exited: make(chan error, 1), stderr: &tailBuffer{max: 8 << 10}}
+	fail := func(err error) (*target, error) {
+		t.stop()
+		return nil, err
+	}
+	key, err := token.LoadOrCreateKey(dir)
+	if err != nil {
+		return fail(err)
+	}
+	cert, _, err := nodecert.LoadOrCreate(dir, nil)
+	if err != nil {
+		return fail(err)
+	}
+	if t.tls, err = nodecert.PinnedConfig(nodecert.Fingerprint(cert.Certificate[0]), nil); err != nil {
+		return fail(err)
+	}
+	t.signer = token.NewSigner(key)
+	quicPort, err := freePort("udp")
+	if err != nil {
+		return fail(err)
+	}
+	httpPort, err := freePort("tcp")
+	if err != nil {
+		return fail(err)
+	}
+	conf := filepath.Join(dir, "bench.toml")
+	if err := os.WriteFile(conf, []byte(nodeConfig), 0o600); err != nil {
+		return fail(err)
+	}
+	t.addr = "127.0.0.1:" + strconv.Itoa(quicPort)
+	t.httpURL = "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	t.cmd = exec.Command(binary, "serve", "--config", conf, "--data", dir,
+		"--quic", t.addr, "--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--pprof")
+	t.cmd.Stdout = io.Discard
+	t.cmd.Stderr = t.stderr
+	if err := t.cmd.Start(); err != nil {
+		return fail(fmt.Errorf("bench: start node: %w", err))
+	}
+	go func() { t.exited <- t.cmd.Wait() }()
+	pid := strconv.Itoa(t.cmd.Process.Pid)
+	if cpus != "" {
+		if err := pin(pid, cpus); err != nil {
+			return fail(err)
+		}
+	}
+	if err := t.waitReady(ctx, 30*time.Second); err != nil {
+		return fail(err)
+	}
+	if cpus != "" {
+		if err := pin(pid, cpus); err != nil { // threads started meanwhile
+			return fail(err)
+		}
+	}
+	return t, nil
+}
+
+// connectNode targets a running node at addr, minting tokens with the
+// node's key from keyFile (its data directory's node-token.key).
+func connectNode(addr, keyFile, fingerprint string, insecure bool) (*target, error) {
+	if keyFile == "" {
+		return nil, errors.New("bench: --server needs --key FILE, the node's token key (node-token.key in its data directory)")
+	}
+	key, err := token.LoadKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --key: %w", err)
+	}
+	t := &target{addr: addr, signer: token.NewSigner(key), name: "gonets@" + addr}
+	switch {
+	case fingerprint != "":
+		if t.tls, err = nodecert.PinnedConfig(fingerprint, nil); err != nil {
+			return nil, err
+		}
+	case insecure:
+		t.tls = &tls.Config{InsecureSkipVerify: true}
+	default:
+		return nil, errors.New("bench: --server needs --fingerprint HEX (printed by gonets serve) or --insecure")
+	}
+	return t, nil
+}
+
+// pid returns the node process's id for /proc, or "" for a remote node.
+func (t *target) pid() string {
+	if t.cmd == nil || t.cmd.Process == nil {
+		return ""
+	}
+	return strconv.Itoa(t.cmd.Process.Pid)
+}
+
+// token mints a session token for user on device.
+func (t *target) token(user, device uint64) string {
+	tok, err := t.signer.Sign(token.Claims{User: user, Device: device, Expires: time.Now().Add(24 * time.Hour)})
+	if err != nil {
+		panic(err) // signing with a valid key cannot fail
+	}
+	return tok
+}
+
+// waitReady polls /readyz until it answers 200.
+func (t *target) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.httpURL+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-t.exited:
+			t.exited <- err
+			return fmt.Errorf("bench: the node exited before it was ready (%v): %s", err, t.stderr)
+		case <-ctx.Done():
+			return fmt.Errorf("bench: the node was not ready in %v: %s", limit, t.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop stops a node the bench started (SIGTERM, then SIGKILL after 15 s)
+// and removes its data. Later calls return the first one's error.
+func (t *target) stop() error {
+	t.stopOnce.Do(func() { t.stopErr = t.stopNode() })
+	return t.stopErr
+}
+
+func (t *target) stopNode() error {
+	var err error
+	if t.cmd != nil && t.cmd.Process != nil {
+		t.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err = <-t.exited:
+		case <-time.After(15 * time.Second):
+			t.cmd.Process.Kill()
+			err = <-t.exited
+		}
+		if err != nil {
+			err = fmt.Errorf("bench: node exit: %w: %s", err, t.stderr)
+		}
+	}
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+	}
+	return err
+}
+
+// freePort returns a port of 127.0.0.1 that was free a moment ago.
+func freePort(network string) (int, error) {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+
+	mu sync.Mutex // guards the following
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

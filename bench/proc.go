@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gonets/gonets/bench/result"
+)
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times.
+const clockTicks = 100
+
+// cpuTime returns a process's user plus system CPU time ("self" for this
+// one).
+func cpuTime(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: /proc/%s/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: /proc/%s/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bench: /proc/%s/stat: bad times", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// memory returns a process's resident set and its peak, in bytes.
+func memory(pid string) (rss, peak int64, err error) {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, sc.Err()
+}
+
+// procMeter measures a process's CPU over a window.
+type procMeter struct {
+	pid   string
+	cpu0  time.Duration
+	wall0 time.Time
+	cpus  string
+}
+
+func startMeter(pid, cpus string) *procMeter {
+	c, _ := cpuTime(pid)
+	return &procMeter{pid: pid, cpu0: c, wall0: time.Now(), cpus: cpus}
+}
+
+// read returns the process's use since the meter started.
+func (m *procMeter) read() *result.Process {
+	c, err := cpuTime(m.pid)
+	if err != nil {
+		return nil
+	}
+	rss, peak, _ := memory(m.pid)
+	wall := time.Since(m.wall0).Seconds()
+	p := &result.Process{CPUSeconds: (c - m.cpu0).Seconds(), RSSBytes: rss, MaxRSSBytes: peak, CPUs: m.cpus}
+	if m.pid != "self" {
+		p.PID, _ = strconv.Atoi(m.pid)
+	} else {
+		p.PID = os.Getpid()
+	}
+	if wall > 0 {
+		p.CPUPercent = 100 * p.CPUSeconds / wall
+	}
+	return p
+}
+
+// machine describes this machine and build.
+func machine() result.Machine {
+	m := result.Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			m.MemBytes = kb << 10
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		m.Version = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				m.Commit = s.Value
+			}
+			if s.Key == "vcs.modified" && s.Value == "true" && m.Commit != "" {
+				m.Commit += "-dirty"
+			}
+		}
+	}
+	return m
+}
+
+// parseCPUs parses a CPU list like "0", "0-1" or "0,2-3".
+func parseCPUs(list string) (unix.CPUSet, error) {
+	var set unix.CPUSet
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(strings.TrimSpace(lo))
+		if err != nil {
+			return set, fmt.Errorf("bench: cpu list %q: %w", list, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil {
+				return set, fmt.Errorf("bench: cpu list %q: %w", list, err)
+			}
+		}
+		if a < 0 || b < a || b >= runtime.NumCPU() {
+			return set, fmt.Errorf("bench: cpu list %q: outside 0-%d", list, runtime.NumCPU()-1)
+		}
+		for c := a; c <= b; c++ {
+			set.Set(c)
+		}
+	}
+	return set, nil
+}
+
+// pin binds every thread of process pid ("self" for this one) to cpus;
+// threads created later inherit the binding.
+func pin(pid, cpus string) error {
+	set, err := parseCPUs(cpus)
+	if err != nil {
+		return err
+	}
+	tasks, err := os.ReadDir("/proc/" + pid + "/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("bench: pin thread %d to %s: %w", tid, cpus, err)
+		}
+	}
+	return nil
+}
+
+// overlap reports whether two CPU lists share a CPU; an empty list is
+// every CPU.
+func overlap(a, b string) bool {
+	if a == "" || b == "" {
+		return true
+	}
+	sa, err1 := parseCPUs(a)
+	sb, err2 := parseCPUs(b)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	for c := range runtime.NumCPU() {
+		if sa.IsSet(c) && sb.IsSet(c) {
+			return true
+		}
+	}
+	return false
+}

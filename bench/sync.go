@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/client"
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// syncGoal is how fast an offline user must be caught up.
+const syncGoal = 300 * time.Millisecond
+
+// runSync takes user 1 offline while Messages messages arrive across
+// Chats direct chats, then times its reconnect until every message is
+// delivered, Rounds times.
+func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) error {
+	res.Params = map[string]any{"messages": cfg.Messages, "chats": cfg.Chats, "size": cfg.Size, "rounds": cfg.Rounds}
+	res.Goal = fmt.Sprintf("caught up in at most %v", syncGoal)
+	const me = 1
+	peers := userRange(2, cfg.Chats)
+	f, err := dialFleet(ctx, t, peers, nil)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	chats, err := createChats(ctx, cfg.Chats, func(ctx context.Context, k int) (uint64, error) {
+		info, err := f.clients[k].CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{me}, "")
+		return info.Chat, err
+	})
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The user's device has seen everything so far: its sync state is now.
+	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: quiet, EventBuffer: -1})
+	if err != nil {
+		return err
+	}
+	go drain(first.Events())
+	state := first.SyncState()
+	first.Close()
+
+	hist := result.NewHistogram()
+	var node, gen *procMeter
+	if pid := t.pid(); pid != "" {
+		node = startMeter(pid, cfg.ServerCPUs)
+	}
+	gen = startMeter("self", cfg.ClientCPUs)
+	var times []float64
+	for round := range cfg.Rounds {
+		// Offline: the peers send Messages across the chats.
+		per := cfg.Messages / cfg.Chats
+		var wg sync.WaitGroup
+		var sendErr error
+		var mu sync.Mutex
+		for k := range cfg.Chats {
+			n := per
+			if k < cfg.Messages%cfg.Chats {
+				n++
+			}
+			wg.Go(func() {
+				body := make([]byte, cfg.Size)
+				for range n {
+					if _, err := f.clients[k].Send(ctx, chats[k], body); err != nil {
+						mu.Lock()
+						sendErr = cmpErr(sendErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if sendErr != nil {
+			return sendErr
+		}
+		// Online again: time until every message is delivered.
+		got := 0
+		done := make(chan struct{})
+		start := time.Now()
+		var caughtUp time.Duration
+		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: quiet,
+			OnEvent: func(ev client.Event) {
+				if ev.Kind != client.EventMessage {
+					return
+				}
+				if got++; got == cfg.Messages {
+					caughtUp = time.Since(start)
+					close(done)
+				}
+			}})
+		if err != nil {
+			return err
+		}
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			c.Close()
+			return fmt.Errorf("bench: sync round %d: %d of %d messages after a minute", round, got, cfg.Messages)
+		case <-ctx.Done():
+			c.Close()
+			return ctx.Err()
+		}
+		state = c.SyncState()
+		c.Close()
+		times = append(times, ms(caughtUp))
+		hist.RecordValue(caughtUp.Microseconds())
+		if cfg.Live != nil {
+			fmt.Fprintf(cfg.Live, "sync round %d: %d messages across %d chats caught up in %.1f ms\n", round+1, cfg.Messages, cfg.Chats, ms(caughtUp))
+		}
+	}
+	if node != nil {
+		res.Node = node.read()
+	}
+	res.Generator = gen.read()
+	slices.Sort(times)
+	median := times[len(times)/2]
+	res.Metrics["catch_up_ms"] = median
+	res.Metrics["catch_up_min_ms"] = times[0]
+	res.Metrics["catch_up_max_ms"] = times[len(times)-1]
+	res.Metrics["messages_per_s"] = float64(cfg.Messages) / (median / 1000)
+	res.Latency = result.Summarize(hist)
+	res.Sent, res.Expected, res.Delivered, res.DeliveredRatio = int64(cfg.Messages*cfg.Rounds), int64(cfg.Messages*cfg.Rounds), int64(cfg.Messages*cfg.Rounds), 1
+	res.Rate = res.Metrics["messages_per_s"]
+	res.Notes = append(res.Notes, "latency here is the whole catch-up per round (median in metrics.catch_up_ms), from Dial to the last message delivered in order")
+	res.Met = median <= ms(syncGoal)
+	return nil
+}
+
+// drain reads a channel until it closes.
+func drain[T any](c <-chan T) {
+	for range c {
+	}
+}

@@ -1,0 +1,196 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/gonets/gonets/bench"
+	"github.com/gonets/gonets/bench/report"
+	"github.com/gonets/gonets/bench/result"
+)
+
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage)"
+
+// runBench runs one bench scenario and prints its result:
+//
+//	gonets bench SCENARIO [--duration 10s] [--json] [--out FILE] [--report DIR] [--peer nats] ...
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, benchUsage)
+		return 2
+	}
+	scenario := args[0]
+	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg bench.Config
+	fs.StringVar(&cfg.Server, "server", "", "a running node's QUIC `address` (default: start a node from this binary)")
+	fs.StringVar(&cfg.Key, "key", "", "with --server: the node's token key `file` (node-token.key in its data dir)")
+	fs.StringVar(&cfg.Fingerprint, "fingerprint", "", "with --server: pin the node's certificate by its SHA-256 `hex`")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "with --server: skip the node's certificate checks")
+	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the node to a CPU `list` (\"0\", \"0-1\")")
+	fs.StringVar(&cfg.ClientCPUs, "client-cpus", "", "pin the load generator to a CPU `list`")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "measured time of a fixed-rate run (default 10s)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before measuring (default 2s)")
+	fs.IntVar(&cfg.Size, "size", 0, "message body `bytes` (default 256)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "offered messages (chat) or posts (group, channel) per second; chat: 0 runs a step search")
+	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000)")
+	fs.IntVar(&cfg.Groups, "groups", 0, "group: groups (default 100)")
+	fs.IntVar(&cfg.Members, "members", 0, "group: members per group (default 100)")
+	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "channel: online subscribers (default 10000)")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "channel: the owner's sessions that post (default 4)")
+	fs.IntVar(&cfg.Sessions, "sessions", 0, "connect: idle sessions (default 100000)")
+	fs.IntVar(&cfg.Messages, "messages", 0, "sync: messages that arrive while offline (default 10000)")
+	fs.IntVar(&cfg.Chats, "chats", 0, "sync: chats they arrive in (default 100)")
+	fs.IntVar(&cfg.Rounds, "rounds", 0, "sync: catch-ups timed (default 3)")
+	fs.IntVar(&cfg.Writers, "writers", 0, "storage: concurrent appenders (default 256)")
+	fs.DurationVar(&cfg.P99, "p99", 0, "chat: the step search's p99 goal (default 10ms)")
+	fs.Float64Var(&cfg.MinDelivered, "min-delivered", 0, "chat: the step search's delivered ratio goal (default 0.999)")
+	fs.Float64Var(&cfg.StepStart, "step-start", 0, "chat: the step search's first rate (default 5000)")
+	fs.Float64Var(&cfg.StepFactor, "step-factor", 0, "chat: the step search's rate factor (default 1.5)")
+	fs.DurationVar(&cfg.StepDuration, "step-duration", 0, "chat: each step's measured time (default 5s)")
+	asJSON := fs.Bool("json", false, "print one JSON document per run instead of a table")
+	out := fs.String("out", "", "append each run's JSON document, one per line, to `file`")
+	reportDir := fs.String("report", "", "write an HTML report of the runs to `dir`")
+	peer := fs.String("peer", "", "also run the workload against a peer (\"nats\") and print the ratio")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "gonets bench: unexpected argument %q\n%s\n", fs.Arg(0), benchUsage)
+		return 2
+	}
+	if *peer != "" && *peer != "nats" {
+		fmt.Fprintf(stderr, "gonets bench: unknown peer %q; the peer is nats\n", *peer)
+		return 2
+	}
+	if isTerminal(stderr) {
+		cfg.Live = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	res, err := bench.Run(ctx, scenario, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "gonets bench: %v\n", err)
+		if res == nil || errors.Is(err, context.Canceled) {
+			return 1
+		}
+	}
+	runs := []result.Result{*res}
+	if *peer == "nats" && err == nil {
+		peers, perr := runNATSPeer(ctx, scenario, args[1:], stderr)
+		if perr != nil {
+			fmt.Fprintf(stderr, "gonets bench: peer nats: %v\n", perr)
+			return 1
+		}
+		runs = append(runs, peers...)
+	}
+	if *out != "" {
+		if werr := appendJSON(*out, runs); werr != nil {
+			fmt.Fprintf(stderr, "gonets bench: --out: %v\n", werr)
+			return 1
+		}
+	}
+	if *reportDir != "" {
+		path, rerr := report.Write(*reportDir, runs)
+		if rerr != nil {
+			fmt.Fprintf(stderr, "gonets bench: --report: %v\n", rerr)
+			return 1
+		}
+		fmt.Fprintf(stderr, "gonets bench: report in %s\n", path)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		for _, r := range runs {
+			enc.Encode(r)
+		}
+	} else {
+		printTable(stdout, runs)
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// appendJSON appends each run to path as one line of JSON.
+func appendJSON(path string, runs []result.Result) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	for _, r := range runs {
+		if err := enc.Encode(r); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// printTable prints the runs for a person, and the ratios to the first
+// when there are peers.
+func printTable(w io.Writer, runs []result.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\ttarget\toffered/s\trate/s\tdelivered\tp50 ms\tp99 ms\tp999 ms\tnode CPU\tnode RSS\tmet\t")
+	for _, r := range runs {
+		cpu, rss := "-", "-"
+		if r.Node != nil {
+			cpu = fmt.Sprintf("%.0f%%", r.Node.CPUPercent)
+			rss = fmt.Sprintf("%.0f MiB", float64(r.Node.RSSBytes)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%v\t\n", r.Scenario, r.Target, r.Offered, r.Rate,
+			100*r.DeliveredRatio, r.Latency.P50, r.Latency.P99, r.Latency.P999, cpu, rss, r.Met)
+	}
+	tw.Flush()
+	r := runs[0]
+	for _, s := range r.Steps {
+		verdict := "miss"
+		if s.Passed {
+			verdict = "pass"
+		}
+		fmt.Fprintf(w, "  step %8.0f msgs/s: delivered %8.0f/s  p50 %6.2f  p99 %7.2f  p999 %7.2f ms  %.3f%%  %s\n",
+			s.Offered, s.Rate, s.P50, s.P99, s.P999, 100*s.DeliveredRatio, verdict)
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Metrics)) {
+		fmt.Fprintf(w, "  %s: %.6g\n", k, r.Metrics[k])
+	}
+	if r.Goal != "" {
+		fmt.Fprintf(w, "  goal: %s: met=%v\n", r.Goal, r.Met)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	for _, p := range runs[1:] {
+		if p.Rate > 0 {
+			fmt.Fprintf(w, "  vs %s: rate ×%.2f", p.Target, r.Rate/p.Rate)
+			if p.Latency.P99 > 0 {
+				fmt.Fprintf(w, ", p99 ×%.2f", r.Latency.P99/p.Latency.P99)
+			}
+			fmt.Fprintln(w, " (gonets / peer)")
+		}
+	}
+}
+
+// isTerminal reports whether w is a terminal, where a live line helps.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
