@@ -33,7 +33,8 @@ type Config struct {
 	// lists ("0", "1-3"). Default: unpinned.
 	ServerCPUs, ClientCPUs string
 
-	// Duration is the measured part of a fixed-rate run. Default: 10 s.
+	// Duration is the measured part of a fixed-rate run, or of each step
+	// of a step search. Default: 10 s; 5 s a step.
 	Duration time.Duration
 	// Warmup runs the load before measuring. Default: 2 s.
 	Warmup time.Duration
@@ -68,17 +69,16 @@ type Config struct {
 	// delivered ratio goal. Defaults: 10 ms, 0.999.
 	P99          time.Duration
 	MinDelivered float64
-	// StepStart, StepFactor and StepDuration shape the step search.
-	// Defaults: 5,000 msgs/s, × 1.5, 5 s.
-	StepStart    float64
-	StepFactor   float64
-	StepDuration time.Duration
+	// StepStart and StepFactor shape the step search. Defaults: 5,000
+	// msgs/s, × 1.5.
+	StepStart  float64
+	StepFactor float64
 
 	// Live, when set, gets a progress line every second.
 	Live io.Writer
 }
 
-func (c Config) withDefaults() Config {
+func (c Config) withDefaults(scenario string) Config {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -97,6 +97,9 @@ func (c Config) withDefaults() Config {
 	def(&c.Writers, 256)
 	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
+		if scenario == "chat" && c.Rate == 0 {
+			c.Duration = 5 * time.Second
+		}
 	}
 	if c.Warmup == 0 {
 		c.Warmup = 2 * time.Second
@@ -112,9 +115,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StepFactor == 0 {
 		c.StepFactor = 1.5
-	}
-	if c.StepDuration == 0 {
-		c.StepDuration = 5 * time.Second
 	}
 	return c
 }
@@ -144,7 +144,7 @@ func (c Config) validate(scenario string) error {
 
 // Run runs one scenario and returns its result.
 func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.withDefaults(scenario)
 	if err := cfg.validate(scenario); err != nil {
 		return nil, err
 	}

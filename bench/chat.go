@@ -95,7 +95,7 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	var bestOffered float64
 	for rate := cfg.StepStart; ctx.Err() == nil; rate *= cfg.StepFactor {
 		step := &result.Result{Scenario: res.Scenario}
-		run(rate, cfg.StepDuration, step)
+		run(rate, cfg.Duration, step)
 		passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
 		res.Steps = append(res.Steps, result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
 			P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed})
@@ -157,7 +157,9 @@ func runGroup(ctx context.Context, cfg Config, t *target, res *result.Result) er
 	var wg sync.WaitGroup
 	for i := range users {
 		phase := time.Duration(int64(period) * int64(i) / int64(posters))
-		wg.Go(func() { f.sendLoop(lctx, rec, i, groups[i/cfg.Members], period, phase, start, end, cfg.Size, cfg.Members-1) })
+		wg.Go(func() {
+			f.sendLoop(lctx, rec, i, groups[i/cfg.Members], period, phase, start, end, cfg.Size, cfg.Members-1)
+		})
 	}
 	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) }, res)
 	cancel()

@@ -93,6 +93,7 @@ func runStorage(ctx context.Context, cfg Config, res *result.Result) error {
 	res.Rate = float64(res.Sent) / cfg.Duration.Seconds()
 	res.Offered = 0
 	res.Metrics["appends_per_s"] = res.Rate
+	res.Latency = res.Ack // nothing is delivered: the append's own latency
 	for i := range res.Timeline {
 		res.Timeline[i].Delivered = res.Timeline[i].Offered // appends acked that second
 	}
