@@ -75,7 +75,7 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	}
 	e.markFrom()
 	began := time.Now()
-	if err := e.dialAll(ctx, conns, &online, tl, nil, began); err != nil {
+	if _, err := e.dialAll(ctx, conns, &online, tl, nil, began); err != nil {
 		return err
 	}
 	connectSecs := time.Since(began).Seconds()
@@ -98,7 +98,8 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	dropSecs := time.Since(dropped).Seconds()
 	back := result.NewHistogram()
 	redial := time.Now()
-	if err := e.dialAll(ctx, conns, &online, tl, back, dropped); err != nil {
+	resumed, err := e.dialAll(ctx, conns, &online, tl, back, dropped)
+	if err != nil {
 		return err
 	}
 	reconnectSecs := time.Since(redial).Seconds()
@@ -124,7 +125,8 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	e.note("connect: one TCP connection per session (nats.go, no subscriptions), opened %d at a time; idle for %s before the node's RSS is read; rss_bytes_per_session is (RSS held - RSS before) / sessions", e.opts.Dialers, e.opts.Duration)
 	e.note("storm: the generator closes every connection, then reopens all %d at a time; latency is each session's time from the drop until it is connected again; all_back_ms is the last one", e.opts.Dialers)
 	if e.opts.TLS {
-		e.note("storm: reconnects resume TLS 1.3 sessions from cached tickets (no 0-RTT: NATS has none)")
+		setMetric(res, "tls_resumed", float64(resumed))
+		e.note("storm: reconnects offer cached TLS 1.3 session tickets (no 0-RTT: NATS has none); tls_resumed counts the sessions the server resumed")
 	} else {
 		e.note("storm: plain TCP, so resumed_per_s counts reconnects without any TLS handshake")
 	}
@@ -152,9 +154,10 @@ func (e *env) sessionCap() (int, error) {
 }
 
 // dialAll fills every nil entry of conns, opts.Dialers at a time. back,
-// when set, records each connection's time since since.
-func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.Int64, tl *timeline, back *hdrhistogram.Histogram, since time.Time) error {
-	var next atomic.Int64
+// when set, records each connection's time since since. It returns how
+// many TLS sessions were resumed.
+func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.Int64, tl *timeline, back *hdrhistogram.Histogram, since time.Time) (resumed int64, err error) {
+	var next, tlsResumed atomic.Int64
 	var mu sync.Mutex // guards back and first
 	var first error
 	var wg sync.WaitGroup
@@ -176,6 +179,9 @@ func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.In
 				}
 				conns[i] = nc
 				tl.setSessions(int(online.Add(1)))
+				if cs, err := nc.TLSConnectionState(); err == nil && cs.DidResume {
+					tlsResumed.Add(1)
+				}
 				if back != nil {
 					d := time.Since(since).Nanoseconds()
 					mu.Lock()
@@ -187,9 +193,9 @@ func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.In
 	}
 	wg.Wait()
 	if first != nil {
-		return first
+		return 0, first
 	}
-	return ctx.Err()
+	return tlsResumed.Load(), ctx.Err()
 }
 
 // closeAll closes every connection, opts.Dialers at a time.

@@ -184,9 +184,13 @@ func (t *traffic) fixed(ctx context.Context, rate float64) phaseResult {
 	return t.phase(ctx, rate, start, start, start.Add(o.Duration))
 }
 
-// stepSearch raises the offered rate by half each step, from
-// opts.StepStart, until a step fails; it reports the highest passing
-// step.
+// minStepRate is the lowest rate a step search tries on its way down.
+const minStepRate = 10
+
+// stepSearch raises the offered rate by opts.StepFactor each step, from
+// opts.StepStart, until a step fails, and reports the highest passing
+// step. When the first step fails it divides instead, until a step passes,
+// so a peer slower than the start still gets a figure.
 func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 	o := t.e.opts
 	if o.Warmup > 0 {
@@ -196,7 +200,7 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 	}
 	t.e.markFrom()
 	var best, first *phaseResult
-	rate := o.StepStart
+	rate, down := o.StepStart, false
 	for range o.MaxSteps {
 		start := time.Now().Add(50 * time.Millisecond)
 		pr := t.phase(ctx, rate, start, start, start.Add(o.StepDuration))
@@ -208,12 +212,20 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 		if first == nil {
 			first = &pr
 		}
-		if !ok {
-			t.e.note("step %.0f/s failed: %s", pr.rate, t.why(pr))
+		if ok {
+			best = &pr
+			if down {
+				break
+			}
+			rate *= o.StepFactor
+			continue
+		}
+		t.e.note("step %.0f/s failed: %s", pr.rate, t.why(pr))
+		if best != nil || rate/o.StepFactor < minStepRate {
 			break
 		}
-		best = &pr
-		rate *= o.StepFactor
+		rate /= o.StepFactor
+		down = true
 	}
 	if best == nil {
 		t.fill(res, *first)
@@ -222,6 +234,9 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 	} else {
 		t.fill(res, *best)
 		res.Met = t.e.jetStream() && best.rate >= 50000
+	}
+	if down && best != nil {
+		t.e.note("the first step failed, so the search went down by the same factor to the first step that passed")
 	}
 	if !t.e.jetStream() {
 		t.e.note("the goal is for durable messages: core NATS stores nothing, so it cannot meet it")

@@ -145,6 +145,19 @@ func checkResult(t *testing.T, r *result.Result, rate float64) {
 	}
 }
 
+func TestConnectTLSResumes(t *testing.T) {
+	o := tiny("connect", targetCore)
+	o.TLS = true
+	res, err := runScenario(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, res, 0)
+	if res.Metrics["tls_resumed"] != 50 {
+		t.Errorf("%v of 50 reconnects resumed their TLS session", res.Metrics["tls_resumed"])
+	}
+}
+
 func TestStoresNeedJetStream(t *testing.T) {
 	for _, s := range []string{"sync", "storage"} {
 		if _, err := runScenario(context.Background(), tiny(s, targetCore)); err == nil || !strings.Contains(err.Error(), "nats-jetstream") {

@@ -64,17 +64,15 @@ func (r *recorder) inWindow(at int64) bool {
 	return at >= r.from.Load() && at < r.to.Load()
 }
 
-// delivery records a message scheduled at at and received at now.
-func (r *recorder) delivery(s *shard, at, now int64) {
-	counted := r.inWindow(at)
-	s.mu.Lock()
+// deliveryLocked records a message scheduled at at and received at now;
+// s.mu is held.
+func (r *recorder) deliveryLocked(s *shard, at, now int64) {
 	recordMicros(s.latSec, now-at)
 	s.deliveredSec++
-	if counted {
+	if r.inWindow(at) {
 		recordMicros(s.lat, now-at)
 		s.delivered++
 	}
-	s.mu.Unlock()
 }
 
 // acknowledged records the ack (err == false) or the failure of a publish

@@ -123,22 +123,44 @@ func (t *traffic) start(users int) error {
 	return nil
 }
 
-// receive drains c's deliveries into the recorder until close.
+// receiveBatch is the most deliveries a receiver takes from its channel
+// before it records them under one lock and one clock read.
+const receiveBatch = 256
+
+// receive drains c's deliveries into the recorder until close. It takes
+// what is already queued in one go: those messages have all arrived by
+// the clock read that follows.
 func (t *traffic) receive(c *peerConn) {
+	batch := make([]*nats.Msg, 0, receiveBatch)
 	for {
 		select {
 		case <-t.done:
 			return
 		case m := <-c.ch:
-			now := time.Now().UnixNano()
+			batch = append(batch[:0], m)
+		}
+	more:
+		for len(batch) < receiveBatch {
+			select {
+			case m := <-c.ch:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		now := time.Now().UnixNano()
+		c.shard.mu.Lock()
+		for _, m := range batch {
 			if len(m.Data) < headerBytes {
 				continue
 			}
 			if t.dropEcho && c.subUser[m.Sub] == senderOf(m.Data) {
 				continue
 			}
-			t.rec.delivery(c.shard, sentAt(m.Data), now)
+			t.rec.deliveryLocked(c.shard, sentAt(m.Data), now)
 		}
+		c.shard.mu.Unlock()
+		clear(batch)
 	}
 }
 
