@@ -22,6 +22,7 @@ type Options struct {
 	Target string
 
 	// Duration is the measured part of a fixed-rate run. Default: 10s.
+	// A chat step search uses it for its steps (see StepDuration).
 	Duration time.Duration
 	// Warmup runs the load unmeasured before Duration. Default: 2s.
 	Warmup time.Duration
@@ -40,7 +41,8 @@ type Options struct {
 	StepStart float64
 	// StepFactor multiplies the rate from one step to the next. Default: 1.5.
 	StepFactor float64
-	// StepDuration is how long each step runs. Default: 5s.
+	// StepDuration is how long each step runs. Default: Duration when
+	// set, else 5s.
 	StepDuration time.Duration
 	// P99 is the step search's latency bound. Default: 10ms.
 	P99 time.Duration
@@ -101,6 +103,12 @@ func (o Options) withDefaults() (Options, error) {
 			*v = d
 		}
 	}
+	// A step search's steps last --duration when it is given, as in
+	// gonets bench; --step-duration overrides.
+	if o.StepDuration == 0 {
+		o.StepDuration = o.Duration
+	}
+	defDur(&o.StepDuration, 5*time.Second)
 	defDur(&o.Duration, 10*time.Second)
 	defDur(&o.Warmup, 2*time.Second)
 	def(&o.Size, 256)
@@ -111,7 +119,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.StepFactor == 0 {
 		o.StepFactor = 1.5
 	}
-	defDur(&o.StepDuration, 5*time.Second)
 	defDur(&o.P99, 10*time.Millisecond)
 	if o.MinDelivered == 0 {
 		o.MinDelivered = 0.999
@@ -179,7 +186,7 @@ func (o Options) withDefaults() (Options, error) {
 func (o *Options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Scenario, "scenario", "", "chat, group, channel, connect, sync or storage")
 	fs.StringVar(&o.Target, "target", targetCore, "nats-core or nats-jetstream")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured part of a fixed-rate run")
+	fs.DurationVar(&o.Duration, "duration", 0, "measured part of a fixed-rate run, or each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured load before --duration")
 	fs.IntVar(&o.Size, "size", 256, "body bytes (at least 16)")
 	fs.Func("rate", "offered msgs (posts) per second; chat 0 = step search (defaults: chat 0, group 2000, channel 100, storage 0 = closed loop)", func(s string) error {
@@ -190,7 +197,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Users, "users", 10000, "chat: users")
 	fs.Float64Var(&o.StepStart, "step-start", 2000, "chat step search: first offered rate")
 	fs.Float64Var(&o.StepFactor, "step-factor", 1.5, "chat step search: rate factor from one step to the next")
-	fs.DurationVar(&o.StepDuration, "step-duration", 5*time.Second, "chat step search: length of a step")
+	fs.DurationVar(&o.StepDuration, "step-duration", 0, "chat step search: length of a step (default --duration, else 5s)")
 	fs.DurationVar(&o.P99, "p99", 10*time.Millisecond, "chat step search: p99 bound of a passing step")
 	fs.Float64Var(&o.MinDelivered, "min-delivered", 0.999, "chat step search: delivered share of a passing step")
 	fs.IntVar(&o.Groups, "groups", 100, "group: groups")
