@@ -90,10 +90,13 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		res.Met = res.Rate >= chatGoal && res.Latency.P99 <= ms(cfg.P99) && res.DeliveredRatio >= cfg.MinDelivered
 		return ctx.Err()
 	}
-	// Step search: raise the rate until a step misses a goal.
+	// Step search: from StepStart, raise the rate by StepFactor until a
+	// step misses a goal; if the first one misses, lower it until one
+	// passes (down to minStepRate).
 	var best *result.Result
 	var bestOffered float64
-	for rate := cfg.StepStart; ctx.Err() == nil; rate *= cfg.StepFactor {
+	up := true
+	for rate := cfg.StepStart; ctx.Err() == nil && rate >= minStepRate; {
 		step := &result.Result{Scenario: res.Scenario}
 		run(rate, cfg.Duration, step)
 		passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
@@ -103,13 +106,23 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 			fmt.Fprintf(cfg.Live, "step %.0f msgs/s: delivered %.0f/s, p99 %.2f ms, %.3f%% delivered: %s\n",
 				rate, step.Rate, step.Latency.P99, 100*step.DeliveredRatio, map[bool]string{true: "pass", false: "miss"}[passed])
 		}
-		if !passed {
-			break
+		if len(res.Steps) == 1 {
+			up = passed
 		}
-		best, bestOffered = step, rate
+		if passed {
+			best, bestOffered = step, rate
+		}
+		if up != passed {
+			break // the first miss going up, or the first pass going down
+		}
+		if up {
+			rate *= cfg.StepFactor
+		} else {
+			rate /= cfg.StepFactor
+		}
 	}
 	if best == nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("even the first step (%.0f msgs/s) missed the goals", cfg.StepStart))
+		res.Notes = append(res.Notes, fmt.Sprintf("no step down to %.0f msgs/s held the goals", minStepRate))
 		last := res.Steps[len(res.Steps)-1]
 		res.Offered, res.Rate = last.Offered, last.Rate
 		return ctx.Err()
@@ -120,6 +133,9 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	res.Met = res.Rate >= chatGoal
 	return ctx.Err()
 }
+
+// minStepRate is the lowest rate a step search tries.
+const minStepRate = 100.0
 
 // ms converts a duration to milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
