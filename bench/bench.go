@@ -74,6 +74,11 @@ type Config struct {
 	StepStart  float64
 	StepFactor float64
 
+	// NodeProfile, when set, is where a CPU profile of the node (one the
+	// bench started) over the measured window is written; pprof reads it
+	// with the gonets binary.
+	NodeProfile string
+
 	// Live, when set, gets a progress line every second.
 	Live io.Writer
 }
@@ -218,6 +223,12 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 	}
 	gen = startMeter("self", cfg.ClientCPUs)
 	end := begin.Add(d)
+	profiled := make(chan error, 1)
+	if cfg.NodeProfile != "" && t.httpURL != "" {
+		go func() { profiled <- t.profile(ctx, d, cfg.NodeProfile) }()
+	} else {
+		profiled <- nil
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for now := range tick.C {
@@ -237,6 +248,11 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 		res.Node = node.read()
 	}
 	res.Generator = gen.read()
+	if err := <-profiled; err != nil {
+		res.Notes = append(res.Notes, "node profile: "+err.Error())
+	} else if cfg.NodeProfile != "" && t.httpURL != "" {
+		res.Notes = append(res.Notes, "node CPU profile of the measured window: "+cfg.NodeProfile)
+	}
 	// Stragglers: wait for what the acked messages still owe.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && rec.delivered.Load() < rec.expected.Load(); {
 		time.Sleep(10 * time.Millisecond)

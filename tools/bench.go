@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -58,6 +59,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.MinDelivered, "min-delivered", 0, "chat: the step search's delivered ratio goal (default 0.999)")
 	fs.Float64Var(&cfg.StepStart, "step-start", 0, "chat: the step search's first rate (default 5000)")
 	fs.Float64Var(&cfg.StepFactor, "step-factor", 0, "chat: the step search's rate factor (default 1.5)")
+	fs.StringVar(&cfg.NodeProfile, "node-cpuprofile", "", "write a CPU profile of the node over the measured window to `file`")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `file`")
 	asJSON := fs.Bool("json", false, "print one JSON document per run instead of a table")
 	out := fs.String("out", "", "append each run's JSON document, one per line, to `file`")
 	reportDir := fs.String("report", "", "write an HTML report of the runs to `dir`")
@@ -79,6 +82,19 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "gonets bench: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "gonets bench: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := bench.Run(ctx, scenario, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "gonets bench: %v\n", err)
