@@ -69,10 +69,11 @@ type Config struct {
 	// delivered ratio goal. Defaults: 10 ms, 0.999.
 	P99          time.Duration
 	MinDelivered float64
-	// StepStart and StepFactor shape the step search. Defaults: 5,000
-	// msgs/s, × 1.5.
+	// StepStart and StepFactor shape the step search, and MaxSteps bounds
+	// it. Defaults: 5,000 msgs/s, × 1.5, 20 steps.
 	StepStart  float64
 	StepFactor float64
+	MaxSteps   int
 
 	// NodeProfile, when set, is where a CPU profile of the node (one the
 	// bench started) over the measured window is written; pprof reads it
@@ -100,6 +101,7 @@ func (c Config) withDefaults(scenario string) Config {
 	def(&c.Chats, 100)
 	def(&c.Rounds, 3)
 	def(&c.Writers, 256)
+	def(&c.MaxSteps, 20)
 	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
 		if scenario == "chat" && c.Rate == 0 {

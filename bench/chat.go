@@ -96,7 +96,7 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	var best *result.Result
 	var bestOffered float64
 	up := true
-	for rate := cfg.StepStart; ctx.Err() == nil && rate >= minStepRate; {
+	for rate := cfg.StepStart; ctx.Err() == nil && len(res.Steps) < cfg.MaxSteps; {
 		step := &result.Result{Scenario: res.Scenario}
 		run(rate, cfg.Duration, step)
 		passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
@@ -117,14 +117,15 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		}
 		if up {
 			rate *= cfg.StepFactor
-		} else {
-			rate /= cfg.StepFactor
+		} else if rate /= cfg.StepFactor; rate < minStepRate {
+			break
 		}
 	}
 	if best == nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("no step down to %.0f msgs/s held the goals", minStepRate))
-		last := res.Steps[len(res.Steps)-1]
-		res.Offered, res.Rate = last.Offered, last.Rate
+		if n := len(res.Steps); n > 0 {
+			res.Offered, res.Rate = res.Steps[n-1].Offered, res.Steps[n-1].Rate
+		}
 		return ctx.Err()
 	}
 	res.Offered = bestOffered
