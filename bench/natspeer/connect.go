@@ -122,7 +122,7 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	setMetric(res, "all_back_ms", float64(allBack.Microseconds())/1000)
 	res.Goal = "100,000 sessions held; node memory at most 32 KiB per idle session; at least 3,000 resumed sessions/s in the storm"
 	res.Met = n >= 100000 && perSession <= 32*1024 && float64(n)/reconnectSecs >= 3000
-	e.note("connect: one TCP connection per session (nats.go, no subscriptions), opened %d at a time; idle for %s before the node's RSS is read; rss_bytes_per_session is (RSS held - RSS before) / sessions", e.opts.Dialers, e.opts.Duration)
+	e.note("connect: one TCP connection per session (nats.go, no subscriptions), opened %d at a time from source ports the generator binds in turn (the kernel's own choice slows down past ~14,000 connections to one address); idle for %s before the node's RSS is read; rss_bytes_per_session is (RSS held - RSS before) / sessions", e.opts.Dialers, e.opts.Duration)
 	e.note("storm: the generator closes every connection, then reopens all %d at a time; latency is each session's time from the drop until it is connected again; all_back_ms is the last one", e.opts.Dialers)
 	if e.opts.TLS {
 		setMetric(res, "tls_resumed", float64(resumed))
