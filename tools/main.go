@@ -14,13 +14,14 @@ type command struct {
 
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
-	"chat":    {summary: "create a chat", run: runChat},
-	"send":    {summary: "send a text message and print its ack", run: runSend},
-	"serve":   {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
-	"tail":    {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
-	"bench":   {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
-	"token":   {summary: "mint a session token with the node's key", run: runToken},
-	"version": {summary: "print version information", run: runVersion},
+	"chat":          {summary: "create a chat", run: runChat},
+	"send":          {summary: "send a text message and print its ack", run: runSend},
+	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
+	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
+	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
+	"bench-summary": {summary: "the medians of gonets bench --out files, as a markdown table", run: runBenchSummary},
+	"token":         {summary: "mint a session token with the node's key", run: runToken},
+	"version":       {summary: "print version information", run: runVersion},
 }
 
 // Main runs the gonets command line with args (without the program name) and

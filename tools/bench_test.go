@@ -1,0 +1,55 @@
+package tools
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gonets/gonets/bench/result"
+)
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{{"bench"}, {"bench", "--json"}, {"bench", "chat", "--peer", "kafka"}, {"bench", "chat", "extra"}} {
+		var out, errOut bytes.Buffer
+		if code := Main(args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"bench", "nosuch"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "unknown scenario") {
+		t.Errorf("unknown scenario: exit %d, %s", code, errOut.String())
+	}
+}
+
+func TestPeerPassThrough(t *testing.T) {
+	got := passThrough([]string{"--users", "10", "--json", "--rate=5", "--out", "f", "-duration", "2s", "--server", "x:1"})
+	want := []string{"--users=10", "--rate=5", "--duration=2s"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("passThrough = %v, want %v", got, want)
+	}
+}
+
+func TestBenchSummary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "runs.jsonl")
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, rate := range []float64{100, 300, 200} {
+		enc.Encode(result.Result{Scenario: "sync", Target: "gonets", Rate: rate, DeliveredRatio: 1, Met: rate > 150,
+			Latency: result.Latency{P99: rate / 100}, Metrics: map[string]float64{"catch_up_ms": rate}})
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"bench-summary", path}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "| sync | gonets | 3 | 0 | 200 | 100.00% | 0.00 | 2.00 |") ||
+		!strings.Contains(out.String(), "2 of 3") || !strings.Contains(out.String(), "catch_up_ms 200") {
+		t.Fatalf("summary:\n%s", out.String())
+	}
+}
