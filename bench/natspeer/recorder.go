@@ -28,9 +28,30 @@ type recorder struct {
 	shards   []*shard
 }
 
-// shard is one connection's share of a recorder. Its receiver goroutine
-// and its JetStream ack goroutine write it; the sampler and the phase's
-// owner read and reset it.
+// recorderShards is how many shards a recorder has: connections share
+// them in turn, so that thousands of connections do not each carry
+// histograms that the sampler merges every second.
+const recorderShards = 8
+
+// newRecorder returns a recorder with recorderShards shards.
+func newRecorder() *recorder {
+	r := &recorder{}
+	for range recorderShards {
+		r.shards = append(r.shards, &shard{
+			lat:    result.NewHistogram(),
+			ack:    result.NewHistogram(),
+			latSec: result.NewHistogram(),
+		})
+	}
+	return r
+}
+
+// shardFor returns the shard of the i-th connection.
+func (r *recorder) shardFor(i int) *shard { return r.shards[i%len(r.shards)] }
+
+// shard is a share of a recorder for the connections assigned to it:
+// their receivers and JetStream ack goroutines write it; the sampler and
+// the phase's owner read and reset it.
 type shard struct {
 	mu           sync.Mutex              // guards the following
 	lat          *hdrhistogram.Histogram // deliveries in the window
@@ -40,17 +61,6 @@ type shard struct {
 	acked        int64                   // in the window
 	ackErrs      int64                   // in the window
 	deliveredSec int64                   // every delivery this second
-}
-
-// newShard returns a shard of r.
-func (r *recorder) newShard() *shard {
-	s := &shard{
-		lat:    result.NewHistogram(),
-		ack:    result.NewHistogram(),
-		latSec: result.NewHistogram(),
-	}
-	r.shards = append(r.shards, s)
-	return s
 }
 
 // setWindow starts counting messages scheduled in [from, to).

@@ -62,7 +62,7 @@ type traffic struct {
 
 // newTraffic returns an empty workload; add connections with addConn.
 func newTraffic(e *env) *traffic {
-	t := &traffic{e: e, rec: &recorder{}, done: make(chan struct{})}
+	t := &traffic{e: e, rec: newRecorder(), done: make(chan struct{})}
 	return t
 }
 
@@ -73,7 +73,7 @@ func (t *traffic) addConn(name string, chanCap int) (*peerConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &peerConn{nc: nc, shard: t.rec.newShard(), ch: make(chan *nats.Msg, chanCap)}
+	c := &peerConn{nc: nc, shard: t.rec.shardFor(len(t.conns)), ch: make(chan *nats.Msg, chanCap)}
 	t.conns = append(t.conns, c)
 	if t.e.jetStream() {
 		c.js, err = jetstream.New(nc,
