@@ -409,6 +409,11 @@ func (c *Client) push(ctx context.Context, s *session, f *wire.Frame) error {
 	}
 	switch b := f.GetBody().(type) {
 	case *wire.Frame_Deliver:
+		// Own sends acked before this push came first: delivering them
+		// now spares a history fetch for a gap that is only them.
+		if err := c.deliverOwn(ctx, s); err != nil {
+			return err
+		}
 		return c.dl.message(ctx, s, messageFromWire(b.Deliver.GetMessage()))
 	case *wire.Frame_Receipt:
 		r := b.Receipt
