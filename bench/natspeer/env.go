@@ -20,9 +20,10 @@ type env struct {
 	dial  *dialer
 	notes []string
 
-	// fromNode and fromSelf are the processes at the start of the
-	// measured part.
+	// fromNode, fromSelf and fromMachine are the processes and the
+	// machine at the start of the measured part.
 	fromNode, fromSelf procSample
+	fromMachine        machineSample
 }
 
 // jetStream reports whether the target is nats-jetstream.
@@ -38,15 +39,30 @@ func (e *env) note(format string, args ...any) {
 func (e *env) markFrom() {
 	e.fromNode, _ = e.node.sample()
 	e.fromSelf, _ = readProc(0)
+	e.fromMachine, _ = readMachine()
 }
 
-// markTo fills res.Node and res.Generator with their use since markFrom.
+// markTo fills res.Node and res.Generator with their use since markFrom,
+// and says how much CPU the rest of the machine took meanwhile.
 func (e *env) markTo(res *result.Result) {
 	if to, err := e.node.sample(); err == nil {
 		res.Node = usage(e.node.pid(), e.fromNode, to, e.opts.ServerCPUs)
 	}
 	if to, err := readProc(0); err == nil {
 		res.Generator = usage(os.Getpid(), e.fromSelf, to, e.opts.ClientCPUs)
+	}
+	to, err := readMachine()
+	wall := to.at.Sub(e.fromMachine.at).Seconds()
+	if err != nil || e.fromMachine.at.IsZero() || wall <= 0 || res.Node == nil || res.Generator == nil {
+		return
+	}
+	other := to.busy - e.fromMachine.busy - res.Node.CPUSeconds - res.Generator.CPUSeconds
+	otherPct := max(100*other/wall, 0)
+	stealPct := 100 * (to.steal - e.fromMachine.steal) / wall
+	setMetric(res, "other_cpu_percent", otherPct)
+	setMetric(res, "steal_percent", stealPct)
+	if otherPct >= 10 || stealPct >= 10 {
+		e.note("while this was measured, other processes used %.0f%% CPU and the hypervisor stole %.0f%% (100 = one core): the figures are disturbed; run again on a quiet machine", otherPct, stealPct)
 	}
 }
 

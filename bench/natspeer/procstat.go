@@ -82,6 +82,38 @@ func statusKB(b []byte, name string) int64 {
 	return 0
 }
 
+// machineSample is the whole machine's CPU time from /proc/stat.
+type machineSample struct {
+	at time.Time
+	// busy is user, nice and system time over all CPUs; steal is time the
+	// hypervisor ran something else; both in seconds.
+	busy, steal float64
+}
+
+// readMachine reads the aggregate "cpu" line of /proc/stat.
+func readMachine() (machineSample, error) {
+	m := machineSample{at: time.Now()}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m, fmt.Errorf("procstat: %w", err)
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	// cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return m, fmt.Errorf("procstat: /proc/stat: unexpected first line %q", line)
+	}
+	var v [8]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return m, fmt.Errorf("procstat: /proc/stat: %w", err)
+		}
+	}
+	m.busy = float64(v[0]+v[1]+v[2]) / clockTicks
+	m.steal = float64(v[7]) / clockTicks
+	return m, nil
+}
+
 // usage turns two samples of one process into the result's Process: CPU
 // over the interval between them, memory at the later one.
 func usage(pid int, from, to procSample, cpus string) *result.Process {
