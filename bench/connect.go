@@ -90,9 +90,13 @@ func openAll(ctx context.Context, trs []*quic.Transport, addr *net.UDPAddr, tc *
 				if i >= len(toks) || ctx.Err() != nil {
 					return
 				}
-				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				s, err := openIdle(dctx, trs[i/sessionsPerSocket], addr, tc, toks[i])
-				cancel()
+				var s *idleSession
+				err := retry(ctx, func() (err error) {
+					dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					s, err = openIdle(dctx, trs[i/sessionsPerSocket], addr, tc, toks[i])
+					return err
+				})
 				if err != nil {
 					mu.Lock()
 					firstErr = cmpErr(firstErr, fmt.Errorf("bench: session %d: %w", i, err))

@@ -69,7 +69,11 @@ func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i in
 				} else {
 					opts.SendOnly = true
 				}
-				c, err := client.Dial(ctx, t.addr, t.token(users[i], 1), opts)
+				var c *client.Client
+				err := retry(ctx, func() (err error) {
+					c, err = client.Dial(ctx, t.addr, t.token(users[i], 1), opts)
+					return err
+				})
 				if err != nil {
 					mu.Lock()
 					firstErr = cmpErr(firstErr, fmt.Errorf("bench: dial user %d: %w", users[i], err))
@@ -87,6 +91,28 @@ func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i in
 		return nil, firstErr
 	}
 	return f, nil
+}
+
+// dialAttempts is how often a session is dialled before the bench gives
+// up: a node that accepts handshakes slower than they come refuses some
+// (quic-go queues 32), and real clients retry too.
+const dialAttempts = 8
+
+// retry calls dial until it succeeds, backing off, at most dialAttempts
+// times.
+func retry(ctx context.Context, dial func() error) error {
+	var err error
+	for n := range dialAttempts {
+		if err = dial(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Duration(n+1) * 50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 func cmpErr(first, err error) error {
