@@ -29,9 +29,16 @@
 // delivery is measured on the same core subscriptions.
 //
 // Goroutines: per client connection one receiver that drains the
-// connection's subscriptions and one sender per active step; nats.go adds
-// its own reader and flusher per connection. The run's owner (runScenario)
-// waits for all of them before it returns. Counters are sharded per
-// connection under a mutex (recorder.go); the once-a-second sampler takes
-// each shard's lock briefly.
+// connection's subscriptions and, while a phase runs, one sender; nats.go
+// adds its own reader and flusher per connection; a timeline sampler ticks
+// once a second. The run's owner (runScenario) waits for all of them
+// before it returns. Receivers record in batches into one of eight
+// recorder shards, each under its own mutex (recorder.go); the sampler and
+// the phase's owner take each shard's lock briefly.
+//
+// Fairness: the generator binds its own source ports (conn.go), because
+// Linux's ephemeral port search slows connect() down past ~14,000
+// connections to one address; and every result reports the CPU that the
+// rest of the machine and the hypervisor took while it was measured, since
+// node and generator share the same cores with whatever else runs.
 package main

@@ -19,7 +19,7 @@ func printTable(w io.Writer, r *result.Result) error {
 	if r.Offered > 0 {
 		row("offered", "%.0f /s", r.Offered)
 	}
-	row("rate", "%.0f /s over %.1f s", r.Rate, r.Seconds)
+	row("rate", "%.0f /s over %.3g s", r.Rate, r.Seconds)
 	if r.Expected > 0 {
 		row("delivered", "%d of %d (%.4f), %d sent", r.Delivered, r.Expected, r.DeliveredRatio, r.Sent)
 	}
