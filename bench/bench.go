@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
@@ -211,11 +212,43 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 	return res, nil
 }
 
+// senders runs a scenario's send loops.
+type senders struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newSenders(ctx context.Context) *senders {
+	s := &senders{}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	return s
+}
+
+// run starts one send loop.
+func (s *senders) run(loop func(ctx context.Context)) { s.wg.Go(func() { loop(s.ctx) }) }
+
+// finish waits up to limit for the loops to send what their schedule
+// holds and have it acked, then cancels the rest and waits for them.
+// Waiting matters: a send cancelled after the node took it would be
+// delivered but never counted as owed.
+func (s *senders) finish(limit time.Duration) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+}
+
 // measure holds the load for cfg.Warmup, then measures for d, printing a
-// live line each second, and fills res from rec. The load itself runs
-// elsewhere, until the returned end time; measure waits up to 2 s past it
-// for the deliveries still owed.
-func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start time.Time, d time.Duration, online func() int, res *result.Result) {
+// live line each second, and fills res from rec. The senders run until
+// the window's end; measure then lets them finish (up to 10 s) and waits
+// up to 2 s more for the deliveries still owed.
+func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start time.Time, d time.Duration, online func() int, load *senders, res *result.Result) {
 	begin := start.Add(cfg.Warmup)
 	time.Sleep(time.Until(begin))
 	rec.start(begin)
@@ -250,6 +283,7 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 		res.Node = node.read()
 	}
 	res.Generator = gen.read()
+	load.finish(10 * time.Second)
 	if err := <-profiled; err != nil {
 		res.Notes = append(res.Notes, "node profile: "+err.Error())
 	} else if cfg.NodeProfile != "" && t.httpURL != "" {

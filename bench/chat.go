@@ -75,15 +75,13 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		period := time.Duration(float64(time.Second) * float64(cfg.Users) / rate)
 		start := time.Now().Add(100 * time.Millisecond)
 		end := start.Add(cfg.Warmup + d)
-		lctx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
+		load := newSenders(ctx)
 		for i := range users {
 			phase := time.Duration(int64(period) * int64(i) / int64(len(users)))
-			wg.Go(func() { f.sendLoop(lctx, r, i, chats[i/2], period, phase, start, end, cfg.Size, 1) })
+			load.run(func(ctx context.Context) { f.sendLoop(ctx, r, i, chats[i/2], period, phase, start, end, cfg.Size, 1) })
 		}
-		measure(ctx, cfg, t, r, start, d, func() int { return int(f.online.Load()) }, res)
-		cancel()
-		wg.Wait()
+		measure(ctx, cfg, t, r, start, d, func() int { return int(f.online.Load()) }, load, res)
+		res.Offered = rate
 	}
 	if cfg.Rate > 0 {
 		run(cfg.Rate, cfg.Duration, res)
@@ -170,17 +168,15 @@ func runGroup(ctx context.Context, cfg Config, t *target, res *result.Result) er
 	period := time.Duration(float64(time.Second) * float64(posters) / cfg.Rate)
 	start := time.Now().Add(100 * time.Millisecond)
 	end := start.Add(cfg.Warmup + cfg.Duration)
-	lctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	load := newSenders(ctx)
 	for i := range users {
 		phase := time.Duration(int64(period) * int64(i) / int64(posters))
-		wg.Go(func() {
-			f.sendLoop(lctx, rec, i, groups[i/cfg.Members], period, phase, start, end, cfg.Size, cfg.Members-1)
+		load.run(func(ctx context.Context) {
+			f.sendLoop(ctx, rec, i, groups[i/cfg.Members], period, phase, start, end, cfg.Size, cfg.Members-1)
 		})
 	}
-	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) }, res)
-	cancel()
-	wg.Wait()
+	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) }, load, res)
+	res.Offered = cfg.Rate
 	res.Met = res.Rate >= groupGoal && res.DeliveredRatio >= cfg.MinDelivered
 	return ctx.Err()
 }
@@ -222,15 +218,15 @@ func runChannel(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	period := time.Duration(float64(time.Second) * float64(len(pub)) / cfg.Rate)
 	start := time.Now().Add(100 * time.Millisecond)
 	end := start.Add(cfg.Warmup + cfg.Duration)
-	lctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	load := newSenders(ctx)
 	for d := range pub {
 		phase := time.Duration(int64(period) * int64(d) / int64(len(pub)))
-		wg.Go(func() { pf.sendLoop(lctx, rec, d, info.Chat, period, phase, start, end, cfg.Size, cfg.Subscribers) })
+		load.run(func(ctx context.Context) {
+			pf.sendLoop(ctx, rec, d, info.Chat, period, phase, start, end, cfg.Size, cfg.Subscribers)
+		})
 	}
-	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) + len(pub) }, res)
-	cancel()
-	wg.Wait()
+	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) + len(pub) }, load, res)
+	res.Offered = cfg.Rate
 	res.Met = res.Rate >= channelGoal && res.DeliveredRatio >= cfg.MinDelivered
 	return ctx.Err()
 }
