@@ -279,6 +279,7 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 			break
 		}
 	}
+	rec.stop(time.Now())
 	if node != nil {
 		res.Node = node.read()
 	}

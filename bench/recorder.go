@@ -38,6 +38,12 @@ const recorderShards = 16
 // before the measured window began (the warm-up) are counted apart.
 type recorder struct {
 	begin atomic.Int64 // Unix ns when the measured window began; 0 before
+	end   atomic.Int64 // Unix ns when it ended; 0 while open
+
+	// arrived counts the deliveries received while the window was open,
+	// whenever their messages were scheduled: the throughput, even when
+	// an overloaded node delivers only what was sent before the window.
+	arrived atomic.Int64
 
 	offered   atomic.Int64 // messages scheduled in the window
 	sent      atomic.Int64 // of those, acked
@@ -70,6 +76,9 @@ func newRecorder() *recorder {
 // start opens the measured window at t.
 func (r *recorder) start(t time.Time) { r.begin.Store(t.UnixNano()) }
 
+// stop closes the measured window at t.
+func (r *recorder) stop(t time.Time) { r.end.Store(t.UnixNano()) }
+
 // inWindow reports whether a message scheduled at t is measured.
 func (r *recorder) inWindow(t time.Time) bool {
 	b := r.begin.Load()
@@ -99,6 +108,9 @@ func (r *recorder) acked(shard int, t time.Time, now time.Time, owed int) {
 
 // deliveredAt records a delivery, at now, of a message scheduled at t.
 func (r *recorder) deliveredAt(shard int, t time.Time, now time.Time) {
+	if b, e := r.begin.Load(), r.end.Load(); b != 0 && now.UnixNano() >= b && (e == 0 || now.UnixNano() < e) {
+		r.arrived.Add(1)
+	}
 	if !r.inWindow(t) {
 		return
 	}
@@ -160,7 +172,7 @@ func (r *recorder) fill(res *result.Result, secs float64) {
 	}
 	if secs > 0 {
 		res.Offered = float64(r.offered.Load()) / secs
-		res.Rate = float64(res.Delivered) / secs
+		res.Rate = float64(r.arrived.Load()) / secs
 	}
 	res.Latency, res.Ack = result.Summarize(d), result.Summarize(a)
 	res.Histogram = result.Buckets(d)

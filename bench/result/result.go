@@ -34,8 +34,10 @@ type Result struct {
 	Delivered int64 `json:"delivered"`
 	// DeliveredRatio is Delivered / Expected (1 when nothing was owed).
 	DeliveredRatio float64 `json:"delivered_ratio"`
-	// Rate is the measured deliveries (or, where nothing is delivered,
-	// operations) per second.
+	// Rate is the deliveries received per second of the measured window,
+	// whenever their messages were sent (or, where nothing is delivered,
+	// operations per second): the throughput. Latency and DeliveredRatio
+	// cover the messages scheduled in the window.
 	Rate float64 `json:"rate_per_s"`
 	// Latency is from a message's scheduled send time to its delivery
 	// (open loop: a stalled node cannot hide its stalls); Ack from the
