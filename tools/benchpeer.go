@@ -23,7 +23,8 @@ const natsPeerDir = "bench/natspeer"
 var peerFlags = map[string]bool{
 	"duration": true, "warmup": true, "size": true, "rate": true, "users": true, "groups": true, "members": true,
 	"subscribers": true, "sessions": true, "messages": true, "chats": true, "p99": true, "min-delivered": true,
-	"step-start": true, "step-factor": true,
+	"step-start": true, "step-factor": true, "publishers": true, "rounds": true, "writers": true,
+	"server-cpus": true, "client-cpus": true,
 }
 
 // peerTargets are the NATS setups each scenario is compared with: core
