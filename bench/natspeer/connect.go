@@ -106,7 +106,7 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	allBack := time.Since(dropped)
 	e.markTo(res)
 
-	res.Seconds = time.Since(began).Seconds()
+	res.Seconds = connectSecs + reconnectSecs
 	res.Rate = float64(n) / connectSecs
 	res.Latency = result.Summarize(back)
 	res.Histogram = result.Buckets(back)
@@ -114,9 +114,10 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	setMetric(res, "handshakes_per_s", res.Rate)
 	setMetric(res, "connect_seconds", connectSecs)
 	setMetric(res, "node_rss_bytes_before", float64(base.rss))
-	setMetric(res, "node_rss_bytes_held", float64(held.rss))
+	setMetric(res, "node_rss_bytes", float64(held.rss))
 	setMetric(res, "rss_bytes_per_session", perSession)
 	setMetric(res, "drop_ms", dropSecs*1000)
+	setMetric(res, "storm_seconds", reconnectSecs)
 	setMetric(res, "resumed_per_s", float64(n)/reconnectSecs)
 	setMetric(res, "reconnected_per_s", float64(n)/reconnectSecs)
 	setMetric(res, "all_back_ms", float64(allBack.Microseconds())/1000)
@@ -126,6 +127,7 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	e.note("storm: the generator closes every connection, then reopens all %d at a time; latency is each session's time from the drop until it is connected again; all_back_ms is the last one", e.opts.Dialers)
 	if e.opts.TLS {
 		setMetric(res, "tls_resumed", float64(resumed))
+		setMetric(res, "resumed_ratio", float64(resumed)/float64(n))
 		e.note("storm: reconnects offer cached TLS 1.3 session tickets (no 0-RTT: NATS has none); tls_resumed counts the sessions the server resumed")
 	} else {
 		e.note("storm: plain TCP, so resumed_per_s counts reconnects without any TLS handshake")
