@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -128,6 +129,17 @@ func machine() result.Machine {
 				m.Commit = s.Value
 			}
 			if s.Key == "vcs.modified" && s.Value == "true" && m.Commit != "" {
+				m.Commit += "-dirty"
+			}
+		}
+	}
+	if m.Commit == "" {
+		// Built without VCS stamping (go run, -buildvcs=false): ask git
+		// about the working directory, which is the source when run from
+		// the repository.
+		if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+			m.Commit = strings.TrimSpace(string(out))
+			if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
 				m.Commit += "-dirty"
 			}
 		}
