@@ -118,6 +118,9 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		} else if rate /= cfg.StepFactor; rate < minStepRate {
 			break
 		}
+		if !passed {
+			time.Sleep(stepCooldown) // let an overloaded node drain first
+		}
 	}
 	if best == nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("no step down to %.0f msgs/s held the goals", minStepRate))
@@ -132,6 +135,10 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	res.Met = res.Rate >= chatGoal
 	return ctx.Err()
 }
+
+// stepCooldown is the pause after a missed step, so that the next one
+// does not start with the last one's backlog.
+const stepCooldown = 2 * time.Second
 
 // minStepRate is the lowest rate a step search tries.
 const minStepRate = 100.0
