@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -88,6 +89,11 @@ type Options struct {
 	Leeway time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// CacheSize caps the tokens whose verified claims are remembered, so
+	// that a token presented again (a reconnect storm) skips the
+	// signature check; expiry is still checked each time. Negative turns
+	// the cache off. Default: 65,536.
+	CacheSize int
 }
 
 // Verifier checks tokens against a fixed set of public keys.
@@ -96,6 +102,10 @@ type Verifier struct {
 	leeway time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
+
+	cacheSize int
+	mu        sync.Mutex // guards the following
+	verified  map[string]Claims
 }
 
 // NewVerifier returns a Verifier for opts.
@@ -112,7 +122,11 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	v := &Verifier{keys: make(map[string]ed25519.PublicKey), leeway: opts.Leeway, now: opts.Now}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 1 << 16
+	}
+	v := &Verifier{keys: make(map[string]ed25519.PublicKey), leeway: opts.Leeway, now: opts.Now,
+		cacheSize: max(opts.CacheSize, 0), verified: make(map[string]Claims)}
 	for _, k := range opts.Keys {
 		if len(k) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("token: public key of %d bytes", len(k))
@@ -127,6 +141,41 @@ func NewVerifier(opts Options) (*Verifier, error) {
 
 // Verify checks tok's signature and expiry and returns its claims.
 func (v *Verifier) Verify(tok string) (Claims, error) {
+	v.mu.Lock()
+	c, seen := v.verified[tok]
+	v.mu.Unlock()
+	if !seen {
+		var err error
+		if c, err = v.verifySignature(tok); err != nil {
+			return Claims{}, err
+		}
+		v.remember(tok, c)
+	}
+	if !v.now().Before(c.Expires.Add(v.leeway)) {
+		return Claims{}, fmt.Errorf("%w at %s", ErrExpired, c.Expires.UTC().Format(time.RFC3339))
+	}
+	return c, nil
+}
+
+// remember caches a verified token's claims, dropping arbitrary ones
+// (map order) when the cache is full.
+func (v *Verifier) remember(tok string, c Claims) {
+	if v.cacheSize == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for k := range v.verified {
+		if len(v.verified) < v.cacheSize {
+			break
+		}
+		delete(v.verified, k)
+	}
+	v.verified[tok] = c
+}
+
+// verifySignature checks tok's signature and claims' shape.
+func (v *Verifier) verifySignature(tok string) (Claims, error) {
 	var jc jwtClaims
 	_, err := v.parser.ParseWithClaims(tok, &jc, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -149,9 +198,5 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 	if uerr != nil || derr != nil || user == 0 || dev == 0 || jc.ExpiresAt == nil {
 		return Claims{}, fmt.Errorf("%w: needs sub, dev and exp", ErrMalformed)
 	}
-	c := Claims{User: user, Device: dev, Expires: jc.ExpiresAt.Time}
-	if !v.now().Before(c.Expires.Add(v.leeway)) {
-		return Claims{}, fmt.Errorf("%w at %s", ErrExpired, c.Expires.UTC().Format(time.RFC3339))
-	}
-	return c, nil
+	return Claims{User: user, Device: dev, Expires: jc.ExpiresAt.Time}, nil
 }

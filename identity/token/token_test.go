@@ -140,3 +140,42 @@ func TestLoadKey(t *testing.T) {
 		t.Fatal("a missing key loaded")
 	}
 }
+
+func TestVerifierCache(t *testing.T) {
+	key := newKey(t)
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	v, err := NewVerifier(Options{Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, Now: clock, CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := NewSigner(key)
+	tok, err := signer.Sign(Claims{User: 7, Device: 1, Expires: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second is answered from the cache
+		if c, err := v.Verify(tok); err != nil || c.User != 7 {
+			t.Fatalf("Verify = %+v, %v", c, err)
+		}
+	}
+	// Expiry is checked on every use, cached or not.
+	now = now.Add(2 * time.Minute)
+	if _, err := v.Verify(tok); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a cached token past its expiry: %v", err)
+	}
+	// The cache stays within its size.
+	for u := uint64(1); u <= 5; u++ {
+		tk, _ := signer.Sign(Claims{User: u, Device: 1, Expires: now.Add(time.Hour)})
+		if _, err := v.Verify(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(v.verified); n > 2 {
+		t.Fatalf("cache holds %d tokens, cap 2", n)
+	}
+	// A forged token is never cached or accepted.
+	if _, err := v.Verify(tok[:len(tok)-2] + "AA"); err == nil {
+		t.Fatal("a tampered token verified")
+	}
+}
