@@ -34,16 +34,20 @@ func QUICConfig() *quic.Config {
 		MaxIncomingStreams:    4,
 		MaxIncomingUniStreams: -1, // pushes flow server to client only
 		HandshakeIdleTimeout:  10 * time.Second,
+		// A resuming client may send its Hello in 0-RTT data; the session
+		// handles nothing before the handshake completes (serveQUICConn),
+		// so a replayed Hello can do no more than authenticate again.
+		Allow0RTT: true,
 	}
 }
 
 // ListenQUIC listens on the UDP address addr with tlsConf (TLS 1.3, ALPN
-// gonets/1 set on a copy).
-func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.Listener, error) {
+// gonets/1 set on a copy), accepting 0-RTT from resuming clients.
+func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.EarlyListener, error) {
 	tc := tlsConf.Clone()
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
-	ln, err := quic.ListenAddr(addr, tc, QUICConfig())
+	ln, err := quic.ListenAddrEarly(addr, tc, QUICConfig())
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
@@ -52,7 +56,7 @@ func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.Listener, error) {
 
 // ServeQUIC accepts connections on ln and serves each as a session until
 // Shutdown, when it returns nil. It closes ln.
-func (b *Broker) ServeQUIC(ln *quic.Listener) error {
+func (b *Broker) ServeQUIC(ln *quic.EarlyListener) error {
 	if !b.addListener(ln) {
 		ln.Close()
 		return ErrShutdown
@@ -81,6 +85,15 @@ func (b *Broker) serveQUICConn(c *quic.Conn) {
 	ctx, cancel := context.WithTimeout(c.Context(), b.opts.HelloTimeout)
 	stop := context.AfterFunc(b.stop, cancel)
 	st, err := c.AcceptStream(ctx)
+	if err == nil {
+		// The stream and its Hello may have come in 0-RTT data, which an
+		// attacker can replay: act on nothing before the handshake is done.
+		select {
+		case <-c.HandshakeComplete():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
 	stop()
 	cancel()
 	if err != nil {

@@ -2,9 +2,13 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
@@ -459,4 +463,43 @@ func TestMembershipLimits(t *testing.T) {
 		t.Fatalf("leave: %v", r)
 	}
 	alice.createChat(group)
+}
+
+// A resuming client may send its Hello in 0-RTT data and is welcomed.
+func TestHelloInEarlyData(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	tc := n.ClientTLS()
+	tc.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	hello := func() (early bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := quic.DialAddrEarly(ctx, n.Addr, tc, &quic.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+		st, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: n.Token(t, 1, 1)}}}, 0)
+		if _, err := st.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		var f wire.Frame
+		if err := wire.NewReader(st, 0).Read(&f); err != nil || f.GetWelcome() == nil {
+			t.Fatalf("welcome: %v %v", err, &f)
+		}
+		return conn.ConnectionState().Used0RTT
+	}
+	if hello() {
+		t.Fatal("the first connection used 0-RTT without a session to resume")
+	}
+	// The session ticket arrives after the handshake, so the next
+	// connection or one soon after resumes with early data.
+	for i := 0; !hello(); i++ {
+		if i == 10 {
+			t.Fatal("no resuming connection used 0-RTT")
+		}
+	}
 }

@@ -262,7 +262,7 @@ type node struct {
 	log     *slog.Logger
 	store   *storage.Store
 	broker  *broker.Broker
-	quicLn  *quic.Listener
+	quicLn  *quic.EarlyListener
 	httpLn  net.Listener
 	http    *http.Server
 	dataDir string // absolute

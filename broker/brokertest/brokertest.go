@@ -132,7 +132,7 @@ func (n *Node) start(t testing.TB, addr string) {
 
 // listen binds addr, retrying briefly: after a restart the old socket may
 // take a moment to go.
-func listen(addr string, cert tls.Certificate) (*quic.Listener, error) {
+func listen(addr string, cert tls.Certificate) (*quic.EarlyListener, error) {
 	for i := 0; ; i++ {
 		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}})
 		if err == nil || i == 50 {
