@@ -75,7 +75,8 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	}
 	e.markFrom()
 	began := time.Now()
-	if _, err := e.dialAll(ctx, conns, &online, tl, nil, began); err != nil {
+	var retries atomic.Int64
+	if _, err := e.dialAll(ctx, conns, &online, tl, nil, began, &retries); err != nil {
 		return err
 	}
 	connectSecs := time.Since(began).Seconds()
@@ -98,7 +99,7 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	dropSecs := time.Since(dropped).Seconds()
 	back := result.NewHistogram()
 	redial := time.Now()
-	resumed, err := e.dialAll(ctx, conns, &online, tl, back, dropped)
+	resumed, err := e.dialAll(ctx, conns, &online, tl, back, dropped, &retries)
 	if err != nil {
 		return err
 	}
@@ -118,6 +119,10 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	setMetric(res, "rss_bytes_per_session", perSession)
 	setMetric(res, "drop_ms", dropSecs*1000)
 	setMetric(res, "storm_seconds", reconnectSecs)
+	if n := retries.Load(); n > 0 {
+		setMetric(res, "connect_retries", float64(n))
+		e.note("connect: %d handshakes failed and were tried again (a handshake that outlasts the server's first PING fails in nats.go)", n)
+	}
 	setMetric(res, "resumed_per_s", float64(n)/reconnectSecs)
 	setMetric(res, "reconnected_per_s", float64(n)/reconnectSecs)
 	setMetric(res, "all_back_ms", float64(allBack.Microseconds())/1000)
@@ -155,10 +160,16 @@ func (e *env) sessionCap() (int, error) {
 	return n, nil
 }
 
+// connectTries is how often a session tries to connect before the run
+// fails: under load a handshake can outlast the server's first PING (2 s),
+// which nats.go takes for a protocol error; a real client retries.
+const connectTries = 5
+
 // dialAll fills every nil entry of conns, opts.Dialers at a time. back,
 // when set, records each connection's time since since. It returns how
-// many TLS sessions were resumed.
-func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.Int64, tl *timeline, back *hdrhistogram.Histogram, since time.Time) (resumed int64, err error) {
+// many TLS sessions were resumed, and adds failed attempts that were
+// tried again to retries.
+func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.Int64, tl *timeline, back *hdrhistogram.Histogram, since time.Time, retries *atomic.Int64) (resumed int64, err error) {
 	var next, tlsResumed atomic.Int64
 	var mu sync.Mutex // guards back and first
 	var first error
@@ -171,6 +182,10 @@ func (e *env) dialAll(ctx context.Context, conns []*nats.Conn, online *atomic.In
 					return
 				}
 				nc, err := e.dial.connect("session-" + strconv.Itoa(i))
+				for try := 1; err != nil && try < connectTries && ctx.Err() == nil; try++ {
+					retries.Add(1)
+					nc, err = e.dial.connect("session-" + strconv.Itoa(i))
+				}
 				if err != nil {
 					mu.Lock()
 					if first == nil {
