@@ -61,7 +61,10 @@ func runNATSPeer(ctx context.Context, scenario string, args []string, stderr io.
 	}
 	var runs []result.Result
 	for _, target := range peerTargets[scenario] {
-		cmdArgs := append([]string{"run", "--scenario", scenario, "--target", target, "--json"}, passThrough(args)...)
+		// The bench's own defaults where the peer's differ; flags the user
+		// gave come later and win.
+		cmdArgs := []string{"run", "--scenario", scenario, "--target", target, "--json", "--step-start=5000", "--publishers=4"}
+		cmdArgs = append(cmdArgs, passThrough(args)...)
 		cmd := exec.CommandContext(ctx, bin, cmdArgs...)
 		var out bytes.Buffer
 		cmd.Stdout = &out
