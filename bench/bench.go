@@ -250,8 +250,10 @@ func (s *senders) finish(limit time.Duration) {
 // up to 2 s more for the deliveries still owed.
 func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start time.Time, d time.Duration, online func() int, load *senders, res *result.Result) {
 	begin := start.Add(cfg.Warmup)
-	time.Sleep(time.Until(begin))
+	// The window is fixed before it opens: a message due just after begin
+	// must count as measured even if this goroutine wakes late.
 	rec.start(begin)
+	time.Sleep(time.Until(begin))
 	var node, gen *procMeter
 	if pid := t.pid(); pid != "" {
 		node = startMeter(pid, cfg.ServerCPUs)

@@ -1,0 +1,6 @@
+//go:build !race
+
+package broker_test
+
+// raceOn reports a -race build.
+const raceOn = false
