@@ -96,7 +96,7 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 	if o.FromNow {
 		c.pos = newPosition(SyncState{}.clone())
 	}
-	c.dl = &delivery{pos: c.pos, page: o.HistoryPage, log: c.log, emit: c.emit, stats: &c.stats}
+	c.dl = &delivery{pos: c.pos, page: o.HistoryPage, log: c.log, emit: c.emit, stats: &c.stats, hold: o.GapHold}
 	if o.OnEvent == nil && !o.SendOnly {
 		c.events = make(chan Event, o.EventBuffer)
 	}
@@ -378,7 +378,17 @@ func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err erro
 			return false, err
 		}
 	}
+	// gapTimer fires when the first gap parked by the delivery is due
+	// for a history fetch.
+	gapTimer := time.NewTimer(time.Hour)
+	gapTimer.Stop()
+	defer gapTimer.Stop()
 	for {
+		var gapDue <-chan time.Time
+		if due := c.dl.nextDue(); !due.IsZero() {
+			gapTimer.Reset(time.Until(due))
+			gapDue = gapTimer.C
+		}
 		select {
 		case <-ctx.Done():
 			return true, ErrClosed
@@ -390,6 +400,10 @@ func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err erro
 			}
 		case f := <-s.pushes:
 			if err := c.push(ctx, s, f); err != nil {
+				return true, err
+			}
+		case <-gapDue:
+			if err := c.dl.expire(ctx, s); err != nil {
 				return true, err
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // fetcher reads a node's log for the delivery: a session, or a fake in
@@ -24,7 +26,25 @@ type delivery struct {
 	log   *slog.Logger
 	emit  func(ctx context.Context, ev Event) error
 	stats *counters
+
+	// hold is how long a message past a gap waits for the messages
+	// before it to arrive before they are fetched from history; 0
+	// fetches at once. now is the clock (time.Now when nil).
+	hold time.Duration
+	now  func() time.Time
+	// parked holds, per chat, the messages past a gap, in seq order.
+	parked map[uint64]*parkedChat
 }
+
+// parkedChat is one chat's messages waiting behind a gap.
+type parkedChat struct {
+	msgs []Message // seq order, no two alike, all past the held seq + 1
+	due  time.Time // when the gap is fetched from history
+}
+
+// maxParked caps one chat's parked messages; past it the gap is fetched
+// at once.
+const maxParked = 1024
 
 // counters are the client's statistics (see Stats).
 type counters struct {
@@ -32,26 +52,142 @@ type counters struct {
 }
 
 // message delivers m unless the app holds it already. A message past a
-// gap waits for the gap, fetched from history, to be delivered first.
+// gap is parked for up to hold: pushes and the acks of the client's own
+// sends travel on different streams and overtake each other, so the gap
+// usually fills by itself within a millisecond. When it does not, expire
+// fetches it from history; with no hold that happens at once.
 func (d *delivery) message(ctx context.Context, f fetcher, m Message) error {
 	if m.Chat == 0 || m.Seq == 0 {
 		return nil
 	}
 	held := d.pos.get(m.Chat)
-	if m.Seq <= held {
+	switch {
+	case m.Seq <= held:
 		d.stats.duplicates.Add(1)
 		return nil
-	}
-	if m.Seq > held+1 {
+	case m.Seq > held+1 && d.hold > 0:
+		if d.park(m) {
+			return nil
+		}
+		fallthrough // too many parked: fetch now
+	case m.Seq > held+1:
 		d.stats.gaps.Add(1)
 		if err := d.catchUp(ctx, f, m.Chat, m.Seq-1); err != nil {
 			return err
 		}
 		if m.Seq <= d.pos.get(m.Chat) {
-			return nil // history brought it too
+			return d.flush(ctx, m.Chat) // history brought it too
 		}
 	}
-	return d.deliver(ctx, m)
+	if err := d.deliver(ctx, m); err != nil {
+		return err
+	}
+	return d.flush(ctx, m.Chat)
+}
+
+// park adds m to its chat's parked messages, or reports that the chat has
+// too many.
+func (d *delivery) park(m Message) bool {
+	if d.parked == nil {
+		d.parked = make(map[uint64]*parkedChat)
+	}
+	p := d.parked[m.Chat]
+	if p == nil {
+		p = &parkedChat{due: d.clock().Add(d.hold)}
+		d.parked[m.Chat] = p
+	}
+	i, found := slices.BinarySearchFunc(p.msgs, m.Seq, func(a Message, seq uint64) int { return cmpSeq(a.Seq, seq) })
+	if found {
+		d.stats.duplicates.Add(1)
+		return true
+	}
+	if len(p.msgs) >= maxParked {
+		return false
+	}
+	p.msgs = slices.Insert(p.msgs, i, m)
+	return true
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (d *delivery) clock() time.Time {
+	if d.now != nil {
+		return d.now()
+	}
+	return time.Now()
+}
+
+// flush delivers chat's parked messages that no longer wait behind a
+// gap, dropping those the app holds already.
+func (d *delivery) flush(ctx context.Context, chat uint64) error {
+	p := d.parked[chat]
+	if p == nil {
+		return nil
+	}
+	for len(p.msgs) > 0 {
+		m, held := p.msgs[0], d.pos.get(chat)
+		if m.Seq > held+1 {
+			return nil
+		}
+		p.msgs = p.msgs[1:]
+		if m.Seq <= held {
+			d.stats.duplicates.Add(1)
+			continue
+		}
+		if err := d.deliver(ctx, m); err != nil {
+			return err
+		}
+	}
+	delete(d.parked, chat)
+	return nil
+}
+
+// nextDue returns when the first parked gap is due for a history fetch,
+// or the zero time when nothing is parked.
+func (d *delivery) nextDue() time.Time {
+	var first time.Time
+	for _, p := range d.parked {
+		if first.IsZero() || p.due.Before(first) {
+			first = p.due
+		}
+	}
+	return first
+}
+
+// expire fetches from history every parked gap that is due, and delivers
+// what waited behind it.
+func (d *delivery) expire(ctx context.Context, f fetcher) error {
+	now := d.clock()
+	for chat, p := range d.parked {
+		if p.due.After(now) || len(p.msgs) == 0 {
+			continue
+		}
+		d.stats.gaps.Add(1)
+		if err := d.catchUp(ctx, f, chat, p.msgs[len(p.msgs)-1].Seq-1); err != nil {
+			return err
+		}
+		if p := d.parked[chat]; p != nil {
+			// A gap history could not fill (a chat left, say): what
+			// waited behind it goes out rather than waiting for ever.
+			for _, m := range p.msgs {
+				if m.Seq > d.pos.get(chat) {
+					if err := d.deliver(ctx, m); err != nil {
+						return err
+					}
+				}
+			}
+			delete(d.parked, chat)
+		}
+	}
+	return nil
 }
 
 // deliver hands m to the app and records it as held.
@@ -75,7 +211,7 @@ func (d *delivery) catchUp(ctx context.Context, f fetcher, chat, upTo uint64) er
 	for {
 		held := d.pos.get(chat)
 		if held >= upTo {
-			return nil
+			return d.flush(ctx, chat)
 		}
 		p, err := f.history(ctx, chat, held+1, int(min(upTo-held, uint64(page))))
 		switch {
@@ -105,7 +241,7 @@ func (d *delivery) catchUp(ctx context.Context, f fetcher, chat, upTo uint64) er
 			if held < upTo {
 				d.log.Warn("client: history made no progress", "chat", chat, "held", held, "last", upTo)
 			}
-			return nil
+			return d.flush(ctx, chat)
 		}
 	}
 }

@@ -16,9 +16,12 @@
 // Events (a channel, or the Options.OnEvent callback). The client holds,
 // per chat, the highest seq up to which it delivered every message, and a
 // sync point: a pushed message at or below the held seq is dropped, one
-// past a gap waits while the gap is fetched from history. The node pushes
-// a message to every session but its sender's, so the client delivers its
-// own acked sends itself, in the same order. An app that persists
+// past a gap waits for the gap. The node pushes a message to every session
+// but its sender's, so the client delivers its own acked sends itself, in
+// the same order; as pushes and Acks come on different streams, one can
+// overtake the other, so a message past a gap first waits up to
+// Options.GapHold (50 ms) for the missing ones, and only then is the gap
+// fetched from history. Other chats are not held up meanwhile. An app that persists
 // SyncState and passes it back in Options.State resumes without
 // duplicates.
 //

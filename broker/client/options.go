@@ -101,6 +101,13 @@ type Options struct {
 	// HistoryPage is how many messages one history request fetches while
 	// the client catches up a chat. Default: 256.
 	HistoryPage int
+	// GapHold is how long a message that arrives past a gap in its chat
+	// waits for the missing ones before they are fetched from history.
+	// Pushes and the Acks of the client's own sends come on different
+	// streams and overtake each other, so most gaps fill within a
+	// millisecond; the wait spares those a history request. Other chats
+	// are not held up. Default: 50 ms; negative fetches at once.
+	GapHold time.Duration
 
 	// Logger receives connection lifecycle and error logs. Default:
 	// slog.Default().
@@ -138,6 +145,12 @@ func (o Options) ensureDefaults() (Options, error) {
 	}
 	if o.HistoryPage == 0 {
 		o.HistoryPage = 256
+	}
+	if o.GapHold == 0 {
+		o.GapHold = 50 * time.Millisecond
+	}
+	if o.GapHold < 0 {
+		o.GapHold = 0
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
