@@ -2,6 +2,8 @@ package bench
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,8 +125,9 @@ func (r *recorder) deliveredAt(shard int, t time.Time, now time.Time) {
 	sh.mu.Unlock()
 }
 
-// tick closes one second of the timeline at now, with sessions online.
-func (r *recorder) tick(now time.Time, sessions int) result.Sample {
+// take closes one second of the recorder's load: what was offered and
+// delivered since the last take, and the latency of those deliveries.
+func (r *recorder) take() second {
 	sec := result.NewHistogram()
 	for i := range r.shards {
 		sh := &r.shards[i]
@@ -136,47 +139,150 @@ func (r *recorder) tick(now time.Time, sessions int) result.Sample {
 	r.tmu.Lock()
 	defer r.tmu.Unlock()
 	off, del := r.offered.Load(), r.delivered.Load()
-	s := result.Sample{
-		T:         float64(now.UnixNano()-r.begin.Load()) / 1e9,
-		Offered:   float64(off - r.lastOff),
-		Delivered: float64(del - r.lastDel),
-		P99:       float64(sec.ValueAtQuantile(99)) / 1000,
-		Sessions:  sessions,
-	}
+	s := second{Offered: off - r.lastOff, Delivered: del - r.lastDel, Latency: hist{sec}}
 	r.lastOff, r.lastDel = off, del
-	r.timeline = append(r.timeline, s)
 	return s
 }
 
-// histograms merges the shards' delivery and ack histograms.
-func (r *recorder) histograms() (delivery, ack *hdrhistogram.Histogram) {
-	delivery, ack = result.NewHistogram(), result.NewHistogram()
+// tick closes one second of the timeline at now, with sessions online.
+func (r *recorder) tick(now time.Time, sessions int) result.Sample {
+	s := r.take()
+	s.Sessions = sessions
+	sample := s.sample(float64(now.UnixNano()-r.begin.Load()) / 1e9)
+	r.tmu.Lock()
+	r.timeline = append(r.timeline, sample)
+	r.tmu.Unlock()
+	return sample
+}
+
+// tally returns what the recorder counted so far, its histograms merged.
+func (r *recorder) tally() tally {
+	t := tally{Arrived: r.arrived.Load(), Offered: r.offered.Load(), Sent: r.sent.Load(), Expected: r.expected.Load(),
+		Delivered: r.delivered.Load(), Delivery: hist{result.NewHistogram()}, Ack: hist{result.NewHistogram()}}
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.Lock()
-		delivery.Merge(sh.delivery)
-		ack.Merge(sh.ack)
+		t.Delivery.Merge(sh.delivery)
+		t.Ack.Merge(sh.ack)
 		sh.mu.Unlock()
 	}
-	return delivery, ack
+	return t
 }
 
 // fill writes what was recorded into res, over a window of secs seconds.
 func (r *recorder) fill(res *result.Result, secs float64) {
-	d, a := r.histograms()
+	r.tally().fill(res, secs)
+	r.tmu.Lock()
+	res.Timeline = append(res.Timeline, r.timeline...)
+	r.tmu.Unlock()
+}
+
+// second is one second of load, of one part or of all of them: its
+// counts, the latencies of its deliveries, and the sessions online. It
+// travels from a worker process as JSON.
+type second struct {
+	Offered   int64 `json:"offered"`
+	Delivered int64 `json:"delivered"`
+	Latency   hist  `json:"latency"`
+	Sessions  int   `json:"sessions"`
+}
+
+// add adds o's second to s's.
+func (s *second) add(o second) {
+	s.Offered += o.Offered
+	s.Delivered += o.Delivered
+	s.Sessions += o.Sessions
+	s.Latency.add(o.Latency)
+}
+
+// sample is the second as a timeline sample, t seconds into the window.
+func (s second) sample(t float64) result.Sample {
+	var p99 float64
+	if s.Latency.Histogram != nil {
+		p99 = float64(s.Latency.ValueAtQuantile(99)) / 1000
+	}
+	return result.Sample{T: t, Offered: float64(s.Offered), Delivered: float64(s.Delivered), P99: p99, Sessions: s.Sessions}
+}
+
+// tally is what a recorder counted (see recorder's fields), of one part
+// or of all of them. It travels from a worker process as JSON.
+type tally struct {
+	Arrived   int64 `json:"arrived"`
+	Offered   int64 `json:"offered"`
+	Sent      int64 `json:"sent"`
+	Expected  int64 `json:"expected"`
+	Delivered int64 `json:"delivered"`
+	Delivery  hist  `json:"delivery"`
+	Ack       hist  `json:"ack"`
+}
+
+// add adds o's counts and histograms to t's.
+func (t *tally) add(o tally) {
+	t.Arrived += o.Arrived
+	t.Offered += o.Offered
+	t.Sent += o.Sent
+	t.Expected += o.Expected
+	t.Delivered += o.Delivered
+	t.Delivery.add(o.Delivery)
+	t.Ack.add(o.Ack)
+}
+
+// fill writes the tally into res, over a window of secs seconds.
+func (t tally) fill(res *result.Result, secs float64) {
+	d, a := t.Delivery.orEmpty(), t.Ack.orEmpty()
 	res.Seconds = secs
-	res.Sent, res.Expected, res.Delivered = r.sent.Load(), r.expected.Load(), r.delivered.Load()
+	res.Sent, res.Expected, res.Delivered = t.Sent, t.Expected, t.Delivered
 	res.DeliveredRatio = 1
 	if res.Expected > 0 {
 		res.DeliveredRatio = float64(res.Delivered) / float64(res.Expected)
 	}
 	if secs > 0 {
-		res.Offered = float64(r.offered.Load()) / secs
-		res.Rate = float64(r.arrived.Load()) / secs
+		res.Offered = float64(t.Offered) / secs
+		res.Rate = float64(t.Arrived) / secs
 	}
 	res.Latency, res.Ack = result.Summarize(d), result.Summarize(a)
 	res.Histogram = result.Buckets(d)
-	r.tmu.Lock()
-	res.Timeline = append(res.Timeline, r.timeline...)
-	r.tmu.Unlock()
+}
+
+// hist is an HDR histogram of microseconds that travels as JSON: its V2
+// compressed encoding, in base64.
+type hist struct{ *hdrhistogram.Histogram }
+
+// add merges o into h, making h's histogram first if it has none.
+func (h *hist) add(o hist) {
+	if h.Histogram == nil {
+		h.Histogram = result.NewHistogram()
+	}
+	if o.Histogram != nil {
+		h.Merge(o.Histogram)
+	}
+}
+
+// orEmpty returns the histogram, or an empty one if there is none.
+func (h hist) orEmpty() *hdrhistogram.Histogram {
+	if h.Histogram == nil {
+		return result.NewHistogram()
+	}
+	return h.Histogram
+}
+
+func (h hist) MarshalJSON() ([]byte, error) {
+	b, err := h.orEmpty().Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return nil, fmt.Errorf("bench: encode histogram: %w", err)
+	}
+	return json.Marshal(b)
+}
+
+func (h *hist) UnmarshalJSON(data []byte) error {
+	var b []byte
+	if err := json.Unmarshal(data, &b); err != nil {
+		return err
+	}
+	d, err := hdrhistogram.Decode(b)
+	if err != nil {
+		return fmt.Errorf("bench: decode histogram: %w", err)
+	}
+	h.Histogram = d
+	return nil
 }
