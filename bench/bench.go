@@ -33,6 +33,11 @@ type Config struct {
 	// ServerCPUs and ClientCPUs pin the node and the generator to CPU
 	// lists ("0", "1-3"). Default: unpinned.
 	ServerCPUs, ClientCPUs string
+	// Procs spreads the load generator's sessions (chat, group and
+	// channel) over this many worker processes, started from Binary, each
+	// with its own UDP sockets; this process then only coordinates them.
+	// Default: 1, the sessions in this process.
+	Procs int
 
 	// Duration is the measured part of a fixed-rate run, or of each step
 	// of a step search. Default: 10 s; 5 s a step.
@@ -103,6 +108,7 @@ func (c Config) withDefaults(scenario string) Config {
 	def(&c.Rounds, 3)
 	def(&c.Writers, 256)
 	def(&c.MaxSteps, 20)
+	def(&c.Procs, 1)
 	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
 		if scenario == "chat" && c.Rate == 0 {
@@ -147,6 +153,16 @@ func (c Config) validate(scenario string) error {
 		known = known || s == scenario
 	}
 	check(known, "unknown scenario %q; one of %v", scenario, Scenarios)
+	check(c.Procs >= 1, "--procs %d: at least 1", c.Procs)
+	if n := spreadable(scenario, c); known && c.Procs > 1 {
+		switch {
+		case n == 0:
+			check(false, "--procs %d: %s runs in one process; --procs spreads chat, group and channel", c.Procs, scenario)
+		case c.Procs > n:
+			what := map[string]string{"chat": "chat pairs", "group": "groups", "channel": "subscribers"}[scenario]
+			check(false, "--procs %d: more processes than the %d %s to spread over them", c.Procs, n, what)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -175,11 +191,9 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		res.SharedCores = false
 		res.Notes = append(res.Notes, "a running node: its CPU and memory are not measured here")
 	} else {
-		bin := cfg.Binary
-		if bin == "" {
-			if bin, err = os.Executable(); err != nil {
-				return nil, err
-			}
+		var bin string
+		if bin, err = cfg.binary(); err != nil {
+			return nil, err
 		}
 		t, err = startNode(ctx, bin, cfg.ServerCPUs)
 	}
@@ -192,12 +206,8 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		res.Notes = append(res.Notes, fmt.Sprintf("node and load generator share this machine's %d cores", res.Machine.CPUs))
 	}
 	switch scenario {
-	case "chat":
-		err = runChat(ctx, cfg, t, res)
-	case "group":
-		err = runGroup(ctx, cfg, t, res)
-	case "channel":
-		err = runChannel(ctx, cfg, t, res)
+	case "chat", "group", "channel":
+		err = runLoad(ctx, scenario, cfg, t, res)
 	case "connect":
 		err = runConnect(ctx, cfg, t, res)
 	case "sync":
@@ -210,6 +220,40 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		res.Notes = append(res.Notes, serr.Error())
 	}
 	return res, nil
+}
+
+// binary returns the gonets executable to start the node and the
+// workers from.
+func (c Config) binary() (string, error) {
+	if c.Binary != "" {
+		return c.Binary, nil
+	}
+	return os.Executable()
+}
+
+// runLoad opens the parts of a load scenario (in this process, or in
+// Procs workers), runs the scenario over them and closes them.
+func runLoad(ctx context.Context, scenario string, cfg Config, t *target, res *result.Result) error {
+	parts, err := openParts(ctx, scenario, cfg, t)
+	if err != nil {
+		return err
+	}
+	defer closeParts(parts)
+	if cfg.Procs > 1 {
+		res.Notes = append(res.Notes, fmt.Sprintf("load generator: %d worker processes (each its own sessions and UDP sockets) and this one coordinating them; its CPU and RSS are their sum", cfg.Procs))
+	}
+	switch scenario {
+	case "chat":
+		err = runChat(ctx, cfg, t, parts, res)
+	case "group":
+		err = runGroup(ctx, cfg, t, parts, res)
+	case "channel":
+		err = runChannel(ctx, cfg, t, parts, res)
+	}
+	if cfg.Procs > 1 && res.Params != nil {
+		res.Params["procs"] = cfg.Procs
+	}
+	return err
 }
 
 // senders runs a scenario's send loops.
@@ -244,21 +288,31 @@ func (s *senders) finish(limit time.Duration) {
 	s.cancel()
 }
 
-// measure holds the load for cfg.Warmup, then measures for d, printing a
-// live line each second, and fills res from rec. The senders run until
-// the window's end; measure then lets them finish (up to 10 s) and waits
-// up to 2 s more for the deliveries still owed.
-func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start time.Time, d time.Duration, online func() int, load *senders, res *result.Result) {
+// drive offers rate from every part for cfg.Warmup + d, measures the last
+// d and fills res (see measure).
+func drive(ctx context.Context, cfg Config, t *target, parts []part, rate float64, d time.Duration, res *result.Result) error {
+	start := time.Now().Add(100 * time.Millisecond)
 	begin := start.Add(cfg.Warmup)
-	// The window is fixed before it opens: a message due just after begin
-	// must count as measured even if this goroutine wakes late.
-	rec.start(begin)
+	end := begin.Add(d)
+	if err := each(parts, func(p part) error { return p.load(ctx, rate, start, begin, end) }); err != nil {
+		return err
+	}
+	return measure(ctx, cfg, t, parts, begin, d, res)
+}
+
+// measure waits for the window that opens at begin, measures for d,
+// printing a live line each second, and fills res from what the parts
+// counted, merged. The parts' senders run until the window's end;
+// measure then lets them finish (up to 10 s) and waits up to 2 s more for
+// the deliveries still owed, across all parts (a channel's posts are
+// acked in one part and delivered in every other).
+func measure(ctx context.Context, cfg Config, t *target, parts []part, begin time.Time, d time.Duration, res *result.Result) error {
 	time.Sleep(time.Until(begin))
-	var node, gen *procMeter
+	var node *procMeter
 	if pid := t.pid(); pid != "" {
 		node = startMeter(pid, cfg.ServerCPUs)
 	}
-	gen = startMeter("self", cfg.ClientCPUs)
+	gen := generatorMeters(parts, cfg.ClientCPUs)
 	end := begin.Add(d)
 	profiled := make(chan error, 1)
 	if cfg.NodeProfile != "" && t.httpURL != "" {
@@ -266,13 +320,23 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 	} else {
 		profiled <- nil
 	}
+	var timeline []result.Sample
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for now := range tick.C {
 		if ctx.Err() != nil {
 			break
 		}
-		s := rec.tick(now, online())
+		secs := make([]second, len(parts))
+		if err := eachIndex(parts, func(i int, p part) (err error) { secs[i], err = p.tick(ctx); return err }); err != nil {
+			return err
+		}
+		var all second
+		for _, sec := range secs {
+			all.add(sec)
+		}
+		s := all.sample(float64(now.UnixNano()-begin.UnixNano()) / 1e9)
+		timeline = append(timeline, s)
 		if cfg.Live != nil {
 			fmt.Fprintf(cfg.Live, "\r%-8s %5.0fs  offered %8.0f/s  delivered %9.0f/s  p99 %7.2f ms  sessions %d   ",
 				res.Scenario, s.T, s.Offered, s.Delivered, s.P99, s.Sessions)
@@ -281,23 +345,79 @@ func measure(ctx context.Context, cfg Config, t *target, rec *recorder, start ti
 			break
 		}
 	}
-	rec.stop(time.Now())
+	stopped := time.Now()
+	if err := each(parts, func(p part) error { return p.stop(ctx, stopped) }); err != nil {
+		return err
+	}
 	if node != nil {
 		res.Node = node.read()
 	}
-	res.Generator = gen.read()
-	load.finish(10 * time.Second)
+	res.Generator = sumProcesses(gen)
+	if err := each(parts, func(p part) error { return p.finish(ctx, 10*time.Second) }); err != nil {
+		return err
+	}
 	if err := <-profiled; err != nil {
 		res.Notes = append(res.Notes, "node profile: "+err.Error())
 	} else if cfg.NodeProfile != "" && t.httpURL != "" {
 		res.Notes = append(res.Notes, "node CPU profile of the measured window: "+cfg.NodeProfile)
 	}
 	// Stragglers: wait for what the acked messages still owe.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && rec.delivered.Load() < rec.expected.Load(); {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		delivered, expected, err := owed(ctx, parts)
+		if err != nil {
+			return err
+		}
+		if delivered >= expected {
+			break
+		}
 	}
 	if cfg.Live != nil {
 		fmt.Fprintln(cfg.Live)
 	}
-	rec.fill(res, d.Seconds())
+	tallies := make([]tally, len(parts))
+	if err := eachIndex(parts, func(i int, p part) (err error) { tallies[i], err = p.snapshot(ctx); return err }); err != nil {
+		return err
+	}
+	var all tally
+	for _, tl := range tallies {
+		all.add(tl)
+	}
+	all.fill(res, d.Seconds())
+	res.Timeline = append(res.Timeline, timeline...)
+	return nil
+}
+
+// owed sums the parts' deliveries received and owed.
+func owed(ctx context.Context, parts []part) (delivered, expected int64, err error) {
+	dels, exps := make([]int64, len(parts)), make([]int64, len(parts))
+	err = eachIndex(parts, func(i int, p part) (err error) { dels[i], exps[i], err = p.counts(ctx); return err })
+	for i := range parts {
+		delivered, expected = delivered+dels[i], expected+exps[i]
+	}
+	return delivered, expected, err
+}
+
+// each runs f on every part at once and returns the first part's error.
+func each(parts []part, f func(p part) error) error {
+	return eachIndex(parts, func(_ int, p part) error { return f(p) })
+}
+
+// eachIndex runs f on every part at once, with its index, and returns
+// the first part's error. One part runs in the caller's goroutine.
+func eachIndex(parts []part, f func(i int, p part) error) error {
+	if len(parts) == 1 {
+		return f(0, parts[0])
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Go(func() { errs[i] = f(i, p) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,12 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
 	"github.com/gonets/gonets/broker/client"
-	"github.com/gonets/gonets/broker/wire"
 )
 
 // chatTargets are the goals issue #4 sets on a 2-core, 24 GiB machine with
@@ -41,50 +39,25 @@ func userRange(first uint64, n int) []uint64 {
 	return u
 }
 
-// runChat pairs Users sessions in direct chats and sends 1:1 messages at
-// Rate, or, with no Rate, searches for the highest rate that holds the
-// latency and delivery goals.
-func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) error {
+// runChat sends 1:1 messages in the parts' direct chats at Rate, or,
+// with no Rate, searches for the highest rate that holds the latency and
+// delivery goals.
+func runChat(ctx context.Context, cfg Config, t *target, parts []part, res *result.Result) error {
 	res.Params = map[string]any{"users": cfg.Users, "size": cfg.Size, "rate": cfg.Rate, "duration": cfg.Duration.String(),
 		"warmup": cfg.Warmup.String(), "p99": cfg.P99.String(), "min_delivered": cfg.MinDelivered}
 	res.Goal = fmt.Sprintf("at least %.0f durable msgs/s delivered with p99 ≤ %v and ≥ %.1f%% delivered", chatGoal, cfg.P99, 100*cfg.MinDelivered)
-	users := userRange(1, cfg.Users)
-	var mu sync.Mutex
-	rec := newRecorder()
-	current := func() *recorder { mu.Lock(); defer mu.Unlock(); return rec }
-	f, err := dialFleet(ctx, t, users, recordDeliveries(current, users))
-	if err != nil {
-		return err
-	}
-	defer f.close()
-	// Pair 2k+1 with 2k+2: the odd user opens the chat; both send.
-	chats, err := createChats(ctx, cfg.Users/2, func(ctx context.Context, k int) (uint64, error) {
-		info, err := f.clients[2*k].CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{users[2*k+1]}, "")
-		return info.Chat, err
-	})
-	if err != nil {
-		return err
-	}
-	// run offers rate for warmup+d with a fresh recorder and returns it
-	// filled in res.
-	run := func(rate float64, d time.Duration, res *result.Result) {
-		r := newRecorder()
-		mu.Lock()
-		rec = r
-		mu.Unlock()
-		period := time.Duration(float64(time.Second) * float64(cfg.Users) / rate)
-		start := time.Now().Add(100 * time.Millisecond)
-		end := start.Add(cfg.Warmup + d)
-		load := newSenders(ctx)
-		for i := range users {
-			phase := time.Duration(int64(period) * int64(i) / int64(len(users)))
-			load.run(func(ctx context.Context) { f.sendLoop(ctx, r, i, chats[i/2], period, phase, start, end, cfg.Size, 1) })
+	// run offers rate for warmup+d and fills res.
+	run := func(rate float64, d time.Duration, res *result.Result) error {
+		if err := drive(ctx, cfg, t, parts, rate, d, res); err != nil {
+			return err
 		}
-		measure(ctx, cfg, t, r, start, d, func() int { return int(f.online.Load()) }, load, res)
 		res.Offered = rate
+		return nil
 	}
 	if cfg.Rate > 0 {
-		run(cfg.Rate, cfg.Duration, res)
+		if err := run(cfg.Rate, cfg.Duration, res); err != nil {
+			return err
+		}
 		res.Met = res.Rate >= chatGoal && res.Latency.P99 <= ms(cfg.P99) && res.DeliveredRatio >= cfg.MinDelivered
 		return ctx.Err()
 	}
@@ -96,7 +69,9 @@ func runChat(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	up := true
 	for rate := cfg.StepStart; ctx.Err() == nil && len(res.Steps) < cfg.MaxSteps; {
 		step := &result.Result{Scenario: res.Scenario}
-		run(rate, cfg.Duration, step)
+		if err := run(rate, cfg.Duration, step); err != nil {
+			return err
+		}
 		passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
 		res.Steps = append(res.Steps, result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
 			P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed})
@@ -146,93 +121,35 @@ const minStepRate = 100.0
 // ms converts a duration to milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// runGroup makes Groups groups of Members users and posts into them at
-// Rate posts per second, spread over the groups and their members.
-func runGroup(ctx context.Context, cfg Config, t *target, res *result.Result) error {
+// runGroup posts into the parts' groups at Rate posts per second,
+// spread over the groups and their members: every member posts in turn.
+func runGroup(ctx context.Context, cfg Config, t *target, parts []part, res *result.Result) error {
 	if cfg.Rate == 0 {
 		cfg.Rate = groupGoal / float64(cfg.Members-1)
 	}
 	res.Params = map[string]any{"groups": cfg.Groups, "members": cfg.Members, "rate": cfg.Rate, "size": cfg.Size,
 		"duration": cfg.Duration.String(), "warmup": cfg.Warmup.String()}
 	res.Goal = fmt.Sprintf("at least %.0f deliveries/s", groupGoal)
-	users := userRange(1, cfg.Groups*cfg.Members)
-	rec := newRecorder()
-	f, err := dialFleet(ctx, t, users, recordDeliveries(func() *recorder { return rec }, users))
-	if err != nil {
+	if err := drive(ctx, cfg, t, parts, cfg.Rate, cfg.Duration, res); err != nil {
 		return err
 	}
-	defer f.close()
-	groups, err := createChats(ctx, cfg.Groups, func(ctx context.Context, g int) (uint64, error) {
-		info, err := f.clients[g*cfg.Members].CreateChat(ctx, wire.ChatKind_CHAT_KIND_GROUP, users[g*cfg.Members+1:(g+1)*cfg.Members], "bench")
-		return info.Chat, err
-	})
-	if err != nil {
-		return err
-	}
-	// Every member posts in turn: member m of group g posts every
-	// period, phased so that posts spread evenly over time.
-	posters := cfg.Groups * cfg.Members
-	period := time.Duration(float64(time.Second) * float64(posters) / cfg.Rate)
-	start := time.Now().Add(100 * time.Millisecond)
-	end := start.Add(cfg.Warmup + cfg.Duration)
-	load := newSenders(ctx)
-	for i := range users {
-		phase := time.Duration(int64(period) * int64(i) / int64(posters))
-		load.run(func(ctx context.Context) {
-			f.sendLoop(ctx, rec, i, groups[i/cfg.Members], period, phase, start, end, cfg.Size, cfg.Members-1)
-		})
-	}
-	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) }, load, res)
 	res.Offered = cfg.Rate
 	res.Met = res.Rate >= groupGoal && res.DeliveredRatio >= cfg.MinDelivered
 	return ctx.Err()
 }
 
-// runChannel subscribes Subscribers sessions to one channel and posts
-// into it at Rate from Publishers sessions of its owner.
-func runChannel(ctx context.Context, cfg Config, t *target, res *result.Result) error {
+// runChannel posts into the parts' channel at Rate from Publishers
+// sessions of its owner, to Subscribers online subscribers.
+func runChannel(ctx context.Context, cfg Config, t *target, parts []part, res *result.Result) error {
 	if cfg.Rate == 0 {
 		cfg.Rate = channelGoal / float64(cfg.Subscribers)
 	}
 	res.Params = map[string]any{"subscribers": cfg.Subscribers, "publishers": cfg.Publishers, "rate": cfg.Rate, "size": cfg.Size,
 		"duration": cfg.Duration.String(), "warmup": cfg.Warmup.String()}
 	res.Goal = fmt.Sprintf("at least %.0f deliveries/s to %d online subscribers", channelGoal, cfg.Subscribers)
-	// User 1 owns the channel; subscribers are users 2 ...
-	subs := userRange(2, cfg.Subscribers)
-	rec := newRecorder()
-	f, err := dialFleet(ctx, t, subs, recordDeliveries(func() *recorder { return rec }, subs))
-	if err != nil {
+	if err := drive(ctx, cfg, t, parts, cfg.Rate, cfg.Duration, res); err != nil {
 		return err
 	}
-	defer f.close()
-	pub := make([]*client.Client, cfg.Publishers)
-	for d := range pub {
-		if pub[d], err = client.Dial(ctx, t.addr, t.token(1, uint64(d+1)), client.Options{TLS: t.tls, SendOnly: true, Transport: f.transports[0]}); err != nil {
-			return fmt.Errorf("bench: publisher: %w", err)
-		}
-		defer pub[d].Close()
-	}
-	info, err := pub[0].CreateChat(ctx, wire.ChatKind_CHAT_KIND_CHANNEL, nil, "bench")
-	if err != nil {
-		return err
-	}
-	for i := 0; i < len(subs); i += 1000 {
-		if err := pub[0].AddMembers(ctx, info.Chat, subs[i:min(i+1000, len(subs))]); err != nil {
-			return fmt.Errorf("bench: subscribe: %w", err)
-		}
-	}
-	pf := &fleet{t: t, clients: pub, users: make([]uint64, len(pub))}
-	period := time.Duration(float64(time.Second) * float64(len(pub)) / cfg.Rate)
-	start := time.Now().Add(100 * time.Millisecond)
-	end := start.Add(cfg.Warmup + cfg.Duration)
-	load := newSenders(ctx)
-	for d := range pub {
-		phase := time.Duration(int64(period) * int64(d) / int64(len(pub)))
-		load.run(func(ctx context.Context) {
-			pf.sendLoop(ctx, rec, d, info.Chat, period, phase, start, end, cfg.Size, cfg.Subscribers)
-		})
-	}
-	measure(ctx, cfg, t, rec, start, cfg.Duration, func() int { return int(f.online.Load()) + len(pub) }, load, res)
 	res.Offered = cfg.Rate
 	res.Met = res.Rate >= channelGoal && res.DeliveredRatio >= cfg.MinDelivered
 	return ctx.Err()

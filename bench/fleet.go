@@ -136,14 +136,13 @@ func (f *fleet) close() {
 	}
 }
 
-// sendLoop sends one message every period from client i into chat, from
+// sendLoop sends one message every period from c into chat, from
 // start+phase until end, open loop: each message's time is fixed by the
 // schedule, not by when the last ack came, and a late message is sent at
 // once (catching up) with its scheduled time in its body, so a stall of
-// the node shows in full in the latencies. Each ack is recorded as owing
-// owed deliveries.
-func (f *fleet) sendLoop(ctx context.Context, rec *recorder, i int, chat uint64, period, phase time.Duration, start, end time.Time, size, owed int) {
-	c := f.clients[i]
+// the node shows in full in the latencies. Each ack is recorded, on
+// shard, as owing owed deliveries.
+func sendLoop(ctx context.Context, c *client.Client, rec *recorder, shard int, chat uint64, period, phase time.Duration, start, end time.Time, size, owed int) {
 	for next := start.Add(phase); next.Before(end); next = next.Add(period) {
 		if d := time.Until(next); d > 0 {
 			select {
@@ -161,7 +160,7 @@ func (f *fleet) sendLoop(ctx context.Context, rec *recorder, i int, chat uint64,
 			}
 			continue // counted as offered, not sent
 		}
-		rec.acked(i, next, time.Now(), owed)
+		rec.acked(shard, next, time.Now(), owed)
 	}
 }
 

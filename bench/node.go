@@ -27,6 +27,11 @@ type target struct {
 	signer *token.Signer
 	name   string // result.Result.Target
 
+	// What a worker process needs to reach the node (connectNode):
+	keyFile     string // the token key, absolute
+	fingerprint string // the certificate's, or "" with insecure
+	insecure    bool
+
 	// Set for a node the bench started:
 	cmd     *exec.Cmd
 	dir     string
@@ -71,7 +76,8 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if t.tls, err = nodecert.PinnedConfig(nodecert.Fingerprint(cert.Certificate[0]), nil); err != nil {
+	t.keyFile, t.fingerprint = filepath.Join(dir, token.KeyFile), nodecert.Fingerprint(cert.Certificate[0])
+	if t.tls, err = nodecert.PinnedConfig(t.fingerprint, nil); err != nil {
 		return fail(err)
 	}
 	t.signer = token.NewSigner(key)
@@ -124,7 +130,11 @@ func connectNode(addr, keyFile, fingerprint string, insecure bool) (*target, err
 	if err != nil {
 		return nil, fmt.Errorf("bench: --key: %w", err)
 	}
-	t := &target{addr: addr, signer: token.NewSigner(key), name: "gonets@" + addr}
+	abs, err := filepath.Abs(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --key: %w", err)
+	}
+	t := &target{addr: addr, signer: token.NewSigner(key), name: "gonets@" + addr, keyFile: abs, fingerprint: fingerprint, insecure: insecure}
 	switch {
 	case fingerprint != "":
 		if t.tls, err = nodecert.PinnedConfig(fingerprint, nil); err != nil {

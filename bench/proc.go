@@ -104,6 +104,40 @@ func (m *procMeter) read() *result.Process {
 	return p
 }
 
+// generatorMeters starts a meter on every process of the load generator:
+// this one, and each part's worker process.
+func generatorMeters(parts []part, cpus string) []*procMeter {
+	meters := []*procMeter{startMeter("self", cpus)}
+	for _, p := range parts {
+		if pid := p.pid(); pid != "self" {
+			meters = append(meters, startMeter(pid, cpus))
+		}
+	}
+	return meters
+}
+
+// sumProcesses reads the meters of the load generator's processes: one
+// as it is, several summed (CPU, resident set, and peaks, each process's
+// at its own time). Procs counts the worker processes, those beside this
+// one.
+func sumProcesses(meters []*procMeter) *result.Process {
+	if len(meters) == 1 {
+		return meters[0].read()
+	}
+	sum := &result.Process{PID: os.Getpid(), Procs: len(meters) - 1, CPUs: meters[0].cpus}
+	for _, m := range meters {
+		p := m.read()
+		if p == nil {
+			continue // exited: its figures are gone
+		}
+		sum.CPUSeconds += p.CPUSeconds
+		sum.CPUPercent += p.CPUPercent
+		sum.RSSBytes += p.RSSBytes
+		sum.MaxRSSBytes += p.MaxRSSBytes
+	}
+	return sum
+}
+
 // machine describes this machine and build.
 func machine() result.Machine {
 	m := result.Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}

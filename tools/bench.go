@@ -40,6 +40,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "with --server: skip the node's certificate checks")
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the node to a CPU `list` (\"0\", \"0-1\")")
 	fs.StringVar(&cfg.ClientCPUs, "client-cpus", "", "pin the load generator to a CPU `list`")
+	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel: spread the load generator's sessions over `n` worker processes")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measured time of a fixed-rate run, or of each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before measuring (default 2s)")
 	fs.IntVar(&cfg.Size, "size", 0, "message body `bytes` (default 256)")
@@ -82,6 +83,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if *cpuProfile != "" && cfg.Procs > 1 {
+		fmt.Fprintln(stderr, "gonets bench: --cpuprofile profiles this process, which holds no sessions with --procs above 1")
+		return 2
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

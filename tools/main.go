@@ -10,6 +10,7 @@ import (
 type command struct {
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) int
+	hidden  bool // internal: left out of the usage list
 }
 
 // commands maps a subcommand name to its implementation.
@@ -20,6 +21,7 @@ var commands = map[string]command{
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
 	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
 	"bench-summary": {summary: "the medians of gonets bench --out files, as a markdown table", run: runBenchSummary},
+	"bench-worker":  {summary: "internal: one load generator process of gonets bench --procs", run: runBenchWorker, hidden: true},
 	"token":         {summary: "mint a session token with the node's key", run: runToken},
 	"version":       {summary: "print version information", run: runVersion},
 }
@@ -48,8 +50,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	names := make([]string, 0, len(commands))
-	for name := range commands {
-		names = append(names, name)
+	for name, cmd := range commands {
+		if !cmd.hidden {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {

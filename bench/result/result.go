@@ -122,6 +122,10 @@ type Process struct {
 	RSSBytes    int64  `json:"rss_bytes"`
 	MaxRSSBytes int64  `json:"max_rss_bytes"`
 	CPUs        string `json:"cpus,omitempty"` // the affinity, when pinned
+	// Procs, for a load generator spread over worker processes (gonets
+	// bench --procs), is how many there were; the figures above are then
+	// the sum over them and the process that coordinated them (PID).
+	Procs int `json:"procs,omitempty"`
 }
 
 // Machine describes where the run happened.

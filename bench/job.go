@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// The worker protocol: `gonets bench --procs N` starts N processes of
+// `gonets bench-worker` and speaks JSON lines with each over its stdin
+// (requests) and stdout (one reply per request); a worker's stderr is
+// kept for error messages. The first request carries the job; the
+// coordinator's ticks then drive the timeline. A worker ends when its
+// stdin closes, so it cannot outlive the coordinator.
+
+// job is a worker's part of a load scenario and how to reach the node.
+type job struct {
+	Scenario string `json:"scenario"`
+	Part     int    `json:"part"` // 0 .. Parts-1
+	Parts    int    `json:"parts"`
+
+	Addr        string `json:"addr"`
+	Key         string `json:"key"` // the node's token key file
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty"`
+
+	Users       int `json:"users"`
+	Groups      int `json:"groups"`
+	Members     int `json:"members"`
+	Subscribers int `json:"subscribers"`
+	Publishers  int `json:"publishers"`
+	Size        int `json:"size"`
+}
+
+// newJob returns part k of parts of a scenario against t.
+func newJob(scenario string, cfg Config, t *target, k, parts int) *job {
+	return &job{Scenario: scenario, Part: k, Parts: parts, Addr: t.addr, Key: t.keyFile, Fingerprint: t.fingerprint, Insecure: t.insecure,
+		Users: cfg.Users, Groups: cfg.Groups, Members: cfg.Members, Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size}
+}
+
+// config is the scenario's Config as far as a part needs it.
+func (j *job) config() Config {
+	return Config{Users: j.Users, Groups: j.Groups, Members: j.Members, Subscribers: j.Subscribers, Publishers: j.Publishers, Size: j.Size}
+}
+
+// request is one line from the coordinator. Op is one of the op
+// constants; times are Unix nanoseconds.
+type request struct {
+	Op    string        `json:"op"`
+	Job   *job          `json:"job,omitempty"`   // opSetup
+	Rate  float64       `json:"rate,omitempty"`  // opLoad: the whole scenario's
+	Start int64         `json:"start,omitempty"` // opLoad
+	Begin int64         `json:"begin,omitempty"` // opLoad
+	End   int64         `json:"end,omitempty"`   // opLoad
+	At    int64         `json:"at,omitempty"`    // opStop
+	Limit time.Duration `json:"limit,omitempty"` // opFinish
+}
+
+// The requests, each answering with one reply; they map onto part's
+// methods.
+const (
+	opSetup    = "setup"    // dial the job's sessions and make its chats
+	opLoad     = "load"     // part.load
+	opTick     = "tick"     // part.tick: reply.Second
+	opStop     = "stop"     // part.stop
+	opFinish   = "finish"   // part.finish
+	opCounts   = "counts"   // part.counts: reply.Delivered, reply.Expected
+	opSnapshot = "snapshot" // part.snapshot: reply.Tally
+	opQuit     = "quit"     // close the sessions and end
+)
+
+// reply is one line from the worker.
+type reply struct {
+	Error     string  `json:"error,omitempty"`
+	Second    *second `json:"second,omitempty"`
+	Tally     *tally  `json:"tally,omitempty"`
+	Delivered int64   `json:"delivered,omitempty"`
+	Expected  int64   `json:"expected,omitempty"`
+}
+
+// errNoJob answers a request that comes before the job.
+var errNoJob = errors.New("bench: no job yet: the first request sets one up")
+
+// Worker serves the coordinator of a `gonets bench --procs N` run as one
+// of its load generator processes: it reads requests from in and writes
+// a reply to each to out, until a quit request or the end of in, then
+// drops its sessions. The end of in also cancels a request in progress,
+// so that a worker whose coordinator died does not linger.
+func Worker(ctx context.Context, in io.Reader, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reqs := make(chan request)
+	readErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(reqs)
+		defer cancel()
+		dec := json.NewDecoder(in)
+		for {
+			var req request
+			if err := dec.Decode(&req); err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr <- fmt.Errorf("bench: worker request: %w", err)
+				}
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	var p *localPart
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+		cancel()
+		wg.Wait() // returns when in ends, which the coordinator sees to
+	}()
+	enc := json.NewEncoder(out)
+	for req := range reqs {
+		rep, quit := serve(ctx, &p, req)
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("bench: worker reply: %w", err)
+		}
+		if quit {
+			return nil
+		}
+	}
+	select {
+	case err := <-readErr:
+		return err
+	default:
+		return nil
+	}
+}
+
+// serve answers one request, setting *p up on opSetup; quit says the
+// worker is done.
+func serve(ctx context.Context, p **localPart, req request) (rep reply, quit bool) {
+	fail := func(err error) (reply, bool) { return reply{Error: err.Error()}, false }
+	if req.Op == opSetup {
+		if *p != nil || req.Job == nil {
+			return fail(errors.New("bench: setup: one job per worker"))
+		}
+		j := req.Job
+		t, err := connectNode(j.Addr, j.Key, j.Fingerprint, j.Insecure)
+		if err != nil {
+			return fail(err)
+		}
+		if *p, err = newLocalPart(ctx, j.Scenario, j.config(), t, j.Part, j.Parts); err != nil {
+			return fail(err)
+		}
+		return reply{}, false
+	}
+	if req.Op == opQuit {
+		if *p != nil {
+			(*p).close()
+			*p = nil
+		}
+		return reply{}, true
+	}
+	if *p == nil {
+		return fail(errNoJob)
+	}
+	part := *p
+	var err error
+	switch req.Op {
+	case opLoad:
+		err = part.load(ctx, req.Rate, time.Unix(0, req.Start), time.Unix(0, req.Begin), time.Unix(0, req.End))
+	case opTick:
+		var s second
+		s, err = part.tick(ctx)
+		rep.Second = &s
+	case opStop:
+		err = part.stop(ctx, time.Unix(0, req.At))
+	case opFinish:
+		err = part.finish(ctx, req.Limit)
+	case opCounts:
+		rep.Delivered, rep.Expected, err = part.counts(ctx)
+	case opSnapshot:
+		var t tally
+		t, err = part.snapshot(ctx)
+		rep.Tally = &t
+	default:
+		err = fmt.Errorf("bench: unknown request %q", req.Op)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return rep, false
+}
