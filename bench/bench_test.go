@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +53,67 @@ func TestRecorderWindow(t *testing.T) {
 	}
 	if out.Ack.P50 < 0.9 || out.Ack.P50 > 1.1 || len(out.Timeline) != 1 {
 		t.Fatalf("ack %+v, timeline %d", out.Ack, len(out.Timeline))
+	}
+}
+
+// TestTallyMerge checks that what two recorders count, sent as a worker
+// sends it (JSON), merges into what one recorder counting it all would
+// report.
+func TestTallyMerge(t *testing.T) {
+	begin := time.Now()
+	parts, all := []*recorder{newRecorder(), newRecorder()}, newRecorder()
+	for _, r := range append(parts, all) {
+		r.start(begin)
+	}
+	record := func(r *recorder, i int) {
+		at := begin.Add(time.Duration(i) * time.Millisecond)
+		r.scheduled(at)
+		r.acked(i, at, at.Add(time.Duration(i)*10*time.Microsecond), 3)
+		for d := range 2 + i%2 {
+			r.deliveredAt(i+d, at, at.Add(time.Duration(i*(d+1))*100*time.Microsecond))
+		}
+	}
+	for i := range 200 {
+		record(parts[i%3/2], i) // uneven: two thirds in the first
+		record(all, i)
+	}
+	roundTrip := func(rep reply) reply {
+		t.Helper()
+		b, err := json.Marshal(rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out reply
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	var sec second
+	var tl tally
+	for _, r := range parts {
+		s, tt := r.take(), r.tally()
+		if s.Offered == 0 || tt.Delivered == 0 {
+			t.Fatalf("a part recorded nothing: %+v", s)
+		}
+		rep := roundTrip(reply{Second: &s, Tally: &tt})
+		sec.add(*rep.Second)
+		tl.add(*rep.Tally)
+	}
+	wantSec, wantTally := all.take(), all.tally()
+	if got, want := sec.sample(1), wantSec.sample(1); got != want {
+		t.Fatalf("merged second %+v, want %+v", got, want)
+	}
+	if tl.Arrived != wantTally.Arrived || tl.Offered != 200 || tl.Sent != 200 || tl.Expected != 600 || tl.Delivered != 500 ||
+		tl.Delivered != wantTally.Delivered || tl.Expected != wantTally.Expected {
+		t.Fatalf("merged tally %+v, want %+v", tl, wantTally)
+	}
+	got, want := newResult(), newResult()
+	tl.fill(got, 2)
+	wantTally.fill(want, 2)
+	if got.Latency != want.Latency || got.Ack != want.Ack || !slices.Equal(got.Histogram, want.Histogram) ||
+		got.Rate != want.Rate || got.DeliveredRatio != want.DeliveredRatio || got.Latency.Count != 500 {
+		t.Fatalf("merged result %+v %+v, want %+v %+v", got.Latency, got.Ack, want.Latency, want.Ack)
 	}
 }
 
@@ -130,6 +193,34 @@ func TestScenariosSmall(t *testing.T) {
 				t.Fatalf("channel posts owe %d deliveries for %d sent", r.Expected, r.Sent)
 			}
 		}},
+		// The same load spread over two worker processes.
+		{"chat", func(c Config) Config { c.Users, c.Rate, c.Procs = 6, 60, 2; return c }, func(t *testing.T, r *resultView) {
+			r.delivered(t)
+			r.spread(t, 2, 6)
+		}},
+		{"chat", func(c Config) Config {
+			c.Users, c.StepStart, c.P99, c.MaxSteps, c.Procs = 4, 40, time.Second, 2, 2
+			return c
+		}, func(t *testing.T, r *resultView) {
+			if len(r.Steps) != 2 || !r.Steps[0].Passed || !r.Steps[1].Passed || r.Offered != 60 || r.DeliveredRatio != 1 {
+				t.Fatalf("step search: %+v, offered %v", r.Steps, r.Offered)
+			}
+			r.spread(t, 2, 4)
+		}},
+		{"group", func(c Config) Config { c.Groups, c.Members, c.Rate, c.Procs = 2, 3, 20, 2; return c }, func(t *testing.T, r *resultView) {
+			r.delivered(t)
+			if r.Expected != 2*r.Sent {
+				t.Fatalf("group posts owe %d deliveries for %d sent", r.Expected, r.Sent)
+			}
+			r.spread(t, 2, 6)
+		}},
+		{"channel", func(c Config) Config { c.Subscribers, c.Publishers, c.Rate, c.Procs = 5, 2, 20, 2; return c }, func(t *testing.T, r *resultView) {
+			r.delivered(t)
+			if r.Expected != 5*r.Sent {
+				t.Fatalf("channel posts owe %d deliveries for %d sent", r.Expected, r.Sent)
+			}
+			r.spread(t, 2, 7)
+		}},
 		{"connect", func(c Config) Config { c.Sessions = 20; return c }, func(t *testing.T, r *resultView) {
 			if r.Metrics["handshakes_per_s"] <= 0 || r.Metrics["resumed_ratio"] != 1 || r.Metrics["rss_bytes_per_session"] == 0 {
 				t.Fatalf("connect metrics %v", r.Metrics)
@@ -169,6 +260,18 @@ func (r *resultView) delivered(t *testing.T) {
 	t.Helper()
 	if r.Sent == 0 || r.Expected == 0 || r.DeliveredRatio != 1 || r.Latency.Count == 0 || r.Latency.P50 <= 0 || len(r.Timeline) == 0 {
 		t.Fatalf("sent %d, expected %d, ratio %v, latency %+v, timeline %d", r.Sent, r.Expected, r.DeliveredRatio, r.Latency, len(r.Timeline))
+	}
+}
+
+// spread checks a run over procs worker processes, which held sessions
+// between them.
+func (r *resultView) spread(t *testing.T, procs, sessions int) {
+	t.Helper()
+	if r.Generator == nil || r.Generator.Procs != procs || r.Generator.CPUSeconds <= 0 || r.Generator.RSSBytes == 0 || r.Params["procs"] != procs {
+		t.Fatalf("generator %+v, params %v", r.Generator, r.Params)
+	}
+	if n := len(r.Timeline); n == 0 || r.Timeline[n-1].Sessions != sessions {
+		t.Fatalf("timeline %+v, want %d sessions", r.Timeline, sessions)
 	}
 }
 

@@ -23,10 +23,29 @@ func TestBenchUsage(t *testing.T) {
 	if code := Main([]string{"bench", "nosuch"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "unknown scenario") {
 		t.Errorf("unknown scenario: exit %d, %s", code, errOut.String())
 	}
+	errOut.Reset()
+	if code := Main([]string{"bench", "chat", "--procs", "2", "--cpuprofile", "x"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "holds no sessions") {
+		t.Errorf("--cpuprofile with --procs: exit %d, %s", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := Main([]string{"bench", "sync", "--procs", "2"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "sync runs in one process") {
+		t.Errorf("sync --procs 2: exit %d, %s", code, errOut.String())
+	}
+}
+
+func TestBenchWorkerHidden(t *testing.T) {
+	var out, errOut bytes.Buffer
+	Main([]string{"help"}, &out, &errOut)
+	if strings.Contains(out.String(), "bench-worker") || !strings.Contains(out.String(), "bench-summary") {
+		t.Fatalf("usage lists the internal worker, or misses bench-summary:\n%s", out.String())
+	}
+	if code := Main([]string{"bench-worker", "extra"}, &out, &errOut); code != 2 {
+		t.Fatalf("bench-worker extra: exit %d", code)
+	}
 }
 
 func TestPeerPassThrough(t *testing.T) {
-	got := passThrough([]string{"--users", "10", "--json", "--rate=5", "--out", "f", "-duration", "2s", "--server", "x:1"})
+	got := passThrough([]string{"--users", "10", "--json", "--rate=5", "--out", "f", "-duration", "2s", "--server", "x:1", "--procs", "2", "--procs=3"})
 	want := []string{"--users=10", "--rate=5", "--duration=2s"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("passThrough = %v, want %v", got, want)
