@@ -172,14 +172,20 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 	if err := cfg.validate(scenario); err != nil {
 		return nil, err
 	}
-	if cfg.ClientCPUs != "" {
-		if err := pin("self", cfg.ClientCPUs); err != nil {
-			return nil, err
+	// The generator pins itself once the node it starts is running, so
+	// that the node does not inherit the generator's CPUs; its workers do.
+	pinSelf := func() error {
+		if cfg.ClientCPUs == "" {
+			return nil
 		}
+		return pin("self", cfg.ClientCPUs)
 	}
 	res := &result.Result{Scenario: scenario, Started: time.Now(), Machine: machine(), Metrics: map[string]float64{}}
 	res.SharedCores = overlap(cfg.ServerCPUs, cfg.ClientCPUs)
 	if scenario == "storage" {
+		if err := pinSelf(); err != nil {
+			return nil, err
+		}
 		res.Target = "gonets-storage"
 		res.SharedCores = false
 		return res, runStorage(ctx, cfg, res)
@@ -201,6 +207,9 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		return nil, err
 	}
 	defer t.stop()
+	if err := pinSelf(); err != nil {
+		return nil, err
+	}
 	res.Target = t.name
 	if res.SharedCores {
 		res.Notes = append(res.Notes, fmt.Sprintf("node and load generator share this machine's %d cores", res.Machine.CPUs))
