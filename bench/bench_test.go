@@ -137,6 +137,15 @@ var (
 	buildErr    error
 )
 
+// TestMain removes the gonets binary the scenario tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBinary != "" {
+		os.RemoveAll(filepath.Dir(builtBinary))
+	}
+	os.Exit(code)
+}
+
 // gonetsBinary builds the gonets command once for the scenario tests.
 func gonetsBinary(t *testing.T) string {
 	t.Helper()
