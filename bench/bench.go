@@ -12,6 +12,11 @@ import (
 	"github.com/gonets/gonets/bench/result"
 )
 
+// DefaultStepStart is the chat step search's first rate, msgs/s: low, so
+// that the search climbs to the node's limit rather than starting beyond
+// it (see bench/stepsearch).
+const DefaultStepStart = 1000.0
+
 // Scenarios are the names Run accepts.
 var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage"}
 
@@ -76,7 +81,7 @@ type Config struct {
 	P99          time.Duration
 	MinDelivered float64
 	// StepStart and StepFactor shape the step search, and MaxSteps bounds
-	// it. Defaults: 5,000 msgs/s, × 1.5, 20 steps.
+	// it. Defaults: DefaultStepStart (1,000 msgs/s), × 1.5, 20 steps.
 	StepStart  float64
 	StepFactor float64
 	MaxSteps   int
@@ -125,7 +130,7 @@ func (c Config) withDefaults(scenario string) Config {
 		c.MinDelivered = 0.999
 	}
 	if c.StepStart == 0 {
-		c.StepStart = 5000
+		c.StepStart = DefaultStepStart
 	}
 	if c.StepFactor == 0 {
 		c.StepFactor = 1.5

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/bench/stepsearch"
 	"github.com/gonets/gonets/broker/client"
 )
 
@@ -61,41 +62,38 @@ func runChat(ctx context.Context, cfg Config, t *target, parts []part, res *resu
 		res.Met = res.Rate >= chatGoal && res.Latency.P99 <= ms(cfg.P99) && res.DeliveredRatio >= cfg.MinDelivered
 		return ctx.Err()
 	}
-	// Step search: from StepStart, raise the rate by StepFactor until a
-	// step misses a goal; if the first one misses, lower it until one
-	// passes (down to minStepRate).
+	// Step search (bench/stepsearch): up from StepStart by StepFactor
+	// until a step misses a goal (down if the first one misses), then two
+	// bisections of the bracket. A pause after each miss lets an
+	// overloaded node drain before the next step.
 	var best *result.Result
 	var bestOffered float64
-	up := true
-	for rate := cfg.StepStart; ctx.Err() == nil && len(res.Steps) < cfg.MaxSteps; {
-		step := &result.Result{Scenario: res.Scenario}
-		if err := run(rate, cfg.Duration, step); err != nil {
-			return err
-		}
-		passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
-		res.Steps = append(res.Steps, result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
-			P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed})
-		if cfg.Live != nil {
-			fmt.Fprintf(cfg.Live, "step %.0f msgs/s: delivered %.0f/s, p99 %.2f ms, %.3f%% delivered: %s\n",
-				rate, step.Rate, step.Latency.P99, 100*step.DeliveredRatio, map[bool]string{true: "pass", false: "miss"}[passed])
-		}
-		if len(res.Steps) == 1 {
-			up = passed
-		}
-		if passed {
-			best, bestOffered = step, rate
-		}
-		if up != passed {
-			break // the first miss going up, or the first pass going down
-		}
-		if up {
-			rate *= cfg.StepFactor
-		} else if rate /= cfg.StepFactor; rate < minStepRate {
-			break
-		}
-		if !passed {
-			time.Sleep(stepCooldown) // let an overloaded node drain first
-		}
+	_, err := stepsearch.Run(stepsearch.Options{Start: cfg.StepStart, Factor: cfg.StepFactor, Min: minStepRate, MaxSteps: cfg.MaxSteps, Refine: stepRefine},
+		func(rate float64) (bool, error) {
+			step := &result.Result{Scenario: res.Scenario}
+			if err := run(rate, cfg.Duration, step); err != nil {
+				return false, err
+			}
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
+			res.Steps = append(res.Steps, result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
+				P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed})
+			if cfg.Live != nil {
+				fmt.Fprintf(cfg.Live, "step %.0f msgs/s: delivered %.0f/s, p99 %.2f ms, %.3f%% delivered: %s\n",
+					rate, step.Rate, step.Latency.P99, 100*step.DeliveredRatio, map[bool]string{true: "pass", false: "miss"}[passed])
+			}
+			if passed && rate > bestOffered {
+				best, bestOffered = step, rate
+			}
+			if !passed {
+				time.Sleep(stepCooldown)
+			}
+			return passed, nil
+		})
+	if err != nil {
+		return err
 	}
 	if best == nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("no step down to %.0f msgs/s held the goals", minStepRate))
@@ -117,6 +115,9 @@ const stepCooldown = 2 * time.Second
 
 // minStepRate is the lowest rate a step search tries.
 const minStepRate = 100.0
+
+// stepRefine is how many bisections refine the step search's bracket.
+const stepRefine = 2
 
 // ms converts a duration to milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -57,7 +57,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Writers, "writers", 0, "storage: concurrent appenders (default 256)")
 	fs.DurationVar(&cfg.P99, "p99", 0, "chat: the step search's p99 goal (default 10ms)")
 	fs.Float64Var(&cfg.MinDelivered, "min-delivered", 0, "chat: the step search's delivered ratio goal (default 0.999)")
-	fs.Float64Var(&cfg.StepStart, "step-start", 0, "chat: the step search's first rate (default 5000)")
+	fs.Float64Var(&cfg.StepStart, "step-start", 0, "chat: the step search's first rate (default 1000)")
 	fs.Float64Var(&cfg.StepFactor, "step-factor", 0, "chat: the step search's rate factor (default 1.5)")
 	fs.IntVar(&cfg.MaxSteps, "max-steps", 0, "chat: the step search's most steps (default 20)")
 	fs.StringVar(&cfg.NodeProfile, "node-cpuprofile", "", "write a CPU profile of the node over the measured window to `file`")

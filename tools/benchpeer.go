@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gonets/gonets/bench"
 	"github.com/gonets/gonets/bench/result"
 )
 
@@ -63,7 +64,7 @@ func runNATSPeer(ctx context.Context, scenario string, args []string, stderr io.
 	for _, target := range peerTargets[scenario] {
 		// The bench's own defaults where the peer's differ; flags the user
 		// gave come later and win.
-		cmdArgs := []string{"run", "--scenario", scenario, "--target", target, "--json", "--step-start=5000", "--publishers=4"}
+		cmdArgs := []string{"run", "--scenario", scenario, "--target", target, "--json", fmt.Sprintf("--step-start=%g", bench.DefaultStepStart), "--publishers=4"}
 		cmdArgs = append(cmdArgs, passThrough(args)...)
 		cmd := exec.CommandContext(ctx, bin, cmdArgs...)
 		var out bytes.Buffer

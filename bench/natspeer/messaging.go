@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/bench/stepsearch"
 )
 
 // streamName is the stream that captures a messaging workload on
@@ -187,10 +188,10 @@ func (t *traffic) fixed(ctx context.Context, rate float64) phaseResult {
 // minStepRate is the lowest rate a step search tries on its way down.
 const minStepRate = 10
 
-// stepSearch raises the offered rate by opts.StepFactor each step, from
-// opts.StepStart, until a step fails, and reports the highest passing
-// step. When the first step fails it divides instead, until a step passes,
-// so a peer slower than the start still gets a figure.
+// stepSearch runs the bench's step search (bench/stepsearch): up from
+// opts.StepStart by opts.StepFactor until a step fails (down, when the
+// first one fails, until one passes), then two bisections of the bracket;
+// it reports the highest passing step.
 func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 	o := t.e.opts
 	if o.Warmup > 0 {
@@ -200,32 +201,30 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 	}
 	t.e.markFrom()
 	var best, first *phaseResult
-	rate, down := o.StepStart, false
-	for range o.MaxSteps {
-		start := time.Now().Add(50 * time.Millisecond)
-		pr := t.phase(ctx, rate, start, start, start.Add(o.StepDuration))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		ok := t.passes(pr)
-		res.Steps = append(res.Steps, step(pr, ok))
-		if first == nil {
-			first = &pr
-		}
-		if ok {
-			best = &pr
-			if down {
-				break
+	down := false
+	_, err := stepsearch.Run(stepsearch.Options{Start: o.StepStart, Factor: o.StepFactor, Min: minStepRate, MaxSteps: o.MaxSteps, Refine: 2},
+		func(rate float64) (bool, error) {
+			start := time.Now().Add(50 * time.Millisecond)
+			pr := t.phase(ctx, rate, start, start, start.Add(o.StepDuration))
+			if err := ctx.Err(); err != nil {
+				return false, err
 			}
-			rate *= o.StepFactor
-			continue
-		}
-		t.e.note("step %.0f/s failed: %s", pr.rate, t.why(pr))
-		if best != nil || rate/o.StepFactor < minStepRate {
-			break
-		}
-		rate /= o.StepFactor
-		down = true
+			ok := t.passes(pr)
+			res.Steps = append(res.Steps, step(pr, ok))
+			if first == nil {
+				first = &pr
+				down = !ok
+			}
+			if ok && (best == nil || pr.rate > best.rate) {
+				best = &pr
+			}
+			if !ok {
+				t.e.note("step %.0f/s failed: %s", pr.rate, t.why(pr))
+			}
+			return ok, nil
+		})
+	if err != nil {
+		return err
 	}
 	if best == nil {
 		t.fill(res, *first)
@@ -236,12 +235,12 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 		res.Met = t.e.jetStream() && best.rate >= 50000
 	}
 	if down && best != nil {
-		t.e.note("the first step failed, so the search went down by the same factor to the first step that passed")
+		t.e.note("the first step failed, so the search went down by the same factor to the first step that passed, then bisected")
 	}
 	if !t.e.jetStream() {
 		t.e.note("the goal is for durable messages: core NATS stores nothing, so it cannot meet it")
 	}
-	rule := fmt.Sprintf("step search: %s steps from %.0f/s, x%g each; a step passes with p99 <= %s and >= %.1f%% delivered", o.StepDuration, o.StepStart, o.StepFactor, o.P99, 100*o.MinDelivered)
+	rule := fmt.Sprintf("step search: %s steps from %.0f/s, x%g each, then two bisections; a step passes with p99 <= %s and >= %.1f%% delivered", o.StepDuration, o.StepStart, o.StepFactor, o.P99, 100*o.MinDelivered)
 	if t.e.jetStream() {
 		rule += ", and on JetStream also p99 ack <= the same bound and that share acked (the ack is what makes a message durable)"
 	}

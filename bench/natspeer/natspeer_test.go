@@ -184,7 +184,7 @@ func TestOptions(t *testing.T) {
 		t.Errorf("group defaults: %+v, %v", o, err)
 	}
 	o, err = Options{Scenario: "chat", Target: targetCore}.withDefaults()
-	if err != nil || o.Rate != 0 || o.StepStart != 2000 || o.StepFactor != 1.5 || o.P99 != 10*time.Millisecond || o.StepDuration != 5*time.Second {
+	if err != nil || o.Rate != 0 || o.StepStart != 1000 || o.StepFactor != 1.5 || o.P99 != 10*time.Millisecond || o.StepDuration != 5*time.Second {
 		t.Errorf("chat defaults: %+v, %v", o, err)
 	}
 	o, err = Options{Scenario: "chat", Target: targetCore, Duration: 3 * time.Second}.withDefaults()

@@ -37,7 +37,8 @@ type Options struct {
 
 	// Users is chat's user count. Default: 10,000.
 	Users int
-	// StepStart is the first rate of a step search. Default: 2000.
+	// StepStart is the first rate of a step search. Default: 1000, as
+	// gonets bench.
 	StepStart float64
 	// StepFactor multiplies the rate from one step to the next. Default: 1.5.
 	StepFactor float64
@@ -114,7 +115,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.Size, 256)
 	def(&o.Users, 10000)
 	if o.StepStart == 0 {
-		o.StepStart = 2000
+		o.StepStart = 1000
 	}
 	if o.StepFactor == 0 {
 		o.StepFactor = 1.5
@@ -195,7 +196,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.IntVar(&o.Users, "users", 10000, "chat: users")
-	fs.Float64Var(&o.StepStart, "step-start", 2000, "chat step search: first offered rate")
+	fs.Float64Var(&o.StepStart, "step-start", 1000, "chat step search: first offered rate")
 	fs.Float64Var(&o.StepFactor, "step-factor", 1.5, "chat step search: rate factor from one step to the next")
 	fs.DurationVar(&o.StepDuration, "step-duration", 0, "chat step search: length of a step (default --duration, else 5s)")
 	fs.DurationVar(&o.P99, "p99", 10*time.Millisecond, "chat step search: p99 bound of a passing step")
