@@ -134,8 +134,9 @@ func (c *Client) Close() error {
 //
 // Messages are every record of every chat the user is in, this client's
 // own sends included (Message.Device is Device()), each chat's in seq
-// order and each once: a push that skips seqs waits while the client
-// fetches the gap from history, and one the app holds is dropped. After a
+// order and each once: a message that skips seqs waits for the missing
+// ones, up to Options.GapHold, and then while the client fetches them from
+// history; one the app holds is dropped. After a
 // reconnection or a Resync push the client catches up from history first.
 func (c *Client) Events() <-chan Event { return c.events }
 
@@ -188,9 +189,11 @@ type Stats struct {
 	Resyncs uint64
 	// Delivered counts messages delivered.
 	Delivered uint64
-	// Duplicates counts pushed messages dropped as already delivered.
+	// Duplicates counts messages dropped as already delivered: pushes,
+	// own sends and history pages that overlapped what the app holds.
 	Duplicates uint64
-	// Gaps counts pushes that skipped seqs, filled from history.
+	// Gaps counts gaps fetched from history: those still open after
+	// Options.GapHold (or at once when it is negative).
 	Gaps uint64
 	// Expired counts messages skipped because they fell below their chat's
 	// retention floor before the client caught up.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,14 +70,19 @@ func (d *delivery) message(ctx context.Context, f fetcher, m Message) error {
 		if d.park(m) {
 			return nil
 		}
-		fallthrough // too many parked: fetch now
+		// Too many parked behind this gap: fill it now, then take m
+		// again (nothing is parked any more, so this recurses once).
+		if err := d.fill(ctx, f, m.Chat); err != nil {
+			return err
+		}
+		return d.message(ctx, f, m)
 	case m.Seq > held+1:
 		d.stats.gaps.Add(1)
 		if err := d.catchUp(ctx, f, m.Chat, m.Seq-1); err != nil {
 			return err
 		}
 		if m.Seq <= d.pos.get(m.Chat) {
-			return d.flush(ctx, m.Chat) // history brought it too
+			return nil // history brought it too
 		}
 	}
 	if err := d.deliver(ctx, m); err != nil {
@@ -96,7 +102,7 @@ func (d *delivery) park(m Message) bool {
 		p = &parkedChat{due: d.clock().Add(d.hold)}
 		d.parked[m.Chat] = p
 	}
-	i, found := slices.BinarySearchFunc(p.msgs, m.Seq, func(a Message, seq uint64) int { return cmpSeq(a.Seq, seq) })
+	i, found := slices.BinarySearchFunc(p.msgs, m.Seq, func(a Message, seq uint64) int { return cmp.Compare(a.Seq, seq) })
 	if found {
 		d.stats.duplicates.Add(1)
 		return true
@@ -108,16 +114,6 @@ func (d *delivery) park(m Message) bool {
 	return true
 }
 
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func (d *delivery) clock() time.Time {
 	if d.now != nil {
 		return d.now()
@@ -126,15 +122,20 @@ func (d *delivery) clock() time.Time {
 }
 
 // flush delivers chat's parked messages that no longer wait behind a
-// gap, dropping those the app holds already.
+// gap, dropping those the app holds already. When some go out and others
+// still wait, behind a later gap, their wait starts again.
 func (d *delivery) flush(ctx context.Context, chat uint64) error {
 	p := d.parked[chat]
 	if p == nil {
 		return nil
 	}
+	moved := false
 	for len(p.msgs) > 0 {
 		m, held := p.msgs[0], d.pos.get(chat)
 		if m.Seq > held+1 {
+			if moved {
+				p.due = d.clock().Add(d.hold)
+			}
 			return nil
 		}
 		p.msgs = p.msgs[1:]
@@ -145,9 +146,42 @@ func (d *delivery) flush(ctx context.Context, chat uint64) error {
 		if err := d.deliver(ctx, m); err != nil {
 			return err
 		}
+		moved = true
 	}
 	delete(d.parked, chat)
 	return nil
+}
+
+// fill fetches the gaps before chat's parked messages from history, one
+// gap at a time (never what is parked), and delivers each run of parked
+// messages as the gap before it closes. What waits behind a gap history
+// cannot fill (a chat the user left, say) goes out in order rather than
+// waiting for ever, as an unparked message would.
+func (d *delivery) fill(ctx context.Context, f fetcher, chat uint64) error {
+	for {
+		p := d.parked[chat]
+		if p == nil || len(p.msgs) == 0 {
+			delete(d.parked, chat)
+			return nil
+		}
+		held := d.pos.get(chat)
+		d.stats.gaps.Add(1)
+		if err := d.catchUp(ctx, f, chat, p.msgs[0].Seq-1); err != nil {
+			return err
+		}
+		if d.pos.get(chat) > held {
+			continue // catchUp flushed what the gap held back
+		}
+		delete(d.parked, chat)
+		for _, m := range p.msgs {
+			if m.Seq > d.pos.get(chat) {
+				if err := d.deliver(ctx, m); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 }
 
 // nextDue returns when the first parked gap is due for a history fetch,
@@ -162,29 +196,15 @@ func (d *delivery) nextDue() time.Time {
 	return first
 }
 
-// expire fetches from history every parked gap that is due, and delivers
-// what waited behind it.
+// expire fills every parked gap that is due.
 func (d *delivery) expire(ctx context.Context, f fetcher) error {
 	now := d.clock()
 	for chat, p := range d.parked {
-		if p.due.After(now) || len(p.msgs) == 0 {
+		if p.due.After(now) {
 			continue
 		}
-		d.stats.gaps.Add(1)
-		if err := d.catchUp(ctx, f, chat, p.msgs[len(p.msgs)-1].Seq-1); err != nil {
+		if err := d.fill(ctx, f, chat); err != nil {
 			return err
-		}
-		if p := d.parked[chat]; p != nil {
-			// A gap history could not fill (a chat left, say): what
-			// waited behind it goes out rather than waiting for ever.
-			for _, m := range p.msgs {
-				if m.Seq > d.pos.get(chat) {
-					if err := d.deliver(ctx, m); err != nil {
-						return err
-					}
-				}
-			}
-			delete(d.parked, chat)
 		}
 	}
 	return nil

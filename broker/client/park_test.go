@@ -80,27 +80,46 @@ func TestDeliveryParkedGapExpires(t *testing.T) {
 }
 
 // A chat whose gap history cannot fill (the user left it) still delivers
-// what waited, rather than holding it for ever.
+// what waited, in order, rather than holding it for ever; so does one
+// whose parked messages overflow.
 func TestDeliveryParkedGapUnfillable(t *testing.T) {
 	ctx := context.Background()
 	l := newFakeLog()
-	l.add(7, 5)
+	l.add(7, maxParked+10)
 	l.gone[7] = true
 	d, got, now := newHoldingDelivery(SyncState{Held: map[uint64]uint64{7: 2}})
-	if err := d.message(ctx, l, l.chats[7][4]); err != nil {
-		t.Fatal(err)
+	for _, seq := range []uint64{6, 5} {
+		if err := d.message(ctx, l, l.chats[7][seq-1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	*now = d.nextDue()
 	if err := d.expire(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	checkSeqs(t, *got, "7/5")
+	checkSeqs(t, *got, "7/5", "7/6")
 	if !d.nextDue().IsZero() {
 		t.Fatal("still parked")
 	}
+	// Overflow behind an unfillable gap: every parked message goes out.
+	*got = nil
+	for _, m := range l.chats[7][7 : 8+maxParked] {
+		if err := d.message(ctx, l, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(*got) != maxParked+1 || (*got)[0].Seq != 8 || d.pos.get(7) != maxParked+8 {
+		t.Fatalf("delivered %d from %d, held %d; want %d from 8, held %d", len(*got), (*got)[0].Seq, d.pos.get(7), maxParked+1, maxParked+8)
+	}
+	for i := 1; i < len(*got); i++ {
+		if (*got)[i].Seq != (*got)[i-1].Seq+1 {
+			t.Fatalf("out of order at %d: %d after %d", i, (*got)[i].Seq, (*got)[i-1].Seq)
+		}
+	}
 }
 
-// Past maxParked messages behind one gap, the gap is fetched at once.
+// Past maxParked messages behind one gap, the gap is fetched at once,
+// and only the gap: what is parked is not read again.
 func TestDeliveryParkedOverflow(t *testing.T) {
 	ctx := context.Background()
 	l := newFakeLog()
@@ -114,7 +133,49 @@ func TestDeliveryParkedOverflow(t *testing.T) {
 	if len(*got) != maxParked+2 || d.pos.get(7) != maxParked+3 {
 		t.Fatalf("delivered %d, held %d", len(*got), d.pos.get(7))
 	}
-	if d.stats.gaps.Load() != 1 || !d.nextDue().IsZero() {
-		t.Fatalf("gaps %d, due %v", d.stats.gaps.Load(), d.nextDue())
+	checkSeqs(t, (*got)[:3], "7/2", "7/3", "7/4")
+	if want := []string{"history 7 from 2"}; !slices.Equal(l.reads, want) {
+		t.Fatalf("reads %v, want %v", l.reads, want)
+	}
+	if d.stats.gaps.Load() != 1 || d.stats.duplicates.Load() != 0 || !d.nextDue().IsZero() {
+		t.Fatalf("gaps %d, duplicates %d, due %v", d.stats.gaps.Load(), d.stats.duplicates.Load(), d.nextDue())
+	}
+}
+
+// Several gaps in one chat are fetched one by one, each for just what is
+// missing, and a run delivered behind one gap restarts the wait of what
+// still waits behind the next.
+func TestDeliveryParkedSeveralGaps(t *testing.T) {
+	ctx := context.Background()
+	l := newFakeLog()
+	l.add(7, 9)
+	d, got, now := newHoldingDelivery(SyncState{Held: map[uint64]uint64{7: 2}})
+	start := *now
+	for _, seq := range []uint64{5, 8, 9} {
+		if err := d.message(ctx, l, l.chats[7][seq-1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3 and 4 arrive at 40 ms: 5 follows; 8 and 9 wait 50 ms more.
+	*now = start.Add(40 * time.Millisecond)
+	for _, seq := range []uint64{4, 3} {
+		if err := d.message(ctx, l, l.chats[7][seq-1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSeqs(t, *got, "7/3", "7/4", "7/5")
+	if due, want := d.nextDue(), now.Add(50*time.Millisecond); !due.Equal(want) {
+		t.Fatalf("due %v, want %v", due, want)
+	}
+	*now = d.nextDue()
+	if err := d.expire(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, *got, "7/3", "7/4", "7/5", "7/6", "7/7", "7/8", "7/9")
+	if want := []string{"history 7 from 6"}; !slices.Equal(l.reads, want) {
+		t.Fatalf("reads %v, want %v", l.reads, want)
+	}
+	if len(l.chats[7]) != 9 || d.stats.duplicates.Load() != 0 {
+		t.Fatalf("duplicates %d", d.stats.duplicates.Load())
 	}
 }
