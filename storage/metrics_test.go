@@ -19,6 +19,8 @@ func TestMetrics(t *testing.T) {
 		"gonets_storage_append_bytes_total 3\n",
 		"gonets_storage_dedupe_hits_total 1\n",
 		"gonets_storage_commit_seconds_count",
+		`gonets_storage_batch_messages_bucket{le="2"} `, // Prometheus buckets, not vmrange
+		`gonets_storage_batch_messages_bucket{le="+Inf"} `,
 		"gonets_storage_sync_seconds_count",
 		"gonets_storage_batch_messages_count",
 		"gonets_storage_retention_deleted_total 0\n",

@@ -380,10 +380,7 @@ func (n *node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w, true)
-		n.nodeMetrics.WritePrometheus(w)
-		n.storeMetrics.WritePrometheus(w)
-		n.brokerMetrics.WritePrometheus(w)
+		writeMetrics(w, n.nodeMetrics, n.storeMetrics, n.brokerMetrics)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")

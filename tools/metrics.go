@@ -1,0 +1,230 @@
+package tools
+
+import (
+	"bytes"
+	"io"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// The /metrics page is Prometheus' text format, and Prometheus' own linter
+// (promlint) finds nothing in it: every family has # HELP and # TYPE
+// lines, counters end in _total, histograms have le buckets up to +Inf.
+// TestMetricsLint and TestMetricsDocumented hold it to that.
+//
+// VictoriaMetrics/metrics writes the # HELP and # TYPE lines but no help
+// text, so the help of every family lives in metricHelp below, keyed by
+// family name (without labels). To add a metric:
+//
+//  1. create it once, when its component starts, in the component's
+//     metrics.Set: gonets_<area>_<what>_<unit>, counters ending in _total,
+//     histograms from NewPrometheusHistogramExt, no label per chat or user,
+//     every label value created up front so the series exist before their
+//     first event;
+//  2. add a one-line help text to metricHelp;
+//  3. add a row to the metrics table in docs/operations.md.
+//
+// TestMetricsDocumented names whatever step was missed.
+
+// writeMetrics writes the /metrics page: sets, then the library's default
+// and registered sets, the Go runtime and the process (CPU, memory, I/O,
+// open files), every family with its help text, and the library's
+// families that the linter rejects renamed or retyped (metricFixes).
+func writeMetrics(w io.Writer, sets ...*metrics.Set) {
+	metrics.ExposeMetadata(true)
+	var page bytes.Buffer
+	for _, s := range sets {
+		s.WritePrometheus(&page)
+	}
+	metrics.WritePrometheus(&page, true)
+	metrics.WriteFDMetrics(&page)
+	out := make([]byte, 0, page.Len()+page.Len()/2)
+	for line := range bytes.Lines(page.Bytes()) {
+		out = appendMetricLine(out, line)
+	}
+	w.Write(out) // a scraper gone mid-page is not the node's concern
+}
+
+// appendMetricLine appends line, a line of the library's output ending in
+// '\n', to b: # HELP gets the family's help text, and a family in
+// metricFixes its name and type.
+func appendMetricLine(b, line []byte) []byte {
+	switch {
+	case bytes.HasPrefix(line, []byte("# HELP ")):
+		name, help, _ := strings.Cut(strings.TrimSpace(string(line[len("# HELP "):])), " ")
+		if f, ok := metricFixes[name]; ok {
+			name = f.name
+		}
+		if h := helpFor(name); h != "" {
+			help = h
+		}
+		b = append(append(b, "# HELP "...), name...)
+		if help != "" {
+			b = append(append(b, ' '), help...)
+		}
+		return append(b, '\n')
+	case bytes.HasPrefix(line, []byte("# TYPE ")):
+		name, typ, _ := strings.Cut(strings.TrimSpace(string(line[len("# TYPE "):])), " ")
+		if f, ok := metricFixes[name]; ok {
+			name, typ = f.name, f.typ
+		}
+		b = append(append(b, "# TYPE "...), name...)
+		b = append(append(b, ' '), typ...)
+		return append(b, '\n')
+	}
+	if i := bytes.IndexAny(line, "{ "); i > 0 {
+		if f, ok := metricFixes[string(line[:i])]; ok {
+			return append(append(b, f.name...), line[i:]...)
+		}
+	}
+	return append(b, line...)
+}
+
+// helpFor returns the help text of the family name: metricHelp's, or for
+// a Go runtime or process family that metricHelp lacks (those the library
+// writes on other platforms than Linux, or adds in a later version), a
+// generic one. A gonets_* family without an entry gets none, and
+// TestMetricsLint fails.
+func helpFor(name string) string {
+	if h, ok := metricHelp[name]; ok {
+		return h
+	}
+	if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
+		return libraryHelp
+	}
+	return ""
+}
+
+// libraryHelp is the help of a go_* or process_* family without its own.
+const libraryHelp = "Go runtime or process metric written by github.com/VictoriaMetrics/metrics."
+
+// metricFixes renames or retypes the library's families that promlint
+// rejects: counters and a gauge named _count (the suffix of a histogram's
+// or summary's count), and /proc/self/io's cumulative totals typed gauge.
+var metricFixes = map[string]struct{ name, typ string }{
+	"go_cgo_calls_count":                     {"go_cgo_calls_total", "counter"},
+	"go_gc_forced_count":                     {"go_gc_forced_total", "counter"},
+	"go_cpu_count":                           {"go_cpus", "gauge"},
+	"process_io_read_bytes_total":            {"process_io_read_bytes_total", "counter"},
+	"process_io_written_bytes_total":         {"process_io_written_bytes_total", "counter"},
+	"process_io_read_syscalls_total":         {"process_io_read_syscalls_total", "counter"},
+	"process_io_write_syscalls_total":        {"process_io_write_syscalls_total", "counter"},
+	"process_io_storage_read_bytes_total":    {"process_io_storage_read_bytes_total", "counter"},
+	"process_io_storage_written_bytes_total": {"process_io_storage_written_bytes_total", "counter"},
+}
+
+// metricHelp is the help text of every family on /metrics, by family
+// name. One line each, no backslash.
+var metricHelp = map[string]string{
+	// tools/serve.go
+	"gonets_node_ready":      "1 while the node takes clients (as /readyz answers 200), else 0.",
+	"gonets_node_build_info": "Always 1; the version label is the node's build.",
+
+	// storage/metrics.go
+	"gonets_storage_appends_total":           "Messages appended: written to a batch, dedupe hits excluded.",
+	"gonets_storage_append_bytes_total":      "Body bytes of the messages appended.",
+	"gonets_storage_dedupe_hits_total":       "Appends answered with an earlier ack because their client message id was seen within the dedupe window.",
+	"gonets_storage_commits_total":           "Group commits whose WAL sync succeeded.",
+	"gonets_storage_commit_errors_total":     "Group commits or WAL syncs that failed; the store refuses writes after one.",
+	"gonets_storage_batch_messages":          "Messages appended per group commit.",
+	"gonets_storage_batch_bytes":             "Body bytes per group commit.",
+	"gonets_storage_commit_seconds":          "Time a group commit took, from taking its batch off the queue to durable.",
+	"gonets_storage_sync_seconds":            "Time a group commit waited for its WAL sync.",
+	"gonets_storage_retention_deleted_total": "Log records deleted by retention sweeps.",
+	"gonets_storage_dedupe_expired_total":    "Dedupe entries deleted after the dedupe window.",
+	"gonets_storage_sweep_errors_total":      "Retention sweeps that failed.",
+	"gonets_storage_cached_chats":            "Chats whose state the committer holds in memory.",
+	"gonets_storage_queued_bytes":            "Body bytes of the appends waiting for the committer.",
+
+	// broker/broker.go
+	"gonets_broker_sessions":                        "Sessions open now.",
+	"gonets_broker_handshakes_total":                "Sessions opened: Hello answered with Welcome.",
+	"gonets_broker_auth_failures_total":             "Hellos refused because the token did not verify.",
+	"gonets_broker_requests_total":                  "Requests received from sessions.",
+	"gonets_broker_request_errors_total":            "Requests answered with an error.",
+	"gonets_broker_rate_limited_total":              "Requests refused by the per-user send rate limit.",
+	"gonets_broker_messages_total":                  "Messages accepted from clients, duplicates excluded.",
+	"gonets_broker_deliveries_total":                "Pushes of a message queued to a session.",
+	"gonets_broker_push_drops_total":                "Pushes an outbox refused, by reason: full (it filled up and stalled), stalled (it waits for the client to resync), closed (its session had ended).",
+	"gonets_broker_session_closes_total":            "Authenticated sessions that ended, by reason: client (closed by the client or the connection broke), push_timeout, response_timeout, bad_frame, token_expired, replaced (the user opened more sessions than allowed).",
+	"gonets_broker_hello_timeouts_total":            "Connections closed because they did not authenticate within the hello timeout.",
+	"gonets_broker_unauthenticated_connections":     "Connections waiting to authenticate now.",
+	"gonets_broker_unauthenticated_evictions_total": "Connections waiting to authenticate that a newer one evicted, by bound: node (the node's limit) or address (the per-address limit).",
+	"gonets_broker_resyncs_total":                   "Resync frames sent to sessions that had pushes dropped.",
+	"gonets_broker_fanout_errors_total":             "Fan-outs skipped because the chat could not be loaded from the store.",
+	"gonets_broker_bad_frames_total":                "Frames from clients that did not decode or broke the protocol.",
+
+	// The Go runtime, as github.com/VictoriaMetrics/metrics writes it.
+	"go_sched_latencies_seconds":          "Time goroutines spent runnable before they ran.",
+	"go_mutex_wait_seconds_total":         "Time goroutines spent blocked on a sync.Mutex or sync.RWMutex.",
+	"go_gc_mark_assist_cpu_seconds_total": "CPU time goroutines spent assisting the garbage collector.",
+	"go_gc_cpu_seconds_total":             "CPU time spent in the garbage collector.",
+	"go_gc_pauses_seconds":                "Stop-the-world pauses of the garbage collector.",
+	"go_scavenge_cpu_seconds_total":       "CPU time spent returning unused memory to the OS.",
+	"go_memlimit_bytes":                   "The Go memory limit (GOMEMLIMIT).",
+	"go_memstats_alloc_bytes":             "Bytes of allocated heap objects.",
+	"go_memstats_alloc_bytes_total":       "Bytes allocated for heap objects since the process started.",
+	"go_memstats_buck_hash_sys_bytes":     "Bytes of memory in profiling bucket hash tables.",
+	"go_memstats_frees_total":             "Heap objects freed since the process started.",
+	"go_memstats_gc_cpu_fraction":         "Fraction of the CPU time available to the process used by the garbage collector since it started.",
+	"go_memstats_gc_sys_bytes":            "Bytes of memory in garbage collector metadata.",
+	"go_memstats_heap_alloc_bytes":        "Bytes of allocated heap objects.",
+	"go_memstats_heap_idle_bytes":         "Bytes in idle heap spans.",
+	"go_memstats_heap_inuse_bytes":        "Bytes in in-use heap spans.",
+	"go_memstats_heap_objects":            "Allocated heap objects.",
+	"go_memstats_heap_released_bytes":     "Bytes of physical memory returned to the OS.",
+	"go_memstats_heap_sys_bytes":          "Bytes of heap memory obtained from the OS.",
+	"go_memstats_last_gc_time_seconds":    "When the last garbage collection finished, in seconds since the Unix epoch.",
+	"go_memstats_lookups_total":           "Pointer lookups performed by the runtime.",
+	"go_memstats_mallocs_total":           "Heap objects allocated since the process started.",
+	"go_memstats_mcache_inuse_bytes":      "Bytes in mcache structures in use.",
+	"go_memstats_mcache_sys_bytes":        "Bytes of memory obtained from the OS for mcache structures.",
+	"go_memstats_mspan_inuse_bytes":       "Bytes in mspan structures in use.",
+	"go_memstats_mspan_sys_bytes":         "Bytes of memory obtained from the OS for mspan structures.",
+	"go_memstats_next_gc_bytes":           "Heap size at which the next garbage collection starts.",
+	"go_memstats_other_sys_bytes":         "Bytes of memory in other off-heap runtime allocations.",
+	"go_memstats_stack_inuse_bytes":       "Bytes in stack spans.",
+	"go_memstats_stack_sys_bytes":         "Bytes of stack memory obtained from the OS.",
+	"go_memstats_sys_bytes":               "Bytes of memory obtained from the OS in all.",
+	"go_cgo_calls_total":                  "Cgo calls made by the process.",
+	"go_cpus":                             "Logical CPUs the process may run on.",
+	"go_gc_duration_seconds":              "Garbage collection pauses; quantiles over the last 256 collections.",
+	"go_gc_forced_total":                  "Garbage collections forced by a call to runtime.GC.",
+	"go_gomaxprocs":                       "GOMAXPROCS: OS threads that may run Go code at once.",
+	"go_goroutines":                       "Goroutines that exist now.",
+	"go_threads":                          "OS threads created by the Go runtime.",
+	"go_info":                             "Always 1; the version label is the Go release the node was built with.",
+	"go_info_ext":                         "Always 1; the labels are the compiler, GOARCH, GOOS and GOROOT of the build.",
+
+	// The process on Linux, as github.com/VictoriaMetrics/metrics writes it.
+	"process_cpu_seconds_system_total":              "CPU time the process spent in the kernel.",
+	"process_cpu_seconds_total":                     "CPU time the process spent, user and kernel.",
+	"process_cpu_seconds_user_total":                "CPU time the process spent in user space.",
+	"process_major_pagefaults_total":                "Page faults that needed disk I/O.",
+	"process_minor_pagefaults_total":                "Page faults served without disk I/O.",
+	"process_num_threads":                           "OS threads of the process.",
+	"process_resident_memory_bytes":                 "Resident set size.",
+	"process_start_time_seconds":                    "When the process started, in seconds since the Unix epoch.",
+	"process_virtual_memory_bytes":                  "Virtual memory size.",
+	"process_virtual_memory_peak_bytes":             "Peak virtual memory size.",
+	"process_resident_memory_peak_bytes":            "Peak resident set size.",
+	"process_resident_memory_anon_bytes":            "Resident anonymous memory.",
+	"process_resident_memory_file_bytes":            "Resident file-backed memory.",
+	"process_resident_memory_shared_bytes":          "Resident shared memory.",
+	"process_io_read_bytes_total":                   "Bytes read by read-like syscalls, page cache hits included.",
+	"process_io_written_bytes_total":                "Bytes written by write-like syscalls.",
+	"process_io_read_syscalls_total":                "Read-like syscalls.",
+	"process_io_write_syscalls_total":               "Write-like syscalls.",
+	"process_io_storage_read_bytes_total":           "Bytes the process caused to be read from storage.",
+	"process_io_storage_written_bytes_total":        "Bytes the process caused to be written to storage.",
+	"process_pressure_cpu_waiting_seconds_total":    "Time some tasks of the process's cgroup waited for a CPU (PSI some), since the node started.",
+	"process_pressure_cpu_stalled_seconds_total":    "Time all tasks of the process's cgroup waited for a CPU (PSI full), since the node started.",
+	"process_pressure_io_waiting_seconds_total":     "Time some tasks of the process's cgroup waited for I/O (PSI some), since the node started.",
+	"process_pressure_io_stalled_seconds_total":     "Time all tasks of the process's cgroup waited for I/O (PSI full), since the node started.",
+	"process_pressure_memory_waiting_seconds_total": "Time some tasks of the process's cgroup waited for memory (PSI some), since the node started.",
+	"process_pressure_memory_stalled_seconds_total": "Time all tasks of the process's cgroup waited for memory (PSI full), since the node started.",
+	"process_cgroup_cpu_throttled_seconds_total":    "Time the process's cgroup was throttled by its CPU quota, since the node started.",
+	"process_max_fds":                               "Limit on open file descriptors (RLIMIT_NOFILE).",
+	"process_open_fds":                              "Open file descriptors.",
+}
