@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -26,13 +25,15 @@ const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat
 //
 //	gonets bench SCENARIO [--duration 10s] [--json] [--out FILE] [--report DIR] [--peer nats] ...
 func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && isHelp(args[0]) {
+		args = []string{"SCENARIO", args[0]} // the flags are the same for every scenario
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, benchUsage)
 		return 2
 	}
 	scenario := args[0]
-	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench "+scenario, benchUsage, stdout, stderr)
 	var cfg bench.Config
 	fs.StringVar(&cfg.Server, "server", "", "a running node's QUIC `address` (default: start a node from this binary)")
 	fs.StringVar(&cfg.Key, "key", "", "with --server: the node's token key `file` (node-token.key in its data dir)")
@@ -66,8 +67,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "append each run's JSON document, one per line, to `file`")
 	reportDir := fs.String("report", "", "write an HTML report of the runs to `dir`")
 	peer := fs.String("peer", "", "also run the workload against a peer (\"nats\") and print the ratio")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "gonets bench: unexpected argument %q\n%s\n", fs.Arg(0), benchUsage)

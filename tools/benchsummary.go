@@ -25,8 +25,13 @@ var summaryMetrics = map[string][]string{
 //
 //	gonets bench-summary FILE ...
 func runBenchSummary(args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: gonets bench-summary FILE ...   (files written by gonets bench --out)"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: gonets bench-summary FILE ...   (files written by gonets bench --out)")
+		fmt.Fprintf(stderr, "gonets bench-summary: no files\n%s\n", usage)
 		return 2
 	}
 	var runs []result.Result

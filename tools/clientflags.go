@@ -2,18 +2,24 @@ package tools
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/nodecert"
@@ -26,23 +32,48 @@ const defaultServer = "127.0.0.1:7443"
 // when --token is not given.
 const tokenEnv = "GONETS_TOKEN"
 
+// defaultDialTimeout bounds one connection attempt of the client
+// commands: the QUIC handshake and Hello up to Welcome. QUIC runs over
+// UDP, so a port nothing listens on is not refused: it stays silent, and
+// this is how long the commands wait before saying so. A node that
+// answers at all takes a few round trips.
+const defaultDialTimeout = 2500 * time.Millisecond
+
+// clientNotes is the --help text of the client commands on certificates.
+const clientNotes = `Certificates, the first that applies:
+  --insecure         no checks at all (tests only);
+  --fingerprint HEX  only the certificate with that SHA-256 (the tls line
+                     gonets serve prints);
+  --ca FILE          a chain to the system roots or to a CA in FILE (PEM),
+                     valid for --server's host; ./gonets-data is not read;
+  otherwise, for a node on this machine (--server on localhost, 127.0.0.1
+  or ::1) or with --data given, the self-signed certificate in its data
+  directory, or a chain to the system roots valid for the host;
+  for any other node, a chain to the system roots valid for the host.`
+
 // clientFlags are the flags the client commands (chat, send, tail) share.
 type clientFlags struct {
+	fs          *flagSet
 	server      string
 	token       string
 	fingerprint string
+	ca          string
 	insecure    bool
 	data        string
+	dialTimeout time.Duration
 }
 
 // addClientFlags defines the shared client flags on fs.
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
-	f := &clientFlags{}
+func addClientFlags(fs *flagSet) *clientFlags {
+	f := &clientFlags{fs: fs}
 	fs.StringVar(&f.server, "server", defaultServer, "the node's QUIC `address`, host:port")
 	fs.StringVar(&f.token, "token", "", "session `token` (default: $"+tokenEnv+")")
-	fs.StringVar(&f.fingerprint, "fingerprint", "", "pin the node's certificate by its SHA-256 `hex` fingerprint")
+	fs.StringVar(&f.fingerprint, "fingerprint", "", "accept only the node certificate with this SHA-256 `hex` fingerprint")
+	fs.StringVar(&f.ca, "ca", "", "verify the node's certificate against the system roots and the CA certificates in this PEM `file`")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip the node's certificate checks (tests only)")
-	fs.StringVar(&f.data, "data", defaultDataDir, "a local node's data `dir`ectory: its certificate is pinned unless --fingerprint or --insecure")
+	fs.StringVar(&f.data, "data", defaultDataDir, "a local node's data `dir`ectory, whose self-signed certificate is accepted")
+	fs.DurationVar(&f.dialTimeout, "dial-timeout", defaultDialTimeout, "how long a connection attempt waits for the node to answer")
+	fs.notes = clientNotes
 	return f
 }
 
@@ -53,8 +84,9 @@ func (e *usageError) Error() string { return e.msg }
 
 // Usage errors of the shared flags.
 var (
-	errNoToken   = &usageError{"no session token: pass --token or set " + tokenEnv}
-	errExclusive = &usageError{"--fingerprint and --insecure are exclusive"}
+	errNoToken     = &usageError{"no session token: pass --token or set " + tokenEnv}
+	errExclusive   = &usageError{"--insecure, --fingerprint and --ca are exclusive: pass one"}
+	errDialTimeout = &usageError{"--dial-timeout must be positive"}
 )
 
 // options maps the flags onto the SDK's options, on top of base.
@@ -65,21 +97,169 @@ func (f *clientFlags) options(base client.Options) (client.Options, error) {
 	if f.token == "" {
 		return base, errNoToken
 	}
+	if f.dialTimeout <= 0 {
+		return base, errDialTimeout
+	}
+	base.DialTimeout = f.dialTimeout
+	n := 0
+	for _, on := range []bool{f.insecure, f.fingerprint != "", f.ca != ""} {
+		if on {
+			n++
+		}
+	}
 	switch {
-	case f.fingerprint != "" && f.insecure:
+	case n > 1:
 		return base, errExclusive
-	case f.fingerprint != "":
-		base.Fingerprint = f.fingerprint
 	case f.insecure:
 		base.Insecure = true
-	default:
+		return base, nil
+	case f.fingerprint != "":
+		base.Fingerprint = f.fingerprint
+		return base, nil
+	}
+	v := &certVerifier{host: serverHost(f.server)}
+	switch {
+	case f.ca != "":
+		pool, err := caPool(f.ca)
+		if err != nil {
+			return base, err
+		}
+		v.roots, v.ca = pool, f.ca
+	case f.fs.isSet("data") || isLocalHost(v.host):
+		path := filepath.Join(f.data, nodecert.CertFile)
+		if !f.fs.isSet("data") && !exists(path) {
+			break // no local node here: the system roots decide
+		}
 		fp, err := localFingerprint(f.data)
 		if err != nil {
 			return base, err
 		}
-		base.Fingerprint = fp
+		v.pin, v.pinFrom = fp, path
 	}
+	base.TLS = v.config()
 	return base, nil
+}
+
+// serverHost returns the host of a host:port address.
+func serverHost(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+// isLocalHost reports whether host names this machine: empty,
+// localhost or a loopback IP.
+func isLocalHost(host string) bool {
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// caPool returns the system roots with the CA certificates of the PEM
+// file at path added.
+func caPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}
+
+// certVerifier checks a node's certificate: the pinned one (a local
+// node's self-signed certificate) passes, and so does a chain to the
+// roots that is valid for host.
+type certVerifier struct {
+	host    string
+	roots   *x509.CertPool // nil: the system roots
+	ca      string         // the --ca file roots came from, for errors
+	pin     string         // SHA-256 fingerprint, hex; "" for none
+	pinFrom string         // the file the pin came from, for errors
+}
+
+// config returns the TLS configuration that verifies with v.
+func (v *certVerifier) config() *tls.Config {
+	return &tls.Config{
+		ServerName: v.host,
+		// Verification is VerifyConnection's, which runs on every
+		// handshake, resumed ones included.
+		InsecureSkipVerify: true,
+		VerifyConnection:   v.verify,
+	}
+}
+
+// verify accepts cs's peer certificate or returns a *certError.
+func (v *certVerifier) verify(cs tls.ConnectionState) error {
+	certs := cs.PeerCertificates
+	if len(certs) == 0 {
+		return &certError{v: v, err: errors.New("the node sent no certificate")}
+	}
+	fp := nodecert.Fingerprint(certs[0].Raw)
+	if v.pin != "" && fp == v.pin {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: v.host, Roots: v.roots, Intermediates: inter})
+	if err != nil {
+		return &certError{v: v, got: fp, err: err}
+	}
+	return nil
+}
+
+// certError is a node certificate the client does not trust.
+type certError struct {
+	v   *certVerifier
+	got string // the certificate's fingerprint
+	err error  // why its chain failed
+}
+
+func (e *certError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the node's certificate (SHA-256 %s) is not trusted", e.got)
+	if e.v.pinFrom != "" {
+		fmt.Fprintf(&b, ": it is not the one in %s (stale?), and", e.v.pinFrom)
+	} else {
+		b.WriteString(":")
+	}
+	fmt.Fprintf(&b, " %v", e.err)
+	var he x509.HostnameError
+	switch {
+	case errors.As(e.err, &he):
+		b.WriteString("; pass --server with a host name the certificate holds")
+	case e.v.ca != "":
+		fmt.Fprintf(&b, "; is %s the CA that signed it?", e.v.ca)
+	default:
+		b.WriteString("; for a certificate a private CA signed pass --ca FILE, for a self-signed one --fingerprint HEX (the tls line gonets serve prints)")
+	}
+	return b.String()
+}
+
+func (e *certError) Unwrap() error { return e.err }
+
+// noAnswerError is a node address where nothing answered a connection
+// attempt.
+type noAnswerError struct {
+	addr string
+	wait time.Duration
+}
+
+func (e *noAnswerError) Error() string {
+	return fmt.Sprintf("nothing answered at %s (QUIC over UDP) within %v: is a node running there? "+
+		"Start one with `gonets serve`, or pass --server HOST:PORT of a running node (--dial-timeout waits longer)",
+		e.addr, e.wait)
 }
 
 // localFingerprint returns the fingerprint of the certificate a node keeps
@@ -88,7 +268,7 @@ func localFingerprint(dir string) (string, error) {
 	path := filepath.Join(dir, nodecert.CertFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("no node certificate at %s: pass --fingerprint HEX (gonets serve prints it) or --insecure", path)
+		return "", fmt.Errorf("no node certificate at %s: pass --fingerprint HEX (gonets serve prints it), --ca FILE, or --insecure", path)
 	}
 	if err != nil {
 		return "", err
@@ -100,7 +280,9 @@ func localFingerprint(dir string) (string, error) {
 	return nodecert.Fingerprint(block.Bytes), nil
 }
 
-// dial connects with the flags' options on top of base.
+// dial connects with the flags' options on top of base. Nothing
+// answering at the address, and a certificate the flags do not trust,
+// come back as errors that say so and what to do.
 func (f *clientFlags) dial(ctx context.Context, base client.Options) (*client.Client, error) {
 	o, err := f.options(base)
 	if err != nil {
@@ -109,7 +291,22 @@ func (f *clientFlags) dial(ctx context.Context, base client.Options) (*client.Cl
 	if o.Name == "" {
 		o.Name = "gonets-cli/" + Version
 	}
-	return client.Dial(ctx, f.server, f.token, o)
+	wait := o.DialTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = time.Until(dl)
+	}
+	c, err := client.Dial(ctx, f.server, f.token, o)
+	var ce *certError
+	var hte *quic.HandshakeTimeoutError
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.As(err, &ce):
+		return nil, ce
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &hte), errors.Is(err, syscall.ECONNREFUSED):
+		return nil, &noAnswerError{addr: f.server, wait: wait.Round(100 * time.Millisecond)}
+	}
+	return nil, err
 }
 
 // cliFail reports err for command cmd and returns its exit code: 2 for

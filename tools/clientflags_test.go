@@ -2,7 +2,18 @@ package tools
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/nodecert"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command's concurrent writes.
@@ -131,5 +143,198 @@ func TestUserList(t *testing.T) {
 	}
 	if l.Set("0") == nil || l.Set("-1") == nil {
 		t.Fatal("user 0 or -1 accepted")
+	}
+}
+
+func TestNoNode(t *testing.T) {
+	checkClientLeaks(t)
+	// A loopback port nothing listens on: QUIC over UDP hears nothing back.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	for _, tc := range []struct{ cmd, rest []string }{
+		{[]string{"chat", "create"}, []string{"--kind", "group", "--member", "2"}},
+		{[]string{"send"}, []string{"--chat", "1", "hello"}},
+		{[]string{"tail"}, nil},
+	} {
+		args := append(append(tc.cmd, "--server", addr, "--token", "T"), tc.rest...)
+		t.Run(args[0], func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			code, out, errOut := run(args...)
+			if code != 1 || out != "" || !strings.Contains(errOut, "nothing answered at "+addr+" (QUIC over UDP) within 2.5s") || !strings.Contains(errOut, "gonets serve") {
+				t.Fatalf("gonets %q with no node: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+			}
+			// The bound is --dial-timeout; this only catches a wait for
+			// the old 10 s, generously.
+			if d := time.Since(start); d > 8*time.Second {
+				t.Fatalf("gonets %q took %v to give up", args, d)
+			}
+		})
+	}
+}
+
+// writeCA writes to dir a CA certificate (ca.pem) and a node certificate
+// it signed for localhost and 127.0.0.1 (node.crt, node.key).
+func writeCA(t *testing.T, dir string) (caPath, certPath, keyPath string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Gonets Test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemOf := func(typ string, b []byte) string { return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b})) }
+	return writeFile(t, dir, "ca.pem", pemOf("CERTIFICATE", caDER)),
+		writeFile(t, dir, "node.crt", pemOf("CERTIFICATE", der)),
+		writeFile(t, dir, "node.key", pemOf("PRIVATE KEY", kder))
+}
+
+func TestClientCA(t *testing.T) {
+	checkClientLeaks(t)
+	certs := t.TempDir()
+	caPath, certPath, keyPath := writeCA(t, certs)
+	cfg := testConfig(t)
+	cfg.TLS.Cert, cfg.TLS.Key = certPath, keyPath
+	ctx, cancel := context.WithCancel(context.Background())
+	b, errc := startServe(t, ctx, cfg, io.Discard)
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	_, port, _ := net.SplitHostPort(b["quic"][0])
+	code, tok, errOut := run("token", "--user", "1", "--device", "1", "--data", cfg.Node.DataDir)
+	if code != 0 {
+		t.Fatalf("token: exit %d: %s", code, errOut)
+	}
+	tok = strings.TrimSpace(tok)
+
+	// A stale self-signed certificate where the client would pin one: in
+	// ./gonets-data, and in a --data directory.
+	stale := t.TempDir()
+	if _, _, err := nodecert.LoadOrCreate(filepath.Join(stale, defaultDataDir), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(stale)
+
+	f := func(wantCode int, want []string, args ...string) {
+		t.Helper()
+		args = append([]string{"chat", "create", "--kind", "group", "--member", "2", "--token", tok}, args...)
+		code, _, errOut := run(args...)
+		if code != wantCode {
+			t.Fatalf("gonets %q: exit %d, stderr %q; want %d", args, code, errOut, wantCode)
+		}
+		for _, w := range want {
+			if !strings.Contains(errOut, w) {
+				t.Fatalf("gonets %q: stderr %q, want %q in it", args, errOut, w)
+			}
+		}
+	}
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		server := net.JoinHostPort(host, port)
+		// --ca reaches the node, whatever ./gonets-data or --data holds.
+		f(0, nil, "--server", server, "--ca", caPath)
+		f(0, nil, "--server", server, "--ca", caPath, "--data", defaultDataDir)
+		// Without it the stale pin does not match and no system root
+		// signed the node's certificate: the message says both and what
+		// to pass.
+		stalePath := filepath.Join(defaultDataDir, nodecert.CertFile)
+		f(1, []string{"gonets chat: the node's certificate (SHA-256 ", "is not the one in " + stalePath + " (stale?)", "unknown authority", "--ca FILE"}, "--server", server)
+		f(1, []string{"is not the one in " + stalePath}, "--server", server, "--data", defaultDataDir)
+	}
+	// A CA that did not sign it.
+	otherCA, _, _ := writeCA(t, t.TempDir())
+	f(1, []string{"not trusted", "is " + otherCA + " the CA that signed it?"}, "--server", "127.0.0.1:"+port, "--ca", otherCA)
+	f(1, []string{"--ca ", "no PEM certificate"}, "--server", "127.0.0.1:"+port, "--ca", keyPath)
+}
+
+func TestCertVerifier(t *testing.T) {
+	dir := t.TempDir()
+	caPath, certPath, _ := writeCA(t, dir)
+	roots, err := caPool(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(path string) *x509.Certificate {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	signed := leaf(certPath)
+	selfPath, _, selfFP := writeCert(t, t.TempDir()) // for chat.example.org
+	self := leaf(selfPath)
+	for _, tc := range []struct {
+		name string
+		v    certVerifier
+		cert *x509.Certificate
+		want string // "" accepts
+	}{
+		{"chain to --ca", certVerifier{host: "127.0.0.1", roots: roots}, signed, ""},
+		{"chain, by name", certVerifier{host: "localhost", roots: roots}, signed, ""},
+		{"chain, other name", certVerifier{host: "chat.example.org", roots: roots, ca: caPath}, signed, "not chat.example.org; pass --server with a host name"},
+		{"chain beside a stale pin", certVerifier{host: "127.0.0.1", roots: roots, pin: selfFP, pinFrom: "gonets-data/node-tls.crt"}, signed, ""},
+		{"pinned, whatever its names", certVerifier{host: "127.0.0.1", pin: selfFP, pinFrom: "d/node-tls.crt"}, self, ""},
+		{"stale pin, no root", certVerifier{host: "127.0.0.1", pin: selfFP, pinFrom: "d/node-tls.crt"}, signed, "is not the one in d/node-tls.crt (stale?)"},
+		{"no pin, no root", certVerifier{host: "chat.example.org"}, self, "--fingerprint HEX"},
+		{"no certificate", certVerifier{host: "127.0.0.1", roots: roots}, nil, "sent no certificate"},
+	} {
+		var cs tls.ConnectionState
+		if tc.cert != nil {
+			cs.PeerCertificates = []*x509.Certificate{tc.cert}
+		}
+		err := tc.v.verify(cs)
+		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: verify = %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -1,17 +1,22 @@
 package tools
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -187,6 +192,11 @@ func (c *config) validate() error {
 	case c.Auth.Leeway < 0:
 		return fmt.Errorf("auth.leeway %v is negative", time.Duration(c.Auth.Leeway))
 	}
+	for _, a := range c.listenAddrs() {
+		if err := checkHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.key, a.addr, err)
+		}
+	}
 	for _, p := range c.Auth.PublicKeys {
 		if p == "" {
 			return errors.New("auth.public_keys holds an empty path")
@@ -224,6 +234,76 @@ func (c *config) validate() error {
 		}
 	}
 	return nil
+}
+
+// listenAddr is one address the node listens on.
+type listenAddr struct {
+	key     string // its config key
+	network string // "udp" or "tcp"
+	addr    string
+}
+
+// listenAddrs returns the addresses the node listens on.
+func (c *config) listenAddrs() []listenAddr {
+	return []listenAddr{
+		{"node.quic_addr", "udp", c.Node.QUICAddr},
+		{"node.http_addr", "tcp", c.Node.HTTPAddr},
+	}
+}
+
+// checkHostPort checks that addr is host:port with a numeric port from 0
+// to 65535 (0: a free port). An empty host means every interface.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, such as \":7443\" or \"127.0.0.1:7080\": %w", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if strings.ContainsAny(host, " /\\") {
+		return fmt.Errorf("host %q is neither an IP address nor a host name", host)
+	}
+	return nil
+}
+
+// checkListen checks that the node can listen where c says, for
+// --check-config: each host is an IP or resolves, and each address can be
+// bound now, which it tries, releasing it at once. An address in use is a
+// warning rather than an error, since the node about to be restarted
+// holds it; any other failure (an address not on this host, a port below
+// 1024 without the privilege) is an error that names the key.
+func (c *config) checkListen(ctx context.Context) (warnings []string, err error) {
+	for _, a := range c.listenAddrs() {
+		host, _, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return warnings, fmt.Errorf("%s %q: %w", a.key, a.addr, err)
+		}
+		if _, perr := netip.ParseAddr(host); host != "" && perr != nil {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := net.DefaultResolver.LookupHost(rctx, host)
+			cancel()
+			if err != nil {
+				return warnings, fmt.Errorf("%s %q: host %q does not resolve: %w", a.key, a.addr, host, err)
+			}
+		}
+		var l io.Closer
+		if a.network == "udp" {
+			l, err = net.ListenPacket(a.network, a.addr)
+		} else {
+			l, err = net.Listen(a.network, a.addr)
+		}
+		switch {
+		case err == nil:
+			l.Close()
+		case errors.Is(err, syscall.EADDRINUSE):
+			warnings = append(warnings, fmt.Sprintf("%s %s: address in use (%s), by the running node? The node cannot start while it is",
+				a.key, a.addr, strings.ToUpper(a.network)))
+		default:
+			return warnings, fmt.Errorf("%s %q: cannot listen: %w", a.key, a.addr, err)
+		}
+	}
+	return warnings, nil
 }
 
 // storageOptions maps the [storage] section onto storage.Options.

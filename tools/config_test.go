@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -146,6 +148,12 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *config) { c.Node.DataDir = "" }, "node.data_dir is empty")
 	f(func(c *config) { c.Node.QUICAddr = "" }, "node.quic_addr is empty")
 	f(func(c *config) { c.Node.HTTPAddr = "" }, "node.http_addr is empty")
+	f(func(c *config) { c.Node.QUICAddr = "7443" }, `node.quic_addr "7443": want host:port`)
+	f(func(c *config) { c.Node.QUICAddr = ":70000" }, `node.quic_addr ":70000": port "70000" is not a number from 0 to 65535`)
+	f(func(c *config) { c.Node.QUICAddr = "127.0.0.1:-1" }, `node.quic_addr "127.0.0.1:-1": port "-1"`)
+	f(func(c *config) { c.Node.HTTPAddr = "localhost:http" }, `node.http_addr "localhost:http": port "http" is not a number`)
+	f(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:8080:1" }, `node.http_addr "127.0.0.1:8080:1": want host:port`)
+	f(func(c *config) { c.Node.HTTPAddr = "my host:8080" }, `node.http_addr "my host:8080": host "my host" is neither`)
 	f(func(c *config) { c.Node.ShutdownTimeout = 0 }, "node.shutdown_timeout 0s must be positive")
 	f(func(c *config) { c.TLS.Cert = "a.crt" }, "tls.cert and tls.key must be set together")
 	f(func(c *config) { c.TLS.Key = "a.key" }, "tls.cert and tls.key must be set together")
@@ -161,6 +169,44 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
+}
+
+func TestCheckListen(t *testing.T) {
+	f := func(quic, http string, wantErr string, wantWarn ...string) {
+		t.Helper()
+		c := defaultConfig()
+		c.Node.QUICAddr, c.Node.HTTPAddr = quic, http
+		warnings, err := c.checkListen(context.Background())
+		if (err == nil) != (wantErr == "") || err != nil && !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("checkListen(%q, %q) = %v, want %q", quic, http, err, wantErr)
+		}
+		if len(warnings) != len(wantWarn) {
+			t.Fatalf("checkListen(%q, %q) warned %q, want %q", quic, http, warnings, wantWarn)
+		}
+		for i, w := range wantWarn {
+			if !strings.Contains(warnings[i], w) {
+				t.Fatalf("checkListen(%q, %q) warned %q, want %q", quic, http, warnings, wantWarn)
+			}
+		}
+	}
+	f("127.0.0.1:0", "localhost:0", "")
+	// In use: a warning, since the node to be restarted holds them.
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	f(udp.LocalAddr().String(), tcp.Addr().String(), "",
+		"node.quic_addr "+udp.LocalAddr().String()+": address in use (UDP)",
+		"node.http_addr "+tcp.Addr().String()+": address in use (TCP)")
+	// Not on this host, and not a host at all.
+	f("192.0.2.1:0", "127.0.0.1:0", `node.quic_addr "192.0.2.1:0": cannot listen`)
+	f("127.0.0.1:0", "nosuchhost.invalid:0", `node.http_addr "nosuchhost.invalid:0": host "nosuchhost.invalid" does not resolve`)
 }
 
 func TestParseSize(t *testing.T) {

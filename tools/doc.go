@@ -15,5 +15,8 @@
 // clientflags.go.
 //
 // Each subcommand is a func(args, stdout, stderr) int registered in
-// commands; Main dispatches to it and returns the process exit code.
+// commands; Main dispatches to it and returns the process exit code: 0 on
+// success, 1 on a failure, 2 on a usage error. Subcommands parse their
+// flags with a flagSet (flagset.go): --help prints the flags to stdout and
+// exits 0, and a usage error names what was wrong.
 package tools

@@ -27,7 +27,8 @@ var commands = map[string]command{
 }
 
 // Main runs the gonets command line with args (without the program name) and
-// returns the process exit code: 0 on success, 2 on a usage error.
+// returns the process exit code: 0 on success (and after --help), 1 when
+// the command failed, 2 on a usage error, which says what was wrong.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
@@ -59,4 +60,6 @@ func usage(w io.Writer) {
 	for _, name := range names {
 		fmt.Fprintf(w, "  %-14s %s\n", name, commands[name].summary)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'gonets COMMAND --help' for a command's flags.")
 }

@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const sendUsage = "usage: gonets send [--server H:P] [--token T] --chat C TEXT"
+const sendUsage = "usage: gonets send [flags] --chat C TEXT   (flags before the text)"
 
 // ackLine is the JSON line send prints.
 type ackLine struct {
@@ -26,19 +25,29 @@ type ackLine struct {
 //
 //	gonets send --server H:P --token T --chat C TEXT
 //
-// Several arguments are joined with spaces.
+// Several arguments are joined with spaces. The flags come first: an
+// argument after the text that names a flag is a usage error, unless
+// "--" ends the flags.
 func runSend(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("send", sendUsage, stdout, stderr)
 	cf := addClientFlags(fs)
 	chat := fs.Uint64("chat", 0, "the chat `id` (required)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the ack, reconnecting if need be")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if *chat == 0 || fs.NArg() == 0 || *timeout <= 0 {
-		fmt.Fprintln(stderr, sendUsage)
-		return 2
+	if f := fs.flagAfterArgs(args); f != "" {
+		return fs.usage("flag %s comes after the message text: put the flags first (or \"--\" before a text that holds %s)", f, f)
+	}
+	switch {
+	case !fs.isSet("chat"):
+		return fs.usage("--chat is required: the chat's id, as chat create prints it")
+	case *chat == 0:
+		return fs.usage("--chat 0 is not a chat id: ids start at 1")
+	case fs.NArg() == 0:
+		return fs.usage("no message text: give it after the flags")
+	case *timeout <= 0:
+		return fs.usage("--timeout %v must be positive", *timeout)
 	}
 	text := strings.Join(fs.Args(), " ")
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)

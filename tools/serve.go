@@ -43,7 +43,7 @@ const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data
 // gracefully and returns 0; a second signal exits at once with 1. With
 // --check-config it only validates the configuration.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, check, err := parseServe(args, stderr)
+	cfg, check, err := parseServe(args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -55,7 +55,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if check {
-		if err := checkConfig(cfg); err != nil {
+		if err := checkConfig(cfg, stderr); err != nil {
 			fmt.Fprintf(stderr, "gonets serve: %v\n", err)
 			return 1
 		}
@@ -106,18 +106,13 @@ var errUsage = errors.New("usage")
 // parseServe returns the configuration serve's arguments describe: the
 // defaults, overlaid with the file --config names, overlaid with every
 // flag given. It reports whether --check-config was given. It returns
-// errUsage or flag.ErrHelp for a bad command line, having said why.
-func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err error) {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, serveUsage)
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+// errUsage for a bad command line, having said why on stderr, and
+// flag.ErrHelp after printing the flags to stdout for --help.
+func parseServe(args []string, stdout, stderr io.Writer) (cfg config, check bool, err error) {
+	fs := newFlagSet("serve", serveUsage, stdout, stderr)
 	def := defaultConfig()
 	path := fs.String("config", "", "TOML config `file`; docs/gonets.example.toml lists every key")
-	checkOnly := fs.Bool("check-config", false, "validate the configuration, print \"config ok\" and exit, without opening the store or binding ports")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and that its addresses can be bound, print \"config ok\" and exit, without opening the store")
 	data := fs.String("data", def.Node.DataDir, "data `dir`ectory (node.data_dir)")
 	quicAddr := fs.String("quic", def.Node.QUICAddr, "UDP `address` for QUIC clients (node.quic_addr)")
 	httpAddr := fs.String("http", def.Node.HTTPAddr, "TCP `address` for /metrics, /healthz and /readyz (node.http_addr)")
@@ -127,15 +122,14 @@ func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err er
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the HTTP port, for profiling (node.pprof)")
 	level := def.Node.LogLevel
 	fs.TextVar(&level, "log-level", def.Node.LogLevel, "debug, info, warn or error (node.log_level)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, false, err
+	if code, ok := fs.parse(args); !ok {
+		if code == 0 {
+			return cfg, false, flag.ErrHelp
 		}
 		return cfg, false, errUsage
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "gonets serve: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		fs.usage("%s", fs.noArgs())
 		return cfg, false, errUsage
 	}
 	cfg = def
@@ -171,12 +165,13 @@ func parseServe(args []string, stderr io.Writer) (cfg config, check bool, err er
 }
 
 // checkConfig validates cfg as serve would use it, without opening the
-// node's store or binding a port: it builds every component's Options and
-// runs their validation (on a throwaway store in memory), loads the
-// configured certificate and public keys, and loads the node's own key and
-// certificate if the data directory already holds them. It creates
-// nothing on disk.
-func checkConfig(cfg config) error {
+// node's store: it builds every component's Options and runs their
+// validation (on a throwaway store in memory), loads the configured
+// certificate and public keys, loads the node's own key and certificate
+// if the data directory already holds them, and checks that the listen
+// addresses resolve and can be bound (cfg.checkListen; an address in use
+// is a warning on stderr). It creates nothing on disk.
+func checkConfig(cfg config, stderr io.Writer) error {
 	if cfg.TLS.Cert != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			return fmt.Errorf("tls: %w", err)
@@ -220,7 +215,14 @@ func checkConfig(cfg config) error {
 	if err != nil {
 		return err
 	}
-	return b.Shutdown(context.Background())
+	if err := b.Shutdown(context.Background()); err != nil {
+		return err
+	}
+	warnings, err := cfg.checkListen(context.Background())
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "gonets serve: warning: %s\n", w)
+	}
+	return err
 }
 
 // exists reports whether path names an existing file; any error other

@@ -67,7 +67,7 @@ shards = 16
 	f := func(args []string, change func(*config), wantCheck bool) {
 		t.Helper()
 		var errw bytes.Buffer
-		c, check, err := parseServe(args, &errw)
+		c, check, err := parseServe(args, io.Discard, &errw)
 		if err != nil {
 			t.Fatalf("parseServe(%q): %v (stderr %q)", args, err, errw.String())
 		}
@@ -107,7 +107,7 @@ shards = 16
 	bad := func(args []string, want error, wantMsg string) {
 		t.Helper()
 		var errw bytes.Buffer
-		_, _, err := parseServe(args, &errw)
+		_, _, err := parseServe(args, io.Discard, &errw)
 		if !errors.Is(err, want) && (err == nil || !strings.Contains(err.Error(), wantMsg)) {
 			t.Fatalf("parseServe(%q) = %v, want %v / %q", args, err, want, wantMsg)
 		}
@@ -175,7 +175,8 @@ func TestServeCheckConfig(t *testing.T) {
 			t.Fatalf("serve --check-config %q = %d, %q %q; want %d and %q", args, code, out.String(), errw.String(), wantCode, want)
 		}
 	}
-	// Nothing is created and no port is bound: addresses in use pass.
+	// Nothing is created and no port stays bound: addresses in use pass,
+	// with a warning (the node to be restarted holds them).
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +188,8 @@ func TestServeCheckConfig(t *testing.T) {
 	}
 	defer tcp.Close()
 	f(0, "config ok\n", "--quic", udp.LocalAddr().String(), "--http", tcp.Addr().String())
+	f(0, "gonets serve: warning: node.quic_addr "+udp.LocalAddr().String()+": address in use (UDP)", "--quic", udp.LocalAddr().String(), "--http", tcp.Addr().String())
+	f(1, `node.quic_addr ":99999": port "99999" is not a number from 0 to 65535`, "--quic", ":99999")
 	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("--check-config touched the data dir: %v", err)
 	}

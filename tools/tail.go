@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +17,7 @@ import (
 	"github.com/gonets/gonets/broker/wire"
 )
 
-const tailUsage = "usage: gonets tail [--server H:P] [--token T] [--all | --since V] [--count N]"
+const tailUsage = "usage: gonets tail [flags] [--all | --since V] [--count N]"
 
 // messageLine is the JSON line tail prints per message.
 type messageLine struct {
@@ -74,19 +73,24 @@ func kindName(k wire.MsgKind) string {
 // first prints what it missed, in order, so nothing is skipped or printed
 // twice while it runs.
 func runTail(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("tail", tailUsage, stdout, stderr)
 	cf := addClientFlags(fs)
 	all := fs.Bool("all", false, "print every retained message of every chat first")
 	since := fs.Uint64("since", 0, "print first the chats changed after sync `point` V")
 	count := fs.Int("count", 0, "exit after `N` messages (0: run until interrupted)")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first connection")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	timeout := fs.Duration("timeout", 30*time.Second, "how long the first connection may take, finding where to start included")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() != 0 || (*all && *since != 0) || *count < 0 || *timeout <= 0 {
-		fmt.Fprintln(stderr, tailUsage)
-		return 2
+	switch {
+	case fs.NArg() != 0:
+		return fs.usage("%s", fs.noArgs())
+	case *all && fs.isSet("since"):
+		return fs.usage("--all and --since are exclusive: --all prints every retained message, --since V the chats changed after V")
+	case *count < 0:
+		return fs.usage("--count %d is negative", *count)
+	case *timeout <= 0:
+		return fs.usage("--timeout %v must be positive", *timeout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,7 +1,6 @@
 package tools
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -14,10 +13,12 @@ var Version = "devel"
 // runVersion prints the version, the Go toolchain and, when the binary was
 // built with VCS stamping, the commit it was built from.
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newFlagSet("version", "usage: gonets version", stdout, stderr)
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return fs.usage("%s", fs.noArgs())
 	}
 	fmt.Fprintf(stdout, "gonets %s\n", Version)
 	info, ok := debug.ReadBuildInfo()
