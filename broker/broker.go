@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
@@ -29,15 +30,24 @@ const deliverOverhead = 1024
 type Conn interface {
 	// Read reads the client's request stream.
 	io.Reader
-	// Write writes to the response stream. Only the session's reader
-	// goroutine writes responses.
-	io.Writer
+	// Write writes to the response stream, and SetWriteDeadline bounds
+	// those writes. Responses and the session's control frames (Resync,
+	// GoingAway) are written there, one writer at a time.
+	Stream
 	// OpenPush opens the push stream. The session's writer calls it once,
 	// before its first push, and is then its only writer.
-	OpenPush() (io.Writer, error)
+	OpenPush() (Stream, error)
 	// Close ends the connection, telling the client code and reason, and
 	// unblocks Read and writes. It may be called more than once.
 	Close(code wire.ErrorCode, reason string) error
+}
+
+// Stream is an outgoing stream whose writes can be given a deadline, as
+// net.Conn's and quic-go's streams can: a write past the deadline returns
+// what it wrote and an error whose Timeout method reports true.
+type Stream interface {
+	io.Writer
+	SetWriteDeadline(t time.Time) error
 }
 
 // Broker serves client sessions over a Store: it authenticates them,
@@ -52,6 +62,7 @@ type Broker struct {
 	reg      *registry
 	chats    *chatCache
 	welcome  welcomeLimits
+	admit    *admission
 
 	stop    context.Context    // cancelled when Shutdown gives up waiting
 	cancel  context.CancelFunc // cancels stop
@@ -90,6 +101,8 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 		welcome:  welcomeLimits{maxFrame: uint32(opts.MaxFrameBytes), maxBody: uint32(st.MaxBodyBytes())},
 	}
 	b.m = newBrokerMetrics(opts.Metrics)
+	b.admit = newAdmission(opts.MaxUnauthenticated, opts.MaxUnauthenticatedPerAddr, opts.Metrics)
+	opts.Metrics.NewGauge("gonets_broker_unauthenticated_connections", func() float64 { return float64(b.admit.len()) })
 	b.stop, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -202,7 +215,9 @@ type brokerMetrics struct {
 	rateLimited   *metrics.Counter
 	messages      *metrics.Counter
 	deliveries    *metrics.Counter
-	drops         *metrics.Counter
+	drops         *DropCounters
+	closes        *closeCounters
+	helloTimeouts *metrics.Counter
 	resyncs       *metrics.Counter
 	fanoutErrors  *metrics.Counter
 	badFrames     *metrics.Counter
@@ -220,7 +235,9 @@ func newBrokerMetrics(set *metrics.Set) brokerMetrics {
 		rateLimited:   set.NewCounter("gonets_broker_rate_limited_total"),
 		messages:      set.NewCounter("gonets_broker_messages_total"),
 		deliveries:    set.NewCounter("gonets_broker_deliveries_total"),
-		drops:         set.NewCounter("gonets_broker_push_drops_total"),
+		drops:         newDropCounters(set),
+		closes:        newCloseCounters(set),
+		helloTimeouts: set.NewCounter("gonets_broker_hello_timeouts_total"),
 		resyncs:       set.NewCounter("gonets_broker_resyncs_total"),
 		fanoutErrors:  set.NewCounter("gonets_broker_fanout_errors_total"),
 		badFrames:     set.NewCounter("gonets_broker_bad_frames_total"),

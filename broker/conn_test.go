@@ -3,9 +3,12 @@ package broker_test
 import (
 	"context"
 	"io"
+	"net"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/wire"
 )
@@ -14,14 +17,15 @@ import (
 // WebTransport carrier would over its own streams.
 type pipeConn struct {
 	reqR  *io.PipeReader
-	respW *io.PipeWriter
-	pushW *io.PipeWriter
+	respW net.Conn
+	pushW net.Conn
 	once  sync.Once
 }
 
-func (c *pipeConn) Read(p []byte) (int, error)   { return c.reqR.Read(p) }
-func (c *pipeConn) Write(p []byte) (int, error)  { return c.respW.Write(p) }
-func (c *pipeConn) OpenPush() (io.Writer, error) { return c.pushW, nil }
+func (c *pipeConn) Read(p []byte) (int, error)         { return c.reqR.Read(p) }
+func (c *pipeConn) Write(p []byte) (int, error)        { return c.respW.Write(p) }
+func (c *pipeConn) SetWriteDeadline(t time.Time) error { return c.respW.SetWriteDeadline(t) }
+func (c *pipeConn) OpenPush() (broker.Stream, error)   { return c.pushW, nil }
 func (c *pipeConn) Close(wire.ErrorCode, string) error {
 	c.once.Do(func() {
 		c.reqR.Close()
@@ -44,8 +48,8 @@ func TestSessionOverAnyTransport(t *testing.T) {
 	}
 	open := func(user uint64) *end {
 		reqR, reqW := io.Pipe()
-		respR, respW := io.Pipe()
-		pushR, pushW := io.Pipe()
+		respR, respW := net.Pipe()
+		pushR, pushW := net.Pipe()
 		c := &pipeConn{reqR: reqR, respW: respW, pushW: pushW}
 		go n.Broker().Serve(context.Background(), c)
 		t.Cleanup(func() { c.Close(0, "") })

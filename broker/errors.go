@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity/token"
@@ -59,4 +61,41 @@ func codeOf(err error) wire.ErrorCode {
 		return wire.ErrorCode_ERROR_CODE_UNAVAILABLE
 	}
 	return wire.ErrorCode_ERROR_CODE_INTERNAL
+}
+
+// clientError is what a client is told of err: its stable code and a
+// message. INTERNAL and UNAVAILABLE failures may carry storage detail
+// (paths, Pebble's messages): the client gets a generic message and an
+// error id, and the node logs the detail under that id.
+func (b *Broker) clientError(err error) *wire.Error {
+	e := &wire.Error{Code: codeOf(err)}
+	switch e.Code {
+	case wire.ErrorCode_ERROR_CODE_INTERNAL:
+		e.ErrorId = newErrorID()
+		e.Message = "internal error; the node logged it as " + e.ErrorId
+		b.log.Error("broker: internal error", "error_id", e.ErrorId, "err", err)
+	case wire.ErrorCode_ERROR_CODE_UNAVAILABLE:
+		e.ErrorId = newErrorID()
+		switch {
+		case errors.Is(err, ErrShutdown):
+			e.Message = "node shutting down; reconnect and sync"
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			e.Message = "request timed out; retry"
+		default:
+			e.Message = "storage unavailable; retry later"
+		}
+		b.log.Warn("broker: request unavailable", "error_id", e.ErrorId, "err", err)
+	default:
+		e.Message = err.Error()
+	}
+	var rl *rateLimitError
+	if errors.As(err, &rl) {
+		e.RetryAfterMs = uint32(max(1, rl.wait.Milliseconds()))
+	}
+	return e
+}
+
+// newErrorID returns a random id naming one failure in the log.
+func newErrorID() string {
+	return strconv.FormatUint(rand.Uint64(), 36)
 }

@@ -39,6 +39,20 @@ type Options struct {
 	// HelloTimeout is how long a new connection may take to authenticate.
 	// Default: 10 s.
 	HelloTimeout time.Duration
+	// MaxUnauthenticated caps the connections that have not yet sent a
+	// verified Hello. A new one beyond it evicts the oldest, so that a
+	// flood of idle connections cannot keep an honest client, which
+	// authenticates in milliseconds, out. Default: 1,024.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerAddr caps those connections per source IP
+	// address; a new one beyond it evicts that address's oldest. It is a
+	// last resort with a high ceiling: thousands of honest mobile users
+	// may share one address behind carrier-grade NAT. Default: 256.
+	MaxUnauthenticatedPerAddr int
+	// WriteTimeout is how long a write to a client may make no progress:
+	// a session whose responses or pushes have not moved for this long
+	// is closed, the reason counted. Default: 10 s.
+	WriteTimeout time.Duration
 	// RequestTimeout bounds one request's store work. Default: 10 s.
 	RequestTimeout time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
@@ -82,6 +96,15 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
+	if o.MaxUnauthenticated == 0 {
+		o.MaxUnauthenticated = 1024
+	}
+	if o.MaxUnauthenticatedPerAddr == 0 {
+		o.MaxUnauthenticatedPerAddr = 256
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -105,6 +128,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.CacheChats > 0, "CacheChats %d must be positive", o.CacheChats)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
-	check(o.HelloTimeout > 0 && o.RequestTimeout > 0, "timeouts must be positive")
+	check(o.HelloTimeout > 0 && o.RequestTimeout > 0 && o.WriteTimeout > 0, "timeouts must be positive")
+	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
+	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,
+		"MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
 	return o, errors.Join(errs...)
 }

@@ -12,13 +12,16 @@ type OutboxOptions struct {
 	MaxFrames int
 	// MaxBytes caps the queued bytes. Default: 4 MiB.
 	MaxBytes int
-	// Drops counts pushes refused because the outbox was stalled or full.
-	// Default: none.
-	Drops *metrics.Counter
+	// Drops counts refused pushes by reason. Default: none.
+	Drops *DropCounters
 	// Wake, when set, is called (outside the outbox's lock) each time the
 	// outbox goes from empty to non-empty, instead of signalling Ready, so
 	// that a writer need not wait while there is nothing to write.
 	Wake func()
+	// Stall, when set, is called (outside the lock) when a push stalls
+	// the outbox, so that the session tells the client to resync.
+	// Default: Wake is called instead.
+	Stall func()
 }
 
 // Outbox is one session's bounded queue of payloads, filled by publishers
@@ -26,9 +29,10 @@ type OutboxOptions struct {
 // use. A drained outbox keeps at most a minRing-slot ring.
 type Outbox struct {
 	maxFrames, maxBytes int
-	drops               *metrics.Counter
+	drops               DropCounters
 	wake                func()        // called when the queue becomes non-empty, or
 	ready               chan struct{} // signalled then, when wake is nil
+	stall               func()        // called when the outbox stalls
 
 	mu      sync.Mutex // guards the following
 	ring    []*Payload
@@ -46,7 +50,13 @@ func NewOutbox(opts OutboxOptions) *Outbox {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 4 << 20
 	}
-	o := &Outbox{maxFrames: opts.MaxFrames, maxBytes: opts.MaxBytes, drops: opts.Drops, wake: opts.Wake}
+	o := &Outbox{maxFrames: opts.MaxFrames, maxBytes: opts.MaxBytes, wake: opts.Wake, stall: opts.Stall}
+	if opts.Drops != nil {
+		o.drops = *opts.Drops
+	}
+	if o.stall == nil {
+		o.stall = o.wake
+	}
 	if o.wake == nil {
 		o.ready = make(chan struct{}, 1)
 	}
@@ -70,14 +80,23 @@ func (o *Outbox) add(p *Payload, stall bool) bool {
 			o.mu.Unlock()
 			return false
 		}
+		var reason *metrics.Counter
+		switch {
+		case o.closed:
+			reason = o.drops.Closed
+		case o.stalled:
+			reason = o.drops.Stalled
+		default:
+			reason = o.drops.Full
+		}
 		stalls := !o.stalled && !o.closed
 		o.stalled = o.stalled || !o.closed
 		o.mu.Unlock()
-		if o.drops != nil {
-			o.drops.Inc()
+		if reason != nil {
+			reason.Inc()
 		}
-		if stalls && o.wake != nil {
-			o.wake() // the writer tells the client to resync
+		if stalls && o.stall != nil {
+			o.stall() // the session tells the client to resync
 		}
 		return false
 	}

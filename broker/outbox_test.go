@@ -14,7 +14,7 @@ func payload(n int) *Payload {
 }
 
 func TestOutboxOrderAndStall(t *testing.T) {
-	drops := metrics.NewSet().NewCounter("drops")
+	drops := newDropCounters(metrics.NewSet())
 	o := NewOutbox(OutboxOptions{MaxFrames: 4, MaxBytes: 1000, Drops: drops})
 	ps := make([]*Payload, 6)
 	for i := range ps {
@@ -36,8 +36,8 @@ func TestOutboxOrderAndStall(t *testing.T) {
 	if o.Push(ps[5]) {
 		t.Fatal("a stalled outbox took a push: the client would see a gap")
 	}
-	if drops.Get() != 2 {
-		t.Fatalf("drops = %d, want 2", drops.Get())
+	if drops.Full.Get() != 1 || drops.Stalled.Get() != 1 {
+		t.Fatalf("drops: full %d, stalled %d; want 1 and 1", drops.Full.Get(), drops.Stalled.Get())
 	}
 	n, _ = o.Take(dst)
 	if n != 2 || dst[0] != ps[2] || dst[1] != ps[3] {

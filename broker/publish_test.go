@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity/token"
@@ -20,7 +21,8 @@ func (c *discardConn) Write(p []byte) (int, error) {
 	c.written.Add(int64(len(p)))
 	return len(p), nil
 }
-func (c *discardConn) OpenPush() (io.Writer, error)       { return c, nil }
+func (c *discardConn) SetWriteDeadline(time.Time) error   { return nil }
+func (c *discardConn) OpenPush() (Stream, error)          { return c, nil }
 func (c *discardConn) Close(wire.ErrorCode, string) error { return nil }
 
 // publishRig is a broker with n online sessions, all members of one

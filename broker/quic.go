@@ -5,7 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -27,13 +28,33 @@ const (
 	closeLinger = 250 * time.Millisecond
 )
 
+// Flow-control windows of the node's receive side. A connection gets one
+// bidirectional stream, its request stream; until its Hello is verified
+// the node reads at most maxHelloBytes from it, so a connection that never
+// authenticates can make the node buffer no more than these windows.
+// quic-go raises an authenticated session's windows as the node reads
+// quickly, up to the maxima; requests are handled one at a time, so a
+// larger window would only queue more of them.
+const (
+	streamWindow    = 32 << 10
+	connWindow      = 48 << 10
+	maxStreamWindow = 1 << 20
+	maxConnWindow   = 3 << 19
+)
+
 // QUICConfig returns the QUIC settings of the node's listener.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
-		MaxIdleTimeout:        quicIdleTimeout,
-		MaxIncomingStreams:    4,
-		MaxIncomingUniStreams: -1, // pushes flow server to client only
-		HandshakeIdleTimeout:  10 * time.Second,
+		MaxIdleTimeout: quicIdleTimeout,
+		// One request stream per connection: a stream the node would
+		// never read is never accepted.
+		MaxIncomingStreams:             1,
+		MaxIncomingUniStreams:          -1, // pushes flow server to client only
+		InitialStreamReceiveWindow:     streamWindow,
+		MaxStreamReceiveWindow:         maxStreamWindow,
+		InitialConnectionReceiveWindow: connWindow,
+		MaxConnectionReceiveWindow:     maxConnWindow,
+		HandshakeIdleTimeout:           10 * time.Second,
 		// A resuming client may send its Hello in 0-RTT data; the session
 		// handles nothing before the handshake completes (serveQUICConn),
 		// so a replayed Hello can do no more than authenticate again.
@@ -79,10 +100,20 @@ func (b *Broker) ServeQUIC(ln *quic.EarlyListener) error {
 }
 
 // serveQUICConn waits for the client's request stream and serves it. This
-// goroutine is the session's reader.
+// goroutine is the session's reader. Until its Hello is verified the
+// connection counts against the admission bounds, which may evict it.
 func (b *Broker) serveQUICConn(c *quic.Conn) {
 	defer b.wg.Done()
-	ctx, cancel := context.WithTimeout(c.Context(), b.opts.HelloTimeout)
+	deadline := time.Now().Add(b.opts.HelloTimeout)
+	var addr netip.Addr
+	if ua, ok := c.RemoteAddr().(*net.UDPAddr); ok {
+		addr, _ = netip.AddrFromSlice(ua.IP)
+	}
+	p := b.admit.admit(addr, func() {
+		c.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_UNAVAILABLE), "too many unauthenticated connections; reconnect")
+	})
+	defer b.admit.leave(p)
+	ctx, cancel := context.WithDeadline(c.Context(), deadline)
 	stop := context.AfterFunc(b.stop, cancel)
 	st, err := c.AcceptStream(ctx)
 	if err == nil {
@@ -97,11 +128,14 @@ func (b *Broker) serveQUICConn(c *quic.Conn) {
 	stop()
 	cancel()
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			b.m.helloTimeouts.Inc()
+		}
 		c.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_BAD_FRAME), "no request stream")
 		return
 	}
 	qc := &quicConn{c: c, st: st}
-	if err := b.Serve(c.Context(), qc); err != nil {
+	if err := b.serve(c.Context(), qc, deadline, func() { b.admit.leave(p) }); err != nil {
 		b.log.Debug("broker: session ended", "remote", c.RemoteAddr(), "err", err)
 	}
 }
@@ -116,10 +150,10 @@ type quicConn struct {
 	closeOnce sync.Once
 }
 
-func (q *quicConn) Read(p []byte) (int, error)  { return q.st.Read(p) }
-func (q *quicConn) Write(p []byte) (int, error) { return q.st.Write(p) }
-
-func (q *quicConn) OpenPush() (io.Writer, error) { return q.c.OpenUniStream() }
+func (q *quicConn) Read(p []byte) (int, error)         { return q.st.Read(p) }
+func (q *quicConn) Write(p []byte) (int, error)        { return q.st.Write(p) }
+func (q *quicConn) SetWriteDeadline(t time.Time) error { return q.st.SetWriteDeadline(t) }
+func (q *quicConn) OpenPush() (Stream, error)          { return q.c.OpenUniStream() }
 
 // Close ends the request stream, gives the client a moment to read what
 // was written and close first, then closes the connection with code.

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"io"
+	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -136,8 +137,8 @@ func TestPreAuthConnectionsCostLittle(t *testing.T) {
 	const conns = 200
 	for range conns {
 		reqR, reqW := io.Pipe()
-		_, respW := io.Pipe()
-		_, pushW := io.Pipe()
+		_, respW := net.Pipe()
+		_, pushW := net.Pipe()
 		c := &pipeConn{reqR: reqR, respW: respW, pushW: pushW}
 		go n.Broker().Serve(context.Background(), c)
 		t.Cleanup(func() { c.Close(0, "") })

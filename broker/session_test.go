@@ -197,7 +197,7 @@ func TestGoingAwayOnShutdown(t *testing.T) {
 	alice := dial(t, n, n.Token(t, 1, 1))
 	alice.createChat(direct, 2) // a round trip: the session is registered
 	go n.Stop()
-	if f := alice.push(); f.GetGoingAway() == nil {
+	if f := alice.control(); f.GetGoingAway() == nil {
 		t.Fatalf("want GoingAway, got %v", f)
 	}
 }
@@ -228,26 +228,32 @@ func TestSlowSessionStaysBounded(t *testing.T) {
 			t.Fatalf("fast reader got seq %d, want %d", m.Seq, i+1)
 		}
 	}
-	drops := metricValue(t, n.Broker(), "gonets_broker_push_drops_total")
-	if drops == 0 {
-		t.Fatal("the slow session took every push: nothing bounded it")
+	full := metricValue(t, n.Broker(), `gonets_broker_push_drops_total{reason="full"}`)
+	stalled := metricValue(t, n.Broker(), `gonets_broker_push_drops_total{reason="stalled"}`)
+	if full != 1 || stalled == 0 {
+		t.Fatalf("drops: full %v, stalled %v; want the one that stalled the outbox, then the rest", full, stalled)
 	}
-	// The slow session's requests still work, and once it reads its pushes
-	// it finds a Resync after what fitted.
+	// The slow session's requests still work, and the Resync came on the
+	// response stream, where a client whose push stream is stuck sees it.
 	if slow.do(&wire.Frame{Body: &wire.Frame_Ping{Ping: &wire.Ping{Nonce: 7}}}).GetPong().GetNonce() != 7 {
 		t.Fatal("slow session's ping unanswered")
+	}
+	if f := slow.control(); f.GetResync() == nil {
+		t.Fatalf("want Resync, got %v", f)
 	}
 	slow.readPushes()
 	delivered := 0
 	for {
-		f := slow.push()
-		if f.GetResync() != nil {
-			break
+		select {
+		case f := <-slow.pushes:
+			if f.GetDeliver() == nil {
+				t.Fatalf("unexpected push %v", f)
+			}
+			delivered++
+			continue
+		case <-time.After(300 * time.Millisecond):
 		}
-		if f.GetDeliver() == nil {
-			t.Fatalf("unexpected push %v", f)
-		}
-		delivered++
+		break
 	}
 	if delivered == msgs || delivered*len(body) > 2*outboxBytes+(1<<20) {
 		t.Fatalf("slow session got %d of %d pushes before Resync", delivered, msgs)

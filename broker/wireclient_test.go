@@ -23,7 +23,11 @@ type wireClient struct {
 	r      *wire.Reader
 	nextID uint64
 	pushes chan *wire.Frame // pushes, read from the push stream when reading
-	rmu    sync.Mutex       // serialises request/response pairs
+	// controls gets the control frames (Resync, GoingAway) that come on
+	// the response stream with id 0.
+	controls chan *wire.Frame
+	resps    chan *wire.Frame // responses, once readResponses runs
+	rmu      sync.Mutex       // serialises request/response pairs
 }
 
 // dialRaw connects without a hello.
@@ -39,7 +43,7 @@ func dialRaw(t testing.TB, n *brokertest.Node) *wireClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &wireClient{t: t, conn: conn, st: st, r: wire.NewReader(st, 0), pushes: make(chan *wire.Frame, 4096)}
+	c := &wireClient{t: t, conn: conn, st: st, r: wire.NewReader(st, 0), pushes: make(chan *wire.Frame, 4096), controls: make(chan *wire.Frame, 16)}
 	t.Cleanup(func() { conn.CloseWithError(0, "") })
 	return c
 }
@@ -54,7 +58,24 @@ func dial(t testing.TB, n *brokertest.Node, tok string) *wireClient {
 		t.Fatalf("hello: got %v", resp)
 	}
 	c.readPushes()
+	c.readResponses()
 	return c
+}
+
+// readResponses reads the response stream in the background, so that
+// control frames arrive while no request waits.
+func (c *wireClient) readResponses() {
+	c.resps = make(chan *wire.Frame, 16)
+	go func() {
+		defer close(c.resps)
+		for {
+			f, err := c.readStream()
+			if err != nil {
+				return
+			}
+			c.resps <- f
+		}
+	}()
 }
 
 // readPushes reads the push stream in the background.
@@ -112,9 +133,50 @@ func (c *wireClient) do(f *wire.Frame) *wire.Frame {
 
 // read reads the next response frame.
 func (c *wireClient) read() (*wire.Frame, error) {
-	f := new(wire.Frame)
-	err := c.r.Read(f)
-	return f, err
+	if c.resps == nil {
+		return c.readStream()
+	}
+	select {
+	case f, ok := <-c.resps:
+		if !ok {
+			return nil, io.EOF
+		}
+		return f, nil
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("no response within 10s")
+	}
+}
+
+// readStream reads the response stream up to its next response, handing
+// control frames to c.controls on the way.
+func (c *wireClient) readStream() (*wire.Frame, error) {
+	for {
+		f := new(wire.Frame)
+		if err := c.r.Read(f); err != nil {
+			return f, err
+		}
+		if f.Id == 0 && (f.GetResync() != nil || f.GetGoingAway() != nil) {
+			select {
+			case c.controls <- f:
+			default:
+				c.t.Errorf("test client: control buffer full")
+			}
+			continue
+		}
+		return f, nil
+	}
+}
+
+// control waits for the next control frame.
+func (c *wireClient) control() *wire.Frame {
+	c.t.Helper()
+	select {
+	case f := <-c.controls:
+		return f
+	case <-time.After(5 * time.Second):
+		c.t.Fatal("no control frame within 5s")
+		return nil
+	}
 }
 
 // push waits for the next push.

@@ -405,6 +405,10 @@ func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err erro
 			if err := c.push(ctx, s, f); err != nil {
 				return true, err
 			}
+		case f := <-s.control:
+			if err := c.push(ctx, s, f); err != nil {
+				return true, err
+			}
 		case <-gapDue:
 			if err := c.dl.expire(ctx, s); err != nil {
 				return true, err

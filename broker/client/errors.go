@@ -22,6 +22,9 @@ type Error struct {
 	Code       wire.ErrorCode
 	Message    string
 	RetryAfter time.Duration
+	// ID names an INTERNAL or UNAVAILABLE failure in the node's log,
+	// where its detail is; quote it when reporting one.
+	ID string
 }
 
 // Error returns "gonets: CODE: message".
@@ -42,7 +45,7 @@ func (e *Error) Is(target error) bool {
 
 // errorFromWire converts an Error frame.
 func errorFromWire(w *wire.Error) *Error {
-	return &Error{Code: w.GetCode(), Message: w.GetMessage(), RetryAfter: time.Duration(w.GetRetryAfterMs()) * time.Millisecond}
+	return &Error{Code: w.GetCode(), Message: w.GetMessage(), RetryAfter: time.Duration(w.GetRetryAfterMs()) * time.Millisecond, ID: w.GetErrorId()}
 }
 
 // Sentinels, one per code, for errors.Is. They carry no message.

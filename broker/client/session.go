@@ -36,8 +36,12 @@ type session struct {
 	// pushes hands each push to the delivery goroutine, unbuffered: while
 	// that goroutine is busy the push stream is not read.
 	pushes chan *wire.Frame
-	dead   chan struct{} // closed by fail
-	wg     sync.WaitGroup
+	// control hands the node's control frames (Resync, GoingAway), which
+	// come on the request stream, to the delivery goroutine. It is
+	// buffered, so that reading responses never waits for delivery.
+	control chan *wire.Frame
+	dead    chan struct{} // closed by fail
+	wg      sync.WaitGroup
 
 	wmu  sync.Mutex // guards the following: one writer at a time
 	wbuf []byte
@@ -123,6 +127,7 @@ func handshake(ctx context.Context, conn *quic.Conn, h hello) (*session, error) 
 		maxRecv: h.maxRcv,
 		ids:     h.ids,
 		pushes:  make(chan *wire.Frame),
+		control: make(chan *wire.Frame, 2),
 		dead:    make(chan struct{}),
 		pending: make(map[uint64]chan *wire.Frame),
 	}
@@ -156,10 +161,20 @@ func (s *session) readResponses(r *wire.Reader) {
 			return
 		}
 		if f.GetId() == 0 {
-			// A session-level error before the node closes.
-			if e := f.GetError(); e != nil {
-				s.fail(errorFromWire(e))
+			switch f.GetBody().(type) {
+			case *wire.Frame_Error:
+				// A session-level error before the node closes.
+				s.fail(errorFromWire(f.GetError()))
 				return
+			case *wire.Frame_Resync, *wire.Frame_GoingAway:
+				// Control frames: the node sends each at most once until
+				// the client acts on it, so the buffer does not fill; if
+				// it ever did, one of each kind waiting is as good.
+				select {
+				case s.control <- f:
+				default:
+				}
+				continue
 			}
 			s.fail(fmt.Errorf("%w: %T with id 0 on the request stream", ErrProtocol, f.GetBody()))
 			return

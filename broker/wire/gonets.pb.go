@@ -2402,10 +2402,14 @@ func (x *Pong) GetNonce() uint64 {
 // Error answers a request that failed (same id), or reports a session-level
 // failure (id 0) before the server closes.
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=gonets.v1.ErrorCode" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	RetryAfterMs  uint32                 `protobuf:"varint,3,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Code         ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=gonets.v1.ErrorCode" json:"code,omitempty"`
+	Message      string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	RetryAfterMs uint32                 `protobuf:"varint,3,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// error_id names this failure in the node's log. INTERNAL and
+	// UNAVAILABLE errors carry one, with a generic message: their detail
+	// (paths, storage messages) stays in the node's log under this id.
+	ErrorId       string `protobuf:"bytes,4,opt,name=error_id,json=errorId,proto3" json:"error_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2459,6 +2463,13 @@ func (x *Error) GetRetryAfterMs() uint32 {
 		return x.RetryAfterMs
 	}
 	return 0
+}
+
+func (x *Error) GetErrorId() string {
+	if x != nil {
+		return x.ErrorId
+	}
+	return ""
 }
 
 // GoingAway tells the client the node is shutting down: reconnect (to
@@ -2750,11 +2761,12 @@ const file_gonets_proto_rawDesc = "" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
 	"\x04Pong\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"q\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x8c\x01\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.gonets.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\"1\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x19\n" +
+	"\berror_id\x18\x04 \x01(\tR\aerrorId\"1\n" +
 	"\tGoingAway\x12$\n" +
 	"\x0eretry_after_ms\x18\x01 \x01(\rR\fretryAfterMs\"\x1e\n" +
 	"\x06Resync\x12\x14\n" +
