@@ -101,15 +101,20 @@ type retention struct {
 // brokerConfig is the [broker] section; with node.name it maps onto
 // broker.Options.
 type brokerConfig struct {
-	MaxFrameBytes      byteSize     `toml:"max_frame_bytes"`
-	SendRate           float64      `toml:"send_rate"`
-	SendBurst          int          `toml:"send_burst"`
-	MaxChatsPerUser    int          `toml:"max_chats_per_user"`
-	MaxSessionsPerUser int          `toml:"max_sessions_per_user"`
-	CacheChats         int          `toml:"cache_chats"`
-	HelloTimeout       duration     `toml:"hello_timeout"`
-	RequestTimeout     duration     `toml:"request_timeout"`
-	Outbox             outboxConfig `toml:"outbox"`
+	MaxFrameBytes      byteSize `toml:"max_frame_bytes"`
+	SendRate           float64  `toml:"send_rate"`
+	SendBurst          int      `toml:"send_burst"`
+	MaxChatsPerUser    int      `toml:"max_chats_per_user"`
+	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
+	CacheChats         int      `toml:"cache_chats"`
+	HelloTimeout       duration `toml:"hello_timeout"`
+	RequestTimeout     duration `toml:"request_timeout"`
+	WriteTimeout       duration `toml:"write_timeout"`
+	// MaxUnauthenticated and MaxUnauthenticatedPerAddr bound the
+	// connections that have not yet authenticated.
+	MaxUnauthenticated        int          `toml:"max_unauthenticated"`
+	MaxUnauthenticatedPerAddr int          `toml:"max_unauthenticated_per_addr"`
+	Outbox                    outboxConfig `toml:"outbox"`
 }
 
 // outboxConfig is the [broker.outbox] section: each session's queue.
@@ -360,15 +365,18 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		return int(v)
 	}
 	opts := broker.Options{
-		Name:               c.Node.Name,
-		MaxFrameBytes:      toInt("broker.max_frame_bytes", b.MaxFrameBytes),
-		SendRate:           b.SendRate,
-		SendBurst:          b.SendBurst,
-		MaxChatsPerUser:    b.MaxChatsPerUser,
-		MaxSessionsPerUser: b.MaxSessionsPerUser,
-		CacheChats:         b.CacheChats,
-		HelloTimeout:       time.Duration(b.HelloTimeout),
-		RequestTimeout:     time.Duration(b.RequestTimeout),
+		Name:                      c.Node.Name,
+		MaxFrameBytes:             toInt("broker.max_frame_bytes", b.MaxFrameBytes),
+		SendRate:                  b.SendRate,
+		SendBurst:                 b.SendBurst,
+		MaxChatsPerUser:           b.MaxChatsPerUser,
+		MaxSessionsPerUser:        b.MaxSessionsPerUser,
+		CacheChats:                b.CacheChats,
+		HelloTimeout:              time.Duration(b.HelloTimeout),
+		RequestTimeout:            time.Duration(b.RequestTimeout),
+		WriteTimeout:              time.Duration(b.WriteTimeout),
+		MaxUnauthenticated:        b.MaxUnauthenticated,
+		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,
 		Outbox: broker.OutboxOptions{
 			MaxFrames: b.Outbox.MaxFrames,
 			MaxBytes:  toInt("broker.outbox.max_bytes", b.Outbox.MaxBytes),
