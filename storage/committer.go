@@ -148,15 +148,26 @@ type flightHead struct {
 // WAL sync that covers it, publishes it to readers and answers every
 // request. Requests arriving during a sync form the next batch; an idle
 // store commits at once.
+//
+// Once the store has failed, the committer reopens the database
+// (recoverLoop) before it takes the next batch; after Close has begun it
+// only answers what is queued.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	bc := &batchCtx{dedupe: make(map[dedupeID]Ack), staged: make(map[string][]byte)}
 	var reqs []*request
+	var bo backoff
 	for {
+		if s.failure() != nil && !s.stopping() {
+			s.recoverLoop(&bo)
+		}
 		var ok bool
 		reqs, ok = s.q.take(reqs[:0], s.opts.MaxBatchBytes)
 		if !ok {
 			return
+		}
+		if len(reqs) == 0 {
+			continue // woken by a failure
 		}
 		f := &flight{reqs: reqs, start: time.Now()}
 		s.build(bc, f)
@@ -212,7 +223,7 @@ func (s *Store) build(bc *batchCtx, f *flight) {
 		return
 	}
 	b.Set(keyVersion, binary.AppendUvarint(bc.key[:0], bc.ver), nil)
-	if err := applyNoSyncWait(s.db, b); err != nil {
+	if err := s.applyNoSyncWait(b); err != nil {
 		s.m.commitErrors.Inc()
 		s.fail(fmt.Errorf("commit: %w", err))
 		f.err = s.failure()
@@ -308,14 +319,16 @@ func (s *Store) finishChats(bc *batchCtx) error {
 }
 
 // applyNoSyncWait applies b to the memtable and the WAL; Batch.SyncWait
-// then waits for its sync. Pebble reports a failed WAL write through
-// Logger.Fatalf, which pebbleLogger turns into a panic; it is recovered
-// here into the error that fails the store.
-func applyNoSyncWait(db *pebble.DB, b *pebble.Batch) (err error) {
+// then waits for its sync. It never meets a WAL error of an earlier batch:
+// the committer applies nothing after a failed sync until it has reopened
+// the database. Pebble panics here only in states it cannot leave (its
+// commit pipeline's mutex stays locked), so a panic ends the process with
+// the fatal line instead of being turned into an error.
+func (s *Store) applyNoSyncWait(b *pebble.Batch) error {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("pebble: %v", r)
+			s.opts.fatal(fmt.Sprintf("pebble panicked in a commit: %v", r))
 		}
 	}()
-	return db.ApplyNoSyncWait(b, pebble.Sync)
+	return s.db.ApplyNoSyncWait(b, pebble.Sync)
 }

@@ -18,8 +18,9 @@
 // are the callers answered. Messages that arrive while a sync is in flight
 // form the next batch, capped at Options.MaxBatchBytes; an idle store
 // commits at once. A failed commit or sync fails every caller in the batch
-// and the store refuses writes until reopened (ErrFailed): nothing is ever
-// acked after a failed sync.
+// and the store refuses writes (ErrFailed) until it has reopened its
+// database, which it does by itself (see Failures): nothing is ever acked
+// after a failed sync.
 //
 // Readers never see what is not yet durable. Pebble makes a batch visible
 // before its sync completes, so the committer takes a Pebble snapshot right
@@ -107,14 +108,59 @@
 // least 10%. The codec is recorded per record (and per overlay), so it can
 // change without rewriting data.
 //
+// # Failures
+//
+// The store survives, and recovers from by itself, every failure Pebble
+// reports as an error:
+//
+//   - a failed WAL write or sync (a full disk, an I/O error): the batch's
+//     callers get ErrFailed; nothing of it is acked;
+//   - a failed flush of a memtable into a table (Pebble would otherwise
+//     stall writes once memtables pile up);
+//   - an I/O error reading Pebble while building a batch.
+//
+// Each fails the store: writes are refused at once with ErrFailed,
+// Healthy reports false, and reads go on from the last published view.
+// The committer then reopens the database in place (recover.go): after
+// Options.RecoverMinDelay, doubling to Options.RecoverMaxDelay, it probes
+// the disk (a small synced write and, where the file system reports it,
+// free space for the WAL to replay); once the disk takes writes it closes
+// the database (reads fail with ErrFailed until the reopen is done),
+// opens it again, writes a synced probe record, drops its chat cache and
+// publishes a new view. The directory lock is held throughout. A batch
+// whose sync failed may be found on disk after the reopen; it was never
+// acked, and a retry of it is answered from the dedupe table. Failed
+// compactions are logged and counted, not fatal: they lose nothing.
+//
+// The process stops (Options.Exit, after one line "storage: fatal: ...;
+// the process stops; acknowledged data is safe in the WAL; restart") on
+// what Pebble cannot survive: a WAL that cannot be created, or the
+// previous WAL that cannot be finished, in a memtable rotation (Pebble
+// panics there with its mutex released, which no recover survives:
+// walFS and the WALCreated event end the process first); a failed
+// MANIFEST write; a panic inside a commit; and every Logger.Fatalf of
+// Pebble's (invariant violations). A restart replays the WAL: everything
+// acked is there.
+//
+// Open refuses a disk without room to open the store (ErrNoSpace, at
+// once: Pebble would otherwise retry the flush of the replayed WAL
+// forever) and a directory another process holds (ErrLocked). Pebble
+// retries a failed flush or compaction at once and forever; the store's
+// event listener pauses those retries (up to maxRetryPause) and its log
+// lines are rate-limited per message (loglimit.go), so a full disk costs
+// neither a core nor the log.
+//
 // # Goroutines and locks
 //
 // Open starts two goroutines, both stopped and waited for by Close:
-// the committer (commitLoop), which owns every write and the chatState
-// fields marked committer-owned, and the sweeper (sweepLoop), which plans
-// deletions from a read view and submits them through the committer.
-// Callers block in Append and the other writes until their batch is
-// durable; the queue to the committer is bounded by Options.MaxQueuedBytes.
+// the committer (commitLoop), which owns every write, the database handle
+// and the chatState fields marked committer-owned, and reopens a failed
+// database; and the sweeper (sweepLoop), which plans deletions from a
+// read view and submits them through the committer. Callers block in
+// Append and the other writes until their batch is durable; the queue to
+// the committer is bounded by Options.MaxQueuedBytes. Close waits for the
+// batch in flight, and so for its sync: on a disk whose syncs hang, Close
+// hangs (the node bounds its shutdown and exits).
 //
 // Lock order: Store.mu (the chat cache) is taken alone; queue.mu is taken
 // alone. Neither is held while waiting on the other or on a sync.

@@ -7,9 +7,17 @@ import "errors"
 var (
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("storage: store closed")
-	// ErrFailed is returned for every write after a commit or sync failed.
-	// Nothing from the failed batch was acknowledged; reopen the store.
-	ErrFailed = errors.New("storage: store failed; reopen required")
+	// ErrFailed is returned for every write while the store is failed: a
+	// commit, sync or flush failed, and the store refuses writes until it
+	// has reopened its database (it retries by itself, see doc.go). Nothing
+	// from the failed batch was acknowledged.
+	ErrFailed = errors.New("storage: store failed; writes refused until it recovers")
+	// ErrNoSpace is returned by Open when the store's disk has no room for
+	// the store to open: free space and open again.
+	ErrNoSpace = errors.New("storage: no space left on device")
+	// ErrLocked is returned by Open when another process (or another Store
+	// in this process) holds the store's directory.
+	ErrLocked = errors.New("storage: another process holds the store")
 
 	// ErrUnknownChat is returned for a chat that does not exist.
 	ErrUnknownChat = errors.New("storage: unknown chat")

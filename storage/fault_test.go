@@ -47,10 +47,13 @@ func runIsolated(t *testing.T, name string) (child bool) {
 	return false
 }
 
-// walSyncFault fails every sync of a WAL file (*.log) while on.
+// walSyncFault fails every sync of a WAL file (*.log) while on, and of the
+// file the store probes the disk with before it reopens (so that, as on a
+// disk that refuses syncs, the store keeps its failed database until the
+// fault ends). Tables and the MANIFEST are not written in these tests.
 func walSyncFault(on *atomic.Bool) errorfs.Injector {
 	return errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !on.Load() || !strings.HasSuffix(op.Path, ".log") {
+		if !on.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, probeFile)) {
 			return nil
 		}
 		switch op.Kind {
@@ -62,10 +65,12 @@ func walSyncFault(on *atomic.Bool) errorfs.Injector {
 }
 
 // TestSyncFailure fails WAL syncs under a running store. Every write in
-// flight or later must fail with ErrFailed, nothing unsynced may become
-// visible, and after a reopen everything acked before the fault is there.
-// It runs in a child process: a store that panics on a sync error instead
-// of failing cleanly would otherwise take the whole test binary down.
+// flight or later must fail with ErrFailed while the fault lasts, readers
+// must go on seeing exactly what was durable, the store must recover by
+// itself once syncs work again, and after the recovery (and after a
+// reopen) everything acked before the fault is there, once. It runs in a
+// child process: a store that panics on a sync error instead of failing
+// cleanly would otherwise take the whole test binary down.
 func TestSyncFailure(t *testing.T) {
 	if !runIsolated(t, "TestSyncFailure") {
 		return
@@ -73,7 +78,16 @@ func TestSyncFailure(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var inject atomic.Bool
-	s, err := Open(dir, Options{FS: errorfs.Wrap(vfs.Default, walSyncFault(&inject)), SweepInterval: -1})
+	var probes atomic.Int64
+	fault := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		err := walSyncFault(&inject).MaybeError(op)
+		if err != nil && strings.HasSuffix(op.Path, probeFile) {
+			probes.Add(1)
+		}
+		return err
+	})
+	s, err := Open(dir, Options{FS: errorfs.Wrap(vfs.Default, fault), SweepInterval: -1,
+		RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -109,7 +123,7 @@ func TestSyncFailure(t *testing.T) {
 	for w := range writers {
 		for k := range 2 {
 			c := chats[(w+k)%nchats]
-			failed[w] = append(failed[w], text(c.ID, 5, uint64(1_000_000+10*w+k), fmt.Sprintf("after %d %d", w, k)))
+			failed[w] = append(failed[w], text(c.ID, UserID(2+w%3), uint64(1_000_000+10*w+k), fmt.Sprintf("after %d %d", w, k)))
 		}
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -132,8 +146,23 @@ func TestSyncFailure(t *testing.T) {
 		t.FailNow()
 	}
 
-	// The store refuses every write until reopened, even with syncs healed.
-	inject.Store(false)
+	// While syncs fail the store refuses every write, reports itself
+	// unhealthy, and keeps serving reads from what was durable, also after
+	// attempts to reopen have failed.
+	checkDurable := func(when string) {
+		t.Helper()
+		if v := s.Version(); v != verBefore {
+			t.Errorf("%s: Version = %d, want %d", when, v, verBefore)
+		}
+		for _, c := range chats {
+			got, err := s.Chat(c.ID)
+			if err != nil || got.LastSeq != perChat || got.Members != 4 {
+				t.Errorf("%s: Chat(%d) = %+v, %v; want last seq %d, 4 members", when, c.ID, got, err, perChat)
+			}
+			checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked[c.ID], nil)
+		}
+	}
+	checkDurable("after the failure")
 	if _, err := s.Append(ctx, []Message{text(chats[0].ID, 1, 7_000_000, "later")}); !errors.Is(err, ErrFailed) {
 		t.Errorf("Append after failure: %v, want ErrFailed", err)
 	}
@@ -143,20 +172,37 @@ func TestSyncFailure(t *testing.T) {
 	if err := s.AddMember(ctx, chats[0].ID, 99, RoleMember); !errors.Is(err, ErrFailed) {
 		t.Errorf("AddMember after failure: %v, want ErrFailed", err)
 	}
+	if s.Healthy() {
+		t.Error("Healthy() = true while syncs fail")
+	}
+	waitFor(t, 10*time.Second, "two failed attempts to reopen", func() bool { return probes.Load() >= 2 })
+	checkDurable("after failed reopens")
+	if s.Healthy() {
+		t.Error("Healthy() = true while syncs fail")
+	}
 
-	// Readers see only what was durable before the fault.
-	if v := s.Version(); v != verBefore {
-		t.Errorf("Version = %d after failure, want %d", v, verBefore)
+	// Syncs heal: the store recovers by itself.
+	inject.Store(false)
+	waitFor(t, 10*time.Second, "the store to recover", s.Healthy)
+	var all []Message
+	for _, f := range failed {
+		all = append(all, f...)
 	}
 	for _, c := range chats {
-		got, err := s.Chat(c.ID)
-		if err != nil || got.LastSeq != perChat || got.Members != 4 {
-			t.Errorf("Chat(%d) after failure = %+v, %v; want last seq %d, 4 members", c.ID, got, err, perChat)
-		}
-		checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked[c.ID], nil)
+		checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked[c.ID], all)
 	}
+	if got := metricValue(t, s, "gonets_storage_recoveries_total"); got != 1 {
+		t.Errorf("gonets_storage_recoveries_total = %v, want 1", got)
+	}
+	if got := metricValue(t, s, "gonets_storage_failures_total"); got != 1 {
+		t.Errorf("gonets_storage_failures_total = %v, want 1", got)
+	}
+	post := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Title: "after recovery"})
+	postMsg := text(post.ID, 1, 7_000_001, "after recovery")
+	mustAppend(t, s, postMsg)
+	checkFaultLog(t, readAll(t, s, post.ID, 1, MaxReadLimit), []Message{postMsg}, nil)
 	if err := s.Close(); err != nil {
-		t.Logf("Close after failure: %v", err)
+		t.Errorf("Close after recovery: %v", err)
 	}
 	closed = true
 
@@ -165,10 +211,7 @@ func TestSyncFailure(t *testing.T) {
 	// write succeeded, only its sync failed): they may appear after the acked
 	// ones, once each, and a retry answers them as duplicates.
 	s = openTest(t, dir, Options{})
-	var all []Message
-	for _, f := range failed {
-		all = append(all, f...)
-	}
+	checkFaultLog(t, readAll(t, s, post.ID, 1, MaxReadLimit), []Message{postMsg}, nil)
 	for _, c := range chats {
 		recs := readAll(t, s, c.ID, 1, MaxReadLimit)
 		checkFaultLog(t, recs, acked[c.ID], all)
@@ -266,7 +309,7 @@ func TestOpenDamaged(t *testing.T) {
 	})
 	t.Run("ForeignPebble", func(t *testing.T) {
 		dir := t.TempDir()
-		quiet := pebbleLogger{slog.New(slog.DiscardHandler)}
+		quiet := newPebbleLogger(slog.New(slog.DiscardHandler), func(what string) { panic(what) })
 		db, err := pebble.Open(dir, &pebble.Options{Logger: quiet})
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -58,9 +59,22 @@ type Options struct {
 	// MemTableBytes is the Pebble memtable size. Default: 64 MiB.
 	MemTableBytes uint64
 
+	// RecoverMinDelay is the wait before the first attempt to reopen a
+	// failed store; each failed attempt doubles it, up to RecoverMaxDelay.
+	// Default: 100 ms.
+	RecoverMinDelay time.Duration
+	// RecoverMaxDelay caps the wait between attempts to reopen a failed
+	// store. Default: 5 s.
+	RecoverMaxDelay time.Duration
+
 	// FS is the file system under the store; tests inject faults here.
 	// Default: the OS file system.
 	FS vfs.FS
+	// Exit ends the process after a fatal storage error (one Pebble cannot
+	// survive; see doc.go), once the fatal line is logged. It must not
+	// return; if it does, the goroutine that hit the error blocks forever.
+	// Default: os.Exit.
+	Exit func(code int)
 	// Logger receives lifecycle events and errors. Default: discard.
 	Logger *slog.Logger
 	// Metrics is the set the store registers gonets_storage_* metrics in.
@@ -68,6 +82,9 @@ type Options struct {
 	Metrics *metrics.Set
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+
+	// fatalStderr also receives the fatal line when no Logger was given.
+	fatalStderr io.Writer
 }
 
 // maxReactionKinds caps the distinct reactions on one message.
@@ -118,11 +135,21 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = 64 << 20
 	}
+	if o.RecoverMinDelay == 0 {
+		o.RecoverMinDelay = 100 * time.Millisecond
+	}
+	if o.RecoverMaxDelay == 0 {
+		o.RecoverMaxDelay = 5 * time.Second
+	}
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	if o.Exit == nil {
+		o.Exit = os.Exit
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.fatalStderr = os.Stderr
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewSet()
@@ -147,6 +174,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("storage: CacheChats %d must be positive", o.CacheChats)
 	case o.CacheBytes < 0:
 		return o, fmt.Errorf("storage: CacheBytes %d is negative", o.CacheBytes)
+	case o.RecoverMinDelay < 0 || o.RecoverMaxDelay < o.RecoverMinDelay:
+		return o, fmt.Errorf("storage: RecoverMinDelay %v and RecoverMaxDelay %v must satisfy 0 < min <= max", o.RecoverMinDelay, o.RecoverMaxDelay)
 	}
 	for k, r := range o.Retention {
 		if r.MaxAge < 0 {

@@ -16,6 +16,7 @@ type queue struct {
 	ready   chan struct{} // signalled when reqs becomes non-empty
 	space   chan struct{} // closed (and replaced) when take frees room
 	waiting bool          // someone waits on space
+	woken   bool          // wake was called: take returns even if empty
 }
 
 func (q *queue) init(max int) {
@@ -55,8 +56,9 @@ func (q *queue) put(ctx context.Context, r *request) error {
 }
 
 // take moves queued requests, up to maxBytes of bodies but at least one,
-// into dst. It blocks until there is one; it returns false once the queue
-// is closed and empty.
+// into dst. It blocks until there is one, or until wake is called (then
+// it may return none); it returns false once the queue is closed and
+// empty.
 func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
 	for {
 		q.mu.Lock()
@@ -88,8 +90,40 @@ func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
 			q.mu.Unlock()
 			return dst, false
 		}
+		if q.woken {
+			q.woken = false
+			q.mu.Unlock()
+			return dst, true
+		}
 		q.mu.Unlock()
 		<-q.ready
+	}
+}
+
+// wake makes a blocked or the next take return, with or without requests.
+func (q *queue) wake() {
+	q.mu.Lock()
+	q.woken = true
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// failQueued answers every queued request with err, without blocking.
+func (q *queue) failQueued(err error) {
+	q.mu.Lock()
+	reqs := q.reqs
+	q.reqs, q.bytes = nil, 0
+	if q.waiting {
+		close(q.space)
+		q.space, q.waiting = make(chan struct{}), false
+	}
+	q.mu.Unlock()
+	for _, r := range reqs {
+		r.err = err
+		close(r.done)
 	}
 }
 

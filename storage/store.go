@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,10 +22,19 @@ const formatVersion = 1
 // concurrent use. See doc.go for the model.
 type Store struct {
 	opts  Options
-	db    *pebble.DB
+	dir   string
+	lock  *pebble.Lock // the directory's lock, held from Open to Close
+	cache *pebble.Cache
+	popts *pebble.Options
+	ev    *events
 	codec *bodyCodec
 	m     *storeMetrics
+	rm    *recoverMetrics
 	q     queue
+
+	// db is the open database. Only the committer uses it once Open has
+	// returned, and only the committer replaces it (recover.go).
+	db *pebble.DB
 
 	// ver is the last committed store version. Only the committer writes
 	// it; durVer is its published, durable copy for readers.
@@ -33,7 +43,8 @@ type Store struct {
 
 	view      atomic.Pointer[view]  // the latest durable snapshot
 	openViews atomic.Int64          // views whose snapshot is not yet closed
-	failErr   atomic.Pointer[error] // set once when a commit fails
+	failErr   atomic.Pointer[error] // set while the store is failed
+	walArmed  atomic.Bool           // WAL failures are fatal (walFS)
 	closed    atomic.Bool
 	stop      chan struct{} // closed by Close to stop the sweeper
 	wg        sync.WaitGroup
@@ -44,7 +55,8 @@ type Store struct {
 
 // Open opens the store in dir, creating it if dir is absent or empty. A
 // directory that holds anything other than a Gonets store is refused with
-// ErrNotStore.
+// ErrNotStore, one another process holds with ErrLocked, and a disk with
+// no room to open the store with ErrNoSpace.
 func Open(dir string, opts Options) (_ *Store, err error) {
 	shardsSet := opts.Shards != 0
 	opts, err = opts.withDefaults()
@@ -54,28 +66,46 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if err := checkDir(opts, dir); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, stop: make(chan struct{}), chats: make(map[ChatID]*chatState)}
+	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("%w in %s: free space and start again", ErrNoSpace, dir)
+		}
+		return nil, fmt.Errorf("storage: open %q: %w", dir, err)
+	}
+	s := &Store{opts: opts, dir: dir, stop: make(chan struct{}), chats: make(map[ChatID]*chatState)}
+	if s.lock, err = lockDir(opts.FS, dir); err != nil {
+		return nil, err
+	}
+	s.cache = pebble.NewCache(opts.CacheBytes)
+	defer func() {
+		if err != nil {
+			s.cache.Unref()
+			s.lock.Close()
+		}
+	}()
 	s.q.init(opts.MaxQueuedBytes)
-	cache := pebble.NewCache(opts.CacheBytes)
-	defer cache.Unref()
-	popts := &pebble.Options{
-		FS:                          opts.FS,
-		Cache:                       cache,
+	s.rm = newRecoverMetrics(opts.Metrics)
+	s.ev = &events{opts: &s.opts, lim: newLogLimiter(time.Now), fail: s.fail, walArmed: &s.walArmed, count: s.rm.backgroundErrors}
+	s.popts = &pebble.Options{
+		FS:                          walFS{FS: opts.FS, armed: &s.walArmed, fatal: s.opts.fatal},
+		Lock:                        s.lock,
+		Cache:                       s.cache,
 		MemTableSize:                opts.MemTableBytes,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       32,
-		Logger:                      pebbleLogger{opts.Logger},
+		Logger:                      newPebbleLogger(opts.Logger, s.opts.fatal),
 		FormatMajorVersion:          pebble.FormatMinSupported,
-		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-			opts.Logger.Error("pebble: data corruption", "path", info.Path, "err", info.Details)
-		}},
+		EventListener:               s.ev.listener(),
 	}
-	popts.EnsureDefaults()
-	for i := range popts.Levels {
-		popts.Levels[i].FilterPolicy = bloomPolicy
+	s.popts.EnsureDefaults()
+	for i := range s.popts.Levels {
+		s.popts.Levels[i].FilterPolicy = bloomPolicy
 	}
-	db, err := openPebble(dir, popts)
+	if err := checkSpace(opts.FS, dir); err != nil {
+		return nil, err
+	}
+	db, err := openPebble(dir, s.popts)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +124,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	}
 	s.m = newStoreMetrics(opts.Metrics, s)
 	s.setView(s.db.NewSnapshot(), s.ver)
+	s.walArmed.Store(true)
 	s.wg.Add(1)
 	go s.commitLoop()
 	if opts.SweepInterval > 0 {
@@ -105,20 +136,31 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 }
 
 // checkDir refuses a directory that has entries but no Pebble manifest.
+// A lock file or probe file alone, left by an Open that failed before
+// creating the store, does not count.
 func checkDir(opts Options, dir string) error {
 	names, err := opts.FS.List(dir)
-	if err != nil || len(names) == 0 {
-		return nil // absent or empty: Pebble creates it
+	if err != nil {
+		return nil // absent: Pebble creates it
 	}
+	foreign := false
 	for _, n := range names {
 		if strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "marker.manifest") {
 			return nil
 		}
+		foreign = foreign || (n != "LOCK" && n != probeFile)
+	}
+	if !foreign {
+		return nil
 	}
 	return fmt.Errorf("storage: open %q: directory is not empty and holds no store: %w", dir, ErrNotStore)
 }
 
-// openPebble opens Pebble, turning a panic on damaged files into an error.
+// openPebble opens Pebble, turning a panic on damaged files into an
+// error. Only Open uses the recover, before the store has served
+// anything; Pebble's Open releases the directory lock's reference on its
+// way out of a panic. A reopen after a failure treats such a panic as
+// fatal (recover.go).
 func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -127,6 +169,9 @@ func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
 	}()
 	db, err = pebble.Open(dir, popts)
 	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("%w in %s: free space and start again (%v)", ErrNoSpace, dir, err)
+		}
 		return nil, fmt.Errorf("storage: open %q: %w", dir, err)
 	}
 	return db, nil
@@ -142,7 +187,7 @@ func (s *Store) loadMeta(shardsSet bool) error {
 			return fmt.Errorf("storage: database has keys but no format record: %w", ErrNotStore)
 		}
 		b := binary.AppendUvarint([]byte{formatVersion}, uint64(s.opts.Shards))
-		if err := s.db.Set(keyFormat, b, pebble.Sync); err != nil {
+		if err := syncSet(s.db, keyFormat, b); err != nil {
 			return fmt.Errorf("storage: write format: %w", err)
 		}
 		return nil
@@ -188,9 +233,12 @@ func (s *Store) isEmpty() bool {
 	return !it.First()
 }
 
-// Close stops the sweeper, commits what is already queued, stops the
-// committer, waits for readers to finish, and closes the database. Calls
-// after Close return ErrClosed. Everything acknowledged is durable.
+// Close stops the sweeper, commits what is already queued (or fails it,
+// while the store is failed), stops the committer, waits for readers to
+// finish, and closes the database. Calls after Close return ErrClosed.
+// Everything acknowledged is durable. Close waits for a commit in flight,
+// and so for its WAL sync: on a disk whose syncs hang it hangs too (the
+// node bounds its own shutdown; see tools/serve.go).
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -198,17 +246,33 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.q.close()
 	s.wg.Wait()
-	// Stop new reads, then wait for readers still holding a view, so that
-	// Pebble closes with no snapshot or iterator open.
-	s.view.Swap(nil).release()
-	for s.openViews.Load() > 0 {
-		time.Sleep(time.Millisecond)
-	}
+	s.walArmed.Store(false)
+	err := s.closeDB()
 	s.codec.close()
-	if err := s.db.Close(); err != nil {
+	s.cache.Unref()
+	s.lock.Close()
+	if err != nil {
 		return fmt.Errorf("storage: close: %w", err)
 	}
 	return nil
+}
+
+// closeDB stops new reads, waits for readers still holding a view, so
+// that Pebble closes with no snapshot or iterator open, and closes the
+// database. Only Close and the committer call it.
+func (s *Store) closeDB() error {
+	if v := s.view.Swap(nil); v != nil {
+		v.release()
+	}
+	for s.openViews.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if s.db == nil {
+		return nil // a reopen after a failure did not succeed
+	}
+	db := s.db
+	s.db = nil
+	return db.Close()
 }
 
 // Metrics returns the set holding the store's gonets_storage_* metrics.
@@ -237,10 +301,15 @@ func (s *Store) failure() error {
 	return nil
 }
 
+// fail fails the store with err: writes are refused with ErrFailed until
+// the committer has reopened the database (recover.go). It is called by
+// the committer and by Pebble's event handlers; the first call wins.
 func (s *Store) fail(err error) {
 	err = fmt.Errorf("%w: %w", ErrFailed, err)
 	if s.failErr.CompareAndSwap(nil, &err) {
-		s.opts.Logger.Error("storage failed; refusing writes until reopened", "err", err)
+		s.rm.failures.Inc()
+		s.opts.Logger.Error("storage failed; refusing writes and reopening the database", "err", err)
+		s.q.wake()
 	}
 }
 

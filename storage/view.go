@@ -18,7 +18,8 @@ type view struct {
 }
 
 // setView publishes a new durable view and drops the store's reference to
-// the previous one. Only the committer (and Open) call it.
+// the previous one. Only the committer (and Open) call it; the committer
+// also removes the view (closeDB) before it reopens a failed database.
 func (s *Store) setView(snap *pebble.Snapshot, ver uint64) {
 	v := &view{snap: snap, ver: ver, open: &s.openViews}
 	v.refs.Store(1)
@@ -29,11 +30,15 @@ func (s *Store) setView(snap *pebble.Snapshot, ver uint64) {
 }
 
 // acquire returns the current view with a reference the caller releases,
-// or ErrClosed after Close.
+// ErrClosed after Close, or the store's failure while a failed store
+// reopens its database (there is no view then).
 func (s *Store) acquire() (*view, error) {
 	for {
 		v := s.view.Load()
 		if v == nil {
+			if err := s.failure(); err != nil && !s.closed.Load() {
+				return nil, err
+			}
 			return nil, ErrClosed
 		}
 		// Take a reference only while one is held: once the count reaches

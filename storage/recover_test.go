@@ -1,0 +1,388 @@
+package storage
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// waitFor waits up to timeout for cond, failing the test with what if it
+// does not hold by then.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// metricValue returns the value of the series name in s's metrics set.
+func metricValue(t *testing.T, s *Store, name string) float64 {
+	t.Helper()
+	var b strings.Builder
+	s.Metrics().WritePrometheus(&b)
+	for line := range strings.Lines(b.String()) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in\n%s", name, b.String())
+	return 0
+}
+
+// logCount is a slog handler that counts records by message.
+type logCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newLogCount() *logCount { return &logCount{n: make(map[string]int)} }
+
+func (c *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (c *logCount) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c *logCount) WithGroup(string) slog.Handler            { return c }
+
+func (c *logCount) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	c.n[r.Message]++
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *logCount) get(msg string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[msg]
+}
+
+func (c *logCount) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.n {
+		n += v
+	}
+	return n
+}
+
+// diskFull makes writes to files whose names end in one of suffixes fail
+// with ENOSPC, as a full disk does, while on. Creating files fails too,
+// unless the suffix is a WAL's: a WAL that cannot be created in a
+// rotation ends the process (TestFatalWALRotation).
+func diskFull(on *atomic.Bool, suffixes ...string) errorfs.Injector {
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !on.Load() {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpCreate, errorfs.OpReuseForWrite:
+			if strings.HasSuffix(op.Path, ".log") {
+				return nil
+			}
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate,
+			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		default:
+			return nil
+		}
+		for _, suf := range suffixes {
+			if strings.HasSuffix(op.Path, suf) {
+				return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
+			}
+		}
+		return nil
+	})
+}
+
+// TestRecoverDiskFull fills the disk under a running store, once where the
+// WAL is written and once where memtables are flushed into tables. Writes
+// must fail at once with ErrFailed and the store report itself unhealthy;
+// reads go on from what was durable; Pebble's retries of the failed flush
+// must neither spin nor flood the log; and once space returns the store
+// must recover by itself, with every acked message there once, in order,
+// also after a reopen.
+func TestRecoverDiskFull(t *testing.T) {
+	t.Run("WAL", func(t *testing.T) { testRecoverDiskFull(t, Options{}, ".log") })
+	t.Run("Flush", func(t *testing.T) { testRecoverDiskFull(t, Options{MemTableBytes: 256 << 10}, ".sst") })
+}
+
+func testRecoverDiskFull(t *testing.T, opts Options, suffix string) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var full atomic.Bool
+	logs := newLogCount()
+	opts.FS = errorfs.Wrap(vfs.Default, diskFull(&full, suffix, probeFile))
+	opts.Logger = slog.New(logs)
+	opts.SweepInterval = -1
+	opts.RecoverMinDelay, opts.RecoverMaxDelay = 10*time.Millisecond, 100*time.Millisecond
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
+	body := strings.Repeat("m", 1000)
+	var acked []Message
+	cmid := uint64(0)
+	next := func() Message {
+		cmid++
+		return text(c.ID, UserID(1+cmid%2), cmid, fmt.Sprint(cmid, body))
+	}
+	for range 50 {
+		m := next()
+		mustAppend(t, s, m)
+		acked = append(acked, m)
+	}
+
+	full.Store(true)
+	var failed Message
+	for {
+		m := next()
+		_, err := s.Append(ctx, []Message{m})
+		if errors.Is(err, ErrFailed) {
+			failed = m
+			break
+		}
+		if err != nil {
+			t.Fatalf("Append on a full disk: %v, want nil or ErrFailed", err)
+		}
+		acked = append(acked, m)
+		if cmid > 5000 {
+			t.Fatal("5,000 appends on a full disk succeeded")
+		}
+	}
+	t.Logf("%d messages acked, then the store failed", len(acked))
+	start := time.Now()
+	if _, err := s.Append(ctx, []Message{next()}); !errors.Is(err, ErrFailed) {
+		t.Errorf("Append on a failed store: %v, want ErrFailed", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Append on a failed store took %v", d)
+	}
+	if s.Healthy() {
+		t.Error("Healthy() = true on a full disk")
+	}
+	// Let recovery attempts and Pebble's flush retries fail for a while.
+	bg0 := metricValue(t, s, "gonets_storage_background_errors_total")
+	time.Sleep(time.Second)
+	checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, nil)
+	if s.Healthy() {
+		t.Error("Healthy() = true on a full disk")
+	}
+	if n := metricValue(t, s, "gonets_storage_background_errors_total") - bg0; n > 20 {
+		t.Errorf("%v background errors in a second: Pebble's retries spin", n)
+	}
+	if n := logs.get("pebble: background error"); n > logBurst {
+		t.Errorf("%d background error lines logged, want at most %d", n, logBurst)
+	}
+	if n := logs.total(); n > 20 {
+		t.Errorf("%d lines logged in a second of a full disk: %v", n, logs.n)
+	}
+
+	full.Store(false)
+	waitFor(t, 10*time.Second, "the store to recover", s.Healthy)
+	checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, []Message{failed})
+	m := next()
+	mustAppend(t, s, m)
+	recs := readAll(t, s, c.ID, 1, MaxReadLimit)
+	if last := recs[len(recs)-1]; last.ClientMsgID != m.ClientMsgID {
+		t.Errorf("after recovery the last record is %d, want %d", last.ClientMsgID, m.ClientMsgID)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close after recovery: %v", err)
+	}
+	s = openTest(t, dir, Options{})
+	again := readAll(t, s, c.ID, 1, MaxReadLimit)
+	if len(again) != len(recs) {
+		t.Fatalf("after reopen %d records, before %d", len(again), len(recs))
+	}
+	for i := range recs {
+		if again[i].Seq != recs[i].Seq || again[i].ClientMsgID != recs[i].ClientMsgID || string(again[i].Body) != string(recs[i].Body) {
+			t.Errorf("after reopen record %d = seq %d cmid %d, before seq %d cmid %d", i, again[i].Seq, again[i].ClientMsgID, recs[i].Seq, recs[i].ClientMsgID)
+		}
+	}
+}
+
+// TestCloseWhileFailed closes a store whose disk is still full: Close
+// must return promptly, and a reopen once space is back has everything
+// acked.
+func TestCloseWhileFailed(t *testing.T) {
+	dir := t.TempDir()
+	var full atomic.Bool
+	s, err := Open(dir, Options{FS: errorfs.Wrap(vfs.Default, diskFull(&full, ".log", probeFile)), SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	acked := []Message{text(c.ID, 1, 1, "one")}
+	mustAppend(t, s, acked...)
+	full.Store(true)
+	if _, err := s.Append(context.Background(), []Message{text(c.ID, 1, 2, "two")}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Append on a full disk: %v, want ErrFailed", err)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Logf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close of a failed store took %v", d)
+	}
+	if _, err := s.Chat(c.ID); !errors.Is(err, ErrClosed) {
+		t.Errorf("Chat after Close: %v, want ErrClosed", err)
+	}
+	s = openTest(t, dir, Options{})
+	checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, []Message{text(c.ID, 1, 2, "two")})
+}
+
+// TestOpenDiskFull opens a store, new and existing (with a WAL to replay),
+// on a disk that refuses every write: Open must fail within a second with
+// ErrNoSpace, log at most a handful of lines, and leave the store intact.
+// (Without the check, Pebble's Open retried the replay's flush forever,
+// logging each failure.)
+func TestOpenDiskFull(t *testing.T) {
+	all := []string{""} // every file
+	var full atomic.Bool
+	full.Store(true)
+	open := func(t *testing.T, dir string) {
+		t.Helper()
+		logs := newLogCount()
+		start := time.Now()
+		s, err := Open(dir, Options{FS: errorfs.Wrap(vfs.Default, diskFull(&full, all...)), Logger: slog.New(logs), SweepInterval: -1})
+		if err == nil {
+			s.Close()
+			t.Fatal("Open on a full disk succeeded")
+		}
+		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "free space") {
+			t.Errorf("Open on a full disk: %v; want ErrNoSpace naming the directory and what to do", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Open on a full disk took %v", d)
+		}
+		if n := logs.total(); n > 3 {
+			t.Errorf("Open on a full disk logged %d lines: %v", n, logs.n)
+		}
+	}
+	t.Run("New", func(t *testing.T) { open(t, filepath.Join(t.TempDir(), "store")) })
+	t.Run("Existing", func(t *testing.T) {
+		dir := t.TempDir()
+		s := openTest(t, dir, Options{})
+		c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+		var acked []Message
+		for i := range 100 {
+			m := text(c.ID, 1, uint64(i+1), strings.Repeat("x", 500))
+			mustAppend(t, s, m)
+			acked = append(acked, m)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		open(t, dir)
+		s = openTest(t, dir, Options{})
+		checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, nil)
+	})
+}
+
+// lockChildEnv names the directory a re-executed test binary holds a store
+// open in, for TestOpenLocked.
+const lockChildEnv = "GONETS_LOCK_CHILD"
+
+// TestOpenLocked opens a store another Store of this process, or another
+// process, holds: Open must fail with ErrLocked naming the directory.
+func TestOpenLocked(t *testing.T) {
+	if dir := os.Getenv(lockChildEnv); dir != "" {
+		s, err := Open(dir, Options{SweepInterval: -1})
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		io.Copy(io.Discard, os.Stdin) // hold it until the parent lets go
+		s.Close()
+		os.Exit(0)
+	}
+	check := func(t *testing.T, dir string) {
+		t.Helper()
+		s, err := Open(dir, Options{SweepInterval: -1})
+		if err == nil {
+			s.Close()
+			t.Fatal("second Open succeeded")
+		}
+		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) {
+			t.Errorf("second Open: %v, want ErrLocked naming %s", err, dir)
+		}
+	}
+	t.Run("SameProcess", func(t *testing.T) {
+		dir := t.TempDir()
+		openTest(t, dir, Options{})
+		check(t, dir)
+	})
+	t.Run("OtherProcess", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOpenLocked$")
+		cmd.Env = append(os.Environ(), lockChildEnv+"="+dir)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer stdin.Close()
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		if line != "locked\n" {
+			t.Fatalf("child: %q", line)
+		}
+		check(t, dir)
+	})
+}
+
+func TestLogLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newLogLimiter(func() time.Time { return now })
+	for i := range logBurst {
+		if ok, n := l.allow("a"); !ok || n != 0 {
+			t.Fatalf("line %d: allow = %v, %d; want true, 0", i, ok, n)
+		}
+	}
+	for range 10 {
+		if ok, _ := l.allow("a"); ok {
+			t.Fatal("line past the burst let through")
+		}
+	}
+	if ok, _ := l.allow("b"); !ok {
+		t.Fatal("another key is limited by the first")
+	}
+	now = now.Add(logInterval)
+	if ok, n := l.allow("a"); !ok || n != 10 {
+		t.Fatalf("after the interval allow = %v, %d; want true, 10 suppressed", ok, n)
+	}
+	if ok, n := l.allow("a"); !ok || n != 0 {
+		t.Fatalf("next line allow = %v, %d; want true, 0", ok, n)
+	}
+}
