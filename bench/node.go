@@ -52,6 +52,8 @@ log_level = "warn"
 [broker]
 send_rate = 1000000.0
 send_burst = 1000000
+
+[storage]
 max_chats_per_user = 100000
 `
 

@@ -59,7 +59,9 @@ func runStorage(ctx context.Context, cfg Config, res *result.Result) error {
 					return
 				}
 				rec.scheduled(t)
-				m := storage.Message{Chat: chats[(w+int(n))%storageChats], Sender: storage.UserID(w + 1), Device: 1, ClientMsgID: n, Kind: storage.MsgText, Body: body}
+				// Writer w is a device of the chats' owner: the store
+				// takes posts from members only.
+				m := storage.Message{Chat: chats[(w+int(n))%storageChats], Sender: 1, Device: storage.DeviceID(w + 1), ClientMsgID: n, Kind: storage.MsgText, Body: body}
 				acks, err := st.Append(ctx, []storage.Message{m})
 				if err == nil && acks[0].Err != nil {
 					err = acks[0].Err

@@ -60,7 +60,7 @@ type Broker struct {
 	log      *slog.Logger
 	m        brokerMetrics
 	reg      *registry
-	chats    *chatCache
+	chats    *chatIndex
 	welcome  welcomeLimits
 	admit    *admission
 
@@ -96,13 +96,15 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		reg:      newRegistry(),
-		chats:    newChatCache(st, opts.CacheChats),
+		chats:    newChatIndex(st),
 		conns:    make(map[Conn]struct{}),
 		welcome:  welcomeLimits{maxFrame: uint32(opts.MaxFrameBytes), maxBody: uint32(st.MaxBodyBytes())},
 	}
 	b.m = newBrokerMetrics(opts.Metrics)
 	b.admit = newAdmission(opts.MaxUnauthenticated, opts.MaxUnauthenticatedPerAddr, opts.Metrics)
 	opts.Metrics.NewGauge("gonets_broker_unauthenticated_connections", func() float64 { return float64(b.admit.len()) })
+	opts.Metrics.NewGauge("gonets_broker_index_chats", func() float64 { return float64(b.chats.len()) })
+	opts.Metrics.NewGauge("gonets_broker_index_members", func() float64 { return float64(b.chats.pairs.Load()) })
 	b.stop, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -219,7 +221,6 @@ type brokerMetrics struct {
 	closes        *closeCounters
 	helloTimeouts *metrics.Counter
 	resyncs       *metrics.Counter
-	fanoutErrors  *metrics.Counter
 	badFrames     *metrics.Counter
 }
 
@@ -239,7 +240,6 @@ func newBrokerMetrics(set *metrics.Set) brokerMetrics {
 		closes:        newCloseCounters(set),
 		helloTimeouts: set.NewCounter("gonets_broker_hello_timeouts_total"),
 		resyncs:       set.NewCounter("gonets_broker_resyncs_total"),
-		fanoutErrors:  set.NewCounter("gonets_broker_fanout_errors_total"),
 		badFrames:     set.NewCounter("gonets_broker_bad_frames_total"),
 	}
 }

@@ -12,37 +12,41 @@ import (
 // for a missing seq; past it the chat publishes what it holds, in order.
 const maxPending = 256
 
-// memberPage is how many members a cache load reads per store call.
-const memberPage = 4096
+// chatIndex holds an entry per chat that has a member online on this node
+// or an append in flight: the chat's online members (the index fan-out
+// walks, so that a post costs O(online members), whatever the chat's
+// size) and its publish order. It holds no member lists: its size follows
+// the online (user, chat) pairs, each user's bounded by
+// storage.Options.MaxChatsPerUser, and an entry goes when its last
+// online member and its last append do.
+type chatIndex struct {
+	st *storage.Store
 
-// chatCache holds, per recently used chat, its member list (for fan-out
-// and membership checks) and its publish order. It is bounded by
-// Options.CacheChats; an evicted chat is reloaded from the store.
-type chatCache struct {
-	st  *storage.Store
-	max int
-
-	mu    sync.Mutex // guards the following
+	mu    sync.Mutex // guards the following, and every entry's refs
 	chats map[storage.ChatID]*chatEntry
+
+	pairs atomic.Int64 // online (user, chat) pairs, for the metrics
 }
 
-// chatEntry is one cached chat. Its mutex also serialises the chat's
-// fan-out, so that every session receives the chat's messages in seq
-// order. Lock order: chatEntry.mu, then a registry shard, then an Outbox.
+// chatEntry is one chat in the index. Its mutex also serialises the
+// chat's fan-out, so that every session receives the chat's messages in
+// seq order. Lock order: chatIndex.mu, then chatEntry.mu, then a registry
+// shard, then an Outbox.
 type chatEntry struct {
 	id storage.ChatID
-	// inflight counts appends between their access check and their
-	// publish; an entry with any is never evicted, so that the seq each
-	// one commits is published to the entry that waits for it. It changes
-	// under chatCache.mu when it rises, anywhere when it falls.
-	inflight atomic.Int32
+	// refs counts the online members joined and the appends pinned
+	// between their access check and their publish; guarded by
+	// chatIndex.mu. The entry leaves the index at zero.
+	refs int
 
-	mu      sync.Mutex // guards the following
-	loaded  bool
-	kind    storage.ChatKind
-	members []storage.UserID // sorted
-	posters []storage.UserID // sorted: admins and the owner
-	next    uint64           // the next seq to publish; 0 before the first
+	mu    sync.Mutex // guards the following
+	kind  storage.ChatKind
+	users []storage.UserID // online members, unordered
+	roles []storage.Role   // their roles, by index in users
+	pos   map[storage.UserID]int32
+	// next is the next seq to publish; 0 until an access check reads the
+	// chat's last seq, before the first append through this entry.
+	next    uint64
 	pending []pendingPublish // sorted by seq
 }
 
@@ -54,175 +58,112 @@ type pendingPublish struct {
 	except *Session
 }
 
-func newChatCache(st *storage.Store, max int) *chatCache {
-	return &chatCache{st: st, max: max, chats: make(map[storage.ChatID]*chatEntry)}
+func newChatIndex(st *storage.Store) *chatIndex {
+	return &chatIndex{st: st, chats: make(map[storage.ChatID]*chatEntry)}
 }
 
-// get returns the chat's entry, creating an unloaded one.
-func (c *chatCache) get(id storage.ChatID) *chatEntry {
+// ref returns the chat's entry, creating it, with one more reference.
+func (c *chatIndex) ref(id storage.ChatID) *chatEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.getLocked(id)
-}
-
-// pin returns the chat's entry with an append in flight counted; the
-// caller calls unpin after its publish (or its failure).
-func (c *chatCache) pin(id storage.ChatID) *chatEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.getLocked(id)
-	e.inflight.Add(1)
-	return e
-}
-
-func (e *chatEntry) unpin() { e.inflight.Add(-1) }
-
-// forget drops e if it is still the chat's entry and unused: a chat that
-// does not exist must not take a cache slot.
-func (c *chatCache) forget(e *chatEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.chats[e.id] == e && e.inflight.Load() == 0 {
-		delete(c.chats, e.id)
-	}
-}
-
-func (c *chatCache) getLocked(id storage.ChatID) *chatEntry {
 	e := c.chats[id]
 	if e == nil {
-		if len(c.chats) >= c.max {
-			c.evictLocked()
-		}
 		e = &chatEntry{id: id}
 		c.chats[id] = e
 	}
+	e.refs++
 	return e
 }
 
-// evictLocked drops about an eighth of the entries, chosen by map order
-// (random), skipping those with appends in flight or pending publishes.
-func (c *chatCache) evictLocked() {
-	n := max(1, len(c.chats)/8)
-	for id, e := range c.chats {
-		if n == 0 {
-			break
-		}
-		if e.inflight.Load() == 0 && e.mu.TryLock() {
-			busy := len(e.pending) > 0
-			e.mu.Unlock()
-			if !busy {
-				delete(c.chats, id)
-				n--
-			}
-		}
-	}
-}
-
-// invalidate forgets a chat's cached members (a chat just created may have
-// been probed before it existed); its publish order stays.
-func (c *chatCache) invalidate(id storage.ChatID) {
-	if e := c.lookup(id); e != nil {
-		e.mu.Lock()
-		e.loaded, e.members, e.posters = false, nil, nil
-		e.mu.Unlock()
-	}
-}
-
-// lookup returns the chat's entry if it is cached.
-func (c *chatCache) lookup(id storage.ChatID) *chatEntry {
+// unref drops a reference; the last one removes the entry, releasing
+// publishes still waiting for a seq that no append in flight can bring
+// (clients find those messages by syncing).
+func (c *chatIndex) unref(e *chatEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.chats[id]
-}
-
-// joined records in the cached member list that user joined with role.
-func (c *chatCache) joined(id storage.ChatID, user storage.UserID, role storage.Role) {
-	e := c.lookup(id)
-	if e == nil {
+	if e.refs--; e.refs > 0 {
 		return
 	}
+	delete(c.chats, e.id)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.loaded {
-		return
+	for _, pp := range e.pending {
+		if pp.p != nil {
+			pp.p.Release()
+		}
 	}
-	e.members = insertSorted(e.members, user)
-	if role >= storage.RoleAdmin {
-		e.posters = insertSorted(e.posters, user)
-	}
+	e.pending = nil
+	e.mu.Unlock()
 }
 
-// left records in the cached member list that user left.
-func (c *chatCache) left(id storage.ChatID, user storage.UserID) {
-	e := c.lookup(id)
-	if e == nil {
-		return
-	}
+// pin returns the chat's entry held for an append, from before its access
+// check until its publish (or failure): the entry waiting for the seq the
+// append commits is then the one it is published to. The caller unpins.
+func (c *chatIndex) pin(id storage.ChatID) *chatEntry { return c.ref(id) }
+
+func (c *chatIndex) unpin(e *chatEntry) { c.unref(e) }
+
+// join adds user, online, to the chat's members with role, and returns
+// the entry, held until leave.
+func (c *chatIndex) join(id storage.ChatID, user storage.UserID, role storage.Role, kind storage.ChatKind) *chatEntry {
+	e := c.ref(id)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if i, ok := slices.BinarySearch(e.members, user); ok {
-		e.members = slices.Delete(e.members, i, i+1)
+	if e.kind == 0 {
+		e.kind = kind
 	}
-	if i, ok := slices.BinarySearch(e.posters, user); ok {
-		e.posters = slices.Delete(e.posters, i, i+1)
+	if i, ok := e.pos[user]; ok {
+		e.roles[i] = role
+		e.mu.Unlock()
+		c.unref(e) // joined already: keep one reference
+		return e
 	}
+	if e.pos == nil {
+		e.pos = make(map[storage.UserID]int32)
+	}
+	e.pos[user] = int32(len(e.users))
+	e.users = append(e.users, user)
+	e.roles = append(e.roles, role)
+	e.mu.Unlock()
+	c.pairs.Add(1)
+	return e
 }
 
-func insertSorted(s []storage.UserID, u storage.UserID) []storage.UserID {
-	if i, ok := slices.BinarySearch(s, u); !ok {
-		s = slices.Insert(s, i, u)
-	}
-	return s
-}
-
-// loadLocked reads the chat's kind and members from the store.
-func (e *chatEntry) loadLocked(st *storage.Store) error {
-	if e.loaded {
-		return nil
-	}
-	chat, err := st.Chat(e.id)
-	if err != nil {
-		return err
-	}
-	members := make([]storage.UserID, 0, min(chat.Members, memberPage))
-	var posters []storage.UserID
-	for after := storage.UserID(0); ; {
-		page, err := st.Members(e.id, after, memberPage)
-		if err != nil {
-			return err
-		}
-		for _, m := range page {
-			members = append(members, m.User)
-			if m.Role >= storage.RoleAdmin {
-				posters = append(posters, m.User)
-			}
-		}
-		if len(page) < memberPage {
-			break
-		}
-		after = page[len(page)-1].User
-	}
-	e.kind, e.members, e.posters, e.loaded = chat.Kind, members, posters, true
-	if e.next == 0 {
-		e.next = chat.LastSeq + 1
-	}
-	return nil
-}
-
-// access loads the chat and reports whether user is in it and may post.
-func (e *chatEntry) access(st *storage.Store, user storage.UserID) (kind storage.ChatKind, member, poster bool, err error) {
+// leave removes user from the chat's online members and drops the
+// reference join took.
+func (c *chatIndex) leave(e *chatEntry, user storage.UserID) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.loadLocked(st); err != nil {
-		return 0, false, false, err
+	i, ok := e.pos[user]
+	if ok {
+		last := len(e.users) - 1
+		moved := e.users[last]
+		e.users[i], e.roles[i] = moved, e.roles[last]
+		e.pos[moved] = i
+		e.users, e.roles = e.users[:last], e.roles[:last]
+		delete(e.pos, user)
+		if len(e.users) == 0 {
+			e.users, e.roles, e.pos = nil, nil, nil
+		}
 	}
-	_, member = slices.BinarySearch(e.members, user)
-	if e.kind == storage.ChatChannel {
-		_, poster = slices.BinarySearch(e.posters, user)
-	} else {
-		poster = member
+	e.mu.Unlock()
+	if ok {
+		c.pairs.Add(-1)
+		c.unref(e)
 	}
-	return e.kind, member, poster, nil
+}
+
+// len returns the chats in the index.
+func (c *chatIndex) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.chats)
+}
+
+// role returns user's role if user is an online member.
+func (e *chatEntry) roleLocked(user storage.UserID) (storage.Role, bool) {
+	i, ok := e.pos[user]
+	if !ok {
+		return 0, false
+	}
+	return e.roles[i], true
 }
 
 // outboxPool recycles the recipient lists that fan-out collects.
@@ -236,22 +177,12 @@ var outboxPool = sync.Pool{New: func() any { s := make([]*Outbox, 0, 256); retur
 func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.loadLocked(b.st); err != nil {
-		// The store is failing; clients will find the record by syncing.
-		// Start the order afresh from the store on the next load.
-		b.log.Warn("broker: fan-out skipped: chat not loaded", "chat", e.id, "err", err)
-		b.m.fanoutErrors.Inc()
-		for _, pp := range e.pending {
-			if pp.p != nil {
-				pp.p.Release()
-			}
-		}
-		e.pending, e.next = nil, 0
-		return
+	if e.next == 0 {
+		e.next = seq // the access check could not read the chat; start here
 	}
 	switch {
 	case seq < e.next:
-		b.fanoutLocked(e, p, except, 0, false) // late, after a cache reload: deliver now
+		b.fanoutLocked(e, p, except, 0, false) // late: deliver now
 		return
 	case seq > e.next:
 		if p != nil {
@@ -293,7 +224,7 @@ func (b *Broker) fanoutLocked(e *chatEntry, p *Payload, except *Session, skip st
 	}
 	bp := outboxPool.Get().(*[]*Outbox)
 	to := (*bp)[:0]
-	for _, u := range e.members {
+	for _, u := range e.users {
 		if u != skip {
 			to = b.reg.appendOutboxes(to, u, except)
 		}
@@ -310,18 +241,20 @@ func (b *Broker) fanoutLocked(e *chatEntry, p *Payload, except *Session, skip st
 	outboxPool.Put(bp)
 }
 
-// maxRelayMembers caps the chats that best-effort signals (typing, others'
-// read receipts) are relayed in: beyond it they would cost a walk of a
-// large member list each, for little.
+// maxRelayMembers caps the online members that best-effort signals
+// (typing, others' read receipts) are relayed to: beyond it a chat is an
+// audience, not a conversation, and the signals would cost much for
+// little.
 const maxRelayMembers = 1000
 
 // relay pushes p, best effort, to the online sessions of the chat's
 // members (all but except and user skip's), outside the seq order:
-// receipts and typing. It does nothing in chats over maxRelayMembers.
+// receipts and typing. It does nothing in chats with more than
+// maxRelayMembers members online.
 func (b *Broker) relay(e *chatEntry, p *Payload, except *Session, skip storage.UserID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.loadLocked(b.st); err != nil || len(e.members) > maxRelayMembers {
+	if len(e.users) > maxRelayMembers {
 		return
 	}
 	b.fanoutLocked(e, p, except, skip, true)

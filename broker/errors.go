@@ -40,7 +40,8 @@ func codeOf(err error) wire.ErrorCode {
 	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrForged):
 		return wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED
 	case errors.Is(err, ErrBadRequest), errors.Is(err, storage.ErrBadID), errors.Is(err, storage.ErrBadKind),
-		errors.Is(err, storage.ErrEmptyBody), errors.Is(err, storage.ErrBadRange), errors.Is(err, storage.ErrAlreadyMember):
+		errors.Is(err, storage.ErrEmptyBody), errors.Is(err, storage.ErrBadRange), errors.Is(err, storage.ErrAlreadyMember),
+		errors.Is(err, storage.ErrChatExists):
 		return wire.ErrorCode_ERROR_CODE_BAD_REQUEST
 	case errors.Is(err, storage.ErrUnknownChat):
 		return wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT
@@ -54,7 +55,7 @@ func codeOf(err error) wire.ErrorCode {
 		return wire.ErrorCode_ERROR_CODE_RATE_LIMITED
 	case errors.Is(err, storage.ErrTooManyMembers):
 		return wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS
-	case errors.Is(err, ErrTooManyChats):
+	case errors.Is(err, ErrTooManyChats), errors.Is(err, storage.ErrTooManyChats):
 		return wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS
 	case errors.Is(err, ErrShutdown), errors.Is(err, storage.ErrClosed), errors.Is(err, storage.ErrFailed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -100,30 +100,54 @@ func msgKind(k wire.MsgKind) storage.MsgKind {
 }
 
 // access checks that the user is in chat (and may post, when post is
-// set) and returns the chat's cache entry.
+// set) and returns the chat's index entry, with a reference the caller
+// drops with unref.
 func (s *Session) access(chat storage.ChatID, post bool) (*chatEntry, storage.ChatKind, error) {
 	if chat == 0 {
 		return nil, 0, fmt.Errorf("%w: chat 0", ErrBadRequest)
 	}
-	return s.accessEntry(s.b.chats.get(chat), post)
-}
-
-// accessEntry is access on an entry the caller got (or pinned).
-func (s *Session) accessEntry(e *chatEntry, post bool) (*chatEntry, storage.ChatKind, error) {
-	chat := e.id
-	kind, member, poster, err := e.access(s.b.st, s.user)
-	switch {
-	case errors.Is(err, storage.ErrUnknownChat):
-		s.b.chats.forget(e)
+	e := s.b.chats.ref(chat)
+	kind, err := s.accessEntry(e, post)
+	if err != nil {
+		s.b.chats.unref(e)
 		return nil, 0, err
-	case err != nil:
-		return nil, 0, err
-	case !member:
-		return nil, 0, fmt.Errorf("%w: chat %d", ErrNotMember, chat)
-	case post && !poster:
-		return nil, 0, fmt.Errorf("%w: only the owner and admins post in channel %d", ErrForbidden, chat)
 	}
 	return e, kind, nil
+}
+
+// accessEntry is access on an entry the caller holds. An online user's
+// chats are all in the index (register), so the check reads nothing but
+// the chat's record, once per entry, for its kind and last seq.
+func (s *Session) accessEntry(e *chatEntry, post bool) (storage.ChatKind, error) {
+	e.mu.Lock()
+	role, member := e.roleLocked(s.user)
+	kind, ready := e.kind, e.kind != 0 && e.next != 0
+	e.mu.Unlock()
+	if !member || !ready {
+		c, err := s.b.st.Chat(e.id)
+		if err != nil {
+			return 0, err
+		}
+		if !member {
+			return 0, fmt.Errorf("%w: chat %d", ErrNotMember, e.id)
+		}
+		e.mu.Lock()
+		if e.kind == 0 {
+			e.kind = c.Kind
+		}
+		if e.next == 0 {
+			// Read before this user's append, so it is published in
+			// order: every seq up to LastSeq was published already, or
+			// will be, late, by an append in flight.
+			e.next = c.LastSeq + 1
+		}
+		kind = e.kind
+		e.mu.Unlock()
+	}
+	if post && kind == storage.ChatChannel && role < storage.RoleAdmin {
+		return 0, fmt.Errorf("%w: only the owner and admins post in channel %d", ErrForbidden, e.id)
+	}
+	return kind, nil
 }
 
 // membersPerToken is how many members a membership request may name per
@@ -152,8 +176,8 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 	// Pinned from before the access check until the publish, so that the
 	// entry waiting for this seq is the one it is published to.
 	e := s.b.chats.pin(m.Chat)
-	defer e.unpin()
-	if _, _, err := s.accessEntry(e, post); err != nil {
+	defer s.b.chats.unpin(e)
+	if _, err := s.accessEntry(e, post); err != nil {
 		return nil, err
 	}
 	if err := s.spend(); err != nil {
@@ -168,6 +192,9 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 		return nil, err
 	}
 	ack := acks[0]
+	if errors.Is(ack.Err, storage.ErrNotMember) {
+		s.b.memberLeft(m.Chat, s.user) // the store knows better than the index
+	}
 	if ack.Err != nil {
 		return nil, ack.Err
 	}
@@ -232,9 +259,11 @@ func (s *Session) sync(req *wire.SyncRequest) (*wire.Frame, error) {
 // history reads a range of a chat's log.
 func (s *Session) history(req *wire.HistoryRequest) (*wire.Frame, error) {
 	chat := storage.ChatID(req.Chat)
-	if _, _, err := s.access(chat, false); err != nil {
+	e, _, err := s.access(chat, false)
+	if err != nil {
 		return nil, err
 	}
+	s.b.chats.unref(e)
 	limit := int(req.Limit)
 	if limit == 0 {
 		limit = defaultHistory
@@ -260,7 +289,6 @@ func (s *Session) history(req *wire.HistoryRequest) (*wire.Frame, error) {
 		return nil
 	}
 	var c storage.Chat
-	var err error
 	if req.Latest {
 		c, err = s.b.st.ReadLatest(chat, limit, collect)
 	} else {
@@ -297,6 +325,7 @@ func (s *Session) receipt(ctx context.Context, req *wire.Receipt) (*wire.Frame, 
 	if err != nil {
 		return nil, err
 	}
+	defer s.b.chats.unref(e)
 	before, err := s.b.st.Member(chat, s.user)
 	if err != nil {
 		return nil, err
@@ -337,6 +366,7 @@ func (s *Session) typing(req *wire.Typing) error {
 	if err != nil {
 		return err
 	}
+	defer s.b.chats.unref(e)
 	if kind == storage.ChatChannel {
 		return nil // channel audiences see no typing
 	}
@@ -391,10 +421,9 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 	if kind == storage.ChatDirect && len(members) != 1 {
 		return nil, fmt.Errorf("%w: a direct chat has exactly one other member", ErrBadRequest)
 	}
-	if err := s.b.checkChatRoom(append([]storage.UserID{s.user}, members...)); err != nil {
-		return nil, err
-	}
-	c, err := s.b.st.CreateChat(ctx, storage.ChatSpec{Kind: kind, Creator: s.user, Members: members, Title: req.Title})
+	// The store checks every user's room for one more chat, and the
+	// change completes or fails as one, whatever the client does next.
+	c, err := s.b.st.CreateChat(context.WithoutCancel(ctx), storage.ChatSpec{Kind: kind, Creator: s.user, Members: members, Title: req.Title})
 	existed := false
 	switch {
 	case errors.Is(err, storage.ErrChatExists) && kind == storage.ChatDirect:
@@ -403,7 +432,14 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 		return nil, err
 	}
 	if !existed {
-		s.b.chats.invalidate(c.ID)
+		role := storage.RoleMember
+		if kind == storage.ChatChannel {
+			role = storage.RoleSubscriber
+		}
+		s.b.memberJoined(c.ID, s.user, storage.RoleOwner, kind)
+		for _, u := range members {
+			s.b.memberJoined(c.ID, u, role, kind)
+		}
 	}
 	return &wire.Frame{Body: &wire.Frame_Chat{Chat: &wire.ChatInfo{
 		Chat: uint64(c.ID), Kind: wire.ChatKind(c.Kind), Title: c.Title, Creator: uint64(c.Creator),
@@ -411,75 +447,63 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 	}}}, nil
 }
 
-// checkChatRoom fails with ErrTooManyChats when a user is in
-// MaxChatsPerUser chats already. It is checked before the change, so
-// concurrent joins may pass it together.
-func (b *Broker) checkChatRoom(users []storage.UserID) error {
-	for _, u := range users {
-		chats, err := b.st.UserChats(u, 0, b.opts.MaxChatsPerUser)
-		if err != nil {
-			return err
-		}
-		if len(chats) >= b.opts.MaxChatsPerUser {
-			return fmt.Errorf("%w: user %d is in %d chats", ErrTooManyChats, u, len(chats))
-		}
-	}
-	return nil
-}
-
 // addMembers adds users to a group (any member may) or a channel (its
-// admins may; anyone may subscribe themselves). Users already in are
-// skipped; the adds before a failure stay.
+// admins may; anyone may subscribe themselves), in one commit: users
+// already in are skipped; if one cannot join (too many chats), none does.
 func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.Frame, error) {
 	chat := storage.ChatID(req.Chat)
+	if chat == 0 {
+		return nil, fmt.Errorf("%w: chat 0", ErrBadRequest)
+	}
 	if len(req.Users) == 0 || len(req.Users) > maxAddMembers {
 		return nil, fmt.Errorf("%w: add 1 to %d users at a time", ErrBadRequest, maxAddMembers)
 	}
-	e := s.b.chats.get(chat)
-	kind, member, poster, err := e.access(s.b.st, s.user)
+	users := make([]storage.UserID, len(req.Users))
+	for i, u := range req.Users {
+		if u == 0 {
+			return nil, fmt.Errorf("%w: user 0", ErrBadRequest)
+		}
+		users[i] = storage.UserID(u)
+	}
+	c, err := s.b.st.Chat(chat)
 	if err != nil {
 		return nil, err
 	}
-	selfJoin := len(req.Users) == 1 && storage.UserID(req.Users[0]) == s.user
+	me, err := s.b.st.Member(chat, s.user)
+	member := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotMember) {
+		return nil, err
+	}
+	selfJoin := len(users) == 1 && users[0] == s.user
 	switch {
-	case kind == storage.ChatDirect:
+	case c.Kind == storage.ChatDirect:
 		return nil, fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
-	case kind == storage.ChatChannel && selfJoin:
-	case kind == storage.ChatChannel && !poster:
+	case c.Kind == storage.ChatChannel && selfJoin:
+	case c.Kind == storage.ChatChannel && me.Role < storage.RoleAdmin:
 		return nil, fmt.Errorf("%w: only the owner and admins add channel subscribers", ErrForbidden)
 	case !member:
 		return nil, fmt.Errorf("%w: chat %d", ErrNotMember, chat)
 	}
-	if err := s.spendN(1 + len(req.Users)/membersPerToken); err != nil {
+	if err := s.spendN(1 + len(users)/membersPerToken); err != nil {
 		return nil, err
 	}
 	role := storage.RoleMember
-	if kind == storage.ChatChannel {
+	if c.Kind == storage.ChatChannel {
 		role = storage.RoleSubscriber
 	}
-	for _, u := range req.Users {
-		if u == 0 {
-			return nil, fmt.Errorf("%w: user 0", ErrBadRequest)
-		}
-		if _, err := s.b.st.Member(chat, storage.UserID(u)); err == nil {
-			continue
-		}
-		if err := s.b.checkChatRoom([]storage.UserID{storage.UserID(u)}); err != nil {
-			return nil, err
-		}
-		err := s.b.st.AddMember(ctx, chat, storage.UserID(u), role)
-		switch {
-		case err == nil:
-			s.b.chats.joined(chat, storage.UserID(u), role)
-		case !errors.Is(err, storage.ErrAlreadyMember):
-			return nil, fmt.Errorf("add user %d: %w", u, err)
-		}
+	added, err := s.b.st.AddMembers(context.WithoutCancel(ctx), chat, users, role)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range added {
+		s.b.memberJoined(chat, u, role, c.Kind)
 	}
 	return done(), nil
 }
 
 // removeMember removes a user: oneself (leave), or anyone below the owner
-// by an admin or the owner.
+// by an admin or the owner. The removal completes or fails as one,
+// whatever the client does next, and the index follows what committed.
 func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user storage.UserID) (*wire.Frame, error) {
 	if chat == 0 || user == 0 {
 		return nil, fmt.Errorf("%w: zero chat or user", ErrBadRequest)
@@ -497,6 +521,9 @@ func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user st
 			return nil, err
 		}
 		them, err := s.b.st.Member(chat, user)
+		if errors.Is(err, storage.ErrNotMember) {
+			s.b.memberLeft(chat, user)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -504,10 +531,13 @@ func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user st
 			return nil, fmt.Errorf("%w: removing a %v takes a higher role than %v", ErrForbidden, them.Role, me.Role)
 		}
 	}
-	if err := s.b.st.RemoveMember(ctx, chat, user); err != nil {
+	err = s.b.st.RemoveMember(context.WithoutCancel(ctx), chat, user)
+	if err == nil || errors.Is(err, storage.ErrNotMember) {
+		s.b.memberLeft(chat, user)
+	}
+	if err != nil {
 		return nil, err
 	}
-	s.b.chats.left(chat, user)
 	return done(), nil
 }
 

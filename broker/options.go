@@ -25,17 +25,11 @@ type Options struct {
 	SendRate float64
 	// SendBurst is the bucket's size. Default: 2 × SendRate.
 	SendBurst int
-	// MaxChatsPerUser caps the chats a user may be in; creating or joining
-	// one more fails with TOO_MANY_CHATS. Default: 5,000.
-	MaxChatsPerUser int
 	// MaxSessionsPerUser caps a user's concurrent sessions (devices);
 	// the oldest is closed when a new one exceeds it. Default: 16.
 	MaxSessionsPerUser int
 	// Outbox bounds each session's queue of pushes.
 	Outbox OutboxOptions
-	// CacheChats caps the chats whose member lists are cached for fan-out.
-	// Default: 65,536.
-	CacheChats int
 	// HelloTimeout is how long a new connection may take to authenticate.
 	// Default: 10 s.
 	HelloTimeout time.Duration
@@ -81,14 +75,8 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.SendBurst == 0 {
 		o.SendBurst = max(1, int(2*o.SendRate))
 	}
-	if o.MaxChatsPerUser == 0 {
-		o.MaxChatsPerUser = 5000
-	}
 	if o.MaxSessionsPerUser == 0 {
 		o.MaxSessionsPerUser = 16
-	}
-	if o.CacheChats == 0 {
-		o.CacheChats = 1 << 16
 	}
 	if o.HelloTimeout == 0 {
 		o.HelloTimeout = 10 * time.Second
@@ -123,9 +111,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.MaxFrameBytes >= 1<<10 && o.MaxFrameBytes <= 64<<20, "MaxFrameBytes %d outside [1 KiB, 64 MiB]", o.MaxFrameBytes)
 	check(o.SendRate > 0, "SendRate %v must be positive", o.SendRate)
 	check(o.SendBurst > 0, "SendBurst %d must be positive", o.SendBurst)
-	check(o.MaxChatsPerUser > 0, "MaxChatsPerUser %d must be positive", o.MaxChatsPerUser)
 	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
-	check(o.CacheChats > 0, "CacheChats %d must be positive", o.CacheChats)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
 	check(o.HelloTimeout > 0 && o.RequestTimeout > 0 && o.WriteTimeout > 0, "timeouts must be positive")

@@ -45,7 +45,7 @@ func newPublishRig(tb testing.TB, n int) *publishRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &publishRig{b: b, e: &chatEntry{id: 1, loaded: true, kind: storage.ChatGroup, next: 1}}
+	r := &publishRig{b: b}
 	for u := 1; u <= n; u++ {
 		c := &discardConn{}
 		s := &Session{b: b, conn: c, user: storage.UserID(u), device: 1}
@@ -53,7 +53,7 @@ func newPublishRig(tb testing.TB, n int) *publishRig {
 		s.expires.Store(math.MaxInt64)
 		s.out = NewOutbox(OutboxOptions{Wake: s.wake, Drops: b.m.drops})
 		b.reg.add(s, 16, b.newLimiter)
-		r.e.members = append(r.e.members, s.user)
+		r.e = b.chats.join(1, s.user, storage.RoleMember, storage.ChatGroup)
 		r.sessions = append(r.sessions, s)
 		r.conns = append(r.conns, c)
 	}

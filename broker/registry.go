@@ -19,6 +19,12 @@ type registry struct {
 }
 
 type registryShard struct {
+	// presence serialises, per user of the shard, coming online and going
+	// offline with the membership changes that follow a commit, so that
+	// the chat index holds exactly the online users' committed chats.
+	// It is taken before mu and before any chat index lock.
+	presence sync.Mutex
+
 	mu    sync.RWMutex // guards the following
 	users map[storage.UserID]*userEntry
 	// idle keeps the send buckets of users who went offline with a
@@ -30,11 +36,13 @@ type registryShard struct {
 // (most of them long refilled) are dropped.
 const maxIdleBuckets = 4096
 
-// userEntry is one online user: its sessions and its send bucket, shared
-// by all its devices.
+// userEntry is one online user: its sessions, its send bucket, shared by
+// all its devices, and the chat index entries it joined. chats is changed
+// only under the shard's presence lock.
 type userEntry struct {
 	sessions []*Session // oldest first
 	limiter  *rate.Limiter
+	chats    []*chatEntry
 }
 
 func newRegistry() *registry {
@@ -50,13 +58,15 @@ func (r *registry) shard(u storage.UserID) *registryShard {
 	return &r.shards[(uint64(u)*0x9E3779B97F4A7C15)>>58]
 }
 
-// add registers s and returns the user's bucket and the sessions beyond
-// maxSessions that s displaces (oldest first), for the caller to close.
-func (r *registry) add(s *Session, maxSessions int, newLimiter func() *rate.Limiter) (*rate.Limiter, []*Session) {
+// add registers s and returns its user's entry, the sessions beyond
+// maxSessions that s displaces (oldest first), for the caller to close,
+// and whether s is the user's first session.
+func (r *registry) add(s *Session, maxSessions int, newLimiter func() *rate.Limiter) (*userEntry, []*Session, bool) {
 	sh := r.shard(s.user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.users[s.user]
+	first := e == nil
 	if e == nil {
 		lim := sh.idle[s.user]
 		if lim != nil {
@@ -72,18 +82,19 @@ func (r *registry) add(s *Session, maxSessions int, newLimiter func() *rate.Limi
 	if n := len(e.sessions) - maxSessions; n > 0 {
 		evicted = append(evicted, e.sessions[:n]...)
 	}
-	return e.limiter, evicted
+	return e, evicted, first
 }
 
 // remove unregisters s; the user's entry goes with its last session, its
-// send bucket to the idle set unless it is full at now.
-func (r *registry) remove(s *Session, now time.Time) {
+// send bucket to the idle set unless it is full at now. It returns the
+// entry when s was the user's last session.
+func (r *registry) remove(s *Session, now time.Time) (last *userEntry) {
 	sh := r.shard(s.user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.users[s.user]
 	if e == nil {
-		return
+		return nil
 	}
 	for i, x := range e.sessions {
 		if x == s {
@@ -102,7 +113,17 @@ func (r *registry) remove(s *Session, now time.Time) {
 			}
 			sh.idle[s.user] = e.limiter
 		}
+		return e
 	}
+	return nil
+}
+
+// online returns the entry of user if it has a session.
+func (r *registry) online(u storage.UserID) *userEntry {
+	sh := r.shard(u)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.users[u]
 }
 
 // appendOutboxes appends the outboxes of u's sessions other than except.

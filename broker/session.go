@@ -135,8 +135,12 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	// Welcome is the first frame on the response stream: a control frame
 	// due before it is written waits for it.
 	s.respMu.Lock()
-	var evicted []*Session
-	s.limiter, evicted = b.reg.add(s, b.opts.MaxSessionsPerUser, b.newLimiter)
+	evicted, err := b.register(s)
+	if err != nil {
+		s.respMu.Unlock()
+		s.out.Close()
+		return nil, b.reject(c, f.Id, err)
+	}
 	for _, old := range evicted {
 		old.reason.CompareAndSwap(int32(closeClient), int32(closeReplaced))
 		b.wg.Add(1) // held by this connection's count, so Shutdown waits
@@ -193,7 +197,7 @@ func (b *Broker) rejectCode(c Conn, id uint64, code wire.ErrorCode, msg string) 
 // endSession unregisters s, releases what it holds and counts why it
 // ended.
 func (b *Broker) endSession(s *Session) {
-	b.reg.remove(s, b.opts.Now())
+	b.unregister(s)
 	s.out.Close()
 	s.conn.Close(0, "")
 	b.m.sessionsNow.Add(-1)

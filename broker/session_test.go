@@ -445,8 +445,7 @@ func TestConcurrentSendersDeliveredInOrder(t *testing.T) {
 
 func TestMembershipLimits(t *testing.T) {
 	n := brokertest.Start(t, brokertest.Options{
-		Broker:  broker.Options{MaxChatsPerUser: 2},
-		Storage: storage.Options{MaxMembers: 3},
+		Storage: storage.Options{MaxMembers: 3, MaxChatsPerUser: 2},
 	})
 	alice := dial(t, n, n.Token(t, 1, 1))
 	g := alice.createChat(group, 2)

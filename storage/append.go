@@ -33,8 +33,10 @@ type Ack struct {
 	// Duplicate reports that the message was appended before; Seq and Time
 	// are the original ones and nothing was written.
 	Duplicate bool
-	// Err is why this message was rejected: ErrUnknownChat, ErrNoTarget,
-	// ErrNotAllowed or ErrTooManyReactions. Nothing of it was written.
+	// Err is why this message was rejected: ErrUnknownChat, ErrNotMember
+	// (the sender is not in the chat), ErrNotAllowed (a subscriber posting
+	// in a channel, or an edit or delete of another's message),
+	// ErrNoTarget or ErrTooManyReactions. Nothing of it was written.
 	Err error
 }
 
@@ -185,6 +187,22 @@ func (op *appendOp) apply(s *Store, bc *batchCtx) error {
 				continue
 			}
 		}
+		// The broker checked membership; the store holds to it too, so
+		// that no race between a removal and a post can let a non-member
+		// in: only members post, and in channels only admins and the
+		// owner post content (subscribers may react).
+		role, err := s.roleOf(bc, st, m.Sender)
+		if err != nil {
+			return err
+		}
+		if role == 0 {
+			op.acks[i].Err = ErrNotMember
+			continue
+		}
+		if st.kind == ChatChannel && m.Kind.IsContent() && role < RoleAdmin {
+			op.acks[i].Err = fmt.Errorf("storage: only admins post in a channel: %w", ErrNotAllowed)
+			continue
+		}
 		if !m.Kind.IsContent() {
 			if err := s.applyTargeted(bc, st, m, op.body(i), op.codecs[i]); err != nil {
 				if isInputErr(err) {
@@ -244,5 +262,6 @@ func (s *Store) lookupDedupe(key []byte, now int64) (seq uint64, t int64, found 
 // the store.
 func isInputErr(err error) bool {
 	return errors.Is(err, ErrNoTarget) || errors.Is(err, ErrNotAllowed) ||
-		errors.Is(err, ErrTooManyReactions) || errors.Is(err, ErrNotMember)
+		errors.Is(err, ErrTooManyReactions) || errors.Is(err, ErrNotMember) ||
+		errors.Is(err, ErrTooManyChats)
 }

@@ -55,11 +55,11 @@ func benchAppend(b *testing.B, appenders int) {
 				if i >= b.N {
 					return
 				}
-				// Appender g is one user's device sending to its own
-				// share of the chats (1,000/appenders of them, at least
-				// one), numbering its messages upwards.
+				// Appender g is a device of each chat's creator, sending
+				// to its own share of the chats (1,000/appenders of them,
+				// at least one), numbering its messages upwards.
 				c := chats[(g+int(cmid)%share*appenders)%len(chats)]
-				msg[0] = Message{Chat: c.ID, Sender: UserID(1_000_000 + g), Device: 1, ClientMsgID: cmid, Kind: MsgText, Body: bodies[i%len(bodies)]}
+				msg[0] = Message{Chat: c.ID, Sender: c.Creator, Device: DeviceID(1 + g), ClientMsgID: cmid, Kind: MsgText, Body: bodies[i%len(bodies)]}
 				acks, err := s.Append(ctx, msg)
 				if err == nil {
 					err = acks[0].Err

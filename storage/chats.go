@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -157,6 +158,15 @@ func (op *createOp) apply(s *Store, bc *batchCtx) error {
 			}
 		}
 	}
+	for _, u := range append([]UserID{sp.Creator}, sp.Members...) {
+		if err := s.checkRoom(bc, u); err != nil {
+			if isInputErr(err) {
+				op.err = err
+				return nil
+			}
+			return err
+		}
+	}
 	st := &chatState{id: op.id, kind: sp.Kind, pushLoaded: true}
 	st.rec = chatRecord{kind: sp.Kind, created: bc.now, creator: sp.Creator, title: sp.Title, floor: 1, dedupeFloor: 1}
 	if sp.Kind == ChatDirect {
@@ -172,9 +182,13 @@ func (op *createOp) apply(s *Store, bc *batchCtx) error {
 	if sp.Kind == ChatChannel {
 		defaultRole = RoleSubscriber
 	}
-	s.stageJoin(bc, st, sp.Creator, RoleOwner)
+	if err := s.stageJoin(bc, st, sp.Creator, RoleOwner); err != nil {
+		return err
+	}
 	for _, u := range sp.Members {
-		s.stageJoin(bc, st, u, defaultRole)
+		if err := s.stageJoin(bc, st, u, defaultRole); err != nil {
+			return err
+		}
 	}
 	bc.touch(st, true)
 	return nil
@@ -182,15 +196,16 @@ func (op *createOp) apply(s *Store, bc *batchCtx) error {
 
 func isPair(a, b, x, y UserID) bool { return (a == x && b == y) || (a == y && b == x) }
 
-// stageJoin writes a new member's records and picks its mode.
-func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) {
+// stageJoin writes a new member's records, counts the chat among the
+// user's and picks its mode. The caller checked the user's room.
+func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) error {
 	mode := modePush
 	if st.kind == ChatChannel || (st.kind == ChatGroup && st.rec.members >= s.opts.PushMembers) {
 		mode = modePull
 	}
 	m := memberRecord{role: role, mode: mode, joined: bc.now}
 	bc.set(s.chatKey(bc.key[:0], tMember, st.id, uint64(user)), m.appendTo(bc.val[:0]))
-	bc.set(s.userKey(bc.key[:0], tUserChat, user, uint64(st.id)), []byte{byte(role), mode})
+	bc.set(s.userKey(bc.key[:0], tUserChat, user, uint64(st.id)), []byte{byte(role), mode, byte(st.kind)})
 	if mode == modePull {
 		bc.set(s.userKey(bc.key[:0], tPull, user, uint64(st.id)), []byte{})
 	} else {
@@ -198,6 +213,67 @@ func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) {
 		st.added = append(st.added, user)
 	}
 	st.rec.members++
+	if st.roles != nil {
+		st.roles[user] = role
+	}
+	return s.addChatCount(bc, user, 1)
+}
+
+// userChatCount returns how many chats user is in, through the values
+// staged in this batch. A store written before the count was kept has
+// none: it is counted once from the durable user-chat keys, then kept.
+// Every join and leave stages the count, so a batch never holds a staged
+// membership of a user whose count is missing.
+func (s *Store) userChatCount(bc *batchCtx, user UserID) (uint64, error) {
+	k := s.userKey(nil, tUserN, user)
+	v, found, err := s.get(bc, k)
+	if err != nil {
+		return 0, err
+	}
+	if found {
+		n, w := binary.Uvarint(v)
+		if w <= 0 {
+			return 0, fmt.Errorf("storage: chat count %x: %w", k, errCorrupt)
+		}
+		return n, nil
+	}
+	prefix := s.userKey(nil, tUserChat, user)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keyUpper(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	n := uint64(0)
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// addChatCount moves user's chat count by delta.
+func (s *Store) addChatCount(bc *batchCtx, user UserID, delta int) error {
+	n, err := s.userChatCount(bc, user)
+	if err != nil {
+		return err
+	}
+	n = uint64(int64(n) + int64(delta))
+	bc.set(s.userKey(bc.key[:0], tUserN, user), binary.AppendUvarint(bc.val[:0], n))
+	return nil
+}
+
+// checkRoom fails with ErrTooManyChats when user is in MaxChatsPerUser
+// chats already.
+func (s *Store) checkRoom(bc *batchCtx, user UserID) error {
+	n, err := s.userChatCount(bc, user)
+	if err != nil {
+		return err
+	}
+	if n >= s.opts.MaxChatsPerUser {
+		return fmt.Errorf("storage: user %d is in %d chats: %w", user, n, ErrTooManyChats)
+	}
+	return nil
 }
 
 // Chat returns a chat's durable state.
@@ -210,19 +286,101 @@ func (s *Store) Chat(id ChatID) (Chat, error) {
 	return c, nil
 }
 
-// AddMember adds user to chat with role.
+// MaxAddMembers caps the users one AddMembers call adds.
+const MaxAddMembers = 1000
+
+// AddMember adds user to chat with role, or fails with ErrAlreadyMember.
 func (s *Store) AddMember(ctx context.Context, chat ChatID, user UserID, role Role) error {
-	if chat == 0 || user == 0 {
-		return ErrBadID
+	added, err := s.AddMembers(ctx, chat, []UserID{user}, role)
+	if err == nil && len(added) == 0 {
+		return ErrAlreadyMember
+	}
+	return err
+}
+
+// AddMembers adds users to chat with role in one commit and returns those
+// it added, in id order; users already in are skipped. It changes
+// nothing when it fails: on ErrTooManyChats (one of the users is in
+// MaxChatsPerUser chats), ErrTooManyMembers, ErrNotAllowed (a direct
+// chat) or ErrUnknownChat. It takes up to MaxAddMembers users.
+func (s *Store) AddMembers(ctx context.Context, chat ChatID, users []UserID, role Role) ([]UserID, error) {
+	if chat == 0 {
+		return nil, ErrBadID
 	}
 	if !role.valid() {
-		return fmt.Errorf("storage: role %d: %w", role, ErrBadKind)
+		return nil, fmt.Errorf("storage: role %d: %w", role, ErrBadKind)
 	}
-	op := &memberOp{chat: chat, user: user, role: role, add: true}
+	if len(users) == 0 || len(users) > MaxAddMembers {
+		return nil, fmt.Errorf("storage: add %d users, not 1 to %d: %w", len(users), MaxAddMembers, ErrBadRange)
+	}
+	users = slices.Clone(users)
+	slices.Sort(users)
+	users = slices.Compact(users)
+	if users[0] == 0 {
+		return nil, ErrBadID
+	}
+	op := &addOp{chat: chat, users: users, role: role}
 	if err := s.submit(ctx, op, 0); err != nil {
+		return nil, err
+	}
+	return op.added, op.err
+}
+
+type addOp struct {
+	chat  ChatID
+	users []UserID // sorted, distinct
+	role  Role
+	added []UserID
+	err   error
+}
+
+func (op *addOp) apply(s *Store, bc *batchCtx) error {
+	st, rejected, err := s.opState(op.chat)
+	if rejected != nil || err != nil {
+		op.err = rejected
 		return err
 	}
-	return op.err
+	if st.kind == ChatDirect {
+		op.err = fmt.Errorf("storage: direct chats have fixed members: %w", ErrNotAllowed)
+		return nil
+	}
+	// Check everything before staging anything: the op adds all or none.
+	var add []UserID
+	for _, u := range op.users {
+		_, found, err := s.get(bc, s.chatKey(bc.key[:0], tMember, op.chat, uint64(u)))
+		if err != nil {
+			return err
+		}
+		if found {
+			continue
+		}
+		if err := s.checkRoom(bc, u); err != nil {
+			if isInputErr(err) {
+				op.err = err
+				return nil
+			}
+			return err
+		}
+		add = append(add, u)
+	}
+	if st.kind != ChatChannel && st.rec.members+uint64(len(add)) > s.opts.MaxMembers {
+		op.err = fmt.Errorf("storage: %d members and %d more over %d: %w", st.rec.members, len(add), s.opts.MaxMembers, ErrTooManyMembers)
+		return nil
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	if err := s.loadPush(st); err != nil {
+		return err
+	}
+	for _, u := range add {
+		if err := s.stageJoin(bc, st, u, op.role); err != nil {
+			return err
+		}
+	}
+	bc.touch(st, true)
+	op.added = add
+	return nil
 }
 
 // RemoveMember removes user from chat; leaving is removing oneself.
@@ -230,22 +388,20 @@ func (s *Store) RemoveMember(ctx context.Context, chat ChatID, user UserID) erro
 	if chat == 0 || user == 0 {
 		return ErrBadID
 	}
-	op := &memberOp{chat: chat, user: user}
+	op := &removeOp{chat: chat, user: user}
 	if err := s.submit(ctx, op, 0); err != nil {
 		return err
 	}
 	return op.err
 }
 
-type memberOp struct {
+type removeOp struct {
 	chat ChatID
 	user UserID
-	role Role
-	add  bool
 	err  error
 }
 
-func (op *memberOp) apply(s *Store, bc *batchCtx) error {
+func (op *removeOp) apply(s *Store, bc *batchCtx) error {
 	st, rejected, err := s.opState(op.chat)
 	if rejected != nil || err != nil {
 		op.err = rejected
@@ -255,25 +411,6 @@ func (op *memberOp) apply(s *Store, bc *batchCtx) error {
 	v, found, err := s.get(bc, mk)
 	if err != nil {
 		return err
-	}
-	if op.add {
-		switch {
-		case found:
-			op.err = ErrAlreadyMember
-		case st.kind == ChatDirect:
-			op.err = fmt.Errorf("storage: direct chats have fixed members: %w", ErrNotAllowed)
-		case st.kind != ChatChannel && st.rec.members >= s.opts.MaxMembers:
-			op.err = ErrTooManyMembers
-		}
-		if op.err != nil {
-			return nil
-		}
-		if err := s.loadPush(st); err != nil {
-			return err
-		}
-		s.stageJoin(bc, st, op.user, op.role)
-		bc.touch(st, true)
-		return nil
 	}
 	if !found {
 		op.err = ErrNotMember
@@ -295,6 +432,10 @@ func (op *memberOp) apply(s *Store, bc *batchCtx) error {
 		st.removed = append(st.removed, op.user)
 	}
 	st.rec.members--
+	delete(st.roles, op.user)
+	if err := s.addChatCount(bc, op.user, -1); err != nil {
+		return err
+	}
 	bc.touch(st, true)
 	return nil
 }
@@ -359,6 +500,9 @@ func (s *Store) Member(chat ChatID, user UserID) (Member, error) {
 type UserChat struct {
 	Chat ChatID
 	Role Role
+	// Kind is the chat's kind; 0 for memberships written before it was
+	// recorded there (read the chat then).
+	Kind ChatKind
 }
 
 // UserChats lists user's chats with ids above after, in id order.
@@ -389,7 +533,11 @@ func (s *Store) UserChats(user UserID, after ChatID, limit int) ([]UserChat, err
 		if len(v) < 1 {
 			return nil, fmt.Errorf("storage: user chat %x: %w", it.Key(), errCorrupt)
 		}
-		out = append(out, UserChat{Chat: ChatID(lastU64(it.Key())), Role: Role(v[0])})
+		uc := UserChat{Chat: ChatID(lastU64(it.Key())), Role: Role(v[0])}
+		if len(v) >= 3 {
+			uc.Kind = ChatKind(v[2])
+		}
+		out = append(out, uc)
 	}
 	return out, it.Error()
 }

@@ -20,7 +20,10 @@ type chatState struct {
 	pushLoaded bool
 	// marks holds, per sender device, a client id at least as high as any
 	// of its dedupe entries in this chat: a higher id cannot be a resend.
-	marks   map[senderDev]uint64
+	marks map[senderDev]uint64
+	// roles caches the roles of recent senders (0: not a member), so that
+	// the membership check of a post reads no key.
+	roles   map[UserID]Role
 	inBatch bool     // on the current batch's dirty list
 	bumped  bool     // the dialog version moves in this batch
 	added   []UserID // push members added in this batch
@@ -122,6 +125,38 @@ func (s *Store) mark(st *chatState, user UserID, dev DeviceID) (uint64, error) {
 	}
 	st.marks[k] = v
 	return v, nil
+}
+
+// maxRoles caps a chat's cached sender roles; past it the cache restarts.
+const maxRoles = 4096
+
+// roleOf returns user's role in st's chat, or 0 when user is not a member,
+// through the values staged in this batch.
+func (s *Store) roleOf(bc *batchCtx, st *chatState, user UserID) (Role, error) {
+	if st.kind == ChatDirect {
+		switch user {
+		case st.rec.creator:
+			return RoleOwner, nil
+		case st.rec.peer:
+			return RoleMember, nil
+		}
+		return 0, nil
+	}
+	if r, ok := st.roles[user]; ok {
+		return r, nil
+	}
+	r, err := s.memberRole(bc, st.id, user)
+	if errors.Is(err, ErrNotMember) {
+		r, err = 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if st.roles == nil || len(st.roles) >= maxRoles {
+		st.roles = make(map[UserID]Role)
+	}
+	st.roles[user] = r
+	return r, nil
 }
 
 // evictLocked drops states while the cache holds more than limit. The

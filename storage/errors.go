@@ -42,6 +42,9 @@ var (
 	ErrAlreadyMember = errors.New("storage: already a member")
 	// ErrTooManyMembers is returned when a chat would exceed its member cap.
 	ErrTooManyMembers = errors.New("storage: too many members")
+	// ErrTooManyChats is returned when a user would join more than
+	// Options.MaxChatsPerUser chats.
+	ErrTooManyChats = errors.New("storage: too many chats")
 	// ErrNoTarget is returned when an edit, delete or reaction points at a
 	// seq that holds no live message.
 	ErrNoTarget = errors.New("storage: no such message")

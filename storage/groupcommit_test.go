@@ -14,7 +14,11 @@ import (
 func TestGroupCommit(t *testing.T) {
 	gate := storagetest.NewSyncGate(t)
 	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
-	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	var members []UserID
+	for i := range 20 {
+		members = append(members, UserID(10+i))
+	}
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: members})
 	commits := s.m.commits.Get()
 
 	gate.Hold.Store(true)

@@ -11,7 +11,8 @@ const (
 	tOverlay  = 's' // shard(chat) s chat seq              -> overlay (current state)
 	tReaction = 'r' // shard(chat) r chat seq user         -> emoji
 	tDedupe   = 'd' // shard(chat) d chat user device cmid -> seq, time
-	tUserChat = 'u' // shard(user) u user chat             -> role, mode
+	tUserChat = 'u' // shard(user) u user chat             -> role, mode, kind
+	tUserN    = 'n' // shard(user) n user                  -> number of the user's chats
 	tDialog   = 'v' // shard(user) v user epoch chat       -> (empty)
 	tPull     = 'p' // shard(user) p user chat             -> (empty)
 )

@@ -35,6 +35,10 @@ type Options struct {
 	// MaxMembers caps the members of a group or direct chat. Channels are
 	// not capped. Default: 200,000.
 	MaxMembers uint64
+	// MaxChatsPerUser caps the chats (of every kind) a user may be in;
+	// creating or joining one more fails with ErrTooManyChats. The count
+	// is kept per user, so the check reads one key. Default: 5,000.
+	MaxChatsPerUser uint64
 	// PushMembers is the group size up to which members joining a group
 	// have their dialog index written on every change; members joining a
 	// larger group, and every channel subscriber, read it on demand.
@@ -116,6 +120,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxMembers == 0 {
 		o.MaxMembers = 200_000
+	}
+	if o.MaxChatsPerUser == 0 {
+		o.MaxChatsPerUser = 5_000
 	}
 	if o.PushMembers == 0 {
 		o.PushMembers = 1_000

@@ -82,7 +82,11 @@ func TestEditDeleteReact(t *testing.T) {
 
 func TestTooManyReactions(t *testing.T) {
 	s := openTest(t, t.TempDir(), Options{})
-	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	var members []UserID
+	for i := 0; i <= maxReactionKinds; i++ {
+		members = append(members, UserID(10+i))
+	}
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: members})
 	mustAppend(t, s, text(c.ID, 1, 1, "m"))
 	var msgs []Message
 	for i := 0; i <= maxReactionKinds; i++ {

@@ -69,19 +69,20 @@ type authConfig struct {
 // wraps a negative integer into a uint64 silently, so validate rejects
 // negatives instead.
 type storageConfig struct {
-	Shards         int             `toml:"shards"`
-	MaxBodyBytes   byteSize        `toml:"max_body_bytes"`
-	MaxBatchBytes  byteSize        `toml:"max_batch_bytes"`
-	MaxQueuedBytes byteSize        `toml:"max_queued_bytes"`
-	DedupeWindow   duration        `toml:"dedupe_window"`
-	MaxMembers     int64           `toml:"max_members"`
-	PushMembers    int64           `toml:"push_members"`
-	SweepInterval  duration        `toml:"sweep_interval"`
-	SweepBatch     int             `toml:"sweep_batch"`
-	CacheChats     int             `toml:"cache_chats"`
-	CacheBytes     byteSize        `toml:"cache_bytes"`
-	MemtableBytes  byteSize        `toml:"memtable_bytes"`
-	Retention      retentionConfig `toml:"retention"`
+	Shards          int             `toml:"shards"`
+	MaxBodyBytes    byteSize        `toml:"max_body_bytes"`
+	MaxBatchBytes   byteSize        `toml:"max_batch_bytes"`
+	MaxQueuedBytes  byteSize        `toml:"max_queued_bytes"`
+	DedupeWindow    duration        `toml:"dedupe_window"`
+	MaxMembers      int64           `toml:"max_members"`
+	PushMembers     int64           `toml:"push_members"`
+	SweepInterval   duration        `toml:"sweep_interval"`
+	SweepBatch      int             `toml:"sweep_batch"`
+	CacheChats      int             `toml:"cache_chats"`
+	MaxChatsPerUser int64           `toml:"max_chats_per_user"`
+	CacheBytes      byteSize        `toml:"cache_bytes"`
+	MemtableBytes   byteSize        `toml:"memtable_bytes"`
+	Retention       retentionConfig `toml:"retention"`
 }
 
 // retentionConfig is the [storage.retention] section: one table per chat
@@ -104,9 +105,7 @@ type brokerConfig struct {
 	MaxFrameBytes      byteSize `toml:"max_frame_bytes"`
 	SendRate           float64  `toml:"send_rate"`
 	SendBurst          int      `toml:"send_burst"`
-	MaxChatsPerUser    int      `toml:"max_chats_per_user"`
 	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
-	CacheChats         int      `toml:"cache_chats"`
 	HelloTimeout       duration `toml:"hello_timeout"`
 	RequestTimeout     duration `toml:"request_timeout"`
 	WriteTimeout       duration `toml:"write_timeout"`
@@ -230,6 +229,7 @@ func (c *config) validate() error {
 		{"storage.push_members", s.PushMembers},
 		{"storage.sweep_batch", int64(s.SweepBatch)},
 		{"storage.cache_chats", int64(s.CacheChats)},
+		{"storage.max_chats_per_user", s.MaxChatsPerUser},
 		{"storage.retention.direct.max_count", s.Retention.Direct.MaxCount},
 		{"storage.retention.group.max_count", s.Retention.Group.MaxCount},
 		{"storage.retention.channel.max_count", s.Retention.Channel.MaxCount},
@@ -322,18 +322,19 @@ func (c *config) storageOptions() (storage.Options, error) {
 		return int(b)
 	}
 	opts := storage.Options{
-		Shards:         s.Shards,
-		MaxBodyBytes:   toInt("storage.max_body_bytes", s.MaxBodyBytes),
-		MaxBatchBytes:  toInt("storage.max_batch_bytes", s.MaxBatchBytes),
-		MaxQueuedBytes: toInt("storage.max_queued_bytes", s.MaxQueuedBytes),
-		DedupeWindow:   time.Duration(s.DedupeWindow),
-		MaxMembers:     uint64(s.MaxMembers),
-		PushMembers:    uint64(s.PushMembers),
-		SweepInterval:  time.Duration(s.SweepInterval),
-		SweepBatch:     s.SweepBatch,
-		CacheChats:     s.CacheChats,
-		CacheBytes:     int64(s.CacheBytes),
-		MemTableBytes:  uint64(s.MemtableBytes),
+		Shards:          s.Shards,
+		MaxBodyBytes:    toInt("storage.max_body_bytes", s.MaxBodyBytes),
+		MaxBatchBytes:   toInt("storage.max_batch_bytes", s.MaxBatchBytes),
+		MaxQueuedBytes:  toInt("storage.max_queued_bytes", s.MaxQueuedBytes),
+		DedupeWindow:    time.Duration(s.DedupeWindow),
+		MaxMembers:      uint64(s.MaxMembers),
+		PushMembers:     uint64(s.PushMembers),
+		SweepInterval:   time.Duration(s.SweepInterval),
+		SweepBatch:      s.SweepBatch,
+		CacheChats:      s.CacheChats,
+		MaxChatsPerUser: uint64(s.MaxChatsPerUser),
+		CacheBytes:      int64(s.CacheBytes),
+		MemTableBytes:   uint64(s.MemtableBytes),
 	}
 	opts.Retention[storage.ChatDirect] = s.Retention.Direct.options()
 	opts.Retention[storage.ChatGroup] = s.Retention.Group.options()
@@ -369,9 +370,7 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		MaxFrameBytes:             toInt("broker.max_frame_bytes", b.MaxFrameBytes),
 		SendRate:                  b.SendRate,
 		SendBurst:                 b.SendBurst,
-		MaxChatsPerUser:           b.MaxChatsPerUser,
 		MaxSessionsPerUser:        b.MaxSessionsPerUser,
-		CacheChats:                b.CacheChats,
 		HelloTimeout:              time.Duration(b.HelloTimeout),
 		RequestTimeout:            time.Duration(b.RequestTimeout),
 		WriteTimeout:              time.Duration(b.WriteTimeout),

@@ -150,9 +150,10 @@ var metricHelp = map[string]string{
 	"gonets_broker_session_closes_total":            "Authenticated sessions that ended, by reason: client (closed by the client or the connection broke), push_timeout, response_timeout, bad_frame, token_expired, replaced (the user opened more sessions than allowed).",
 	"gonets_broker_hello_timeouts_total":            "Connections closed because they did not authenticate within the hello timeout.",
 	"gonets_broker_unauthenticated_connections":     "Connections waiting to authenticate now.",
+	"gonets_broker_index_chats":                     "Chats with a member online on this node or an append in flight.",
+	"gonets_broker_index_members":                   "Online (user, chat) pairs in the fan-out index.",
 	"gonets_broker_unauthenticated_evictions_total": "Connections waiting to authenticate that a newer one evicted, by bound: node (the node's limit) or address (the per-address limit).",
 	"gonets_broker_resyncs_total":                   "Resync frames sent to sessions that had pushes dropped.",
-	"gonets_broker_fanout_errors_total":             "Fan-outs skipped because the chat could not be loaded from the store.",
 	"gonets_broker_bad_frames_total":                "Frames from clients that did not decode or broke the protocol.",
 
 	// The Go runtime, as github.com/VictoriaMetrics/metrics writes it.
