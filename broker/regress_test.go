@@ -188,3 +188,66 @@ func TestCreateChatMemberCap(t *testing.T) {
 	}
 	alice.createChat(channel, ids[:1000]...)
 }
+
+// A membership change completes whatever its client does: an admin who
+// disconnects while the change waits for its commit still makes it, and
+// the index follows: a removed member can neither post nor read, an added
+// one can.
+func TestMembershipChangeOutlivesItsClient(t *testing.T) {
+	// changed starts a node with alice, bob (a member of alice's group)
+	// and carol (not one), sends change from alice's second device while
+	// the WAL sync is held, disconnects that device, releases the sync,
+	// and returns once the store holds member's membership as want.
+	changed := func(t *testing.T, change func(chat uint64) *wire.Frame, member uint64, want bool) (alice, bob, carol *wireClient, chat uint64) {
+		g := storagetest.NewSyncGate(t)
+		n := brokertest.Start(t, brokertest.Options{Storage: storage.Options{FS: g.FS}})
+		alice = dial(t, n, n.Token(t, 1, 1))
+		bob = dial(t, n, n.Token(t, 2, 1))
+		carol = dial(t, n, n.Token(t, 3, 1))
+		chat = alice.createChat(group, 2)
+		bob.mustAck(chat, 1, "before")
+		admin := dial(t, n, n.Token(t, 1, 2))
+		g.Hold.Store(true)
+		admin.send(change(chat))
+		<-g.Held
+		admin.conn.CloseWithError(0, "gone") // the client leaves mid-commit
+		g.Open()
+		brokertest.WaitFor(t, func() bool {
+			_, err := n.Store().Member(storage.ChatID(chat), storage.UserID(member))
+			return (err == nil) == want
+		})
+		return alice, bob, carol, chat
+	}
+	t.Run("remove", func(t *testing.T) {
+		alice, bob, _, chat := changed(t, func(chat uint64) *wire.Frame {
+			return &wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 2}}}
+		}, 2, false)
+		// History reads are checked by the index alone: it must follow the
+		// commit its client left (a refused send would heal it, so this
+		// comes first).
+		brokertest.WaitFor(t, func() bool {
+			r := bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: 1}}})
+			return r.GetError().GetCode() == wire.ErrorCode_ERROR_CODE_NOT_MEMBER
+		})
+		brokertest.WaitFor(t, func() bool {
+			r := bob.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 2, Body: []byte("after")}}})
+			return r.GetError().GetCode() == wire.ErrorCode_ERROR_CODE_NOT_MEMBER
+		})
+		r := alice.do(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 2}}})
+		if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_NOT_MEMBER {
+			t.Fatalf("repeated removal: %v", got)
+		}
+	})
+	t.Run("add", func(t *testing.T) {
+		_, bob, carol, chat := changed(t, func(chat uint64) *wire.Frame {
+			return &wire.Frame{Body: &wire.Frame_AddMembers{AddMembers: &wire.AddMembers{Chat: chat, Users: []uint64{3}}}}
+		}, 3, true)
+		brokertest.WaitFor(t, func() bool {
+			r := carol.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 1, Body: []byte("joined")}}})
+			return r.GetAck() != nil
+		})
+		if m := bob.push().GetDeliver().GetMessage(); m.GetSender() != 3 {
+			t.Fatalf("bob got %v", m)
+		}
+	})
+}
