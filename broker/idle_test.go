@@ -89,9 +89,12 @@ type idleNode struct {
 	tls  *tls.Config
 }
 
-func startIdleNode(tb testing.TB) *idleNode {
+func startIdleNode(tb testing.TB) *idleNode { return startIdleNodeIn(tb, tb.TempDir()) }
+
+// startIdleNodeIn starts the child node on the data directory dir, which
+// may hold a store already (in brokertest.StoreDir).
+func startIdleNodeIn(tb testing.TB, dir string) *idleNode {
 	tb.Helper()
-	dir := tb.TempDir()
 	key, err := token.LoadOrCreateKey(dir)
 	if err != nil {
 		tb.Fatal(err)
@@ -144,6 +147,11 @@ func (n *idleNode) stats(tb testing.TB) idleStats {
 // connectIdle opens count authenticated sessions over one UDP socket and
 // returns them, to be closed by the caller.
 func (n *idleNode) connectIdle(tb testing.TB, tr *quic.Transport, count int) []*quic.Conn {
+	return n.connectIdleFrom(tb, tr, 1, count)
+}
+
+// connectIdleFrom is connectIdle for users first, first+1, ...
+func (n *idleNode) connectIdleFrom(tb testing.TB, tr *quic.Transport, first, count int) []*quic.Conn {
 	tb.Helper()
 	addr, err := net.ResolveUDPAddr("udp", n.addr)
 	if err != nil {
@@ -163,7 +171,7 @@ func (n *idleNode) connectIdle(tb testing.TB, tr *quic.Transport, count int) []*
 		if err != nil {
 			tb.Fatal(err)
 		}
-		tok, _ := signer.Sign(token.Claims{User: uint64(i + 1), Device: 1, Expires: time.Now().Add(time.Hour)})
+		tok, _ := signer.Sign(token.Claims{User: uint64(first + i), Device: 1, Expires: time.Now().Add(time.Hour)})
 		b, _ := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: tok}}}, 0)
 		st.Write(b)
 		var f wire.Frame

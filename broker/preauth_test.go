@@ -185,7 +185,7 @@ type rawSession struct {
 }
 
 // dialHonest connects and authenticates as user.
-func dialHonest(t *testing.T, tr *quic.Transport, n *idleNode, user uint64) *rawSession {
+func dialHonest(t testing.TB, tr *quic.Transport, n *idleNode, user uint64) *rawSession {
 	t.Helper()
 	addr, _ := net.ResolveUDPAddr("udp", n.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -208,7 +208,7 @@ func dialHonest(t *testing.T, tr *quic.Transport, n *idleNode, user uint64) *raw
 }
 
 // do sends a request and returns its response, skipping control frames.
-func (s *rawSession) do(t *testing.T, f *wire.Frame) *wire.Frame {
+func (s *rawSession) do(t testing.TB, f *wire.Frame) *wire.Frame {
 	s.nextID++
 	f.Id = s.nextID
 	b, _ := wire.AppendFrame(nil, f, 0)
@@ -228,7 +228,7 @@ func (s *rawSession) do(t *testing.T, f *wire.Frame) *wire.Frame {
 	}
 }
 
-func (s *rawSession) createChat(t *testing.T, peer uint64) uint64 {
+func (s *rawSession) createChat(t testing.TB, peer uint64) uint64 {
 	r := s.do(t, &wire.Frame{Body: &wire.Frame_CreateChat{CreateChat: &wire.CreateChat{Kind: direct, Members: []uint64{peer}}}})
 	if r.GetChat() == nil {
 		t.Fatalf("create chat: %v", r)
@@ -236,7 +236,7 @@ func (s *rawSession) createChat(t *testing.T, peer uint64) uint64 {
 	return r.GetChat().Chat
 }
 
-func (s *rawSession) send(t *testing.T, chat, cmid uint64) {
+func (s *rawSession) send(t testing.TB, chat, cmid uint64) {
 	r := s.do(t, &wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: cmid, Body: []byte("honest")}}})
 	if r.GetAck() == nil {
 		t.Errorf("send %d: %v", cmid, r)
