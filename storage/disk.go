@@ -33,7 +33,7 @@ const minFreeBytes = 1 << 20
 func checkSpace(vfsys vfs.FS, dir string) error {
 	if err := probe(vfsys, dir); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
-			return fmt.Errorf("%w in %s: free space and start again", ErrNoSpace, dir)
+			return fmt.Errorf("%w in %s", ErrNoSpace, dir)
 		}
 		return fmt.Errorf("storage: open %q: the disk does not take writes: %w", dir, err)
 	}
@@ -43,7 +43,7 @@ func checkSpace(vfsys vfs.FS, dir string) error {
 	}
 	need := uint64(minFreeBytes) + newestWALBytes(vfsys, dir)
 	if du.AvailBytes < need {
-		return fmt.Errorf("%w in %s: %s free, opening needs about %s: free space and start again",
+		return fmt.Errorf("%w in %s (%s free, opening needs about %s)",
 			ErrNoSpace, dir, mib(du.AvailBytes), mib(need))
 	}
 	return nil
@@ -109,7 +109,7 @@ func lockDir(vfsys vfs.FS, dir string) (*pebble.Lock, error) {
 		!errors.As(err, &pe) && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)):
 		return nil, fmt.Errorf("%w in %s", ErrLocked, dir)
 	case errors.Is(err, syscall.ENOSPC):
-		return nil, fmt.Errorf("%w in %s: free space and start again", ErrNoSpace, dir)
+		return nil, fmt.Errorf("%w in %s", ErrNoSpace, dir)
 	}
 	return nil, fmt.Errorf("storage: open %q: lock: %w", dir, err)
 }

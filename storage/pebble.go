@@ -88,7 +88,7 @@ type events struct {
 	lim  *logLimiter
 
 	fail     func(error)      // fails the store
-	walArmed *atomic.Bool     // WAL creation failures are fatal
+	walArmed *atomic.Bool     // the store runs: WAL creation failures are fatal
 	count    *metrics.Counter // background errors
 
 	flushErr atomic.Pointer[error] // the last failed flush's error
@@ -138,7 +138,9 @@ func (e *events) backgroundError(err error) {
 	e.count.Inc()
 	if p := e.flushErr.Load(); p != nil && errors.Is(err, *p) {
 		e.flushErr.Store(nil)
-		e.fail(fmt.Errorf("flush: %w", err))
+		if e.walArmed.Load() { // not while Open or a reopen waits for the flush
+			e.fail(fmt.Errorf("flush: %w", err))
+		}
 	}
 	if ok, n := e.lim.allow("pebble: background error"); ok {
 		e.opts.Logger.Error("pebble: background error", "err", err, "suppressed", n)

@@ -68,7 +68,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	}
 	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
-			return nil, fmt.Errorf("%w in %s: free space and start again", ErrNoSpace, dir)
+			return nil, fmt.Errorf("%w in %s", ErrNoSpace, dir)
 		}
 		return nil, fmt.Errorf("storage: open %q: %w", dir, err)
 	}
@@ -170,7 +170,7 @@ func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
 	db, err = pebble.Open(dir, popts)
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
-			return nil, fmt.Errorf("%w in %s: free space and start again (%v)", ErrNoSpace, dir, err)
+			return nil, fmt.Errorf("%w in %s (%v)", ErrNoSpace, dir, err)
 		}
 		return nil, fmt.Errorf("storage: open %q: %w", dir, err)
 	}
