@@ -126,7 +126,7 @@ var metricHelp = map[string]string{
 	"gonets_storage_append_bytes_total":      "Body bytes of the messages appended.",
 	"gonets_storage_dedupe_hits_total":       "Appends answered with an earlier ack because their client message id was seen within the dedupe window.",
 	"gonets_storage_commits_total":           "Group commits whose WAL sync succeeded.",
-	"gonets_storage_commit_errors_total":     "Group commits or WAL syncs that failed; the store refuses writes after one.",
+	"gonets_storage_commit_errors_total":     "Group commits or WAL syncs that failed; the store refuses writes after one until it has reopened its database.",
 	"gonets_storage_batch_messages":          "Messages appended per group commit.",
 	"gonets_storage_batch_bytes":             "Body bytes per group commit.",
 	"gonets_storage_commit_seconds":          "Time a group commit took, from taking its batch off the queue to durable.",
@@ -134,6 +134,9 @@ var metricHelp = map[string]string{
 	"gonets_storage_retention_deleted_total": "Log records deleted by retention sweeps.",
 	"gonets_storage_dedupe_expired_total":    "Dedupe entries deleted after the dedupe window.",
 	"gonets_storage_sweep_errors_total":      "Retention sweeps that failed.",
+	"gonets_storage_failures_total":          "Times the store failed (a WAL write or sync, a flush, or a read while committing failed) and began refusing writes until it reopened its database.",
+	"gonets_storage_recoveries_total":        "Times a failed store reopened its database and took writes again.",
+	"gonets_storage_background_errors_total": "Flushes and compactions that failed in Pebble's background; a failed flush also fails the store.",
 	"gonets_storage_cached_chats":            "Chats whose state the committer holds in memory.",
 	"gonets_storage_queued_bytes":            "Body bytes of the appends waiting for the committer.",
 

@@ -247,13 +247,63 @@ func newVerifier(cfg config, nodeKey ed25519.PrivateKey) (*token.Verifier, error
 // gracefully. It prints where the node listens to stdout and logs to
 // stderr. The command cancels ctx on the first SIGINT or SIGTERM.
 func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Node.LogLevel}))
-	n, err := startNode(cfg, log)
-	if err != nil {
-		return err
+	return serveNode(ctx, cfg, nodeOptions{}, stdout, stderr)
+}
+
+// nodeOptions are a node's internal options, for tests: no config key or
+// flag sets them. The zero value is what gonets serve runs with.
+type nodeOptions struct {
+	// storageFS is the file system under the store. Default: the OS's.
+	storageFS vfs.FS
+}
+
+// serveNode is serve with internal options. The start-up (opening the
+// store, which replays its WAL, and binding the ports) runs while ctx is
+// watched: if ctx ends first, serveNode waits for the start-up until
+// node.shutdown_timeout has passed, closes what it opened and returns
+// nil, or returns an error at the deadline, leaving the process to exit
+// (nothing was acknowledged yet, so nothing is lost).
+func serveNode(ctx context.Context, cfg config, nopts nodeOptions, stdout, stderr io.Writer) error {
+	log := slog.New(newLimitHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Node.LogLevel}), time.Now))
+	type started struct {
+		n   *node
+		err error
 	}
-	n.printBanner(stdout)
-	return n.run(ctx)
+	startc := make(chan started, 1)
+	go func() {
+		n, err := startNode(cfg, log, nopts)
+		startc <- started{n, err}
+	}()
+	select {
+	case s := <-startc:
+		if s.err != nil {
+			return s.err
+		}
+		s.n.printBanner(stdout)
+		return s.n.run(ctx)
+	case <-ctx.Done():
+	}
+	timeout := time.Duration(cfg.Node.ShutdownTimeout)
+	deadline := time.Now().Add(timeout)
+	log.Info("stopping during start-up", "cause", context.Cause(ctx))
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case s := <-startc:
+		if s.err != nil {
+			return s.err
+		}
+		return s.n.stop(nil, deadline)
+	case <-t.C:
+		// The start-up goroutine ends when the start-up does; whatever it
+		// opened by then is closed.
+		go func() {
+			if s := <-startc; s.err == nil {
+				s.n.stop(nil, time.Now().Add(timeout))
+			}
+		}()
+		return fmt.Errorf("stopped (%v) during a start-up that did not end within node.shutdown_timeout (%v); nothing was acknowledged yet", context.Cause(ctx), timeout)
+	}
 }
 
 // node is a running Gonets node: its store, broker, QUIC listener and
@@ -279,8 +329,9 @@ type node struct {
 }
 
 // startNode opens the store, builds the broker and binds the QUIC and
-// HTTP listeners. On error it closes whatever it opened.
-func startNode(cfg config, log *slog.Logger) (_ *node, err error) {
+// HTTP listeners. On error it closes whatever it opened. nopts holds at
+// most one nodeOptions; none means the defaults.
+func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err error) {
 	n := &node{
 		cfg:           cfg,
 		log:           log,
@@ -325,7 +376,16 @@ func startNode(cfg config, log *slog.Logger) (_ *node, err error) {
 	sopts.Logger, sopts.Metrics = log.With("component", "storage"), n.storeMetrics
 	bopts.Logger, bopts.Metrics = log.With("component", "broker"), n.brokerMetrics
 
+	if len(nopts) > 0 && nopts[0].storageFS != nil {
+		sopts.FS = nopts[0].storageFS
+	}
 	if n.store, err = storage.Open(filepath.Join(n.dataDir, storeDir), sopts); err != nil {
+		switch {
+		case errors.Is(err, storage.ErrLocked):
+			return nil, fmt.Errorf("another node holds %s: stop it, or give this one another data directory", n.dataDir)
+		case errors.Is(err, storage.ErrNoSpace):
+			return nil, fmt.Errorf("%w: free space and start again", err)
+		}
 		return nil, err
 	}
 	undo = append(undo, func() { n.store.Close() })
@@ -435,10 +495,8 @@ func dialable(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// run serves until ctx is done or a listener fails, then shuts down:
-// /readyz fails, the broker stops accepting, tells sessions it is going
-// away and waits for their requests (up to node.shutdown_timeout), the
-// HTTP server closes, and the store closes last.
+// run serves until ctx is done or a listener fails, then shuts down
+// within node.shutdown_timeout (stop).
 func (n *node) run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	n.serving.Store(true)
@@ -471,27 +529,92 @@ func (n *node) run(ctx context.Context) error {
 		}
 		n.log.Error("shutting down", "err", serveErr)
 	}
-	n.stopping.Store(true)
-	timeout := time.Duration(n.cfg.Node.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := n.broker.Shutdown(sctx); err != nil {
-		n.log.Warn("sessions did not finish in time; closed them", "timeout", timeout, "err", err)
-	}
-	if err := n.http.Shutdown(sctx); err != nil {
-		n.log.Warn("http requests did not finish in time; closed them", "err", err)
-		n.http.Close()
-	}
+	deadline := time.Now().Add(time.Duration(n.cfg.Node.ShutdownTimeout))
 	errs := []error{serveErr}
-	for ; pending > 0; pending-- {
-		errs = append(errs, <-errc)
+	collect := func() {
+		t := time.NewTimer(max(time.Until(deadline), 0))
+		defer t.Stop()
+		for ; pending > 0; pending-- {
+			select {
+			case err := <-errc:
+				errs = append(errs, err)
+			case <-t.C:
+				return // the process exits; the listeners' goroutines with it
+			}
+		}
 	}
-	if err := n.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close store: %w", err))
-	}
+	errs = append(errs, n.stop(collect, deadline))
 	err := errors.Join(errs...)
 	if err == nil {
 		n.log.Info("stopped")
 	}
 	return err
+}
+
+// stop shuts the node down by deadline: /readyz fails, the broker stops
+// accepting, tells sessions it is going away and waits for their
+// requests, the HTTP server closes, then (after listeners, which the
+// caller's collect waits for) the store. Sessions get the time until
+// deadline less a reserve for closing the store (a quarter, at most
+// 2 s). Sessions still open then are closed, which is logged and is no
+// error. A store that has not closed by deadline (its committer waits on
+// a sync that hangs) is an error: stop returns without waiting further,
+// and the process exits; everything acknowledged was synced before its
+// ack, so nothing acknowledged is lost either way.
+func (n *node) stop(collect func(), deadline time.Time) error {
+	n.stopping.Store(true)
+	total := time.Until(deadline)
+	drain := deadline.Add(-min(total/4, 2*time.Second))
+	sctx, cancel := context.WithDeadline(context.Background(), drain)
+	defer cancel()
+	if !within(drain, func() {
+		if err := n.broker.Shutdown(sctx); err != nil {
+			n.log.Warn("sessions did not finish in time; closed them", "timeout", total, "err", err)
+		}
+	}) {
+		n.log.Warn("the broker did not stop in time; closing the store", "timeout", total)
+	}
+	if err := n.http.Shutdown(sctx); err != nil {
+		n.log.Warn("http requests did not finish in time; closed them", "err", err)
+		n.http.Close()
+	}
+	if collect == nil { // run never served: close what startNode bound
+		n.httpLn.Close()
+		n.quicLn.Close()
+	} else {
+		collect()
+	}
+	var err error
+	if !within(deadline, func() {
+		if cerr := n.store.Close(); cerr != nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}) {
+		return fmt.Errorf("the store did not close within node.shutdown_timeout (%v), likely waiting on a disk sync; exiting without it: everything acknowledged is durable", total.Round(time.Millisecond))
+	}
+	return err
+}
+
+// within runs f and reports whether it returned by deadline. When it has
+// not, f goes on in its goroutine: the caller gives up on it, and the
+// process is about to exit.
+func within(deadline time.Time, f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	t := time.NewTimer(max(time.Until(deadline), 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		select {
+		case <-done: // both ready: it did finish
+			return true
+		default:
+			return false
+		}
+	}
 }
