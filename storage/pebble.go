@@ -91,8 +91,10 @@ type events struct {
 	walArmed *atomic.Bool     // the store runs: WAL creation failures are fatal
 	count    *metrics.Counter // background errors
 
-	flushErr atomic.Pointer[error] // the last failed flush's error
-	streak   atomic.Int32          // background errors since the last success
+	flushErr   atomic.Pointer[error] // the last failed flush's error
+	flushFails atomic.Uint64         // failed flushes, running or not
+	streak     atomic.Int32          // background errors since the last success
+	lastErr    atomic.Int64          // when the last background error came, Unix ns
 }
 
 // maxRetryPause caps the pause events puts between retries of a failing
@@ -138,12 +140,17 @@ func (e *events) backgroundError(err error) {
 	e.count.Inc()
 	if p := e.flushErr.Load(); p != nil && errors.Is(err, *p) {
 		e.flushErr.Store(nil)
-		if e.walArmed.Load() { // not while Open or a reopen waits for the flush
+		e.flushFails.Add(1)
+		if e.walArmed.Load() { // not while Open or a reopen waits for the flush (startRunning)
 			e.fail(fmt.Errorf("flush: %w", err))
 		}
 	}
 	if ok, n := e.lim.allow("pebble: background error"); ok {
 		e.opts.Logger.Error("pebble: background error", "err", err, "suppressed", n)
+	}
+	now := time.Now().UnixNano()
+	if last := e.lastErr.Swap(now); time.Duration(now-last) > 20*maxRetryPause {
+		e.streak.Store(0) // an error long after the last one starts a new streak
 	}
 	if n := e.streak.Add(1); n > 1 {
 		time.Sleep(min(10*time.Millisecond<<min(n-2, 10), maxRetryPause))

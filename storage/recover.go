@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,6 +136,7 @@ func (s *Store) reopen() error {
 	if err != nil {
 		return err
 	}
+	flushFails := s.ev.flushFails.Load()
 	s.db = db
 	if err := s.loadMeta(true); err != nil {
 		s.closeFailed()
@@ -149,9 +151,20 @@ func (s *Store) reopen() error {
 	s.chats = make(map[ChatID]*chatState)
 	s.mu.Unlock()
 	s.setView(db.NewSnapshot(), s.ver)
-	s.walArmed.Store(true)
 	s.failErr.Store(nil)
+	s.startRunning(flushFails)
 	return nil
+}
+
+// startRunning marks the open database as running: a WAL that cannot be
+// created or finished ends the process, and a failed flush fails the
+// store. A flush that failed after the database opened and before this
+// (flushFails then counted n) fails the store now.
+func (s *Store) startRunning(n uint64) {
+	s.walArmed.Store(true)
+	if s.ev.flushFails.Load() != n {
+		s.fail(errors.New("flush: failed while the database opened"))
+	}
 }
 
 // closeFailed closes the database after a failure. Pebble's Close returns

@@ -109,6 +109,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
+	flushFails := s.ev.flushFails.Load()
 	s.db = db
 	if err := s.loadMeta(shardsSet); err != nil {
 		db.Close()
@@ -124,7 +125,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	}
 	s.m = newStoreMetrics(opts.Metrics, s)
 	s.setView(s.db.NewSnapshot(), s.ver)
-	s.walArmed.Store(true)
+	s.startRunning(flushFails)
 	s.wg.Add(1)
 	go s.commitLoop()
 	if opts.SweepInterval > 0 {
