@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/gonets/gonets/storage/storagetest"
 	"io"
 	"os"
 	"os/exec"
@@ -186,11 +187,10 @@ func TestWorkerInProcess(t *testing.T) {
 	}
 	call(request{Op: opStop, At: time.Now().UnixNano()})
 	call(request{Op: opFinish, Limit: time.Second})
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if rep := call(request{Op: opCounts}); rep.Delivered >= rep.Expected || time.Now().After(deadline) {
-			break
-		}
-	}
+	storagetest.WaitFor(t, "every expected delivery", func() bool {
+		rep := call(request{Op: opCounts})
+		return rep.Delivered >= rep.Expected
+	})
 	tl := call(request{Op: opSnapshot}).Tally
 	if tl == nil || tl.Sent == 0 || tl.Delivered != tl.Expected || tl.Delivery.TotalCount() != tl.Delivered {
 		t.Fatalf("snapshot: %+v", tl)

@@ -10,6 +10,7 @@ import (
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // stuckRig is a node with a short write timeout, a writer (alice), a
@@ -61,7 +62,7 @@ func TestPushTimeoutClosesStuckSession(t *testing.T) {
 	if !r.stuck.closed() {
 		t.Fatal("the stuck session is still open")
 	}
-	brokertest.WaitFor(t, func() bool {
+	storagetest.WaitFor(t, "the push timeout counted", func() bool {
 		return metricValue(t, r.n.Broker(), `gonets_broker_session_closes_total{reason="push_timeout"}`) == 1
 	})
 	r.fill(t, 48, 4) // the others are served on
@@ -78,7 +79,7 @@ func TestResponseTimeoutClosesStuckSession(t *testing.T) {
 	if !r.stuck.closed() {
 		t.Fatal("a session that reads no responses is still open")
 	}
-	brokertest.WaitFor(t, func() bool {
+	storagetest.WaitFor(t, "the response timeout counted", func() bool {
 		return metricValue(t, r.n.Broker(), `gonets_broker_session_closes_total{reason="response_timeout"}`) == 1
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gonets/gonets/storage/storagetest"
 )
@@ -34,19 +33,11 @@ func TestGroupCommit(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() { appendOne(text(c.ID, UserID(10+i), 1, "next")) })
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	storagetest.WaitFor(t, "20 appends queued behind the held sync", func() bool {
 		s.q.mu.Lock()
-		n := len(s.q.reqs)
-		s.q.mu.Unlock()
-		if n == 20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d appends queued behind the held sync", n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.q.mu.Unlock()
+		return len(s.q.reqs) == 20
+	})
 	before := gate.Syncs()
 	gate.Open()
 	wg.Wait()

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"github.com/gonets/gonets/storage/storagetest"
 	"testing"
 	"time"
 )
@@ -100,15 +101,8 @@ func TestSweeperRuns(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		mustAppend(t, s, text(c.ID, 1, uint64(i), "m"))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	storagetest.WaitFor(t, "the sweeper to move the floor to 4", func() bool {
 		ch, _ := s.Chat(c.ID)
-		if ch.Floor == 4 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sweeper did not run: floor %d", ch.Floor)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ch.Floor == 4
+	})
 }

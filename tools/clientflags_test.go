@@ -25,6 +25,7 @@ import (
 
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command's concurrent writes.
@@ -51,16 +52,16 @@ func (s *syncBuffer) String() string {
 func checkClientLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			err := goleak.Find(ignore)
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
+		var err error
+		defer func() { // runs when WaitFor fails the test, too
+			if err != nil {
 				t.Error(err)
-				return
 			}
-		}
+		}()
+		storagetest.WaitFor(t, "the client's goroutines to end", func() bool {
+			err = goleak.Find(ignore)
+			return err == nil
+		})
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // tailRun is a gonets tail running in the background.
@@ -31,16 +32,17 @@ func startTail(t *testing.T, args ...string) *tailRun {
 // waitStderr waits until tail's stderr contains s.
 func (r *tailRun) waitStderr(t *testing.T, s string) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(r.err.String(), s); time.Sleep(10 * time.Millisecond) {
+	storagetest.WaitFor(t, fmt.Sprintf("%q on tail's stderr", s), func() bool {
+		if strings.Contains(r.err.String(), s) {
+			return true
+		}
 		select {
 		case code := <-r.code:
 			t.Fatalf("tail exited %d waiting for %q: %s", code, s, r.err.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tail: no %q in time; stderr %q", s, r.err.String())
-		}
-	}
+		return false
+	})
 }
 
 // exit waits for tail to exit and returns its code.

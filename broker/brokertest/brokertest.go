@@ -222,17 +222,3 @@ func (n *Node) stop(grace time.Duration) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// WaitFor polls cond until it holds, failing the test if it does not
-// within 10 s: the one polling helper of the tests that wait for
-// something another goroutine or process does.
-func WaitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(wait)
-	}
-}

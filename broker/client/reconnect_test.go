@@ -13,6 +13,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // fastOptions notice a dead network within about a second and retry
@@ -24,16 +25,6 @@ func fastOptions() client.Options {
 		DialTimeout:  time.Second,
 		ReconnectMin: 20 * time.Millisecond,
 		ReconnectMax: 200 * time.Millisecond,
-	}
-}
-
-// eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(waitLimit); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not in time", what)
-		}
 	}
 }
 
@@ -56,7 +47,7 @@ func TestSendRepeatedAfterLostAck(t *testing.T) {
 		a, err := alice.Send(ctxT(t), chat, []byte("m1"))
 		res <- result{a, err}
 	}()
-	eventually(t, "the node stores the message", func() bool {
+	storagetest.WaitFor(t, "the node stores the message", func() bool {
 		h, err := bob.Latest(ctxT(t), chat, 1)
 		return err == nil && h.LastSeq == 1
 	})

@@ -1,6 +1,8 @@
 // Package storagetest holds test helpers for code that runs a
 // storage.Store: a file system that holds the WAL's syncs back on demand,
-// to test what happens while an append waits for its group commit.
+// to test what happens while an append waits for its group commit; and
+// WaitFor, the tests' one polling helper (here, at the bottom of the
+// package graph, so that every package's tests may use it).
 package storagetest
 
 import (
