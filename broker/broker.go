@@ -72,7 +72,7 @@ type Broker struct {
 	mu        sync.Mutex // guards the following
 	closing   bool
 	conns     map[Conn]struct{}
-	listeners []io.Closer
+	listeners []*Listener
 }
 
 type welcomeLimits struct{ maxFrame, maxBody uint32 }
@@ -143,7 +143,7 @@ func (b *Broker) untrack(c Conn) {
 }
 
 // addListener registers l to be closed by Shutdown, unless it began.
-func (b *Broker) addListener(l io.Closer) bool {
+func (b *Broker) addListener(l *Listener) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
@@ -169,8 +169,14 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	listeners := b.listeners
 	b.mu.Unlock()
 	for _, l := range listeners {
-		l.Close()
+		l.ln.Close() // stop accepting; the sessions' connections go on
 	}
+	// The sockets close once the sessions have ended (or were closed).
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
 	for _, s := range b.reg.all() {
 		s.goAway()
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,24 +63,65 @@ func QUICConfig() *quic.Config {
 	}
 }
 
+// Listener is the node's QUIC listener and the UDP socket under it.
+type Listener struct {
+	ln   *quic.EarlyListener
+	tr   *quic.Transport
+	conn *net.UDPConn
+}
+
 // ListenQUIC listens on the UDP address addr with tlsConf (TLS 1.3, ALPN
 // gonets/1 set on a copy), accepting 0-RTT from resuming clients.
-func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.EarlyListener, error) {
+//
+// resetSecret, when set, keys the stateless resets the node sends for
+// packets of connections it does not know: a node restarted with the same
+// secret tells the clients of its previous life at once that their
+// connections are gone, so they reconnect in a round trip instead of
+// after their idle timeout. Derive it from a key the node keeps across
+// restarts, never from one that leaves the node.
+func ListenQUIC(addr string, tlsConf *tls.Config, resetSecret []byte) (*Listener, error) {
 	tc := tlsConf.Clone()
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
-	ln, err := quic.ListenAddrEarly(addr, tc, QUICConfig())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
-	return ln, nil
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: conn}
+	if len(resetSecret) > 0 {
+		key := quic.StatelessResetKey(sha256.Sum256(append([]byte("gonets stateless reset\x00"), resetSecret...)))
+		tr.StatelessResetKey = &key
+	}
+	ln, err := tr.ListenEarly(tc, QUICConfig())
+	if err != nil {
+		tr.Close()
+		conn.Close()
+		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
+	}
+	return &Listener{ln: ln, tr: tr, conn: conn}, nil
 }
 
-// ServeQUIC accepts connections on ln and serves each as a session until
-// Shutdown, when it returns nil. It closes ln.
-func (b *Broker) ServeQUIC(ln *quic.EarlyListener) error {
-	if !b.addListener(ln) {
-		ln.Close()
+// Addr returns the address the listener is bound to.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting, closes the connections and the socket.
+func (l *Listener) Close() error {
+	l.ln.Close()
+	l.tr.Close()
+	return l.conn.Close()
+}
+
+// ServeQUIC accepts connections on l and serves each as a session until
+// Shutdown, when it returns nil. Shutdown closes l once the sessions have
+// ended.
+func (b *Broker) ServeQUIC(l *Listener) error {
+	ln := l.ln
+	if !b.addListener(l) {
+		l.Close()
 		return ErrShutdown
 	}
 	defer b.wg.Done()

@@ -24,7 +24,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
@@ -314,7 +313,7 @@ type node struct {
 	log     *slog.Logger
 	store   *storage.Store
 	broker  *broker.Broker
-	quicLn  *quic.EarlyListener
+	quicLn  *broker.Listener
 	httpLn  net.Listener
 	http    *http.Server
 	dataDir string // absolute
@@ -394,7 +393,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	}
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf); err != nil {
+	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf, nodeKey.Seed()); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { n.quicLn.Close() })

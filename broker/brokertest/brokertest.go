@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
 	"github.com/gonets/gonets/identity/token"
@@ -118,7 +116,7 @@ func (n *Node) start(t testing.TB, addr string) {
 		st.Close()
 		t.Fatal(err)
 	}
-	ln, err := listen(addr, n.cert)
+	ln, err := listen(addr, n.cert, n.key.Seed())
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -132,9 +130,9 @@ func (n *Node) start(t testing.TB, addr string) {
 
 // listen binds addr, retrying briefly: after a restart the old socket may
 // take a moment to go.
-func listen(addr string, cert tls.Certificate) (*quic.EarlyListener, error) {
+func listen(addr string, cert tls.Certificate, resetSecret []byte) (*broker.Listener, error) {
 	for i := 0; ; i++ {
-		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}}, resetSecret)
 		if err == nil || i == 50 {
 			return l, err
 		}
