@@ -15,27 +15,43 @@
 // # Delivery
 //
 // An acked record is encoded once into a Payload, reference counted and
-// shared by every recipient. The chat's cache entry (chats.go) holds the
-// member list and serialises the chat's fan-out so that sessions see its
-// records in seq order; the registry maps each online user to its sessions.
-// Every session has a bounded Outbox: a push that does not fit stalls it,
-// the drop is counted, and the session's writer, once it has written what
-// was queued, tells the client to Resync; a sync resumes pushes.
-// Best-effort pushes (typing, receipts) are refused by a full outbox
-// without stalling it. Fan-out allocates nothing per recipient.
+// shared by every recipient. The chat index (chats.go) holds an entry per
+// chat with a member online on this node: its online members and roles,
+// which fan-out walks (a post costs O(online members), whatever the
+// chat's size), and its publish order, so that sessions see its records
+// in seq order. A user's first session joins the user to the entries of
+// all its chats (presence.go); membership commits keep them; the registry
+// maps each online user to its sessions. Every session has a bounded
+// Outbox: a push that does not fit stalls it, the drop is counted by
+// reason, and the client is told to Resync at once; a sync resumes
+// pushes. Best-effort pushes (typing, receipts) are refused by a full
+// outbox without stalling it. Fan-out allocates nothing per recipient.
+//
+// # Streams, deadlines and admission
+//
+// Responses and the control frames Resync and GoingAway go on the
+// client's request stream (control frames with id 0), serialised by the
+// session's respMu; pushes go on the push stream. Every write gets
+// WriteTimeout to make progress, or the session is closed with its reason
+// counted. Until its Hello is verified a QUIC connection holds one stream
+// with small windows and a place in the admission list (admission.go),
+// which evicts the oldest beyond its bounds.
 //
 // # Goroutines
 //
 // Per session: its reader (the goroutine in Serve), for the session's
-// life; and a writer, started by the outbox when it becomes non-empty and
-// ending when it is drained, so an idle session has one goroutine of ours
-// and holds no buffer. Per listener: an accept loop. Shutdown stops the
-// accept loops, asks every session to go away, waits for the connections
-// (or closes them when its context ends) and for the writers.
+// life; a writer, started by the outbox when it becomes non-empty and
+// ending when it is drained; and a control writer, started when a Resync
+// or GoingAway is due and ending once it is written. An idle session has
+// one goroutine of ours and holds no buffer. Per listener: an accept
+// loop. Shutdown stops the accept loops, asks every session to go away,
+// waits for the connections (or closes them when its context ends) and
+// for the writers, then closes the listeners' sockets.
 //
 // # Locks
 //
-// Lock order: chatEntry.mu, then a registry shard's, then an Outbox's.
-// chatCache.mu and Broker.mu are taken alone. Two Outboxes' locks are
-// never held together.
+// Lock order: a registry shard's presence lock, then chatIndex.mu, then a
+// chatEntry.mu, then a registry shard's mu, then an Outbox's. A session's
+// respMu is taken alone. Broker.mu and the admission list's mu are taken
+// alone. Two Outboxes' locks are never held together.
 package broker
