@@ -166,6 +166,15 @@ func (e *chatEntry) roleLocked(user storage.UserID) (storage.Role, bool) {
 	return e.roles[i], true
 }
 
+// restartOrder forgets the chat's next seq, after an append failed in a
+// way that may leave a seq unpublished: the next publish starts the order
+// again, and the publishes waiting for the lost seq go out with it.
+func (e *chatEntry) restartOrder() {
+	e.mu.Lock()
+	e.next = 0
+	e.mu.Unlock()
+}
+
 // outboxPool recycles the recipient lists that fan-out collects.
 var outboxPool = sync.Pool{New: func() any { s := make([]*Outbox, 0, 256); return &s }}
 

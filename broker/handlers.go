@@ -188,6 +188,12 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 	// request's deadline must not abandon one whose seq is then published
 	// by nobody, which would hold the chat's later pushes back.
 	acks, err := s.b.st.Append(context.WithoutCancel(ctx), []storage.Message{m})
+	if errors.Is(err, storage.ErrFailed) {
+		// The append may have taken a seq in a batch that failed, which
+		// nobody will publish, and its record may yet come back from the
+		// WAL when the store reopens: start the chat's order afresh.
+		e.restartOrder()
+	}
 	if err != nil {
 		return nil, err
 	}

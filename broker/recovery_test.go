@@ -1,0 +1,64 @@
+package broker_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
+)
+
+// After the store fails mid-send and recovers, the chat's pushes flow
+// again: a send that failed (whose record may come back from the WAL)
+// must not leave the chat's fan-out waiting for its seq.
+func TestPushesFlowAfterStoreRecovery(t *testing.T) {
+	var fail atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	n := brokertest.Start(t, brokertest.Options{Storage: storage.Options{
+		FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond,
+	}})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	bob := dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(group, 2)
+	alice.mustAck(chat, 1, "before")
+	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
+		t.Fatalf("bob got %v", m)
+	}
+	fail.Store(true)
+	r := alice.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 2, Body: []byte("during")}}})
+	if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		t.Fatalf("send on a failing disk: %v", got)
+	}
+	fail.Store(false)
+	storagetest.WaitFor(t, "the store to recover", func() bool { return n.Store().Healthy() })
+	// The failed send's record may be back from the WAL; either way the
+	// next message reaches bob, and so does the failed one's retry.
+	var seqs []uint64
+	for cmid := uint64(2); cmid <= 4; cmid++ {
+		a := alice.mustAck(chat, cmid, "after")
+		if !a.Duplicate {
+			seqs = append(seqs, a.Seq)
+		}
+	}
+	for _, want := range seqs {
+		if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != want {
+			t.Fatalf("bob got %v, want seq %d", m, want)
+		}
+	}
+}
