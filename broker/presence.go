@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gonets/gonets/storage"
@@ -68,6 +69,23 @@ func (b *Broker) leaveAllLocked(user storage.UserID, ue *userEntry) {
 // memberJoined updates the index after a commit added user to chat: an
 // online user becomes one of the chat's online members.
 func (b *Broker) memberJoined(chat storage.ChatID, user storage.UserID, role storage.Role, kind storage.ChatKind) {
+	b.memberChanged(chat, user, true, role, kind)
+}
+
+// memberLeft updates the index after a commit removed user from chat, or
+// the store found user no longer in it.
+func (b *Broker) memberLeft(chat storage.ChatID, user storage.UserID) {
+	b.memberChanged(chat, user, false, 0, 0)
+}
+
+// memberChanged brings the index in line with user's membership of chat
+// after a commit changed it. Two changes of one membership commit in one
+// order and may come here in the other (an admin adds a user as the user
+// leaves), so the index takes the membership the store holds now, read
+// under the presence lock: the last update to run reads what the last
+// commit wrote. What the caller committed (in, role) stands only when the
+// store cannot be read.
+func (b *Broker) memberChanged(chat storage.ChatID, user storage.UserID, in bool, role storage.Role, kind storage.ChatKind) {
 	sh := b.reg.shard(user)
 	sh.presence.Lock()
 	defer sh.presence.Unlock()
@@ -75,23 +93,22 @@ func (b *Broker) memberJoined(chat storage.ChatID, user storage.UserID, role sto
 	if ue == nil {
 		return
 	}
-	e := b.chats.join(chat, user, role, kind)
-	for _, x := range ue.chats {
-		if x == e {
-			return // joined already (its role was updated)
-		}
+	switch m, err := b.st.Member(chat, user); {
+	case err == nil:
+		in, role = true, m.Role
+	case errors.Is(err, storage.ErrNotMember), errors.Is(err, storage.ErrUnknownChat):
+		in = false
 	}
-	ue.chats = append(ue.chats, e)
-}
-
-// memberLeft updates the index after a commit removed user from chat, or
-// the store found user no longer in it.
-func (b *Broker) memberLeft(chat storage.ChatID, user storage.UserID) {
-	sh := b.reg.shard(user)
-	sh.presence.Lock()
-	defer sh.presence.Unlock()
-	ue := b.reg.online(user)
-	if ue == nil {
+	if in {
+		// kind may be 0 here (a caller that only saw a removal): the
+		// access check reads it then.
+		e := b.chats.join(chat, user, role, kind)
+		for _, x := range ue.chats {
+			if x == e {
+				return // joined already (its role was updated)
+			}
+		}
+		ue.chats = append(ue.chats, e)
 		return
 	}
 	for i, e := range ue.chats {
