@@ -48,6 +48,10 @@ type chatEntry struct {
 	// chat's last seq, before the first append through this entry.
 	next    uint64
 	pending []pendingPublish // sorted by seq
+	// appends counts the appends pinned, from before their access check
+	// until their publish or failure: while none is, no seq missing
+	// before a pending publish can come.
+	appends int
 }
 
 // pendingPublish is a message acked out of order, waiting for the seqs
@@ -97,10 +101,27 @@ func (c *chatIndex) unref(e *chatEntry) {
 
 // pin returns the chat's entry held for an append, from before its access
 // check until its publish (or failure): the entry waiting for the seq the
-// append commits is then the one it is published to. The caller unpins.
-func (c *chatIndex) pin(id storage.ChatID) *chatEntry { return c.ref(id) }
+// append commits is then the one it is published to. The caller unpins
+// with Broker.unpin.
+func (c *chatIndex) pin(id storage.ChatID) *chatEntry {
+	e := c.ref(id)
+	e.mu.Lock()
+	e.appends++
+	e.mu.Unlock()
+	return e
+}
 
-func (c *chatIndex) unpin(e *chatEntry) { c.unref(e) }
+// unpin ends an append pinned to e, published or not. The last append in
+// flight lets what waits for a missing seq go: no append can bring that
+// seq any more (a batch that failed took it, or the chat's order began at
+// a view that lacked it), and clients find its record by syncing.
+func (b *Broker) unpin(e *chatEntry) {
+	e.mu.Lock()
+	e.appends--
+	b.drainLocked(e)
+	e.mu.Unlock()
+	b.chats.unref(e)
+}
 
 // join adds user, online, to the chat's members with role, and returns
 // the entry, held until leave.
@@ -207,7 +228,14 @@ func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) 
 		b.fanoutLocked(e, p, except, 0, false)
 		e.next++
 	}
-	for len(e.pending) > 0 && e.pending[0].seq <= e.next {
+	b.drainLocked(e)
+}
+
+// drainLocked publishes the pending records that are due: those the
+// chat's order has reached, and, once no append is in flight, all of
+// them.
+func (b *Broker) drainLocked(e *chatEntry) {
+	for len(e.pending) > 0 && (e.pending[0].seq <= e.next || e.appends == 0) {
 		pp := e.pending[0]
 		e.pending[0] = pendingPublish{}
 		e.pending = e.pending[1:]
@@ -215,8 +243,8 @@ func (b *Broker) publish(e *chatEntry, seq uint64, p *Payload, except *Session) 
 			b.fanoutLocked(e, pp.p, pp.except, 0, false)
 			pp.p.Release()
 		}
-		if pp.seq == e.next {
-			e.next++
+		if pp.seq >= e.next {
+			e.next = pp.seq + 1
 		}
 	}
 	if len(e.pending) == 0 {

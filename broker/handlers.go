@@ -176,7 +176,7 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 	// Pinned from before the access check until the publish, so that the
 	// entry waiting for this seq is the one it is published to.
 	e := s.b.chats.pin(m.Chat)
-	defer s.b.chats.unpin(e)
+	defer s.b.unpin(e)
 	if _, err := s.accessEntry(e, post); err != nil {
 		return nil, err
 	}

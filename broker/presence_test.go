@@ -65,6 +65,9 @@ func checkIndex(t *testing.T, b *Broker) {
 		if e.refs != len(e.users) || len(e.pos) != len(e.users) {
 			t.Errorf("chat %d: %d references, %d members online, %d positions", id, e.refs, len(e.users), len(e.pos))
 		}
+		if e.appends != 0 || len(e.pending) != 0 {
+			t.Errorf("chat %d at rest: %d appends in flight, %d publishes pending", id, e.appends, len(e.pending))
+		}
 		for _, u := range e.users {
 			if held[u] == nil {
 				held[u] = make(map[*chatEntry]bool)

@@ -62,3 +62,50 @@ func TestPushesFlowAfterStoreRecovery(t *testing.T) {
 		}
 	}
 }
+
+// A read of the chat while the store is failed sees the last view, which
+// lacks the seq of the failed send; the store's recovery may bring that
+// record back from the WAL. The read must not fix the chat's publish
+// order at the view's seq, or every later push waits for one that no
+// append will publish.
+func TestPushesFlowAfterReadDuringFailure(t *testing.T) {
+	var fail atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	n := brokertest.Start(t, brokertest.Options{Storage: storage.Options{
+		FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond,
+	}})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	bob := dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(group, 2)
+	alice.mustAck(chat, 1, "before")
+	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
+		t.Fatalf("bob got %v", m)
+	}
+	fail.Store(true) // the store fails, and cannot recover until fail is cleared
+	r := alice.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 2, Body: []byte("during")}}})
+	if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		t.Fatalf("send on a failing disk: %v", got)
+	}
+	if h := bob.do(&wire.Frame{Body: &wire.Frame_History{History: &wire.HistoryRequest{Chat: chat, FromSeq: 1}}}).GetHistoryResult(); h.GetLastSeq() != 1 {
+		t.Fatalf("history during the failure: %v", h)
+	}
+	fail.Store(false)
+	storagetest.WaitFor(t, "the store to recover", func() bool { return n.Store().Healthy() })
+	a := alice.mustAck(chat, 3, "after")
+	if c, err := n.Store().Chat(storage.ChatID(chat)); err != nil || c.LastSeq != a.Seq {
+		t.Fatalf("chat %v, %v after ack %v", c, err, a)
+	}
+	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != a.Seq {
+		t.Fatalf("bob got %v, want seq %d", m, a.Seq)
+	}
+	t.Logf("the failed send's record came back: %v", a.Seq == 3)
+}
