@@ -406,6 +406,7 @@ func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err erro
 				return true, err
 			}
 		case f := <-s.control:
+			s.tookControl(f)
 			if err := c.push(ctx, s, f); err != nil {
 				return true, err
 			}

@@ -40,8 +40,10 @@ type session struct {
 	// come on the request stream, to the delivery goroutine. It is
 	// buffered, so that reading responses never waits for delivery.
 	control chan *wire.Frame
-	dead    chan struct{} // closed by fail
-	wg      sync.WaitGroup
+	// resyncQueued is set while a Resync waits in control.
+	resyncQueued atomic.Bool
+	dead         chan struct{} // closed by fail
+	wg           sync.WaitGroup
 
 	wmu  sync.Mutex // guards the following: one writer at a time
 	wbuf []byte
@@ -167,13 +169,7 @@ func (s *session) readResponses(r *wire.Reader) {
 				s.fail(errorFromWire(f.GetError()))
 				return
 			case *wire.Frame_Resync, *wire.Frame_GoingAway:
-				// Control frames: the node sends each at most once until
-				// the client acts on it, so the buffer does not fill; if
-				// it ever did, one of each kind waiting is as good.
-				select {
-				case s.control <- f:
-				default:
-				}
+				s.queueControl(f)
 				continue
 			}
 			s.fail(fmt.Errorf("%w: %T with id 0 on the request stream", ErrProtocol, f.GetBody()))
@@ -186,6 +182,29 @@ func (s *session) readResponses(r *wire.Reader) {
 		if ch != nil {
 			ch <- f // buffered: never blocks
 		}
+	}
+}
+
+// queueControl hands a control frame to the delivery goroutine without
+// waiting. At most one Resync waits (one is as good as several: the node
+// sends another after each sync that resumed its pushes, the app's own
+// Client.Sync included), and the node sends one GoingAway, so control
+// always has room for it.
+func (s *session) queueControl(f *wire.Frame) {
+	if f.GetResync() != nil && !s.resyncQueued.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case s.control <- f:
+	default: // not reached: one Resync and one GoingAway at most
+	}
+}
+
+// tookControl notes that the delivery goroutine took f from control: a
+// Resync after it waits again.
+func (s *session) tookControl(f *wire.Frame) {
+	if f.GetResync() != nil {
+		s.resyncQueued.Store(false)
 	}
 }
 
