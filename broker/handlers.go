@@ -235,6 +235,11 @@ func (s *Session) sync(req *wire.SyncRequest) (*wire.Frame, error) {
 	}
 	if len(req.Cursor) == 0 && s.out.Resume() {
 		s.resyncSent.Store(false)
+		// A stall between Resume and the store above found a Resync
+		// still marked sent, and its control writer wrote nothing.
+		if s.controlDue() {
+			s.wakeControl()
+		}
 	}
 	limit := int(req.Limit)
 	if limit == 0 {
