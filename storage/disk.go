@@ -148,7 +148,8 @@ func (w walFS) watch(name string, f vfs.File, err error) (vfs.File, error) {
 	return &walFile{File: f, fs: w, name: name}, nil
 }
 
-// walFile is a WAL being written. It remembers its first failure.
+// walFile is a WAL being written. It remembers the first failure of a
+// write or sync, which Pebble's log writer keeps and returns on Close.
 type walFile struct {
 	vfs.File
 	fs     walFS
@@ -177,8 +178,12 @@ func (f *walFile) SyncTo(length int64) (bool, error) {
 	return full, f.note(err)
 }
 
+// Preallocate is not watched: Pebble ignores its failure (a file system
+// without fallocate, or less free space than a preallocation block of
+// 110% of a memtable), and the WAL goes on unharmed; the writes that
+// follow fail on their own if the disk is really full.
 func (f *walFile) Preallocate(offset, length int64) error {
-	return f.note(f.File.Preallocate(offset, length))
+	return f.File.Preallocate(offset, length)
 }
 
 // Close closes the file. Pebble closes a WAL outside DB.Close only in a

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,4 +147,51 @@ func fatalChild(mode, dir string) {
 func tail(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// TestWALPreallocateFails runs a store whose WAL preallocation fails, as
+// it does on a file system without fallocate (EOPNOTSUPP) or on a disk
+// with less free space than a preallocation block (110% of a memtable)
+// but room for the writes. Pebble ignores the failure and the WAL is
+// fine, so memtable rotations must go on: the store must neither end
+// the process nor fail.
+func TestWALPreallocateFails(t *testing.T) {
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFilePreallocate && strings.HasSuffix(op.Path, ".log") {
+			return &os.PathError{Op: "fallocate", Path: op.Path, Err: syscall.EOPNOTSUPP}
+		}
+		return nil
+	})
+	// A fatal error wedges the store (Exit must not return): leave it.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var exited atomic.Bool
+	s, err := Open(t.TempDir(), Options{FS: errorfs.Wrap(vfs.Default, inj), MemTableBytes: 64 << 10, SweepInterval: -1,
+		Logger: slog.New(slog.DiscardHandler), Exit: func(int) { exited.Store(true); cancel(); select {} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CreateChat(ctx, ChatSpec{Kind: ChatGroup, Creator: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked []Message
+	for cmid := uint64(1); cmid <= 500; cmid++ { // ~450 KiB: several rotations of a 64 KiB memtable
+		m := fatalMessage(c.ID, cmid)
+		acks, err := s.Append(ctx, []Message{m})
+		if exited.Load() {
+			t.Fatalf("the store ended the process after %d acks", len(acked))
+		}
+		if err != nil || acks[0].Err != nil {
+			t.Fatalf("Append %d: %v %+v", cmid, err, acks)
+		}
+		acked = append(acked, m)
+	}
+	if !s.Healthy() {
+		t.Error("store unhealthy after failed preallocations")
+	}
+	checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
