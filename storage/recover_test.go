@@ -20,6 +20,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // waitFor waits up to timeout for cond, failing the test with what if it
@@ -452,4 +454,58 @@ func TestOpenFlushFails(t *testing.T) {
 		t.Error("store unhealthy after an Open that waited for its flush")
 	}
 	checkFaultLog(t, readAll(t, r.s, c.ID, 1, MaxReadLimit), acked, nil)
+}
+
+// TestRecoverWithReaders fails and recovers a store five times while
+// readers run: what they see must never go back, and (under -race) the
+// reopen must not write what readers read without a view, such as the
+// shard count.
+func TestRecoverWithReaders(t *testing.T) {
+	var full atomic.Bool
+	s, err := Open(t.TempDir(), Options{FS: errorfs.Wrap(vfs.Default, diskFull(&full, ".log", probeFile)), SweepInterval: -1,
+		Logger: slog.New(slog.DiscardHandler), RecoverMinDelay: time.Millisecond, RecoverMaxDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			var ver uint64
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if s.ShardOf(c.ID) >= s.Shards() {
+					t.Errorf("ShardOf(%d) = %d of %d shards", c.ID, s.ShardOf(c.ID), s.Shards())
+				}
+				if v := s.Version(); v < ver {
+					t.Errorf("Version went back from %d to %d", ver, v)
+				} else {
+					ver = v
+				}
+			}
+		})
+	}
+	cmid := uint64(0)
+	for range 5 {
+		for range 3 {
+			cmid++
+			mustAppend(t, s, text(c.ID, 1, cmid, "before"))
+		}
+		full.Store(true)
+		cmid++
+		if _, err := s.Append(ctx, []Message{text(c.ID, 1, cmid, "fails")}); !errors.Is(err, ErrFailed) {
+			t.Errorf("Append on a full disk: %v, want ErrFailed", err)
+		}
+		full.Store(false)
+		storagetest.WaitFor(t, "the store to recover", s.Healthy)
+	}
+	close(stop)
+	wg.Wait()
 }

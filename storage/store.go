@@ -206,7 +206,11 @@ func (s *Store) loadMeta(shardsSet bool) error {
 	if shardsSet && int(shards) != s.opts.Shards {
 		return fmt.Errorf("storage: store has %d shards, options ask for %d", shards, s.opts.Shards)
 	}
-	s.opts.Shards = int(shards)
+	if !shardsSet {
+		// Only Open, before readers: a reopen (shardsSet) must not write
+		// what ShardOf and Sweep read without a view.
+		s.opts.Shards = int(shards)
+	}
 
 	vv, vcloser, err := s.db.Get(keyVersion)
 	switch {
