@@ -457,9 +457,10 @@ func TestOpenFlushFails(t *testing.T) {
 }
 
 // TestRecoverWithReaders fails and recovers a store five times while
-// readers run: what they see must never go back, and (under -race) the
-// reopen must not write what readers read without a view, such as the
-// shard count.
+// readers run: every read must succeed or fail with ErrFailed (while the
+// database is reopened), what they see must never go back, and (under
+// -race) the reopen must not write what readers read without a view,
+// such as the shard count.
 func TestRecoverWithReaders(t *testing.T) {
 	var full atomic.Bool
 	s, err := Open(t.TempDir(), Options{FS: errorfs.Wrap(vfs.Default, diskFull(&full, ".log", probeFile)), SweepInterval: -1,
@@ -472,9 +473,14 @@ func TestRecoverWithReaders(t *testing.T) {
 	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	check := func(what string, err error) {
+		if err != nil && !errors.Is(err, ErrFailed) {
+			t.Errorf("%s during recovery: %v", what, err)
+		}
+	}
 	for range 2 {
 		wg.Go(func() {
-			var ver uint64
+			var lastSeq, ver uint64
 			for {
 				select {
 				case <-stop:
@@ -489,6 +495,20 @@ func TestRecoverWithReaders(t *testing.T) {
 				} else {
 					ver = v
 				}
+				got, err := s.Chat(c.ID)
+				check("Chat", err)
+				if err == nil {
+					if got.LastSeq < lastSeq {
+						t.Errorf("LastSeq went back from %d to %d", lastSeq, got.LastSeq)
+					}
+					lastSeq = got.LastSeq
+				}
+				_, err = s.ReadRange(c.ID, 1, 10, func(*Record) error { return nil })
+				check("ReadRange", err)
+				_, err = s.Dialogs(2, 0, DialogCursor{}, 10)
+				check("Dialogs", err)
+				_, err = s.UserChats(2, 0, 10)
+				check("UserChats", err)
 			}
 		})
 	}

@@ -36,10 +36,15 @@ func (s *Store) acquire() (*view, error) {
 	for {
 		v := s.view.Load()
 		if v == nil {
-			if err := s.failure(); err != nil && !s.closed.Load() {
+			if s.closed.Load() {
+				return nil, ErrClosed
+			}
+			if err := s.failure(); err != nil {
 				return nil, err
 			}
-			return nil, ErrClosed
+			// A reopen published its view and cleared the failure
+			// between the two loads: take that view.
+			continue
 		}
 		// Take a reference only while one is held: once the count reaches
 		// zero the snapshot is closed and the view is dead; a newer one has
