@@ -383,7 +383,9 @@ func (op *addOp) apply(s *Store, bc *batchCtx) error {
 	return nil
 }
 
-// RemoveMember removes user from chat; leaving is removing oneself.
+// RemoveMember removes user from chat; leaving is removing oneself. It
+// fails with ErrNotMember for a user not in chat and with ErrNotAllowed
+// for a direct chat, whose members are fixed.
 func (s *Store) RemoveMember(ctx context.Context, chat ChatID, user UserID) error {
 	if chat == 0 || user == 0 {
 		return ErrBadID
@@ -406,6 +408,12 @@ func (op *removeOp) apply(s *Store, bc *batchCtx) error {
 	if rejected != nil || err != nil {
 		op.err = rejected
 		return err
+	}
+	if st.kind == ChatDirect {
+		// Posts to a direct chat are checked against its record's two
+		// users (roleOf), not its member entries: they must stay.
+		op.err = fmt.Errorf("storage: direct chats have fixed members: %w", ErrNotAllowed)
+		return nil
 	}
 	mk := s.chatKey(nil, tMember, op.chat, uint64(op.user))
 	v, found, err := s.get(bc, mk)

@@ -142,3 +142,27 @@ func TestChatCountPerUser(t *testing.T) {
 		}
 	}
 }
+
+// A direct chat has fixed members: the store refuses to remove one, as
+// it refuses to add one, so that its members, the posts it takes (it
+// knows a direct chat's members from its record) and their chat counts
+// always agree.
+func TestDirectMembersFixed(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	d := mustChat(t, s, ChatSpec{Kind: ChatDirect, Creator: 1, Members: []UserID{2}})
+	for _, u := range []UserID{1, 2} {
+		if err := s.RemoveMember(ctx, d.ID, u); !errors.Is(err, ErrNotAllowed) {
+			t.Fatalf("removing user %d from a direct chat: %v, want ErrNotAllowed", u, err)
+		}
+		if _, err := s.Member(d.ID, u); err != nil {
+			t.Fatalf("user %d after a refused removal: %v", u, err)
+		}
+	}
+	if _, err := s.AddMembers(ctx, d.ID, []UserID{3}, RoleMember); !errors.Is(err, ErrNotAllowed) {
+		t.Fatalf("adding to a direct chat: %v, want ErrNotAllowed", err)
+	}
+	if c, _ := s.Chat(d.ID); c.Members != 2 {
+		t.Fatalf("direct chat has %d members, want 2", c.Members)
+	}
+}
