@@ -2,9 +2,13 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // The store takes posts from members only: in direct chats and groups
@@ -165,4 +169,75 @@ func TestDirectMembersFixed(t *testing.T) {
 	if c, _ := s.Chat(d.ID); c.Members != 2 {
 		t.Fatalf("direct chat has %d members, want 2", c.Members)
 	}
+}
+
+// The chat count stays exact when joins and leaves of one user share a
+// batch, also for users whose count is computed lazily (written before
+// counts were kept): AddMembers and RemoveMember of the same user, a
+// removal of an absent user, AddMembers of a member, and CreateChat of a
+// direct chat that exists, all in one group commit.
+func TestChatCountInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	gate := storagetest.NewSyncGate(t)
+	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
+	g := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
+	g2 := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	mustChat(t, s, ChatSpec{Kind: ChatDirect, Creator: 1, Members: []UserID{5}})
+	for _, u := range []UserID{2, 5} { // as if written before counts were kept
+		if err := s.db.Delete(s.userKey(nil, tUserN, u), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits := s.m.commits.Get()
+	inOneBatch(t, s, gate,
+		func() { mustAppend(t, s, text(g.ID, 1, 1, "holds the sync")) },
+		func() { s.AddMembers(ctx, g.ID, []UserID{5, 2}, RoleMember) },
+		func() { s.RemoveMember(ctx, g.ID, 5) },
+		func() { s.CreateChat(ctx, ChatSpec{Kind: ChatDirect, Creator: 5, Members: []UserID{1}}) },
+		func() { s.RemoveMember(ctx, g2.ID, 5) },
+		func() { s.AddMembers(ctx, g2.ID, []UserID{2, 5}, RoleMember) },
+		func() { s.CreateChat(ctx, ChatSpec{Kind: ChatGroup, Creator: 2, Members: []UserID{5}}) },
+		func() { s.RemoveMember(ctx, g2.ID, 2) },
+	)
+	if got := s.m.commits.Get() - commits; got != 2 {
+		t.Fatalf("%d commits, want 2 (the held one and one batch)", got)
+	}
+	for u, want := range map[UserID]int{1: 3, 2: 2, 5: 3} {
+		list, err := s.UserChats(u, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, found, err := v.get(s.userKey(nil, tUserN, u))
+		v.release()
+		n, _ := binary.Uvarint(b)
+		if err != nil || !found || n != uint64(len(list)) || len(list) != want {
+			t.Errorf("user %d: count %d (found %v, %v), in %d chats, want %d", u, n, found, err, len(list), want)
+		}
+	}
+}
+
+// inOneBatch runs hold, whose WAL sync it holds, then each op, queued in
+// order behind that sync, and lets the sync go: the ops commit in one
+// batch. It returns when all have returned.
+func inOneBatch(t *testing.T, s *Store, gate *storagetest.SyncGate, hold func(), ops ...func()) {
+	t.Helper()
+	gate.Hold.Store(true)
+	var wg sync.WaitGroup
+	wg.Go(hold)
+	<-gate.Held
+	gate.Hold.Store(false)
+	for i, op := range ops {
+		wg.Go(op)
+		storagetest.WaitFor(t, "an op queued behind the held sync", func() bool {
+			s.q.mu.Lock()
+			defer s.q.mu.Unlock()
+			return len(s.q.reqs) == i+1
+		})
+	}
+	gate.Open()
+	wg.Wait()
 }
