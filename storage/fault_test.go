@@ -21,6 +21,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // faultChildEnv names the test a re-executed test binary runs in-process.
@@ -175,7 +177,7 @@ func TestSyncFailure(t *testing.T) {
 	if s.Healthy() {
 		t.Error("Healthy() = true while syncs fail")
 	}
-	waitFor(t, 10*time.Second, "two failed attempts to reopen", func() bool { return probes.Load() >= 2 })
+	storagetest.WaitFor(t, "two failed attempts to reopen", func() bool { return probes.Load() >= 2 })
 	checkDurable("after failed reopens")
 	if s.Healthy() {
 		t.Error("Healthy() = true while syncs fail")
@@ -183,7 +185,7 @@ func TestSyncFailure(t *testing.T) {
 
 	// Syncs heal: the store recovers by itself.
 	inject.Store(false)
-	waitFor(t, 10*time.Second, "the store to recover", s.Healthy)
+	storagetest.WaitFor(t, "the store to recover", s.Healthy)
 	var all []Message
 	for _, f := range failed {
 		all = append(all, f...)

@@ -24,19 +24,6 @@ import (
 	"github.com/gonets/gonets/storage/storagetest"
 )
 
-// waitFor waits up to timeout for cond, failing the test with what if it
-// does not hold by then.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // metricValue returns the value of the series name in s's metrics set.
 func metricValue(t *testing.T, s *Store, name string) float64 {
 	t.Helper()
@@ -186,7 +173,7 @@ func testRecoverDiskFull(t *testing.T, opts Options, suffix string) {
 	if _, err := s.Append(ctx, []Message{next()}); !errors.Is(err, ErrFailed) {
 		t.Errorf("Append on a failed store: %v, want ErrFailed", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 5*time.Second { // at once, not after a recovery; room for a loaded machine
 		t.Errorf("Append on a failed store took %v", d)
 	}
 	if s.Healthy() {
@@ -210,7 +197,7 @@ func testRecoverDiskFull(t *testing.T, opts Options, suffix string) {
 	}
 
 	full.Store(false)
-	waitFor(t, 10*time.Second, "the store to recover", s.Healthy)
+	storagetest.WaitFor(t, "the store to recover", s.Healthy)
 	checkFaultLog(t, readAll(t, s, c.ID, 1, MaxReadLimit), acked, []Message{failed})
 	m := next()
 	mustAppend(t, s, m)
@@ -254,7 +241,7 @@ func TestCloseWhileFailed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Logf("Close: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 5*time.Second { // promptly, not once the disk takes writes; room for a loaded machine
 		t.Errorf("Close of a failed store took %v", d)
 	}
 	if _, err := s.Chat(c.ID); !errors.Is(err, ErrClosed) {
@@ -265,7 +252,7 @@ func TestCloseWhileFailed(t *testing.T) {
 }
 
 // TestOpenDiskFull opens a store, new and existing (with a WAL to replay),
-// on a disk that refuses every write: Open must fail within a second with
+// on a disk that refuses every write: Open must fail at once with
 // ErrNoSpace, log at most a handful of lines, and leave the store intact.
 // (Without the check, Pebble's Open retried the replay's flush forever,
 // logging each failure.)
@@ -285,7 +272,7 @@ func TestOpenDiskFull(t *testing.T) {
 		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), dir) {
 			t.Errorf("Open on a full disk: %v; want ErrNoSpace naming the directory", err)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 5*time.Second { // at once, not retrying forever; room for a loaded machine
 			t.Errorf("Open on a full disk took %v", d)
 		}
 		if n := logs.total(); n > 3 {
