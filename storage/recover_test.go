@@ -443,7 +443,7 @@ func TestOpenFlushFails(t *testing.T) {
 	checkFaultLog(t, readAll(t, r.s, c.ID, 1, MaxReadLimit), acked, nil)
 }
 
-// TestRecoverWithReaders fails and recovers a store five times while
+// TestRecoverWithReaders fails and recovers a store ten times while
 // readers run: every read must succeed or fail with ErrFailed (while the
 // database is reopened), what they see must never go back, and (under
 // -race) the reopen must not write what readers read without a view,
@@ -500,7 +500,7 @@ func TestRecoverWithReaders(t *testing.T) {
 		})
 	}
 	cmid := uint64(0)
-	for range 5 {
+	for range 10 {
 		for range 3 {
 			cmid++
 			mustAppend(t, s, text(c.ID, 1, cmid, "before"))
@@ -515,4 +515,23 @@ func TestRecoverWithReaders(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestReadAtReopenEnd reads at the instant a reopen ends: the reader
+// found no view (the old database was closed) and, by the time it looks
+// at the failure, the reopen has published its view and cleared the
+// failure. It must read from the new view, not fail with ErrClosed.
+func TestReadAtReopenEnd(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	v := s.view.Swap(nil) // what a reader sees before the new view is out
+	published := time.AfterFunc(10*time.Millisecond, func() { s.view.Store(v) })
+	defer func() {
+		if published.Stop() {
+			s.view.Store(v) // for Close, which waits for the view's release
+		}
+	}()
+	if got, err := s.Chat(c.ID); err != nil || got.ID != c.ID {
+		t.Fatalf("Chat with the view about to be published: %+v, %v", got, err)
+	}
 }
