@@ -52,6 +52,9 @@
 //
 // Lock order: a registry shard's presence lock, then chatIndex.mu, then a
 // chatEntry.mu, then a registry shard's mu, then an Outbox's. A session's
-// respMu is taken alone. Broker.mu and the admission list's mu are taken
-// alone. Two Outboxes' locks are never held together.
+// respMu comes before all of them: hello holds it while it registers the
+// session, so that Welcome is the first frame on the response stream;
+// nothing takes respMu while holding another lock. Broker.mu and the
+// admission list's mu are taken alone. Two Outboxes' locks are never held
+// together.
 package broker

@@ -341,7 +341,7 @@ func (s *Session) receipt(ctx context.Context, req *wire.Receipt) (*wire.Frame, 
 	if err != nil {
 		return nil, err
 	}
-	after, err := s.b.st.SetMarkers(ctx, chat, s.user, req.Delivered, req.Read)
+	after, err := s.b.st.SetMarkers(context.WithoutCancel(ctx), chat, s.user, req.Delivered, req.Read)
 	if err != nil {
 		return nil, err
 	}
