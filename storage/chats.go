@@ -61,7 +61,7 @@ func (s *Store) CreateChat(ctx context.Context, spec ChatSpec) (Chat, error) {
 		return Chat{}, err
 	}
 	op := &createOp{spec: spec}
-	if err := s.submit(ctx, op, 0); err != nil {
+	if err := s.submit(ctx, op, memberOpBytes*(len(spec.Members)+1)); err != nil {
 		return Chat{}, err
 	}
 	if op.err != nil && !errors.Is(op.err, ErrChatExists) {
@@ -286,6 +286,12 @@ func (s *Store) Chat(id ChatID) (Chat, error) {
 	return c, nil
 }
 
+// memberOpBytes is what one member a change adds counts against the
+// group commit's and the queue's byte caps: about what it writes (four
+// keys), so that a batch of membership changes is bounded as one of
+// messages is.
+const memberOpBytes = 256
+
 // MaxAddMembers caps the users one AddMembers call adds.
 const MaxAddMembers = 1000
 
@@ -320,7 +326,7 @@ func (s *Store) AddMembers(ctx context.Context, chat ChatID, users []UserID, rol
 		return nil, ErrBadID
 	}
 	op := &addOp{chat: chat, users: users, role: role}
-	if err := s.submit(ctx, op, 0); err != nil {
+	if err := s.submit(ctx, op, memberOpBytes*len(users)); err != nil {
 		return nil, err
 	}
 	return op.added, op.err

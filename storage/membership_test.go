@@ -241,3 +241,45 @@ func inOneBatch(t *testing.T, s *Store, gate *storagetest.SyncGate, hold func(),
 	gate.Open()
 	wg.Wait()
 }
+
+// Membership changes count against the group commit's byte cap, so a
+// queue of large AddMembers calls is committed in bounded batches.
+func TestMembershipBatchesBounded(t *testing.T) {
+	gate := storagetest.NewSyncGate(t)
+	s := openTest(t, t.TempDir(), Options{FS: gate.FS})
+	ctx := context.Background()
+	const calls = 10
+	var chats []Chat
+	for range calls {
+		chats = append(chats, mustChat(t, s, ChatSpec{Kind: ChatChannel, Creator: 1}))
+	}
+	gate.Hold.Store(true)
+	var wg sync.WaitGroup
+	wg.Go(func() { mustAppend(t, s, text(chats[0].ID, 1, 1, "held")) })
+	<-gate.Held
+	gate.Hold.Store(false)
+	commits := s.m.commits.Get()
+	for i, c := range chats {
+		wg.Go(func() {
+			users := make([]UserID, MaxAddMembers)
+			for j := range users {
+				users[j] = UserID(10_000*(i+1) + j)
+			}
+			if _, err := s.AddMembers(ctx, c.ID, users, RoleSubscriber); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	storagetest.WaitFor(t, "the calls queued behind the held sync", func() bool {
+		s.q.mu.Lock()
+		defer s.q.mu.Unlock()
+		return len(s.q.reqs) == calls
+	})
+	gate.Open()
+	wg.Wait()
+	// 10 × 1,000 members × 256 B = 2.4 MiB: at least three batches of 1 MiB
+	// after the held one.
+	if got := s.m.commits.Get() - commits; got < 4 {
+		t.Fatalf("%d commits for the held append and 10,000 members, want at least 4", got)
+	}
+}

@@ -22,7 +22,8 @@ type Options struct {
 	// MaxBodyBytes caps a message body. Default: 64 KiB.
 	MaxBodyBytes int
 	// MaxBatchBytes caps the bodies of one group commit, and of one Append
-	// call. Default: 1 MiB.
+	// call; a membership change counts 256 bytes per member it adds.
+	// Default: 1 MiB.
 	MaxBatchBytes int
 	// MaxQueuedBytes caps the bodies waiting for the committer; Append
 	// blocks (honouring its ctx) while the queue is full. Default: 16 MiB.
