@@ -43,6 +43,14 @@ func TestIdleNodeChild(t *testing.T) {
 	if os.Getenv("GONETS_IDLE_PROFILE") != "" {
 		runtime.MemProfileRate = 1 // exact attribution, for the profile
 	}
+	if path := os.Getenv("GONETS_IDLE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	n := brokertest.Start(t, brokertest.Options{Dir: dir})
 	fmt.Printf("addr %s\n", n.Addr)
 	in := bufio.NewScanner(os.Stdin)
