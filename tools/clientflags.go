@@ -298,12 +298,13 @@ func (f *clientFlags) dial(ctx context.Context, base client.Options) (*client.Cl
 	c, err := client.Dial(ctx, f.server, f.token, o)
 	var ce *certError
 	var hte *quic.HandshakeTimeoutError
+	var ite *quic.IdleTimeoutError // what quic-go may report for a handshake that heard nothing
 	switch {
 	case err == nil:
 		return c, nil
 	case errors.As(err, &ce):
 		return nil, ce
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &hte), errors.Is(err, syscall.ECONNREFUSED):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &hte), errors.As(err, &ite), errors.Is(err, syscall.ECONNREFUSED):
 		return nil, &noAnswerError{addr: f.server, wait: wait.Round(100 * time.Millisecond)}
 	}
 	return nil, err
