@@ -15,11 +15,11 @@ import (
 	"github.com/gonets/gonets/storage/storagetest"
 )
 
-// After the store fails mid-send and recovers, the chat's pushes flow
-// again: a send that failed (whose record may come back from the WAL)
-// must not leave the chat's fan-out waiting for its seq.
-func TestPushesFlowAfterStoreRecovery(t *testing.T) {
-	var fail atomic.Bool
+// failingRig starts a node whose WAL and probe syncs fail while fail is
+// set (the store recovering quickly once it is cleared), with alice and
+// bob in a group where one message was delivered.
+func failingRig(t *testing.T) (fail *atomic.Bool, n *brokertest.Node, alice, bob *wireClient, chat uint64) {
+	fail = new(atomic.Bool)
 	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
 		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
 			return nil
@@ -30,16 +30,24 @@ func TestPushesFlowAfterStoreRecovery(t *testing.T) {
 		}
 		return nil
 	}))
-	n := brokertest.Start(t, brokertest.Options{Storage: storage.Options{
+	n = brokertest.Start(t, brokertest.Options{Storage: storage.Options{
 		FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond,
 	}})
-	alice := dial(t, n, n.Token(t, 1, 1))
-	bob := dial(t, n, n.Token(t, 2, 1))
-	chat := alice.createChat(group, 2)
+	alice = dial(t, n, n.Token(t, 1, 1))
+	bob = dial(t, n, n.Token(t, 2, 1))
+	chat = alice.createChat(group, 2)
 	alice.mustAck(chat, 1, "before")
 	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
 		t.Fatalf("bob got %v", m)
 	}
+	return fail, n, alice, bob, chat
+}
+
+// After the store fails mid-send and recovers, the chat's pushes flow
+// again: a send that failed (whose record may come back from the WAL)
+// must not leave the chat's fan-out waiting for its seq.
+func TestPushesFlowAfterStoreRecovery(t *testing.T) {
+	fail, n, alice, bob, chat := failingRig(t)
 	fail.Store(true)
 	r := alice.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 2, Body: []byte("during")}}})
 	if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_UNAVAILABLE {
@@ -69,27 +77,7 @@ func TestPushesFlowAfterStoreRecovery(t *testing.T) {
 // order at the view's seq, or every later push waits for one that no
 // append will publish.
 func TestPushesFlowAfterReadDuringFailure(t *testing.T) {
-	var fail atomic.Bool
-	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errorfs.ErrInjected
-		}
-		return nil
-	}))
-	n := brokertest.Start(t, brokertest.Options{Storage: storage.Options{
-		FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond,
-	}})
-	alice := dial(t, n, n.Token(t, 1, 1))
-	bob := dial(t, n, n.Token(t, 2, 1))
-	chat := alice.createChat(group, 2)
-	alice.mustAck(chat, 1, "before")
-	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
-		t.Fatalf("bob got %v", m)
-	}
+	fail, n, alice, bob, chat := failingRig(t)
 	fail.Store(true) // the store fails, and cannot recover until fail is cleared
 	r := alice.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: 2, Body: []byte("during")}}})
 	if got := errCode(t, r); got != wire.ErrorCode_ERROR_CODE_UNAVAILABLE {
