@@ -8,12 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,19 @@ func TestIdleNodeChild(t *testing.T) {
 	fmt.Printf("addr %s\n", n.Addr)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if path, ok := strings.CutPrefix(in.Text(), "cpustart "); ok {
+			if f, err := os.Create(path); err == nil {
+				pprof.StartCPUProfile(f)
+				defer f.Close()
+			}
+			fmt.Println("started")
+			continue
+		}
+		if in.Text() == "cpustop" {
+			pprof.StopCPUProfile()
+			fmt.Println("stopped")
+			continue
+		}
 		if path, ok := strings.CutPrefix(in.Text(), "profile "); ok {
 			runtime.GC()
 			f, err := os.Create(path)
@@ -138,6 +153,16 @@ func startIdleNodeIn(tb testing.TB, dir string) *idleNode {
 	return nil
 }
 
+// command sends the child a line and waits for its one-line answer.
+func (n *idleNode) command(tb testing.TB, line string) {
+	tb.Helper()
+	fmt.Fprintln(n.in, line)
+	n.in.Flush()
+	if !n.out.Scan() {
+		tb.Fatal("the node child stopped answering")
+	}
+}
+
 func (n *idleNode) stats(tb testing.TB) idleStats {
 	tb.Helper()
 	fmt.Fprintln(n.in, "stats")
@@ -169,7 +194,10 @@ func (n *idleNode) connectIdleFrom(tb testing.TB, tr *quic.Transport, first, cou
 	conns := make([]*quic.Conn, 0, count)
 	for i := range count {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := tr.Dial(ctx, addr, n.tls, &quic.Config{MaxIdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second})
+		// As the SDK keeps sessions alive: every 25 s, spread by up to a
+		// fifth so that sessions dialled together do not ping together.
+		keepAlive := 25*time.Second - time.Duration(rand.Int64N(int64(5*time.Second)))
+		c, err := tr.Dial(ctx, addr, n.tls, &quic.Config{MaxIdleTimeout: time.Minute, KeepAlivePeriod: keepAlive})
 		if err != nil {
 			cancel()
 			tb.Fatal(err)
@@ -245,4 +273,54 @@ func BenchmarkIdleSession(b *testing.B) {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "%.0f B", heap)
 	b.Log(buf.String())
+}
+
+// BenchmarkIdleCPU reports the node's CPU over a quiet window (30 s: more
+// than a keep-alive period) while it holds idle authenticated sessions
+// (GONETS_IDLE_SESSIONS, default 10,000), in percent of one core per
+// 1,000 sessions. -benchtime is ignored.
+func BenchmarkIdleCPU(b *testing.B) {
+	count := envInt(b, "GONETS_IDLE_SESSIONS", 10_000)
+	n := startIdleNode(b)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	udp.SetReadBuffer(8 << 20)
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	conns := n.connectIdle(b, tr, count)
+	time.Sleep(5 * time.Second) // the handshakes' aftermath settles
+	const window = 30 * time.Second
+	prof := os.Getenv("GONETS_IDLE_WINDOW_PROFILE") // a CPU profile of the window
+	if prof != "" {
+		n.command(b, "cpustart "+prof)
+	}
+	cpu0 := procCPU(b, n.cmd.Process.Pid)
+	time.Sleep(window)
+	used := procCPU(b, n.cmd.Process.Pid) - cpu0
+	if prof != "" {
+		n.command(b, "cpustop")
+	}
+	for _, c := range conns {
+		c.CloseWithError(0, "")
+	}
+	pct := 100 * used.Seconds() / window.Seconds()
+	b.ReportMetric(pct, "%core")
+	b.ReportMetric(pct*1000/float64(count), "%core/1k-sessions")
+	b.Logf("%d idle sessions: node %.2f%% of a core (%.3f%% per 1,000)", count, pct, pct*1000/float64(count))
+}
+
+// procCPU returns a process's user plus system CPU time.
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command name, which may hold spaces: state is 3rd.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

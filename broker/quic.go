@@ -56,6 +56,10 @@ func QUICConfig() *quic.Config {
 		InitialConnectionReceiveWindow: connWindow,
 		MaxConnectionReceiveWindow:     maxConnWindow,
 		HandshakeIdleTimeout:           10 * time.Second,
+		// Path-MTU probes cost every connection packets and wake-ups for
+		// the life of the connection, idle or not: on with
+		// ListenOptions.PathMTUDiscovery only.
+		DisablePathMTUDiscovery: true,
 		// A resuming client may send its Hello in 0-RTT data; the session
 		// handles nothing before the handshake completes (serveQUICConn),
 		// so a replayed Hello can do no more than authenticate again.
@@ -70,16 +74,25 @@ type Listener struct {
 	conn *net.UDPConn
 }
 
+// ListenOptions shape the node's QUIC listener.
+type ListenOptions struct {
+	// ResetSecret, when set, keys the stateless resets the node sends for
+	// packets of connections it does not know: a node restarted with the
+	// same secret tells the clients of its previous life at once that
+	// their connections are gone, so they reconnect in a round trip
+	// instead of after their idle timeout. Derive it from a key the node
+	// keeps across restarts, never from one that leaves the node.
+	ResetSecret []byte
+	// PathMTUDiscovery turns on Path-MTU probing (RFC 8899), which lets
+	// large pushes use larger packets at the cost of probe packets on
+	// every connection. Default: off (1,200-byte-and-up packets as the
+	// handshake found).
+	PathMTUDiscovery bool
+}
+
 // ListenQUIC listens on the UDP address addr with tlsConf (TLS 1.3, ALPN
 // gonets/1 set on a copy), accepting 0-RTT from resuming clients.
-//
-// resetSecret, when set, keys the stateless resets the node sends for
-// packets of connections it does not know: a node restarted with the same
-// secret tells the clients of its previous life at once that their
-// connections are gone, so they reconnect in a round trip instead of
-// after their idle timeout. Derive it from a key the node keeps across
-// restarts, never from one that leaves the node.
-func ListenQUIC(addr string, tlsConf *tls.Config, resetSecret []byte) (*Listener, error) {
+func ListenQUIC(addr string, tlsConf *tls.Config, opts ListenOptions) (*Listener, error) {
 	tc := tlsConf.Clone()
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
@@ -92,11 +105,13 @@ func ListenQUIC(addr string, tlsConf *tls.Config, resetSecret []byte) (*Listener
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
 	tr := &quic.Transport{Conn: conn}
-	if len(resetSecret) > 0 {
-		key := quic.StatelessResetKey(sha256.Sum256(append([]byte("gonets stateless reset\x00"), resetSecret...)))
+	if len(opts.ResetSecret) > 0 {
+		key := quic.StatelessResetKey(sha256.Sum256(append([]byte("gonets stateless reset\x00"), opts.ResetSecret...)))
 		tr.StatelessResetKey = &key
 	}
-	ln, err := tr.ListenEarly(tc, QUICConfig())
+	qc := QUICConfig()
+	qc.DisablePathMTUDiscovery = !opts.PathMTUDiscovery
+	ln, err := tr.ListenEarly(tc, qc)
 	if err != nil {
 		tr.Close()
 		conn.Close()

@@ -34,7 +34,7 @@ func TestStatelessResetAfterRestart(t *testing.T) {
 		wantReset bool
 	}{{"same secret", secret, true}, {"other secret", []byte("another"), false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := ListenQUIC("127.0.0.1:0", serverTLS, secret)
+			l, err := ListenQUIC("127.0.0.1:0", serverTLS, ListenOptions{ResetSecret: secret})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +50,7 @@ func TestStatelessResetAfterRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.conn.Close() // a crash: the socket goes, nobody says goodbye
-			l2, err := ListenQUIC(addr, serverTLS, tc.secret)
+			l2, err := ListenQUIC(addr, serverTLS, ListenOptions{ResetSecret: tc.secret})
 			if err != nil {
 				t.Fatal(err)
 			}

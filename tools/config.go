@@ -49,6 +49,14 @@ type nodeConfig struct {
 	LogLevel        slog.Level `toml:"log_level"`
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP port.
 	Pprof bool `toml:"pprof"`
+	// QUICPathMTUDiscovery turns on QUIC Path-MTU probing (off: its probe
+	// packets cost every connection, idle or not).
+	QUICPathMTUDiscovery bool `toml:"quic_path_mtu_discovery"`
+	// GOGC is the garbage collector's target percentage (0: Go's default,
+	// 100, or the GOGC environment variable); MemoryLimit the soft memory
+	// limit the collector works to (0: none, or GOMEMLIMIT).
+	GOGC        int      `toml:"gogc"`
+	MemoryLimit byteSize `toml:"memory_limit"`
 }
 
 // tlsConfig is the [tls] section.
@@ -189,6 +197,10 @@ func (c *config) validate() error {
 		return errors.New("node.quic_addr is empty")
 	case c.Node.HTTPAddr == "":
 		return errors.New("node.http_addr is empty")
+	case c.Node.GOGC < 0:
+		return fmt.Errorf("node.gogc %d is negative; the collector cannot be turned off here", c.Node.GOGC)
+	case c.Node.MemoryLimit < 0:
+		return fmt.Errorf("node.memory_limit %d is negative", c.Node.MemoryLimit)
 	case c.Node.ShutdownTimeout <= 0:
 		return fmt.Errorf("node.shutdown_timeout %v must be positive", time.Duration(c.Node.ShutdownTimeout))
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):

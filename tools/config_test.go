@@ -155,6 +155,8 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:8080:1" }, `node.http_addr "127.0.0.1:8080:1": want host:port`)
 	f(func(c *config) { c.Node.HTTPAddr = "my host:8080" }, `node.http_addr "my host:8080": host "my host" is neither`)
 	f(func(c *config) { c.Node.ShutdownTimeout = 0 }, "node.shutdown_timeout 0s must be positive")
+	f(func(c *config) { c.Node.GOGC = -1 }, "node.gogc -1 is negative")
+	f(func(c *config) { c.Node.MemoryLimit = -1 }, "node.memory_limit -1 is negative")
 	f(func(c *config) { c.TLS.Cert = "a.crt" }, "tls.cert and tls.key must be set together")
 	f(func(c *config) { c.TLS.Key = "a.key" }, "tls.cert and tls.key must be set together")
 	f(func(c *config) { c.Auth.Leeway = duration(-time.Second) }, "auth.leeway -1s is negative")

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -264,6 +265,12 @@ type nodeOptions struct {
 // (nothing was acknowledged yet, so nothing is lost).
 func serveNode(ctx context.Context, cfg config, nopts nodeOptions, stdout, stderr io.Writer) error {
 	log := slog.New(newLimitHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Node.LogLevel}), time.Now))
+	if cfg.Node.GOGC > 0 {
+		debug.SetGCPercent(cfg.Node.GOGC)
+	}
+	if cfg.Node.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.Node.MemoryLimit))
+	}
 	type started struct {
 		n   *node
 		err error
@@ -393,7 +400,10 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	}
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf, nodeKey.Seed()); err != nil {
+	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf, broker.ListenOptions{
+		ResetSecret:      nodeKey.Seed(),
+		PathMTUDiscovery: cfg.Node.QUICPathMTUDiscovery,
+	}); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { n.quicLn.Close() })

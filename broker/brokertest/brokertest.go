@@ -132,7 +132,7 @@ func (n *Node) start(t testing.TB, addr string) {
 // take a moment to go.
 func listen(addr string, cert tls.Certificate, resetSecret []byte) (*broker.Listener, error) {
 	for i := 0; ; i++ {
-		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}}, resetSecret)
+		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}}, broker.ListenOptions{ResetSecret: resetSecret})
 		if err == nil || i == 50 {
 			return l, err
 		}

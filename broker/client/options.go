@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -44,10 +45,13 @@ type Options struct {
 	// DialTimeout bounds one connection attempt: the QUIC handshake and
 	// Hello up to Welcome. Default: 10 s.
 	DialTimeout time.Duration
-	// KeepAlive is the QUIC keep-alive period. Default: 15 s.
+	// KeepAlive is the longest QUIC keep-alive period: each client takes a
+	// period up to a fifth shorter, at random, so that clients started
+	// together do not ping the node together. Default: 25 s (within the
+	// 30 s that mobile networks' NATs keep a silent UDP mapping).
 	KeepAlive time.Duration
 	// IdleTimeout closes a connection that heard nothing from the node for
-	// this long (the client then reconnects). Default: 45 s.
+	// this long (the client then reconnects). Default: 60 s, the node's.
 	IdleTimeout time.Duration
 	// Transport, when set, carries the client's connections over a shared
 	// UDP socket (QUIC multiplexes connections on one), so that a process
@@ -123,10 +127,10 @@ func (o Options) ensureDefaults() (Options, error) {
 		o.DialTimeout = 10 * time.Second
 	}
 	if o.KeepAlive == 0 {
-		o.KeepAlive = 15 * time.Second
+		o.KeepAlive = 25 * time.Second
 	}
 	if o.IdleTimeout == 0 {
-		o.IdleTimeout = 45 * time.Second
+		o.IdleTimeout = 60 * time.Second
 	}
 	if o.MaxReceiveBytes == 0 {
 		o.MaxReceiveBytes = 16 << 20
@@ -194,12 +198,13 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// quicConfig returns the QUIC configuration of every connection.
+// quicConfig returns the QUIC configuration of the client's connections,
+// with its keep-alive period drawn once.
 func (o *Options) quicConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: o.DialTimeout,
 		MaxIdleTimeout:       o.IdleTimeout,
-		KeepAlivePeriod:      o.KeepAlive,
+		KeepAlivePeriod:      o.KeepAlive - time.Duration(rand.Int64N(int64(o.KeepAlive/5)+1)),
 	}
 }
 

@@ -12,8 +12,8 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.ReconnectMin != 100*time.Millisecond || o.ReconnectMax != 10*time.Second || o.KeepAlive != 15*time.Second ||
-		o.IdleTimeout != 45*time.Second || o.EventBuffer != 64 || o.Name != DefaultName || o.State.Held == nil {
+	if o.ReconnectMin != 100*time.Millisecond || o.ReconnectMax != 10*time.Second || o.KeepAlive != 25*time.Second ||
+		o.IdleTimeout != 60*time.Second || o.EventBuffer != 64 || o.Name != DefaultName || o.State.Held == nil {
 		t.Fatalf("defaults: %+v", o)
 	}
 	cfg, err := o.tlsConfig()
@@ -51,5 +51,25 @@ func TestOptionsStateCopied(t *testing.T) {
 	o.State.Held[1] = 9
 	if held[1] != 5 {
 		t.Fatal("the client writes to the app's map")
+	}
+}
+
+// Clients draw their keep-alive period up to a fifth below KeepAlive, so
+// that clients started together do not ping together.
+func TestKeepAliveJitter(t *testing.T) {
+	o, err := Options{}.ensureDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		p := o.quicConfig().KeepAlivePeriod
+		if p > o.KeepAlive || p < o.KeepAlive*4/5 {
+			t.Fatalf("keep-alive %v outside [%v, %v]", p, o.KeepAlive*4/5, o.KeepAlive)
+		}
+		seen[p] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("50 clients drew only %d keep-alive periods", len(seen))
 	}
 }
