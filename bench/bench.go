@@ -49,6 +49,10 @@ type Config struct {
 	Duration time.Duration
 	// Warmup runs the load before measuring. Default: 2 s.
 	Warmup time.Duration
+	// Idle is the quiet window between the sessions' setup and the load,
+	// over which the node's idle CPU and packets are measured. Default:
+	// 5 s.
+	Idle time.Duration
 	// Size is the message body in bytes. Default: 256.
 	Size int
 	// Rate is the offered rate: messages (chat) or posts (group, channel)
@@ -123,6 +127,9 @@ func (c Config) withDefaults(scenario string) Config {
 	if c.Warmup == 0 {
 		c.Warmup = 2 * time.Second
 	}
+	if c.Idle == 0 {
+		c.Idle = 5 * time.Second
+	}
 	if c.P99 == 0 {
 		c.P99 = 10 * time.Millisecond
 	}
@@ -150,7 +157,7 @@ func (c Config) validate(scenario string) error {
 	check(c.Groups > 0 && c.Members >= 2, "--groups %d --members %d: at least 1 group of 2", c.Groups, c.Members)
 	check(c.Subscribers > 0 && c.Publishers > 0, "--subscribers and --publishers must be positive")
 	check(c.Sessions > 0 && c.Messages > 0 && c.Chats > 0 && c.Chats <= c.Messages, "--sessions, --messages and --chats must be positive, chats at most messages")
-	check(c.Rate >= 0 && c.Duration > 0 && c.Warmup >= 0, "--rate, --duration and --warmup must not be negative")
+	check(c.Rate >= 0 && c.Duration > 0 && c.Warmup >= 0 && c.Idle > 0, "--rate, --duration, --warmup and --idle must not be negative")
 	check(c.StepFactor > 1 && c.StepStart > 0 && c.MinDelivered > 0 && c.MinDelivered <= 1, "the step search needs --step-factor above 1 and a delivered goal in (0, 1]")
 	check(c.Server == "" || c.Key != "", "--server needs --key, the node's token key file")
 	known := false
@@ -256,6 +263,9 @@ func runLoad(ctx context.Context, scenario string, cfg Config, t *target, res *r
 	if cfg.Procs > 1 {
 		res.Notes = append(res.Notes, fmt.Sprintf("load generator: %d worker processes (each its own sessions and UDP sockets) and this one coordinating them; its CPU and RSS are their sum", cfg.Procs))
 	}
+	if err := quiet(ctx, t, cfg, partsCounter(parts), res); err != nil {
+		return err
+	}
 	switch scenario {
 	case "chat":
 		err = runChat(ctx, cfg, t, parts, res)
@@ -322,11 +332,15 @@ func drive(ctx context.Context, cfg Config, t *target, parts []part, rate float6
 // acked in one part and delivered in every other).
 func measure(ctx context.Context, cfg Config, t *target, parts []part, begin time.Time, d time.Duration, res *result.Result) error {
 	time.Sleep(time.Until(begin))
-	var node *procMeter
-	if pid := t.pid(); pid != "" {
-		node = startMeter(pid, cfg.ServerCPUs)
+	if res.Metrics == nil {
+		res.Metrics = map[string]float64{}
+	}
+	meter, err := startCost(ctx, t, cfg.ServerCPUs, partsCounter(parts))
+	if err != nil {
+		return err
 	}
 	gen := generatorMeters(parts, cfg.ClientCPUs)
+	nodeCPU := newCPUTicker(t.pid())
 	end := begin.Add(d)
 	profiled := make(chan error, 1)
 	if cfg.NodeProfile != "" && t.httpURL != "" {
@@ -352,20 +366,22 @@ func measure(ctx context.Context, cfg Config, t *target, parts []part, begin tim
 		s := all.sample(float64(now.UnixNano()-begin.UnixNano()) / 1e9)
 		timeline = append(timeline, s)
 		if cfg.Live != nil {
-			fmt.Fprintf(cfg.Live, "\r%-8s %5.0fs  offered %8.0f/s  delivered %9.0f/s  p99 %7.2f ms  sessions %d   ",
-				res.Scenario, s.T, s.Offered, s.Delivered, s.P99, s.Sessions)
+			fmt.Fprintf(cfg.Live, "\r%-8s %5.0fs  offered %8.0f/s  delivered %9.0f/s  p99 %7.2f ms  sessions %d%s   ",
+				res.Scenario, s.T, s.Offered, s.Delivered, s.P99, s.Sessions, nodeCPU.live(s.Delivered))
 		}
 		if !now.Before(end) {
 			break
 		}
 	}
+	spent, err := meter.read(ctx)
+	if err != nil {
+		return err
+	}
 	stopped := time.Now()
 	if err := each(parts, func(p part) error { return p.stop(ctx, stopped) }); err != nil {
 		return err
 	}
-	if node != nil {
-		res.Node = node.read()
-	}
+	res.Node = spent.Node
 	res.Generator = sumProcesses(gen)
 	if err := each(parts, func(p part) error { return p.finish(ctx, 10*time.Second) }); err != nil {
 		return err
@@ -398,6 +414,9 @@ func measure(ctx context.Context, cfg Config, t *target, parts []part, begin tim
 	}
 	all.fill(res, d.Seconds())
 	res.Timeline = append(res.Timeline, timeline...)
+	spent.totals(res)
+	spent.per(res, "message", all.Accepted)
+	spent.per(res, "delivery", all.Arrived)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,7 +177,7 @@ func gonetsBinary(t *testing.T) string {
 // should. It asserts no speed.
 func TestScenariosSmall(t *testing.T) {
 	bin := gonetsBinary(t)
-	base := Config{Binary: bin, Duration: time.Second, Warmup: 200 * time.Millisecond}
+	base := Config{Binary: bin, Duration: time.Second, Warmup: 200 * time.Millisecond, Idle: 300 * time.Millisecond}
 	for _, tc := range []struct {
 		scenario string
 		cfg      func(Config) Config
@@ -184,28 +185,34 @@ func TestScenariosSmall(t *testing.T) {
 	}{
 		{"chat", func(c Config) Config { c.Users, c.Rate = 6, 60; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
+			r.cost(t, 1, 6)
 		}},
 		{"chat", func(c Config) Config { c.Users, c.StepStart, c.P99, c.MaxSteps = 4, 40, time.Second, 2; return c }, func(t *testing.T, r *resultView) {
 			if len(r.Steps) < 2 || !r.Steps[0].Passed || r.Offered < 40 {
 				t.Fatalf("step search: %+v, offered %v", r.Steps, r.Offered)
 			}
+			r.cost(t, 1, 4)
+			r.stepCosts(t)
 		}},
 		{"group", func(c Config) Config { c.Groups, c.Members, c.Rate = 2, 3, 20; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
 			if r.Expected != 2*r.Sent {
 				t.Fatalf("group posts owe %d deliveries for %d sent", r.Expected, r.Sent)
 			}
+			r.cost(t, 2, 6)
 		}},
 		{"channel", func(c Config) Config { c.Subscribers, c.Publishers, c.Rate = 5, 2, 20; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
 			if r.Expected != 5*r.Sent {
 				t.Fatalf("channel posts owe %d deliveries for %d sent", r.Expected, r.Sent)
 			}
+			r.cost(t, 5, 7)
 		}},
 		// The same load spread over two worker processes.
 		{"chat", func(c Config) Config { c.Users, c.Rate, c.Procs = 6, 60, 2; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
 			r.spread(t, 2, 6)
+			r.cost(t, 1, 6)
 		}},
 		{"chat", func(c Config) Config {
 			c.Users, c.StepStart, c.P99, c.MaxSteps, c.Procs = 4, 40, time.Second, 2, 2
@@ -215,6 +222,8 @@ func TestScenariosSmall(t *testing.T) {
 				t.Fatalf("step search: %+v, offered %v", r.Steps, r.Offered)
 			}
 			r.spread(t, 2, 4)
+			r.cost(t, 1, 4)
+			r.stepCosts(t)
 		}},
 		{"group", func(c Config) Config { c.Groups, c.Members, c.Rate, c.Procs = 2, 3, 20, 2; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
@@ -222,6 +231,7 @@ func TestScenariosSmall(t *testing.T) {
 				t.Fatalf("group posts owe %d deliveries for %d sent", r.Expected, r.Sent)
 			}
 			r.spread(t, 2, 6)
+			r.cost(t, 2, 6)
 		}},
 		{"channel", func(c Config) Config { c.Subscribers, c.Publishers, c.Rate, c.Procs = 5, 2, 20, 2; return c }, func(t *testing.T, r *resultView) {
 			r.delivered(t)
@@ -229,20 +239,33 @@ func TestScenariosSmall(t *testing.T) {
 				t.Fatalf("channel posts owe %d deliveries for %d sent", r.Expected, r.Sent)
 			}
 			r.spread(t, 2, 7)
+			r.cost(t, 5, 7)
 		}},
 		{"connect", func(c Config) Config { c.Sessions = 20; return c }, func(t *testing.T, r *resultView) {
 			if r.Metrics["handshakes_per_s"] <= 0 || r.Metrics["resumed_ratio"] != 1 || r.Metrics["rss_bytes_per_session"] == 0 {
 				t.Fatalf("connect metrics %v", r.Metrics)
 			}
+			for _, unit := range []string{"handshake", "resumption"} {
+				r.positive(t, "node_cpu_us_per_"+unit, "node_packets_in_per_"+unit, "node_packets_out_per_"+unit)
+				// A handshake is at least one datagram each way.
+				r.atLeast(t, "node_packets_in_per_"+unit, 1)
+				r.atLeast(t, "node_packets_out_per_"+unit, 1)
+			}
+			r.idle(t, 20)
 		}},
 		{"sync", func(c Config) Config { c.Messages, c.Chats, c.Rounds = 50, 5, 2; return c }, func(t *testing.T, r *resultView) {
 			if r.Metrics["catch_up_ms"] <= 0 || r.Delivered != 100 {
 				t.Fatalf("sync: %v, delivered %d", r.Metrics, r.Delivered)
 			}
+			r.positive(t, "node_cpu_us_per_message", "node_cpu_us_per_delivery", "node_packets_in_per_message", "node_packets_out_per_message")
+			r.idle(t, 5)
 		}},
 		{"storage", func(c Config) Config { c.Writers = 4; return c }, func(t *testing.T, r *resultView) {
 			if r.Metrics["appends_per_s"] <= 0 || r.Metrics["reads_per_s"] <= 0 || r.Latency.Count == 0 {
 				t.Fatalf("storage: %v, latency %+v", r.Metrics, r.Latency)
+			}
+			if _, ok := r.Metrics["node_cpu_us_per_message"]; ok {
+				t.Fatal("storage runs no node, yet reports its CPU")
 			}
 		}},
 	} {
@@ -281,6 +304,74 @@ func (r *resultView) spread(t *testing.T, procs, sessions int) {
 	}
 	if n := len(r.Timeline); n == 0 || r.Timeline[n-1].Sessions != sessions {
 		t.Fatalf("timeline %+v, want %d sessions", r.Timeline, sessions)
+	}
+}
+
+// cost checks the node's cost figures of a load scenario whose messages
+// owe fanout deliveries each, over sessions sessions.
+func (r *resultView) cost(t *testing.T, fanout, sessions int) {
+	t.Helper()
+	r.positive(t, "node_cpu_us_per_message", "node_cpu_us_per_delivery", "node_packets_in_per_message", "node_packets_out_per_message")
+	m := r.Metrics
+	perMsg, perDel := m["node_cpu_us_per_message"], m["node_cpu_us_per_delivery"]
+	// Deliveries and acks arrive in the window at about fanout to one:
+	// allow for the messages at its edges.
+	if ratio := perMsg / perDel; ratio < 0.5*float64(fanout) || ratio > 2*float64(fanout) {
+		t.Errorf("node CPU %.1f µs per message, %.1f per delivery: want about %d to 1", perMsg, perDel, fanout)
+	}
+	if fanout > 1 && perDel >= perMsg {
+		t.Errorf("fan-out of %d: node CPU %.1f µs per delivery, not below %.1f per message", fanout, perDel, perMsg)
+	}
+	// A message is sent in at least one datagram, and each of its
+	// deliveries goes to another session: at least one datagram each.
+	r.atLeast(t, "node_packets_in_per_message", 0.9)
+	r.atLeast(t, "node_packets_out_per_message", 0.9*float64(fanout))
+	r.idle(t, sessions)
+}
+
+// idle checks the figures of the quiet window before the load, with
+// sessions sessions online.
+func (r *resultView) idle(t *testing.T, sessions int) {
+	t.Helper()
+	m := r.Metrics
+	if m["idle_sessions"] != float64(sessions) || m["idle_seconds"] <= 0 {
+		t.Errorf("quiet window: %v sessions over %v s, want %d sessions", m["idle_sessions"], m["idle_seconds"], sessions)
+	}
+	for _, k := range []string{"node_idle_cpu_pct_per_1000_sessions", "node_idle_packets_per_s_per_1000_sessions"} {
+		if v, ok := m[k]; !ok || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			t.Errorf("%s = %v (present %v)", k, v, ok)
+		}
+	}
+}
+
+// positive checks that metrics exist and are positive and finite.
+func (r *resultView) positive(t *testing.T, names ...string) {
+	t.Helper()
+	for _, k := range names {
+		if v, ok := r.Metrics[k]; !ok || !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v (present %v), want positive and finite", k, v, ok)
+		}
+	}
+}
+
+// atLeast checks that a metric is at least min.
+func (r *resultView) atLeast(t *testing.T, name string, min float64) {
+	t.Helper()
+	if v := r.Metrics[name]; v < min {
+		t.Errorf("%s = %v, want at least %v", name, v, min)
+	}
+}
+
+// stepCosts checks that every step of a search measured the node.
+func (r *resultView) stepCosts(t *testing.T) {
+	t.Helper()
+	for _, s := range r.Steps {
+		if !(s.NodeCPUPerMessage > 0) || !(s.NodeCPUPerDelivery > 0) || !(s.NodePacketsInPerMessage > 0) || !(s.NodePacketsOutPerMessage > 0) {
+			t.Errorf("step %+v: no cost", s)
+		}
+	}
+	if n := len(r.Steps); n > 0 && r.Metrics["node_cpu_us_per_message"] <= 0 {
+		t.Errorf("the reported step's cost is missing: %v", r.Metrics)
 	}
 }
 

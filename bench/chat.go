@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
@@ -78,11 +79,13 @@ func runChat(ctx context.Context, cfg Config, t *target, parts []part, res *resu
 				return false, err
 			}
 			passed := step.Latency.P99 <= ms(cfg.P99) && step.DeliveredRatio >= cfg.MinDelivered
-			res.Steps = append(res.Steps, result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
-				P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed})
+			st := result.Step{Offered: rate, Rate: step.Rate, P50: step.Latency.P50, P99: step.Latency.P99,
+				P999: step.Latency.P999, DeliveredRatio: step.DeliveredRatio, Passed: passed}
+			st.SetCost(step.Metrics)
+			res.Steps = append(res.Steps, st)
 			if cfg.Live != nil {
-				fmt.Fprintf(cfg.Live, "step %.0f msgs/s: delivered %.0f/s, p99 %.2f ms, %.3f%% delivered: %s\n",
-					rate, step.Rate, step.Latency.P99, 100*step.DeliveredRatio, map[bool]string{true: "pass", false: "miss"}[passed])
+				fmt.Fprintf(cfg.Live, "step %.0f msgs/s: delivered %.0f/s, p99 %.2f ms, %.3f%% delivered, node %.0f µs/msg: %s\n",
+					rate, step.Rate, step.Latency.P99, 100*step.DeliveredRatio, st.NodeCPUPerMessage, map[bool]string{true: "pass", false: "miss"}[passed])
 			}
 			if passed && rate > bestOffered {
 				best, bestOffered = step, rate
@@ -105,6 +108,7 @@ func runChat(ctx context.Context, cfg Config, t *target, parts []part, res *resu
 	res.Offered = bestOffered
 	res.Seconds, res.Sent, res.Expected, res.Delivered, res.DeliveredRatio, res.Rate = best.Seconds, best.Sent, best.Expected, best.Delivered, best.DeliveredRatio, best.Rate
 	res.Latency, res.Ack, res.Histogram, res.Timeline, res.Node, res.Generator = best.Latency, best.Ack, best.Histogram, best.Timeline, best.Node, best.Generator
+	maps.Copy(res.Metrics, best.Metrics) // the reported step's cost
 	res.Met = res.Rate >= chatGoal
 	return ctx.Err()
 }

@@ -135,15 +135,18 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 		return err
 	}
 	var trs []*quic.Transport
+	var socks []*socket
 	for range (n + sessionsPerSocket - 1) / sessionsPerSocket {
-		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		s, err := listenSocket()
 		if err != nil {
-			return fmt.Errorf("bench: client socket: %w", err)
+			return err
 		}
-		tr := &quic.Transport{Conn: udp}
+		defer s.Close()
+		tr := s.transport()
 		defer tr.Close()
-		trs = append(trs, tr)
+		trs, socks = append(trs, tr), append(socks, s)
 	}
+	count := socketsCounter(func() int { return n }, socks...)
 	tc := t.tls.Clone()
 	tc.NextProtos = []string{"gonets/1"}
 	tc.MinVersion = tls.VersionTLS13
@@ -177,6 +180,10 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 			}
 		}
 	}
+	handshakes, err := startCost(ctx, t, cfg.ServerCPUs, count)
+	if err != nil {
+		return err
+	}
 	sessions, took, err := openAll(ctx, trs, addr, tcs, toks, live("handshakes"))
 	defer func() {
 		for _, s := range sessions {
@@ -188,6 +195,11 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	if err != nil {
 		return err
 	}
+	spent, err := handshakes.read(ctx)
+	if err != nil {
+		return err
+	}
+	spent.per(res, "handshake", int64(n))
 	res.Metrics["sessions"] = float64(n)
 	res.Metrics["handshakes_per_s"] = float64(n) / took.Seconds()
 	res.Metrics["connect_seconds"] = took.Seconds()
@@ -197,8 +209,15 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 		res.Metrics["node_rss_bytes"] = float64(rss)
 		res.Metrics["rss_bytes_per_session"] = float64(rss-rssBefore) / float64(n)
 	}
+	if err := quiet(ctx, t, cfg, count, res); err != nil {
+		return err
+	}
 	// The storm: every session drops and comes back at once, resuming its
 	// TLS session.
+	storming, err := startCost(ctx, t, cfg.ServerCPUs, count)
+	if err != nil {
+		return err
+	}
 	for _, s := range sessions {
 		s.conn.CloseWithError(0, "storm")
 	}
@@ -209,6 +228,10 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	if err != nil {
 		return err
 	}
+	if spent, err = storming.read(ctx); err != nil {
+		return err
+	}
+	spent.per(res, "resumption", int64(n))
 	resumed := 0
 	for _, s := range back {
 		if s.resumed {

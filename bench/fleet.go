@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +21,13 @@ const sessionsPerSocket = 1000
 const dialers = 64
 
 // fleet is the load generator's sessions: one SDK client per user,
-// sharing UDP sockets, each reporting its events to onEvent.
+// sharing UDP sockets (which count their datagrams), each reporting its
+// events to onEvent.
 type fleet struct {
 	t          *target
-	transports []*quic.Transport
-	clients    []*client.Client // clients[i] is user users[i]
+	sockets    []*socket
+	transports []*quic.Transport // transports[i] is on sockets[i]
+	clients    []*client.Client  // clients[i] is user users[i]
 	users      []uint64
 	online     atomic.Int64
 }
@@ -38,12 +39,13 @@ type fleet struct {
 func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i int, ev client.Event)) (*fleet, error) {
 	f := &fleet{t: t, users: users, clients: make([]*client.Client, len(users))}
 	for range (len(users) + sessionsPerSocket - 1) / sessionsPerSocket {
-		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		s, err := listenSocket()
 		if err != nil {
 			f.close()
-			return nil, fmt.Errorf("bench: client socket: %w", err)
+			return nil, err
 		}
-		f.transports = append(f.transports, &quic.Transport{Conn: udp})
+		f.sockets = append(f.sockets, s)
+		f.transports = append(f.transports, s.transport())
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var wg sync.WaitGroup
@@ -122,7 +124,15 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// close closes every client, then the sockets.
+// datagrams returns what the fleet's sockets counted so far, and the
+// sessions online.
+func (f *fleet) datagrams() datagrams {
+	d := countSockets(f.sockets)
+	d.Sessions = int(f.online.Load())
+	return d
+}
+
+// close closes every client, then the transports and their sockets.
 func (f *fleet) close() {
 	var wg sync.WaitGroup
 	for _, c := range f.clients {
@@ -133,6 +143,9 @@ func (f *fleet) close() {
 	wg.Wait()
 	for _, tr := range f.transports {
 		tr.Close()
+	}
+	for _, s := range f.sockets {
+		s.Close()
 	}
 }
 

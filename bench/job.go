@@ -63,23 +63,25 @@ type request struct {
 // The requests, each answering with one reply; they map onto part's
 // methods.
 const (
-	opSetup    = "setup"    // dial the job's sessions and make its chats
-	opLoad     = "load"     // part.load
-	opTick     = "tick"     // part.tick: reply.Second
-	opStop     = "stop"     // part.stop
-	opFinish   = "finish"   // part.finish
-	opCounts   = "counts"   // part.counts: reply.Delivered, reply.Expected
-	opSnapshot = "snapshot" // part.snapshot: reply.Tally
-	opQuit     = "quit"     // close the sessions and end
+	opSetup    = "setup"     // dial the job's sessions and make its chats
+	opLoad     = "load"      // part.load
+	opTick     = "tick"      // part.tick: reply.Second
+	opStop     = "stop"      // part.stop
+	opFinish   = "finish"    // part.finish
+	opCounts   = "counts"    // part.counts: reply.Delivered, reply.Expected
+	opSnapshot = "snapshot"  // part.snapshot: reply.Tally
+	opDatagram = "datagrams" // part.datagrams: reply.Datagrams
+	opQuit     = "quit"      // close the sessions and end
 )
 
 // reply is one line from the worker.
 type reply struct {
-	Error     string  `json:"error,omitempty"`
-	Second    *second `json:"second,omitempty"`
-	Tally     *tally  `json:"tally,omitempty"`
-	Delivered int64   `json:"delivered,omitempty"`
-	Expected  int64   `json:"expected,omitempty"`
+	Error     string     `json:"error,omitempty"`
+	Second    *second    `json:"second,omitempty"`
+	Tally     *tally     `json:"tally,omitempty"`
+	Datagrams *datagrams `json:"datagrams,omitempty"`
+	Delivered int64      `json:"delivered,omitempty"`
+	Expected  int64      `json:"expected,omitempty"`
 }
 
 // errNoJob answers a request that comes before the job.
@@ -188,6 +190,10 @@ func serve(ctx context.Context, p **localPart, req request) (rep reply, quit boo
 		var t tally
 		t, err = part.snapshot(ctx)
 		rep.Tally = &t
+	case opDatagram:
+		var d datagrams
+		d, err = part.datagrams(ctx)
+		rep.Datagrams = &d
 	default:
 		err = fmt.Errorf("bench: unknown request %q", req.Op)
 	}

@@ -31,6 +31,9 @@ type part interface {
 	counts(ctx context.Context) (delivered, expected int64, err error)
 	// snapshot returns everything the current load counted.
 	snapshot(ctx context.Context) (tally, error)
+	// datagrams returns the datagrams the part's sockets exchanged with
+	// the node so far, and the sessions it holds.
+	datagrams(ctx context.Context) (datagrams, error)
 	// pid is the process that holds the part, for /proc ("self" for
 	// this one).
 	pid() string
@@ -242,6 +245,12 @@ func (p *localPart) counts(context.Context) (delivered, expected int64, err erro
 }
 
 func (p *localPart) snapshot(context.Context) (tally, error) { return p.current().tally(), nil }
+
+func (p *localPart) datagrams(context.Context) (datagrams, error) {
+	d := p.f.datagrams()
+	d.Sessions += len(p.pubs)
+	return d, nil
+}
 
 func (p *localPart) pid() string { return "self" }
 

@@ -45,7 +45,11 @@ type recorder struct {
 	// arrived counts the deliveries received while the window was open,
 	// whenever their messages were scheduled: the throughput, even when
 	// an overloaded node delivers only what was sent before the window.
-	arrived atomic.Int64
+	// accepted counts the acks received while it was open, likewise: the
+	// messages the node took in the window, which its CPU over the window
+	// is divided by.
+	arrived  atomic.Int64
+	accepted atomic.Int64
 
 	offered   atomic.Int64 // messages scheduled in the window
 	sent      atomic.Int64 // of those, acked
@@ -87,6 +91,12 @@ func (r *recorder) inWindow(t time.Time) bool {
 	return b != 0 && t.UnixNano() >= b
 }
 
+// open reports whether the window is open at now.
+func (r *recorder) open(now time.Time) bool {
+	b, e := r.begin.Load(), r.end.Load()
+	return b != 0 && now.UnixNano() >= b && (e == 0 || now.UnixNano() < e)
+}
+
 // scheduled counts a message scheduled at t.
 func (r *recorder) scheduled(t time.Time) {
 	if r.inWindow(t) {
@@ -97,6 +107,9 @@ func (r *recorder) scheduled(t time.Time) {
 // acked records the ack of a message scheduled at t that owes owed
 // deliveries.
 func (r *recorder) acked(shard int, t time.Time, now time.Time, owed int) {
+	if r.open(now) {
+		r.accepted.Add(1)
+	}
 	if !r.inWindow(t) {
 		return
 	}
@@ -110,7 +123,7 @@ func (r *recorder) acked(shard int, t time.Time, now time.Time, owed int) {
 
 // deliveredAt records a delivery, at now, of a message scheduled at t.
 func (r *recorder) deliveredAt(shard int, t time.Time, now time.Time) {
-	if b, e := r.begin.Load(), r.end.Load(); b != 0 && now.UnixNano() >= b && (e == 0 || now.UnixNano() < e) {
+	if r.open(now) {
 		r.arrived.Add(1)
 	}
 	if !r.inWindow(t) {
@@ -157,7 +170,7 @@ func (r *recorder) tick(now time.Time, sessions int) result.Sample {
 
 // tally returns what the recorder counted so far, its histograms merged.
 func (r *recorder) tally() tally {
-	t := tally{Arrived: r.arrived.Load(), Offered: r.offered.Load(), Sent: r.sent.Load(), Expected: r.expected.Load(),
+	t := tally{Arrived: r.arrived.Load(), Accepted: r.accepted.Load(), Offered: r.offered.Load(), Sent: r.sent.Load(), Expected: r.expected.Load(),
 		Delivered: r.delivered.Load(), Delivery: hist{result.NewHistogram()}, Ack: hist{result.NewHistogram()}}
 	for i := range r.shards {
 		sh := &r.shards[i]
@@ -208,6 +221,7 @@ func (s second) sample(t float64) result.Sample {
 // or of all of them. It travels from a worker process as JSON.
 type tally struct {
 	Arrived   int64 `json:"arrived"`
+	Accepted  int64 `json:"accepted"`
 	Offered   int64 `json:"offered"`
 	Sent      int64 `json:"sent"`
 	Expected  int64 `json:"expected"`
@@ -219,6 +233,7 @@ type tally struct {
 // add adds o's counts and histograms to t's.
 func (t *tally) add(o tally) {
 	t.Arrived += o.Arrived
+	t.Accepted += o.Accepted
 	t.Offered += o.Offered
 	t.Sent += o.Sent
 	t.Expected += o.Expected

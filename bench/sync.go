@@ -37,9 +37,17 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	silent := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The user's sessions share a counting socket of their own.
+	mine, err := listenSocket()
+	if err != nil {
+		return err
+	}
+	defer mine.Close()
+	tr := mine.transport()
+	defer tr.Close()
 	// The user's device has seen everything so far: its sync state is now.
-	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: quiet, EventBuffer: -1})
+	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: silent, EventBuffer: -1, Transport: tr})
 	if err != nil {
 		return err
 	}
@@ -47,12 +55,16 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	state := first.SyncState()
 	first.Close()
 
-	hist := result.NewHistogram()
-	var node, gen *procMeter
-	if pid := t.pid(); pid != "" {
-		node = startMeter(pid, cfg.ServerCPUs)
+	count := socketsCounter(func() int { return int(f.online.Load()) }, append(slices.Clone(f.sockets), mine)...)
+	if err := quiet(ctx, t, cfg, count, res); err != nil {
+		return err
 	}
-	gen = startMeter("self", cfg.ClientCPUs)
+	hist := result.NewHistogram()
+	meter, err := startCost(ctx, t, cfg.ServerCPUs, count)
+	if err != nil {
+		return err
+	}
+	gen := startMeter("self", cfg.ClientCPUs)
 	var times []float64
 	for round := range cfg.Rounds {
 		// Offline: the peers send Messages across the chats.
@@ -86,7 +98,7 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		done := make(chan struct{})
 		start := time.Now()
 		var caughtUp time.Duration
-		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: quiet,
+		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: silent, Transport: tr,
 			OnEvent: func(ev client.Event) {
 				if ev.Kind != client.EventMessage {
 					return
@@ -116,10 +128,16 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 			fmt.Fprintf(cfg.Live, "sync round %d: %d messages across %d chats caught up in %.1f ms\n", round+1, cfg.Messages, cfg.Chats, ms(caughtUp))
 		}
 	}
-	if node != nil {
-		res.Node = node.read()
+	spent, err := meter.read(ctx)
+	if err != nil {
+		return err
 	}
+	res.Node = spent.Node
 	res.Generator = gen.read()
+	total := int64(cfg.Messages * cfg.Rounds)
+	spent.totals(res)
+	spent.per(res, "message", total)
+	spent.per(res, "delivery", total)
 	slices.Sort(times)
 	median := times[len(times)/2]
 	res.Metrics["catch_up_ms"] = median

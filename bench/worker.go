@@ -222,6 +222,17 @@ func (w *worker) snapshot(ctx context.Context) (tally, error) {
 	return *rep.Tally, nil
 }
 
+func (w *worker) datagrams(ctx context.Context) (datagrams, error) {
+	rep, err := w.call(ctx, request{Op: opDatagram}, callTimeout)
+	if err == nil && rep.Datagrams == nil {
+		err = fmt.Errorf("bench: worker %d: no datagram counts in the reply", w.n)
+	}
+	if err != nil {
+		return datagrams{}, err
+	}
+	return *rep.Datagrams, nil
+}
+
 func (w *worker) pid() string { return strconv.Itoa(w.cmd.Process.Pid) }
 
 // close asks the worker to quit (unless it is out of step), closes its

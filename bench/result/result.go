@@ -52,7 +52,14 @@ type Result struct {
 	Steps []Step `json:"steps,omitempty"`
 	// Metrics are the scenario's own figures, named with their unit:
 	// handshakes_per_s, rss_bytes_per_session, resumed_per_s,
-	// catch_up_ms, appends_per_s, ...
+	// catch_up_ms, appends_per_s, ... and the node's cost per unit of
+	// work over the measured window (docs/bench.md):
+	// node_cpu_us_per_message and node_cpu_us_per_delivery (µs of the
+	// node's CPU per message it accepted and per delivery received),
+	// node_packets_in_per_message and node_packets_out_per_message (its
+	// QUIC datagrams or TCP segments), and, over a quiet window before
+	// the load, node_idle_cpu_pct_per_1000_sessions (percent of one
+	// core).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 
 	// Goal is the target the scenario is held to, in words, and Met
@@ -108,6 +115,20 @@ type Step struct {
 	P999           float64 `json:"p999_ms"`
 	DeliveredRatio float64 `json:"delivered_ratio"`
 	Passed         bool    `json:"passed"`
+	// The node's cost over the step, as in Result.Metrics (0 where it
+	// was not measured).
+	NodeCPUPerMessage        float64 `json:"node_cpu_us_per_message,omitempty"`
+	NodeCPUPerDelivery       float64 `json:"node_cpu_us_per_delivery,omitempty"`
+	NodePacketsInPerMessage  float64 `json:"node_packets_in_per_message,omitempty"`
+	NodePacketsOutPerMessage float64 `json:"node_packets_out_per_message,omitempty"`
+}
+
+// SetCost fills a step's cost figures from a result's metrics.
+func (s *Step) SetCost(m map[string]float64) {
+	s.NodeCPUPerMessage = m["node_cpu_us_per_message"]
+	s.NodeCPUPerDelivery = m["node_cpu_us_per_delivery"]
+	s.NodePacketsInPerMessage = m["node_packets_in_per_message"]
+	s.NodePacketsOutPerMessage = m["node_packets_out_per_message"]
 }
 
 // Process is a process's use of the machine over the measured part of a
