@@ -42,6 +42,13 @@ type Conn interface {
 	Close(code wire.ErrorCode, reason string) error
 }
 
+// listener is a transport's listener as Shutdown sees it: it stops
+// accepting first and closes its sockets once the sessions have ended.
+type listener interface {
+	stopAccepting()
+	Close() error
+}
+
 // Stream is an outgoing stream whose writes can be given a deadline, as
 // net.Conn's and quic-go's streams can: a write past the deadline returns
 // what it wrote and an error whose Timeout method reports true.
@@ -72,7 +79,7 @@ type Broker struct {
 	mu        sync.Mutex // guards the following
 	closing   bool
 	conns     map[Conn]struct{}
-	listeners []*Listener
+	listeners []listener
 }
 
 type welcomeLimits struct{ maxFrame, maxBody uint32 }
@@ -143,7 +150,7 @@ func (b *Broker) untrack(c Conn) {
 }
 
 // addListener registers l to be closed by Shutdown, unless it began.
-func (b *Broker) addListener(l *Listener) bool {
+func (b *Broker) addListener(l listener) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
@@ -169,7 +176,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	listeners := b.listeners
 	b.mu.Unlock()
 	for _, l := range listeners {
-		l.ln.Close() // stop accepting; the sessions' connections go on
+		l.stopAccepting() // the sessions' connections go on
 	}
 	// The sockets close once the sessions have ended (or were closed).
 	defer func() {

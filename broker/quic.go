@@ -123,6 +123,8 @@ func ListenQUIC(addr string, tlsConf *tls.Config, opts ListenOptions) (*Listener
 // Addr returns the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+func (l *Listener) stopAccepting() { l.ln.Close() }
+
 // Close stops accepting, closes the connections and the socket.
 func (l *Listener) Close() error {
 	l.ln.Close()

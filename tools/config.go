@@ -41,9 +41,11 @@ type config struct {
 
 // nodeConfig is the [node] section.
 type nodeConfig struct {
-	Name            string     `toml:"name"`
-	DataDir         string     `toml:"data_dir"`
-	QUICAddr        string     `toml:"quic_addr"`
+	Name     string `toml:"name"`
+	DataDir  string `toml:"data_dir"`
+	QUICAddr string `toml:"quic_addr"`
+	// TCPAddr is the TLS-over-TCP fallback's address; empty turns it off.
+	TCPAddr         string     `toml:"tcp_addr"`
 	HTTPAddr        string     `toml:"http_addr"`
 	ShutdownTimeout duration   `toml:"shutdown_timeout"`
 	LogLevel        slog.Level `toml:"log_level"`
@@ -262,10 +264,27 @@ type listenAddr struct {
 
 // listenAddrs returns the addresses the node listens on.
 func (c *config) listenAddrs() []listenAddr {
-	return []listenAddr{
+	addrs := []listenAddr{
 		{"node.quic_addr", "udp", c.Node.QUICAddr},
 		{"node.http_addr", "tcp", c.Node.HTTPAddr},
 	}
+	if a := c.tcpAddr(); a != "" {
+		addrs = append(addrs, listenAddr{"node.tcp_addr", "tcp", a})
+	}
+	return addrs
+}
+
+// tcpAddr returns the address of the TLS-over-TCP listener, or "" when it
+// is off: node.tcp_addr, or by default the same host and port number as
+// node.quic_addr (a port 0 there gives TCP a free port of its own).
+func (c *config) tcpAddr() string {
+	switch c.Node.TCPAddr {
+	case "off":
+		return ""
+	case "":
+		return c.Node.QUICAddr
+	}
+	return c.Node.TCPAddr
 }
 
 // checkHostPort checks that addr is host:port with a numeric port from 0

@@ -115,6 +115,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg config, check bool
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and that its addresses can be bound, print \"config ok\" and exit, without opening the store")
 	data := fs.String("data", def.Node.DataDir, "data `dir`ectory (node.data_dir)")
 	quicAddr := fs.String("quic", def.Node.QUICAddr, "UDP `address` for QUIC clients (node.quic_addr)")
+	tcpAddr := fs.String("tcp", "", "TCP `address` for TLS-over-TCP clients (node.tcp_addr; default: the QUIC address's, over TCP; \"off\" turns it off)")
 	httpAddr := fs.String("http", def.Node.HTTPAddr, "TCP `address` for /metrics, /healthz and /readyz (node.http_addr)")
 	name := fs.String("name", "", "the node's `name` in Welcome (node.name; default: the host name)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain `file` (tls.cert; default: self-signed in the data dir)")
@@ -144,6 +145,8 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg config, check bool
 			cfg.Node.DataDir = *data
 		case "quic":
 			cfg.Node.QUICAddr = *quicAddr
+		case "tcp":
+			cfg.Node.TCPAddr = *tcpAddr
 		case "http":
 			cfg.Node.HTTPAddr = *httpAddr
 		case "name":
@@ -321,6 +324,7 @@ type node struct {
 	store   *storage.Store
 	broker  *broker.Broker
 	quicLn  *broker.Listener
+	tcpLn   *broker.TCPListener // nil when node.tcp_addr is off
 	httpLn  net.Listener
 	http    *http.Server
 	dataDir string // absolute
@@ -407,6 +411,12 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	undo = append(undo, func() { n.quicLn.Close() })
+	if addr := cfg.tcpAddr(); addr != "" {
+		if n.tcpLn, err = broker.ListenTCP(addr, tlsConf); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { n.tcpLn.Close() })
+	}
 	if n.httpLn, err = net.Listen("tcp", cfg.Node.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
@@ -485,6 +495,9 @@ func (n *node) printBanner(w io.Writer) {
 	quicAddr := n.quicLn.Addr().String()
 	fmt.Fprintf(w, "gonets serve: node %s\n", Version)
 	fmt.Fprintf(w, "  quic  %s  (UDP, ALPN gonets/1)\n", quicAddr)
+	if n.tcpLn != nil {
+		fmt.Fprintf(w, "  tcp   %s  (TLS 1.3, ALPN gonets/1: the fallback where UDP is blocked)\n", n.tcpLn.Addr())
+	}
 	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
@@ -507,7 +520,18 @@ func dialable(addr string) string {
 // run serves until ctx is done or a listener fails, then shuts down
 // within node.shutdown_timeout (stop).
 func (n *node) run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	pending := 2
+	if n.tcpLn != nil {
+		pending++
+		go func() {
+			err := n.broker.ServeTCP(n.tcpLn)
+			if errors.Is(err, broker.ErrShutdown) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
 	n.serving.Store(true)
 	go func() {
 		err := n.broker.ServeQUIC(n.quicLn)
@@ -526,7 +550,6 @@ func (n *node) run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
-	pending := 2
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -590,6 +613,9 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	if collect == nil { // run never served: close what startNode bound
 		n.httpLn.Close()
 		n.quicLn.Close()
+		if n.tcpLn != nil {
+			n.tcpLn.Close()
+		}
 	} else {
 		collect()
 	}

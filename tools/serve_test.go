@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -400,6 +402,20 @@ func TestServe(t *testing.T) {
 	if b["data"][0] != abs {
 		t.Fatalf("banner data %q, want %q", b["data"], abs)
 	}
+	// The TLS-over-TCP fallback listens too, by default on the QUIC
+	// address's host (here with a free port of its own), and speaks the
+	// protocol: a Hello with a bad token is answered.
+	tc, err := tls.Dial("tcp", b["tcp"][0], &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"gonets/1"}})
+	if err != nil {
+		t.Fatalf("banner tcp %q: %v", b["tcp"], err)
+	}
+	hello, _ := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: "x"}}}, 0)
+	tc.Write(hello)
+	var f wire.Frame
+	if err := wire.NewReader(tc, 0).Read(&f); err != nil || f.GetError().GetCode() != wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED {
+		t.Fatalf("hello over TCP: %v %v", err, &f)
+	}
+	tc.Close()
 
 	cancel()
 	if err := <-errc; err != nil {

@@ -44,6 +44,9 @@ type Node struct {
 	// Addr is the node's QUIC address, "127.0.0.1:port"; it stays the same
 	// across Restart.
 	Addr string
+	// TCPAddr is the node's TLS-over-TCP address, "127.0.0.1:port"; it
+	// stays the same across Restart.
+	TCPAddr string
 	// Fingerprint is the SHA-256 fingerprint of the node's certificate,
 	// for pinning.
 	Fingerprint string
@@ -84,13 +87,13 @@ func Start(t testing.TB, opts Options) *Node {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	n := &Node{Dir: opts.Dir, Fingerprint: nodecert.Fingerprint(cert.Certificate[0]), opts: opts, key: key, cert: cert, pool: pool}
-	n.start(t, "127.0.0.1:0")
+	n.start(t, "127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(n.Stop)
 	return n
 }
 
-// start opens the store and serves on addr.
-func (n *Node) start(t testing.TB, addr string) {
+// start opens the store and serves QUIC on addr and TCP on tcpAddr.
+func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	t.Helper()
 	so := n.opts.Storage
 	if so.Logger == nil {
@@ -121,10 +124,17 @@ func (n *Node) start(t testing.TB, addr string) {
 		st.Close()
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
+	tln, err := listenTCP(tcpAddr, n.cert)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		t.Fatal(err)
+	}
+	served := make(chan error, 2)
 	go func() { served <- b.ServeQUIC(ln) }()
+	go func() { served <- b.ServeTCP(tln) }()
 	n.mu.Lock()
-	n.Addr, n.store, n.broker, n.served = ln.Addr().String(), st, b, served
+	n.Addr, n.TCPAddr, n.store, n.broker, n.served = ln.Addr().String(), tln.Addr().String(), st, b, served
 	n.mu.Unlock()
 }
 
@@ -133,6 +143,17 @@ func (n *Node) start(t testing.TB, addr string) {
 func listen(addr string, cert tls.Certificate, resetSecret []byte) (*broker.Listener, error) {
 	for i := 0; ; i++ {
 		l, err := broker.ListenQUIC(addr, &tls.Config{Certificates: []tls.Certificate{cert}}, broker.ListenOptions{ResetSecret: resetSecret})
+		if err == nil || i == 50 {
+			return l, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// listenTCP binds addr for TLS over TCP, retrying briefly as listen does.
+func listenTCP(addr string, cert tls.Certificate) (*broker.TCPListener, error) {
+	for i := 0; ; i++ {
+		l, err := broker.ListenTCP(addr, &tls.Config{Certificates: []tls.Certificate{cert}})
 		if err == nil || i == 50 {
 			return l, err
 		}
@@ -193,9 +214,9 @@ func (n *Node) ClientTLS() *tls.Config {
 // address and data directory.
 func (n *Node) Restart(t testing.TB) {
 	t.Helper()
-	addr := n.Addr
+	addr, tcpAddr := n.Addr, n.TCPAddr
 	n.Stop()
-	n.start(t, addr)
+	n.start(t, addr, tcpAddr)
 }
 
 // Stop shuts the node down: sessions are told to go away and closed after
@@ -215,6 +236,7 @@ func (n *Node) stop(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	b.Shutdown(ctx)
 	cancel()
+	<-served
 	<-served
 	st.Close()
 }

@@ -1,0 +1,225 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// TCP keep-alive of the node's accepted connections: a peer silent this
+// long is probed, and dropped when probes go unanswered, as QUIC's idle
+// timeout drops a silent connection. The kernel sends the probes.
+const (
+	tcpKeepAliveIdle     = quicIdleTimeout
+	tcpKeepAliveInterval = 15 * time.Second
+	tcpKeepAliveCount    = 4
+)
+
+// pushChunk is the most push bytes written under the connection's write
+// lock at a time: a response waits behind at most this much of a backlog
+// of pushes (or one larger push frame).
+const pushChunk = 16 << 10
+
+// TCPListener is the node's TLS-over-TCP listener: the fallback transport
+// for networks that block or throttle UDP, with the same frames and the
+// same session semantics as QUIC.
+type TCPListener struct {
+	ln   net.Listener
+	tls  *tls.Config
+	once sync.Once
+}
+
+// ListenTCP listens on the TCP address addr for TLS 1.3 clients with
+// tlsConf (ALPN gonets/1 set on a copy).
+func ListenTCP(addr string, tlsConf *tls.Config) (*TCPListener, error) {
+	tc := tlsConf.Clone()
+	tc.MinVersion = tls.VersionTLS13
+	tc.NextProtos = []string{ALPN}
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: tcpKeepAliveIdle, Interval: tcpKeepAliveInterval, Count: tcpKeepAliveCount,
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen tcp %s: %w", addr, err)
+	}
+	return &TCPListener{ln: ln, tls: tc}, nil
+}
+
+// Addr returns the address the listener is bound to.
+func (l *TCPListener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *TCPListener) stopAccepting() { l.Close() }
+
+// Close stops accepting. Accepted connections are closed by their
+// sessions.
+func (l *TCPListener) Close() error {
+	var err error
+	l.once.Do(func() { err = l.ln.Close() })
+	return err
+}
+
+// ServeTCP accepts connections on l and serves each as a session until
+// Shutdown, when it returns nil.
+func (b *Broker) ServeTCP(l *TCPListener) error {
+	if !b.addListener(l) {
+		l.Close()
+		return ErrShutdown
+	}
+	defer b.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			b.mu.Lock()
+			closing := b.closing
+			b.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue // a transient accept failure (too many files)
+			}
+			return fmt.Errorf("broker: accept tcp: %w", err)
+		}
+		b.wg.Add(1)
+		go b.serveTCPConn(c, l.tls)
+	}
+}
+
+// serveTCPConn runs the TLS handshake and serves the session. This
+// goroutine is the session's reader. Until its Hello is verified the
+// connection counts against the admission bounds, which may evict it.
+func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config) {
+	defer b.wg.Done()
+	deadline := time.Now().Add(b.opts.HelloTimeout)
+	var addr netip.Addr
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		addr, _ = netip.AddrFromSlice(ta.IP)
+	}
+	p := b.admit.admit(addr, func() { c.Close() })
+	defer b.admit.leave(p)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	stop := context.AfterFunc(b.stop, cancel)
+	tc := tls.Server(c, tlsConf)
+	err := tc.HandshakeContext(ctx)
+	stop()
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			b.m.helloTimeouts.Inc()
+		}
+		c.Close()
+		return
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	conn := &tcpConn{c: tc, raw: c, cancel: scancel, timeout: b.opts.WriteTimeout}
+	if err := b.serve(sctx, conn, deadline, func() { b.admit.leave(p) }); err != nil {
+		b.log.Debug("broker: session ended", "remote", c.RemoteAddr(), "err", err)
+	}
+}
+
+// tcpConn carries a session over one TLS connection. Client frames come
+// in; responses, control frames and pushes go out interleaved at frame
+// boundaries, which the client tells apart by their id and body. Writes
+// are serialised by wmu, pushes a chunk at a time, so that a response
+// waits behind at most pushChunk bytes of pushes.
+type tcpConn struct {
+	c       *tls.Conn
+	raw     net.Conn           // under c: closing it ends every write at once
+	cancel  context.CancelFunc // ends the session's context on Close
+	timeout time.Duration      // each push chunk's deadline
+
+	wmu       sync.Mutex // serialises writes to c
+	closeOnce sync.Once
+}
+
+func (t *tcpConn) Read(p []byte) (int, error) { return t.c.Read(p) }
+
+// Write writes responses (whole frames) under the write lock.
+func (t *tcpConn) Write(p []byte) (int, error) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.c.Write(p)
+}
+
+func (t *tcpConn) SetWriteDeadline(d time.Time) error { return t.c.SetWriteDeadline(d) }
+
+// OpenPush returns the push side of the connection.
+func (t *tcpConn) OpenPush() (Stream, error) { return (*tcpPush)(t), nil }
+
+// Close ends the connection. With a code, and no write in progress, the
+// write side goes first so that a final Error frame reaches the client,
+// which is given closeLinger to read it and close. The socket under TLS
+// is closed, not the TLS connection, whose close waits for a write in
+// progress (up to its deadline) to send close_notify.
+func (t *tcpConn) Close(code wire.ErrorCode, reason string) error {
+	t.closeOnce.Do(func() {
+		t.cancel()
+		if code != 0 && t.wmu.TryLock() {
+			t.c.SetWriteDeadline(time.Now().Add(closeLinger))
+			t.c.CloseWrite()
+			t.wmu.Unlock()
+			t.c.SetReadDeadline(time.Now().Add(closeLinger))
+			var discard [512]byte
+			for {
+				if _, err := t.c.Read(discard[:]); err != nil {
+					break
+				}
+			}
+		}
+		t.raw.Close()
+	})
+	return nil
+}
+
+// tcpPush is the push side of a tcpConn.
+type tcpPush tcpConn
+
+// Write writes a batch of whole push frames a chunk at a time, taking the
+// write lock for each, each chunk with a fresh deadline. TLS cannot
+// resume a write that timed out: the count returned is what went out
+// whole, and the connection is then unusable, which closes the session.
+func (p *tcpPush) Write(buf []byte) (int, error) {
+	written := 0
+	for len(buf) > 0 {
+		n := chunkEnd(buf, pushChunk)
+		p.c.SetWriteDeadline(time.Now().Add(p.timeout))
+		p.wmu.Lock()
+		w, err := p.c.Write(buf[:n])
+		p.wmu.Unlock()
+		written += w
+		if err != nil {
+			return written, err
+		}
+		buf = buf[n:]
+	}
+	return written, nil
+}
+
+func (p *tcpPush) SetWriteDeadline(d time.Time) error { return p.c.SetWriteDeadline(d) }
+
+// chunkEnd returns how many bytes of buf, a run of length-prefixed
+// frames, make up whole frames within max bytes (at least one frame).
+func chunkEnd(buf []byte, max int) int {
+	end := 0
+	for end+4 <= len(buf) {
+		next := end + 4 + int(binary.BigEndian.Uint32(buf[end:]))
+		if next > len(buf) || (end > 0 && next > max) {
+			break
+		}
+		end = next
+	}
+	if end == 0 {
+		return len(buf) // not frames: write it whole
+	}
+	return end
+}
