@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,6 +73,9 @@ const (
 // in TIME_WAIT serve again; a port in use is skipped.
 type portDialer struct {
 	next atomic.Uint32
+
+	mu    sync.Mutex     // guards the following
+	conns []*net.TCPConn // every connection dialled, until it is seen closed
 }
 
 // Dial implements nats.CustomDialer.
@@ -84,6 +90,11 @@ func (d *portDialer) Dial(network, address string) (net.Conn, error) {
 		}
 		var c net.Conn
 		if c, err = nd.Dial(network, address); err == nil {
+			if tc, ok := c.(*net.TCPConn); ok {
+				d.mu.Lock()
+				d.conns = append(d.conns, tc)
+				d.mu.Unlock()
+			}
 			return c, nil
 		}
 		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -91,6 +102,39 @@ func (d *portDialer) Dial(network, address string) (net.Conn, error) {
 		}
 	}
 	return nil, err
+}
+
+// segments are TCP segments the generator's connections sent (to the
+// node) and received (from it).
+type segments struct{ sent, received int64 }
+
+// segments sums the kernel's per-connection counts (TCP_INFO's
+// tcpi_segs_out and tcpi_segs_in) over the connections still open, and
+// forgets those that closed. On loopback a connection's received
+// segments are the node's sent ones, and the other way round.
+func (d *portDialer) segments() segments {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var s segments
+	open := d.conns[:0]
+	for _, c := range d.conns {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			continue
+		}
+		var info *unix.TCPInfo
+		if err := rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+			continue // closed
+		}
+		open = append(open, c)
+		if err == nil {
+			s.sent += int64(info.Segs_out)
+			s.received += int64(info.Segs_in)
+		}
+	}
+	clear(d.conns[len(open):])
+	d.conns = open
+	return s
 }
 
 // reuseAddr sets SO_REUSEADDR on a socket before it binds.

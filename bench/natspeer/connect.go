@@ -80,6 +80,8 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 		return err
 	}
 	connectSecs := time.Since(began).Seconds()
+	// No connection was open before: the segments are the handshakes'.
+	e.perSession(res, "handshake", e.from, e.mark(), n)
 
 	// Idle: let the node settle, then read its memory.
 	select {
@@ -92,8 +94,16 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 		return err
 	}
 	perSession := float64(held.rss-base.rss) / float64(n)
+	idleFrom := e.mark()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(e.opts.Idle):
+	}
+	e.idle(res, idleFrom, e.mark(), n)
 
 	// The storm: drop every connection, then bring all back at once.
+	stormFrom := e.mark()
 	dropped := time.Now()
 	e.closeAll(conns, &online, tl)
 	dropSecs := time.Since(dropped).Seconds()
@@ -105,6 +115,11 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 	}
 	reconnectSecs := time.Since(redial).Seconds()
 	allBack := time.Since(dropped)
+	// The dropped connections are forgotten: the segments are the new
+	// ones'.
+	stormTo := e.mark()
+	stormFrom.segs = segments{}
+	e.perSession(res, "resumption", stormFrom, stormTo, n)
 	e.markTo(res)
 
 	res.Seconds = connectSecs + reconnectSecs
@@ -138,6 +153,19 @@ func (e *env) connect(ctx context.Context, res *result.Result) error {
 		e.note("storm: plain TCP, so resumed_per_s counts reconnects without any TLS handshake")
 	}
 	return nil
+}
+
+// perSession sets the node's CPU and TCP segments per session opened
+// from one mark to another, named as gonets bench names them:
+// node_cpu_us_per_UNIT, node_packets_in_per_UNIT and
+// node_packets_out_per_UNIT.
+func (e *env) perSession(res *result.Result, unit string, from, to mark, n int) {
+	if n == 0 || from.node.at.IsZero() || to.node.at.IsZero() {
+		return
+	}
+	setMetric(res, "node_cpu_us_per_"+unit, 1e6*(to.node.cpuSeconds-from.node.cpuSeconds)/float64(n))
+	setMetric(res, "node_packets_in_per_"+unit, float64(to.segs.sent-from.segs.sent)/float64(n))
+	setMetric(res, "node_packets_out_per_"+unit, float64(to.segs.received-from.segs.received)/float64(n))
 }
 
 // sessionCap returns how many sessions fit both processes' file limits.

@@ -36,6 +36,16 @@
 // recorder shards, each under its own mutex (recorder.go); the sampler and
 // the phase's owner take each shard's lock briefly.
 //
+// The node's cost is measured as gonets bench measures its node's, under
+// the same metric names: the server's CPU (its CPU-time clock, to the
+// nanosecond) over each measured window [from, to) (each step of a step
+// search has its own), divided by the messages it accepted in the window
+// and by the deliveries received in it; its TCP segments in and out from
+// the kernel's per-connection counts (TCP_INFO) of the generator's
+// connections, which on loopback are the server's own, mirrored; and,
+// over a quiet window (--idle) between connecting and the load, its CPU
+// per 1,000 sessions.
+//
 // Fairness: the generator binds its own source ports (conn.go), because
 // Linux's ephemeral port search slows connect() down past ~14,000
 // connections to one address; and every result reports the CPU that the

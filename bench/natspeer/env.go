@@ -20,10 +20,32 @@ type env struct {
 	dial  *dialer
 	notes []string
 
-	// fromNode, fromSelf and fromMachine are the processes and the
-	// machine at the start of the measured part.
-	fromNode, fromSelf procSample
-	fromMachine        machineSample
+	// from is the start of the measured part, for markTo.
+	from mark
+}
+
+// mark is the node, this process, the machine and the generator's TCP
+// segments at one moment.
+type mark struct {
+	node, self procSample
+	machine    machineSample
+	segs       segments
+}
+
+// mark samples them now.
+func (e *env) mark() mark {
+	var m mark
+	if s, err := e.node.sample(); err == nil {
+		m.node = s
+	}
+	if s, err := readProc(0); err == nil {
+		m.self = s
+	}
+	if s, err := readMachine(); err == nil {
+		m.machine = s
+	}
+	m.segs = e.dial.ports.segments()
+	return m
 }
 
 // jetStream reports whether the target is nats-jetstream.
@@ -36,34 +58,50 @@ func (e *env) note(format string, args ...any) {
 
 // markFrom samples the node and this process at the start of the measured
 // part.
-func (e *env) markFrom() {
-	e.fromNode, _ = e.node.sample()
-	e.fromSelf, _ = readProc(0)
-	e.fromMachine, _ = readMachine()
-}
+func (e *env) markFrom() { e.from = e.mark() }
 
 // markTo fills res.Node and res.Generator with their use since markFrom,
 // and says how much CPU the rest of the machine took meanwhile.
-func (e *env) markTo(res *result.Result) {
-	if to, err := e.node.sample(); err == nil {
-		res.Node = usage(e.node.pid(), e.fromNode, to, e.opts.ServerCPUs)
+func (e *env) markTo(res *result.Result) { e.spent(res, e.from, e.mark()) }
+
+// spent fills res.Node and res.Generator with their use from one mark to
+// another, and says how much CPU the rest of the machine took meanwhile.
+func (e *env) spent(res *result.Result, from, to mark) {
+	if !from.node.at.IsZero() && !to.node.at.IsZero() {
+		res.Node = usage(e.node.pid(), from.node, to.node, e.opts.ServerCPUs)
 	}
-	if to, err := readProc(0); err == nil {
-		res.Generator = usage(os.Getpid(), e.fromSelf, to, e.opts.ClientCPUs)
+	if !from.self.at.IsZero() && !to.self.at.IsZero() {
+		res.Generator = usage(os.Getpid(), from.self, to.self, e.opts.ClientCPUs)
 	}
-	to, err := readMachine()
-	wall := to.at.Sub(e.fromMachine.at).Seconds()
-	if err != nil || e.fromMachine.at.IsZero() || wall <= 0 || res.Node == nil || res.Generator == nil {
+	wall := to.machine.at.Sub(from.machine.at).Seconds()
+	if to.machine.at.IsZero() || from.machine.at.IsZero() || wall <= 0 || res.Node == nil || res.Generator == nil {
 		return
 	}
-	other := to.busy - e.fromMachine.busy - res.Node.CPUSeconds - res.Generator.CPUSeconds
+	other := to.machine.busy - from.machine.busy - res.Node.CPUSeconds - res.Generator.CPUSeconds
 	otherPct := max(100*other/wall, 0)
-	stealPct := 100 * (to.steal - e.fromMachine.steal) / wall
+	stealPct := 100 * (to.machine.steal - from.machine.steal) / wall
 	setMetric(res, "other_cpu_percent", otherPct)
 	setMetric(res, "steal_percent", stealPct)
 	if otherPct >= 10 || stealPct >= 10 {
 		e.note("while this was measured, other processes used %.0f%% CPU and the hypervisor stole %.0f%% (100 = one core): the figures are disturbed; run again on a quiet machine", otherPct, stealPct)
 	}
+}
+
+// idle sets what the node spent holding sessions sessions with no load
+// from one mark to another, named as gonets bench names it:
+// node_idle_cpu_pct_per_1000_sessions (percent of one core) and
+// node_idle_packets_per_s_per_1000_sessions (TCP segments, in and out).
+func (e *env) idle(res *result.Result, from, to mark, sessions int) {
+	secs := to.node.at.Sub(from.node.at).Seconds()
+	if sessions == 0 || secs <= 0 || from.node.at.IsZero() || to.node.at.IsZero() {
+		return
+	}
+	thousands := float64(sessions) / 1000
+	setMetric(res, "idle_sessions", float64(sessions))
+	setMetric(res, "idle_seconds", secs)
+	setMetric(res, "node_idle_cpu_pct_per_1000_sessions", 100*(to.node.cpuSeconds-from.node.cpuSeconds)/secs/thousands)
+	segs := to.segs.sent - from.segs.sent + to.segs.received - from.segs.received
+	setMetric(res, "node_idle_packets_per_s_per_1000_sessions", float64(segs)/secs/thousands)
 }
 
 // runScenario starts a node for opts.Target, runs opts.Scenario against

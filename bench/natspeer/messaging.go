@@ -95,6 +95,7 @@ func (e *env) chat(ctx context.Context, res *result.Result) error {
 	if err := t.start(users); err != nil {
 		return err
 	}
+	t.quiet(ctx, res, users)
 	res.Goal = "at least 50,000 durable msgs/s delivered with p99 at most 10 ms"
 	if e.opts.Rate > 0 {
 		pr := t.fixed(ctx, e.opts.Rate)
@@ -130,6 +131,7 @@ func (e *env) group(ctx context.Context, res *result.Result) error {
 	if err := t.start(users); err != nil {
 		return err
 	}
+	t.quiet(ctx, res, users)
 	pr := t.fixed(ctx, e.opts.Rate)
 	t.fill(res, pr)
 	res.Goal = "at least 200,000 deliveries/s"
@@ -165,6 +167,7 @@ func (e *env) channel(ctx context.Context, res *result.Result) error {
 	if err := t.start(subs); err != nil {
 		return err
 	}
+	t.quiet(ctx, res, subs+len(pubs))
 	pr := t.fixed(ctx, e.opts.Rate)
 	t.fill(res, pr)
 	res.Goal = "at least 1,000,000 deliveries/s to 10,000 online subscribers"
@@ -181,7 +184,6 @@ func (t *traffic) fixed(ctx context.Context, rate float64) phaseResult {
 		t.phase(ctx, rate, start, end, end)
 	}
 	start := time.Now().Add(50 * time.Millisecond)
-	t.e.markFrom()
 	return t.phase(ctx, rate, start, start, start.Add(o.Duration))
 }
 
@@ -199,7 +201,6 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 		end := start.Add(o.Warmup)
 		t.phase(ctx, o.StepStart, start, end, end)
 	}
-	t.e.markFrom()
 	var best, first *phaseResult
 	down := false
 	_, err := stepsearch.Run(stepsearch.Options{Start: o.StepStart, Factor: o.StepFactor, Min: minStepRate, MaxSteps: o.MaxSteps, Refine: 2},
@@ -210,7 +211,7 @@ func (t *traffic) stepSearch(ctx context.Context, res *result.Result) error {
 				return false, err
 			}
 			ok := t.passes(pr)
-			res.Steps = append(res.Steps, step(pr, ok))
+			res.Steps = append(res.Steps, t.step(pr, ok))
 			if first == nil {
 				first = &pr
 				down = !ok
@@ -289,9 +290,9 @@ func ratio(a, b int64) float64 {
 }
 
 // step summarizes a phase for res.Steps.
-func step(pr phaseResult, passed bool) result.Step {
+func (t *traffic) step(pr phaseResult, passed bool) result.Step {
 	l := result.Summarize(pr.lat)
-	return result.Step{
+	s := result.Step{
 		Offered:        pr.rate,
 		Rate:           float64(pr.delivered) / pr.seconds,
 		P50:            l.P50,
@@ -300,6 +301,50 @@ func step(pr phaseResult, passed bool) result.Step {
 		DeliveredRatio: ratio(pr.delivered, pr.expected),
 		Passed:         passed,
 	}
+	s.SetCost(t.cost(pr))
+	return s
+}
+
+// cost returns the node's cost over a phase's window, named as gonets
+// bench names its node's (docs/bench.md): CPU and TCP segments per
+// message the node accepted (on nats-jetstream the acks received in the
+// window; on nats-core the messages published in it, which it takes as
+// they come) and per delivery received in the window.
+func (t *traffic) cost(pr phaseResult) map[string]float64 {
+	m := map[string]float64{}
+	if pr.from.node.at.IsZero() || pr.to.node.at.IsZero() {
+		return m
+	}
+	cpu := 1e6 * (pr.to.node.cpuSeconds - pr.from.node.cpuSeconds)
+	in := pr.to.segs.sent - pr.from.segs.sent
+	out := pr.to.segs.received - pr.from.segs.received
+	m["node_packets_in"], m["node_packets_out"] = float64(in), float64(out)
+	accepted := pr.published
+	if t.e.jetStream() {
+		accepted = pr.toAcks - pr.fromAcks
+	}
+	per := func(unit string, n int64) {
+		if n > 0 {
+			m["node_cpu_us_per_"+unit] = cpu / float64(n)
+			m["node_packets_in_per_"+unit] = float64(in) / float64(n)
+			m["node_packets_out_per_"+unit] = float64(out) / float64(n)
+		}
+	}
+	per("message", accepted)
+	per("delivery", pr.toDel-pr.fromDel)
+	return m
+}
+
+// quiet measures the node over opts.Idle while sessions sessions are
+// connected and nothing is sent, before the load.
+func (t *traffic) quiet(ctx context.Context, res *result.Result, sessions int) {
+	from := t.e.mark()
+	select {
+	case <-time.After(t.e.opts.Idle):
+	case <-ctx.Done():
+		return
+	}
+	t.e.idle(res, from, t.e.mark(), sessions)
 }
 
 // fill writes a phase's figures into res.
@@ -320,7 +365,10 @@ func (t *traffic) fill(res *result.Result, pr phaseResult) {
 	res.Rate = float64(pr.delivered) / pr.seconds
 	res.Latency = result.Summarize(pr.lat)
 	res.Histogram = result.Buckets(pr.lat)
-	t.e.markTo(res)
+	t.e.spent(res, pr.from, pr.to)
+	for k, v := range t.cost(pr) {
+		setMetric(res, k, v)
+	}
 	setMetric(res, "deliveries_per_s", res.Rate)
 	setMetric(res, "published", float64(pr.published))
 	setMetric(res, "publish_errors", float64(pr.pubErrs))

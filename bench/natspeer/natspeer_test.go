@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -33,6 +34,7 @@ func tiny(scenario, target string) Options {
 		Target:       target,
 		Duration:     time.Second,
 		Warmup:       200 * time.Millisecond,
+		Idle:         200 * time.Millisecond,
 		Users:        20,
 		Groups:       4,
 		Members:      5,
@@ -118,10 +120,32 @@ func checkResult(t *testing.T, r *result.Result, rate float64) {
 		if r.Scenario == "chat" && rate == 0 && (len(r.Steps) != 2 || r.Offered != 150) {
 			t.Errorf("steps %+v, offered %v", r.Steps, r.Offered)
 		}
+		for _, st := range r.Steps {
+			if !(st.NodeCPUPerMessage > 0) || !(st.NodePacketsInPerMessage > 0) {
+				t.Errorf("step %+v: no cost", st)
+			}
+		}
+		positive(t, r, "node_cpu_us_per_message", "node_cpu_us_per_delivery", "node_packets_in_per_message", "node_packets_out_per_message")
+		fanout := map[string]float64{"chat": 1, "group": 4, "channel": 20}[r.Scenario]
+		// Each connection a message is delivered on gets at least one
+		// segment.
+		perConn, _ := r.Params["users-per-conn"].(int)
+		if conns := math.Ceil(20 / float64(perConn)); perConn > 0 {
+			if out := r.Metrics["node_packets_out_per_message"]; out < 0.9*min(fanout, conns) {
+				t.Errorf("%.2f segments out per message, fan-out %v over %v connections", out, fanout, conns)
+			}
+		}
+		if fanout > 1 && r.Metrics["node_cpu_us_per_delivery"] >= r.Metrics["node_cpu_us_per_message"] {
+			t.Errorf("CPU per delivery %v not below per message %v", r.Metrics["node_cpu_us_per_delivery"], r.Metrics["node_cpu_us_per_message"])
+		}
+		idle(t, r)
 	case "connect":
 		if r.Metrics["sessions"] != 50 || r.Metrics["rss_bytes_per_session"] <= 0 || r.Metrics["resumed_per_s"] <= 0 || r.Latency.Count != 50 {
 			t.Errorf("metrics %v latency %+v", r.Metrics, r.Latency)
 		}
+		positive(t, r, "node_cpu_us_per_handshake", "node_packets_in_per_handshake", "node_packets_out_per_handshake",
+			"node_cpu_us_per_resumption", "node_packets_in_per_resumption", "node_packets_out_per_resumption")
+		idle(t, r)
 	case "sync":
 		if r.Delivered != 200 || r.Metrics["catch_up_ms"] <= 0 || r.Latency.Max <= 0 {
 			t.Errorf("delivered %d, metrics %v", r.Delivered, r.Metrics)
@@ -142,6 +166,42 @@ func checkResult(t *testing.T, r *result.Result, rate float64) {
 	var back result.Result
 	if err := json.Unmarshal(b, &back); err != nil || back.Scenario != r.Scenario {
 		t.Errorf("JSON round trip: %v", err)
+	}
+}
+
+// positive checks that metrics exist and are positive and finite.
+func positive(t *testing.T, r *result.Result, names ...string) {
+	t.Helper()
+	for _, k := range names {
+		if v, ok := r.Metrics[k]; !ok || !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v (present %v), want positive and finite", k, v, ok)
+		}
+	}
+}
+
+// idle checks the quiet window's figures.
+func idle(t *testing.T, r *result.Result) {
+	t.Helper()
+	for _, k := range []string{"node_idle_cpu_pct_per_1000_sessions", "node_idle_packets_per_s_per_1000_sessions", "idle_sessions"} {
+		if v, ok := r.Metrics[k]; !ok || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			t.Errorf("%s = %v (present %v)", k, v, ok)
+		}
+	}
+}
+
+// TestLikeForLike runs the channel as gonets bench --peer nats runs it:
+// one TLS connection per user, so that each delivery is the node's own
+// write on its own connection.
+func TestLikeForLike(t *testing.T) {
+	o := tiny("channel", targetCore)
+	o.Rate, o.RateSet, o.UsersPerConn, o.TLS = 20, true, 1, true
+	res, err := runScenario(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, res, 20)
+	if out := res.Metrics["node_packets_out_per_message"]; out < 18 {
+		t.Errorf("%.2f segments out per post to 20 connections", out)
 	}
 }
 

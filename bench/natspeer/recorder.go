@@ -61,6 +61,9 @@ type shard struct {
 	acked        int64                   // in the window
 	ackErrs      int64                   // in the window
 	deliveredSec int64                   // every delivery this second
+	// deliveredAll and ackedAll count every delivery and ack of the run,
+	// for the node's cost over a window of receive times.
+	deliveredAll, ackedAll int64
 }
 
 // setWindow starts counting messages scheduled in [from, to).
@@ -79,6 +82,7 @@ func (r *recorder) inWindow(at int64) bool {
 func (r *recorder) deliveryLocked(s *shard, at, now int64) {
 	recordMicros(s.latSec, now-at)
 	s.deliveredSec++
+	s.deliveredAll++
 	if r.inWindow(at) {
 		recordMicros(s.lat, now-at)
 		s.delivered++
@@ -89,9 +93,17 @@ func (r *recorder) deliveryLocked(s *shard, at, now int64) {
 // scheduled at at.
 func (r *recorder) acknowledged(s *shard, at, now int64, failed bool) {
 	if !r.inWindow(at) {
+		if !failed {
+			s.mu.Lock()
+			s.ackedAll++
+			s.mu.Unlock()
+		}
 		return
 	}
 	s.mu.Lock()
+	if !failed {
+		s.ackedAll++
+	}
 	if failed {
 		s.ackErrs++
 	} else {
@@ -117,6 +129,17 @@ func (r *recorder) counts() (delivered, acked, ackErrs int64) {
 		s.mu.Unlock()
 	}
 	return delivered, acked, ackErrs
+}
+
+// totals returns the deliveries and acks of the whole run so far.
+func (r *recorder) totals() (delivered, acked int64) {
+	for _, s := range r.shards {
+		s.mu.Lock()
+		delivered += s.deliveredAll
+		acked += s.ackedAll
+		s.mu.Unlock()
+	}
+	return delivered, acked
 }
 
 // take sums the window's counts and resets them for the next window.

@@ -208,6 +208,11 @@ type phaseResult struct {
 	expected  int64 // deliveries the published messages owe
 	tally
 	late *hdrhistogram.Histogram // send time minus scheduled time
+	// from and to are the marks at the measured window's start and end
+	// (zero for the warm-up), and the recorder's running totals there.
+	from, to         mark
+	fromDel, toDel   int64
+	fromAcks, toAcks int64
 }
 
 // stragglerWait is how long a phase waits after its last send for
@@ -232,9 +237,22 @@ func (t *traffic) phase(ctx context.Context, rate float64, start, from, to time.
 			t.send(ctx, c, per, start.Add(offset), from, to, seed, &stats[i])
 		})
 	}
-	wg.Wait()
-
 	pr := phaseResult{rate: rate, seconds: to.Sub(from).Seconds(), late: result.NewHistogram()}
+	// The node's cost is measured over the window itself, [from, to), as
+	// gonets bench measures its node.
+	measured := to.After(from)
+	if measured {
+		time.Sleep(time.Until(from))
+		pr.from = t.e.mark()
+		pr.fromDel, pr.fromAcks = t.rec.totals()
+	}
+	wg.Wait()
+	if measured {
+		time.Sleep(time.Until(to))
+		pr.to = t.e.mark()
+		pr.toDel, pr.toAcks = t.rec.totals()
+	}
+
 	for _, s := range stats {
 		pr.published += s.published
 		pr.pubErrs += s.errs
