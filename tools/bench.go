@@ -44,6 +44,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel: spread the load generator's sessions over `n` worker processes")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measured time of a fixed-rate run, or of each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before measuring (default 2s)")
+	fs.DurationVar(&cfg.Idle, "idle", 0, "quiet window between setup and load, for the node's idle CPU (default 5s)")
 	fs.IntVar(&cfg.Size, "size", 0, "message body `bytes` (default 256)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered messages (chat) or posts (group, channel) per second; chat: 0 runs a step search")
 	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000)")
@@ -67,6 +68,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "append each run's JSON document, one per line, to `file`")
 	reportDir := fs.String("report", "", "write an HTML report of the runs to `dir`")
 	peer := fs.String("peer", "", "also run the workload against a peer (\"nats\") and print the ratio")
+	var like peerSetup
+	fs.IntVar(&like.usersPerConn, "peer-users-per-conn", 1, "with --peer nats: users sharing one TCP connection (1: one each, as Gonets' sessions)")
+	fs.BoolVar(&like.tls, "peer-tls", true, "with --peer nats: TLS 1.3 on every connection, as Gonets' QUIC")
 	if code, ok := fs.parse(args[1:]); !ok {
 		return code
 	}
@@ -109,7 +113,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	runs := []result.Result{*res}
 	if *peer == "nats" {
-		peers, perr := runNATSPeer(ctx, scenario, args[1:], stderr)
+		peers, perr := runNATSPeer(ctx, scenario, args[1:], like, stderr)
 		if perr != nil {
 			fmt.Fprintf(stderr, "gonets bench: peer nats: %v\n", perr)
 			return 1
@@ -162,15 +166,16 @@ func appendJSON(path string, runs []result.Result) error {
 // when there are peers.
 func printTable(w io.Writer, runs []result.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\ttarget\toffered/s\trate/s\tdelivered\tp50 ms\tp99 ms\tp999 ms\tnode CPU\tnode RSS\tmet\t")
+	fmt.Fprintln(tw, "scenario\ttarget\toffered/s\trate/s\tdelivered\tp50 ms\tp99 ms\tp999 ms\tnode CPU\tnode RSS\tµs/msg\tµs/delivery\tpkts in/out per msg\tidle %/1k sessions\tmet\t")
 	for _, r := range runs {
 		cpu, rss := "-", "-"
 		if r.Node != nil {
 			cpu = fmt.Sprintf("%.0f%%", r.Node.CPUPercent)
 			rss = fmt.Sprintf("%.0f MiB", float64(r.Node.RSSBytes)/(1<<20))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%v\t\n", r.Scenario, r.Target, r.Offered, r.Rate,
-			100*r.DeliveredRatio, r.Latency.P50, r.Latency.P99, r.Latency.P999, cpu, rss, r.Met)
+		c := costOf(r.Metrics)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t\n", r.Scenario, r.Target, r.Offered, r.Rate,
+			100*r.DeliveredRatio, r.Latency.P50, r.Latency.P99, r.Latency.P999, cpu, rss, c.perMessage, c.perDelivery, c.packets, c.idle, r.Met)
 	}
 	tw.Flush()
 	r := runs[0]
@@ -179,8 +184,8 @@ func printTable(w io.Writer, runs []result.Result) {
 		if s.Passed {
 			verdict = "pass"
 		}
-		fmt.Fprintf(w, "  step %8.0f msgs/s: delivered %8.0f/s  p50 %6.2f  p99 %7.2f  p999 %7.2f ms  %.3f%%  %s\n",
-			s.Offered, s.Rate, s.P50, s.P99, s.P999, 100*s.DeliveredRatio, verdict)
+		fmt.Fprintf(w, "  step %8.0f msgs/s: delivered %8.0f/s  p50 %6.2f  p99 %7.2f  p999 %7.2f ms  %.3f%%  node %4.0f µs/msg, %.2f/%.2f pkts in/out  %s\n",
+			s.Offered, s.Rate, s.P50, s.P99, s.P999, 100*s.DeliveredRatio, s.NodeCPUPerMessage, s.NodePacketsInPerMessage, s.NodePacketsOutPerMessage, verdict)
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Metrics)) {
 		fmt.Fprintf(w, "  %s: %.6g\n", k, r.Metrics[k])
@@ -194,12 +199,53 @@ func printTable(w io.Writer, runs []result.Result) {
 	for _, p := range runs[1:] {
 		if p.Rate > 0 {
 			fmt.Fprintf(w, "  vs %s: rate ×%.2f", p.Target, r.Rate/p.Rate)
+			if a, b := r.Metrics["node_cpu_us_per_message"], p.Metrics["node_cpu_us_per_message"]; a > 0 && b > 0 {
+				fmt.Fprintf(w, ", node CPU per message ×%.2f", a/b)
+			}
 			if p.Latency.P99 > 0 {
 				fmt.Fprintf(w, ", p99 ×%.2f", r.Latency.P99/p.Latency.P99)
 			}
-			fmt.Fprintln(w, " (gonets / peer)")
+			fmt.Fprintf(w, " (gonets / peer; the peer: %s)\n", peerConns(p))
 		}
 	}
+}
+
+// cost is a run's cost figures, formatted for the table ("-" where the
+// run has none).
+type cost struct{ perMessage, perDelivery, packets, idle string }
+
+func costOf(m map[string]float64) cost {
+	f := func(k, format string) string {
+		if v, ok := m[k]; ok {
+			return fmt.Sprintf(format, v)
+		}
+		return "-"
+	}
+	c := cost{perMessage: f("node_cpu_us_per_message", "%.0f"), perDelivery: f("node_cpu_us_per_delivery", "%.1f"),
+		idle: f("node_idle_cpu_pct_per_1000_sessions", "%.2f%%"), packets: "-"}
+	in, ok1 := m["node_packets_in_per_message"]
+	out, ok2 := m["node_packets_out_per_message"]
+	if ok1 && ok2 {
+		c.packets = fmt.Sprintf("%.2f / %.2f", in, out)
+	}
+	return c
+}
+
+// peerConns says how a peer run connected its users: its
+// users-per-conn and tls parameters.
+func peerConns(r result.Result) string {
+	s := "TCP"
+	if n, ok := r.Params["users-per-conn"].(float64); ok {
+		if n == 1 {
+			s = "one TCP connection per user"
+		} else {
+			s = fmt.Sprintf("%.0f users per TCP connection", n)
+		}
+	}
+	if tls, _ := r.Params["tls"].(bool); tls {
+		return s + ", TLS 1.3"
+	}
+	return s + ", no TLS"
 }
 
 // isTerminal reports whether w is a terminal, where a live line helps.

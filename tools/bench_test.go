@@ -45,8 +45,8 @@ func TestBenchWorkerHidden(t *testing.T) {
 }
 
 func TestPeerPassThrough(t *testing.T) {
-	got := passThrough([]string{"--users", "10", "--json", "--rate=5", "--out", "f", "-duration", "2s", "--server", "x:1", "--procs", "2", "--procs=3"})
-	want := []string{"--users=10", "--rate=5", "--duration=2s"}
+	got := passThrough([]string{"--users", "10", "--json", "--rate=5", "--out", "f", "-duration", "2s", "--server", "x:1", "--procs", "2", "--procs=3", "--idle", "1s", "--peer-tls=false"})
+	want := []string{"--users=10", "--rate=5", "--duration=2s", "--idle=1s"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("passThrough = %v, want %v", got, want)
 	}
@@ -58,7 +58,9 @@ func TestBenchSummary(t *testing.T) {
 	enc := json.NewEncoder(&buf)
 	for _, rate := range []float64{100, 300, 200} {
 		enc.Encode(result.Result{Scenario: "sync", Target: "gonets", Rate: rate, DeliveredRatio: 1, Met: rate > 150,
-			Latency: result.Latency{P99: rate / 100}, Metrics: map[string]float64{"catch_up_ms": rate}})
+			Latency: result.Latency{P99: rate / 100}, Metrics: map[string]float64{"catch_up_ms": rate, "node_cpu_us_per_message": rate / 10,
+				"node_cpu_us_per_delivery": rate / 100, "node_packets_in_per_message": 1.5, "node_packets_out_per_message": 2.5,
+				"node_idle_cpu_pct_per_1000_sessions": 0.3}})
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -68,7 +70,25 @@ func TestBenchSummary(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	if !strings.Contains(out.String(), "| sync | gonets | 3 | 0 | 200 | 100.00% | 0.00 | 2.00 |") ||
+		!strings.Contains(out.String(), "| 20 | 2.0 | 1.50 / 2.50 | 0.30% |") ||
 		!strings.Contains(out.String(), "2 of 3") || !strings.Contains(out.String(), "catch_up_ms 200") {
 		t.Fatalf("summary:\n%s", out.String())
+	}
+}
+
+func TestBenchTableCost(t *testing.T) {
+	gonets := result.Result{Scenario: "chat", Target: "gonets", Rate: 1000, Latency: result.Latency{P99: 4},
+		Metrics: map[string]float64{"node_cpu_us_per_message": 300, "node_cpu_us_per_delivery": 300, "node_packets_in_per_message": 2.1,
+			"node_packets_out_per_message": 2.3, "node_idle_cpu_pct_per_1000_sessions": 0.5}}
+	peer := result.Result{Scenario: "chat", Target: "nats-core", Rate: 2000, Latency: result.Latency{P99: 2},
+		Params:  map[string]any{"users-per-conn": 1.0, "tls": true},
+		Metrics: map[string]float64{"node_cpu_us_per_message": 100}}
+	var out bytes.Buffer
+	printTable(&out, []result.Result{gonets, peer})
+	for _, want := range []string{"µs/msg", "2.10 / 2.30", "0.50%", "vs nats-core: rate ×0.50, node CPU per message ×3.00, p99 ×2.00",
+		"one TCP connection per user, TLS 1.3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in\n%s", want, out.String())
+		}
 	}
 }

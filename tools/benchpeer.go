@@ -25,7 +25,20 @@ var peerFlags = map[string]bool{
 	"duration": true, "warmup": true, "size": true, "rate": true, "users": true, "groups": true, "members": true,
 	"subscribers": true, "sessions": true, "messages": true, "chats": true, "p99": true, "min-delivered": true,
 	"step-start": true, "step-factor": true, "publishers": true, "rounds": true, "writers": true,
-	"server-cpus": true, "client-cpus": true,
+	"server-cpus": true, "client-cpus": true, "idle": true,
+}
+
+// peerSetup is how the peer's users connect. The bench's default is
+// like for like with Gonets, which holds one QUIC session (TLS 1.3) per
+// user: one TCP connection per user, TLS 1.3.
+type peerSetup struct {
+	usersPerConn int
+	tls          bool
+}
+
+// args are the peer's flags for the setup.
+func (s peerSetup) args() []string {
+	return []string{fmt.Sprintf("--users-per-conn=%d", s.usersPerConn), fmt.Sprintf("--tls=%v", s.tls)}
 }
 
 // peerTargets are the NATS setups each scenario is compared with: core
@@ -43,7 +56,7 @@ var peerTargets = map[string][]string{
 // runNATSPeer builds the NATS peer from its own module (pinned
 // nats-server, fetched through the Go module proxy at bench time), runs
 // the scenario against each of its targets and returns their results.
-func runNATSPeer(ctx context.Context, scenario string, args []string, stderr io.Writer) ([]result.Result, error) {
+func runNATSPeer(ctx context.Context, scenario string, args []string, setup peerSetup, stderr io.Writer) ([]result.Result, error) {
 	dir, err := findUp(natsPeerDir)
 	if err != nil {
 		return nil, err
@@ -65,6 +78,7 @@ func runNATSPeer(ctx context.Context, scenario string, args []string, stderr io.
 		// The bench's own defaults where the peer's differ; flags the user
 		// gave come later and win.
 		cmdArgs := []string{"run", "--scenario", scenario, "--target", target, "--json", fmt.Sprintf("--step-start=%g", bench.DefaultStepStart), "--publishers=4"}
+		cmdArgs = append(cmdArgs, setup.args()...)
 		cmdArgs = append(cmdArgs, passThrough(args)...)
 		cmd := exec.CommandContext(ctx, bin, cmdArgs...)
 		var out bytes.Buffer

@@ -14,7 +14,8 @@ import (
 
 // summaryMetrics are the scenario metrics the summary shows, per scenario.
 var summaryMetrics = map[string][]string{
-	"connect": {"sessions", "rss_bytes_per_session", "handshakes_per_s", "resumed_per_s", "storm_seconds", "resumed_ratio"},
+	"connect": {"sessions", "rss_bytes_per_session", "handshakes_per_s", "resumed_per_s", "storm_seconds", "resumed_ratio",
+		"node_cpu_us_per_handshake", "node_cpu_us_per_resumption"},
 	"sync":    {"catch_up_ms", "messages_per_s"},
 	"storage": {"appends_per_s", "reads_per_s"},
 }
@@ -82,21 +83,11 @@ func writeSummary(w io.Writer, runs []result.Result) {
 		}
 		groups[k] = append(groups[k], r)
 	}
-	fmt.Fprintln(w, "| scenario | target | runs | offered/s | rate/s | delivered | p50 ms | p99 ms | p999 ms | node CPU | node RSS | goal met | scenario figures (median) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | target | runs | offered/s | rate/s | delivered | p50 ms | p99 ms | p999 ms | node CPU | node RSS | node µs/msg | node µs/delivery | node pkts in / out per msg | node idle %/1k sessions | goal met | scenario figures (median) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, k := range order {
 		rs := groups[k]
-		med := func(f func(result.Result) float64) float64 {
-			v := make([]float64, len(rs))
-			for i, r := range rs {
-				v[i] = f(r)
-			}
-			slices.Sort(v)
-			if len(v)%2 == 1 {
-				return v[len(v)/2]
-			}
-			return (v[len(v)/2-1] + v[len(v)/2]) / 2
-		}
+		med := func(f func(result.Result) float64) float64 { return median(rs, f) }
 		met := 0
 		for _, r := range rs {
 			if r.Met {
@@ -108,13 +99,31 @@ func writeSummary(w io.Writer, runs []result.Result) {
 			cpu = fmt.Sprintf("%.0f%%", med(func(r result.Result) float64 { return nodeOr(r).CPUPercent }))
 			rss = fmt.Sprintf("%.0f MiB", med(func(r result.Result) float64 { return float64(nodeOr(r).RSSBytes) })/(1<<20))
 		}
+		// metric is the median of a metric over the runs that have it,
+		// formatted, or "-".
+		metric := func(name, format string) string {
+			var have []result.Result
+			for _, r := range rs {
+				if _, ok := r.Metrics[name]; ok {
+					have = append(have, r)
+				}
+			}
+			if len(have) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf(format, median(have, func(r result.Result) float64 { return r.Metrics[name] }))
+		}
+		packets := "-"
+		if in, out := metric("node_packets_in_per_message", "%.2f"), metric("node_packets_out_per_message", "%.2f"); in != "-" {
+			packets = in + " / " + out
+		}
 		var figs []string
 		for _, m := range summaryMetrics[k.scenario] {
 			if _, ok := rs[0].Metrics[m]; ok {
 				figs = append(figs, fmt.Sprintf("%s %.4g", m, med(func(r result.Result) float64 { return r.Metrics[m] })))
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.2f%% | %.2f | %.2f | %.2f | %s | %s | %d of %d | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.2f%% | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %d of %d | %s |\n",
 			k.scenario, k.target, len(rs),
 			med(func(r result.Result) float64 { return r.Offered }),
 			med(func(r result.Result) float64 { return r.Rate }),
@@ -122,8 +131,22 @@ func writeSummary(w io.Writer, runs []result.Result) {
 			med(func(r result.Result) float64 { return r.Latency.P50 }),
 			med(func(r result.Result) float64 { return r.Latency.P99 }),
 			med(func(r result.Result) float64 { return r.Latency.P999 }),
-			cpu, rss, met, len(rs), strings.Join(figs, ", "))
+			cpu, rss, metric("node_cpu_us_per_message", "%.0f"), metric("node_cpu_us_per_delivery", "%.1f"), packets,
+			metric("node_idle_cpu_pct_per_1000_sessions", "%.2f%%"), met, len(rs), strings.Join(figs, ", "))
 	}
+}
+
+// median returns the median of f over runs.
+func median(runs []result.Result, f func(result.Result) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // nodeOr returns the run's node process, or an empty one.
