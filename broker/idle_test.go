@@ -54,6 +54,7 @@ func TestIdleNodeChild(t *testing.T) {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	n := brokertest.Start(t, brokertest.Options{Dir: dir})
+	fmt.Printf("tcpaddr %s\n", n.TCPAddr)
 	fmt.Printf("addr %s\n", n.Addr)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -107,8 +108,9 @@ type idleNode struct {
 	cmd  *exec.Cmd
 	in   *bufio.Writer
 	out  *bufio.Scanner
-	addr string
-	key  ed25519.PrivateKey
+	addr    string
+	tcpAddr string
+	key     ed25519.PrivateKey
 	tls  *tls.Config
 }
 
@@ -144,6 +146,10 @@ func startIdleNodeIn(tb testing.TB, dir string) *idleNode {
 		cmd.Wait()
 	})
 	for n.out.Scan() {
+		if a, ok := strings.CutPrefix(n.out.Text(), "tcpaddr "); ok {
+			n.tcpAddr = a
+			continue
+		}
 		if a, ok := strings.CutPrefix(n.out.Text(), "addr "); ok {
 			n.addr = a
 			return n
@@ -323,4 +329,55 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// connectIdleTCP opens count authenticated sessions over TLS on TCP, as
+// users first, first+1, ..., and returns them, to be closed by the caller.
+func (n *idleNode) connectIdleTCP(tb testing.TB, first, count int) []*tls.Conn {
+	tb.Helper()
+	signer := token.NewSigner(n.key)
+	conns := make([]*tls.Conn, 0, count)
+	for i := range count {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", n.tcpAddr, n.tls)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tok, _ := signer.Sign(token.Claims{User: uint64(first + i), Device: 1, Expires: time.Now().Add(time.Hour)})
+		b, _ := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: tok}}}, 0)
+		c.Write(b)
+		var f wire.Frame
+		if err := wire.NewReader(c, 0).Read(&f); err != nil || f.GetWelcome() == nil {
+			tb.Fatalf("session %d: hello: %v %v", i, err, &f)
+		}
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// BenchmarkIdleSessionTCP reports the node's heap per idle authenticated
+// session over TLS on TCP, with 5,000 of them, and the node's CPU over a
+// quiet 30 s window (TCP keep-alives are the kernel's). -benchtime is
+// ignored.
+func BenchmarkIdleSessionTCP(b *testing.B) {
+	count := envInt(b, "GONETS_IDLE_SESSIONS", 5000)
+	n := startIdleNode(b)
+	before := n.stats(b)
+	conns := n.connectIdleTCP(b, 1, count)
+	after := n.stats(b)
+	if after.sessions-before.sessions != count {
+		b.Fatalf("node holds %d sessions, want %d", after.sessions-before.sessions, count)
+	}
+	const window = 30 * time.Second
+	cpu0 := procCPU(b, n.cmd.Process.Pid)
+	time.Sleep(window)
+	used := procCPU(b, n.cmd.Process.Pid) - cpu0
+	for _, c := range conns {
+		c.Close()
+	}
+	heap := float64(after.heap-before.heap) / float64(count)
+	pct := 100 * used.Seconds() / window.Seconds()
+	b.ReportMetric(heap, "heap-B/session")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(count), "goroutines/session")
+	b.ReportMetric(pct*1000/float64(count), "%core/1k-sessions")
+	b.Logf("%d idle TCP sessions: %.0f heap bytes each, node %.2f%% of a core", count, heap, pct)
 }
