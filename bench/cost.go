@@ -151,9 +151,19 @@ func (c *cost) idle(res *result.Result) {
 	res.Metrics["node_idle_packets_per_s_per_1000_sessions"] = float64(c.In+c.Out) / c.Seconds / thousands
 }
 
-// quiet measures the node over d while its sessions are idle, before the
-// load, and sets the idle figures in res.
+// idleSettle is how long the sessions rest before the quiet window, so
+// that what their setup left (acknowledgements, the node's collection of
+// the setup's garbage) does not count as idle.
+const idleSettle = time.Second
+
+// quiet measures the node over cfg.Idle while its sessions are idle,
+// after idleSettle, before the load, and sets the idle figures in res.
 func quiet(ctx context.Context, t *target, cfg Config, count counter, res *result.Result) error {
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	m, err := startCost(ctx, t, cfg.ServerCPUs, count)
 	if err != nil {
 		return err

@@ -83,11 +83,15 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 		return fail(err)
 	}
 	t.signer = token.NewSigner(key)
-	quicPort, err := freePort("udp")
+	// The node also listens for TLS over TCP on its QUIC port's number.
+	quicPort, err := freePort("udp+tcp")
 	if err != nil {
 		return fail(err)
 	}
 	httpPort, err := freePort("tcp")
+	for err == nil && httpPort == quicPort {
+		httpPort, err = freePort("tcp")
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -243,8 +247,22 @@ func (t *target) stopNode() error {
 	return err
 }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
+// freePort returns a port of 127.0.0.1 that was free a moment ago, for
+// network "udp", "tcp", or "udp+tcp" (free for both).
 func freePort(network string) (int, error) {
+	if network == "udp+tcp" {
+		for range 100 {
+			port, err := freePort("udp")
+			if err != nil {
+				return 0, err
+			}
+			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+		return 0, errors.New("bench: no port of 127.0.0.1 free for both UDP and TCP")
+	}
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {

@@ -335,9 +335,18 @@ func (t *traffic) cost(pr phaseResult) map[string]float64 {
 	return m
 }
 
+// idleSettle is how long the sessions rest before the quiet window, as
+// in gonets bench: what their setup left does not count as idle.
+const idleSettle = time.Second
+
 // quiet measures the node over opts.Idle while sessions sessions are
-// connected and nothing is sent, before the load.
+// connected and nothing is sent, after idleSettle, before the load.
 func (t *traffic) quiet(ctx context.Context, res *result.Result, sessions int) {
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+		return
+	}
 	from := t.e.mark()
 	select {
 	case <-time.After(t.e.opts.Idle):
