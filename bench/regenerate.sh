@@ -9,6 +9,10 @@
 #   bench/regenerate.sh chat group       just these (their files are
 #                                        replaced; the tables cover what
 #                                        bench-results/ holds)
+#   bench/regenerate.sh cost             the node's CPU and packets per
+#                                        message beside NATS, like for
+#                                        like, one run each (about 15
+#                                        minutes)
 #
 # Results: bench-results/*.jsonl, HTML reports: bench-results/*/.
 set -euo pipefail
@@ -16,6 +20,24 @@ cd "$(dirname "$0")/.."
 out=bench-results
 mkdir -p "$out"
 go build -o "$out/gonets" .
+if [ "${1:-}" = cost ]; then
+	# Each case beside NATS (one TCP connection per user, TLS 1.3: the
+	# peer's defaults under gonets bench), at an offered load both carry.
+	cost() {
+		local name=$1
+		shift
+		rm -f "$out/cost-$name.jsonl"
+		echo "### $name: gonets bench $*"
+		"$out/gonets" bench "$@" --peer nats --out "$out/cost-$name.jsonl" >/dev/null
+		"$out/gonets" bench-summary "$out/cost-$name.jsonl"
+		echo
+	}
+	cost chat-1k chat --users 1000 --rate 4000
+	cost chat-10k chat --users 10000 --rate 2000
+	cost group group --groups 20 --members 50 --rate 400
+	cost channel channel --subscribers 10000 --rate 2
+	exit
+fi
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
 	scenarios=(storage sync chat group channel connect)
