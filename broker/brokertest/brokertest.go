@@ -1,7 +1,8 @@
 // Package brokertest runs a real node for tests: a store in a temporary
-// directory and a broker serving QUIC on 127.0.0.1, with a key to mint
-// session tokens. The SDK's, the CLI's and the broker's own end-to-end
-// tests use it.
+// directory and a broker serving QUIC and TLS over TCP on 127.0.0.1 (on
+// the same port number when it is free for both, as gonets serve does),
+// with a key to mint session tokens. The SDK's, the CLI's and the
+// broker's own end-to-end tests use it.
 package brokertest
 
 import (
@@ -37,6 +38,10 @@ type Options struct {
 	Dir string
 	// Now is the clock of the token verifier and the broker.
 	Now func() time.Time
+	// NoQUIC serves only TLS over TCP, as a node seen from a network
+	// that drops UDP: nothing listens on the UDP port of Addr, which is
+	// then the TCP address. Default: false.
+	NoQUIC bool
 }
 
 // Node is a running test node.
@@ -44,8 +49,9 @@ type Node struct {
 	// Addr is the node's QUIC address, "127.0.0.1:port"; it stays the same
 	// across Restart.
 	Addr string
-	// TCPAddr is the node's TLS-over-TCP address, "127.0.0.1:port"; it
-	// stays the same across Restart.
+	// TCPAddr is the node's TLS-over-TCP address, "127.0.0.1:port": Addr
+	// when that port was free for TCP too. It stays the same across
+	// Restart.
 	TCPAddr string
 	// Fingerprint is the SHA-256 fingerprint of the node's certificate,
 	// for pinning.
@@ -87,12 +93,14 @@ func Start(t testing.TB, opts Options) *Node {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	n := &Node{Dir: opts.Dir, Fingerprint: nodecert.Fingerprint(cert.Certificate[0]), opts: opts, key: key, cert: cert, pool: pool}
-	n.start(t, "127.0.0.1:0", "127.0.0.1:0")
+	n.start(t, "127.0.0.1:0", "")
 	t.Cleanup(n.Stop)
 	return n
 }
 
-// start opens the store and serves QUIC on addr and TCP on tcpAddr.
+// start opens the store and serves QUIC on addr (unless NoQUIC) and TCP
+// on tcpAddr, "" for the QUIC address's port when it is free for TCP,
+// and any other when it is not.
 func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	t.Helper()
 	so := n.opts.Storage
@@ -119,22 +127,43 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		st.Close()
 		t.Fatal(err)
 	}
-	ln, err := listen(addr, n.cert, n.key.Seed())
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
+	var ln *broker.Listener
+	if !n.opts.NoQUIC {
+		ln, err = listen(addr, n.cert, n.key.Seed())
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		addr = ln.Addr().String()
 	}
-	tln, err := listenTCP(tcpAddr, n.cert)
+	var tln *broker.TCPListener
+	if tcpAddr == "" {
+		// The QUIC port's number, as gonets serve listens by default:
+		// a client's default TCP address. Another test's TCP listener
+		// may hold it; any port does then.
+		tln, err = broker.ListenTCP(addr, &tls.Config{Certificates: []tls.Certificate{n.cert}})
+		tcpAddr = "127.0.0.1:0"
+	}
+	if tln == nil {
+		tln, err = listenTCP(tcpAddr, n.cert)
+	}
 	if err != nil {
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		st.Close()
 		t.Fatal(err)
 	}
 	served := make(chan error, 2)
-	go func() { served <- b.ServeQUIC(ln) }()
+	if ln != nil {
+		go func() { served <- b.ServeQUIC(ln) }()
+	} else {
+		served <- nil
+		addr = tln.Addr().String()
+	}
 	go func() { served <- b.ServeTCP(tln) }()
 	n.mu.Lock()
-	n.Addr, n.TCPAddr, n.store, n.broker, n.served = ln.Addr().String(), tln.Addr().String(), st, b, served
+	n.Addr, n.TCPAddr, n.store, n.broker, n.served = addr, tln.Addr().String(), st, b, served
 	n.mu.Unlock()
 }
 
