@@ -1,16 +1,14 @@
 package client
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker/wire"
 )
@@ -34,8 +32,7 @@ const maxOwn = 256
 type Client struct {
 	opts     Options
 	addr     string
-	tls      *tls.Config
-	quic     *quic.Config
+	dialer   *dialer
 	log      *slog.Logger
 	msgIDs   idGen
 	frameIDs atomic.Uint64
@@ -51,13 +48,14 @@ type Client struct {
 	user     uint64
 	device   uint64
 
-	mu      sync.Mutex // guards the following
-	token   string
-	sess    *session      // the current session; nil while reconnecting
-	changed chan struct{} // closed and replaced whenever sess changes
-	welcome *wire.Welcome // the latest
-	err     error         // why the client stopped, once stopped is closed
-	own     []Message     // acked own sends awaiting delivery
+	mu        sync.Mutex // guards the following
+	token     string
+	sess      *session      // the current session; nil while reconnecting
+	transport Transport     // the latest session's
+	changed   chan struct{} // closed and replaced whenever sess changes
+	welcome   *wire.Welcome // the latest
+	err       error         // why the client stopped, once stopped is closed
+	own       []Message     // acked own sends awaiting delivery
 
 	// disconnected is an EventDisconnected the app was not reading when
 	// it happened; it goes out before the next event. Only the run
@@ -65,11 +63,15 @@ type Client struct {
 	disconnected *Event
 }
 
-// Dial connects to the node at addr ("host:port") with a session token and
-// returns a Client once the node accepted it. A node that rejects the token
-// or the protocol version returns an *Error (UNAUTHENTICATED,
-// TOKEN_EXPIRED, UNSUPPORTED_VERSION); Dial does not retry. Delivery
-// starts in the background: read Events (or set Options.OnEvent).
+// Dial connects to the node at addr ("host:port": QUIC over UDP, and by
+// default TLS over TCP on the same port) with a session token and returns
+// a Client once the node accepted it. Unless Options.Via says otherwise
+// it races the two transports (see Options.Via), and every reconnection
+// races them again, the transport that worked last first. A node that
+// rejects the token or the protocol version returns an *Error
+// (UNAUTHENTICATED, TOKEN_EXPIRED, UNSUPPORTED_VERSION); Dial does not
+// retry. Delivery starts in the background: read Events (or set
+// Options.OnEvent).
 func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error) {
 	o, err := opts.ensureDefaults()
 	if err != nil {
@@ -82,8 +84,6 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 	c := &Client{
 		opts:    o,
 		addr:    addr,
-		tls:     tlsConf,
-		quic:    o.quicConfig(),
 		log:     o.Logger,
 		msgIDs:  idGen{now: time.Now},
 		backoff: backoff{min: o.ReconnectMin, max: o.ReconnectMax, rand: rand.Int64N},
@@ -94,7 +94,24 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 		changed: make(chan struct{}),
 	}
 	if o.FromNow {
-		c.pos = newPosition(SyncState{}.clone())
+		c.pos = newPosition(SyncState{Transport: o.State.Transport}.clone())
+	}
+	keepAlive := o.keepAlivePeriod()
+	c.dialer = &dialer{
+		via:        o.Via,
+		addr:       addr,
+		tcpAddr:    cmp.Or(o.TCPAddr, addr),
+		tls:        tlsConf,
+		quic:       o.quicConfig(keepAlive),
+		udp:        o.Transport,
+		keepAlive:  keepAlive,
+		idle:       o.IdleTimeout,
+		delay:      o.fallbackDelay,
+		ids:        &c.frameIDs,
+		name:       o.Name,
+		maxRecv:    o.MaxReceiveBytes,
+		pushBuffer: o.PushBuffer,
+		dropped:    &c.stats.droppedPushes,
 	}
 	c.dl = &delivery{pos: c.pos, page: o.HistoryPage, log: c.log, emit: c.emit, stats: &c.stats, hold: o.GapHold}
 	if o.OnEvent == nil && !o.SendOnly {
@@ -174,6 +191,14 @@ func (c *Client) Limits() Limits {
 	return Limits{MaxFrameBytes: maxSendBytes(c.welcome), MaxBodyBytes: int(c.welcome.GetMaxBodyBytes())}
 }
 
+// Transport returns the transport of the current connection, or of the
+// last one while the client reconnects: TransportQUIC or TransportTCP.
+func (c *Client) Transport() Transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.transport
+}
+
 // SyncState returns the client's position for an app to persist and pass
 // back in Options.State after a restart. Messages count as held once they
 // are on the Events channel; an app that must not lose any buffered there
@@ -198,6 +223,10 @@ type Stats struct {
 	// Expired counts messages skipped because they fell below their chat's
 	// retention floor before the client caught up.
 	Expired uint64
+	// DroppedPushes counts pushes a TCP connection dropped because the
+	// app was reading too slowly (Options.PushBuffer was full); the
+	// messages among them were caught up from history.
+	DroppedPushes uint64
 }
 
 // Stats returns the client's counts.
@@ -209,17 +238,26 @@ func (c *Client) Stats() Stats {
 		Duplicates: c.stats.duplicates.Load(),
 		Gaps:       c.stats.gaps.Load(),
 		Expired:    c.stats.expired.Load(),
+
+		DroppedPushes: c.stats.droppedPushes.Load(),
 	}
 }
 
-// connect makes one connection attempt, bounded by DialTimeout.
+// connect makes one connection attempt, bounded by DialTimeout, over the
+// transports Options.Via allows, the one that worked last first, and
+// remembers which worked.
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 	c.mu.Lock()
 	tok := c.token
 	c.mu.Unlock()
-	return openSession(ctx, c.addr, hello{ids: &c.frameIDs, name: c.opts.Name, token: tok, tls: c.tls, quic: c.quic, tr: c.opts.Transport, maxRcv: c.opts.MaxReceiveBytes})
+	s, err := c.dialer.open(ctx, c.dialer.via.order(c.pos.lastTransport()), tok)
+	if err != nil {
+		return nil, err
+	}
+	c.pos.setTransport(s.transport)
+	return s, nil
 }
 
 // setSession makes s (nil: none) the session requests use.
@@ -228,6 +266,7 @@ func (c *Client) setSession(s *session) {
 	c.sess = s
 	if s != nil {
 		c.welcome = s.welcome
+		c.transport = s.transport
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -353,7 +392,7 @@ func (c *Client) reconnect(ctx context.Context, wait time.Duration) (*session, e
 		s, err := c.connect(ctx)
 		switch {
 		case err == nil:
-			c.log.Info("client: reconnected", "addr", c.addr, "attempt", n)
+			c.log.Info("client: reconnected", "addr", c.addr, "transport", s.transport, "attempt", n)
 			return s, nil
 		case ctx.Err() != nil:
 			return nil, ErrClosed
@@ -377,7 +416,7 @@ func (c *Client) serve(ctx context.Context, s *session) (caughtUp bool, err erro
 		if err := c.dl.resync(ctx, s); err != nil {
 			return false, err
 		}
-		if err := c.emit(ctx, Event{Kind: EventConnected}); err != nil {
+		if err := c.emit(ctx, Event{Kind: EventConnected, Transport: s.transport}); err != nil {
 			return false, err
 		}
 	}

@@ -50,6 +50,7 @@ const maxParked = 1024
 // counters are the client's statistics (see Stats).
 type counters struct {
 	reconnects, resyncs, delivered, duplicates, gaps, expired atomic.Uint64
+	droppedPushes                                             atomic.Uint64
 }
 
 // message delivers m unless the app holds it already. A message past a

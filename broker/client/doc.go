@@ -2,13 +2,40 @@
 // survives connection loss and hands the app every message of the user's
 // chats in order, each once.
 //
-// Dial connects over QUIC (ALPN gonets/1, TLS 1.3; pin a node's
-// self-signed certificate with Options.Fingerprint), says Hello with a
-// session token and returns once the node sent Welcome. Requests (Send,
+// Dial connects over QUIC or TLS 1.3 over TCP (ALPN gonets/1 on both;
+// pin a node's self-signed certificate with Options.Fingerprint), says
+// Hello with a session token and returns once the node sent Welcome.
+// Requests (Send,
 // History, CreateChat, ...) are methods that block until their response;
 // a refusal comes back as an *Error with a stable code (errors.Is against
 // ErrNotMember and the other sentinels). Results are the package's own
 // plain structs; enums (message, chat and error kinds) are the wire's.
+//
+// # Transports
+//
+// QUIC is the transport; TLS over TCP, on the same port number by
+// default (Options.TCPAddr), is the fallback for networks that block or
+// throttle UDP, with the same frames and the same session semantics. By
+// default (Options.Via) every connection attempt races them, happy
+// eyeballs style: the transport that worked last (QUIC at first;
+// SyncState carries it across restarts) dials alone for 250 ms, then the
+// other starts too, at once if the first failed. The first connection to
+// be established gets the Hello; the other attempt is abandoned once the
+// session is open, and gets the Hello only if the first fails before
+// Welcome, so the node never holds two sessions of one client.
+// Client.Transport and EventConnected say which won.
+//
+// Over TCP the node's responses, control frames and pushes share one
+// stream. One reader sorts them by id (a response) and body (Error,
+// Resync, GoingAway with id 0 are control frames, the rest pushes) and
+// never waits: it queues pushes for the delivery goroutine, up to
+// Options.PushBuffer (4 MiB, the node's own bound) and 1,024 frames. Past
+// that it drops them, counted in Stats.DroppedPushes, until the delivery
+// goroutine takes a Resync it queues for itself, which catches up from
+// history what was dropped. TCP has no end-to-end keep-alive, so the
+// client pings a node silent for the keep-alive period and drops a
+// connection silent for Options.IdleTimeout; the kernel's keep-alive
+// probes are on too.
 //
 // # Delivery
 //
@@ -27,7 +54,8 @@
 //
 // Memory is bounded: when the app does not read Events, the delivery
 // goroutine blocks, the push stream is not read, QUIC flow control holds
-// the node back, and the node stops pushing and later sends Resync; the
+// the node back, and the node stops pushing and later sends Resync (over
+// TCP the client's push queue fills and it resyncs by itself); the
 // client then catches up from history (SyncRequest from its sync point,
 // HistoryRequest for every chat behind).
 //
@@ -44,12 +72,17 @@
 //
 // A Client owns one delivery goroutine (run) for its life; it handles
 // pushes and own sends one at a time, runs every catch-up, and reconnects.
-// Each connection (session) owns two readers: one matches responses on the
-// request stream to waiting requests by frame id, one accepts the node's
-// push stream (opened lazily) and hands pushes to the delivery goroutine
-// over an unbuffered channel. Closing a session waits for its readers;
-// Close waits for the delivery goroutine, which closes the last session.
-// Locks are never nested: Client.mu, the position's mu, session.mu and
-// session.wmu are each taken alone (wmu while one frame is written; the
-// others briefly, around the fields they guard).
+// A connection attempt runs each transport's dial in a goroutine of its
+// own, and waits for both before it returns. Each connection (session)
+// over QUIC owns two readers: one matches responses on the request stream
+// to waiting requests by frame id, one accepts the node's push stream
+// (opened lazily) and hands pushes to the delivery goroutine over an
+// unbuffered channel. Over TCP it owns three: the one reader, which
+// queues pushes; the queue's, which hands them to the delivery goroutine
+// over the same channel; and the keep-alive watch. Closing a session
+// waits for them; Close waits for the delivery goroutine, which closes
+// the last session. Locks are never nested: Client.mu, the position's
+// mu, session.mu, session.wmu and the push queue's mu are each taken
+// alone (wmu while one frame is written; the others briefly, around the
+// fields they guard).
 package client

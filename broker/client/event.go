@@ -15,7 +15,8 @@ const (
 	EventTyping
 	// EventConnected follows each connection (the first and every
 	// reconnection) once the client has delivered what it missed: every
-	// chat is caught up to the sync point it just took.
+	// chat is caught up to the sync point it just took. It carries
+	// Transport.
 	EventConnected
 	// EventDisconnected carries Err, why the connection ended. The client
 	// reconnects unless Options.NoReconnect is set or Err is fatal (a
@@ -54,4 +55,6 @@ type Event struct {
 	Receipt Receipt // EventReceipt
 	Typing  Typing  // EventTyping
 	Err     error   // EventDisconnected
+	// Transport carries the connection (EventConnected).
+	Transport Transport
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -39,29 +40,53 @@ type Options struct {
 	// local experiments. Default: false.
 	Insecure bool
 
+	// Via chooses the transport. TransportAuto races QUIC and TLS over
+	// TCP (happy eyeballs): the transport that worked last for this
+	// client (SyncState.Transport across restarts), QUIC when none has,
+	// gets fallbackDelay (250 ms) to itself before the other starts, and
+	// the first to connect wins. TransportQUIC and TransportTCP use only
+	// that one. Default: TransportAuto.
+	Via Transport
+	// TCPAddr is the node's TLS-over-TCP address, host:port. Default: the
+	// address passed to Dial, as the node uses the same port number for
+	// both transports unless configured otherwise.
+	TCPAddr string
+
 	// Name names the client software in Hello, for the node's logs.
 	// Default: DefaultName.
 	Name string
-	// DialTimeout bounds one connection attempt: the QUIC handshake and
-	// Hello up to Welcome. Default: 10 s.
+	// DialTimeout bounds one connection attempt: the handshakes (of both
+	// transports when they race) and Hello up to Welcome. Default: 10 s.
 	DialTimeout time.Duration
-	// KeepAlive is the longest QUIC keep-alive period: each client takes a
+	// KeepAlive is the longest keep-alive period: each client takes a
 	// period up to a fifth shorter, at random, so that clients started
-	// together do not ping the node together. Default: 25 s (within the
-	// 30 s that mobile networks' NATs keep a silent UDP mapping).
+	// together do not ping the node together. Over QUIC it is QUIC's
+	// keep-alive; over TCP the client pings the node after a period of
+	// silence, and the kernel's keep-alive probes start after one too.
+	// Default: 25 s (within the 30 s that mobile networks' NATs keep a
+	// silent UDP mapping).
 	KeepAlive time.Duration
 	// IdleTimeout closes a connection that heard nothing from the node for
-	// this long (the client then reconnects). Default: 60 s, the node's.
+	// this long (the client then reconnects); over TCP it also bounds a
+	// write that makes no progress. Default: 60 s, the node's.
 	IdleTimeout time.Duration
-	// Transport, when set, carries the client's connections over a shared
-	// UDP socket (QUIC multiplexes connections on one), so that a process
-	// holding many sessions does not need a socket, and a file descriptor,
-	// for each. The caller closes it after the clients. Default: a socket
-	// per connection.
+	// Transport, when set, carries the client's QUIC connections over a
+	// shared UDP socket (QUIC multiplexes connections on one), so that a
+	// process holding many sessions does not need a socket, and a file
+	// descriptor, for each. The caller closes it after the clients.
+	// Default: a socket per connection.
 	Transport *quic.Transport
 	// MaxReceiveBytes caps a frame the client accepts from the node; a
 	// larger one ends the connection. Default: 16 MiB.
 	MaxReceiveBytes int
+	// PushBuffer caps the pushes (their encoded bytes; and 1,024 frames)
+	// a TCP connection holds while the delivery goroutine is busy. Over
+	// TCP pushes come between responses, so the client reads on rather
+	// than leave responses waiting; past this bound it drops pushes
+	// (Stats.DroppedPushes) and catches up from history, as it does when
+	// the node stops pushing and sends Resync. Default: 4 MiB, the node's
+	// own bound on a session's queued pushes.
+	PushBuffer int
 
 	// NoReconnect disables reconnecting: a lost connection stops the
 	// client (Events closes, calls fail, Err says why). Default: false,
@@ -77,9 +102,11 @@ type Options struct {
 
 	// EventBuffer is the capacity of the Events channel. While it is full
 	// the client stops reading pushes, QUIC flow control holds the node
-	// back, and the node eventually tells the client to resync, so an app
-	// that does not read costs memory bounded by this buffer. A negative
-	// value makes Events unbuffered. Default: 64.
+	// back, and the node eventually tells the client to resync (over TCP
+	// the client holds up to PushBuffer of pushes and then resyncs by
+	// itself), so an app that does not read costs memory bounded by this
+	// buffer and the transport's. A negative value makes Events
+	// unbuffered. Default: 64.
 	EventBuffer int
 	// OnEvent, if set, is called with every event in order, from the
 	// client's one delivery goroutine, instead of sending it on Events
@@ -116,6 +143,9 @@ type Options struct {
 	// Logger receives connection lifecycle and error logs. Default:
 	// slog.Default().
 	Logger *slog.Logger
+
+	// fallbackDelay replaces fallbackDelay in tests (WithFallbackDelay).
+	fallbackDelay time.Duration
 }
 
 // ensureDefaults fills defaults on a copy and validates.
@@ -134,6 +164,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	}
 	if o.MaxReceiveBytes == 0 {
 		o.MaxReceiveBytes = 16 << 20
+	}
+	if o.PushBuffer == 0 {
+		o.PushBuffer = 4 << 20
 	}
 	if o.ReconnectMin == 0 {
 		o.ReconnectMin = 100 * time.Millisecond
@@ -159,6 +192,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.fallbackDelay == 0 {
+		o.fallbackDelay = fallbackDelay
+	}
 	o.State = o.State.clone()
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
@@ -166,10 +202,16 @@ func (o Options) ensureDefaults() (Options, error) {
 			errs = append(errs, fmt.Errorf("client: "+format, args...))
 		}
 	}
+	check(o.Via <= TransportTCP, "unknown transport %v", o.Via)
+	if o.TCPAddr != "" {
+		_, _, err := net.SplitHostPort(o.TCPAddr)
+		check(err == nil, "TCPAddr %q is not host:port", o.TCPAddr)
+	}
 	check(o.Fingerprint == "" || !o.Insecure, "Fingerprint and Insecure are exclusive")
 	check(o.DialTimeout > 0 && o.KeepAlive > 0 && o.IdleTimeout > 0, "timeouts must be positive")
 	check(o.KeepAlive < o.IdleTimeout, "KeepAlive %v must be below IdleTimeout %v", o.KeepAlive, o.IdleTimeout)
 	check(o.MaxReceiveBytes >= 1<<10, "MaxReceiveBytes %d below 1 KiB", o.MaxReceiveBytes)
+	check(o.PushBuffer > 0, "PushBuffer %d is not positive", o.PushBuffer)
 	check(o.ReconnectMin > 0 && o.ReconnectMax >= o.ReconnectMin, "backoff [%v, %v] is not a positive range", o.ReconnectMin, o.ReconnectMax)
 	check(o.HistoryPage > 0 && o.HistoryPage <= 1<<16, "HistoryPage %d outside [1, 65536]", o.HistoryPage)
 	return o, errors.Join(errs...)
@@ -198,13 +240,19 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
+// keepAlivePeriod draws a client's keep-alive period, up to a fifth
+// below KeepAlive.
+func (o *Options) keepAlivePeriod() time.Duration {
+	return o.KeepAlive - time.Duration(rand.Int64N(int64(o.KeepAlive/5)+1))
+}
+
 // quicConfig returns the QUIC configuration of the client's connections,
-// with its keep-alive period drawn once.
-func (o *Options) quicConfig() *quic.Config {
+// with its keep-alive period.
+func (o *Options) quicConfig(keepAlive time.Duration) *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: o.DialTimeout,
 		MaxIdleTimeout:       o.IdleTimeout,
-		KeepAlivePeriod:      o.KeepAlive - time.Duration(rand.Int64N(int64(o.KeepAlive/5)+1)),
+		KeepAlivePeriod:      keepAlive,
 	}
 }
 

@@ -40,6 +40,9 @@ func TestOptionsInvalid(t *testing.T) {
 	f(Options{KeepAlive: time.Minute}, "below IdleTimeout")
 	f(Options{ReconnectMin: time.Second, ReconnectMax: time.Millisecond}, "positive range")
 	f(Options{DialTimeout: -1}, "positive")
+	f(Options{Via: 7}, "unknown transport")
+	f(Options{TCPAddr: "nowhere"}, "not host:port")
+	f(Options{PushBuffer: -1}, "PushBuffer")
 	if _, err := (&Options{Fingerprint: "xyz"}).tlsConfig(); err == nil {
 		t.Fatal("a bad fingerprint was accepted")
 	}
@@ -63,7 +66,7 @@ func TestKeepAliveJitter(t *testing.T) {
 	}
 	seen := map[time.Duration]bool{}
 	for range 50 {
-		p := o.quicConfig().KeepAlivePeriod
+		p := o.quicConfig(o.keepAlivePeriod()).KeepAlivePeriod
 		if p > o.KeepAlive || p < o.KeepAlive*4/5 {
 			t.Fatalf("keep-alive %v outside [%v, %v]", p, o.KeepAlive*4/5, o.KeepAlive)
 		}

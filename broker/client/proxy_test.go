@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/client"
 )
 
 // Proxy modes: what a udpProxy forwards.
@@ -28,8 +31,26 @@ type udpProxy struct {
 	peers map[string]*net.UDPConn
 }
 
-// startProxy relays 127.0.0.1:0 to target until the test ends.
-func startProxy(t *testing.T, target string) *udpProxy {
+// proxy relays a client's connections to a node and loses what they
+// carry on demand.
+type proxy interface {
+	// addr is the address to dial instead of the node's.
+	addr() string
+	// set switches the mode: forwardAll, dropReplies or dropAll.
+	set(mode int32)
+}
+
+// startProxy relays connections over via to node n until the test ends.
+func startProxy(t *testing.T, n *brokertest.Node, via client.Transport) proxy {
+	t.Helper()
+	if via == client.TransportTCP {
+		return startTCPProxy(t, n.TCPAddr)
+	}
+	return startUDPProxy(t, n.Addr)
+}
+
+// startUDPProxy relays 127.0.0.1:0 to target until the test ends.
+func startUDPProxy(t *testing.T, target string) *udpProxy {
 	t.Helper()
 	ta, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -45,7 +66,8 @@ func startProxy(t *testing.T, target string) *udpProxy {
 	return p
 }
 
-// set switches the mode.
+func (p *udpProxy) addr() string { return p.Addr }
+
 func (p *udpProxy) set(mode int32) { p.mode.Store(mode) }
 
 // fromClients relays client datagrams, each client through its own socket.
@@ -99,6 +121,98 @@ func (p *udpProxy) close() {
 		up.Close()
 	}
 	p.peers = nil
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// tcpProxy relays TCP connections between clients and a node. What it
+// loses it cannot take back (TLS records would not decode), so a
+// direction of a connection that lost bytes loses all the rest: the
+// connection is black-holed, open but dead, until a side gives up on it.
+type tcpProxy struct {
+	Addr   string
+	ln     net.Listener
+	target string
+	mode   atomic.Int32
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex // guards the following
+	conns map[net.Conn]bool
+}
+
+// startTCPProxy relays 127.0.0.1:0 to target until the test ends.
+func startTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{Addr: ln.Addr().String(), ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *tcpProxy) addr() string { return p.Addr }
+
+func (p *tcpProxy) set(mode int32) { p.mode.Store(mode) }
+
+// accept relays each client connection through a connection of its own
+// to the node.
+func (p *tcpProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.conns == nil {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			return
+		}
+		p.conns[c], p.conns[up] = true, true
+		p.mu.Unlock()
+		p.wg.Go(func() { p.relay(up, c, dropAll) })
+		p.wg.Go(func() { p.relay(c, up, dropReplies) })
+	}
+}
+
+// relay copies src to dst while the mode is below lose; from the first
+// byte lost on, it discards. When src ends it closes both.
+func (p *tcpProxy) relay(dst, src net.Conn, lose int32) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	lost := false
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		lost = lost || p.mode.Load() >= lose
+		if !lost {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// close stops relaying and waits for the relays.
+func (p *tcpProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 	p.mu.Unlock()
 	p.wg.Wait()
 }

@@ -2,11 +2,8 @@ package client
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 
@@ -15,27 +12,26 @@ import (
 	"github.com/gonets/gonets/broker/wire"
 )
 
-// QUIC application error codes the client closes a connection with.
-const (
-	closeNormal   quic.ApplicationErrorCode = 0
-	closeProtocol quic.ApplicationErrorCode = 1
-)
-
-// session is one authenticated QUIC connection: the request stream, its
-// reader matching responses to waiting requests by id, and the push
-// stream's reader handing pushes to the client's delivery goroutine. It
-// owns two goroutines (readResponses, readPushes), which end when the
-// connection does; close waits for them.
+// session is one authenticated connection, over QUIC or TLS on TCP (see
+// conn): requests written under wmu, a reader matching responses to
+// waiting requests by id and handing control frames on, and pushes handed
+// to the client's delivery goroutine. It owns the goroutines its conn
+// starts (two over QUIC, three over TCP), which end when the connection
+// does; close waits for them.
 type session struct {
-	conn    *quic.Conn
-	stream  *quic.Stream
-	welcome *wire.Welcome
-	maxSend int // the node's frame limit
-	maxRecv int
-	ids     *atomic.Uint64 // the client's frame ids
-	// pushes hands each push to the delivery goroutine, unbuffered: while
-	// that goroutine is busy the push stream is not read.
+	conn      conn
+	transport Transport
+	welcome   *wire.Welcome
+	maxSend   int // the node's frame limit
+	maxRecv   int
+	ids       *atomic.Uint64 // the client's frame ids
+	// pushes hands each push to the delivery goroutine, unbuffered: over
+	// QUIC the push stream is not read while that goroutine is busy.
 	pushes chan *wire.Frame
+	// queue holds, over TCP, the pushes read but not yet handed on: TCP
+	// carries pushes between responses, so reading must not wait for the
+	// delivery goroutine. It is nil over QUIC.
+	queue *pushQueue
 	// control hands the node's control frames (Resync, GoingAway), which
 	// come on the request stream, to the delivery goroutine. It is
 	// buffered, so that reading responses never waits for delivery.
@@ -54,59 +50,25 @@ type session struct {
 	err     error         // why the session ended, once dead is closed
 }
 
-// hello is what openSession says in its Hello, and how.
-type hello struct {
-	ids    *atomic.Uint64
-	name   string
-	token  string
-	tls    *tls.Config
-	quic   *quic.Config
-	tr     *quic.Transport // nil: a socket of the connection's own
-	maxRcv int
-}
-
-// dial opens a QUIC connection to addr, on the shared transport if there
-// is one.
-func dial(ctx context.Context, addr string, h hello) (*quic.Conn, error) {
-	if h.tr == nil {
-		return quic.DialAddr(ctx, addr, h.tls, h.quic)
-	}
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	tc := h.tls.Clone()
-	if tc.ServerName == "" {
-		host, _, _ := net.SplitHostPort(addr)
-		tc.ServerName = host
-	}
-	return h.tr.Dial(ctx, ua, tc, h.quic)
-}
-
-// openSession connects to addr, says Hello and waits for Welcome. A
-// rejection is returned as an *Error. ctx bounds the whole handshake.
-func openSession(ctx context.Context, addr string, h hello) (*session, error) {
-	conn, err := dial(ctx, addr, h)
-	if err != nil {
-		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
-	}
+// openSession says Hello on the connection c and waits for Welcome, then
+// starts c's readers. A rejection is returned as an *Error. ctx bounds the
+// exchange; on failure c is closed.
+func openSession(ctx context.Context, c conn, d *dialer, token string) (*session, error) {
 	// Until Welcome, ctx also bounds reads: ending it closes the
 	// connection, which ends any read.
-	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(closeNormal, "dial canceled") })
-	s, err := handshake(ctx, conn, h)
+	stop := context.AfterFunc(ctx, func() { c.close(false, "dial canceled") })
+	s, err := handshake(c, d, token)
 	if !stop() && err == nil {
 		err = ctx.Err() // ended as Welcome came: the connection is closing
 	}
 	if err != nil {
-		conn.CloseWithError(closeNormal, "handshake failed")
+		c.close(false, "handshake failed")
 		if ctx.Err() != nil && !isServerError(err) {
-			err = fmt.Errorf("client: hello to %s: %w", addr, ctx.Err())
+			err = fmt.Errorf("client: hello to %s over %v: %w", d.addrOf(c.transport()), c.transport(), ctx.Err())
 		}
 		return nil, err
 	}
-	s.wg.Add(2)
-	go s.readResponses(wire.NewReader(s.stream, s.maxRecv))
-	go s.readPushes()
+	c.start(s)
 	return s, nil
 }
 
@@ -116,29 +78,28 @@ func isServerError(err error) bool {
 	return errors.As(err, &e)
 }
 
-// handshake opens the request stream and exchanges Hello and Welcome.
-func handshake(ctx context.Context, conn *quic.Conn, h hello) (*session, error) {
-	stream, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("client: open stream: %w", err)
-	}
+// handshake exchanges Hello and Welcome on c.
+func handshake(c conn, d *dialer, token string) (*session, error) {
 	s := &session{
-		conn:    conn,
-		stream:  stream,
-		maxSend: wire.DefaultMaxFrameBytes,
-		maxRecv: h.maxRcv,
-		ids:     h.ids,
-		pushes:  make(chan *wire.Frame),
-		control: make(chan *wire.Frame, 2),
-		dead:    make(chan struct{}),
-		pending: make(map[uint64]chan *wire.Frame),
+		conn:      c,
+		transport: c.transport(),
+		maxSend:   wire.DefaultMaxFrameBytes,
+		maxRecv:   d.maxRecv,
+		ids:       d.ids,
+		pushes:    make(chan *wire.Frame),
+		control:   make(chan *wire.Frame, 2),
+		dead:      make(chan struct{}),
+		pending:   make(map[uint64]chan *wire.Frame),
 	}
-	f := &wire.Frame{Id: h.ids.Add(1), Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: ProtocolVersion, Client: h.name, Token: h.token}}}
+	if s.transport == TransportTCP {
+		s.queue = newPushQueue(d.pushBuffer, d.dropped)
+	}
+	f := &wire.Frame{Id: d.ids.Add(1), Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: ProtocolVersion, Client: d.name, Token: token}}}
 	if err := s.write(f); err != nil {
 		return nil, err
 	}
 	var resp wire.Frame
-	if err := wire.NewReader(stream, h.maxRcv).Read(&resp); err != nil {
+	if err := wire.NewReader(c, d.maxRecv).Read(&resp); err != nil {
 		return nil, nodeClosed(fmt.Errorf("client: read welcome: %w", err))
 	}
 	switch b := resp.GetBody().(type) {
@@ -152,14 +113,20 @@ func handshake(ctx context.Context, conn *quic.Conn, h hello) (*session, error) 
 	return nil, unexpected("Welcome", &resp)
 }
 
-// readResponses hands each response to the request waiting for its id.
-// It is the only reader of the request stream after Welcome.
+// readResponses hands each response to the request waiting for its id,
+// and control frames to the delivery goroutine. It is the only reader of
+// the request stream after Welcome. Over TCP, where pushes come on the
+// same stream, it queues them too; it never waits for the delivery.
 func (s *session) readResponses(r *wire.Reader) {
 	defer s.wg.Done()
 	for {
+		p, err := r.Next()
 		f := new(wire.Frame)
-		if err := r.Read(f); err != nil {
-			s.fail(nodeClosed(fmt.Errorf("client: request stream: %w", err)))
+		if err == nil {
+			err = wire.Decode(p, f)
+		}
+		if err != nil {
+			s.fail(nodeClosed(fmt.Errorf("client: %v: %w", s.streamName(), err)))
 			return
 		}
 		if f.GetId() == 0 {
@@ -172,6 +139,10 @@ func (s *session) readResponses(r *wire.Reader) {
 				s.queueControl(f)
 				continue
 			}
+			if s.queue != nil {
+				s.queuePush(f, len(p))
+				continue
+			}
 			s.fail(fmt.Errorf("%w: %T with id 0 on the request stream", ErrProtocol, f.GetBody()))
 			return
 		}
@@ -182,6 +153,24 @@ func (s *session) readResponses(r *wire.Reader) {
 		if ch != nil {
 			ch <- f // buffered: never blocks
 		}
+	}
+}
+
+// streamName names what readResponses reads, for errors.
+func (s *session) streamName() string {
+	if s.transport == TransportTCP {
+		return "tcp connection"
+	}
+	return "request stream"
+}
+
+// queuePush queues a push read over TCP. When the queue is full it drops
+// the push and, at the first drop, queues a Resync: the delivery
+// goroutine then catches up from history, as after the node's own Resync
+// (see pushQueue).
+func (s *session) queuePush(f *wire.Frame, size int) {
+	if ok, first := s.queue.add(f, size); !ok && first {
+		s.queueControl(&wire.Frame{Body: &wire.Frame_Resync{Resync: &wire.Resync{}}})
 	}
 }
 
@@ -205,32 +194,10 @@ func (s *session) queueControl(f *wire.Frame) {
 func (s *session) tookControl(f *wire.Frame) {
 	if f.GetResync() != nil {
 		s.resyncQueued.Store(false)
-	}
-}
-
-// readPushes accepts the node's push stream, which it may open only when
-// it first pushes, and hands each push on. It ends with the connection.
-func (s *session) readPushes() {
-	defer s.wg.Done()
-	us, err := s.conn.AcceptUniStream(s.conn.Context())
-	if err != nil {
-		s.fail(nodeClosed(fmt.Errorf("client: accept push stream: %w", err)))
-		return
-	}
-	r := wire.NewReader(us, s.maxRecv)
-	for {
-		f := new(wire.Frame)
-		if err := r.Read(f); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("node ended the push stream")
-			}
-			s.fail(nodeClosed(fmt.Errorf("client: push stream: %w", err)))
-			return
-		}
-		select {
-		case s.pushes <- f:
-		case <-s.dead:
-			return
+		if s.queue != nil {
+			// The catch-up starts after this: it covers every push
+			// dropped so far.
+			s.queue.resume()
 		}
 	}
 }
@@ -247,11 +214,11 @@ func (s *session) fail(err error) {
 	s.pending = nil
 	s.mu.Unlock()
 	close(s.dead)
-	code, msg := closeNormal, "bye"
 	if errors.Is(err, ErrProtocol) || errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) {
-		code, msg = closeProtocol, "protocol error"
+		s.conn.close(true, "protocol error")
+	} else {
+		s.conn.close(false, "bye")
 	}
-	s.conn.CloseWithError(code, msg)
 }
 
 // cause returns why the session ended, or nil while it lives.
@@ -286,7 +253,7 @@ func (s *session) write(f *wire.Frame) error {
 		s.wmu.Unlock()
 		return fmt.Errorf("client: %w", err)
 	}
-	_, err = s.stream.Write(b)
+	_, err = s.conn.Write(b)
 	s.wbuf = b
 	if cap(b) > 64<<10 {
 		s.wbuf = nil // do not pin a large frame's buffer

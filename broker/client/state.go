@@ -16,11 +16,16 @@ type SyncState struct {
 	Since uint64
 	// Held maps a chat id to the highest seq delivered.
 	Held map[uint64]uint64
+	// Transport is the transport of the last connection (TransportAuto
+	// before the first). With Options.Via TransportAuto the client tries
+	// it first, so an app on a network that blocks UDP, restarted with
+	// its saved state, does not wait for QUIC to fail again.
+	Transport Transport
 }
 
 // clone returns a deep copy, with a non-nil map.
 func (s SyncState) clone() SyncState {
-	out := SyncState{Since: s.Since, Held: make(map[uint64]uint64, len(s.Held))}
+	out := SyncState{Since: s.Since, Held: make(map[uint64]uint64, len(s.Held)), Transport: s.Transport}
 	maps.Copy(out.Held, s.Held)
 	return out
 }
@@ -28,14 +33,29 @@ func (s SyncState) clone() SyncState {
 // position is the client's live SyncState. The delivery goroutine is its
 // only writer; SyncState reads it from any goroutine.
 type position struct {
-	mu    sync.Mutex // guards the following
-	since uint64
-	held  map[uint64]uint64
+	mu        sync.Mutex // guards the following
+	since     uint64
+	held      map[uint64]uint64
+	transport Transport
 }
 
 // newPosition starts from s, which it takes over.
 func newPosition(s SyncState) *position {
-	return &position{since: s.Since, held: s.Held}
+	return &position{since: s.Since, held: s.Held, transport: s.Transport}
+}
+
+// lastTransport returns the transport of the last connection.
+func (p *position) lastTransport() Transport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.transport
+}
+
+// setTransport records the transport of a new connection.
+func (p *position) setTransport(t Transport) {
+	p.mu.Lock()
+	p.transport = t
+	p.mu.Unlock()
 }
 
 // get returns the highest seq delivered in chat.
@@ -72,5 +92,5 @@ func (p *position) setSince(v uint64) {
 func (p *position) snapshot() SyncState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return SyncState{Since: p.since, Held: maps.Clone(p.held)}
+	return SyncState{Since: p.since, Held: maps.Clone(p.held), Transport: p.transport}
 }

@@ -1,0 +1,159 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/client"
+)
+
+// blackhole is a UDP socket that reads and never answers, as a network
+// that drops UDP looks to a QUIC client; it counts the datagrams.
+type blackhole struct {
+	pc   net.PacketConn
+	seen atomic.Int64
+	done chan struct{}
+}
+
+// listenBlackhole binds addr's UDP port, or fails the test.
+func listenBlackhole(t *testing.T, addr string) *blackhole {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{pc: pc, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			b.seen.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		pc.Close()
+		<-b.done
+	})
+	return b
+}
+
+// A client on a network where nothing answers over UDP is connected over
+// TCP within 500 ms: it dials TCP 250 ms after QUIC, not after QUIC's
+// timeout.
+func TestFallbackToTCP(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{NoQUIC: true})
+	hole := listenBlackhole(t, n.Addr) // the node's port, over UDP
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	start := time.Now()
+	c, err := client.Dial(ctx, n.Addr, n.Token(t, 1, 1), client.Options{Fingerprint: n.Fingerprint, Logger: quiet, DialTimeout: 5 * time.Second})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Transport() != client.TransportTCP || took > 500*time.Millisecond || took < 250*time.Millisecond || hole.seen.Load() == 0 {
+		t.Fatalf("connected over %v after %v (%d datagrams to UDP); want TCP within [250, 500] ms after trying QUIC",
+			c.Transport(), took, hole.seen.Load())
+	}
+	if ev := waitFor(t, c, client.EventConnected); ev.Transport != client.TransportTCP {
+		t.Fatalf("EventConnected over %v", ev.Transport)
+	}
+	if s := c.SyncState(); s.Transport != client.TransportTCP {
+		t.Fatalf("SyncState().Transport = %v, want tcp", s.Transport)
+	}
+}
+
+// With both transports working, auto mode connects over QUIC.
+func TestAutoPrefersQUIC(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	if n.TCPAddr != n.Addr {
+		t.Skipf("the node's TCP port %s is not its QUIC port %s (taken)", n.TCPAddr, n.Addr)
+	}
+	// The default TCP address, the QUIC one's port; QUIC has all the
+	// time it needs to win.
+	c := dial(t, n, "", 1, 1, client.WithFallbackDelay(client.Options{}, waitLimit))
+	if ev := waitFor(t, c, client.EventConnected); c.Transport() != client.TransportQUIC || ev.Transport != client.TransportQUIC {
+		t.Fatalf("connected over %v (event: %v), want quic", c.Transport(), ev.Transport)
+	}
+	if s := c.SyncState(); s.Transport != client.TransportQUIC {
+		t.Fatalf("SyncState().Transport = %v, want quic", s.Transport)
+	}
+}
+
+// Auto mode tries first the transport that worked last: within a Client
+// across reconnections, and across restarts through SyncState.
+func TestAutoRemembers(t *testing.T) {
+	t.Run("reconnect", func(t *testing.T) {
+		n := brokertest.Start(t, brokertest.Options{NoQUIC: true})
+		hole := listenBlackhole(t, n.Addr)
+		// QUIC, tried first, gets a second to itself before TCP starts.
+		c := dial(t, n, "", 1, 1, client.WithFallbackDelay(client.Options{DialTimeout: 5 * time.Second}, time.Second))
+		waitFor(t, c, client.EventConnected)
+		before := hole.seen.Load()
+		if c.Transport() != client.TransportTCP || before == 0 {
+			t.Fatalf("connected over %v after %d datagrams to UDP; want tcp after trying quic", c.Transport(), before)
+		}
+		n.Restart(t)
+		waitFor(t, c, client.EventDisconnected)
+		ev := waitFor(t, c, client.EventConnected)
+		// TCP went first and won within its second: QUIC was never
+		// tried.
+		if ev.Transport != client.TransportTCP || hole.seen.Load() != before {
+			t.Fatalf("reconnected over %v after %d datagrams to UDP; want tcp, none", ev.Transport, hole.seen.Load()-before)
+		}
+	})
+	t.Run("state", func(t *testing.T) {
+		n := brokertest.Start(t, brokertest.Options{})
+		for _, last := range []client.Transport{client.TransportTCP, client.TransportQUIC} {
+			// Both work, and the first tried has all the time it needs.
+			o := client.WithFallbackDelay(client.Options{State: client.SyncState{Transport: last}, SendOnly: true}, waitLimit)
+			c := dial(t, n, "", 1, 1, o)
+			if c.Transport() != last {
+				t.Fatalf("saved state says %v: connected over %v", last, c.Transport())
+			}
+			c.Close()
+		}
+	})
+}
+
+// Over either transport, a client whose app has stopped reading still
+// gets its responses at once, while the node's pushes back up.
+func TestResponsesPassPushes(t *testing.T) {
+	eachTransport(t, func(t *testing.T, via client.Transport) {
+		n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{SendRate: 10000}})
+		alice := dial(t, n, "", 1, 1, client.Options{Via: via, EventBuffer: -1, PushBuffer: 4 << 10})
+		bob := dial(t, n, "", 2, 1, client.Options{Via: via, SendOnly: true})
+		chat := directChat(t, alice, bob)
+		for i := range 200 {
+			if _, err := bob.Send(ctxT(t), chat, fmt.Appendf(nil, "m%d %0100d", i+1, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Alice reads no event; her requests are answered.
+		for range 20 {
+			if _, err := alice.Latest(ctxT(t), chat, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := alice.Ping(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		// And once she reads, every message comes, in order, once.
+		ms := messages(t, alice, 200)
+		for i, m := range ms {
+			if m.Seq != uint64(i+1) {
+				t.Fatalf("message %d has seq %d", i, m.Seq)
+			}
+		}
+	})
+}
