@@ -33,10 +33,10 @@ const defaultServer = "127.0.0.1:7443"
 const tokenEnv = "GONETS_TOKEN"
 
 // defaultDialTimeout bounds one connection attempt of the client
-// commands: the QUIC handshake and Hello up to Welcome. QUIC runs over
-// UDP, so a port nothing listens on is not refused: it stays silent, and
-// this is how long the commands wait before saying so. A node that
-// answers at all takes a few round trips.
+// commands: the handshakes and Hello up to Welcome. QUIC runs over UDP,
+// so a port nothing listens on is not refused: it stays silent, and this
+// is how long the commands wait before saying so. A node that answers at
+// all takes a few round trips.
 const defaultDialTimeout = 2500 * time.Millisecond
 
 // clientNotes is the --help text of the client commands on certificates.
@@ -55,24 +55,29 @@ const clientNotes = `Certificates, the first that applies:
 type clientFlags struct {
 	fs          *flagSet
 	server      string
+	tcpServer   string
 	token       string
 	fingerprint string
 	ca          string
 	insecure    bool
 	data        string
 	dialTimeout time.Duration
+	transport   client.Transport
 }
 
 // addClientFlags defines the shared client flags on fs.
 func addClientFlags(fs *flagSet) *clientFlags {
 	f := &clientFlags{fs: fs}
-	fs.StringVar(&f.server, "server", defaultServer, "the node's QUIC `address`, host:port")
+	fs.StringVar(&f.server, "server", defaultServer, "the node's `address`, host:port: QUIC over UDP, and TLS over TCP on the same port")
+	fs.StringVar(&f.tcpServer, "tcp-server", "", "the node's TLS-over-TCP `address`, host:port, when not --server's")
 	fs.StringVar(&f.token, "token", "", "session `token` (default: $"+tokenEnv+")")
 	fs.StringVar(&f.fingerprint, "fingerprint", "", "accept only the node certificate with this SHA-256 `hex` fingerprint")
 	fs.StringVar(&f.ca, "ca", "", "verify the node's certificate against the system roots and the CA certificates in this PEM `file`")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip the node's certificate checks (tests only)")
 	fs.StringVar(&f.data, "data", defaultDataDir, "a local node's data `dir`ectory, whose self-signed certificate is accepted")
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", defaultDialTimeout, "how long a connection attempt waits for the node to answer")
+	fs.TextVar(&f.transport, "transport", client.TransportAuto,
+		"`auto` (QUIC, and TLS over TCP when QUIC has not connected within 250 ms), quic or tcp")
 	fs.notes = clientNotes
 	return f
 }
@@ -101,6 +106,7 @@ func (f *clientFlags) options(base client.Options) (client.Options, error) {
 		return base, errDialTimeout
 	}
 	base.DialTimeout = f.dialTimeout
+	base.Via, base.TCPAddr = f.transport, f.tcpServer
 	n := 0
 	for _, on := range []bool{f.insecure, f.fingerprint != "", f.ca != ""} {
 		if on {
@@ -250,16 +256,24 @@ func (e *certError) Error() string {
 func (e *certError) Unwrap() error { return e.err }
 
 // noAnswerError is a node address where nothing answered a connection
-// attempt.
+// attempt over the transports tried.
 type noAnswerError struct {
 	addr string
+	via  client.Transport
 	wait time.Duration
 }
 
 func (e *noAnswerError) Error() string {
-	return fmt.Sprintf("nothing answered at %s (QUIC over UDP) within %v: is a node running there? "+
+	over := "neither QUIC over UDP nor TLS over TCP"
+	switch e.via {
+	case client.TransportQUIC:
+		over = "QUIC over UDP"
+	case client.TransportTCP:
+		over = "TLS over TCP"
+	}
+	return fmt.Sprintf("nothing answered at %s (%s) within %v: is a node running there? "+
 		"Start one with `gonets serve`, or pass --server HOST:PORT of a running node (--dial-timeout waits longer)",
-		e.addr, e.wait)
+		e.addr, over, e.wait)
 }
 
 // localFingerprint returns the fingerprint of the certificate a node keeps
@@ -304,8 +318,10 @@ func (f *clientFlags) dial(ctx context.Context, base client.Options) (*client.Cl
 		return c, nil
 	case errors.As(err, &ce):
 		return nil, ce
+	case errors.Is(err, client.ErrProtocol):
+		return nil, err // something answered that does not speak gonets/1
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &hte), errors.As(err, &ite), errors.Is(err, syscall.ECONNREFUSED):
-		return nil, &noAnswerError{addr: f.server, wait: wait.Round(100 * time.Millisecond)}
+		return nil, &noAnswerError{addr: f.server, via: o.Via, wait: wait.Round(100 * time.Millisecond)}
 	}
 	return nil, err
 }

@@ -74,7 +74,7 @@ func run(args ...string) (code int, stdout, stderr string) {
 
 // clientArgs are the flags that reach node n with token tok.
 func clientArgs(n *brokertest.Node, tok string) []string {
-	return []string{"--server", n.Addr, "--token", tok, "--fingerprint", n.Fingerprint}
+	return []string{"--server", n.Addr, "--tcp-server", n.TCPAddr, "--token", tok, "--fingerprint", n.Fingerprint}
 }
 
 func TestClientFlags(t *testing.T) {
@@ -115,6 +115,7 @@ func TestClientFlags(t *testing.T) {
 	f(2, "usage: gonets send", "send", "hello")
 	f(2, "usage: gonets tail", "tail", "--all", "--since", "3")
 	f(2, "usage: gonets tail", "tail", "extra")
+	f(2, `transport "udp" is not auto, quic or tcp`, "send", "--transport", "udp", "--chat", "1", "hi")
 }
 
 func TestLocalFingerprint(t *testing.T) {
@@ -156,17 +157,24 @@ func TestNoNode(t *testing.T) {
 	}
 	addr := pc.LocalAddr().String()
 	pc.Close()
-	for _, tc := range []struct{ cmd, rest []string }{
-		{[]string{"chat", "create"}, []string{"--kind", "group", "--member", "2"}},
-		{[]string{"send"}, []string{"--chat", "1", "hello"}},
-		{[]string{"tail"}, nil},
+	// Over TCP the port is refused (or, were it taken meanwhile, would
+	// not speak TLS): either way nothing answers.
+	for _, tc := range []struct {
+		cmd, rest []string
+		over      string
+	}{
+		{[]string{"chat", "create"}, []string{"--kind", "group", "--member", "2"}, "neither QUIC over UDP nor TLS over TCP"},
+		{[]string{"send"}, []string{"--chat", "1", "hello"}, "neither QUIC over UDP nor TLS over TCP"},
+		{[]string{"tail"}, nil, "neither QUIC over UDP nor TLS over TCP"},
+		{[]string{"send"}, []string{"--transport", "quic", "--chat", "1", "hello"}, "QUIC over UDP"},
+		{[]string{"tail"}, []string{"--transport", "tcp"}, "TLS over TCP"},
 	} {
 		args := append(append(tc.cmd, "--server", addr, "--token", "T"), tc.rest...)
-		t.Run(args[0], func(t *testing.T) {
+		t.Run(strings.Join(args[:len(tc.cmd)], "_")+"_"+tc.over, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
 			code, out, errOut := run(args...)
-			if code != 1 || out != "" || !strings.Contains(errOut, "nothing answered at "+addr+" (QUIC over UDP) within 2.5s") || !strings.Contains(errOut, "gonets serve") {
+			if code != 1 || out != "" || !strings.Contains(errOut, "nothing answered at "+addr+" ("+tc.over+") within 2.5s") || !strings.Contains(errOut, "gonets serve") {
 				t.Fatalf("gonets %q with no node: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 			}
 			// The bound is --dial-timeout; this only catches a wait for

@@ -143,3 +143,35 @@ func TestTailStopsOnSignal(t *testing.T) {
 		t.Fatalf("tail after SIGINT: exit %d: %s", code, r.err.String())
 	}
 }
+
+// The client commands take --transport: each works over QUIC and over
+// TCP, and auto falls back to TCP when nothing answers over UDP.
+func TestClientTransports(t *testing.T) {
+	checkClientLeaks(t)
+	f := func(n *brokertest.Node, transport, want string) {
+		t.Helper()
+		alice, bob := n.Token(t, 1, 1), n.Token(t, 2, 1)
+		with := func(tok string, args ...string) []string {
+			return append(append(clientArgs(n, tok), "--transport", transport), args...)
+		}
+		code, out, errOut := run(append([]string{"chat", "create"}, with(alice, "--kind", "direct", "--member", "2")...)...)
+		if code != 0 {
+			t.Fatalf("chat create --transport %s: exit %d: %s", transport, code, errOut)
+		}
+		chat := strings.TrimSpace(out)
+		if code, _, errOut := run(append([]string{"send"}, with(alice, "--chat", chat, "m1")...)...); code != 0 {
+			t.Fatalf("send --transport %s: exit %d: %s", transport, code, errOut)
+		}
+		r := startTail(t, with(bob, "--all", "--count", "1")...)
+		if code := r.exit(t); code != 0 {
+			t.Fatalf("tail --transport %s: exit %d: %s", transport, code, r.err.String())
+		}
+		if ls := r.lines(t); len(ls) != 1 || ls[0].Text != "m1" || !strings.Contains(r.err.String(), " over "+want+" as user 2") {
+			t.Fatalf("tail --transport %s: %+v, stderr %q; want m1, connected over %s", transport, ls, r.err.String(), want)
+		}
+	}
+	n := brokertest.Start(t, brokertest.Options{})
+	f(n, "quic", "quic")
+	f(brokertest.Start(t, brokertest.Options{}), "tcp", "tcp")
+	f(brokertest.Start(t, brokertest.Options{NoQUIC: true}), "auto", "tcp")
+}
