@@ -414,7 +414,7 @@ func measure(ctx context.Context, cfg Config, t *target, parts []part, begin tim
 	}
 	all.fill(res, d.Seconds())
 	res.Timeline = append(res.Timeline, timeline...)
-	spent.totals(res)
+	spent.totals(res, res.Generator)
 	spent.per(res, "message", all.Accepted)
 	spent.per(res, "delivery", all.Arrived)
 	return nil

@@ -326,6 +326,9 @@ func (r *resultView) cost(t *testing.T, fanout, sessions int) {
 	// deliveries goes to another session: at least one datagram each.
 	r.atLeast(t, "node_packets_in_per_message", 0.9)
 	r.atLeast(t, "node_packets_out_per_message", 0.9*float64(fanout))
+	if v, ok := m["other_cpu_percent"]; !ok || v < 0 {
+		t.Errorf("other_cpu_percent = %v (present %v)", v, ok)
+	}
 	r.idle(t, sessions)
 }
 

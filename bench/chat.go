@@ -109,6 +109,7 @@ func runChat(ctx context.Context, cfg Config, t *target, parts []part, res *resu
 	res.Seconds, res.Sent, res.Expected, res.Delivered, res.DeliveredRatio, res.Rate = best.Seconds, best.Sent, best.Expected, best.Delivered, best.DeliveredRatio, best.Rate
 	res.Latency, res.Ack, res.Histogram, res.Timeline, res.Node, res.Generator = best.Latency, best.Ack, best.Histogram, best.Timeline, best.Node, best.Generator
 	maps.Copy(res.Metrics, best.Metrics) // the reported step's cost
+	res.Notes = append(res.Notes, best.Notes...)
 	res.Met = res.Rate >= chatGoal
 	return ctx.Err()
 }

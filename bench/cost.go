@@ -50,6 +50,8 @@ type costMeter struct {
 	from     datagrams
 	drops    int64 // the node socket's, at the start
 	start    time.Time
+	// busy and steal are the machine's, at the start (machineCPU).
+	busy, steal time.Duration
 }
 
 // startCost starts measuring the node t with the generator's counts.
@@ -64,6 +66,7 @@ func startCost(ctx context.Context, t *target, cpus string, count counter) (*cos
 	}
 	var err error
 	m.from, err = count(ctx)
+	m.busy, m.steal, _ = machineCPU()
 	m.start = time.Now()
 	return m, err
 }
@@ -85,6 +88,9 @@ func (m *costMeter) read(ctx context.Context) (*cost, error) {
 		c.Node = m.node.read()
 		c.NodeDrops = udpDrops(m.nodePort) - m.drops
 	}
+	if busy, steal, err := machineCPU(); err == nil && m.busy > 0 {
+		c.MachineBusy, c.Steal = (busy - m.busy).Seconds(), (steal - m.steal).Seconds()
+	}
 	return c, nil
 }
 
@@ -99,6 +105,9 @@ type cost struct {
 	In, Out                   int64
 	GeneratorDrops, NodeDrops int64
 	Sessions                  int
+	// MachineBusy is the CPU the whole machine used (seconds, all
+	// cores), Steal what the hypervisor took from it.
+	MachineBusy, Steal float64
 }
 
 // cpuMicros is the node's CPU over the window in µs, or NaN when it was
@@ -125,13 +134,25 @@ func (c *cost) per(res *result.Result, unit string, n int64) {
 	res.Metrics["node_packets_out_per_"+unit] = float64(c.Out) / float64(n)
 }
 
-// totals sets the window's datagram counts and drops.
-func (c *cost) totals(res *result.Result) {
+// totals sets the window's datagram counts and drops, and, with the
+// generator's own CPU over the window (nil if unknown), the CPU that the
+// rest of the machine took meanwhile, as the NATS peer reports it
+// (other_cpu_percent, steal_percent; 100 is one core), with a note when
+// it was enough to disturb the figures.
+func (c *cost) totals(res *result.Result, gen *result.Process) {
 	res.Metrics["node_packets_in"] = float64(c.In)
 	res.Metrics["node_packets_out"] = float64(c.Out)
 	res.Metrics["generator_socket_drops"] = float64(c.GeneratorDrops)
-	if c.Node != nil {
-		res.Metrics["node_socket_drops"] = float64(c.NodeDrops)
+	if c.Node == nil || gen == nil || c.MachineBusy == 0 || c.Seconds <= 0 {
+		return
+	}
+	res.Metrics["node_socket_drops"] = float64(c.NodeDrops)
+	other := max(0, 100*(c.MachineBusy-c.Node.CPUSeconds-gen.CPUSeconds)/c.Seconds)
+	steal := 100 * c.Steal / c.Seconds
+	res.Metrics["other_cpu_percent"] = other
+	res.Metrics["steal_percent"] = steal
+	if other >= 10 || steal >= 10 {
+		res.Notes = append(res.Notes, fmt.Sprintf("while this was measured, other processes used %.0f%% CPU and the hypervisor stole %.0f%% (100 = one core): the figures are disturbed; run again on a quiet machine", other, steal))
 	}
 }
 

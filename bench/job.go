@@ -63,15 +63,15 @@ type request struct {
 // The requests, each answering with one reply; they map onto part's
 // methods.
 const (
-	opSetup    = "setup"     // dial the job's sessions and make its chats
-	opLoad     = "load"      // part.load
-	opTick     = "tick"      // part.tick: reply.Second
-	opStop     = "stop"      // part.stop
-	opFinish   = "finish"    // part.finish
-	opCounts   = "counts"    // part.counts: reply.Delivered, reply.Expected
-	opSnapshot = "snapshot"  // part.snapshot: reply.Tally
-	opDatagram = "datagrams" // part.datagrams: reply.Datagrams
-	opQuit     = "quit"      // close the sessions and end
+	opSetup     = "setup"     // dial the job's sessions and make its chats
+	opLoad      = "load"      // part.load
+	opTick      = "tick"      // part.tick: reply.Second
+	opStop      = "stop"      // part.stop
+	opFinish    = "finish"    // part.finish
+	opCounts    = "counts"    // part.counts: reply.Delivered, reply.Expected
+	opSnapshot  = "snapshot"  // part.snapshot: reply.Tally
+	opDatagrams = "datagrams" // part.datagrams: reply.Datagrams
+	opQuit      = "quit"      // close the sessions and end
 )
 
 // reply is one line from the worker.
@@ -190,7 +190,7 @@ func serve(ctx context.Context, p **localPart, req request) (rep reply, quit boo
 		var t tally
 		t, err = part.snapshot(ctx)
 		rep.Tally = &t
-	case opDatagram:
+	case opDatagrams:
 		var d datagrams
 		d, err = part.datagrams(ctx)
 		rep.Datagrams = &d

@@ -308,3 +308,26 @@ func (c *cpuTicker) live(delivered float64) string {
 	}
 	return s
 }
+
+// machineCPU returns the whole machine's busy time (user, nice and
+// system over all CPUs) and the time the hypervisor stole, from
+// /proc/stat.
+func machineCPU() (busy, steal time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("bench: /proc/stat: unexpected first line %q", line)
+	}
+	var v [8]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("bench: /proc/stat: %w", err)
+		}
+	}
+	tick := time.Second / clockTicks
+	return time.Duration(v[0]+v[1]+v[2]) * tick, time.Duration(v[7]) * tick, nil
+}

@@ -135,7 +135,7 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	res.Node = spent.Node
 	res.Generator = gen.read()
 	total := int64(cfg.Messages * cfg.Rounds)
-	spent.totals(res)
+	spent.totals(res, res.Generator)
 	spent.per(res, "message", total)
 	spent.per(res, "delivery", total)
 	slices.Sort(times)

@@ -223,7 +223,7 @@ func (w *worker) snapshot(ctx context.Context) (tally, error) {
 }
 
 func (w *worker) datagrams(ctx context.Context) (datagrams, error) {
-	rep, err := w.call(ctx, request{Op: opDatagram}, callTimeout)
+	rep, err := w.call(ctx, request{Op: opDatagrams}, callTimeout)
 	if err == nil && rep.Datagrams == nil {
 		err = fmt.Errorf("bench: worker %d: no datagram counts in the reply", w.n)
 	}

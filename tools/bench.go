@@ -210,18 +210,18 @@ func printTable(w io.Writer, runs []result.Result) {
 	}
 }
 
-// cost is a run's cost figures, formatted for the table ("-" where the
+// costCells are a run's cost figures, formatted for the table ("-" where the
 // run has none).
-type cost struct{ perMessage, perDelivery, packets, idle string }
+type costCells struct{ perMessage, perDelivery, packets, idle string }
 
-func costOf(m map[string]float64) cost {
+func costOf(m map[string]float64) costCells {
 	f := func(k, format string) string {
 		if v, ok := m[k]; ok {
 			return fmt.Sprintf(format, v)
 		}
 		return "-"
 	}
-	c := cost{perMessage: f("node_cpu_us_per_message", "%.0f"), perDelivery: f("node_cpu_us_per_delivery", "%.1f"),
+	c := costCells{perMessage: f("node_cpu_us_per_message", "%.0f"), perDelivery: f("node_cpu_us_per_delivery", "%.1f"),
 		idle: f("node_idle_cpu_pct_per_1000_sessions", "%.2f%%"), packets: "-"}
 	in, ok1 := m["node_packets_in_per_message"]
 	out, ok2 := m["node_packets_out_per_message"]
