@@ -35,7 +35,7 @@ if [ "${1:-}" = cost ]; then
 	cost chat-1k chat --users 1000 --rate 4000
 	cost chat-10k chat --users 10000 --rate 2000
 	cost group group --groups 20 --members 50 --rate 400
-	cost channel channel --subscribers 10000 --rate 2
+	cost channel channel --subscribers 1000 --rate 10
 	exit
 fi
 scenarios=("$@")
