@@ -14,6 +14,9 @@ import (
 	"github.com/gonets/gonets/storage"
 )
 
+// work is the context of requests' store work: it is not cancelled.
+var work = context.Background()
+
 // Request limits.
 const (
 	defaultHistory = 100
@@ -43,23 +46,27 @@ func (e *rateLimitError) Error() string {
 func (e *rateLimitError) Unwrap() error { return ErrRateLimited }
 
 // handle runs one request and returns its response: nil for a signal
-// that has none.
-func (s *Session) handle(ctx context.Context, f *wire.Frame) (*wire.Frame, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.b.opts.RequestTimeout)
-	defer cancel()
+// that has none. Plain sends, the hot path, go to send instead.
+//
+// Store work is never abandoned: a send or a membership change the store
+// has taken completes whatever the client does next, so the index and the
+// chat's publish order follow what committed; a failed store answers at
+// once. Requests therefore run on a context of their own (work).
+func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
+	ctx := work
 	switch body := f.Body.(type) {
-	case *wire.Frame_Send:
+	case *wire.Frame_Send: // one ParseSend declined (unknown fields, say)
 		m := body.Send
-		return s.appendOne(ctx, storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: msgKind(m.Kind), Body: m.Body}, true)
+		return s.appendAck(storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: msgKind(m.Kind), Body: m.Body}, true)
 	case *wire.Frame_Edit:
 		m := body.Edit
-		return s.appendOne(ctx, storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgEdit, Target: m.Target, Body: m.Body}, false)
+		return s.appendAck(storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgEdit, Target: m.Target, Body: m.Body}, false)
 	case *wire.Frame_Delete:
 		m := body.Delete
-		return s.appendOne(ctx, storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgDelete, Target: m.Target}, false)
+		return s.appendAck(storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgDelete, Target: m.Target}, false)
 	case *wire.Frame_React:
 		m := body.React
-		return s.appendOne(ctx, storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgReaction, Target: m.Target, Body: []byte(m.Emoji)}, false)
+		return s.appendAck(storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgId, Kind: storage.MsgReaction, Target: m.Target, Body: []byte(m.Emoji)}, false)
 	case *wire.Frame_Sync:
 		return s.sync(body.Sync)
 	case *wire.Frame_History:
@@ -82,6 +89,31 @@ func (s *Session) handle(ctx context.Context, f *wire.Frame) (*wire.Frame, error
 		return s.reauth(body.Auth)
 	}
 	return nil, fmt.Errorf("%w: %T is not a request", ErrBadRequest, f.Body)
+}
+
+// send handles a Send, the hot path: the ack is encoded straight into the
+// response buffer, with no frame structs.
+func (s *Session) send(id uint64, m *wire.SendView) error {
+	s.b.m.requests.Inc()
+	ack, err := s.appendOne(work, storage.Message{Chat: storage.ChatID(m.Chat), ClientMsgID: m.ClientMsgID, Kind: msgKind(m.Kind), Body: m.Body}, true)
+	if err != nil {
+		s.b.m.requestErrors.Inc()
+		return s.respond(id, &wire.Frame{Body: &wire.Frame_Error{Error: s.b.clientError(err)}})
+	}
+	bp := getBuf()
+	*bp = wire.AppendAck((*bp)[:0], id, uint64(m.Chat), ack.Seq, ack.Time, ack.Duplicate)
+	err = s.writeResponse(*bp)
+	putBuf(bp)
+	return err
+}
+
+// appendAck appends m and returns its Ack.
+func (s *Session) appendAck(m storage.Message, post bool) (*wire.Frame, error) {
+	ack, err := s.appendOne(work, m, post)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Frame{Body: &wire.Frame_Ack{Ack: &wire.Ack{Chat: uint64(m.Chat), Seq: ack.Seq, TimeUs: ack.Time, Duplicate: ack.Duplicate}}}, nil
 }
 
 func done() *wire.Frame { return &wire.Frame{Body: &wire.Frame_Done{Done: &wire.Done{}}} }
@@ -169,25 +201,25 @@ func (s *Session) spendN(n int) error {
 
 // appendOne appends m as the session's user and device, answers with the
 // ack, and publishes the record to the chat's other sessions.
-func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (*wire.Frame, error) {
+func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (storage.Ack, error) {
 	if m.Chat == 0 {
-		return nil, fmt.Errorf("%w: chat 0", ErrBadRequest)
+		return storage.Ack{}, fmt.Errorf("%w: chat 0", ErrBadRequest)
 	}
 	// Pinned from before the access check until the publish, so that the
 	// entry waiting for this seq is the one it is published to.
 	e := s.b.chats.pin(m.Chat)
 	defer s.b.unpin(e)
 	if _, err := s.accessEntry(e, post); err != nil {
-		return nil, err
+		return storage.Ack{}, err
 	}
 	if err := s.spend(); err != nil {
-		return nil, err
+		return storage.Ack{}, err
 	}
 	m.Sender, m.Device = s.user, s.device
 	// The store answers every append it takes, committed or not; the
 	// request's deadline must not abandon one whose seq is then published
 	// by nobody, which would hold the chat's later pushes back.
-	acks, err := s.b.st.Append(context.WithoutCancel(ctx), []storage.Message{m})
+	ack, err := s.b.st.AppendOne(ctx, m)
 	if errors.Is(err, storage.ErrFailed) {
 		// The append may have taken a seq in a batch that failed, which
 		// nobody will publish, and its record may yet come back from the
@@ -195,23 +227,24 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 		e.restartOrder()
 	}
 	if err != nil {
-		return nil, err
+		return storage.Ack{}, err
 	}
-	ack := acks[0]
 	if errors.Is(ack.Err, storage.ErrNotMember) {
 		s.b.memberLeft(m.Chat, s.user) // the store knows better than the index
 	}
 	if ack.Err != nil {
-		return nil, ack.Err
+		return storage.Ack{}, ack.Err
 	}
 	if !ack.Duplicate {
 		s.b.m.messages.Inc()
-		msg := &wire.Message{
+		msg := wire.NewMessage{
 			Chat: uint64(m.Chat), Seq: ack.Seq, Sender: uint64(m.Sender), Device: uint64(m.Device),
-			ClientMsgId: m.ClientMsgID, Kind: wire.MsgKind(m.Kind), TimeUs: ack.Time, Target: m.Target, Body: m.Body,
+			ClientMsgID: m.ClientMsgID, Kind: wire.MsgKind(m.Kind), TimeUs: ack.Time, Target: m.Target, Body: m.Body,
 		}
-		p, err := s.encodePush(&wire.Frame{Body: &wire.Frame_Deliver{Deliver: &wire.Deliver{Message: msg}}})
+		p := NewPayload()
+		p.B, err = wire.AppendDeliver(p.B, &msg, s.b.opts.MaxFrameBytes)
 		if err != nil {
+			p.Release()
 			// New checks that a Deliver of the largest body fits a frame;
 			// should one not, its seq is skipped, not waited for.
 			s.b.log.Error("broker: deliver not encodable", "chat", m.Chat, "seq", ack.Seq, "err", err)
@@ -222,7 +255,7 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 			p.Release()
 		}
 	}
-	return &wire.Frame{Body: &wire.Frame_Ack{Ack: &wire.Ack{Chat: uint64(m.Chat), Seq: ack.Seq, TimeUs: ack.Time, Duplicate: ack.Duplicate}}}, nil
+	return ack, nil
 }
 
 // sync lists the user's dialogs changed since a sync point. A sync that
@@ -341,7 +374,7 @@ func (s *Session) receipt(ctx context.Context, req *wire.Receipt) (*wire.Frame, 
 	if err != nil {
 		return nil, err
 	}
-	after, err := s.b.st.SetMarkers(context.WithoutCancel(ctx), chat, s.user, req.Delivered, req.Read)
+	after, err := s.b.st.SetMarkers(ctx, chat, s.user, req.Delivered, req.Read)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +467,7 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 	}
 	// The store checks every user's room for one more chat, and the
 	// change completes or fails as one, whatever the client does next.
-	c, err := s.b.st.CreateChat(context.WithoutCancel(ctx), storage.ChatSpec{Kind: kind, Creator: s.user, Members: members, Title: req.Title})
+	c, err := s.b.st.CreateChat(ctx, storage.ChatSpec{Kind: kind, Creator: s.user, Members: members, Title: req.Title})
 	existed := false
 	switch {
 	case errors.Is(err, storage.ErrChatExists) && kind == storage.ChatDirect:
@@ -502,7 +535,7 @@ func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.F
 	if c.Kind == storage.ChatChannel {
 		role = storage.RoleSubscriber
 	}
-	added, err := s.b.st.AddMembers(context.WithoutCancel(ctx), chat, users, role)
+	added, err := s.b.st.AddMembers(ctx, chat, users, role)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +575,7 @@ func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user st
 			return nil, fmt.Errorf("%w: removing a %v takes a higher role than %v", ErrForbidden, them.Role, me.Role)
 		}
 	}
-	err = s.b.st.RemoveMember(context.WithoutCancel(ctx), chat, user)
+	err = s.b.st.RemoveMember(ctx, chat, user)
 	if err == nil || errors.Is(err, storage.ErrNotMember) {
 		s.b.memberLeft(chat, user)
 	}

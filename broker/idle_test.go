@@ -105,13 +105,13 @@ type idleStats struct{ heap, goroutines, ours, sessions int }
 
 // idleNode is the parent's handle on the child node.
 type idleNode struct {
-	cmd  *exec.Cmd
-	in   *bufio.Writer
-	out  *bufio.Scanner
+	cmd     *exec.Cmd
+	in      *bufio.Writer
+	out     *bufio.Scanner
 	addr    string
 	tcpAddr string
 	key     ed25519.PrivateKey
-	tls  *tls.Config
+	tls     *tls.Config
 }
 
 func startIdleNode(tb testing.TB) *idleNode { return startIdleNodeIn(tb, tb.TempDir()) }

@@ -47,8 +47,6 @@ type Options struct {
 	// a session whose responses or pushes have not moved for this long
 	// is closed, the reason counted. Default: 10 s.
 	WriteTimeout time.Duration
-	// RequestTimeout bounds one request's store work. Default: 10 s.
-	RequestTimeout time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics is the set the broker registers its metrics in. Default: a
@@ -81,9 +79,6 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.HelloTimeout == 0 {
 		o.HelloTimeout = 10 * time.Second
 	}
-	if o.RequestTimeout == 0 {
-		o.RequestTimeout = 10 * time.Second
-	}
 	if o.MaxUnauthenticated == 0 {
 		o.MaxUnauthenticated = 1024
 	}
@@ -114,7 +109,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
-	check(o.HelloTimeout > 0 && o.RequestTimeout > 0 && o.WriteTimeout > 0, "timeouts must be positive")
+	check(o.HelloTimeout > 0 && o.WriteTimeout > 0, "timeouts must be positive")
 	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
 	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,
 		"MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)

@@ -208,8 +208,18 @@ func (b *Broker) endSession(s *Session) {
 func (s *Session) readLoop(ctx context.Context, r *wire.Reader) error {
 	var f wire.Frame
 	for {
-		err := r.Read(&f)
-		r.Release() // an idle session holds no frame buffer
+		p, err := r.Next()
+		var send wire.SendView
+		isSend := false
+		if err == nil {
+			// A plain Send, the hot path, is read in place; the rest decoded.
+			if f.Id, send, isSend = wire.ParseSend(p); !isSend {
+				err = wire.Decode(p, &f)
+			}
+		}
+		if !isSend {
+			r.Release() // an idle session holds no frame buffer
+		}
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil
@@ -220,16 +230,26 @@ func (s *Session) readLoop(ctx context.Context, r *wire.Reader) error {
 		case err != nil:
 			return err // the connection failed or was closed
 		case f.Id == 0:
+			r.Release()
 			s.b.m.badFrames.Inc()
 			s.reason.CompareAndSwap(int32(closeClient), int32(closeBadFrame))
 			return s.reject(0, fmt.Errorf("%w: a request needs an id above 0", wire.ErrBadFrame))
 		}
 		if s.b.opts.Now().UnixMicro() > s.expires.Load() {
+			r.Release()
 			s.reason.CompareAndSwap(int32(closeClient), int32(closeTokenExpired))
 			return s.reject(f.Id, fmt.Errorf("session: %w; renew it with Auth before it runs out", token.ErrExpired))
 		}
+		if isSend {
+			err := s.send(f.Id, &send) // send.Body is in r's buffer until here
+			r.Release()
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		s.b.m.requests.Inc()
-		resp, err := s.handle(ctx, &f)
+		resp, err := s.handle(&f)
 		if err != nil {
 			s.b.m.requestErrors.Inc()
 			resp = &wire.Frame{Body: &wire.Frame_Error{Error: s.b.clientError(err)}}

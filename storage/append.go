@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -46,6 +47,31 @@ type Ack struct {
 // rejects the whole call and writes nothing; rejections that depend on the
 // store's state are per message. Concurrent calls share group commits.
 func (s *Store) Append(ctx context.Context, msgs []Message) ([]Ack, error) {
+	op, err := s.appendOp(ctx, msgs)
+	if op == nil {
+		return nil, err
+	}
+	acks := slices.Clone(op.acks)
+	op.release()
+	return acks, nil
+}
+
+// AppendOne is Append of one message, returning its Ack.
+func (s *Store) AppendOne(ctx context.Context, m Message) (Ack, error) {
+	one := [1]Message{m}
+	op, err := s.appendOp(ctx, one[:])
+	if op == nil {
+		return Ack{}, err
+	}
+	ack := op.acks[0]
+	op.release()
+	return ack, nil
+}
+
+// appendOp validates msgs, encodes their bodies and waits for the group
+// commit that holds them. It returns the done op, for the caller to read
+// its acks and release, or nil and why not.
+func (s *Store) appendOp(ctx context.Context, msgs []Message) (*appendOp, error) {
 	size := 0
 	for i := range msgs {
 		if err := s.validate(&msgs[i]); err != nil {
@@ -61,7 +87,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]Ack, error) {
 	}
 	op := appendOpPool.Get().(*appendOp)
 	op.msgs = append(op.msgs[:0], msgs...) // the committer never touches the caller's slice
-	op.acks = make([]Ack, len(msgs))
+	op.acks = append(op.acks[:0], make([]Ack, len(msgs))...)
 	for i := range msgs {
 		var codec byte
 		op.buf, codec = s.codec.appendEncoded(op.buf, msgs[i].Body)
@@ -75,9 +101,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message) ([]Ack, error) {
 		}
 		return nil, err
 	}
-	acks := op.acks
-	op.release()
-	return acks, nil
+	return op, nil
 }
 
 // validate checks what can be checked without the store's state.
@@ -137,7 +161,8 @@ var appendOpPool = sync.Pool{New: func() any { return new(appendOp) }}
 
 func (op *appendOp) release() {
 	clear(op.msgs) // drop the references to the caller's bodies
-	op.msgs, op.acks = op.msgs[:0], nil
+	clear(op.acks)
+	op.msgs, op.acks = op.msgs[:0], op.acks[:0]
 	op.buf, op.ends, op.codecs = op.buf[:0], op.ends[:0], op.codecs[:0]
 	if cap(op.buf) > 1<<20 {
 		op.buf = nil

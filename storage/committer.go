@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,11 +21,22 @@ type op interface {
 }
 
 // request carries an op from a caller to the committer and back.
+// Requests are pooled: done is buffered and answered with a send, so that
+// one request serves many ops.
 type request struct {
 	op   op
-	size int   // body bytes, for batch and queue caps
-	err  error // the batch's failure, if any
-	done chan struct{}
+	size int           // body bytes, for batch and queue caps
+	err  error         // the batch's failure, if any
+	done chan struct{} // answered once per op, buffered
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// answer hands the op's outcome back; the committer does not touch r
+// afterwards.
+func (r *request) answer(err error) {
+	r.err = err
+	r.done <- struct{}{}
 }
 
 // submit queues op and waits until the batch holding it is durable (or
@@ -43,15 +55,21 @@ func (s *Store) submitOwned(ctx context.Context, o op, size int) (abandoned bool
 	if err := s.usable(); err != nil {
 		return false, err
 	}
-	r := &request{op: o, size: size, done: make(chan struct{})}
+	r := requestPool.Get().(*request)
+	r.op, r.size = o, size
 	if err := s.q.put(ctx, r); err != nil {
+		r.op = nil
+		requestPool.Put(r)
 		return false, err
 	}
 	select {
 	case <-r.done:
-		return false, r.err
+		err := r.err
+		r.op, r.err = nil, nil
+		requestPool.Put(r)
+		return false, err
 	case <-ctx.Done():
-		return true, ctx.Err()
+		return true, ctx.Err() // the committer still answers r; it is not reused
 	}
 }
 
@@ -154,9 +172,14 @@ type flightHead struct {
 // only answers what is queued.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
-	bc := &batchCtx{dedupe: make(map[dedupeID]Ack), staged: make(map[string][]byte)}
+	// key and val are scratch for the batch's keys and small values:
+	// sized so that building one never allocates (the longest key, a
+	// dedupe entry's, is 35 bytes).
+	bc := &batchCtx{dedupe: make(map[dedupeID]Ack), staged: make(map[string][]byte),
+		key: make([]byte, 0, 64), val: make([]byte, 0, 256)}
 	var reqs []*request
 	var bo backoff
+	var f flight // one commit at a time: reused
 	for {
 		if s.failure() != nil && !s.stopping() {
 			s.recoverLoop(&bo)
@@ -169,10 +192,11 @@ func (s *Store) commitLoop() {
 		if len(reqs) == 0 {
 			continue // woken by a failure
 		}
-		f := &flight{reqs: reqs, start: time.Now()}
-		s.build(bc, f)
-		s.finish(f)
+		f = flight{reqs: reqs, start: time.Now(), heads: f.heads[:0]}
+		s.build(bc, &f)
+		s.finish(&f)
 		clear(reqs)
+		clear(f.heads)
 		// After a failure Pebble may hold a failed batch: a chat reloaded
 		// from it would show what was never durable, so keep every state.
 		if s.failure() == nil {
@@ -268,8 +292,7 @@ func (s *Store) finish(f *flight) {
 		f.snap.Close()
 	}
 	for _, r := range f.reqs {
-		r.err = err
-		close(r.done)
+		r.answer(err)
 	}
 }
 

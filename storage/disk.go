@@ -159,7 +159,8 @@ type walFile struct {
 
 func (f *walFile) note(err error) error {
 	if err != nil {
-		f.failed.CompareAndSwap(nil, &err)
+		e := err // a copy, so that only a failure allocates
+		f.failed.CompareAndSwap(nil, &e)
 	}
 	return err
 }

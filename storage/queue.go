@@ -122,8 +122,7 @@ func (q *queue) failQueued(err error) {
 	}
 	q.mu.Unlock()
 	for _, r := range reqs {
-		r.err = err
-		close(r.done)
+		r.answer(err)
 	}
 }
 

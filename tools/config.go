@@ -117,7 +117,6 @@ type brokerConfig struct {
 	SendBurst          int      `toml:"send_burst"`
 	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
 	HelloTimeout       duration `toml:"hello_timeout"`
-	RequestTimeout     duration `toml:"request_timeout"`
 	WriteTimeout       duration `toml:"write_timeout"`
 	// MaxUnauthenticated and MaxUnauthenticatedPerAddr bound the
 	// connections that have not yet authenticated.
@@ -403,7 +402,6 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		SendBurst:                 b.SendBurst,
 		MaxSessionsPerUser:        b.MaxSessionsPerUser,
 		HelloTimeout:              time.Duration(b.HelloTimeout),
-		RequestTimeout:            time.Duration(b.RequestTimeout),
 		WriteTimeout:              time.Duration(b.WriteTimeout),
 		MaxUnauthenticated:        b.MaxUnauthenticated,
 		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -75,8 +76,18 @@ func Decode(payload []byte, f *Frame) error {
 type Reader struct {
 	r   io.Reader
 	max int
-	buf []byte
+	buf *[]byte // from bufPool while a frame is held; nil after Release
+	hdr [headerBytes]byte
 }
+
+// bufPool recycles frame buffers between Readers, so that releasing a
+// Reader's buffer after every frame (an idle stream holds none) costs no
+// allocation for the next.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, growStep); return &b }}
+
+// maxPooledBuf caps the buffers bufPool keeps; larger ones go to the
+// garbage collector, so that one large frame does not pin its buffer.
+const maxPooledBuf = 64 << 10
 
 // NewReader returns a Reader of frames up to max bytes (0 means
 // DefaultMaxFrameBytes) from r.
@@ -90,14 +101,14 @@ func NewReader(r io.Reader, max int) *Reader {
 // Next returns the next frame's payload, valid until the next call. At a
 // clean end of stream it returns io.EOF; inside a frame, ErrTruncated.
 func (r *Reader) Next() ([]byte, error) {
-	var hdr [headerBytes]byte
-	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+	hdr := r.hdr[:]
+	if _, err := io.ReadFull(r.r, hdr); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, ErrTruncated
 		}
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
 	switch {
 	case n == 0:
 		return nil, fmt.Errorf("%w: empty", ErrBadFrame)
@@ -106,22 +117,27 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 	// The buffer grows as bytes arrive, not as the header claims, so a
 	// peer that announces a large frame and sends nothing costs little.
-	r.buf = r.buf[:0]
-	for len(r.buf) < int(n) {
-		if len(r.buf) == cap(r.buf) {
-			r.buf = slices.Grow(r.buf, min(int(n)-len(r.buf), max(cap(r.buf), growStep)))
+	if r.buf == nil {
+		r.buf = bufPool.Get().(*[]byte)
+	}
+	buf := (*r.buf)[:0]
+	for len(buf) < int(n) {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(int(n)-len(buf), max(cap(buf), growStep)))
 		}
-		want := min(int(n), cap(r.buf))
-		m, err := io.ReadFull(r.r, r.buf[len(r.buf):want])
-		r.buf = r.buf[:len(r.buf)+m]
+		want := min(int(n), cap(buf))
+		m, err := io.ReadFull(r.r, buf[len(buf):want])
+		buf = buf[:len(buf)+m]
 		if err != nil {
+			*r.buf = buf
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil, ErrTruncated
 			}
 			return nil, err
 		}
 	}
-	return r.buf, nil
+	*r.buf = buf
+	return buf, nil
 }
 
 // Read reads and decodes the next frame into f.
@@ -133,5 +149,15 @@ func (r *Reader) Read(f *Frame) error {
 	return Decode(p, f)
 }
 
-// Release drops the Reader's frame buffer, for an idle stream.
-func (r *Reader) Release() { r.buf = nil }
+// Release gives the Reader's frame buffer back, for an idle stream. The
+// last frame's payload is invalid from then on.
+func (r *Reader) Release() {
+	if r.buf == nil {
+		return
+	}
+	if cap(*r.buf) <= maxPooledBuf {
+		*r.buf = (*r.buf)[:0]
+		bufPool.Put(r.buf)
+	}
+	r.buf = nil
+}
