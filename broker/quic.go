@@ -125,6 +125,11 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 func (l *Listener) stopAccepting() { l.ln.Close() }
 
+// Abort closes the socket at once, telling no connection, as a crash
+// would; Close (or Shutdown) still closes the rest. Tests use it to stand
+// for a node killed with SIGKILL.
+func (l *Listener) Abort() error { return l.conn.Close() }
+
 // Close stops accepting, closes the connections and the socket.
 func (l *Listener) Close() error {
 	l.ln.Close()

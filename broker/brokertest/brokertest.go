@@ -66,6 +66,7 @@ type Node struct {
 	mu     sync.Mutex // guards the following
 	store  *storage.Store
 	broker *broker.Broker
+	quic   *broker.Listener // nil with NoQUIC
 	served chan error
 }
 
@@ -163,7 +164,7 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	}
 	go func() { served <- b.ServeTCP(tln) }()
 	n.mu.Lock()
-	n.Addr, n.TCPAddr, n.store, n.broker, n.served = addr, tln.Addr().String(), st, b, served
+	n.Addr, n.TCPAddr, n.store, n.broker, n.served, n.quic = addr, tln.Addr().String(), st, b, served, ln
 	n.mu.Unlock()
 }
 
@@ -245,6 +246,24 @@ func (n *Node) Restart(t testing.TB) {
 	t.Helper()
 	addr, tcpAddr := n.Addr, n.TCPAddr
 	n.Stop()
+	n.start(t, addr, tcpAddr)
+}
+
+// Crash stops the node as SIGKILL would, as its clients see it: its QUIC
+// socket goes first, so no connection is told anything, then its TCP
+// connections close (the kernel would end them) and the store closes.
+// It starts again on the same addresses and data directory, a restarted
+// process with the same key: clients of the old one learn of it from its
+// stateless resets, or their idle timeout.
+func (n *Node) Crash(t testing.TB) {
+	t.Helper()
+	n.mu.Lock()
+	addr, tcpAddr, q := n.Addr, n.TCPAddr, n.quic
+	n.mu.Unlock()
+	if q != nil {
+		q.Abort()
+	}
+	n.stop(0)
 	n.start(t, addr, tcpAddr)
 }
 
