@@ -50,8 +50,9 @@ type Config struct {
 	// Warmup runs the load before measuring. Default: 2 s.
 	Warmup time.Duration
 	// Idle is the quiet window between the sessions' setup and the load,
-	// over which the node's idle CPU and packets are measured. Default:
-	// 5 s.
+	// over which the node's idle CPU and packets are measured: longer
+	// than the SDK's keep-alive period (25 s), so that every session's
+	// keep-alive falls in it. Default: 30 s.
 	Idle time.Duration
 	// Size is the message body in bytes. Default: 256.
 	Size int
@@ -128,7 +129,7 @@ func (c Config) withDefaults(scenario string) Config {
 		c.Warmup = 2 * time.Second
 	}
 	if c.Idle == 0 {
-		c.Idle = 5 * time.Second
+		c.Idle = 30 * time.Second
 	}
 	if c.P99 == 0 {
 		c.P99 = 10 * time.Millisecond

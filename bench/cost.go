@@ -174,14 +174,16 @@ func (c *cost) idle(res *result.Result) {
 
 // idleSettle is how long the sessions rest before the quiet window, so
 // that what their setup left (acknowledgements, the node's collection of
-// the setup's garbage) does not count as idle.
-const idleSettle = time.Second
+// the setup's garbage; in NATS, the server's first PING 2 s after each
+// connection) does not count as idle. A window shorter than that
+// settles as long as it lasts.
+const idleSettle = 3 * time.Second
 
 // quiet measures the node over cfg.Idle while its sessions are idle,
 // after idleSettle, before the load, and sets the idle figures in res.
 func quiet(ctx context.Context, t *target, cfg Config, count counter, res *result.Result) error {
 	select {
-	case <-time.After(idleSettle):
+	case <-time.After(min(idleSettle, cfg.Idle)):
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -44,7 +44,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel: spread the load generator's sessions over `n` worker processes")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measured time of a fixed-rate run, or of each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before measuring (default 2s)")
-	fs.DurationVar(&cfg.Idle, "idle", 0, "quiet window between setup and load, for the node's idle CPU (default 5s)")
+	fs.DurationVar(&cfg.Idle, "idle", 0, "quiet window between setup and load, for the node's idle CPU; longer than the SDK's 25 s keep-alive (default 30s)")
 	fs.IntVar(&cfg.Size, "size", 0, "message body `bytes` (default 256)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered messages (chat) or posts (group, channel) per second; chat: 0 runs a step search")
 	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000)")

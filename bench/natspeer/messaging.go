@@ -336,14 +336,16 @@ func (t *traffic) cost(pr phaseResult) map[string]float64 {
 }
 
 // idleSettle is how long the sessions rest before the quiet window, as
-// in gonets bench: what their setup left does not count as idle.
-const idleSettle = time.Second
+// in gonets bench: what their setup left (the server's first PING, 2 s
+// after each connection) does not count as idle. A window shorter than
+// that settles as long as it lasts.
+const idleSettle = 3 * time.Second
 
 // quiet measures the node over opts.Idle while sessions sessions are
 // connected and nothing is sent, after idleSettle, before the load.
 func (t *traffic) quiet(ctx context.Context, res *result.Result, sessions int) {
 	select {
-	case <-time.After(idleSettle):
+	case <-time.After(min(idleSettle, t.e.opts.Idle)):
 	case <-ctx.Done():
 		return
 	}

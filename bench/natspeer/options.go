@@ -27,7 +27,8 @@ type Options struct {
 	// Warmup runs the load unmeasured before Duration. Default: 2s.
 	Warmup time.Duration
 	// Idle is the quiet window between connecting the sessions and the
-	// load, over which the node's idle CPU is measured. Default: 5s.
+	// load, over which the node's idle CPU is measured. Default: 30s, as
+	// gonets bench (where it outlasts its SDK's keep-alive period).
 	Idle time.Duration
 	// Size is the message body in bytes, at least 16. Default: 256.
 	Size int
@@ -115,7 +116,7 @@ func (o Options) withDefaults() (Options, error) {
 	defDur(&o.StepDuration, 5*time.Second)
 	defDur(&o.Duration, 10*time.Second)
 	defDur(&o.Warmup, 2*time.Second)
-	defDur(&o.Idle, 5*time.Second)
+	defDur(&o.Idle, 30*time.Second)
 	def(&o.Size, 256)
 	def(&o.Users, 10000)
 	if o.StepStart == 0 {
@@ -193,7 +194,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Target, "target", targetCore, "nats-core or nats-jetstream")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured part of a fixed-rate run, or each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured load before --duration")
-	fs.DurationVar(&o.Idle, "idle", 5*time.Second, "quiet window between connecting and the load, for the node's idle CPU")
+	fs.DurationVar(&o.Idle, "idle", 30*time.Second, "quiet window between connecting and the load, for the node's idle CPU")
 	fs.IntVar(&o.Size, "size", 256, "body bytes (at least 16)")
 	fs.Func("rate", "offered msgs (posts) per second; chat 0 = step search (defaults: chat 0, group 2000, channel 100, storage 0 = closed loop)", func(s string) error {
 		_, err := fmt.Sscan(s, &o.Rate)
