@@ -227,6 +227,17 @@ func (t *traffic) phase(ctx context.Context, rate float64, start, from, to time.
 	stats := make([]senderStats, len(t.senders))
 	per := rate / float64(len(t.senders))
 	interval := time.Duration(float64(time.Second) / per)
+	pr := phaseResult{rate: rate, seconds: to.Sub(from).Seconds(), late: result.NewHistogram()}
+	// The node's cost is measured over the window, as gonets bench
+	// measures its node: from just before it opens (before the senders
+	// start: starting 10,000 of them can take seconds, which a mark
+	// taken after them would leave out while the senders catch up) until
+	// it closes.
+	measured := to.After(from)
+	if measured {
+		pr.from = t.e.mark()
+		pr.fromDel, pr.fromAcks = t.rec.totals()
+	}
 	var wg sync.WaitGroup
 	for i, c := range t.senders {
 		stats[i].late = result.NewHistogram()
@@ -236,15 +247,6 @@ func (t *traffic) phase(ctx context.Context, rate float64, start, from, to time.
 		wg.Go(func() {
 			t.send(ctx, c, per, start.Add(offset), from, to, seed, &stats[i])
 		})
-	}
-	pr := phaseResult{rate: rate, seconds: to.Sub(from).Seconds(), late: result.NewHistogram()}
-	// The node's cost is measured over the window itself, [from, to), as
-	// gonets bench measures its node.
-	measured := to.After(from)
-	if measured {
-		time.Sleep(time.Until(from))
-		pr.from = t.e.mark()
-		pr.fromDel, pr.fromAcks = t.rec.totals()
 	}
 	wg.Wait()
 	if measured {
