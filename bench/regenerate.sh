@@ -11,7 +11,7 @@
 #                                        bench-results/ holds)
 #   bench/regenerate.sh cost             the node's CPU and packets per
 #                                        message beside NATS, like for
-#                                        like, one run each (about 15
+#                                        like, one run each (about 20
 #                                        minutes)
 #
 # Results: bench-results/*.jsonl, HTML reports: bench-results/*/.
