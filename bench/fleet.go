@@ -62,6 +62,7 @@ func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i in
 				opts := client.Options{
 					TLS:       f.t.tls,
 					Transport: f.transports[i/sessionsPerSocket],
+					Via:       client.TransportQUIC, // the bench measures QUIC; no fallback race
 					FromNow:   true,
 					Logger:    quiet,
 					Name:      "gonets-bench",

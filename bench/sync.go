@@ -47,7 +47,7 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	tr := mine.transport()
 	defer tr.Close()
 	// The user's device has seen everything so far: its sync state is now.
-	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: silent, EventBuffer: -1, Transport: tr})
+	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: silent, EventBuffer: -1, Transport: tr, Via: client.TransportQUIC})
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		done := make(chan struct{})
 		start := time.Now()
 		var caughtUp time.Duration
-		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: silent, Transport: tr,
+		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: silent, Transport: tr, Via: client.TransportQUIC,
 			OnEvent: func(ev client.Event) {
 				if ev.Kind != client.EventMessage {
 					return
