@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gonets/gonets/broker/wire"
@@ -32,9 +33,10 @@ const pushChunk = 16 << 10
 // for networks that block or throttle UDP, with the same frames and the
 // same session semantics as QUIC.
 type TCPListener struct {
-	ln   net.Listener
-	tls  *tls.Config
-	once sync.Once
+	ln     net.Listener
+	tls    *tls.Config
+	once   sync.Once
+	closed chan struct{} // closed by Close
 }
 
 // ListenTCP listens on the TCP address addr for TLS 1.3 clients with
@@ -50,7 +52,7 @@ func ListenTCP(addr string, tlsConf *tls.Config) (*TCPListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen tcp %s: %w", addr, err)
 	}
-	return &TCPListener{ln: ln, tls: tc}, nil
+	return &TCPListener{ln: ln, tls: tc, closed: make(chan struct{})}, nil
 }
 
 // Addr returns the address the listener is bound to.
@@ -62,18 +64,32 @@ func (l *TCPListener) stopAccepting() { l.Close() }
 // sessions.
 func (l *TCPListener) Close() error {
 	var err error
-	l.once.Do(func() { err = l.ln.Close() })
+	l.once.Do(func() {
+		close(l.closed)
+		err = l.ln.Close()
+	})
 	return err
 }
 
+// Pauses of the accept loop after a failed accept (out of file
+// descriptors, say), doubling from the first to the last.
+const (
+	acceptPauseMin = 5 * time.Millisecond
+	acceptPauseMax = time.Second
+)
+
 // ServeTCP accepts connections on l and serves each as a session until
-// Shutdown, when it returns nil.
+// Shutdown, when it returns nil. An accept that fails for want of
+// resources (file descriptors, buffers) pauses the loop, up to a second,
+// and it goes on: the node keeps its sessions and its other transport,
+// and accepts again once it can.
 func (b *Broker) ServeTCP(l *TCPListener) error {
 	if !b.addListener(l) {
 		l.Close()
 		return ErrShutdown
 	}
 	defer b.wg.Done()
+	var pause time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
@@ -83,15 +99,33 @@ func (b *Broker) ServeTCP(l *TCPListener) error {
 			if closing || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue // a transient accept failure (too many files)
+			if !acceptRetryable(err) {
+				return fmt.Errorf("broker: accept tcp: %w", err)
 			}
-			return fmt.Errorf("broker: accept tcp: %w", err)
+			pause = min(max(2*pause, acceptPauseMin), acceptPauseMax)
+			b.log.Warn("broker: accept tcp failed; pausing", "err", err, "pause", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-l.closed:
+				t.Stop()
+			}
+			continue
 		}
+		pause = 0
 		b.wg.Add(1)
 		go b.serveTCPConn(c, l.tls)
 	}
+}
+
+// acceptRetryable reports whether a failed accept may succeed later: a
+// timeout, or an error of the system call (EMFILE, ENFILE, ENOBUFS,
+// ENOMEM, a connection aborted or refused by the firewall) on a listener
+// that is still open.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	var errno syscall.Errno
+	return (errors.As(err, &ne) && ne.Timeout()) || errors.As(err, &errno)
 }
 
 // serveTCPConn runs the TLS handshake and serves the session. This
