@@ -133,7 +133,10 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	ob.Drops, ob.Wake, ob.Stall = b.m.drops, s.wake, s.wakeControl
 	s.out = NewOutbox(ob)
 	// Welcome is the first frame on the response stream: a control frame
-	// due before it is written waits for it.
+	// due before it is written waits for it. Pushes wait for it too, held
+	// back by a writer marked running: over TLS on TCP they share the one
+	// stream, and a client reads Welcome first.
+	s.writing.Store(true)
 	s.respMu.Lock()
 	evicted, err := b.register(s)
 	if err != nil {
@@ -167,6 +170,11 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	if err != nil {
 		b.endSession(s)
 		return nil, err
+	}
+	// Start the writer for the pushes queued while Welcome was written.
+	s.writing.Store(false)
+	if frames, _ := s.out.Len(); frames > 0 {
+		s.wake()
 	}
 	b.mu.Lock()
 	closing := b.closing
