@@ -185,6 +185,11 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	return s, nil
 }
 
+// errorCloser is a Conn without a close code of its own (TLS over TCP):
+// its Close writes the code and reason as a final Error frame, unless
+// told that the session wrote one.
+type errorCloser interface{ wroteError() }
+
 // reject answers a failed hello or a broken session with an Error frame
 // (id 0 for the session) and closes the connection.
 func (b *Broker) reject(c Conn, id uint64, err error) error {
@@ -196,7 +201,11 @@ func (b *Broker) rejectCode(c Conn, id uint64, code wire.ErrorCode, msg string) 
 	f := &wire.Frame{Id: id, Body: &wire.Frame_Error{Error: &wire.Error{Code: code, Message: msg}}}
 	if buf, err := wire.AppendFrame(nil, f, b.opts.MaxFrameBytes); err == nil {
 		c.SetWriteDeadline(time.Now().Add(closeLinger))
-		c.Write(buf)
+		if _, err := c.Write(buf); err == nil {
+			if ec, ok := c.(errorCloser); ok {
+				ec.wroteError()
+			}
+		}
 	}
 	c.Close(code, msg)
 	return fmt.Errorf("broker: session rejected: %s: %s", code, msg)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -172,7 +173,8 @@ type tcpConn struct {
 	cancel  context.CancelFunc // ends the session's context on Close
 	timeout time.Duration      // each push chunk's deadline
 
-	wmu       sync.Mutex // serialises writes to c
+	wmu       sync.Mutex  // serialises writes to c
+	errorSent atomic.Bool // a final Error frame was written (wroteError)
 	closeOnce sync.Once
 }
 
@@ -190,19 +192,35 @@ func (t *tcpConn) SetWriteDeadline(d time.Time) error { return t.c.SetWriteDeadl
 // OpenPush returns the push side of the connection.
 func (t *tcpConn) OpenPush() (Stream, error) { return (*tcpPush)(t), nil }
 
-// Close ends the connection. With a code, and no write in progress, the
-// write side goes first so that a final Error frame reaches the client,
-// which is given closeLinger to read it and close. The socket under TLS
-// is closed, not the TLS connection, whose close waits for a write in
-// progress (up to its deadline) to send close_notify.
+// wroteError notes that the session's final Error frame was written, so
+// that Close does not write another.
+func (t *tcpConn) wroteError() { t.errorSent.Store(true) }
+
+// Close ends the connection. TCP has no close code, so with a code, and
+// no write in progress, the code and reason go out as a final Error frame
+// (unless one was written already), then the write side closes, and the
+// client is given closeLinger to read them and close. The whole takes
+// closeLinger at most: the socket under TLS is closed then, whatever is
+// under way (TLS's close_notify would wait 5 s for room in a full socket
+// buffer). It is the socket that is closed, not the TLS connection, whose
+// close waits for a write in progress (up to its deadline).
 func (t *tcpConn) Close(code wire.ErrorCode, reason string) error {
 	t.closeOnce.Do(func() {
 		t.cancel()
 		if code != 0 && t.wmu.TryLock() {
-			t.c.SetWriteDeadline(time.Now().Add(closeLinger))
+			deadline := time.Now().Add(closeLinger)
+			force := time.AfterFunc(closeLinger, func() { t.raw.Close() })
+			defer force.Stop()
+			t.c.SetWriteDeadline(deadline)
+			if !t.errorSent.Load() {
+				f := &wire.Frame{Body: &wire.Frame_Error{Error: &wire.Error{Code: code, Message: reason}}}
+				if buf, err := wire.AppendFrame(nil, f, 0); err == nil {
+					t.c.Write(buf)
+				}
+			}
 			t.c.CloseWrite()
 			t.wmu.Unlock()
-			t.c.SetReadDeadline(time.Now().Add(closeLinger))
+			t.c.SetReadDeadline(deadline)
 			var discard [512]byte
 			for {
 				if _, err := t.c.Read(discard[:]); err != nil {

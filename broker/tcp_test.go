@@ -245,3 +245,30 @@ func TestTCPStuckSessionClosed(t *testing.T) {
 		return metricValue(t, n.Broker(), `gonets_broker_session_closes_total{reason="push_timeout"}`) == 1
 	})
 }
+
+// A TCP connection the node closes for a reason of its own tells the
+// client why in a final Error frame, as a QUIC close carries its code: a
+// connection without Hello in time, a session displaced by the user's
+// newest.
+func TestTCPCloseSaysWhy(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{HelloTimeout: 300 * time.Millisecond, MaxSessionsPerUser: 1}})
+	wantError := func(c *tcpClient, code wire.ErrorCode) {
+		t.Helper()
+		select {
+		case f := <-c.controls:
+			if f.GetError().GetCode() != code {
+				t.Fatalf("got %v, want Error %v", f, code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no Error %v before the close", code)
+		}
+		if !c.closed() {
+			t.Fatal("the connection is still open")
+		}
+	}
+	silent := dialTCP(t, n)
+	wantError(silent, wire.ErrorCode_ERROR_CODE_BAD_FRAME)
+	old := dialTCPAs(t, n, 1)
+	dialTCPAs(t, n, 1)
+	wantError(old, wire.ErrorCode_ERROR_CODE_UNAVAILABLE)
+}

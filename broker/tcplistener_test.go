@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -83,5 +84,31 @@ func TestServeTCPSurvivesAcceptErrors(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("ServeTCP after Shutdown: %v", err)
+	}
+}
+
+// Closing a TCP connection with a code takes the linger at most, even
+// when the client reads nothing: TLS's close_notify, which waits for room
+// in the socket's buffer, gives itself 5 s.
+func TestTCPCloseBounded(t *testing.T) {
+	serverTLS, clientTLS := tcpTLS(t)
+	serverTLS = serverTLS.Clone()
+	serverTLS.NextProtos = []string{ALPN}
+	sRaw, cRaw := net.Pipe() // unbuffered: a write waits for the reader
+	defer cRaw.Close()
+	tc := tls.Server(sRaw, serverTLS)
+	hs := make(chan error, 1)
+	go func() { hs <- tls.Client(cRaw, clientTLS).Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hs; err != nil {
+		t.Fatal(err)
+	}
+	c := &tcpConn{c: tc, raw: sRaw, cancel: func() {}, timeout: time.Second}
+	start := time.Now()
+	c.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "bye") // the client reads nothing
+	if took := time.Since(start); took > 4*closeLinger {
+		t.Fatalf("Close took %v, want about %v", took, closeLinger)
 	}
 }
