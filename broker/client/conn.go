@@ -108,7 +108,8 @@ type dialed struct {
 // the node never holds two sessions of this client (a second could
 // displace another of the user's devices): when Hello fails on one
 // connection for any reason but the node's refusal, it goes out on the
-// other. ctx bounds it all.
+// other, and a Hello that hears nothing gets half the time left while
+// the other transport remains. ctx bounds it all.
 func (d *dialer) open(ctx context.Context, order []Transport, token string) (*session, error) {
 	dctx, cancel := context.WithCancel(ctx)
 	results := make(chan dialed, len(order))
@@ -153,7 +154,12 @@ func (d *dialer) open(ctx context.Context, order []Transport, token string) (*se
 		}
 		if r.err == nil {
 			var s *session
-			s, r.err = openSession(ctx, r.c, d, token)
+			hctx, hcancel := ctx, context.CancelFunc(func() {})
+			if started < len(order) || pending > 0 {
+				hctx, hcancel = helloContext(ctx)
+			}
+			s, r.err = openSession(hctx, r.c, d, token)
+			hcancel()
 			if r.err == nil {
 				return s, nil
 			}
@@ -168,6 +174,19 @@ func (d *dialer) open(ctx context.Context, order []Transport, token string) (*se
 		}
 	}
 	return nil, err
+}
+
+// helloContext bounds a Hello said while another transport is still to
+// be tried (or is being dialed) to half the time left, leaving the other
+// half to that one: a connection that is established and then carries
+// nothing (a middlebox that lets QUIC's handshake through and drops the
+// flow after it) would otherwise take the whole attempt.
+func helloContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 }
 
 // joinDialErrors adds the error of one transport's attempt to those of

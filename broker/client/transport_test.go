@@ -2,15 +2,20 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/client"
+	"github.com/gonets/gonets/broker/nodecert"
 )
 
 // blackhole is a UDP socket that reads and never answers, as a network
@@ -152,4 +157,57 @@ func TestResponsesPassPushes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// listenSilentQUIC accepts QUIC connections (ALPN gonets/1) on addr's UDP
+// port and their request streams, and answers nothing on them: a network
+// that lets a QUIC handshake through and then drops the flow looks so.
+func listenSilentQUIC(t *testing.T, addr string) {
+	t.Helper()
+	cert, _, err := nodecert.LoadOrCreate(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := quic.ListenAddr(addr, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{broker.ALPN}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				st, err := c.AcceptStream(context.Background())
+				if err == nil {
+					io.Copy(io.Discard, st) // the Hello, never answered
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+}
+
+// A QUIC connection that is established but never answers Hello leaves
+// the rest of the dial to TCP: it does not take the whole DialTimeout,
+// which left TCP none, on every reconnection.
+func TestFallbackWhenHelloUnanswered(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{NoQUIC: true})
+	listenSilentQUIC(t, n.Addr) // the node's port, over UDP
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	c, err := client.Dial(ctx, n.Addr, n.Token(t, 1, 1), client.Options{Insecure: true, Logger: quiet, DialTimeout: 4 * time.Second})
+	if err != nil {
+		t.Fatalf("dial with QUIC silent after its handshake: %v", err)
+	}
+	defer c.Close()
+	if c.Transport() != client.TransportTCP {
+		t.Fatalf("connected over %v, want tcp", c.Transport())
+	}
 }
