@@ -80,13 +80,19 @@ type Reader struct {
 	hdr [headerBytes]byte
 }
 
-// bufPool recycles frame buffers between Readers, so that releasing a
+// Frame buffers are recycled between Readers, so that releasing a
 // Reader's buffer after every frame (an idle stream holds none) costs no
-// allocation for the next.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, growStep); return &b }}
+// allocation for the next. There are two sizes, so that a frame's buffer
+// still grows only as its bytes arrive: every frame starts in a small
+// buffer, of the first step, and one that outgrows it within
+// maxPooledBuf moves to a large one. Larger buffers go to the garbage
+// collector, so that one large frame does not pin its buffer.
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, 0, growStep); return &b }}
+	largeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxPooledBuf); return &b }}
+)
 
-// maxPooledBuf caps the buffers bufPool keeps; larger ones go to the
-// garbage collector, so that one large frame does not pin its buffer.
+// maxPooledBuf is the size of the large pooled buffers.
 const maxPooledBuf = 64 << 10
 
 // NewReader returns a Reader of frames up to max bytes (0 means
@@ -118,12 +124,20 @@ func (r *Reader) Next() ([]byte, error) {
 	// The buffer grows as bytes arrive, not as the header claims, so a
 	// peer that announces a large frame and sends nothing costs little.
 	if r.buf == nil {
-		r.buf = bufPool.Get().(*[]byte)
+		r.buf = smallBufs.Get().(*[]byte)
 	}
 	buf := (*r.buf)[:0]
 	for len(buf) < int(n) {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(int(n)-len(buf), max(cap(buf), growStep)))
+			if cap(buf) == growStep && int(n) <= maxPooledBuf {
+				large := largeBufs.Get().(*[]byte)
+				buf = append((*large)[:0], buf...)
+				*r.buf = (*r.buf)[:0]
+				smallBufs.Put(r.buf)
+				r.buf = large
+			} else {
+				buf = slices.Grow(buf, min(int(n)-len(buf), max(cap(buf), growStep)))
+			}
 		}
 		want := min(int(n), cap(buf))
 		m, err := io.ReadFull(r.r, buf[len(buf):want])
@@ -155,9 +169,12 @@ func (r *Reader) Release() {
 	if r.buf == nil {
 		return
 	}
-	if cap(*r.buf) <= maxPooledBuf {
-		*r.buf = (*r.buf)[:0]
-		bufPool.Put(r.buf)
+	*r.buf = (*r.buf)[:0]
+	switch cap(*r.buf) {
+	case growStep:
+		smallBufs.Put(r.buf)
+	case maxPooledBuf:
+		largeBufs.Put(r.buf)
 	}
 	r.buf = nil
 }

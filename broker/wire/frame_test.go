@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
@@ -157,4 +158,36 @@ func BenchmarkAppendFrame(b *testing.B) {
 		}
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// A frame's buffer grows as its bytes arrive, also when the pool holds
+// larger buffers that earlier frames grew: a connection that announces a
+// small frame and sends part of it (a Hello before authentication, held
+// until the hello deadline) holds a buffer of the first step, not of the
+// largest frame read lately.
+func TestReaderTakesSmallBuffers(t *testing.T) {
+	big := make([]byte, headerBytes+60<<10)
+	binary.BigEndian.PutUint32(big, 60<<10)
+	var held []*Reader
+	for range 8 {
+		r := NewReader(bytes.NewReader(big), 0)
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, r)
+	}
+	for _, r := range held {
+		r.Release() // large buffers, into the pool
+	}
+	partial := binary.BigEndian.AppendUint32(nil, 100)
+	partial = append(partial, make([]byte, 10)...) // 10 of 100 bytes
+	for range 8 {
+		r := NewReader(bytes.NewReader(partial), 16<<10)
+		if _, err := r.Next(); !errors.Is(err, ErrTruncated) {
+			t.Fatalf("Next = %v, want ErrTruncated", err)
+		}
+		if c := cap(*r.buf); c > growStep {
+			t.Fatalf("a reader holding 10 bytes of a 100-byte frame holds a buffer of %d bytes, want at most %d", c, growStep)
+		}
+	}
 }
