@@ -38,6 +38,10 @@ type TCPListener struct {
 	tls    *tls.Config
 	once   sync.Once
 	closed chan struct{} // closed by Close
+
+	mu      sync.Mutex // guards the following
+	conns   map[net.Conn]struct{}
+	aborted bool
 }
 
 // ListenTCP listens on the TCP address addr for TLS 1.3 clients with
@@ -53,13 +57,46 @@ func ListenTCP(addr string, tlsConf *tls.Config) (*TCPListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen tcp %s: %w", addr, err)
 	}
-	return &TCPListener{ln: ln, tls: tc, closed: make(chan struct{})}, nil
+	return &TCPListener{ln: ln, tls: tc, closed: make(chan struct{}), conns: make(map[net.Conn]struct{})}, nil
 }
 
 // Addr returns the address the listener is bound to.
 func (l *TCPListener) Addr() net.Addr { return l.ln.Addr() }
 
 func (l *TCPListener) stopAccepting() { l.Close() }
+
+// Abort closes the listening socket and every connection accepted on it
+// at once, telling no client anything (no Error frame, no TLS close), as
+// the kernel ends a process killed with SIGKILL; Shutdown still ends the
+// sessions. Tests use it to stand for a crash.
+func (l *TCPListener) Abort() error {
+	err := l.Close()
+	l.mu.Lock()
+	l.aborted = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	return err
+}
+
+// track records an accepted connection until untrack, unless the listener
+// was aborted.
+func (l *TCPListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.aborted {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *TCPListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
 
 // Close stops accepting. Accepted connections are closed by their
 // sessions.
@@ -114,8 +151,15 @@ func (b *Broker) ServeTCP(l *TCPListener) error {
 			continue
 		}
 		pause = 0
+		if !l.track(c) {
+			c.Close()
+			continue
+		}
 		b.wg.Add(1)
-		go b.serveTCPConn(c, l.tls)
+		go func() {
+			defer l.untrack(c)
+			b.serveTCPConn(c, l.tls)
+		}()
 	}
 }
 

@@ -272,3 +272,19 @@ func TestTCPCloseSaysWhy(t *testing.T) {
 	dialTCPAs(t, n, 1)
 	wantError(old, wire.ErrorCode_ERROR_CODE_UNAVAILABLE)
 }
+
+// A crashed node's TCP connections end as the kernel ends a killed
+// process's: the client reads no GoingAway and no Error, only the end.
+func TestTCPCrash(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	c := dialTCPAs(t, n, 1)
+	n.Crash(t)
+	if !c.closed() {
+		t.Fatal("the connection outlived the crash")
+	}
+	select {
+	case f := <-c.controls:
+		t.Fatalf("a crashed node wrote %v", f)
+	default:
+	}
+}

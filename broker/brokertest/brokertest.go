@@ -67,6 +67,7 @@ type Node struct {
 	store  *storage.Store
 	broker *broker.Broker
 	quic   *broker.Listener // nil with NoQUIC
+	tcp    *broker.TCPListener
 	served chan error
 }
 
@@ -164,7 +165,7 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	}
 	go func() { served <- b.ServeTCP(tln) }()
 	n.mu.Lock()
-	n.Addr, n.TCPAddr, n.store, n.broker, n.served, n.quic = addr, tln.Addr().String(), st, b, served, ln
+	n.Addr, n.TCPAddr, n.store, n.broker, n.served, n.quic, n.tcp = addr, tln.Addr().String(), st, b, served, ln, tln
 	n.mu.Unlock()
 }
 
@@ -250,18 +251,22 @@ func (n *Node) Restart(t testing.TB) {
 }
 
 // Crash stops the node as SIGKILL would, as its clients see it: its QUIC
-// socket goes first, so no connection is told anything, then its TCP
-// connections close (the kernel would end them) and the store closes.
+// socket and its TCP sockets go first, so no connection is told anything
+// (no GoingAway, no Error, no TLS close: the kernel ends the TCP
+// connections), then the broker and the store close.
 // It starts again on the same addresses and data directory, a restarted
 // process with the same key: clients of the old one learn of it from its
 // stateless resets, or their idle timeout.
 func (n *Node) Crash(t testing.TB) {
 	t.Helper()
 	n.mu.Lock()
-	addr, tcpAddr, q := n.Addr, n.TCPAddr, n.quic
+	addr, tcpAddr, q, tcp := n.Addr, n.TCPAddr, n.quic, n.tcp
 	n.mu.Unlock()
 	if q != nil {
 		q.Abort()
+	}
+	if tcp != nil {
+		tcp.Abort()
 	}
 	n.stop(0)
 	n.start(t, addr, tcpAddr)
