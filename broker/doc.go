@@ -5,12 +5,13 @@
 // # Sessions
 //
 // A Broker serves each connection (Serve, over any Conn; ServeQUIC for
-// QUIC with ALPN gonets/1) as a Session: the first frame must be a Hello
-// with a token the configured verifier accepts; then requests are handled
-// one at a time, in order, each answered on the request stream. Pushes
-// (Deliver, Receipt, Typing, Resync, GoingAway) go on a separate push
-// stream that the session opens on first use. The protocol is in
-// docs/protocol.md.
+// QUIC and ServeTCP for TLS over TCP, both with ALPN gonets/1) as a
+// Session: the first frame must be a Hello with a token the configured
+// verifier accepts; then requests are handled one at a time, in order,
+// each answered on the request stream. Pushes (Deliver, Receipt, Typing)
+// go on a separate push stream that the session opens on first use;
+// over TCP both are the one stream, interleaved at frame boundaries, and
+// no push goes out before Welcome. The protocol is in docs/protocol.md.
 //
 // # Delivery
 //
@@ -33,9 +34,11 @@
 // client's request stream (control frames with id 0), serialised by the
 // session's respMu; pushes go on the push stream. Every write gets
 // WriteTimeout to make progress, or the session is closed with its reason
-// counted. Until its Hello is verified a QUIC connection holds one stream
-// with small windows and a place in the admission list (admission.go),
-// which evicts the oldest beyond its bounds.
+// counted. A connection closed with a code tells the client: QUIC in its
+// close, TCP in a final Error frame. Until its Hello is verified a
+// connection holds a place in the admission list (admission.go), which
+// evicts the oldest beyond its bounds, and a QUIC connection one stream
+// with small windows.
 //
 // # Goroutines
 //
@@ -54,7 +57,8 @@
 // chatEntry.mu, then a registry shard's mu, then an Outbox's. A session's
 // respMu comes before all of them: hello holds it while it registers the
 // session, so that Welcome is the first frame on the response stream;
-// nothing takes respMu while holding another lock. Broker.mu and the
-// admission list's mu are taken alone. Two Outboxes' locks are never held
+// nothing takes respMu while holding another lock. Broker.mu, the
+// admission list's mu and a TCPListener's mu are taken alone; a TCP
+// connection's write lock is taken under respMu or alone. Two Outboxes' locks are never held
 // together.
 package broker

@@ -22,7 +22,9 @@
 // other starts too, at once if the first failed. The first connection to
 // be established gets the Hello; the other attempt is abandoned once the
 // session is open, and gets the Hello only if the first fails before
-// Welcome, so the node never holds two sessions of one client.
+// Welcome, so the node never holds two sessions of one client. A Hello
+// that hears nothing while the other transport remains gets half the
+// time left of DialTimeout, the other the rest.
 // Client.Transport and EventConnected say which won.
 //
 // Over TCP the node's responses, control frames and pushes share one
