@@ -104,6 +104,7 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 		tls:        tlsConf,
 		quic:       o.quicConfig(keepAlive),
 		udp:        o.Transport,
+		dialTCP:    o.DialTCP,
 		keepAlive:  keepAlive,
 		idle:       o.IdleTimeout,
 		delay:      o.fallbackDelay,

@@ -42,7 +42,8 @@ type dialer struct {
 	tcpAddr string
 	tls     *tls.Config
 	quic    *quic.Config
-	udp     *quic.Transport // nil: a socket per QUIC connection
+	udp     *quic.Transport                                          // nil: a socket per QUIC connection
+	dialTCP func(ctx context.Context, addr string) (net.Conn, error) // nil: a net.Dialer
 	// keepAlive and idle are the keep-alive period (this client's, drawn
 	// once) and the idle timeout.
 	keepAlive time.Duration

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -76,6 +77,12 @@ type Options struct {
 	// descriptor, for each. The caller closes it after the clients.
 	// Default: a socket per connection.
 	Transport *quic.Transport
+	// DialTCP, when set, opens the TCP connections that TLS runs over
+	// (through a proxy, from a chosen source address, or to count their
+	// segments); the client runs the TLS handshake on what it returns and
+	// closes it with the session. Default: a net.Dialer with the kernel's
+	// keep-alives, probing after KeepAlive.
+	DialTCP func(ctx context.Context, addr string) (net.Conn, error)
 	// MaxReceiveBytes caps a frame the client accepts from the node; a
 	// larger one ends the connection. Default: 16 MiB.
 	MaxReceiveBytes int

@@ -37,12 +37,27 @@ type tcpConn struct {
 // dialTCP opens a TLS connection over TCP to addr, with the kernel's
 // keep-alives on, and checks that the node speaks gonets/1.
 func dialTCP(ctx context.Context, addr string, d *dialer) (*tcpConn, error) {
-	td := tls.Dialer{NetDialer: &net.Dialer{KeepAliveConfig: d.tcpKeepAlive()}, Config: d.tls}
-	nc, err := td.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if d.dialTCP != nil {
+		nc, err = d.dialTCP(ctx, addr)
+	} else {
+		nd := net.Dialer{KeepAliveConfig: d.tcpKeepAlive()}
+		nc, err = nd.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
-	t := &tcpConn{tc: nc.(*tls.Conn), keepAlive: d.keepAlive, idle: d.idle}
+	tc := d.tls.Clone()
+	if tc.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		tc.ServerName = host
+	}
+	t := &tcpConn{tc: tls.Client(nc, tc), keepAlive: d.keepAlive, idle: d.idle}
+	if err := t.tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if p := t.tc.ConnectionState().NegotiatedProtocol; p != ALPN {
 		t.close(true, "")
 		return nil, fmt.Errorf("%w: the node agreed on application protocol %q, not %s", ErrProtocol, p, ALPN)

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -210,4 +211,59 @@ func TestFallbackWhenHelloUnanswered(t *testing.T) {
 	if c.Transport() != client.TransportTCP {
 		t.Fatalf("connected over %v, want tcp", c.Transport())
 	}
+}
+
+// Options.DialTCP opens the connections TLS runs over: the client uses
+// what it returns (here a connection that counts its bytes), and a hook
+// that fails fails the dial with its error.
+func TestDialTCPHook(t *testing.T) {
+	n := brokertest.Start(t, brokertest.Options{})
+	var dials, written atomic.Int64
+	o := client.Options{Via: client.TransportTCP, DialTCP: func(ctx context.Context, addr string) (net.Conn, error) {
+		if addr != n.TCPAddr {
+			return nil, fmt.Errorf("dialled %s, want %s", addr, n.TCPAddr)
+		}
+		dials.Add(1)
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c, written: &written}, nil
+	}}
+	alice := dial(t, n, "", 1, 1, o)
+	bob := dial(t, n, "", 2, 1, client.Options{})
+	chat := directChat(t, alice, bob)
+	before := written.Load()
+	if _, err := alice.Send(ctxT(t), chat, []byte("through the hook")); err != nil {
+		t.Fatal(err)
+	}
+	if got := messages(t, bob, 1); string(got[0].Body) != "through the hook" {
+		t.Fatalf("bob got %q", got[0].Body)
+	}
+	if dials.Load() != 1 || written.Load() <= before {
+		t.Fatalf("hook dials %d, bytes written through it %d then %d", dials.Load(), before, written.Load())
+	}
+
+	refused := errors.New("no route through the proxy")
+	o.DialTCP = func(context.Context, string) (net.Conn, error) { return nil, refused }
+	o.NoReconnect = true
+	o.TCPAddr = n.TCPAddr
+	o.Fingerprint = n.Fingerprint
+	o.Logger = quiet
+	if _, err := client.Dial(ctxT(t), n.Addr, n.Token(t, 3, 1), o); !errors.Is(err, refused) {
+		t.Fatalf("dial through a failing hook: %v, want %v", err, refused)
+	}
+}
+
+// countingConn counts the bytes written through it.
+type countingConn struct {
+	net.Conn
+	written *atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
