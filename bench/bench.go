@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/client"
 )
 
 // DefaultStepStart is the chat step search's first rate, msgs/s: low, so
@@ -32,6 +33,13 @@ type Config struct {
 	Key         string
 	Fingerprint string
 	Insecure    bool
+	// Transport is what carries the generator's sessions: QUIC, or TLS
+	// over TCP (client.TransportTCP). The bench never races the two, as
+	// the SDK's auto mode would. Default: QUIC.
+	Transport client.Transport
+	// TCPServer is the running node's TLS-over-TCP address. Default:
+	// Server's, as the node listens on the same port number for both.
+	TCPServer string
 	// Binary is the gonets executable the node is started from. Default:
 	// this process's.
 	Binary string
@@ -220,6 +228,13 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		return nil, err
 	}
 	defer t.stop()
+	if cfg.Transport == client.TransportTCP {
+		t.via = client.TransportTCP
+		t.name += "-tcp"
+	}
+	if cfg.TCPServer != "" {
+		t.tcpAddr = cfg.TCPServer
+	}
 	if err := pinSelf(); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/client"
 )
 
 func TestStampRoundTrip(t *testing.T) {
@@ -260,6 +261,40 @@ func TestScenariosSmall(t *testing.T) {
 			r.positive(t, "node_cpu_us_per_message", "node_cpu_us_per_delivery", "node_packets_in_per_message", "node_packets_out_per_message")
 			r.idle(t, 5)
 		}},
+		// Over TLS on TCP: a worker process dials as the coordinator
+		// says, and the packets are the connections' TCP segments.
+		{"group", func(c Config) Config {
+			c.Groups, c.Members, c.Rate, c.Procs, c.Transport = 2, 3, 20, 2, client.TransportTCP
+			return c
+		}, func(t *testing.T, r *resultView) {
+			r.tcp(t)
+			r.delivered(t)
+			r.spread(t, 2, 6)
+			r.cost(t, 2, 6)
+		}},
+		{"connect", func(c Config) Config { c.Sessions, c.Transport = 20, client.TransportTCP; return c }, func(t *testing.T, r *resultView) {
+			r.tcp(t)
+			if r.Metrics["handshakes_per_s"] <= 0 || r.Metrics["resumed_ratio"] != 1 || r.Metrics["rss_bytes_per_session"] == 0 {
+				t.Fatalf("connect metrics %v", r.Metrics)
+			}
+			for _, unit := range []string{"handshake", "resumption"} {
+				// A TCP and TLS handshake and Hello take several
+				// segments each way.
+				r.atLeast(t, "node_packets_in_per_"+unit, 3)
+				r.atLeast(t, "node_packets_out_per_"+unit, 2)
+			}
+			r.idle(t, 20)
+		}},
+		{"sync", func(c Config) Config {
+			c.Messages, c.Chats, c.Rounds, c.Transport = 50, 5, 2, client.TransportTCP
+			return c
+		}, func(t *testing.T, r *resultView) {
+			r.tcp(t)
+			if r.Metrics["catch_up_ms"] <= 0 || r.Delivered != 100 {
+				t.Fatalf("sync: %v, delivered %d", r.Metrics, r.Delivered)
+			}
+			r.positive(t, "node_cpu_us_per_message", "node_packets_in_per_message", "node_packets_out_per_message")
+		}},
 		{"storage", func(c Config) Config { c.Writers = 4; return c }, func(t *testing.T, r *resultView) {
 			if r.Metrics["appends_per_s"] <= 0 || r.Metrics["reads_per_s"] <= 0 || r.Latency.Count == 0 {
 				t.Fatalf("storage: %v, latency %+v", r.Metrics, r.Latency)
@@ -344,6 +379,14 @@ func (r *resultView) idle(t *testing.T, sessions int) {
 		if v, ok := m[k]; !ok || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 			t.Errorf("%s = %v (present %v)", k, v, ok)
 		}
+	}
+}
+
+// tcp checks that a run measured Gonets over TCP.
+func (r *resultView) tcp(t *testing.T) {
+	t.Helper()
+	if r.Target != "gonets-tcp" {
+		t.Fatalf("target %q, want gonets-tcp", r.Target)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/wire"
 )
 
@@ -25,8 +27,19 @@ const (
 // idleSession is one bare authenticated session: the connect scenario
 // holds many, so it skips the SDK's per-client goroutines.
 type idleSession struct {
-	conn    *quic.Conn
-	resumed bool // TLS resumed a session
+	conn    *quic.Conn // over QUIC
+	tcp     *tls.Conn  // over TCP
+	resumed bool       // TLS resumed a session
+}
+
+// close closes the session's connection.
+func (s *idleSession) close(why string) {
+	if s.tcp != nil {
+		// No close_notify: a dropped connection, as in a storm.
+		s.tcp.NetConn().Close()
+		return
+	}
+	s.conn.CloseWithError(0, why)
 }
 
 // openIdle dials a session on tr, resuming its TLS session when tc's
@@ -39,20 +52,42 @@ func openIdle(ctx context.Context, tr *quic.Transport, addr *net.UDPAddr, tc *tl
 	if err != nil {
 		return nil, err
 	}
-	if err = hello(ctx, conn, tok); err != nil {
+	st, err := conn.OpenStreamSync(ctx)
+	if err == nil {
+		err = hello(st, tok)
+	}
+	if err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
-	st := conn.ConnectionState()
-	return &idleSession{conn: conn, resumed: st.TLS.DidResume}, nil
+	return &idleSession{conn: conn, resumed: conn.ConnectionState().TLS.DidResume}, nil
 }
 
-// hello opens the request stream, sends Hello and reads Welcome.
-func hello(ctx context.Context, conn *quic.Conn, tok string) error {
-	st, err := conn.OpenStreamSync(ctx)
+// openIdleTCP is openIdle over TLS on TCP, its connection dialled and
+// counted by tcpc.
+func openIdleTCP(ctx context.Context, tcpc *tcpCounter, addr string, tc *tls.Config, tok string) (*idleSession, error) {
+	nc, err := tcpc.dial(ctx, addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	c := tls.Client(nc, tc)
+	if err := c.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if err := hello(c, tok); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return &idleSession{tcp: c, resumed: c.ConnectionState().DidResume}, nil
+}
+
+// hello sends Hello on st and reads Welcome.
+func hello(st io.ReadWriter, tok string) error {
 	b, err := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: tok, Client: "gonets-bench"}}}, 0)
 	if err != nil {
 		return err
@@ -72,8 +107,8 @@ func hello(ctx context.Context, conn *quic.Conn, tok string) error {
 
 // openAll opens one session per token, dialers at a time, and returns
 // them with how long it took.
-func openAll(ctx context.Context, trs []*quic.Transport, addr *net.UDPAddr, tcs []*tls.Config, toks []string, live func(n int64)) ([]*idleSession, time.Duration, error) {
-	out := make([]*idleSession, len(toks))
+func openAll(ctx context.Context, n int, open func(ctx context.Context, i int) (*idleSession, error), live func(n int64)) ([]*idleSession, time.Duration, error) {
+	out := make([]*idleSession, n)
 	var next, done atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
@@ -92,18 +127,18 @@ func openAll(ctx context.Context, trs []*quic.Transport, addr *net.UDPAddr, tcs 
 		}
 	}()
 	var wg sync.WaitGroup
-	for range min(dialers, len(toks)) {
+	for range min(dialers, n) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(toks) || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil {
 					return
 				}
 				var s *idleSession
 				err := retry(ctx, func() (err error) {
 					dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 					defer cancel()
-					s, err = openIdle(dctx, trs[i/sessionsPerSocket], addr, tcs[i], toks[i])
+					s, err = open(dctx, i)
 					return err
 				})
 				if err != nil {
@@ -130,23 +165,6 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	res.Params = map[string]any{"sessions": n, "sessions_per_socket": sessionsPerSocket, "dialers": dialers}
 	res.Goal = fmt.Sprintf("%d sessions held, at most %d KiB of node memory each, at least %d resumed sessions/s in the storm",
 		connectGoalSessions, connectGoalBytes>>10, connectGoalResumedSec)
-	addr, err := net.ResolveUDPAddr("udp", t.addr)
-	if err != nil {
-		return err
-	}
-	var trs []*quic.Transport
-	var socks []*socket
-	for range (n + sessionsPerSocket - 1) / sessionsPerSocket {
-		s, err := listenSocket()
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		tr := s.transport()
-		defer tr.Close()
-		trs, socks = append(trs, tr), append(socks, s)
-	}
-	count := socketsCounter(func() int { return n }, socks...)
 	tc := t.tls.Clone()
 	tc.NextProtos = []string{"gonets/1"}
 	tc.MinVersion = tls.VersionTLS13
@@ -162,6 +180,42 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	toks := make([]string, n)
 	for i := range toks {
 		toks[i] = t.token(uint64(i+1), 1)
+	}
+	var open func(ctx context.Context, i int) (*idleSession, error)
+	var count counter
+	var carried string
+	if t.via == client.TransportTCP {
+		tcpc := newTCPCounter()
+		open = func(ctx context.Context, i int) (*idleSession, error) {
+			return openIdleTCP(ctx, tcpc, t.tcpAddr, tcs[i], toks[i])
+		}
+		count = func(context.Context) (datagrams, error) {
+			s, r := tcpc.counts()
+			return datagrams{Sent: s, Received: r, Sessions: n}, nil
+		}
+		carried = "a TLS connection over TCP each"
+	} else {
+		addr, err := net.ResolveUDPAddr("udp", t.addr)
+		if err != nil {
+			return err
+		}
+		var trs []*quic.Transport
+		var socks []*socket
+		for range (n + sessionsPerSocket - 1) / sessionsPerSocket {
+			s, err := listenSocket()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			tr := s.transport()
+			defer tr.Close()
+			trs, socks = append(trs, tr), append(socks, s)
+		}
+		open = func(ctx context.Context, i int) (*idleSession, error) {
+			return openIdle(ctx, trs[i/sessionsPerSocket], addr, tcs[i], toks[i])
+		}
+		count = socketsCounter(func() int { return n }, socks...)
+		carried = fmt.Sprintf("over %d UDP sockets", len(trs))
 	}
 	var rssBefore int64
 	pid := t.pid()
@@ -184,11 +238,11 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	if err != nil {
 		return err
 	}
-	sessions, took, err := openAll(ctx, trs, addr, tcs, toks, live("handshakes"))
+	sessions, took, err := openAll(ctx, n, open, live("handshakes"))
 	defer func() {
 		for _, s := range sessions {
 			if s != nil {
-				s.conn.CloseWithError(0, "")
+				s.close("")
 			}
 		}
 	}()
@@ -219,9 +273,9 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 		return err
 	}
 	for _, s := range sessions {
-		s.conn.CloseWithError(0, "storm")
+		s.close("storm")
 	}
-	back, storm, err := openAll(ctx, trs, addr, tcs, toks, live("storm"))
+	back, storm, err := openAll(ctx, n, open, live("storm"))
 	for i, s := range back {
 		sessions[i] = s
 	}
@@ -251,8 +305,8 @@ func runConnect(ctx context.Context, cfg Config, t *target, res *result.Result) 
 	res.Seconds = (took + storm).Seconds()
 	res.Rate = res.Metrics["handshakes_per_s"]
 	res.DeliveredRatio = 1
-	res.Notes = append(res.Notes, fmt.Sprintf("%d sessions over %d UDP sockets, %d dialled at a time; the storm resumes TLS sessions (1-RTT: see openIdle on 0-RTT)",
-		n, len(trs), dialers))
+	res.Notes = append(res.Notes, fmt.Sprintf("%d sessions %s, %d dialled at a time; the storm resumes TLS sessions (1-RTT: see openIdle on 0-RTT)",
+		n, carried, dialers))
 	perSession, hasRSS := res.Metrics["rss_bytes_per_session"]
 	res.Met = n >= connectGoalSessions && hasRSS && perSession <= connectGoalBytes && res.Metrics["resumed_per_s"] >= connectGoalResumedSec
 	return nil

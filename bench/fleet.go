@@ -24,10 +24,13 @@ const dialers = 64
 // sharing UDP sockets (which count their datagrams), each reporting its
 // events to onEvent.
 type fleet struct {
-	t          *target
+	t *target
+	// Over QUIC the sessions share counting UDP sockets; over TCP each
+	// has its connection, dialled and counted by tcp.
 	sockets    []*socket
 	transports []*quic.Transport // transports[i] is on sockets[i]
-	clients    []*client.Client  // clients[i] is user users[i]
+	tcp        *tcpCounter
+	clients    []*client.Client // clients[i] is user users[i]
 	users      []uint64
 	online     atomic.Int64
 }
@@ -38,14 +41,11 @@ type fleet struct {
 // what is appended after they connect.
 func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i int, ev client.Event)) (*fleet, error) {
 	f := &fleet{t: t, users: users, clients: make([]*client.Client, len(users))}
-	for range (len(users) + sessionsPerSocket - 1) / sessionsPerSocket {
-		s, err := listenSocket()
-		if err != nil {
-			f.close()
-			return nil, err
-		}
-		f.sockets = append(f.sockets, s)
-		f.transports = append(f.transports, s.transport())
+	if t.via == client.TransportTCP {
+		f.tcp = newTCPCounter()
+	} else if err := f.addSockets((len(users) + sessionsPerSocket - 1) / sessionsPerSocket); err != nil {
+		f.close()
+		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var wg sync.WaitGroup
@@ -59,14 +59,10 @@ func dialFleet(ctx context.Context, t *target, users []uint64, onEvent func(i in
 				if i >= len(users) {
 					return
 				}
-				opts := client.Options{
-					TLS:       f.t.tls,
-					Transport: f.transports[i/sessionsPerSocket],
-					Via:       client.TransportQUIC, // the bench measures QUIC; no fallback race
-					FromNow:   true,
-					Logger:    quiet,
-					Name:      "gonets-bench",
-				}
+				opts := f.options(i)
+				opts.FromNow = true
+				opts.Logger = quiet
+				opts.Name = "gonets-bench"
 				if onEvent != nil {
 					opts.OnEvent = func(ev client.Event) { onEvent(i, ev) }
 				} else {
@@ -125,10 +121,43 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// datagrams returns what the fleet's sockets counted so far, and the
-// sessions online.
+// addSockets adds n counting UDP sockets, each with a QUIC transport.
+func (f *fleet) addSockets(n int) error {
+	for range n {
+		s, err := listenSocket()
+		if err != nil {
+			return err
+		}
+		f.sockets = append(f.sockets, s)
+		f.transports = append(f.transports, s.transport())
+	}
+	return nil
+}
+
+// options returns the options of the fleet's session i: the bench's
+// transport only (no fallback race, whose second handshakes would add to
+// the node's cost), through a counting socket or dialler.
+func (f *fleet) options(i int) client.Options {
+	o := client.Options{TLS: f.t.tls, Via: f.t.via}
+	if f.tcp != nil {
+		o.TCPAddr = f.t.tcpAddr
+		o.DialTCP = f.tcp.dial
+	} else {
+		o.Transport = f.transports[min(i/sessionsPerSocket, len(f.transports)-1)]
+	}
+	return o
+}
+
+// datagrams returns the packets the fleet's sockets or connections
+// counted so far (UDP datagrams, or TCP segments), and the sessions
+// online.
 func (f *fleet) datagrams() datagrams {
-	d := countSockets(f.sockets)
+	var d datagrams
+	if f.tcp != nil {
+		d.Sent, d.Received = f.tcp.counts()
+	} else {
+		d = countSockets(f.sockets)
+	}
 	d.Sessions = int(f.online.Load())
 	return d
 }

@@ -24,6 +24,8 @@ type job struct {
 	Parts    int    `json:"parts"`
 
 	Addr        string `json:"addr"`
+	TCPAddr     string `json:"tcp_addr"`
+	Via         string `json:"via"` // quic or tcp
 	Key         string `json:"key"` // the node's token key file
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Insecure    bool   `json:"insecure,omitempty"`
@@ -38,7 +40,7 @@ type job struct {
 
 // newJob returns part k of parts of a scenario against t.
 func newJob(scenario string, cfg Config, t *target, k, parts int) *job {
-	return &job{Scenario: scenario, Part: k, Parts: parts, Addr: t.addr, Key: t.keyFile, Fingerprint: t.fingerprint, Insecure: t.insecure,
+	return &job{Scenario: scenario, Part: k, Parts: parts, Addr: t.addr, TCPAddr: t.tcpAddr, Via: t.via.String(), Key: t.keyFile, Fingerprint: t.fingerprint, Insecure: t.insecure,
 		Users: cfg.Users, Groups: cfg.Groups, Members: cfg.Members, Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size}
 }
 
@@ -154,6 +156,10 @@ func serve(ctx context.Context, p **localPart, req request) (rep reply, quit boo
 		j := req.Job
 		t, err := connectNode(j.Addr, j.Key, j.Fingerprint, j.Insecure)
 		if err != nil {
+			return fail(err)
+		}
+		t.tcpAddr = j.TCPAddr
+		if err := t.via.UnmarshalText([]byte(j.Via)); err != nil {
 			return fail(err)
 		}
 		if *p, err = newLocalPart(ctx, j.Scenario, j.config(), t, j.Part, j.Parts); err != nil {

@@ -16,13 +16,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/nodecert"
 	"github.com/gonets/gonets/identity/token"
 )
 
 // target is the node under load: one the bench started, or a running one.
 type target struct {
-	addr   string // QUIC, host:port
+	addr    string // QUIC, host:port
+	tcpAddr string // TLS over TCP
+	// via is the transport the generator's sessions use: QUIC or TCP,
+	// never both (client.TransportAuto means QUIC here).
+	via    client.Transport
 	tls    *tls.Config
 	signer *token.Signer
 	name   string // result.Result.Target
@@ -65,7 +70,7 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &target{dir: dir, name: "gonets", exited: make(chan error, 1), stderr: &tailBuffer{max: 8 << 10}}
+	t := &target{via: client.TransportQUIC, dir: dir, name: "gonets", exited: make(chan error, 1), stderr: &tailBuffer{max: 8 << 10}}
 	fail := func(err error) (*target, error) {
 		t.stop()
 		return nil, err
@@ -100,6 +105,7 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 		return fail(err)
 	}
 	t.addr = "127.0.0.1:" + strconv.Itoa(quicPort)
+	t.tcpAddr = t.addr
 	t.httpURL = "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	t.cmd = exec.Command(binary, "serve", "--config", conf, "--data", dir,
 		"--quic", t.addr, "--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--pprof")
@@ -140,7 +146,7 @@ func connectNode(addr, keyFile, fingerprint string, insecure bool) (*target, err
 	if err != nil {
 		return nil, fmt.Errorf("bench: --key: %w", err)
 	}
-	t := &target{addr: addr, signer: token.NewSigner(key), name: "gonets@" + addr, keyFile: abs, fingerprint: fingerprint, insecure: insecure}
+	t := &target{addr: addr, tcpAddr: addr, via: client.TransportQUIC, signer: token.NewSigner(key), name: "gonets@" + addr, keyFile: abs, fingerprint: fingerprint, insecure: insecure}
 	switch {
 	case fingerprint != "":
 		if t.tls, err = nodecert.PinnedConfig(fingerprint, nil); err != nil {

@@ -170,7 +170,9 @@ func (p *localPart) setupGroup(ctx context.Context, cfg Config, users []uint64) 
 // channel and subscribes every part's subscribers.
 func (p *localPart) setupChannel(ctx context.Context, cfg Config, t *target) error {
 	for d := range cfg.Publishers {
-		c, err := client.Dial(ctx, t.addr, t.token(1, uint64(d+1)), client.Options{TLS: t.tls, SendOnly: true, Transport: p.f.transports[0], Via: client.TransportQUIC})
+		o := p.f.options(0)
+		o.SendOnly = true
+		c, err := client.Dial(ctx, t.addr, t.token(1, uint64(d+1)), o)
 		if err != nil {
 			return fmt.Errorf("bench: publisher: %w", err)
 		}

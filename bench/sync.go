@@ -38,16 +38,20 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		return err
 	}
 	silent := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// The user's sessions share a counting socket of their own.
-	mine, err := listenSocket()
-	if err != nil {
-		return err
+	// The user's sessions, over QUIC, share a counting socket of their
+	// own (the fleet closes it); over TCP the fleet's dialler counts them.
+	mine := f.options(0)
+	if f.tcp == nil {
+		if err := f.addSockets(1); err != nil {
+			return err
+		}
+		mine.Transport = f.transports[len(f.transports)-1]
 	}
-	defer mine.Close()
-	tr := mine.transport()
-	defer tr.Close()
+	mine.Logger = silent
 	// The user's device has seen everything so far: its sync state is now.
-	first, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, FromNow: true, Logger: silent, EventBuffer: -1, Transport: tr, Via: client.TransportQUIC})
+	o := mine
+	o.FromNow, o.EventBuffer = true, -1
+	first, err := client.Dial(ctx, t.addr, t.token(me, 1), o)
 	if err != nil {
 		return err
 	}
@@ -55,7 +59,7 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	state := first.SyncState()
 	first.Close()
 
-	count := socketsCounter(func() int { return int(f.online.Load()) }, append(slices.Clone(f.sockets), mine)...)
+	count := func(context.Context) (datagrams, error) { return f.datagrams(), nil }
 	if err := quiet(ctx, t, cfg, count, res); err != nil {
 		return err
 	}
@@ -98,16 +102,18 @@ func runSync(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		done := make(chan struct{})
 		start := time.Now()
 		var caughtUp time.Duration
-		c, err := client.Dial(ctx, t.addr, t.token(me, 1), client.Options{TLS: t.tls, State: state, Logger: silent, Transport: tr, Via: client.TransportQUIC,
-			OnEvent: func(ev client.Event) {
-				if ev.Kind != client.EventMessage {
-					return
-				}
-				if got++; got == cfg.Messages {
-					caughtUp = time.Since(start)
-					close(done)
-				}
-			}})
+		o := mine
+		o.State = state
+		o.OnEvent = func(ev client.Event) {
+			if ev.Kind != client.EventMessage {
+				return
+			}
+			if got++; got == cfg.Messages {
+				caughtUp = time.Since(start)
+				close(done)
+			}
+		}
+		c, err := client.Dial(ctx, t.addr, t.token(me, 1), o)
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/gonets/gonets/bench"
 	"github.com/gonets/gonets/bench/report"
 	"github.com/gonets/gonets/bench/result"
+	"github.com/gonets/gonets/broker/client"
 )
 
 const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage)"
@@ -39,6 +40,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Key, "key", "", "with --server: the node's token key `file` (node-token.key in its data dir)")
 	fs.StringVar(&cfg.Fingerprint, "fingerprint", "", "with --server: pin the node's certificate by its SHA-256 `hex`")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "with --server: skip the node's certificate checks")
+	fs.TextVar(&cfg.Transport, "transport", client.TransportQUIC, "what carries the sessions: `quic` or tcp (TLS 1.3 over TCP); never both")
+	fs.StringVar(&cfg.TCPServer, "tcp-server", "", "with --server and --transport tcp: the node's TLS-over-TCP `address` (default: --server's)")
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the node to a CPU `list` (\"0\", \"0-1\")")
 	fs.StringVar(&cfg.ClientCPUs, "client-cpus", "", "pin the load generator to a CPU `list`")
 	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel: spread the load generator's sessions over `n` worker processes")
@@ -76,6 +79,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "gonets bench: unexpected argument %q\n%s\n", fs.Arg(0), benchUsage)
+		return 2
+	}
+	if cfg.Transport == client.TransportAuto {
+		fmt.Fprintf(stderr, "gonets bench: --transport auto: the bench measures one transport at a time; quic or tcp\n%s\n", benchUsage)
 		return 2
 	}
 	if *peer != "" && *peer != "nats" {
