@@ -230,6 +230,8 @@ type brokerMetrics struct {
 	rateLimited   *metrics.Counter
 	messages      *metrics.Counter
 	deliveries    *metrics.Counter
+	pushWrites    *metrics.Counter
+	coalesceWaits *metrics.Counter
 	drops         *DropCounters
 	closes        *closeCounters
 	helloTimeouts *metrics.Counter
@@ -249,6 +251,8 @@ func newBrokerMetrics(set *metrics.Set) brokerMetrics {
 		rateLimited:   set.NewCounter("gonets_broker_rate_limited_total"),
 		messages:      set.NewCounter("gonets_broker_messages_total"),
 		deliveries:    set.NewCounter("gonets_broker_deliveries_total"),
+		pushWrites:    set.NewCounter("gonets_broker_push_writes_total"),
+		coalesceWaits: set.NewCounter("gonets_broker_push_coalesce_waits_total"),
 		drops:         newDropCounters(set),
 		closes:        newCloseCounters(set),
 		helloTimeouts: set.NewCounter("gonets_broker_hello_timeouts_total"),

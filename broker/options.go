@@ -47,6 +47,12 @@ type Options struct {
 	// a session whose responses or pushes have not moved for this long
 	// is closed, the reason counted. Default: 10 s.
 	WriteTimeout time.Duration
+	// CoalesceWindow is the most a session's pushes wait for others to
+	// join their write: a session written to within the last window waits
+	// out the rest of it, so that a busy session gets at most one push
+	// write per window, and a session idle for a window is written to at
+	// once. Negative disables it. Default: 1 ms.
+	CoalesceWindow time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics is the set the broker registers its metrics in. Default: a
@@ -87,6 +93,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.CoalesceWindow == 0 {
+		o.CoalesceWindow = time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -44,6 +44,9 @@ type Session struct {
 	respMu sync.Mutex // serialises writes to the response stream
 
 	push Stream // opened by the writer on first use; writer-owned
+	// lastWrite is when the writer last wrote pushes (since monoEpoch),
+	// for the coalescing window; 0 before the first.
+	lastWrite atomic.Int64
 }
 
 // maxHelloBytes caps the first frame, read before the client is known.

@@ -89,6 +89,16 @@ func (s *Session) writeLoop() {
 	var batch [writeBatch]*Payload
 	for {
 		n, _ := s.out.Take(batch[:])
+		if n > 0 && n < writeBatch {
+			if wait := s.coalesceWait(); wait > 0 {
+				// A busy session: let what comes within the window join
+				// this write.
+				s.b.m.coalesceWaits.Inc()
+				time.Sleep(wait)
+				k, _ := s.out.Take(batch[n:])
+				n += k
+			}
+		}
 		if n > 0 && s.b.opts.Now().UnixMicro() > s.expires.Load() {
 			// An expired session gets nothing more; the reader ends when
 			// the connection closes.
@@ -132,7 +142,33 @@ func (s *Session) writePayloads(ps []*Payload) bool {
 	ok := s.writePush(buf)
 	*bp = buf
 	putBuf(bp)
+	s.b.m.pushWrites.Inc()
+	if s.b.opts.CoalesceWindow > 0 {
+		s.lastWrite.Store(int64(time.Since(monoEpoch)))
+	}
 	return ok
+}
+
+// monoEpoch anchors the monotonic times sessions keep as integers.
+var monoEpoch = time.Now()
+
+// coalesceWait returns how long the writer waits before writing pushes
+// it took: the rest of the coalescing window since the session's last
+// push write, so that a session written to more often than once a window
+// gets one write per window, holding everything that came in it, and a
+// session idle for a window or more (every session at human rates) is
+// written to at once. It never waits longer than the window.
+func (s *Session) coalesceWait() time.Duration {
+	w := s.b.opts.CoalesceWindow
+	last := s.lastWrite.Load()
+	if w <= 0 || last == 0 {
+		return 0
+	}
+	since := time.Since(monoEpoch) - time.Duration(last)
+	if since >= w || since < 0 {
+		return 0
+	}
+	return w - since
 }
 
 // writePush writes to the push stream, opening it first if need be. On
