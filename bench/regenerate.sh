@@ -10,9 +10,9 @@
 #                                        replaced; the tables cover what
 #                                        bench-results/ holds)
 #   bench/regenerate.sh cost             the node's CPU and packets per
-#                                        message beside NATS, like for
-#                                        like, one run each (about 20
-#                                        minutes)
+#                                        message over QUIC and over TCP
+#                                        beside NATS, like for like, one
+#                                        run each (about 27 minutes)
 #
 # Results: bench-results/*.jsonl, HTML reports: bench-results/*/.
 set -euo pipefail
@@ -22,13 +22,15 @@ mkdir -p "$out"
 go build -o "$out/gonets" .
 if [ "${1:-}" = cost ]; then
 	# Each case beside NATS (one TCP connection per user, TLS 1.3: the
-	# peer's defaults under gonets bench), at an offered load both carry.
+	# peer's defaults under gonets bench), at an offered load both carry;
+	# then Gonets again over TLS on TCP.
 	cost() {
 		local name=$1
 		shift
 		rm -f "$out/cost-$name.jsonl"
 		echo "### $name: gonets bench $*"
 		"$out/gonets" bench "$@" --peer nats --out "$out/cost-$name.jsonl" >/dev/null
+		"$out/gonets" bench "$@" --transport tcp --out "$out/cost-$name.jsonl" >/dev/null
 		"$out/gonets" bench-summary "$out/cost-$name.jsonl"
 		echo
 	}
