@@ -180,10 +180,15 @@ func (s *Store) commitLoop() {
 	var reqs []*request
 	var bo backoff
 	var f flight // one commit at a time: reused
+	pace := syncPacer{max: max(s.opts.SyncDelayMax, 0), rate: s.opts.pacerRate}
+	hold := newStoppedTimer()
+	arrived, left := 0, 0 // requests that came in while busy; those left queued
 	for {
 		if s.failure() != nil && !s.stopping() {
 			s.recoverLoop(&bo)
 		}
+		queued, _ := s.q.queued()
+		pace.idle(time.Now(), arrived+queued-left)
 		var ok bool
 		reqs, ok = s.q.take(reqs[:0], s.opts.MaxBatchBytes)
 		if !ok {
@@ -192,8 +197,21 @@ func (s *Store) commitLoop() {
 		if len(reqs) == 0 {
 			continue // woken by a failure
 		}
-		f = flight{reqs: reqs, start: time.Now(), heads: f.heads[:0]}
+		start := time.Now()
+		arrived = 0
+		if wait, goal := pace.hold(start); wait > 0 {
+			n := len(reqs)
+			reqs = s.gather(hold, reqs, wait, goal)
+			arrived = len(reqs) - n
+			s.m.syncDelaySeconds.Update(time.Since(start).Seconds())
+		}
+		left, _ = s.q.queued()
+		f = flight{reqs: reqs, start: start, heads: f.heads[:0]}
 		s.build(bc, &f)
+		if f.b != nil {
+			s.m.syncs.Inc()
+			pace.synced(time.Now(), len(reqs))
+		}
 		s.finish(&f)
 		clear(reqs)
 		clear(f.heads)
@@ -205,6 +223,38 @@ func (s *Store) commitLoop() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// gather holds a group of reqs for up to wait while more requests queue,
+// then adds them to it within the batch's bytes. It stops early once the
+// group would hold goal requests or fill a batch. hold is the
+// committer's timer, stopped.
+func (s *Store) gather(hold *time.Timer, reqs []*request, wait time.Duration, goal int) []*request {
+	budget := s.opts.MaxBatchBytes
+	for _, r := range reqs {
+		budget -= r.size
+	}
+	hold.Reset(wait)
+	defer hold.Stop()
+	for {
+		n, bytes := s.q.queued()
+		if len(reqs)+n >= goal || bytes >= budget || s.stopping() {
+			break
+		}
+		select {
+		case <-hold.C:
+			return s.q.tryTake(reqs, budget)
+		case <-s.q.ready:
+		}
+	}
+	return s.q.tryTake(reqs, budget)
+}
+
+// newStoppedTimer returns a timer that has not started.
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 // build applies f's requests into one batch and applies it to Pebble

@@ -17,7 +17,11 @@
 // Pebble batch and commits it with one WAL sync (group commit). Only then
 // are the callers answered. Messages that arrive while a sync is in flight
 // form the next batch, capped at Options.MaxBatchBytes; an idle store
-// commits at once. A failed commit or sync fails every caller in the batch
+// commits at once. Under load a batch may wait, up to Options.SyncDelayMax
+// after the previous sync began, for more messages to share its sync
+// (syncPacer: never for a lone message, never when idle); the wait comes
+// before the batch is written, so it delays acks but never precedes one
+// to its sync. A failed commit or sync fails every caller in the batch
 // and the store refuses writes (ErrFailed) until it has reopened its
 // database, which it does by itself (see Failures): nothing is ever acked
 // after a failed sync.

@@ -10,11 +10,13 @@ type storeMetrics struct {
 	appendBytes      *metrics.Counter
 	dedupeHits       *metrics.Counter
 	commits          *metrics.Counter
+	syncs            *metrics.Counter
 	commitErrors     *metrics.Counter
 	batchMessages    *metrics.PrometheusHistogram
 	batchBytes       *metrics.PrometheusHistogram
 	commitSeconds    *metrics.PrometheusHistogram
 	syncSeconds      *metrics.PrometheusHistogram
+	syncDelaySeconds *metrics.PrometheusHistogram
 	retentionDeleted *metrics.Counter
 	dedupeExpired    *metrics.Counter
 	sweepErrors      *metrics.Counter
@@ -35,11 +37,13 @@ func newStoreMetrics(set *metrics.Set, s *Store) *storeMetrics {
 		appendBytes:      set.NewCounter("gonets_storage_append_bytes_total"),
 		dedupeHits:       set.NewCounter("gonets_storage_dedupe_hits_total"),
 		commits:          set.NewCounter("gonets_storage_commits_total"),
+		syncs:            set.NewCounter("gonets_storage_syncs_total"),
 		commitErrors:     set.NewCounter("gonets_storage_commit_errors_total"),
 		batchMessages:    set.NewPrometheusHistogramExt("gonets_storage_batch_messages", batchMessageBuckets),
 		batchBytes:       set.NewPrometheusHistogramExt("gonets_storage_batch_bytes", batchByteBuckets),
 		commitSeconds:    set.NewPrometheusHistogramExt("gonets_storage_commit_seconds", latencyBuckets),
 		syncSeconds:      set.NewPrometheusHistogramExt("gonets_storage_sync_seconds", latencyBuckets),
+		syncDelaySeconds: set.NewPrometheusHistogramExt("gonets_storage_sync_delay_seconds", latencyBuckets),
 		retentionDeleted: set.NewCounter("gonets_storage_retention_deleted_total"),
 		dedupeExpired:    set.NewCounter("gonets_storage_dedupe_expired_total"),
 		sweepErrors:      set.NewCounter("gonets_storage_sweep_errors_total"),

@@ -29,6 +29,13 @@ type Options struct {
 	// blocks (honouring its ctx) while the queue is full. Default: 16 MiB.
 	MaxQueuedBytes int
 
+	// SyncDelayMax bounds how long a group commit may wait, under load,
+	// for more requests to share its WAL sync: the next sync begins at
+	// most this long after the previous one began. An idle store, or a
+	// lone sender waiting for each ack, never waits (see syncPacer).
+	// Negative disables the wait. Default: 1 ms.
+	SyncDelayMax time.Duration
+
 	// DedupeWindow is how long a (sender device, client message id) is
 	// remembered. Default: 24h.
 	DedupeWindow time.Duration
@@ -88,6 +95,10 @@ type Options struct {
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 
+	// pacerRate seeds the sync pacer's rate (requests per second), so
+	// that a test finds the store under load from its first commit.
+	pacerRate float64
+
 	// fatalStderr also receives the fatal line when no Logger was given.
 	fatalStderr io.Writer
 }
@@ -115,6 +126,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxQueuedBytes == 0 {
 		o.MaxQueuedBytes = 16 << 20
+	}
+	if o.SyncDelayMax == 0 {
+		o.SyncDelayMax = time.Millisecond
 	}
 	if o.DedupeWindow == 0 {
 		o.DedupeWindow = 24 * time.Hour

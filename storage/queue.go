@@ -63,26 +63,7 @@ func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
 	for {
 		q.mu.Lock()
 		if len(q.reqs) > 0 {
-			n, bytes := 0, 0
-			for n < len(q.reqs) && (n == 0 || bytes+q.reqs[n].size <= maxBytes) {
-				bytes += q.reqs[n].size
-				n++
-			}
-			dst = append(dst, q.reqs[:n]...)
-			rest := copy(q.reqs, q.reqs[n:])
-			clear(q.reqs[rest:])
-			q.reqs = q.reqs[:rest]
-			q.bytes -= bytes
-			if rest > 0 {
-				select {
-				case q.ready <- struct{}{}:
-				default:
-				}
-			}
-			if q.waiting {
-				close(q.space) // wake every waiting caller
-				q.space, q.waiting = make(chan struct{}), false
-			}
+			dst = q.popLocked(dst, maxBytes, true)
 			q.mu.Unlock()
 			return dst, true
 		}
@@ -98,6 +79,51 @@ func (q *queue) take(dst []*request, maxBytes int) ([]*request, bool) {
 		q.mu.Unlock()
 		<-q.ready
 	}
+}
+
+// tryTake moves queued requests, up to maxBytes of bodies, into dst
+// without blocking; it may move none.
+func (q *queue) tryTake(dst []*request, maxBytes int) []*request {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.popLocked(dst, maxBytes, false)
+}
+
+// popLocked moves the queue's first requests, up to maxBytes of bodies
+// (but at least one when atLeastOne), into dst, and wakes callers waiting
+// for room.
+func (q *queue) popLocked(dst []*request, maxBytes int, atLeastOne bool) []*request {
+	n, bytes := 0, 0
+	for n < len(q.reqs) && ((atLeastOne && n == 0) || bytes+q.reqs[n].size <= maxBytes) {
+		bytes += q.reqs[n].size
+		n++
+	}
+	if n == 0 {
+		return dst
+	}
+	dst = append(dst, q.reqs[:n]...)
+	rest := copy(q.reqs, q.reqs[n:])
+	clear(q.reqs[rest:])
+	q.reqs = q.reqs[:rest]
+	q.bytes -= bytes
+	if rest > 0 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	if q.waiting {
+		close(q.space) // wake every waiting caller
+		q.space, q.waiting = make(chan struct{}), false
+	}
+	return dst
+}
+
+// queued returns the number of queued requests and their bytes.
+func (q *queue) queued() (n, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.reqs), q.bytes
 }
 
 // wake makes a blocked or the next take return, with or without requests.

@@ -83,6 +83,7 @@ type storageConfig struct {
 	MaxBodyBytes    byteSize        `toml:"max_body_bytes"`
 	MaxBatchBytes   byteSize        `toml:"max_batch_bytes"`
 	MaxQueuedBytes  byteSize        `toml:"max_queued_bytes"`
+	SyncDelayMax    duration        `toml:"sync_delay_max"`
 	DedupeWindow    duration        `toml:"dedupe_window"`
 	MaxMembers      int64           `toml:"max_members"`
 	PushMembers     int64           `toml:"push_members"`
@@ -356,6 +357,7 @@ func (c *config) storageOptions() (storage.Options, error) {
 		MaxBodyBytes:    toInt("storage.max_body_bytes", s.MaxBodyBytes),
 		MaxBatchBytes:   toInt("storage.max_batch_bytes", s.MaxBatchBytes),
 		MaxQueuedBytes:  toInt("storage.max_queued_bytes", s.MaxQueuedBytes),
+		SyncDelayMax:    time.Duration(s.SyncDelayMax),
 		DedupeWindow:    time.Duration(s.DedupeWindow),
 		MaxMembers:      uint64(s.MaxMembers),
 		PushMembers:     uint64(s.PushMembers),

@@ -126,6 +126,8 @@ var metricHelp = map[string]string{
 	"gonets_storage_append_bytes_total":      "Body bytes of the messages appended.",
 	"gonets_storage_dedupe_hits_total":       "Appends answered with an earlier ack because their client message id was seen within the dedupe window.",
 	"gonets_storage_commits_total":           "Group commits whose WAL sync succeeded.",
+	"gonets_storage_syncs_total":             "WAL syncs the committer asked for, one per group commit that wrote anything.",
+	"gonets_storage_sync_delay_seconds":      "Time a group commit held its batch under load for more messages to share its WAL sync.",
 	"gonets_storage_commit_errors_total":     "Group commits or WAL syncs that failed; the store refuses writes after one until it has reopened its database.",
 	"gonets_storage_batch_messages":          "Messages appended per group commit.",
 	"gonets_storage_batch_bytes":             "Body bytes per group commit.",
