@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -373,4 +374,106 @@ func reportCommits(b *testing.B, before, after map[string]float64) {
 	if n := d("gonets_storage_commit_seconds_count"); n > 0 {
 		b.ReportMetric(d("gonets_storage_commit_seconds_sum")/n*1000, "commit-ms")
 	}
+}
+
+// BenchmarkAppendSyncDelay measures both sides of Options.SyncDelayMax's
+// trade: WAL syncs per message and the process's CPU per message (the
+// sync's share of it) against ack latency. Each case runs with the wait
+// off and at bounds of 1 and 2 ms: closed loops of 1, 8 and 64 appenders
+// (each waits for its ack before the next), and open loops at moderate
+// offered rates, where a group commit holds one or two messages. Latency
+// is an ack's, from the send (closed loop) or from its scheduled send
+// (open loop).
+func BenchmarkAppendSyncDelay(b *testing.B) {
+	for _, load := range []struct {
+		name      string
+		appenders int // closed loop
+		rate      int // open loop, msgs/s
+	}{{"appenders=1", 1, 0}, {"appenders=8", 8, 0}, {"appenders=64", 64, 0}, {"rate=1000", 0, 1000}, {"rate=4000", 0, 4000}} {
+		for _, delay := range []time.Duration{-1, time.Millisecond, 2 * time.Millisecond} {
+			name := "delay=off"
+			if delay > 0 {
+				name = "delay=" + delay.String()
+			}
+			b.Run(load.name+"/"+name, func(b *testing.B) { benchSyncDelay(b, delay, load.appenders, load.rate) })
+		}
+	}
+}
+
+func benchSyncDelay(b *testing.B, delay time.Duration, appenders, rate int) {
+	s := openTest(b, b.TempDir(), Options{SyncDelayMax: delay})
+	chats := benchGroups(b, s, 1000)
+	bodies := benchRandomBodies(64)
+	ctx := context.Background()
+	n := b.N
+	if rate > 0 {
+		n = max(n, rate) // at least a second of load
+	}
+	lat := make([]time.Duration, n)
+	var firstErr benchErr
+	send := func(i int, from time.Time) {
+		c := chats[i%len(chats)]
+		m := []Message{{Chat: c.ID, Sender: c.Creator, Device: DeviceID(1 + i%64), ClientMsgID: uint64(i + 1), Kind: MsgText, Body: bodies[i%len(bodies)]}}
+		acks, err := s.Append(ctx, m)
+		lat[i] = time.Since(from)
+		if err == nil {
+			err = acks[0].Err
+		}
+		if err != nil {
+			firstErr.set(err)
+		}
+	}
+	before, cpu := benchMetrics(s), processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	if rate > 0 {
+		interval := time.Second / time.Duration(rate)
+		for i := 0; i < n; {
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+			for now := time.Now(); i < n && !start.Add(time.Duration(i)*interval).After(now); i++ {
+				idx, sched := i, start.Add(time.Duration(i)*interval)
+				wg.Go(func() { send(idx, sched) })
+			}
+		}
+	} else {
+		var next atomic.Int64
+		for range appenders {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+					send(i, time.Now())
+				}
+			})
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu = processCPU() - cpu
+	if err := firstErr.get(); err != nil {
+		b.Fatalf("Append: %v", err)
+	}
+	after := benchMetrics(s)
+	d := func(name string) float64 { return after[name] - before[name] }
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(d("gonets_storage_syncs_total")/float64(n), "syncs/msg")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/msg")
+	b.ReportMetric(benchPercentile(lat, 0.50), "p50-ms")
+	b.ReportMetric(benchPercentile(lat, 0.99), "p99-ms")
+	if held := d("gonets_storage_sync_delay_seconds_count"); held > 0 {
+		b.ReportMetric(d("gonets_storage_sync_delay_seconds_sum")/held*1000, "held-ms")
+		b.ReportMetric(held/float64(n), "holds/msg")
+	}
+}
+
+// processCPU returns the CPU time the process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
