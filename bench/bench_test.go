@@ -361,6 +361,10 @@ func (r *resultView) cost(t *testing.T, fanout, sessions int) {
 	// deliveries goes to another session: at least one datagram each.
 	r.atLeast(t, "node_packets_in_per_message", 0.9)
 	r.atLeast(t, "node_packets_out_per_message", 0.9*float64(fanout))
+	// Each message is synced once at most, whatever else the store syncs.
+	if v := m["node_syncs_per_message"]; v <= 0 || v > 2 {
+		t.Errorf("node_syncs_per_message = %v, want (0, 2]", v)
+	}
 	if v, ok := m["other_cpu_percent"]; !ok || v < 0 {
 		t.Errorf("other_cpu_percent = %v (present %v)", v, ok)
 	}

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gonets/gonets/bench/result"
@@ -44,6 +47,7 @@ func socketsCounter(sessions func() int, socks ...*socket) counter {
 
 // costMeter measures what the node spends from its start until read.
 type costMeter struct {
+	t        *target
 	node     *procMeter // nil for a running node
 	nodePort int        // the node's UDP port, for its socket's drops; 0 for a running node
 	count    counter
@@ -52,11 +56,14 @@ type costMeter struct {
 	start    time.Time
 	// busy and steal are the machine's, at the start (machineCPU).
 	busy, steal time.Duration
+	// store is the node's store counters at the start; nil when they
+	// could not be read (a running node, or no metrics endpoint).
+	store *storeCounts
 }
 
 // startCost starts measuring the node t with the generator's counts.
 func startCost(ctx context.Context, t *target, cpus string, count counter) (*costMeter, error) {
-	m := &costMeter{count: count}
+	m := &costMeter{count: count, t: t}
 	if pid := t.pid(); pid != "" {
 		m.node = startMeter(pid, cpus)
 		if _, port, err := net.SplitHostPort(t.addr); err == nil {
@@ -64,6 +71,7 @@ func startCost(ctx context.Context, t *target, cpus string, count counter) (*cos
 			m.drops = udpDrops(m.nodePort)
 		}
 	}
+	m.store = t.storeCounts(ctx)
 	var err error
 	m.from, err = count(ctx)
 	m.busy, m.steal, _ = machineCPU()
@@ -88,6 +96,11 @@ func (m *costMeter) read(ctx context.Context) (*cost, error) {
 		c.Node = m.node.read()
 		c.NodeDrops = udpDrops(m.nodePort) - m.drops
 	}
+	if m.store != nil {
+		if to := m.t.storeCounts(ctx); to != nil {
+			c.Syncs, c.Appends = to.syncs-m.store.syncs, to.appends-m.store.appends
+		}
+	}
 	if busy, steal, err := machineCPU(); err == nil && m.busy > 0 {
 		c.MachineBusy, c.Steal = (busy - m.busy).Seconds(), (steal - m.steal).Seconds()
 	}
@@ -108,6 +121,9 @@ type cost struct {
 	// MachineBusy is the CPU the whole machine used (seconds, all
 	// cores), Steal what the hypervisor took from it.
 	MachineBusy, Steal float64
+	// Syncs are the WAL syncs the node's store asked for, Appends the
+	// messages it appended (0 when its metrics were not read).
+	Syncs, Appends float64
 }
 
 // cpuMicros is the node's CPU over the window in µs, or NaN when it was
@@ -122,10 +138,15 @@ func (c *cost) cpuMicros() float64 {
 // per sets the node's cost per unit of work, n of them in the window:
 // node_cpu_us_per_UNIT (with a node the bench started), and
 // node_packets_in_per_UNIT and node_packets_out_per_UNIT. Nothing is set
-// for n = 0.
+// for n = 0. Per message, it also sets node_syncs_per_message: the WAL
+// syncs the node's store asked for per message it appended, both counted
+// by the node over the window (with a node the bench started).
 func (c *cost) per(res *result.Result, unit string, n int64) {
 	if n <= 0 {
 		return
+	}
+	if unit == "message" && c.Appends > 0 {
+		res.Metrics["node_syncs_per_message"] = c.Syncs / c.Appends
 	}
 	if cpu := c.cpuMicros(); !math.IsNaN(cpu) {
 		res.Metrics["node_cpu_us_per_"+unit] = cpu / float64(n)
@@ -208,4 +229,56 @@ func quiet(ctx context.Context, t *target, cfg Config, count counter, res *resul
 		fmt.Fprintln(cfg.Live)
 	}
 	return nil
+}
+
+// storeCounts are the node's store counters that node_syncs_per_message
+// divides.
+type storeCounts struct{ syncs, appends float64 }
+
+// storeCounts reads the store's counters from the metrics endpoint of a
+// node the bench started, or returns nil: for a running node, or when
+// the endpoint does not answer with both.
+func (t *target) storeCounts(ctx context.Context) *storeCounts {
+	if t.httpURL == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.httpURL+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var sc storeCounts
+	found := 0
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		name, val, ok := strings.Cut(lines.Text(), " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		switch name {
+		case "gonets_storage_syncs_total":
+			dst = &sc.syncs
+		case "gonets_storage_appends_total":
+			dst = &sc.appends
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(val, 64); err == nil {
+			found++
+		}
+	}
+	if found != 2 {
+		return nil
+	}
+	return &sc
 }

@@ -57,7 +57,9 @@ type Result struct {
 	// node_cpu_us_per_message and node_cpu_us_per_delivery (µs of the
 	// node's CPU per message it accepted and per delivery received),
 	// node_packets_in_per_message and node_packets_out_per_message (its
-	// QUIC datagrams or TCP segments), and, over a quiet window before
+	// QUIC datagrams or TCP segments), node_syncs_per_message (the WAL
+	// syncs the node's store asked for per message it appended), and,
+	// over a quiet window before
 	// the load, node_idle_cpu_pct_per_1000_sessions (percent of one
 	// core).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
