@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -17,6 +21,7 @@ type admission struct {
 	max, maxPerAddr int
 	evicted         *metrics.Counter // evicted over the overall bound
 	evictedAddr     *metrics.Counter // evicted over the per-address bound
+	handshakes      *handshakeGate
 
 	mu         sync.Mutex // guards the following
 	head, tail *pending   // oldest first
@@ -32,14 +37,21 @@ type pending struct {
 	gone       bool // evicted or left
 }
 
-func newAdmission(max, maxPerAddr int, set *metrics.Set) *admission {
-	return &admission{
-		max:         max,
-		maxPerAddr:  maxPerAddr,
+// newAdmission returns the bounds of opts, their metrics registered in
+// opts.Metrics. Handshakes waiting for a slot are unauthenticated
+// connections too: at most MaxUnauthenticated of them wait.
+func newAdmission(opts Options) *admission {
+	set := opts.Metrics
+	a := &admission{
+		max:         opts.MaxUnauthenticated,
+		maxPerAddr:  opts.MaxUnauthenticatedPerAddr,
 		evicted:     set.NewCounter(`gonets_broker_unauthenticated_evictions_total{bound="node"}`),
 		evictedAddr: set.NewCounter(`gonets_broker_unauthenticated_evictions_total{bound="address"}`),
+		handshakes:  newHandshakeGate(opts.MaxHandshakes, opts.MaxUnauthenticated, opts.HandshakeWait, set),
 		perAddr:     make(map[netip.Addr]int),
 	}
+	set.NewGauge("gonets_broker_unauthenticated_connections", func() float64 { return float64(a.len()) })
+	return a
 }
 
 // admit registers a new connection from addr, evicting (with evict, each
@@ -119,5 +131,192 @@ func (a *admission) removeLocked(p *pending) {
 		a.perAddr[p.addr] = c
 	} else {
 		delete(a.perAddr, p.addr)
+	}
+}
+
+// handshakeGate bounds the TLS handshakes the node computes at once, over
+// QUIC and TCP together. A handshake holds a slot from when its
+// ClientHello has been read until its first flight (the server's
+// key-exchange share, certificate signature and Finished) has been
+// computed, the CPU-heavy part; it does not hold one while it waits for
+// the client, so that the bound costs no throughput on slow networks and
+// a client that connects and says nothing holds no slot. A handshake that
+// finds every slot taken waits, first come first served, for at most
+// wait, and is refused after that; past maxWaiting waiters the oldest is
+// refused. Under a storm the node so completes a few handshakes at a time
+// at full speed instead of all of them slowly, each past its client's
+// patience, which would then retransmit and redial into more work.
+type handshakeGate struct {
+	max, maxWaiting int
+	wait            time.Duration
+	refusedWait     *metrics.Counter // waited past wait
+	refusedFull     *metrics.Counter // the oldest waiter, pushed out by a new one
+
+	mu         sync.Mutex // guards the following
+	running    int        // slots held
+	head, tail *hsWaiter  // oldest first
+	waiting    int
+}
+
+// hsWaiter is one handshake waiting for a slot.
+type hsWaiter struct {
+	ready      chan struct{} // closed when granted a slot or refused
+	granted    bool          // handed a slot (rather than refused)
+	queued     bool
+	prev, next *hsWaiter
+}
+
+// Refusals of a handshake by the gate. They reach the client as a TLS
+// internal_error alert (QUIC: CRYPTO_ERROR 0x150) with this text.
+var (
+	errHandshakeWait = errors.New("broker: too many handshakes in progress; retry later")
+	errHandshakeFull = errors.New("broker: too many handshakes waiting; retry later")
+	errClientGone    = errors.New("broker: client left while its handshake waited")
+)
+
+func newHandshakeGate(max, maxWaiting int, wait time.Duration, set *metrics.Set) *handshakeGate {
+	g := &handshakeGate{
+		max:         max,
+		maxWaiting:  maxWaiting,
+		wait:        wait,
+		refusedWait: set.NewCounter(`gonets_broker_handshakes_refused_total{reason="wait"}`),
+		refusedFull: set.NewCounter(`gonets_broker_handshakes_refused_total{reason="queue_full"}`),
+	}
+	set.NewGauge("gonets_broker_handshakes_in_progress", func() float64 { r, _ := g.counts(); return float64(r) })
+	set.NewGauge("gonets_broker_handshakes_waiting", func() float64 { _, w := g.counts(); return float64(w) })
+	return g
+}
+
+// acquire takes a slot, waiting for one if all are held: until it is
+// handed one, wait passes, ctx is done, quit is closed, or the channel
+// watch returns (when watch is not nil; it is called only if acquire has
+// to wait, and its stop function before acquire returns) is closed.
+func (g *handshakeGate) acquire(ctx context.Context, quit <-chan struct{}, watch func() (gone <-chan struct{}, stop func())) error {
+	g.mu.Lock()
+	if g.running < g.max {
+		g.running++
+		g.mu.Unlock()
+		return nil
+	}
+	w := &hsWaiter{ready: make(chan struct{})}
+	g.pushLocked(w)
+	var out *hsWaiter
+	if g.waiting > g.maxWaiting {
+		out = g.head
+		g.removeLocked(out)
+		g.refusedFull.Inc()
+	}
+	g.mu.Unlock()
+	if out != nil {
+		close(out.ready)
+	}
+	var gone <-chan struct{}
+	if watch != nil {
+		var stop func()
+		gone, stop = watch()
+		defer stop()
+	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	var err error
+	select {
+	case <-w.ready:
+	case <-t.C:
+		err = errHandshakeWait
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-quit:
+		err = ErrShutdown
+	case <-gone:
+		err = errClientGone
+	}
+	g.mu.Lock()
+	if w.queued { // still waiting: leave
+		g.removeLocked(w)
+		if err == errHandshakeWait {
+			g.refusedWait.Inc()
+		}
+		g.mu.Unlock()
+		return err
+	}
+	granted := w.granted
+	g.mu.Unlock()
+	switch {
+	case !granted:
+		return errHandshakeFull
+	case err != nil: // handed a slot as it gave up: pass it on
+		g.release()
+		return err
+	}
+	return nil
+}
+
+// release gives a slot back, to the oldest waiter if there is one.
+func (g *handshakeGate) release() {
+	g.mu.Lock()
+	w := g.head
+	if w == nil {
+		g.running--
+		g.mu.Unlock()
+		return
+	}
+	g.removeLocked(w)
+	w.granted = true
+	g.mu.Unlock()
+	close(w.ready)
+}
+
+// counts returns the slots held and the handshakes waiting.
+func (g *handshakeGate) counts() (running, waiting int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running, g.waiting
+}
+
+func (g *handshakeGate) pushLocked(w *hsWaiter) {
+	w.prev, w.queued = g.tail, true
+	if g.tail != nil {
+		g.tail.next = w
+	} else {
+		g.head = w
+	}
+	g.tail = w
+	g.waiting++
+}
+
+func (g *handshakeGate) removeLocked(w *hsWaiter) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		g.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		g.tail = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
+	g.waiting--
+}
+
+// hsSlot is one connection's claim on a handshake slot, released once:
+// when its first flight is written (or, over QUIC, the connection is
+// accepted), or when the handshake ends first.
+type hsSlot struct {
+	g    *handshakeGate
+	held atomic.Bool
+}
+
+func (s *hsSlot) acquire(ctx context.Context, quit <-chan struct{}, watch func() (<-chan struct{}, func())) error {
+	if err := s.g.acquire(ctx, quit, watch); err != nil {
+		return err
+	}
+	s.held.Store(true)
+	return nil
+}
+
+func (s *hsSlot) release() {
+	if s.held.Load() && s.held.CompareAndSwap(true, false) {
+		s.g.release()
 	}
 }

@@ -108,8 +108,7 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 		welcome:  welcomeLimits{maxFrame: uint32(opts.MaxFrameBytes), maxBody: uint32(st.MaxBodyBytes())},
 	}
 	b.m = newBrokerMetrics(opts.Metrics)
-	b.admit = newAdmission(opts.MaxUnauthenticated, opts.MaxUnauthenticatedPerAddr, opts.Metrics)
-	opts.Metrics.NewGauge("gonets_broker_unauthenticated_connections", func() float64 { return float64(b.admit.len()) })
+	b.admit = newAdmission(opts)
 	opts.Metrics.NewGauge("gonets_broker_index_chats", func() float64 { return float64(b.chats.len()) })
 	opts.Metrics.NewGauge("gonets_broker_index_members", func() float64 { return float64(b.chats.pairs.Load()) })
 	b.stop, b.cancel = context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -43,6 +44,21 @@ type Options struct {
 	// last resort with a high ceiling: thousands of honest mobile users
 	// may share one address behind carrier-grade NAT. Default: 256.
 	MaxUnauthenticatedPerAddr int
+	// MaxHandshakes caps the TLS handshakes the node computes at once,
+	// over QUIC and TCP together: a handshake holds a slot from its
+	// ClientHello until its first flight is computed (key exchange,
+	// signature), not while it waits for the client. One beyond it waits
+	// for a slot, first come first served. Two per core keep the cores
+	// busy while a handshake's packets are written and its goroutines
+	// scheduled; more would only share the cores among more handshakes,
+	// each finishing later, past its client's patience under a storm.
+	// Default: 2 × GOMAXPROCS.
+	MaxHandshakes int
+	// HandshakeWait is how long a handshake may wait for a slot before
+	// it is refused (a TLS internal_error alert; the client retries after
+	// its backoff). At most MaxUnauthenticated wait; beyond that the
+	// oldest waiter is refused. Default: 1 s.
+	HandshakeWait time.Duration
 	// WriteTimeout is how long a write to a client may make no progress:
 	// a session whose responses or pushes have not moved for this long
 	// is closed, the reason counted. Default: 10 s.
@@ -91,6 +107,12 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.MaxUnauthenticatedPerAddr == 0 {
 		o.MaxUnauthenticatedPerAddr = 256
 	}
+	if o.MaxHandshakes == 0 {
+		o.MaxHandshakes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if o.HandshakeWait == 0 {
+		o.HandshakeWait = time.Second
+	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
@@ -118,7 +140,8 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
-	check(o.HelloTimeout > 0 && o.WriteTimeout > 0, "timeouts must be positive")
+	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0, "timeouts must be positive")
+	check(o.MaxHandshakes > 0, "MaxHandshakes %d must be positive", o.MaxHandshakes)
 	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
 	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,
 		"MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)

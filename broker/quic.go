@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -69,9 +70,12 @@ func QUICConfig() *quic.Config {
 
 // Listener is the node's QUIC listener and the UDP socket under it.
 type Listener struct {
-	ln   *quic.EarlyListener
-	tr   *quic.Transport
-	conn *net.UDPConn
+	ln     *quic.EarlyListener
+	tr     *quic.Transport
+	conn   *net.UDPConn
+	gate   atomic.Pointer[handshakeGate] // set by ServeQUIC
+	once   sync.Once
+	closed chan struct{} // closed when the listener stops accepting
 }
 
 // ListenOptions shape the node's QUIC listener.
@@ -104,7 +108,9 @@ func ListenQUIC(addr string, tlsConf *tls.Config, opts ListenOptions) (*Listener
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
-	tr := &quic.Transport{Conn: conn}
+	l := &Listener{conn: conn, closed: make(chan struct{})}
+	tc.GetConfigForClient = l.getConfigForClient(tc.GetConfigForClient)
+	tr := &quic.Transport{Conn: conn, ConnContext: withHandshakeSlot}
 	if len(opts.ResetSecret) > 0 {
 		key := quic.StatelessResetKey(sha256.Sum256(append([]byte("gonets stateless reset\x00"), opts.ResetSecret...)))
 		tr.StatelessResetKey = &key
@@ -117,21 +123,66 @@ func ListenQUIC(addr string, tlsConf *tls.Config, opts ListenOptions) (*Listener
 		conn.Close()
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
-	return &Listener{ln: ln, tr: tr, conn: conn}, nil
+	l.ln, l.tr = ln, tr
+	return l, nil
+}
+
+// hsSlotKey keys a QUIC connection's *hsSlot in its context.
+type hsSlotKey struct{}
+
+// withHandshakeSlot gives each new QUIC connection's context a slot
+// claim, released when the connection ends if nothing released it
+// before. quic-go calls it on its packet-handling goroutine: it must not
+// block.
+func withHandshakeSlot(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	s := new(hsSlot)
+	context.AfterFunc(ctx, s.release)
+	return context.WithValue(ctx, hsSlotKey{}, s), nil
+}
+
+// getConfigForClient returns the TLS callback that takes a handshake slot
+// once a ClientHello has been read, before the key exchange, then calls
+// next. quic-go runs it on the connection's own goroutine, which it
+// blocks while it waits, and that connection's alone (its packets queue;
+// the client retransmits its Initial with backoff); a refusal closes the
+// connection with CRYPTO_ERROR 0x150. A waiting connection is not told
+// when its client gives up (its goroutine reads nothing while it waits):
+// it waits out HandshakeWait at most.
+func (l *Listener) getConfigForClient(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(info *tls.ClientHelloInfo) (*tls.Config, error) {
+		s, _ := info.Context().Value(hsSlotKey{}).(*hsSlot)
+		if g := l.gate.Load(); g != nil && s != nil && s.g == nil {
+			s.g = g
+			if err := s.acquire(info.Context(), l.closed, nil); err != nil {
+				return nil, err
+			}
+		}
+		if next != nil {
+			return next(info)
+		}
+		return nil, nil
+	}
 }
 
 // Addr returns the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
-func (l *Listener) stopAccepting() { l.ln.Close() }
+func (l *Listener) stopAccepting() {
+	l.once.Do(func() { close(l.closed) })
+	l.ln.Close()
+}
 
 // Abort closes the socket at once, telling no connection, as a crash
 // would; Close (or Shutdown) still closes the rest. Tests use it to stand
 // for a node killed with SIGKILL.
-func (l *Listener) Abort() error { return l.conn.Close() }
+func (l *Listener) Abort() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.conn.Close()
+}
 
 // Close stops accepting, closes the connections and the socket.
 func (l *Listener) Close() error {
+	l.once.Do(func() { close(l.closed) })
 	l.ln.Close()
 	l.tr.Close()
 	return l.conn.Close()
@@ -147,6 +198,7 @@ func (b *Broker) ServeQUIC(l *Listener) error {
 		return ErrShutdown
 	}
 	defer b.wg.Done()
+	l.gate.Store(b.admit.handshakes)
 	for {
 		c, err := ln.Accept(context.Background())
 		if err != nil {
@@ -168,6 +220,11 @@ func (b *Broker) ServeQUIC(l *Listener) error {
 // connection counts against the admission bounds, which may evict it.
 func (b *Broker) serveQUICConn(c *quic.Conn) {
 	defer b.wg.Done()
+	// An early connection is accepted once the node's first flight is
+	// computed: the rest of the handshake waits for the client.
+	if s, ok := c.Context().Value(hsSlotKey{}).(*hsSlot); ok {
+		s.release()
+	}
 	deadline := time.Now().Add(b.opts.HelloTimeout)
 	var addr netip.Addr
 	if ua, ok := c.RemoteAddr().(*net.UDPAddr); ok {

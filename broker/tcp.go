@@ -57,7 +57,77 @@ func ListenTCP(addr string, tlsConf *tls.Config) (*TCPListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen tcp %s: %w", addr, err)
 	}
+	tc.GetConfigForClient = handshakeSlotTCP(tc.GetConfigForClient)
 	return &TCPListener{ln: ln, tls: tc, closed: make(chan struct{}), conns: make(map[net.Conn]struct{})}, nil
+}
+
+// handshakeSlotTCP returns the TLS callback that takes a handshake slot
+// once a ClientHello has been read, before the key exchange, then calls
+// next. The slot is taken after the ClientHello rather than at accept, so
+// that a client that connects and says nothing holds none. While it waits
+// it watches the socket, so that a client that gives up frees its place.
+func handshakeSlotTCP(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(info *tls.ClientHelloInfo) (*tls.Config, error) {
+		if h, ok := info.Conn.(*handshakeConn); ok {
+			if err := h.slot.acquire(info.Context(), h.quit, h.watch); err != nil {
+				return nil, err
+			}
+		}
+		if next != nil {
+			return next(info)
+		}
+		return nil, nil
+	}
+}
+
+// handshakeConn is an accepted connection under its TLS connection. It
+// holds the connection's handshake slot until its first write, the
+// node's first flight: what follows waits for the client.
+type handshakeConn struct {
+	net.Conn
+	slot hsSlot
+	quit <-chan struct{} // the listener's closed
+}
+
+func (h *handshakeConn) Write(p []byte) (int, error) {
+	h.slot.release()
+	return h.Conn.Write(p)
+}
+
+// watch watches the socket while the handshake waits for a slot: gone is
+// closed when the client closes or resets the connection. The client
+// sends nothing more before the node's first flight, so the watch only
+// peeks. stop ends the watch.
+func (h *handshakeConn) watch() (gone <-chan struct{}, stop func()) {
+	sc, ok := h.Conn.(syscall.Conn)
+	if !ok {
+		return nil, func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, func() {}
+	}
+	ch := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b [1]byte
+		rc.Read(func(fd uintptr) bool {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EAGAIN || err == syscall.EINTR {
+				return false
+			}
+			if n == 0 || err != nil {
+				close(ch) // end of stream, or reset
+			}
+			return true
+		})
+	}()
+	return ch, func() {
+		h.Conn.SetReadDeadline(time.Unix(1, 0)) // ends rc.Read
+		<-done
+		h.Conn.SetReadDeadline(time.Time{})
+	}
 }
 
 // Addr returns the address the listener is bound to.
@@ -158,7 +228,7 @@ func (b *Broker) ServeTCP(l *TCPListener) error {
 		b.wg.Add(1)
 		go func() {
 			defer l.untrack(c)
-			b.serveTCPConn(c, l.tls)
+			b.serveTCPConn(c, l.tls, l.closed)
 		}()
 	}
 }
@@ -176,7 +246,7 @@ func acceptRetryable(err error) bool {
 // serveTCPConn runs the TLS handshake and serves the session. This
 // goroutine is the session's reader. Until its Hello is verified the
 // connection counts against the admission bounds, which may evict it.
-func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config) {
+func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config, quit <-chan struct{}) {
 	defer b.wg.Done()
 	deadline := time.Now().Add(b.opts.HelloTimeout)
 	var addr netip.Addr
@@ -187,8 +257,10 @@ func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config) {
 	defer b.admit.leave(p)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	stop := context.AfterFunc(b.stop, cancel)
-	tc := tls.Server(c, tlsConf)
+	hc := &handshakeConn{Conn: c, slot: hsSlot{g: b.admit.handshakes}, quit: quit}
+	tc := tls.Server(hc, tlsConf)
 	err := tc.HandshakeContext(ctx)
+	hc.slot.release()
 	stop()
 	cancel()
 	if err != nil {

@@ -121,9 +121,13 @@ type brokerConfig struct {
 	WriteTimeout       duration `toml:"write_timeout"`
 	// MaxUnauthenticated and MaxUnauthenticatedPerAddr bound the
 	// connections that have not yet authenticated.
-	MaxUnauthenticated        int          `toml:"max_unauthenticated"`
-	MaxUnauthenticatedPerAddr int          `toml:"max_unauthenticated_per_addr"`
-	Outbox                    outboxConfig `toml:"outbox"`
+	MaxUnauthenticated        int `toml:"max_unauthenticated"`
+	MaxUnauthenticatedPerAddr int `toml:"max_unauthenticated_per_addr"`
+	// MaxHandshakes bounds the TLS handshakes computed at once;
+	// HandshakeWait is how long one beyond it may wait.
+	MaxHandshakes int          `toml:"max_handshakes"`
+	HandshakeWait duration     `toml:"handshake_wait"`
+	Outbox        outboxConfig `toml:"outbox"`
 }
 
 // outboxConfig is the [broker.outbox] section: each session's queue.
@@ -407,6 +411,8 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		WriteTimeout:              time.Duration(b.WriteTimeout),
 		MaxUnauthenticated:        b.MaxUnauthenticated,
 		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,
+		MaxHandshakes:             b.MaxHandshakes,
+		HandshakeWait:             time.Duration(b.HandshakeWait),
 		Outbox: broker.OutboxOptions{
 			MaxFrames: b.Outbox.MaxFrames,
 			MaxBytes:  toInt("broker.outbox.max_bytes", b.Outbox.MaxBytes),

@@ -1,0 +1,311 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/goleak"
+
+	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
+)
+
+// handshakeNode is a node whose TLS handshakes can be held inside their
+// slot: its certificate is picked (after the slot is taken, before the
+// signature) only once release is called.
+type handshakeNode struct {
+	b                *Broker
+	quicAddr, tcpAdd string
+	client           *tls.Config
+
+	cur, peak atomic.Int64 // handshakes between slot and certificate
+	hold      chan struct{}
+	once      sync.Once
+}
+
+func startHandshakeNode(t *testing.T, opts Options) *handshakeNode {
+	t.Helper()
+	st, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts.Metrics = metrics.NewSet()
+	b, err := New(st, &token.Verifier{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS, clientTLS := tcpTLS(t)
+	n := &handshakeNode{b: b, client: clientTLS, hold: make(chan struct{})}
+	cert := serverTLS.Certificates[0]
+	serverTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c := n.cur.Add(1)
+		for p := n.peak.Load(); c > p && !n.peak.CompareAndSwap(p, c); p = n.peak.Load() {
+		}
+		<-n.hold
+		n.cur.Add(-1)
+		return &cert, nil
+	}}
+	ql, err := ListenQUIC("127.0.0.1:0", serverTLS, ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := ListenTCP("127.0.0.1:0", serverTLS)
+	if err != nil {
+		ql.Close()
+		t.Fatal(err)
+	}
+	n.quicAddr, n.tcpAdd = ql.Addr().String(), tl.Addr().String()
+	served := make(chan error, 2)
+	go func() { served <- b.ServeQUIC(ql) }()
+	go func() { served <- b.ServeTCP(tl) }()
+	t.Cleanup(func() {
+		n.release()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+		for range 2 {
+			if err := <-served; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	})
+	return n
+}
+
+// release lets every held handshake, and every later one, go on.
+func (n *handshakeNode) release() { n.once.Do(func() { close(n.hold) }) }
+
+// dial runs one handshake over transport to its end.
+func (n *handshakeNode) dial(ctx context.Context, transport string) error {
+	if transport == "quic" {
+		c, err := quic.DialAddr(ctx, n.quicAddr, n.client, &quic.Config{HandshakeIdleTimeout: time.Minute})
+		if err != nil {
+			return err
+		}
+		return c.CloseWithError(0, "")
+	}
+	d := &tls.Dialer{Config: n.client}
+	c, err := d.DialContext(ctx, "tcp", n.tcpAdd)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (n *handshakeNode) counts() (running, waiting int) { return n.b.admit.handshakes.counts() }
+
+var transports = []string{"quic", "tcp"}
+
+// checkLeaks checks, once the test and its cleanups (the node's shutdown)
+// are done, that no goroutine it started is left.
+func checkLeaks(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
+
+// No more than MaxHandshakes handshakes are computed at once, over QUIC
+// or TCP; the others wait, and each goes on as a slot frees.
+func TestHandshakesBounded(t *testing.T) {
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			checkLeaks(t)
+			n := startHandshakeNode(t, Options{MaxHandshakes: 2, HandshakeWait: time.Minute})
+			const dials = 6
+			errs := make(chan error, dials)
+			for range dials {
+				go func() { errs <- n.dial(context.Background(), transport) }()
+			}
+			storagetest.WaitFor(t, "2 handshakes in progress and 4 waiting", func() bool {
+				r, w := n.counts()
+				return r == 2 && w == 4 && n.cur.Load() == 2
+			})
+			n.release()
+			for range dials {
+				if err := <-errs; err != nil {
+					t.Errorf("dial: %v", err)
+				}
+			}
+			if p := n.peak.Load(); p != 2 {
+				t.Errorf("%d handshakes at once, want 2", p)
+			}
+			storagetest.WaitFor(t, "every slot free", func() bool { r, w := n.counts(); return r == 0 && w == 0 })
+			g := n.b.admit.handshakes
+			if r := g.refusedWait.Get() + g.refusedFull.Get(); r != 0 {
+				t.Errorf("%d handshakes refused", r)
+			}
+		})
+	}
+}
+
+// A handshake that waits past HandshakeWait is refused, promptly and
+// counted, and the client is told so; the one holding the slot goes on.
+func TestHandshakeWaitRefused(t *testing.T) {
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			checkLeaks(t)
+			n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: 200 * time.Millisecond})
+			first := make(chan error, 1)
+			go func() { first <- n.dial(context.Background(), transport) }()
+			storagetest.WaitFor(t, "the first handshake in progress", func() bool { return n.cur.Load() == 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := n.dial(ctx, transport)
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("second dial: %v, want a refusal before the dial's own timeout", err)
+			}
+			t.Logf("refused: %v", err)
+			if transport == "quic" {
+				var te *quic.TransportError
+				if !errors.As(err, &te) || te.ErrorCode != quic.TransportErrorCode(0x100+80) {
+					t.Errorf("refused with %v, want CRYPTO_ERROR 0x150 (internal_error)", err)
+				}
+			}
+			g := n.b.admit.handshakes
+			if r := g.refusedWait.Get(); r != 1 {
+				t.Errorf("refused{reason=wait} = %d, want 1", r)
+			}
+			if _, w := n.counts(); w != 0 {
+				t.Errorf("%d waiting after the refusal", w)
+			}
+			n.release()
+			if err := <-first; err != nil {
+				t.Errorf("first dial: %v", err)
+			}
+		})
+	}
+}
+
+// A TCP client that gives up while its handshake waits frees its place at
+// once, uncounted as a refusal; the next handshake takes the slot.
+// (Over QUIC a waiting connection's goroutine is blocked in the TLS
+// callback and reads nothing: it waits out HandshakeWait.)
+func TestHandshakeWaiterLeaves(t *testing.T) {
+	checkLeaks(t)
+	n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: time.Minute})
+	first := make(chan error, 1)
+	go func() { first <- n.dial(context.Background(), "tcp") }()
+	storagetest.WaitFor(t, "the first handshake in progress", func() bool { return n.cur.Load() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() { second <- n.dial(ctx, "tcp") }()
+	storagetest.WaitFor(t, "the second handshake waiting", func() bool { _, w := n.counts(); return w == 1 })
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled dial: %v", err)
+	}
+	storagetest.WaitFor(t, "the cancelled handshake's place freed", func() bool { _, w := n.counts(); return w == 0 })
+	third := make(chan error, 1)
+	go func() { third <- n.dial(context.Background(), "tcp") }()
+	storagetest.WaitFor(t, "the third handshake waiting", func() bool { _, w := n.counts(); return w == 1 })
+	n.release()
+	for _, ch := range []chan error{first, third} {
+		if err := <-ch; err != nil {
+			t.Errorf("dial: %v", err)
+		}
+	}
+	g := n.b.admit.handshakes
+	if r := g.refusedWait.Get() + g.refusedFull.Get(); r != 0 {
+		t.Errorf("%d handshakes refused", r)
+	}
+}
+
+// A TCP client that connects and sends nothing holds no slot: the slot is
+// taken once the ClientHello is in.
+func TestHandshakeSilentClientHoldsNoSlot(t *testing.T) {
+	n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: time.Minute})
+	n.release()
+	silent, err := net.Dial("tcp", n.tcpAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.dial(ctx, "tcp"); err != nil {
+		t.Fatalf("dial beside a silent connection: %v", err)
+	}
+	if err := n.dial(ctx, "quic"); err != nil {
+		t.Fatalf("dial beside a silent connection: %v", err)
+	}
+}
+
+// The gate alone, in virtual time: first come first served, a refusal
+// past the wait, the oldest waiter refused when too many wait, and a
+// waiter that leaves (its context done, or the node stopping) frees its
+// place, or passes on a slot handed to it as it left.
+func TestHandshakeGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newHandshakeGate(1, 2, time.Second, metrics.NewSet())
+		ctx := context.Background()
+		if err := g.acquire(ctx, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		var order []int
+		var mu sync.Mutex
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() {
+				errs[i] = g.acquire(ctx, nil, nil)
+				if errs[i] == nil {
+					mu.Lock()
+					order = append(order, i)
+					mu.Unlock()
+					g.release()
+				}
+			})
+			synctest.Wait() // queued in this order
+		}
+		// The third waiter pushed the first out.
+		if !errors.Is(errs[0], errHandshakeFull) || g.refusedFull.Get() != 1 {
+			t.Fatalf("first waiter: %v (queue_full %d), want refused", errs[0], g.refusedFull.Get())
+		}
+		time.Sleep(999 * time.Millisecond)
+		g.release()
+		wg.Wait()
+		if len(order) != 2 || order[0] != 1 || order[1] != 2 {
+			t.Errorf("served %v, want [1 2]", order)
+		}
+		if r, w := g.counts(); r != 0 || w != 0 {
+			t.Errorf("%d running, %d waiting after all left", r, w)
+		}
+
+		// Past the wait: refused and counted.
+		g.acquire(ctx, nil, nil)
+		if err := g.acquire(ctx, nil, nil); !errors.Is(err, errHandshakeWait) || g.refusedWait.Get() != 1 {
+			t.Errorf("waiter past the wait: %v (wait %d)", err, g.refusedWait.Get())
+		}
+		// A waiter that leaves frees its place, uncounted.
+		cctx, cancel := context.WithCancel(ctx)
+		quit := make(chan struct{})
+		left := make(chan error, 2)
+		go func() { left <- g.acquire(cctx, nil, nil) }()
+		go func() { left <- g.acquire(ctx, quit, nil) }()
+		synctest.Wait()
+		cancel()
+		close(quit)
+		for range 2 {
+			if err := <-left; !errors.Is(err, context.Canceled) && !errors.Is(err, ErrShutdown) {
+				t.Errorf("waiter that left: %v", err)
+			}
+		}
+		if _, w := g.counts(); w != 0 || g.refusedWait.Get() != 1 {
+			t.Errorf("%d waiting, wait %d after two left", w, g.refusedWait.Get())
+		}
+		g.release()
+		if r, _ := g.counts(); r != 0 {
+			t.Errorf("%d running after the last release", r)
+		}
+	})
+}
