@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +61,9 @@ type nodeConfig struct {
 	// limit the collector works to (0: none, or GOMEMLIMIT).
 	GOGC        int      `toml:"gogc"`
 	MemoryLimit byteSize `toml:"memory_limit"`
+	// TLSCurves are the TLS key-exchange groups both listeners accept, by
+	// name (tlsCurveNames); empty: Go's default.
+	TLSCurves []string `toml:"tls_curves"`
 }
 
 // tlsConfig is the [tls] section.
@@ -214,6 +219,9 @@ func (c *config) validate() error {
 	case c.Auth.Leeway < 0:
 		return fmt.Errorf("auth.leeway %v is negative", time.Duration(c.Auth.Leeway))
 	}
+	if _, err := c.tlsCurves(); err != nil {
+		return err
+	}
 	for _, a := range c.listenAddrs() {
 		if err := checkHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.key, a.addr, err)
@@ -276,6 +284,48 @@ func (c *config) listenAddrs() []listenAddr {
 		addrs = append(addrs, listenAddr{"node.tcp_addr", "tcp", a})
 	}
 	return addrs
+}
+
+// tlsCurveNames name the key-exchange groups node.tls_curves may list,
+// as crypto/tls names its CurveIDs (P256 for CurveP256).
+var tlsCurveNames = []struct {
+	name string
+	id   tls.CurveID
+}{
+	{"X25519MLKEM768", tls.X25519MLKEM768},
+	{"SecP256r1MLKEM768", tls.SecP256r1MLKEM768},
+	{"SecP384r1MLKEM1024", tls.SecP384r1MLKEM1024},
+	{"X25519", tls.X25519},
+	{"P256", tls.CurveP256},
+	{"P384", tls.CurveP384},
+	{"P521", tls.CurveP521},
+}
+
+// tlsCurves returns node.tls_curves as CurveIDs, nil for Go's default.
+// Names match without regard to case, with or without Go's "Curve"
+// prefix (CurveP256).
+func (c *config) tlsCurves() ([]tls.CurveID, error) {
+	var ids []tls.CurveID
+	for _, name := range c.Node.TLSCurves {
+		i := len(tlsCurveNames) - 1
+		for ; i >= 0; i-- {
+			if n := tlsCurveNames[i].name; strings.EqualFold(n, name) || strings.EqualFold("Curve"+n, name) {
+				break
+			}
+		}
+		if i < 0 {
+			known := make([]string, len(tlsCurveNames))
+			for j, n := range tlsCurveNames {
+				known[j] = n.name
+			}
+			return nil, fmt.Errorf("node.tls_curves: unknown key-exchange group %q; known: %s", name, strings.Join(known, ", "))
+		}
+		if slices.Contains(ids, tlsCurveNames[i].id) {
+			return nil, fmt.Errorf("node.tls_curves: %q is listed twice", name)
+		}
+		ids = append(ids, tlsCurveNames[i].id)
+	}
+	return ids, nil
 }
 
 // tcpAddr returns the address of the TLS-over-TCP listener, or "" when it

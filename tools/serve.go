@@ -403,7 +403,11 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	curves, err := cfg.tlsCurves()
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, CurvePreferences: curves}
 	if n.quicLn, err = broker.ListenQUIC(cfg.Node.QUICAddr, tlsConf, broker.ListenOptions{
 		ResetSecret:      nodeKey.Seed(),
 		PathMTUDiscovery: cfg.Node.QUICPathMTUDiscovery,
