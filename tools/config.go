@@ -124,6 +124,9 @@ type brokerConfig struct {
 	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
 	HelloTimeout       duration `toml:"hello_timeout"`
 	WriteTimeout       duration `toml:"write_timeout"`
+	// PushCoalesceWindow is broker.Options.CoalesceWindow; negative
+	// disables it.
+	PushCoalesceWindow duration `toml:"push_coalesce_window"`
 	// MaxUnauthenticated and MaxUnauthenticatedPerAddr bound the
 	// connections that have not yet authenticated.
 	MaxUnauthenticated        int `toml:"max_unauthenticated"`
@@ -459,6 +462,7 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		MaxSessionsPerUser:        b.MaxSessionsPerUser,
 		HelloTimeout:              time.Duration(b.HelloTimeout),
 		WriteTimeout:              time.Duration(b.WriteTimeout),
+		CoalesceWindow:            time.Duration(b.PushCoalesceWindow),
 		MaxUnauthenticated:        b.MaxUnauthenticated,
 		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,
 		MaxHandshakes:             b.MaxHandshakes,

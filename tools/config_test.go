@@ -60,6 +60,9 @@ max_batch_bytes = 2097152
 cache_bytes = "1GiB"
 sweep_interval = "-1s"
 
+[broker]
+push_coalesce_window = "-1s"
+
 [storage.retention.group]
 max_age = "720h"
 max_count = 100000
@@ -82,6 +85,7 @@ max_count = 100000
 	want.Storage.CacheBytes = 1 << 30
 	want.Storage.SweepInterval = duration(-time.Second)
 	want.Storage.Retention.Group = retention{MaxAge: duration(720 * time.Hour), MaxCount: 100_000}
+	want.Broker.PushCoalesceWindow = duration(-time.Second)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("loadConfig =\n%+v\nwant\n%+v", c, want)
 	}
@@ -102,6 +106,10 @@ max_count = 100000
 	wantOpts.Retention[storage.ChatGroup] = storage.Retention{MaxAge: 720 * time.Hour, MaxCount: 100_000}
 	if !reflect.DeepEqual(opts, wantOpts) {
 		t.Fatalf("storageOptions =\n%+v\nwant\n%+v", opts, wantOpts)
+	}
+	bopts, err := c.brokerOptions()
+	if err != nil || bopts.CoalesceWindow != -time.Second {
+		t.Fatalf("brokerOptions: CoalesceWindow %v, %v; want -1s (disabled)", bopts.CoalesceWindow, err)
 	}
 }
 

@@ -151,6 +151,8 @@ var metricHelp = map[string]string{
 	"gonets_broker_rate_limited_total":              "Requests refused by the per-user send rate limit.",
 	"gonets_broker_messages_total":                  "Messages accepted from clients, duplicates excluded.",
 	"gonets_broker_deliveries_total":                "Pushes of a message queued to a session.",
+	"gonets_broker_push_writes_total":               "Writes of queued pushes to sessions' push streams.",
+	"gonets_broker_push_coalesce_waits_total":       "Push writes that waited out the rest of the coalescing window for more pushes to join them.",
 	"gonets_broker_push_drops_total":                "Pushes an outbox refused, by reason: full (it filled up and stalled), stalled (it waits for the client to resync), closed (its session had ended).",
 	"gonets_broker_session_closes_total":            "Authenticated sessions that ended, by reason: client (closed by the client or the connection broke), push_timeout, response_timeout, bad_frame, token_expired, replaced (the user opened more sessions than allowed).",
 	"gonets_broker_hello_timeouts_total":            "Connections closed because they did not authenticate within the hello timeout.",
