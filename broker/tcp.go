@@ -312,21 +312,25 @@ func (t *tcpConn) OpenPush() (Stream, error) { return (*tcpPush)(t), nil }
 // that Close does not write another.
 func (t *tcpConn) wroteError() { t.errorSent.Store(true) }
 
-// Close ends the connection. TCP has no close code, so with a code, and
-// no write in progress, the code and reason go out as a final Error frame
-// (unless one was written already), then the write side closes, and the
-// client is given closeLinger to read them and close. The whole takes
-// closeLinger at most: the socket under TLS is closed then, whatever is
-// under way (TLS's close_notify would wait 5 s for room in a full socket
+// Close ends the connection. TCP has no close code, so with a code the
+// code and reason go out as a final Error frame (unless one was written
+// already), after the write in progress if there is one, then the write
+// side closes, and the client is given closeLinger to read them and
+// close. The whole takes closeLinger at most: the socket under TLS is
+// closed then, whatever is under way (a write that makes no progress, or
+// TLS's close_notify, which would wait 5 s for room in a full socket
 // buffer). It is the socket that is closed, not the TLS connection, whose
 // close waits for a write in progress (up to its deadline).
 func (t *tcpConn) Close(code wire.ErrorCode, reason string) error {
 	t.closeOnce.Do(func() {
 		t.cancel()
-		if code != 0 && t.wmu.TryLock() {
+		if code != 0 {
 			deadline := time.Now().Add(closeLinger)
 			force := time.AfterFunc(closeLinger, func() { t.raw.Close() })
 			defer force.Stop()
+			// A write in progress ends by the deadline at the latest,
+			// when force closes the socket under it.
+			t.wmu.Lock()
 			t.c.SetWriteDeadline(deadline)
 			if !t.errorSent.Load() {
 				f := &wire.Frame{Body: &wire.Frame_Error{Error: &wire.Error{Code: code, Message: reason}}}
