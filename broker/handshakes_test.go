@@ -309,3 +309,44 @@ func TestHandshakeGate(t *testing.T) {
 		}
 	})
 }
+
+// A TCP handshake waiting for a slot whose connection the node closes
+// (the admission bounds evicting it, say) leaves the queue at once,
+// rather than wait out HandshakeWait and then compute a handshake for a
+// closed socket.
+func TestHandshakeWaiterClosed(t *testing.T) {
+	g := newHandshakeGate(1, 8, time.Minute, metrics.NewSet())
+	if err := g.acquire(context.Background(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &handshakeConn{Conn: server, slot: hsSlot{g: g}}
+	waited := make(chan error, 1)
+	go func() { waited <- h.slot.acquire(context.Background(), nil, h.watch) }()
+	storagetest.WaitFor(t, "the handshake waiting", func() bool { _, w := g.counts(); return w == 1 })
+	server.Close() // as admission's evict does
+	select {
+	case err := <-waited:
+		if !errors.Is(err, errClientGone) {
+			t.Fatalf("waiter on a closed connection: %v, want errClientGone", err)
+		}
+	case <-time.After(storagetest.WaitLimit):
+		t.Fatal("the waiter on a closed connection still waits")
+	}
+	if r, w := g.counts(); r != 1 || w != 0 {
+		t.Errorf("%d running, %d waiting; want the one slot held, none waiting", r, w)
+	}
+}

@@ -95,9 +95,9 @@ func (h *handshakeConn) Write(p []byte) (int, error) {
 }
 
 // watch watches the socket while the handshake waits for a slot: gone is
-// closed when the client closes or resets the connection. The client
-// sends nothing more before the node's first flight, so the watch only
-// peeks. stop ends the watch.
+// closed when the client closes or resets the connection, or the node
+// closes it. The client sends nothing more before the node's first
+// flight, so the watch only peeks. stop ends the watch.
 func (h *handshakeConn) watch() (gone <-chan struct{}, stop func()) {
 	sc, ok := h.Conn.(syscall.Conn)
 	if !ok {
@@ -112,16 +112,20 @@ func (h *handshakeConn) watch() (gone <-chan struct{}, stop func()) {
 	go func() {
 		defer close(done)
 		var b [1]byte
-		rc.Read(func(fd uintptr) bool {
+		gone := false
+		err := rc.Read(func(fd uintptr) bool {
 			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if err == syscall.EAGAIN || err == syscall.EINTR {
 				return false
 			}
-			if n == 0 || err != nil {
-				close(ch) // end of stream, or reset
-			}
+			gone = n == 0 || err != nil // end of stream, or reset
 			return true
 		})
+		// The node closed the socket (the admission bounds evicted it):
+		// nothing is left to hand a slot to.
+		if gone || errors.Is(err, net.ErrClosed) {
+			close(ch)
+		}
 	}()
 	return ch, func() {
 		h.Conn.SetReadDeadline(time.Unix(1, 0)) // ends rc.Read
