@@ -47,7 +47,7 @@ func newAdmission(opts Options) *admission {
 		maxPerAddr:  opts.MaxUnauthenticatedPerAddr,
 		evicted:     set.NewCounter(`gonets_broker_unauthenticated_evictions_total{bound="node"}`),
 		evictedAddr: set.NewCounter(`gonets_broker_unauthenticated_evictions_total{bound="address"}`),
-		handshakes:  newHandshakeGate(opts.MaxHandshakes, opts.MaxUnauthenticated, opts.HandshakeWait, set),
+		handshakes:  newHandshakeGate(opts.MaxHandshakes, opts.MaxUnauthenticated, opts.HandshakeWait, opts.HandshakeHold, set),
 		perAddr:     make(map[netip.Addr]int),
 	}
 	set.NewGauge("gonets_broker_unauthenticated_connections", func() float64 { return float64(a.len()) })
@@ -146,22 +146,40 @@ func (a *admission) removeLocked(p *pending) {
 // refused. Under a storm the node so completes a few handshakes at a time
 // at full speed instead of all of them slowly, each past its client's
 // patience, which would then retransmit and redial into more work.
+//
+// A slot held longer than hold while a handshake waits is taken back and
+// handed to the oldest waiter; its holder's late release does nothing.
+// Computing a first flight takes well under hold, so a slot held that
+// long is a handshake waiting on its client after all: over QUIC, one
+// the node answered with a HelloRetryRequest (neither crypto/tls nor
+// quic-go says when one goes out), whose client may never send its
+// second ClientHello.
 type handshakeGate struct {
 	max, maxWaiting int
-	wait            time.Duration
+	wait, hold      time.Duration
 	refusedWait     *metrics.Counter // waited past wait
 	refusedFull     *metrics.Counter // the oldest waiter, pushed out by a new one
+	reclaimed       *metrics.Counter // slots taken back, held past hold
 
-	mu         sync.Mutex // guards the following
-	running    int        // slots held
-	head, tail *hsWaiter  // oldest first
-	waiting    int
+	mu             sync.Mutex // guards the following
+	running        int        // slots held
+	oldest, newest *hsHold    // the slots held, oldest first
+	head, tail     *hsWaiter  // oldest first
+	waiting        int
+	timer          *time.Timer // reclaims the oldest slot; armed while handshakes wait
+}
+
+// hsHold is one slot held.
+type hsHold struct {
+	since      time.Time
+	prev, next *hsHold
+	held       bool // false once released or reclaimed
 }
 
 // hsWaiter is one handshake waiting for a slot.
 type hsWaiter struct {
 	ready      chan struct{} // closed when granted a slot or refused
-	granted    bool          // handed a slot (rather than refused)
+	hold       *hsHold       // the slot handed to it; nil if refused
 	queued     bool
 	prev, next *hsWaiter
 }
@@ -174,13 +192,15 @@ var (
 	errClientGone    = errors.New("broker: client left while its handshake waited")
 )
 
-func newHandshakeGate(max, maxWaiting int, wait time.Duration, set *metrics.Set) *handshakeGate {
+func newHandshakeGate(max, maxWaiting int, wait, hold time.Duration, set *metrics.Set) *handshakeGate {
 	g := &handshakeGate{
 		max:         max,
 		maxWaiting:  maxWaiting,
 		wait:        wait,
+		hold:        hold,
 		refusedWait: set.NewCounter(`gonets_broker_handshakes_refused_total{reason="wait"}`),
 		refusedFull: set.NewCounter(`gonets_broker_handshakes_refused_total{reason="queue_full"}`),
+		reclaimed:   set.NewCounter("gonets_broker_handshake_slots_reclaimed_total"),
 	}
 	set.NewGauge("gonets_broker_handshakes_in_progress", func() float64 { r, _ := g.counts(); return float64(r) })
 	set.NewGauge("gonets_broker_handshakes_waiting", func() float64 { _, w := g.counts(); return float64(w) })
@@ -190,13 +210,18 @@ func newHandshakeGate(max, maxWaiting int, wait time.Duration, set *metrics.Set)
 // acquire takes a slot, waiting for one if all are held: until it is
 // handed one, wait passes, ctx is done, quit is closed, or the channel
 // watch returns (when watch is not nil; it is called only if acquire has
-// to wait, and its stop function before acquire returns) is closed.
-func (g *handshakeGate) acquire(ctx context.Context, quit <-chan struct{}, watch func() (gone <-chan struct{}, stop func())) error {
+// to wait, and its stop function before acquire returns) is closed. The
+// caller gives the slot back with release.
+func (g *handshakeGate) acquire(ctx context.Context, quit <-chan struct{}, watch func() (gone <-chan struct{}, stop func())) (*hsHold, error) {
 	g.mu.Lock()
-	if g.running < g.max {
-		g.running++
+	now := time.Now()
+	if g.running < g.max || g.waiting == 0 && g.staleLocked(now) {
+		if g.running == g.max {
+			g.reclaimLocked()
+		}
+		h := g.holdLocked(now)
 		g.mu.Unlock()
-		return nil
+		return h, nil
 	}
 	w := &hsWaiter{ready: make(chan struct{})}
 	g.pushLocked(w)
@@ -206,6 +231,7 @@ func (g *handshakeGate) acquire(ctx context.Context, quit <-chan struct{}, watch
 		g.removeLocked(out)
 		g.refusedFull.Inc()
 	}
+	g.armLocked(now)
 	g.mu.Unlock()
 	if out != nil {
 		close(out.ready)
@@ -233,37 +259,56 @@ func (g *handshakeGate) acquire(ctx context.Context, quit <-chan struct{}, watch
 	g.mu.Lock()
 	if w.queued { // still waiting: leave
 		g.removeLocked(w)
+		g.armLocked(time.Now())
 		if err == errHandshakeWait {
 			g.refusedWait.Inc()
 		}
 		g.mu.Unlock()
-		return err
+		return nil, err
 	}
-	granted := w.granted
+	h := w.hold
 	g.mu.Unlock()
 	switch {
-	case !granted:
-		return errHandshakeFull
+	case h == nil:
+		return nil, errHandshakeFull
 	case err != nil: // handed a slot as it gave up: pass it on
-		g.release()
-		return err
+		g.release(h)
+		return nil, err
 	}
-	return nil
+	return h, nil
 }
 
-// release gives a slot back, to the oldest waiter if there is one.
-func (g *handshakeGate) release() {
+// release gives h back, to the oldest waiter if there is one. It does
+// nothing if h was reclaimed.
+func (g *handshakeGate) release(h *hsHold) {
 	g.mu.Lock()
-	w := g.head
-	if w == nil {
-		g.running--
+	if !h.held {
 		g.mu.Unlock()
 		return
 	}
-	g.removeLocked(w)
-	w.granted = true
+	g.unholdLocked(h)
+	w := g.grantLocked(time.Now())
 	g.mu.Unlock()
-	close(w.ready)
+	if w != nil {
+		close(w.ready)
+	}
+}
+
+// reclaim takes back the slots held past hold, while handshakes wait, and
+// hands them to the oldest waiters. The timer calls it.
+func (g *handshakeGate) reclaim() {
+	var ready []*hsWaiter
+	g.mu.Lock()
+	now := time.Now()
+	for g.head != nil && g.staleLocked(now) {
+		g.reclaimLocked()
+		ready = append(ready, g.grantLocked(now))
+	}
+	g.armLocked(now)
+	g.mu.Unlock()
+	for _, w := range ready {
+		close(w.ready)
+	}
 }
 
 // counts returns the slots held and the handshakes waiting.
@@ -271,6 +316,76 @@ func (g *handshakeGate) counts() (running, waiting int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running, g.waiting
+}
+
+// staleLocked reports whether the oldest slot has been held past hold.
+func (g *handshakeGate) staleLocked(now time.Time) bool {
+	return g.oldest != nil && now.Sub(g.oldest.since) >= g.hold
+}
+
+// reclaimLocked takes the oldest slot back from its holder.
+func (g *handshakeGate) reclaimLocked() {
+	g.unholdLocked(g.oldest)
+	g.reclaimed.Inc()
+}
+
+// grantLocked hands a free slot to the oldest waiter and returns it, to
+// be woken once the lock is released; with none waiting, it returns nil.
+func (g *handshakeGate) grantLocked(now time.Time) *hsWaiter {
+	w := g.head
+	if w == nil {
+		g.armLocked(now)
+		return nil
+	}
+	g.removeLocked(w)
+	w.hold = g.holdLocked(now)
+	g.armLocked(now)
+	return w
+}
+
+// holdLocked takes a free slot.
+func (g *handshakeGate) holdLocked(now time.Time) *hsHold {
+	h := &hsHold{since: now, prev: g.newest, held: true}
+	if g.newest != nil {
+		g.newest.next = h
+	} else {
+		g.oldest = h
+	}
+	g.newest = h
+	g.running++
+	return h
+}
+
+func (g *handshakeGate) unholdLocked(h *hsHold) {
+	if h.prev != nil {
+		h.prev.next = h.next
+	} else {
+		g.oldest = h.next
+	}
+	if h.next != nil {
+		h.next.prev = h.prev
+	} else {
+		g.newest = h.prev
+	}
+	h.prev, h.next, h.held = nil, nil, false
+	g.running--
+}
+
+// armLocked sets the timer for when the oldest slot goes stale, if a
+// handshake waits, and stops it otherwise.
+func (g *handshakeGate) armLocked(now time.Time) {
+	if g.head == nil || g.oldest == nil {
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+		return
+	}
+	d := g.oldest.since.Add(g.hold).Sub(now)
+	if g.timer == nil {
+		g.timer = time.AfterFunc(d, g.reclaim)
+	} else {
+		g.timer.Reset(d)
+	}
 }
 
 func (g *handshakeGate) pushLocked(w *hsWaiter) {
@@ -304,19 +419,23 @@ func (g *handshakeGate) removeLocked(w *hsWaiter) {
 // accepted), or when the handshake ends first.
 type hsSlot struct {
 	g    *handshakeGate
-	held atomic.Bool
+	hold atomic.Pointer[hsHold]
 }
 
 func (s *hsSlot) acquire(ctx context.Context, quit <-chan struct{}, watch func() (<-chan struct{}, func())) error {
-	if err := s.g.acquire(ctx, quit, watch); err != nil {
+	h, err := s.g.acquire(ctx, quit, watch)
+	if err != nil {
 		return err
 	}
-	s.held.Store(true)
+	s.hold.Store(h)
 	return nil
 }
 
 func (s *hsSlot) release() {
-	if s.held.Load() && s.held.CompareAndSwap(true, false) {
-		s.g.release()
+	if s.hold.Load() == nil {
+		return
+	}
+	if h := s.hold.Swap(nil); h != nil {
+		s.g.release(h)
 	}
 }

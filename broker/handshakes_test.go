@@ -35,6 +35,13 @@ type handshakeNode struct {
 
 func startHandshakeNode(t *testing.T, opts Options) *handshakeNode {
 	t.Helper()
+	return startHandshakeNodeCurves(t, opts, nil)
+}
+
+// startHandshakeNodeCurves starts a handshakeNode whose listeners accept
+// only the key-exchange groups curves (nil: Go's default).
+func startHandshakeNodeCurves(t *testing.T, opts Options, curves []tls.CurveID) *handshakeNode {
+	t.Helper()
 	st, err := storage.Open(t.TempDir(), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +55,7 @@ func startHandshakeNode(t *testing.T, opts Options) *handshakeNode {
 	serverTLS, clientTLS := tcpTLS(t)
 	n := &handshakeNode{b: b, client: clientTLS, hold: make(chan struct{})}
 	cert := serverTLS.Certificates[0]
-	serverTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	serverTLS = &tls.Config{CurvePreferences: curves, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		c := n.cur.Add(1)
 		for p := n.peak.Load(); c > p && !n.peak.CompareAndSwap(p, c); p = n.peak.Load() {
 		}
@@ -120,7 +127,7 @@ func TestHandshakesBounded(t *testing.T) {
 	for _, transport := range transports {
 		t.Run(transport, func(t *testing.T) {
 			checkLeaks(t)
-			n := startHandshakeNode(t, Options{MaxHandshakes: 2, HandshakeWait: time.Minute})
+			n := startHandshakeNode(t, Options{MaxHandshakes: 2, HandshakeWait: time.Minute, HandshakeHold: time.Minute})
 			const dials = 6
 			errs := make(chan error, dials)
 			for range dials {
@@ -154,7 +161,7 @@ func TestHandshakeWaitRefused(t *testing.T) {
 	for _, transport := range transports {
 		t.Run(transport, func(t *testing.T) {
 			checkLeaks(t)
-			n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: 200 * time.Millisecond})
+			n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: 200 * time.Millisecond, HandshakeHold: time.Minute})
 			first := make(chan error, 1)
 			go func() { first <- n.dial(context.Background(), transport) }()
 			storagetest.WaitFor(t, "the first handshake in progress", func() bool { return n.cur.Load() == 1 })
@@ -192,7 +199,7 @@ func TestHandshakeWaitRefused(t *testing.T) {
 // callback and reads nothing: it waits out HandshakeWait.)
 func TestHandshakeWaiterLeaves(t *testing.T) {
 	checkLeaks(t)
-	n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: time.Minute})
+	n := startHandshakeNode(t, Options{MaxHandshakes: 1, HandshakeWait: time.Minute, HandshakeHold: time.Minute})
 	first := make(chan error, 1)
 	go func() { first <- n.dial(context.Background(), "tcp") }()
 	storagetest.WaitFor(t, "the first handshake in progress", func() bool { return n.cur.Load() == 1 })
@@ -246,9 +253,10 @@ func TestHandshakeSilentClientHoldsNoSlot(t *testing.T) {
 // place, or passes on a slot handed to it as it left.
 func TestHandshakeGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newHandshakeGate(1, 2, time.Second, metrics.NewSet())
+		g := newHandshakeGate(1, 2, time.Second, time.Minute, metrics.NewSet())
 		ctx := context.Background()
-		if err := g.acquire(ctx, nil, nil); err != nil {
+		h, err := g.acquire(ctx, nil, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
 		var order []int
@@ -257,12 +265,13 @@ func TestHandshakeGate(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 3 {
 			wg.Go(func() {
-				errs[i] = g.acquire(ctx, nil, nil)
+				var h *hsHold
+				h, errs[i] = g.acquire(ctx, nil, nil)
 				if errs[i] == nil {
 					mu.Lock()
 					order = append(order, i)
 					mu.Unlock()
-					g.release()
+					g.release(h)
 				}
 			})
 			synctest.Wait() // queued in this order
@@ -272,7 +281,7 @@ func TestHandshakeGate(t *testing.T) {
 			t.Fatalf("first waiter: %v (queue_full %d), want refused", errs[0], g.refusedFull.Get())
 		}
 		time.Sleep(999 * time.Millisecond)
-		g.release()
+		g.release(h)
 		wg.Wait()
 		if len(order) != 2 || order[0] != 1 || order[1] != 2 {
 			t.Errorf("served %v, want [1 2]", order)
@@ -282,16 +291,16 @@ func TestHandshakeGate(t *testing.T) {
 		}
 
 		// Past the wait: refused and counted.
-		g.acquire(ctx, nil, nil)
-		if err := g.acquire(ctx, nil, nil); !errors.Is(err, errHandshakeWait) || g.refusedWait.Get() != 1 {
+		h, _ = g.acquire(ctx, nil, nil)
+		if _, err := g.acquire(ctx, nil, nil); !errors.Is(err, errHandshakeWait) || g.refusedWait.Get() != 1 {
 			t.Errorf("waiter past the wait: %v (wait %d)", err, g.refusedWait.Get())
 		}
 		// A waiter that leaves frees its place, uncounted.
 		cctx, cancel := context.WithCancel(ctx)
 		quit := make(chan struct{})
 		left := make(chan error, 2)
-		go func() { left <- g.acquire(cctx, nil, nil) }()
-		go func() { left <- g.acquire(ctx, quit, nil) }()
+		go func() { _, err := g.acquire(cctx, nil, nil); left <- err }()
+		go func() { _, err := g.acquire(ctx, quit, nil); left <- err }()
 		synctest.Wait()
 		cancel()
 		close(quit)
@@ -303,7 +312,7 @@ func TestHandshakeGate(t *testing.T) {
 		if _, w := g.counts(); w != 0 || g.refusedWait.Get() != 1 {
 			t.Errorf("%d waiting, wait %d after two left", w, g.refusedWait.Get())
 		}
-		g.release()
+		g.release(h)
 		if r, _ := g.counts(); r != 0 {
 			t.Errorf("%d running after the last release", r)
 		}
@@ -315,8 +324,8 @@ func TestHandshakeGate(t *testing.T) {
 // rather than wait out HandshakeWait and then compute a handshake for a
 // closed socket.
 func TestHandshakeWaiterClosed(t *testing.T) {
-	g := newHandshakeGate(1, 8, time.Minute, metrics.NewSet())
-	if err := g.acquire(context.Background(), nil, nil); err != nil {
+	g := newHandshakeGate(1, 8, time.Minute, time.Minute, metrics.NewSet())
+	if _, err := g.acquire(context.Background(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -349,4 +358,154 @@ func TestHandshakeWaiterClosed(t *testing.T) {
 	if r, w := g.counts(); r != 1 || w != 0 {
 		t.Errorf("%d running, %d waiting; want the one slot held, none waiting", r, w)
 	}
+}
+
+// A QUIC client made to get a HelloRetryRequest (it sends no key share
+// for the one group the node accepts) and then silent holds its slot
+// while the node waits for its second ClientHello, which never comes.
+// Such handshakes hold no slot past HandshakeHold while others wait: an
+// honest handshake beside them, over either transport, is served within
+// its HandshakeWait rather than refused, and the slots taken back are
+// counted.
+func TestHandshakeSilentAfterRetry(t *testing.T) {
+	checkLeaks(t)
+	n := startHandshakeNodeCurves(t, Options{MaxHandshakes: 1}, []tls.CurveID{tls.CurveP256})
+	n.release()
+	const silent = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for i := range silent {
+		r := newMuteRelay(t, n.quicAddr)
+		tc := n.client.Clone()
+		tc.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256} // a share for X25519 only
+		wg.Go(func() {
+			c, err := quic.DialAddr(ctx, r.addr(), tc, &quic.Config{HandshakeIdleTimeout: time.Minute})
+			if err == nil {
+				c.CloseWithError(0, "")
+				t.Error("a handshake through a mute relay completed")
+			}
+		})
+		if i == 0 {
+			storagetest.WaitFor(t, "a HelloRetryRequest to the first silent client", r.answered.Load)
+		}
+		storagetest.WaitFor(t, "the silent handshakes holding the slot or waiting", func() bool {
+			r, w := n.counts()
+			return r == 1 && w == i
+		})
+	}
+	for _, transport := range transports {
+		start := time.Now()
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.dial(dctx, transport)
+		dcancel()
+		if err != nil {
+			t.Errorf("%s dial beside %d silent handshakes: %v after %v", transport, silent, err, time.Since(start))
+		} else if d := time.Since(start); d > time.Second {
+			t.Errorf("%s dial beside %d silent handshakes took %v, want within HandshakeWait", transport, silent, d)
+		}
+	}
+	g := n.b.admit.handshakes
+	if r := g.refusedWait.Get() + g.refusedFull.Get(); r != 0 {
+		t.Errorf("%d handshakes refused", r)
+	}
+	if r := g.reclaimed.Get(); r < silent {
+		t.Errorf("%d slots reclaimed, want at least %d", r, silent)
+	}
+}
+
+// muteRelay is a UDP relay in front of a QUIC listener that forwards a
+// client's packets until the node first answers, then drops everything:
+// to the node, a client that stops mid-handshake.
+type muteRelay struct {
+	client, node *net.UDPConn
+	answered     atomic.Bool
+}
+
+func newMuteRelay(t *testing.T, nodeAddr string) *muteRelay {
+	t.Helper()
+	client, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, err := net.ResolveUDPAddr("udp", nodeAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := net.DialUDP("udp", nil, na)
+	if err != nil {
+		client.Close()
+		t.Fatal(err)
+	}
+	r := &muteRelay{client: client, node: node}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		b := make([]byte, 2048)
+		for {
+			n, _, err := client.ReadFromUDP(b)
+			if err != nil {
+				return
+			}
+			if !r.answered.Load() {
+				node.Write(b[:n])
+			}
+		}
+	})
+	wg.Go(func() {
+		b := make([]byte, 2048)
+		for {
+			if _, err := node.Read(b); err != nil {
+				return
+			}
+			r.answered.Store(true)
+		}
+	})
+	t.Cleanup(func() {
+		client.Close()
+		node.Close()
+		wg.Wait()
+	})
+	return r
+}
+
+func (r *muteRelay) addr() string { return r.client.LocalAddr().String() }
+
+// The gate, in virtual time: a slot held past hold is taken back only
+// when a handshake waits, and at once handed to it; the holder's late
+// release gives nothing back twice.
+func TestHandshakeGateReclaims(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newHandshakeGate(2, 8, time.Second, 250*time.Millisecond, metrics.NewSet())
+		ctx := context.Background()
+		start := time.Now()
+		h1, _ := g.acquire(ctx, nil, nil)
+		time.Sleep(100 * time.Millisecond)
+		h2, _ := g.acquire(ctx, nil, nil)
+		h3, err := g.acquire(ctx, nil, nil) // waits for h1 to go stale
+		if err != nil || time.Since(start) != 250*time.Millisecond {
+			t.Fatalf("waiter: %v after %v, want a slot after 250ms", err, time.Since(start))
+		}
+		g.release(h1) // reclaimed: does nothing
+		if r, w := g.counts(); r != 2 || w != 0 || g.reclaimed.Get() != 1 {
+			t.Fatalf("%d running, %d waiting, %d reclaimed; want 2, 0, 1", r, w, g.reclaimed.Get())
+		}
+		// With none waiting, a slot held past hold stays held...
+		time.Sleep(time.Second)
+		if r, _ := g.counts(); r != 2 || g.reclaimed.Get() != 1 {
+			t.Fatalf("%d running, %d reclaimed with none waiting; want 2, 1", r, g.reclaimed.Get())
+		}
+		// ...until a handshake comes, which takes it without waiting.
+		before := time.Now()
+		h4, err := g.acquire(ctx, nil, nil)
+		if err != nil || time.Since(before) != 0 || g.reclaimed.Get() != 2 {
+			t.Fatalf("acquire beside stale slots: %v after %v, %d reclaimed", err, time.Since(before), g.reclaimed.Get())
+		}
+		for _, h := range []*hsHold{h2, h3, h4} {
+			g.release(h)
+		}
+		if r, w := g.counts(); r != 0 || w != 0 {
+			t.Errorf("%d running, %d waiting after every release", r, w)
+		}
+	})
 }

@@ -59,6 +59,18 @@ type Options struct {
 	// its backoff). At most MaxUnauthenticated wait; beyond that the
 	// oldest waiter is refused. Default: 1 s.
 	HandshakeWait time.Duration
+	// HandshakeHold is how long a handshake may hold its slot while
+	// another waits; then the slot is taken back and handed to the
+	// waiter, and the handshake goes on outside the bound. Computing a
+	// first flight takes under a millisecond of CPU (BENCHMARKS.md) and
+	// under 50 ms on a loaded 2-core node; a handshake holding its slot
+	// longer waits on its client (over QUIC, after a HelloRetryRequest the
+	// node cannot see go out), and a client that stops there would
+	// otherwise hold the slot for quic-go's 10 s handshake timeout. 250 ms
+	// is five times the loaded figure and a quarter of HandshakeWait, so
+	// that a waiter queued behind stalled slots still gets one within its
+	// wait. Default: 250 ms.
+	HandshakeHold time.Duration
 	// WriteTimeout is how long a write to a client may make no progress:
 	// a session whose responses or pushes have not moved for this long
 	// is closed, the reason counted. Default: 10 s.
@@ -113,6 +125,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.HandshakeWait == 0 {
 		o.HandshakeWait = time.Second
 	}
+	if o.HandshakeHold == 0 {
+		o.HandshakeHold = 250 * time.Millisecond
+	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
@@ -140,7 +155,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
-	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0, "timeouts must be positive")
+	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0 && o.HandshakeHold > 0, "timeouts must be positive")
 	check(o.MaxHandshakes > 0, "MaxHandshakes %d must be positive", o.MaxHandshakes)
 	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
 	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,

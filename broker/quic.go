@@ -147,7 +147,11 @@ func withHandshakeSlot(ctx context.Context, _ *quic.ClientInfo) (context.Context
 // the client retransmits its Initial with backoff); a refusal closes the
 // connection with CRYPTO_ERROR 0x150. A waiting connection is not told
 // when its client gives up (its goroutine reads nothing while it waits):
-// it waits out HandshakeWait at most.
+// it waits out HandshakeWait at most. A connection the node answers with
+// a HelloRetryRequest keeps its slot until the client's second
+// ClientHello (the node is not told when the retry goes out); if that is
+// slow to come, the slot is taken back once another handshake waits
+// (HandshakeHold).
 func (l *Listener) getConfigForClient(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return func(info *tls.ClientHelloInfo) (*tls.Config, error) {
 		s, _ := info.Context().Value(hsSlotKey{}).(*hsSlot)

@@ -132,9 +132,11 @@ type brokerConfig struct {
 	MaxUnauthenticated        int `toml:"max_unauthenticated"`
 	MaxUnauthenticatedPerAddr int `toml:"max_unauthenticated_per_addr"`
 	// MaxHandshakes bounds the TLS handshakes computed at once;
-	// HandshakeWait is how long one beyond it may wait.
+	// HandshakeWait is how long one beyond it may wait, HandshakeHold
+	// how long one may hold its slot while another waits.
 	MaxHandshakes int          `toml:"max_handshakes"`
 	HandshakeWait duration     `toml:"handshake_wait"`
+	HandshakeHold duration     `toml:"handshake_hold"`
 	Outbox        outboxConfig `toml:"outbox"`
 }
 
@@ -467,6 +469,7 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,
 		MaxHandshakes:             b.MaxHandshakes,
 		HandshakeWait:             time.Duration(b.HandshakeWait),
+		HandshakeHold:             time.Duration(b.HandshakeHold),
 		Outbox: broker.OutboxOptions{
 			MaxFrames: b.Outbox.MaxFrames,
 			MaxBytes:  toInt("broker.outbox.max_bytes", b.Outbox.MaxBytes),

@@ -162,6 +162,7 @@ var metricHelp = map[string]string{
 	"gonets_broker_unauthenticated_evictions_total": "Connections waiting to authenticate that a newer one evicted, by bound: node (the node's limit) or address (the per-address limit).",
 	"gonets_broker_handshakes_in_progress":          "TLS handshakes holding a slot now: their ClientHello read, their first flight not yet computed.",
 	"gonets_broker_handshakes_waiting":              "TLS handshakes waiting for a slot now (broker.max_handshakes all held).",
+	"gonets_broker_handshake_slots_reclaimed_total": "Handshake slots taken back from a handshake that held one past broker.handshake_hold while another waited (over QUIC, a client silent after a HelloRetryRequest), and handed to the waiter.",
 	"gonets_broker_handshakes_refused_total":        "TLS handshakes refused for the handshake bound, by reason: wait (waited past broker.handshake_wait) or queue_full (the oldest waiter, pushed out by a newer one).",
 	"gonets_broker_resyncs_total":                   "Resync frames sent to sessions that had pushes dropped.",
 	"gonets_broker_bad_frames_total":                "Frames from clients that did not decode or broke the protocol.",
