@@ -79,7 +79,7 @@ type Options struct {
 	// join their write: a session written to within the last window waits
 	// out the rest of it, so that a busy session gets at most one push
 	// write per window, and a session idle for a window is written to at
-	// once. Negative disables it. Default: 1 ms.
+	// once. Negative disables it. Default: 1 ms; at most 50 ms.
 	CoalesceWindow time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -156,6 +156,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
 	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0 && o.HandshakeHold > 0, "timeouts must be positive")
+	// A writer sleeps through the window uninterrupted: a long one would
+	// hold closed sessions and Shutdown, and is no longer coalescing.
+	check(o.CoalesceWindow <= maxCoalesceWindow, "CoalesceWindow %v above %v", o.CoalesceWindow, maxCoalesceWindow)
 	check(o.MaxHandshakes > 0, "MaxHandshakes %d must be positive", o.MaxHandshakes)
 	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
 	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,

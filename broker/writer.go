@@ -149,6 +149,9 @@ func (s *Session) writePayloads(ps []*Payload) bool {
 	return ok
 }
 
+// maxCoalesceWindow bounds Options.CoalesceWindow.
+const maxCoalesceWindow = 50 * time.Millisecond
+
 // monoEpoch anchors the monotonic times sessions keep as integers.
 var monoEpoch = time.Now()
 

@@ -220,6 +220,7 @@ send_rate = 10.0
 	f(1, "storage: Shards 100000 out of range", "--config", file("shards.toml", "[storage]\nshards = 100000\n"))
 	f(1, "broker: SendRate -1 must be positive", "--config", file("rate.toml", "[broker]\nsend_rate = -1.0\n"))
 	f(1, "broker: MaxFrameBytes 100 outside", "--config", file("frame.toml", "[broker]\nmax_frame_bytes = 100\n"))
+	f(1, "broker: CoalesceWindow 1s above 50ms", "--config", file("window.toml", "[broker]\npush_coalesce_window = \"1s\"\n"))
 	f(1, "tls: open", "--tls-cert", filepath.Join(dir, "absent.crt"), "--tls-key", keyPath)
 	f(1, "tls: ", "--tls-cert", keyPath, "--tls-key", keyPath)
 	f(1, "auth.public_keys", "--config", file("keys.toml", "[auth]\npublic_keys = [\"tls.crt\"]\n"))

@@ -79,8 +79,8 @@ type Options struct {
 	Transport *quic.Transport
 	// DialTCP, when set, opens the TCP connections that TLS runs over
 	// (through a proxy, from a chosen source address, or to count their
-	// segments); the client runs the TLS handshake on what it returns and
-	// closes it with the session. Default: a net.Dialer with the kernel's
+	// segments); it must honour ctx. The client runs the TLS handshake on
+	// what it returns and closes it with the session. Default: a net.Dialer with the kernel's
 	// keep-alives, probing after KeepAlive.
 	DialTCP func(ctx context.Context, addr string) (net.Conn, error)
 	// MaxReceiveBytes caps a frame the client accepts from the node; a

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -40,7 +41,9 @@ func dialTCP(ctx context.Context, addr string, d *dialer) (*tcpConn, error) {
 	var nc net.Conn
 	var err error
 	if d.dialTCP != nil {
-		nc, err = d.dialTCP(ctx, addr)
+		if nc, err = d.dialTCP(ctx, addr); err == nil && nc == nil {
+			err = errors.New("Options.DialTCP returned neither a connection nor an error")
+		}
 	} else {
 		nd := net.Dialer{KeepAliveConfig: d.tcpKeepAlive()}
 		nc, err = nd.DialContext(ctx, "tcp", addr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,6 +254,11 @@ func TestDialTCPHook(t *testing.T) {
 	o.Logger = quiet
 	if _, err := client.Dial(ctxT(t), n.Addr, n.Token(t, 3, 1), o); !errors.Is(err, refused) {
 		t.Fatalf("dial through a failing hook: %v, want %v", err, refused)
+	}
+	// A hook that returns neither fails the dial rather than the client.
+	o.DialTCP = func(context.Context, string) (net.Conn, error) { return nil, nil }
+	if _, err := client.Dial(ctxT(t), n.Addr, n.Token(t, 3, 1), o); err == nil || !strings.Contains(err.Error(), "neither a connection nor an error") {
+		t.Fatalf("dial through a hook returning nil, nil: %v", err)
 	}
 }
 
