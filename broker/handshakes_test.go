@@ -28,7 +28,7 @@ type handshakeNode struct {
 	quicAddr, tcpAdd string
 	client           *tls.Config
 
-	cur, peak atomic.Int64 // handshakes between slot and certificate
+	cur, peak atomic.Int64 // handshakes held in the ClientHello callback, inside their slot
 	hold      chan struct{}
 	once      sync.Once
 }
@@ -55,13 +55,16 @@ func startHandshakeNodeCurves(t *testing.T, opts Options, curves []tls.CurveID) 
 	serverTLS, clientTLS := tcpTLS(t)
 	n := &handshakeNode{b: b, client: clientTLS, hold: make(chan struct{})}
 	cert := serverTLS.Certificates[0]
-	serverTLS = &tls.Config{CurvePreferences: curves, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	// The node's ClientHello callback runs inside the slot, before the
+	// key exchange (quic.go, tcp.go): a handshake held there holds its
+	// slot.
+	serverTLS = &tls.Config{CurvePreferences: curves, Certificates: []tls.Certificate{cert}, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := n.cur.Add(1)
 		for p := n.peak.Load(); c > p && !n.peak.CompareAndSwap(p, c); p = n.peak.Load() {
 		}
 		<-n.hold
 		n.cur.Add(-1)
-		return &cert, nil
+		return nil, nil
 	}}
 	ql, err := ListenQUIC("127.0.0.1:0", serverTLS, ListenOptions{})
 	if err != nil {
@@ -76,6 +79,9 @@ func startHandshakeNodeCurves(t *testing.T, opts Options, curves []tls.CurveID) 
 	served := make(chan error, 2)
 	go func() { served <- b.ServeQUIC(ql) }()
 	go func() { served <- b.ServeTCP(tl) }()
+	// A ClientHello that comes before ServeQUIC has given the listener
+	// its gate is not bounded.
+	storagetest.WaitFor(t, "the QUIC listener served", func() bool { return ql.gate.Load() != nil })
 	t.Cleanup(func() {
 		n.release()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -508,4 +514,96 @@ func TestHandshakeGateReclaims(t *testing.T) {
 			t.Errorf("%d running, %d waiting after every release", r, w)
 		}
 	})
+}
+
+// Over QUIC a handshake gives its slot back once its key exchange is
+// done (when crypto/tls asks for the certificate, or decrypts a ticket):
+// a handshake held after that holds no slot, and a resumption through
+// the node's per-connection configuration still resumes.
+func TestQUICSlotReleasedAfterKeyExchange(t *testing.T) {
+	checkLeaks(t)
+	st, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b, err := New(st, &token.Verifier{}, Options{Metrics: metrics.NewSet(), MaxHandshakes: 1, HandshakeWait: 5 * time.Second, HandshakeHold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS, clientTLS := tcpTLS(t)
+	cert := serverTLS.Certificates[0]
+	inCert := make(chan struct{}, 8)
+	hold := make(chan struct{})
+	var first atomic.Bool
+	serverTLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if first.CompareAndSwap(false, true) {
+			inCert <- struct{}{}
+			<-hold
+		}
+		return &cert, nil
+	}}
+	ql, err := ListenQUIC("127.0.0.1:0", serverTLS, ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- b.ServeQUIC(ql) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(func() {
+		release()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	storagetest.WaitFor(t, "the QUIC listener served", func() bool { return ql.gate.Load() != nil })
+	addr := ql.Addr().String()
+	clientTLS.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	dial := func(ctx context.Context) (*quic.Conn, error) {
+		return quic.DialAddr(ctx, addr, clientTLS, &quic.Config{HandshakeIdleTimeout: 10 * time.Second})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held := make(chan error, 1)
+	go func() {
+		c, err := dial(ctx)
+		if err == nil {
+			c.CloseWithError(0, "")
+		}
+		held <- err
+	}()
+	select {
+	case <-inCert:
+	case <-ctx.Done():
+		t.Fatal("the first handshake never asked for its certificate")
+	}
+	// The first handshake is held past its key exchange: the one slot is
+	// free for the next, which completes.
+	c, err := dial(ctx)
+	if err != nil {
+		t.Fatalf("a dial beside a handshake held after its key exchange: %v", err)
+	}
+	// Read the session ticket the node sends after the handshake.
+	storagetest.WaitFor(t, "a session ticket", func() bool {
+		_, ok := clientTLS.ClientSessionCache.Get("localhost")
+		return ok
+	})
+	c.CloseWithError(0, "")
+	release()
+	if err := <-held; err != nil {
+		t.Fatalf("the held dial: %v", err)
+	}
+	c, err = dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseWithError(0, "")
+	if !c.ConnectionState().TLS.DidResume {
+		t.Fatal("a dial with a ticket did not resume")
+	}
+	storagetest.WaitFor(t, "every slot free", func() bool { r, w := b.admit.handshakes.counts(); return r == 0 && w == 0 })
 }

@@ -109,7 +109,7 @@ func ListenQUIC(addr string, tlsConf *tls.Config, opts ListenOptions) (*Listener
 		return nil, fmt.Errorf("broker: listen quic %s: %w", addr, err)
 	}
 	l := &Listener{conn: conn, closed: make(chan struct{})}
-	tc.GetConfigForClient = l.getConfigForClient(tc.GetConfigForClient)
+	tc.GetConfigForClient = l.getConfigForClient(tc, tc.GetConfigForClient)
 	tr := &quic.Transport{Conn: conn, ConnContext: withHandshakeSlot}
 	if len(opts.ResetSecret) > 0 {
 		key := quic.StatelessResetKey(sha256.Sum256(append([]byte("gonets stateless reset\x00"), opts.ResetSecret...)))
@@ -141,8 +141,14 @@ func withHandshakeSlot(ctx context.Context, _ *quic.ClientInfo) (context.Context
 }
 
 // getConfigForClient returns the TLS callback that takes a handshake slot
-// once a ClientHello has been read, before the key exchange, then calls
-// next. quic-go runs it on the connection's own goroutine, which it
+// once a ClientHello has been read, before the key exchange, and returns
+// base's configuration (or what base's own GetConfigForClient returns)
+// with callbacks that give the slot back once the key exchange is done:
+// GetCertificate for a full handshake, UnwrapSession for a resumption,
+// the first of them that crypto/tls calls after the key exchange.
+// quic-go's early accept cannot be the release: it comes when quic-go
+// reads the client's transport parameters, which crypto/tls may hand it
+// before the key exchange. quic-go runs it on the connection's own goroutine, which it
 // blocks while it waits, and that connection's alone (its packets queue;
 // the client retransmits its Initial with backoff); a refusal closes the
 // connection with CRYPTO_ERROR 0x150. A waiting connection is not told
@@ -152,20 +158,75 @@ func withHandshakeSlot(ctx context.Context, _ *quic.ClientInfo) (context.Context
 // ClientHello (the node is not told when the retry goes out); if that is
 // slow to come, the slot is taken back once another handshake waits
 // (HandshakeHold).
-func (l *Listener) getConfigForClient(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+func (l *Listener) getConfigForClient(base *tls.Config, next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return func(info *tls.ClientHelloInfo) (*tls.Config, error) {
 		s, _ := info.Context().Value(hsSlotKey{}).(*hsSlot)
-		if g := l.gate.Load(); g != nil && s != nil && s.g == nil {
-			s.g = g
-			if err := s.acquire(info.Context(), l.closed, nil); err != nil {
+		g := l.gate.Load()
+		if g == nil || s == nil || s.g != nil {
+			if next != nil {
+				return next(info)
+			}
+			return nil, nil
+		}
+		s.g = g
+		if err := s.acquire(info.Context(), l.closed, nil); err != nil {
+			return nil, err
+		}
+		conf := base
+		if next != nil {
+			c, err := next(info)
+			if err != nil {
+				s.release()
 				return nil, err
 			}
+			if c != nil {
+				conf = c
+			}
 		}
-		if next != nil {
-			return next(info)
-		}
-		return nil, nil
+		return releasingConfig(conf, base, s), nil
 	}
+}
+
+// releasingConfig returns a copy of conf whose certificate choice and
+// ticket decryption release s first: crypto/tls calls one of them right
+// after the key exchange of a full handshake or a resumption. Tickets
+// are decrypted with the listener's keys (tickets), as crypto/tls does
+// for a configuration returned by GetConfigForClient that sets none.
+func releasingConfig(conf, tickets *tls.Config, s *hsSlot) *tls.Config {
+	c := conf.Clone()
+	c.GetConfigForClient = nil
+	getCert, certs := conf.GetCertificate, conf.Certificates
+	c.GetCertificate = func(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		s.release()
+		if getCert != nil {
+			return getCert(info)
+		}
+		return pickCertificate(info, certs)
+	}
+	unwrap := conf.UnwrapSession
+	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		s.release()
+		if unwrap != nil {
+			return unwrap(identity, cs)
+		}
+		return tickets.DecryptTicket(identity, cs)
+	}
+	return c
+}
+
+// pickCertificate chooses among certs as crypto/tls does without
+// GetCertificate: the only one, else the first the client supports, else
+// the first.
+func pickCertificate(info *tls.ClientHelloInfo, certs []tls.Certificate) (*tls.Certificate, error) {
+	if len(certs) == 0 {
+		return nil, errors.New("broker: no TLS certificate")
+	}
+	for i := range certs {
+		if len(certs) == 1 || info.SupportsCertificate(&certs[i]) == nil {
+			return &certs[i], nil
+		}
+	}
+	return &certs[0], nil
 }
 
 // Addr returns the address the listener is bound to.
