@@ -1,13 +1,11 @@
 package broker_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
-	"github.com/gonets/gonets/broker/wire"
 )
 
 // A busy session's pushes share writes within the coalescing window, and
@@ -24,25 +22,7 @@ func TestCoalescingKeepsOrder(t *testing.T) {
 	}
 	chat := reader.createChat(group, members...)
 	writesBefore := metricValue(t, n.Broker(), "gonets_broker_push_writes_total")
-	errs := make(chan error, senders)
-	for i := range senders {
-		c := dial(t, n, n.Token(t, uint64(i+2), 1))
-		go func() {
-			for j := range each {
-				resp := c.do(&wire.Frame{Body: &wire.Frame_Send{Send: &wire.Send{Chat: chat, ClientMsgId: uint64(j + 1), Body: []byte("x")}}})
-				if resp.GetAck() == nil {
-					errs <- fmt.Errorf("sender %d: %v", i, resp)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range senders {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	postConcurrently(t, n, chat, senders, each)
 	for want := uint64(1); want <= senders*each; want++ {
 		if m := reader.push().GetDeliver().GetMessage(); m.GetSeq() != want {
 			t.Fatalf("delivered seq %d, want %d", m.GetSeq(), want)

@@ -417,6 +417,18 @@ func TestConcurrentSendersDeliveredInOrder(t *testing.T) {
 	}
 	reader := dial(t, n, n.Token(t, 1, 1))
 	chat := reader.createChat(group, members...)
+	postConcurrently(t, n, chat, senders, each)
+	for want := uint64(1); want <= senders*each; want++ {
+		if m := reader.push().GetDeliver().GetMessage(); m.GetSeq() != want {
+			t.Fatalf("delivered seq %d, want %d", m.GetSeq(), want)
+		}
+	}
+}
+
+// postConcurrently has users 2 .. senders+1 each post each messages into
+// chat, all at once, each waiting for its acks, and waits for them all.
+func postConcurrently(t *testing.T, n *brokertest.Node, chat uint64, senders, each int) {
+	t.Helper()
 	errs := make(chan error, senders)
 	for i := range senders {
 		c := dial(t, n, n.Token(t, uint64(i+2), 1))
@@ -434,11 +446,6 @@ func TestConcurrentSendersDeliveredInOrder(t *testing.T) {
 	for range senders {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
-		}
-	}
-	for want := uint64(1); want <= senders*each; want++ {
-		if m := reader.push().GetDeliver().GetMessage(); m.GetSeq() != want {
-			t.Fatalf("delivered seq %d, want %d", m.GetSeq(), want)
 		}
 	}
 }
