@@ -607,3 +607,68 @@ func TestQUICSlotReleasedAfterKeyExchange(t *testing.T) {
 	}
 	storagetest.WaitFor(t, "every slot free", func() bool { r, w := b.admit.handshakes.counts(); return r == 0 && w == 0 })
 }
+
+// serveQUICWith serves a node over QUIC with serverTLS and returns its
+// address, once ServeQUIC has given the listener its gate (so that each
+// handshake runs on the per-connection configuration).
+func serveQUICWith(t *testing.T, serverTLS *tls.Config) string {
+	t.Helper()
+	st, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b, err := New(st, &token.Verifier{}, Options{Metrics: metrics.NewSet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ql, err := ListenQUIC("127.0.0.1:0", serverTLS, ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- b.ServeQUIC(ql) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	storagetest.WaitFor(t, "the QUIC listener served", func() bool { return ql.gate.Load() != nil })
+	return ql.Addr().String()
+}
+
+// A configuration returned by the listener's own GetConfigForClient with
+// session ticket keys of its own encrypts the node's tickets with them,
+// as crypto/tls does: a client resumes with such a ticket.
+func TestQUICResumesWithConfigForClientTicketKeys(t *testing.T) {
+	checkLeaks(t)
+	serverTLS, clientTLS := tcpTLS(t)
+	own := serverTLS.Clone()
+	own.NextProtos = []string{ALPN}
+	own.SetSessionTicketKeys([][32]byte{{1, 2, 3}})
+	serverTLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return own, nil }
+	addr := serveQUICWith(t, serverTLS)
+	clientTLS.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := quic.DialAddr(ctx, addr, clientTLS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.WaitFor(t, "a session ticket", func() bool {
+		_, ok := clientTLS.ClientSessionCache.Get("localhost")
+		return ok
+	})
+	c.CloseWithError(0, "")
+	c, err = quic.DialAddr(ctx, addr, clientTLS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseWithError(0, "")
+	if !c.ConnectionState().TLS.DidResume {
+		t.Fatal("a dial with a ticket the node's own configuration issued did not resume")
+	}
+}

@@ -190,8 +190,13 @@ func (l *Listener) getConfigForClient(base *tls.Config, next func(*tls.ClientHel
 // releasingConfig returns a copy of conf whose certificate choice and
 // ticket decryption release s first: crypto/tls calls one of them right
 // after the key exchange of a full handshake or a resumption. Tickets
-// are decrypted with the listener's keys (tickets), as crypto/tls does
-// for a configuration returned by GetConfigForClient that sets none.
+// are decrypted with the listener's keys (tickets) when conf is the
+// listener's configuration, as crypto/tls does. A configuration of the
+// listener's own GetConfigForClient may have keys of its own, which
+// crypto/tls then encrypts with and which no exported method reaches:
+// without an UnwrapSession of its own it decrypts as crypto/tls does,
+// and a resumption gives its slot back when quic-go accepts the
+// connection.
 func releasingConfig(conf, tickets *tls.Config, s *hsSlot) *tls.Config {
 	c := conf.Clone()
 	c.GetConfigForClient = nil
@@ -204,6 +209,9 @@ func releasingConfig(conf, tickets *tls.Config, s *hsSlot) *tls.Config {
 		return pickCertificate(info, certs)
 	}
 	unwrap := conf.UnwrapSession
+	if unwrap == nil && conf != tickets {
+		return c
+	}
 	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		s.release()
 		if unwrap != nil {
