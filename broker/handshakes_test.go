@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"sync"
@@ -670,5 +671,33 @@ func TestQUICResumesWithConfigForClientTicketKeys(t *testing.T) {
 	defer c.CloseWithError(0, "")
 	if !c.ConnectionState().TLS.DidResume {
 		t.Fatal("a dial with a ticket the node's own configuration issued did not resume")
+	}
+}
+
+// Without GetCertificate the node's certificate is chosen as crypto/tls
+// chooses it, NameToCertificate first.
+func TestQUICCertificateChosenAsCryptoTLS(t *testing.T) {
+	checkLeaks(t)
+	serverTLS, clientTLS := tcpTLS(t)
+	other, _ := tcpTLS(t)
+	cert := other.Certificates[0]
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS.RootCAs.AddCert(leaf)
+	serverTLS.Certificates = append(serverTLS.Certificates, cert)
+	//lint:ignore SA1019 the deprecated field crypto/tls still honours
+	serverTLS.NameToCertificate = map[string]*tls.Certificate{"localhost": &cert}
+	addr := serveQUICWith(t, serverTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := quic.DialAddr(ctx, addr, clientTLS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseWithError(0, "")
+	if got := c.ConnectionState().TLS.PeerCertificates[0]; !got.Equal(leaf) {
+		t.Fatal("the node presented its first certificate, not NameToCertificate's")
 	}
 }

@@ -200,13 +200,16 @@ func (l *Listener) getConfigForClient(base *tls.Config, next func(*tls.ClientHel
 func releasingConfig(conf, tickets *tls.Config, s *hsSlot) *tls.Config {
 	c := conf.Clone()
 	c.GetConfigForClient = nil
-	getCert, certs := conf.GetCertificate, conf.Certificates
+	// crypto/tls asks c's GetCertificate when conf's would be asked, and
+	// chooses among c's Certificates (NameToCertificate first) when it
+	// returns neither a certificate nor an error, as for conf.
+	getCert := conf.GetCertificate
 	c.GetCertificate = func(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		s.release()
 		if getCert != nil {
 			return getCert(info)
 		}
-		return pickCertificate(info, certs)
+		return nil, nil
 	}
 	unwrap := conf.UnwrapSession
 	if unwrap == nil && conf != tickets {
@@ -220,21 +223,6 @@ func releasingConfig(conf, tickets *tls.Config, s *hsSlot) *tls.Config {
 		return tickets.DecryptTicket(identity, cs)
 	}
 	return c
-}
-
-// pickCertificate chooses among certs as crypto/tls does without
-// GetCertificate: the only one, else the first the client supports, else
-// the first.
-func pickCertificate(info *tls.ClientHelloInfo, certs []tls.Certificate) (*tls.Certificate, error) {
-	if len(certs) == 0 {
-		return nil, errors.New("broker: no TLS certificate")
-	}
-	for i := range certs {
-		if len(certs) == 1 || info.SupportsCertificate(&certs[i]) == nil {
-			return &certs[i], nil
-		}
-	}
-	return &certs[0], nil
 }
 
 // Addr returns the address the listener is bound to.
