@@ -136,9 +136,10 @@ func (a *admission) removeLocked(p *pending) {
 
 // handshakeGate bounds the TLS handshakes the node computes at once, over
 // QUIC and TCP together. A handshake holds a slot from when its
-// ClientHello has been read until its first flight (the server's
-// key-exchange share, certificate signature and Finished) has been
-// computed, the CPU-heavy part; it does not hold one while it waits for
+// ClientHello has been read until its CPU-heavy part has been computed
+// (over TCP its first flight: key exchange, certificate signature and
+// Finished; over QUIC its key exchange, see getConfigForClient); it does
+// not hold one while it waits for
 // the client, so that the bound costs no throughput on slow networks and
 // a client that connects and says nothing holds no slot. A handshake that
 // finds every slot taken waits, first come first served, for at most
@@ -428,6 +429,12 @@ func (s *hsSlot) acquire(ctx context.Context, quit <-chan struct{}, watch func()
 		return err
 	}
 	s.hold.Store(h)
+	if ctx.Err() != nil {
+		// The connection ended as the slot came: its release on ending
+		// may have found nothing to free.
+		s.release()
+		return ctx.Err()
+	}
 	return nil
 }
 

@@ -146,9 +146,11 @@ func withHandshakeSlot(ctx context.Context, _ *quic.ClientInfo) (context.Context
 // with callbacks that give the slot back once the key exchange is done:
 // GetCertificate for a full handshake, UnwrapSession for a resumption,
 // the first of them that crypto/tls calls after the key exchange.
-// quic-go's early accept cannot be the release: it comes when quic-go
-// reads the client's transport parameters, which crypto/tls may hand it
-// before the key exchange. quic-go runs it on the connection's own goroutine, which it
+// quic-go's early accept (the release before these, and still the
+// fallback) comes only once the accept loop has run, some milliseconds
+// later on a busy node, which held slots past the work they bound and
+// capped QUIC's handshakes below the CPU's. quic-go runs it on the
+// connection's own goroutine, which it
 // blocks while it waits, and that connection's alone (its packets queue;
 // the client retransmits its Initial with backoff); a refusal closes the
 // connection with CRYPTO_ERROR 0x150. A waiting connection is not told
