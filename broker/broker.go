@@ -231,6 +231,7 @@ type brokerMetrics struct {
 	deliveries    *metrics.Counter
 	pushWrites    *metrics.Counter
 	coalesceWaits *metrics.Counter
+	heartbeats    *metrics.Counter
 	drops         *DropCounters
 	closes        *closeCounters
 	helloTimeouts *metrics.Counter
@@ -252,6 +253,7 @@ func newBrokerMetrics(set *metrics.Set) brokerMetrics {
 		deliveries:    set.NewCounter("gonets_broker_deliveries_total"),
 		pushWrites:    set.NewCounter("gonets_broker_push_writes_total"),
 		coalesceWaits: set.NewCounter("gonets_broker_push_coalesce_waits_total"),
+		heartbeats:    set.NewCounter("gonets_broker_tcp_heartbeats_total"),
 		drops:         newDropCounters(set),
 		closes:        newCloseCounters(set),
 		helloTimeouts: set.NewCounter("gonets_broker_hello_timeouts_total"),

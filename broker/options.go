@@ -85,6 +85,21 @@ type Options struct {
 	// write per window, and a session idle for a window is written to at
 	// once. Negative disables it. Default: 1 ms; at most 50 ms.
 	CoalesceWindow time.Duration
+	// TCPHeartbeat is how long the node may write nothing to a session
+	// over TCP before it writes a heartbeat (a Ping with id 0, which the
+	// client does not answer): it keeps NAT mappings and middleboxes
+	// open, and tells the client the node is there, so that the client
+	// need not ping it. Each session draws its period once, up to a fifth
+	// below, so that sessions dialled together do not beat together; one
+	// sweep a second writes all that are due. A heartbeat that makes no
+	// progress for WriteTimeout closes the session (its client stopped
+	// reading); a client gone from the network stops acknowledging them,
+	// and the kernel drops the connection within 2 minutes
+	// (TCP_USER_TIMEOUT). Negative disables it (clients
+	// then ping after ~40 s of silence, and the kernel probes after their
+	// keep-alive period). Default: 25 s, as the SDK's keep-alive over
+	// QUIC; from 1 s to 5 min.
+	TCPHeartbeat time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics is the set the broker registers its metrics in. Default: a
@@ -138,6 +153,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.CoalesceWindow == 0 {
 		o.CoalesceWindow = time.Millisecond
 	}
+	if o.TCPHeartbeat == 0 {
+		o.TCPHeartbeat = 25 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -163,6 +181,8 @@ func (o Options) ensureDefaults() (Options, error) {
 	// A writer sleeps through the window uninterrupted: a long one would
 	// hold closed sessions and Shutdown, and is no longer coalescing.
 	check(o.CoalesceWindow <= maxCoalesceWindow, "CoalesceWindow %v above %v", o.CoalesceWindow, maxCoalesceWindow)
+	check(o.TCPHeartbeat < 0 || (o.TCPHeartbeat >= heartbeatSweep && o.TCPHeartbeat <= maxTCPHeartbeat),
+		"TCPHeartbeat %v outside [%v, %v]", o.TCPHeartbeat, heartbeatSweep, maxTCPHeartbeat)
 	check(o.MaxHandshakes > 0, "MaxHandshakes %d must be positive", o.MaxHandshakes)
 	check(o.MaxUnauthenticated > 0, "MaxUnauthenticated %d must be positive", o.MaxUnauthenticated)
 	check(o.MaxUnauthenticatedPerAddr > 0 && o.MaxUnauthenticatedPerAddr <= o.MaxUnauthenticated,

@@ -39,6 +39,8 @@ type TCPListener struct {
 	once   sync.Once
 	closed chan struct{} // closed by Close
 
+	beats *heartbeats // nil: none (Options.TCPHeartbeat negative)
+
 	mu      sync.Mutex // guards the following
 	conns   map[net.Conn]struct{}
 	aborted bool
@@ -201,6 +203,11 @@ func (b *Broker) ServeTCP(l *TCPListener) error {
 		return ErrShutdown
 	}
 	defer b.wg.Done()
+	if b.opts.TCPHeartbeat > 0 {
+		l.beats = newHeartbeats(b.opts.TCPHeartbeat)
+		b.wg.Add(1)
+		go b.beat(l)
+	}
 	var pause time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -232,7 +239,7 @@ func (b *Broker) ServeTCP(l *TCPListener) error {
 		b.wg.Add(1)
 		go func() {
 			defer l.untrack(c)
-			b.serveTCPConn(c, l.tls, l.closed)
+			b.serveTCPConn(c, l)
 		}()
 	}
 }
@@ -250,7 +257,7 @@ func acceptRetryable(err error) bool {
 // serveTCPConn runs the TLS handshake and serves the session. This
 // goroutine is the session's reader. Until its Hello is verified the
 // connection counts against the admission bounds, which may evict it.
-func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config, quit <-chan struct{}) {
+func (b *Broker) serveTCPConn(c net.Conn, l *TCPListener) {
 	defer b.wg.Done()
 	deadline := time.Now().Add(b.opts.HelloTimeout)
 	var addr netip.Addr
@@ -261,8 +268,8 @@ func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config, quit <-chan struc
 	defer b.admit.leave(p)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	stop := context.AfterFunc(b.stop, cancel)
-	hc := &handshakeConn{Conn: c, slot: hsSlot{g: b.admit.handshakes}, quit: quit}
-	tc := tls.Server(hc, tlsConf)
+	hc := &handshakeConn{Conn: c, slot: hsSlot{g: b.admit.handshakes}, quit: l.closed}
+	tc := tls.Server(hc, l.tls)
 	err := tc.HandshakeContext(ctx)
 	hc.slot.release()
 	stop()
@@ -277,6 +284,11 @@ func (b *Broker) serveTCPConn(c net.Conn, tlsConf *tls.Config, quit <-chan struc
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
 	conn := &tcpConn{c: tc, raw: c, cancel: scancel, timeout: b.opts.WriteTimeout}
+	if l.beats != nil {
+		setUserTimeout(c, tcpUserTimeout)
+		conn.beats = l.beats // listed at its first write
+		defer l.beats.remove(conn)
+	}
 	if err := b.serve(sctx, conn, deadline, func() { b.admit.leave(p) }); err != nil {
 		b.log.Debug("broker: session ended", "remote", c.RemoteAddr(), "err", err)
 	}
@@ -293,21 +305,60 @@ type tcpConn struct {
 	cancel  context.CancelFunc // ends the session's context on Close
 	timeout time.Duration      // each push chunk's deadline
 
-	wmu       sync.Mutex  // serialises writes to c
-	errorSent atomic.Bool // a final Error frame was written (wroteError)
+	wmu       sync.Mutex   // serialises writes to c
+	deadline  atomic.Int64 // of the responses' writes, Unix ns; 0: none
+	errorSent atomic.Bool  // a final Error frame was written (wroteError)
 	closeOnce sync.Once
+
+	// beats, when set, sends heartbeats: wrote is its sweep count at the
+	// last write; every (the sweeps of silence before one) and slot (the
+	// connection's place in beats) are guarded by beats.mu; listed says
+	// whether it is there.
+	beats  *heartbeats
+	wrote  atomic.Int64
+	listed atomic.Int32
+	every  int64
+	slot   int
 }
 
 func (t *tcpConn) Read(p []byte) (int, error) { return t.c.Read(p) }
 
-// Write writes responses (whole frames) under the write lock.
+// Write writes responses (whole frames) under the write lock, by the
+// deadline SetWriteDeadline last set.
 func (t *tcpConn) Write(p []byte) (int, error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	t.noteWrite()
+	var d time.Time
+	if ns := t.deadline.Load(); ns != 0 {
+		d = time.Unix(0, ns)
+	}
+	t.c.SetWriteDeadline(d)
 	return t.c.Write(p)
 }
 
-func (t *tcpConn) SetWriteDeadline(d time.Time) error { return t.c.SetWriteDeadline(d) }
+// noteWrite notes a write for the heartbeats, listing the connection
+// at its first.
+func (t *tcpConn) noteWrite() {
+	if t.beats != nil {
+		t.wrote.Store(t.beats.sweeps.Load())
+		if t.listed.Load() == unlisted {
+			t.beats.add(t)
+		}
+	}
+}
+
+// SetWriteDeadline sets the deadline of the responses' writes. Each
+// writer (responses, pushes, heartbeats) sets its own under the write
+// lock, so that none runs by another's.
+func (t *tcpConn) SetWriteDeadline(d time.Time) error {
+	var ns int64
+	if !d.IsZero() {
+		ns = d.UnixNano()
+	}
+	t.deadline.Store(ns)
+	return nil
+}
 
 // OpenPush returns the push side of the connection.
 func (t *tcpConn) OpenPush() (Stream, error) { return (*tcpPush)(t), nil }
@@ -368,8 +419,9 @@ func (p *tcpPush) Write(buf []byte) (int, error) {
 	written := 0
 	for len(buf) > 0 {
 		n := chunkEnd(buf, pushChunk)
-		p.c.SetWriteDeadline(time.Now().Add(p.timeout))
 		p.wmu.Lock()
+		p.c.SetWriteDeadline(time.Now().Add(p.timeout))
+		(*tcpConn)(p).noteWrite()
 		w, err := p.c.Write(buf[:n])
 		p.wmu.Unlock()
 		written += w
@@ -381,7 +433,9 @@ func (p *tcpPush) Write(buf []byte) (int, error) {
 	return written, nil
 }
 
-func (p *tcpPush) SetWriteDeadline(d time.Time) error { return p.c.SetWriteDeadline(d) }
+// SetWriteDeadline does nothing: Write gives each chunk its own
+// deadline, under the write lock.
+func (p *tcpPush) SetWriteDeadline(time.Time) error { return nil }
 
 // chunkEnd returns how many bytes of buf, a run of length-prefixed
 // frames, make up whole frames within max bytes (at least one frame).

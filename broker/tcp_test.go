@@ -17,7 +17,8 @@ import (
 
 // tcpClient speaks the protocol over TLS on TCP frame by frame, sorting
 // what the node writes as a client must: responses by id, control frames
-// (Error, Resync, GoingAway with id 0) apart, the rest as pushes.
+// (Error, Resync, GoingAway with id 0) apart, heartbeats (Ping, id 0)
+// counted, the rest as pushes.
 type tcpClient struct {
 	t        testing.TB
 	c        *tls.Conn
@@ -27,6 +28,7 @@ type tcpClient struct {
 	pushes   chan *wire.Frame
 	done     chan struct{} // closed when the node's side ends
 	paused   atomic.Bool   // the reader stops reading
+	beats    atomic.Int32  // heartbeats read (Ping, id 0)
 }
 
 // pause stops reading after the frame being read: the node's writes back
@@ -77,6 +79,8 @@ func (c *tcpClient) read() {
 			c.resps <- f
 		case f.GetError() != nil || f.GetResync() != nil || f.GetGoingAway() != nil:
 			c.controls <- f
+		case f.GetPing() != nil:
+			c.beats.Add(1)
 		default:
 			select {
 			case c.pushes <- f:

@@ -127,6 +127,8 @@ type brokerConfig struct {
 	// PushCoalesceWindow is broker.Options.CoalesceWindow; negative
 	// disables it.
 	PushCoalesceWindow duration `toml:"push_coalesce_window"`
+	// TCPHeartbeat is broker.Options.TCPHeartbeat; negative disables it.
+	TCPHeartbeat duration `toml:"tcp_heartbeat"`
 	// MaxUnauthenticated and MaxUnauthenticatedPerAddr bound the
 	// connections that have not yet authenticated.
 	MaxUnauthenticated        int `toml:"max_unauthenticated"`
@@ -465,6 +467,7 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		HelloTimeout:              time.Duration(b.HelloTimeout),
 		WriteTimeout:              time.Duration(b.WriteTimeout),
 		CoalesceWindow:            time.Duration(b.PushCoalesceWindow),
+		TCPHeartbeat:              time.Duration(b.TCPHeartbeat),
 		MaxUnauthenticated:        b.MaxUnauthenticated,
 		MaxUnauthenticatedPerAddr: b.MaxUnauthenticatedPerAddr,
 		MaxHandshakes:             b.MaxHandshakes,

@@ -62,6 +62,7 @@ sweep_interval = "-1s"
 
 [broker]
 push_coalesce_window = "-1s"
+tcp_heartbeat = "45s"
 
 [storage.retention.group]
 max_age = "720h"
@@ -86,6 +87,7 @@ max_count = 100000
 	want.Storage.SweepInterval = duration(-time.Second)
 	want.Storage.Retention.Group = retention{MaxAge: duration(720 * time.Hour), MaxCount: 100_000}
 	want.Broker.PushCoalesceWindow = duration(-time.Second)
+	want.Broker.TCPHeartbeat = duration(45 * time.Second)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("loadConfig =\n%+v\nwant\n%+v", c, want)
 	}
@@ -108,6 +110,9 @@ max_count = 100000
 		t.Fatalf("storageOptions =\n%+v\nwant\n%+v", opts, wantOpts)
 	}
 	bopts, err := c.brokerOptions()
+	if err != nil || bopts.TCPHeartbeat != 45*time.Second {
+		t.Fatalf("brokerOptions: TCPHeartbeat %v, %v; want 45s", bopts.TCPHeartbeat, err)
+	}
 	if err != nil || bopts.CoalesceWindow != -time.Second {
 		t.Fatalf("brokerOptions: CoalesceWindow %v, %v; want -1s (disabled)", bopts.CoalesceWindow, err)
 	}

@@ -34,10 +34,12 @@
 // Options.PushBuffer (4 MiB, the node's own bound) and 1,024 frames. Past
 // that it drops them, counted in Stats.DroppedPushes, until the delivery
 // goroutine takes a Resync it queues for itself, which catches up from
-// history what was dropped. TCP has no end-to-end keep-alive, so the
-// client pings a node silent for the keep-alive period and drops a
-// connection silent for Options.IdleTimeout; the kernel's keep-alive
-// probes are on too.
+// history what was dropped. TCP has no end-to-end keep-alive: the node
+// writes a heartbeat (a Ping with id 0, not answered) to a session it has
+// written nothing to for 25 s, the client pings a node silent for halfway
+// from the keep-alive period to Options.IdleTimeout (~40 s), and drops a
+// connection silent for the idle timeout; the kernel's keep-alive probes
+// are on too.
 //
 // # Delivery
 //

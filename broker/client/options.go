@@ -62,8 +62,10 @@ type Options struct {
 	// KeepAlive is the longest keep-alive period: each client takes a
 	// period up to a fifth shorter, at random, so that clients started
 	// together do not ping the node together. Over QUIC it is QUIC's
-	// keep-alive; over TCP the client pings the node after a period of
-	// silence, and the kernel's keep-alive probes start after one too.
+	// keep-alive. Over TCP the node's heartbeats (every 25 s) keep the
+	// connection open; the client pings the node only after hearing
+	// nothing for halfway from this period to IdleTimeout (~40 s), and
+	// the kernel's keep-alive probes start after a period of silence.
 	// Default: 25 s (within the 30 s that mobile networks' NATs keep a
 	// silent UDP mapping).
 	KeepAlive time.Duration

@@ -138,6 +138,10 @@ func (s *session) readResponses(r *wire.Reader) {
 			case *wire.Frame_Resync, *wire.Frame_GoingAway:
 				s.queueControl(f)
 				continue
+			case *wire.Frame_Ping:
+				// The node's heartbeat over TCP: what it says, that the
+				// node is there, the read has noted.
+				continue
 			}
 			if s.queue != nil {
 				s.queuePush(f, len(p))

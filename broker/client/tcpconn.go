@@ -23,10 +23,13 @@ const tcpCloseWait = 250 * time.Millisecond
 // interleaved at frame boundaries (docs/protocol.md).
 //
 // TCP has no end-to-end keep-alive or idle timeout as QUIC has (the
-// kernel's keep-alives stop at the first middlebox that terminates TCP),
-// so the connection keeps its own: watch pings the node once it has been
-// silent for the keep-alive period and ends the session once it has been
-// silent for the idle timeout.
+// kernel's keep-alives stop at the first middlebox that terminates TCP).
+// The node writes a heartbeat to a session it has written nothing to for
+// 25 s (broker.tcp_heartbeat), which keeps the path open and says it is
+// there; watch pings the node only once it has been silent for well past
+// that (halfway from the keep-alive period to the idle timeout: ~40 s),
+// as against a node with heartbeats off, and ends the session once it
+// has been silent for the idle timeout.
 type tcpConn struct {
 	tc        *tls.Conn
 	keepAlive time.Duration
@@ -98,12 +101,13 @@ func (t *tcpConn) start(s *session) {
 	go t.watch(s)
 }
 
-// watch checks twice per keep-alive period how long the node has been
-// silent: after a period it pings (the Pong's id matches no request and
-// is dropped), after the idle timeout it ends the session.
+// watch checks, four times between the ping and the idle timeout, how
+// long the node has been silent: after pingAfter it pings (the Pong's id
+// matches no request and is dropped), after the idle timeout it ends the
+// session.
 func (t *tcpConn) watch(s *session) {
 	defer s.wg.Done()
-	tick := time.NewTicker(t.keepAlive / 2)
+	tick := time.NewTicker(max(time.Millisecond, (t.idle-t.pingAfter())/4))
 	defer tick.Stop()
 	for {
 		select {
@@ -116,12 +120,19 @@ func (t *tcpConn) watch(s *session) {
 		case quiet >= t.idle:
 			s.fail(fmt.Errorf("client: tcp connection: nothing heard from the node for %v", quiet.Round(time.Millisecond)))
 			return
-		case quiet >= t.keepAlive:
+		case quiet >= t.pingAfter():
 			// A write that fails ends the session; one stuck behind a
 			// full send buffer fails by its deadline.
 			s.write(&wire.Frame{Id: s.ids.Add(1), Body: &wire.Frame_Ping{Ping: &wire.Ping{}}})
 		}
 	}
+}
+
+// pingAfter is how long the node may be silent before the client pings
+// it: halfway from the keep-alive period to the idle timeout, well past
+// the node's heartbeat, and leaving the Pong time to come back.
+func (t *tcpConn) pingAfter() time.Duration {
+	return t.keepAlive + (t.idle-t.keepAlive)/2
 }
 
 // close sends TLS close_notify, for up to tcpCloseWait, and closes the

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package broker
+
+import (
+	"net"
+	"time"
+)
+
+// setUserTimeout is Linux's TCP_USER_TIMEOUT; elsewhere the kernel's
+// own retransmission limits apply.
+func setUserTimeout(net.Conn, time.Duration) {}
