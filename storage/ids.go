@@ -11,6 +11,11 @@ type UserID uint64
 // DeviceID names one of a user's devices. Zero is never a valid device.
 type DeviceID uint64
 
+// DeviceNode is the device of the records a node writes itself on a
+// user's behalf (call records): their client message ids are the node's,
+// in a space no device of the user's shares. No session may hold it.
+const DeviceNode DeviceID = 1<<64 - 1
+
 // ChatKind is the kind of a chat.
 type ChatKind uint8
 
@@ -86,6 +91,9 @@ const (
 	MsgMedia MsgKind = 2
 	// MsgService is a service message (joined, left, renamed, ...).
 	MsgService MsgKind = 3
+	// MsgCall is a call record, written by the node when a call ends (from
+	// DeviceNode); Body is an encoded wire.CallRecord. It cannot be edited.
+	MsgCall MsgKind = 4
 
 	// MsgEdit replaces the body of message Target with Body. Only the
 	// original sender may edit.
@@ -100,6 +108,6 @@ const (
 
 // IsContent reports whether k is a content kind (not an edit, delete or
 // reaction record).
-func (k MsgKind) IsContent() bool { return k >= MsgText && k <= MsgService }
+func (k MsgKind) IsContent() bool { return k >= MsgText && k <= MsgCall }
 
 func (k MsgKind) valid() bool { return k.IsContent() || (k >= MsgEdit && k <= MsgReaction) }

@@ -35,7 +35,9 @@ func (s *Store) applyTargeted(bc *batchCtx, st *chatState, m *Message, enc []byt
 	}
 	switch m.Kind {
 	case MsgEdit:
-		if target.Sender != m.Sender {
+		// A call record is the node's account of a call, not its sender's
+		// words: no one rewrites it.
+		if target.Sender != m.Sender || target.Kind == MsgCall {
 			return ErrNotAllowed
 		}
 		ov.edited, ov.codec, ov.body = bc.now, codec, enc

@@ -108,3 +108,34 @@ func TestTooManyReactions(t *testing.T) {
 		t.Fatalf("last seq %d, want %d", ch.LastSeq, 1+maxReactionKinds)
 	}
 }
+
+// TestCallRecordNotEdited checks that a call record, written from the
+// node's device on its caller's behalf, is content (reactions and deletes
+// reach it) that no one edits, its sender included.
+func TestCallRecordNotEdited(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
+	rec := Message{Chat: c.ID, Sender: 1, Device: DeviceNode, ClientMsgID: 7, Kind: MsgCall, Body: []byte("record")}
+	mustAppend(t, s, rec)
+	do := func(user UserID, kind MsgKind, body string) error {
+		t.Helper()
+		a, err := s.AppendOne(context.Background(), Message{Chat: c.ID, Sender: user, Device: 1, ClientMsgID: 100 + uint64(kind), Kind: kind, Target: 1, Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Err
+	}
+	if err := do(1, MsgEdit, "a forged duration"); !errors.Is(err, ErrNotAllowed) {
+		t.Fatalf("caller's edit of its call record: %v, want ErrNotAllowed", err)
+	}
+	if err := do(2, MsgReaction, "👍"); err != nil {
+		t.Fatalf("reaction to a call record: %v", err)
+	}
+	r, err := s.Get(c.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Kind != MsgCall || r.Device != DeviceNode || string(r.Body) != "record" || r.Edited != 0 || len(r.Reactions) != 1 {
+		t.Fatalf("call record = %+v", r)
+	}
+}
