@@ -32,9 +32,12 @@ const (
 	MsgKind_MSG_KIND_TEXT        MsgKind = 1
 	MsgKind_MSG_KIND_MEDIA       MsgKind = 2
 	MsgKind_MSG_KIND_SERVICE     MsgKind = 3
-	MsgKind_MSG_KIND_EDIT        MsgKind = 64
-	MsgKind_MSG_KIND_DELETE      MsgKind = 65
-	MsgKind_MSG_KIND_REACTION    MsgKind = 66
+	// MSG_KIND_CALL is a call record the node writes when a call ends; its
+	// body is an encoded CallRecord. Clients cannot send or edit one.
+	MsgKind_MSG_KIND_CALL     MsgKind = 4
+	MsgKind_MSG_KIND_EDIT     MsgKind = 64
+	MsgKind_MSG_KIND_DELETE   MsgKind = 65
+	MsgKind_MSG_KIND_REACTION MsgKind = 66
 )
 
 // Enum value maps for MsgKind.
@@ -44,6 +47,7 @@ var (
 		1:  "MSG_KIND_TEXT",
 		2:  "MSG_KIND_MEDIA",
 		3:  "MSG_KIND_SERVICE",
+		4:  "MSG_KIND_CALL",
 		64: "MSG_KIND_EDIT",
 		65: "MSG_KIND_DELETE",
 		66: "MSG_KIND_REACTION",
@@ -53,6 +57,7 @@ var (
 		"MSG_KIND_TEXT":        1,
 		"MSG_KIND_MEDIA":       2,
 		"MSG_KIND_SERVICE":     3,
+		"MSG_KIND_CALL":        4,
 		"MSG_KIND_EDIT":        64,
 		"MSG_KIND_DELETE":      65,
 		"MSG_KIND_REACTION":    66,
@@ -174,6 +179,19 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 14
 	// INTERNAL: a server bug; the request may or may not have taken effect.
 	ErrorCode_ERROR_CODE_INTERNAL ErrorCode = 15
+	// UNKNOWN_CALL: no such call, or it has ended.
+	ErrorCode_ERROR_CODE_UNKNOWN_CALL ErrorCode = 16
+	// CALL_RUNNING: a call already runs in the chat; Error.call names it,
+	// to join.
+	ErrorCode_ERROR_CODE_CALL_RUNNING ErrorCode = 17
+	// TOO_MANY_PUBLISHERS: the call has as many publishers as the SFU
+	// allows.
+	ErrorCode_ERROR_CODE_TOO_MANY_PUBLISHERS ErrorCode = 18
+	// BAD_SDP: an offer or answer is empty, too large or not a session
+	// description the SFU can use.
+	ErrorCode_ERROR_CODE_BAD_SDP ErrorCode = 19
+	// CALLS_OFF: this node serves no calls.
+	ErrorCode_ERROR_CODE_CALLS_OFF ErrorCode = 20
 )
 
 // Enum value maps for ErrorCode.
@@ -195,6 +213,11 @@ var (
 		13: "ERROR_CODE_TOO_MANY_CHATS",
 		14: "ERROR_CODE_UNAVAILABLE",
 		15: "ERROR_CODE_INTERNAL",
+		16: "ERROR_CODE_UNKNOWN_CALL",
+		17: "ERROR_CODE_CALL_RUNNING",
+		18: "ERROR_CODE_TOO_MANY_PUBLISHERS",
+		19: "ERROR_CODE_BAD_SDP",
+		20: "ERROR_CODE_CALLS_OFF",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -213,6 +236,11 @@ var (
 		"ERROR_CODE_TOO_MANY_CHATS":      13,
 		"ERROR_CODE_UNAVAILABLE":         14,
 		"ERROR_CODE_INTERNAL":            15,
+		"ERROR_CODE_UNKNOWN_CALL":        16,
+		"ERROR_CODE_CALL_RUNNING":        17,
+		"ERROR_CODE_TOO_MANY_PUBLISHERS": 18,
+		"ERROR_CODE_BAD_SDP":             19,
+		"ERROR_CODE_CALLS_OFF":           20,
 	}
 )
 
@@ -241,6 +269,365 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_gonets_proto_rawDescGZIP(), []int{2}
+}
+
+// CallPc names one of a participant's two PeerConnections.
+type CallPc int32
+
+const (
+	CallPc_CALL_PC_UNSPECIFIED CallPc = 0
+	// PUBLISH sends the participant's tracks to the SFU (the client offers).
+	CallPc_CALL_PC_PUBLISH CallPc = 1
+	// SUBSCRIBE receives the others' tracks from the SFU (the SFU offers).
+	CallPc_CALL_PC_SUBSCRIBE CallPc = 2
+)
+
+// Enum value maps for CallPc.
+var (
+	CallPc_name = map[int32]string{
+		0: "CALL_PC_UNSPECIFIED",
+		1: "CALL_PC_PUBLISH",
+		2: "CALL_PC_SUBSCRIBE",
+	}
+	CallPc_value = map[string]int32{
+		"CALL_PC_UNSPECIFIED": 0,
+		"CALL_PC_PUBLISH":     1,
+		"CALL_PC_SUBSCRIBE":   2,
+	}
+)
+
+func (x CallPc) Enum() *CallPc {
+	p := new(CallPc)
+	*p = x
+	return p
+}
+
+func (x CallPc) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallPc) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[3].Descriptor()
+}
+
+func (CallPc) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[3]
+}
+
+func (x CallPc) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallPc.Descriptor instead.
+func (CallPc) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{3}
+}
+
+// CallTrack is a kind of published track.
+type CallTrack int32
+
+const (
+	CallTrack_CALL_TRACK_UNSPECIFIED CallTrack = 0
+	CallTrack_CALL_TRACK_AUDIO       CallTrack = 1
+	CallTrack_CALL_TRACK_VIDEO       CallTrack = 2
+	CallTrack_CALL_TRACK_SCREEN      CallTrack = 3
+)
+
+// Enum value maps for CallTrack.
+var (
+	CallTrack_name = map[int32]string{
+		0: "CALL_TRACK_UNSPECIFIED",
+		1: "CALL_TRACK_AUDIO",
+		2: "CALL_TRACK_VIDEO",
+		3: "CALL_TRACK_SCREEN",
+	}
+	CallTrack_value = map[string]int32{
+		"CALL_TRACK_UNSPECIFIED": 0,
+		"CALL_TRACK_AUDIO":       1,
+		"CALL_TRACK_VIDEO":       2,
+		"CALL_TRACK_SCREEN":      3,
+	}
+)
+
+func (x CallTrack) Enum() *CallTrack {
+	p := new(CallTrack)
+	*p = x
+	return p
+}
+
+func (x CallTrack) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallTrack) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[4].Descriptor()
+}
+
+func (CallTrack) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[4]
+}
+
+func (x CallTrack) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallTrack.Descriptor instead.
+func (CallTrack) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{4}
+}
+
+// CallQuality is a simulcast layer a subscriber asks for.
+type CallQuality int32
+
+const (
+	CallQuality_CALL_QUALITY_UNSPECIFIED CallQuality = 0
+	CallQuality_CALL_QUALITY_LOW         CallQuality = 1
+	CallQuality_CALL_QUALITY_MEDIUM      CallQuality = 2
+	CallQuality_CALL_QUALITY_HIGH        CallQuality = 3
+)
+
+// Enum value maps for CallQuality.
+var (
+	CallQuality_name = map[int32]string{
+		0: "CALL_QUALITY_UNSPECIFIED",
+		1: "CALL_QUALITY_LOW",
+		2: "CALL_QUALITY_MEDIUM",
+		3: "CALL_QUALITY_HIGH",
+	}
+	CallQuality_value = map[string]int32{
+		"CALL_QUALITY_UNSPECIFIED": 0,
+		"CALL_QUALITY_LOW":         1,
+		"CALL_QUALITY_MEDIUM":      2,
+		"CALL_QUALITY_HIGH":        3,
+	}
+)
+
+func (x CallQuality) Enum() *CallQuality {
+	p := new(CallQuality)
+	*p = x
+	return p
+}
+
+func (x CallQuality) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallQuality) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[5].Descriptor()
+}
+
+func (CallQuality) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[5]
+}
+
+func (x CallQuality) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallQuality.Descriptor instead.
+func (CallQuality) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{5}
+}
+
+// CallUpdateKind says what changed in a call.
+type CallUpdateKind int32
+
+const (
+	CallUpdateKind_CALL_UPDATE_KIND_UNSPECIFIED CallUpdateKind = 0
+	// ACCEPTED: user accepted a ring on device (its other devices stop
+	// ringing) and joined.
+	CallUpdateKind_CALL_UPDATE_KIND_ACCEPTED CallUpdateKind = 1
+	// DECLINED: user declined (all its devices stop ringing).
+	CallUpdateKind_CALL_UPDATE_KIND_DECLINED CallUpdateKind = 2
+	// JOINED: user joined on device without a ring.
+	CallUpdateKind_CALL_UPDATE_KIND_JOINED CallUpdateKind = 3
+	// LEFT: user's device left or was removed.
+	CallUpdateKind_CALL_UPDATE_KIND_LEFT CallUpdateKind = 4
+	// ENDED: the call ended for everyone, for reason.
+	CallUpdateKind_CALL_UPDATE_KIND_ENDED CallUpdateKind = 5
+	// MISSED: user's ring timed out (its devices stop ringing).
+	CallUpdateKind_CALL_UPDATE_KIND_MISSED CallUpdateKind = 6
+	// MUTED: user muted (muted set) or unmuted a track.
+	CallUpdateKind_CALL_UPDATE_KIND_MUTED CallUpdateKind = 7
+)
+
+// Enum value maps for CallUpdateKind.
+var (
+	CallUpdateKind_name = map[int32]string{
+		0: "CALL_UPDATE_KIND_UNSPECIFIED",
+		1: "CALL_UPDATE_KIND_ACCEPTED",
+		2: "CALL_UPDATE_KIND_DECLINED",
+		3: "CALL_UPDATE_KIND_JOINED",
+		4: "CALL_UPDATE_KIND_LEFT",
+		5: "CALL_UPDATE_KIND_ENDED",
+		6: "CALL_UPDATE_KIND_MISSED",
+		7: "CALL_UPDATE_KIND_MUTED",
+	}
+	CallUpdateKind_value = map[string]int32{
+		"CALL_UPDATE_KIND_UNSPECIFIED": 0,
+		"CALL_UPDATE_KIND_ACCEPTED":    1,
+		"CALL_UPDATE_KIND_DECLINED":    2,
+		"CALL_UPDATE_KIND_JOINED":      3,
+		"CALL_UPDATE_KIND_LEFT":        4,
+		"CALL_UPDATE_KIND_ENDED":       5,
+		"CALL_UPDATE_KIND_MISSED":      6,
+		"CALL_UPDATE_KIND_MUTED":       7,
+	}
+)
+
+func (x CallUpdateKind) Enum() *CallUpdateKind {
+	p := new(CallUpdateKind)
+	*p = x
+	return p
+}
+
+func (x CallUpdateKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallUpdateKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[6].Descriptor()
+}
+
+func (CallUpdateKind) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[6]
+}
+
+func (x CallUpdateKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallUpdateKind.Descriptor instead.
+func (CallUpdateKind) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{6}
+}
+
+// CallEndReason says why a call ended.
+type CallEndReason int32
+
+const (
+	CallEndReason_CALL_END_REASON_UNSPECIFIED CallEndReason = 0
+	// HUNG_UP: a participant allowed to ended it for everyone.
+	CallEndReason_CALL_END_REASON_HUNG_UP CallEndReason = 1
+	// LEFT: its last participant left (in a direct chat: either one).
+	CallEndReason_CALL_END_REASON_LEFT CallEndReason = 2
+	// NO_ANSWER: every ring timed out with no one but the caller in it.
+	CallEndReason_CALL_END_REASON_NO_ANSWER CallEndReason = 3
+	// DECLINED: everyone rung declined with no one but the caller in it.
+	CallEndReason_CALL_END_REASON_DECLINED CallEndReason = 4
+	// SHUTDOWN: the node shut down (calls live in a node's memory).
+	CallEndReason_CALL_END_REASON_SHUTDOWN CallEndReason = 5
+)
+
+// Enum value maps for CallEndReason.
+var (
+	CallEndReason_name = map[int32]string{
+		0: "CALL_END_REASON_UNSPECIFIED",
+		1: "CALL_END_REASON_HUNG_UP",
+		2: "CALL_END_REASON_LEFT",
+		3: "CALL_END_REASON_NO_ANSWER",
+		4: "CALL_END_REASON_DECLINED",
+		5: "CALL_END_REASON_SHUTDOWN",
+	}
+	CallEndReason_value = map[string]int32{
+		"CALL_END_REASON_UNSPECIFIED": 0,
+		"CALL_END_REASON_HUNG_UP":     1,
+		"CALL_END_REASON_LEFT":        2,
+		"CALL_END_REASON_NO_ANSWER":   3,
+		"CALL_END_REASON_DECLINED":    4,
+		"CALL_END_REASON_SHUTDOWN":    5,
+	}
+)
+
+func (x CallEndReason) Enum() *CallEndReason {
+	p := new(CallEndReason)
+	*p = x
+	return p
+}
+
+func (x CallEndReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallEndReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[7].Descriptor()
+}
+
+func (CallEndReason) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[7]
+}
+
+func (x CallEndReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallEndReason.Descriptor instead.
+func (CallEndReason) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{7}
+}
+
+// CallRemoveReason says why a participant was taken out of a call.
+type CallRemoveReason int32
+
+const (
+	CallRemoveReason_CALL_REMOVE_REASON_UNSPECIFIED CallRemoveReason = 0
+	// REPLACED: the user joined from another device.
+	CallRemoveReason_CALL_REMOVE_REASON_REPLACED CallRemoveReason = 1
+	// LEFT_CHAT: the user left or was removed from the chat.
+	CallRemoveReason_CALL_REMOVE_REASON_LEFT_CHAT CallRemoveReason = 2
+	// ICE_FAILED: the SFU lost the participant's connectivity.
+	CallRemoveReason_CALL_REMOVE_REASON_ICE_FAILED CallRemoveReason = 3
+	// SILENT: the SFU heard no RTP or RTCP from it for too long.
+	CallRemoveReason_CALL_REMOVE_REASON_SILENT CallRemoveReason = 4
+	// MEDIA: the SFU dropped it for another reason (message says).
+	CallRemoveReason_CALL_REMOVE_REASON_MEDIA CallRemoveReason = 5
+)
+
+// Enum value maps for CallRemoveReason.
+var (
+	CallRemoveReason_name = map[int32]string{
+		0: "CALL_REMOVE_REASON_UNSPECIFIED",
+		1: "CALL_REMOVE_REASON_REPLACED",
+		2: "CALL_REMOVE_REASON_LEFT_CHAT",
+		3: "CALL_REMOVE_REASON_ICE_FAILED",
+		4: "CALL_REMOVE_REASON_SILENT",
+		5: "CALL_REMOVE_REASON_MEDIA",
+	}
+	CallRemoveReason_value = map[string]int32{
+		"CALL_REMOVE_REASON_UNSPECIFIED": 0,
+		"CALL_REMOVE_REASON_REPLACED":    1,
+		"CALL_REMOVE_REASON_LEFT_CHAT":   2,
+		"CALL_REMOVE_REASON_ICE_FAILED":  3,
+		"CALL_REMOVE_REASON_SILENT":      4,
+		"CALL_REMOVE_REASON_MEDIA":       5,
+	}
+)
+
+func (x CallRemoveReason) Enum() *CallRemoveReason {
+	p := new(CallRemoveReason)
+	*p = x
+	return p
+}
+
+func (x CallRemoveReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallRemoveReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[8].Descriptor()
+}
+
+func (CallRemoveReason) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[8]
+}
+
+func (x CallRemoveReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallRemoveReason.Descriptor instead.
+func (CallRemoveReason) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{8}
 }
 
 // Frame is one unit on a stream. A client request carries an id above 0
@@ -277,6 +664,24 @@ type Frame struct {
 	//	*Frame_GoingAway
 	//	*Frame_Resync
 	//	*Frame_Done
+	//	*Frame_CallStart
+	//	*Frame_CallInfo
+	//	*Frame_CallAccept
+	//	*Frame_CallDecline
+	//	*Frame_CallJoin
+	//	*Frame_CallLeave
+	//	*Frame_CallHangUp
+	//	*Frame_CallPublish
+	//	*Frame_CallAnswer
+	//	*Frame_CallOffer
+	//	*Frame_CallSubscriberAnswer
+	//	*Frame_CallCandidate
+	//	*Frame_CallMute
+	//	*Frame_CallLayers
+	//	*Frame_CallRing
+	//	*Frame_CallUpdate
+	//	*Frame_CallSpeaker
+	//	*Frame_CallRemoved
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -560,6 +965,168 @@ func (x *Frame) GetDone() *Done {
 	return nil
 }
 
+func (x *Frame) GetCallStart() *CallStart {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallStart); ok {
+			return x.CallStart
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallInfo() *CallInfo {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallInfo); ok {
+			return x.CallInfo
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallAccept() *CallAccept {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallAccept); ok {
+			return x.CallAccept
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallDecline() *CallDecline {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallDecline); ok {
+			return x.CallDecline
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallJoin() *CallJoin {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallJoin); ok {
+			return x.CallJoin
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallLeave() *CallLeave {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallLeave); ok {
+			return x.CallLeave
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallHangUp() *CallHangUp {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallHangUp); ok {
+			return x.CallHangUp
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallPublish() *CallSdp {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallPublish); ok {
+			return x.CallPublish
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallAnswer() *CallSdp {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallAnswer); ok {
+			return x.CallAnswer
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallOffer() *CallSdp {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallOffer); ok {
+			return x.CallOffer
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallSubscriberAnswer() *CallSdp {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallSubscriberAnswer); ok {
+			return x.CallSubscriberAnswer
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallCandidate() *CallCandidate {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallCandidate); ok {
+			return x.CallCandidate
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallMute() *CallMute {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallMute); ok {
+			return x.CallMute
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallLayers() *CallLayers {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallLayers); ok {
+			return x.CallLayers
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallRing() *CallRing {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallRing); ok {
+			return x.CallRing
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallUpdate() *CallUpdate {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallUpdate); ok {
+			return x.CallUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallSpeaker() *CallSpeaker {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallSpeaker); ok {
+			return x.CallSpeaker
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallRemoved() *CallRemoved {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallRemoved); ok {
+			return x.CallRemoved
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -668,6 +1235,84 @@ type Frame_Done struct {
 	Done *Done `protobuf:"bytes,35,opt,name=done,proto3,oneof"`
 }
 
+type Frame_CallStart struct {
+	// Calls: requests and their responses, then pushes. See docs/protocol.md.
+	CallStart *CallStart `protobuf:"bytes,36,opt,name=call_start,json=callStart,proto3,oneof"`
+}
+
+type Frame_CallInfo struct {
+	CallInfo *CallInfo `protobuf:"bytes,37,opt,name=call_info,json=callInfo,proto3,oneof"`
+}
+
+type Frame_CallAccept struct {
+	CallAccept *CallAccept `protobuf:"bytes,38,opt,name=call_accept,json=callAccept,proto3,oneof"`
+}
+
+type Frame_CallDecline struct {
+	CallDecline *CallDecline `protobuf:"bytes,39,opt,name=call_decline,json=callDecline,proto3,oneof"`
+}
+
+type Frame_CallJoin struct {
+	CallJoin *CallJoin `protobuf:"bytes,40,opt,name=call_join,json=callJoin,proto3,oneof"`
+}
+
+type Frame_CallLeave struct {
+	CallLeave *CallLeave `protobuf:"bytes,41,opt,name=call_leave,json=callLeave,proto3,oneof"`
+}
+
+type Frame_CallHangUp struct {
+	CallHangUp *CallHangUp `protobuf:"bytes,42,opt,name=call_hang_up,json=callHangUp,proto3,oneof"`
+}
+
+type Frame_CallPublish struct {
+	// call_publish is the client's offer for its publishing
+	// PeerConnection; answered by call_answer, the SFU's answer.
+	CallPublish *CallSdp `protobuf:"bytes,43,opt,name=call_publish,json=callPublish,proto3,oneof"`
+}
+
+type Frame_CallAnswer struct {
+	CallAnswer *CallSdp `protobuf:"bytes,44,opt,name=call_answer,json=callAnswer,proto3,oneof"`
+}
+
+type Frame_CallOffer struct {
+	// call_offer is a push: the SFU's offer for the participant's
+	// subscribing PeerConnection (renegotiated as tracks come and go).
+	CallOffer *CallSdp `protobuf:"bytes,45,opt,name=call_offer,json=callOffer,proto3,oneof"`
+}
+
+type Frame_CallSubscriberAnswer struct {
+	// call_subscriber_answer answers a call_offer; answered by Done.
+	CallSubscriberAnswer *CallSdp `protobuf:"bytes,46,opt,name=call_subscriber_answer,json=callSubscriberAnswer,proto3,oneof"`
+}
+
+type Frame_CallCandidate struct {
+	CallCandidate *CallCandidate `protobuf:"bytes,47,opt,name=call_candidate,json=callCandidate,proto3,oneof"`
+}
+
+type Frame_CallMute struct {
+	CallMute *CallMute `protobuf:"bytes,48,opt,name=call_mute,json=callMute,proto3,oneof"`
+}
+
+type Frame_CallLayers struct {
+	CallLayers *CallLayers `protobuf:"bytes,49,opt,name=call_layers,json=callLayers,proto3,oneof"`
+}
+
+type Frame_CallRing struct {
+	CallRing *CallRing `protobuf:"bytes,50,opt,name=call_ring,json=callRing,proto3,oneof"`
+}
+
+type Frame_CallUpdate struct {
+	CallUpdate *CallUpdate `protobuf:"bytes,51,opt,name=call_update,json=callUpdate,proto3,oneof"`
+}
+
+type Frame_CallSpeaker struct {
+	CallSpeaker *CallSpeaker `protobuf:"bytes,52,opt,name=call_speaker,json=callSpeaker,proto3,oneof"`
+}
+
+type Frame_CallRemoved struct {
+	CallRemoved *CallRemoved `protobuf:"bytes,53,opt,name=call_removed,json=callRemoved,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -719,6 +1364,42 @@ func (*Frame_GoingAway) isFrame_Body() {}
 func (*Frame_Resync) isFrame_Body() {}
 
 func (*Frame_Done) isFrame_Body() {}
+
+func (*Frame_CallStart) isFrame_Body() {}
+
+func (*Frame_CallInfo) isFrame_Body() {}
+
+func (*Frame_CallAccept) isFrame_Body() {}
+
+func (*Frame_CallDecline) isFrame_Body() {}
+
+func (*Frame_CallJoin) isFrame_Body() {}
+
+func (*Frame_CallLeave) isFrame_Body() {}
+
+func (*Frame_CallHangUp) isFrame_Body() {}
+
+func (*Frame_CallPublish) isFrame_Body() {}
+
+func (*Frame_CallAnswer) isFrame_Body() {}
+
+func (*Frame_CallOffer) isFrame_Body() {}
+
+func (*Frame_CallSubscriberAnswer) isFrame_Body() {}
+
+func (*Frame_CallCandidate) isFrame_Body() {}
+
+func (*Frame_CallMute) isFrame_Body() {}
+
+func (*Frame_CallLayers) isFrame_Body() {}
+
+func (*Frame_CallRing) isFrame_Body() {}
+
+func (*Frame_CallUpdate) isFrame_Body() {}
+
+func (*Frame_CallSpeaker) isFrame_Body() {}
+
+func (*Frame_CallRemoved) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -2409,7 +3090,9 @@ type Error struct {
 	// error_id names this failure in the node's log. INTERNAL and
 	// UNAVAILABLE errors carry one, with a generic message: their detail
 	// (paths, storage messages) stays in the node's log under this id.
-	ErrorId       string `protobuf:"bytes,4,opt,name=error_id,json=errorId,proto3" json:"error_id,omitempty"`
+	ErrorId string `protobuf:"bytes,4,opt,name=error_id,json=errorId,proto3" json:"error_id,omitempty"`
+	// call is the running call, with CALL_RUNNING.
+	Call          uint64 `protobuf:"varint,5,opt,name=call,proto3" json:"call,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2470,6 +3153,13 @@ func (x *Error) GetErrorId() string {
 		return x.ErrorId
 	}
 	return ""
+}
+
+func (x *Error) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
 }
 
 // GoingAway tells the client the node is shutting down: reconnect (to
@@ -2602,11 +3292,1134 @@ func (*Done) Descriptor() ([]byte, []int) {
 	return file_gonets_proto_rawDescGZIP(), []int{29}
 }
 
+// CallStart starts a call in a direct chat or group and joins the sending
+// device to it; answered by CallInfo. The other members' online devices
+// are rung (CallRing). A chat holds one call at a time: a second start is
+// answered CALL_RUNNING with the running call's id, to join.
+type CallStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chat  uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	// video starts a video call; otherwise audio only.
+	Video         bool `protobuf:"varint,2,opt,name=video,proto3" json:"video,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallStart) Reset() {
+	*x = CallStart{}
+	mi := &file_gonets_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallStart) ProtoMessage() {}
+
+func (x *CallStart) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallStart.ProtoReflect.Descriptor instead.
+func (*CallStart) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CallStart) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallStart) GetVideo() bool {
+	if x != nil {
+		return x.Video
+	}
+	return false
+}
+
+// CallPeer is one participant: a user, in the call from one device.
+type CallPeer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          uint64                 `protobuf:"varint,1,opt,name=user,proto3" json:"user,omitempty"`
+	Device        uint64                 `protobuf:"varint,2,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallPeer) Reset() {
+	*x = CallPeer{}
+	mi := &file_gonets_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallPeer) ProtoMessage() {}
+
+func (x *CallPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallPeer.ProtoReflect.Descriptor instead.
+func (*CallPeer) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CallPeer) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *CallPeer) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+// CallInfo describes a call: the answer to CallStart, CallAccept and
+// CallJoin.
+type CallInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Chat  uint64                 `protobuf:"varint,2,opt,name=chat,proto3" json:"chat,omitempty"`
+	Video bool                   `protobuf:"varint,3,opt,name=video,proto3" json:"video,omitempty"`
+	// caller is the user who started the call.
+	Caller uint64 `protobuf:"varint,4,opt,name=caller,proto3" json:"caller,omitempty"`
+	// started_us is when it started, Unix microseconds.
+	StartedUs int64 `protobuf:"varint,5,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
+	// participants are in the call now, the sender included.
+	Participants  []*CallPeer `protobuf:"bytes,6,rep,name=participants,proto3" json:"participants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallInfo) Reset() {
+	*x = CallInfo{}
+	mi := &file_gonets_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallInfo) ProtoMessage() {}
+
+func (x *CallInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallInfo.ProtoReflect.Descriptor instead.
+func (*CallInfo) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CallInfo) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallInfo) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallInfo) GetVideo() bool {
+	if x != nil {
+		return x.Video
+	}
+	return false
+}
+
+func (x *CallInfo) GetCaller() uint64 {
+	if x != nil {
+		return x.Caller
+	}
+	return 0
+}
+
+func (x *CallInfo) GetStartedUs() int64 {
+	if x != nil {
+		return x.StartedUs
+	}
+	return 0
+}
+
+func (x *CallInfo) GetParticipants() []*CallPeer {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+// CallAccept answers a ring: the sending device joins the call, and the
+// user's other devices stop ringing (CallUpdate ACCEPTED). Answered by
+// CallInfo.
+type CallAccept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallAccept) Reset() {
+	*x = CallAccept{}
+	mi := &file_gonets_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallAccept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallAccept) ProtoMessage() {}
+
+func (x *CallAccept) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallAccept.ProtoReflect.Descriptor instead.
+func (*CallAccept) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CallAccept) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallDecline declines a ring for all the user's devices; answered by
+// Done. A call that no one but its caller joined ends when every user rung
+// has declined or missed it.
+type CallDecline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallDecline) Reset() {
+	*x = CallDecline{}
+	mi := &file_gonets_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallDecline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallDecline) ProtoMessage() {}
+
+func (x *CallDecline) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallDecline.ProtoReflect.Descriptor instead.
+func (*CallDecline) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CallDecline) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallJoin joins the sending device to a running call of one of the
+// user's chats, rung or not; answered by CallInfo. A user is in a call
+// from one device at a time: joining from another removes the first
+// (CallRemoved REPLACED).
+type CallJoin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallJoin) Reset() {
+	*x = CallJoin{}
+	mi := &file_gonets_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallJoin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallJoin) ProtoMessage() {}
+
+func (x *CallJoin) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallJoin.ProtoReflect.Descriptor instead.
+func (*CallJoin) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CallJoin) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallLeave takes the sending device out of the call; answered by Done.
+// The call ends when its last participant leaves, and a call in a direct
+// chat when either participant leaves.
+type CallLeave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallLeave) Reset() {
+	*x = CallLeave{}
+	mi := &file_gonets_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallLeave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallLeave) ProtoMessage() {}
+
+func (x *CallLeave) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallLeave.ProtoReflect.Descriptor instead.
+func (*CallLeave) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CallLeave) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallHangUp ends the call for everyone; answered by Done. Allowed to a
+// participant of a call in a direct chat, and to a participant who is an
+// admin or the owner of a group.
+type CallHangUp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallHangUp) Reset() {
+	*x = CallHangUp{}
+	mi := &file_gonets_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallHangUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallHangUp) ProtoMessage() {}
+
+func (x *CallHangUp) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallHangUp.ProtoReflect.Descriptor instead.
+func (*CallHangUp) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CallHangUp) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallSdp carries a session description: the publish offer and its
+// answer, the SFU's subscriber offer and the client's answer to it (the
+// Frame field says which).
+type CallSdp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Sdp           string                 `protobuf:"bytes,2,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallSdp) Reset() {
+	*x = CallSdp{}
+	mi := &file_gonets_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallSdp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallSdp) ProtoMessage() {}
+
+func (x *CallSdp) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallSdp.ProtoReflect.Descriptor instead.
+func (*CallSdp) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CallSdp) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallSdp) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+// CallCandidate is a trickled ICE candidate (RTCIceCandidateInit), from
+// the client (answered by Done) or the SFU (a push). An empty candidate
+// ends the candidates of that PeerConnection.
+type CallCandidate struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Call             uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Pc               CallPc                 `protobuf:"varint,2,opt,name=pc,proto3,enum=gonets.v1.CallPc" json:"pc,omitempty"`
+	Candidate        string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	SdpMid           string                 `protobuf:"bytes,4,opt,name=sdp_mid,json=sdpMid,proto3" json:"sdp_mid,omitempty"`
+	SdpMlineIndex    uint32                 `protobuf:"varint,5,opt,name=sdp_mline_index,json=sdpMlineIndex,proto3" json:"sdp_mline_index,omitempty"`
+	UsernameFragment string                 `protobuf:"bytes,6,opt,name=username_fragment,json=usernameFragment,proto3" json:"username_fragment,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CallCandidate) Reset() {
+	*x = CallCandidate{}
+	mi := &file_gonets_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallCandidate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallCandidate) ProtoMessage() {}
+
+func (x *CallCandidate) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallCandidate.ProtoReflect.Descriptor instead.
+func (*CallCandidate) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CallCandidate) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallCandidate) GetPc() CallPc {
+	if x != nil {
+		return x.Pc
+	}
+	return CallPc_CALL_PC_UNSPECIFIED
+}
+
+func (x *CallCandidate) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *CallCandidate) GetSdpMid() string {
+	if x != nil {
+		return x.SdpMid
+	}
+	return ""
+}
+
+func (x *CallCandidate) GetSdpMlineIndex() uint32 {
+	if x != nil {
+		return x.SdpMlineIndex
+	}
+	return 0
+}
+
+func (x *CallCandidate) GetUsernameFragment() string {
+	if x != nil {
+		return x.UsernameFragment
+	}
+	return ""
+}
+
+// CallMute mutes or unmutes one of the sender's tracks; answered by Done
+// and told to the others (CallUpdate MUTED).
+type CallMute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Track         CallTrack              `protobuf:"varint,2,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
+	Muted         bool                   `protobuf:"varint,3,opt,name=muted,proto3" json:"muted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallMute) Reset() {
+	*x = CallMute{}
+	mi := &file_gonets_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallMute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallMute) ProtoMessage() {}
+
+func (x *CallMute) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallMute.ProtoReflect.Descriptor instead.
+func (*CallMute) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CallMute) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallMute) GetTrack() CallTrack {
+	if x != nil {
+		return x.Track
+	}
+	return CallTrack_CALL_TRACK_UNSPECIFIED
+}
+
+func (x *CallMute) GetMuted() bool {
+	if x != nil {
+		return x.Muted
+	}
+	return false
+}
+
+// CallLayers asks the SFU for a layer of another participant's video
+// track (its id in the subscriber offer); answered by Done. The SFU may
+// send a lower one when the bandwidth does not allow it.
+type CallLayers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Track         string                 `protobuf:"bytes,2,opt,name=track,proto3" json:"track,omitempty"`
+	Quality       CallQuality            `protobuf:"varint,3,opt,name=quality,proto3,enum=gonets.v1.CallQuality" json:"quality,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallLayers) Reset() {
+	*x = CallLayers{}
+	mi := &file_gonets_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallLayers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallLayers) ProtoMessage() {}
+
+func (x *CallLayers) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallLayers.ProtoReflect.Descriptor instead.
+func (*CallLayers) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CallLayers) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallLayers) GetTrack() string {
+	if x != nil {
+		return x.Track
+	}
+	return ""
+}
+
+func (x *CallLayers) GetQuality() CallQuality {
+	if x != nil {
+		return x.Quality
+	}
+	return CallQuality_CALL_QUALITY_UNSPECIFIED
+}
+
+// CallRing is a push to the other members' online devices when a call
+// starts: ring until CallUpdate says the user accepted, declined or
+// missed it, or the call ended.
+type CallRing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Chat  uint64                 `protobuf:"varint,2,opt,name=chat,proto3" json:"chat,omitempty"`
+	// caller and device are who started the call, from which device.
+	Caller        uint64 `protobuf:"varint,3,opt,name=caller,proto3" json:"caller,omitempty"`
+	Device        uint64 `protobuf:"varint,4,opt,name=device,proto3" json:"device,omitempty"`
+	Video         bool   `protobuf:"varint,5,opt,name=video,proto3" json:"video,omitempty"`
+	StartedUs     int64  `protobuf:"varint,6,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRing) Reset() {
+	*x = CallRing{}
+	mi := &file_gonets_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRing) ProtoMessage() {}
+
+func (x *CallRing) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRing.ProtoReflect.Descriptor instead.
+func (*CallRing) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CallRing) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallRing) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallRing) GetCaller() uint64 {
+	if x != nil {
+		return x.Caller
+	}
+	return 0
+}
+
+func (x *CallRing) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *CallRing) GetVideo() bool {
+	if x != nil {
+		return x.Video
+	}
+	return false
+}
+
+func (x *CallRing) GetStartedUs() int64 {
+	if x != nil {
+		return x.StartedUs
+	}
+	return 0
+}
+
+// CallUpdate is a push of a call's state change, to the chat's online
+// devices (all but the one that caused it) in direct chats and groups with
+// up to 1,000 members online.
+type CallUpdate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Call   uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Chat   uint64                 `protobuf:"varint,2,opt,name=chat,proto3" json:"chat,omitempty"`
+	Kind   CallUpdateKind         `protobuf:"varint,3,opt,name=kind,proto3,enum=gonets.v1.CallUpdateKind" json:"kind,omitempty"`
+	User   uint64                 `protobuf:"varint,4,opt,name=user,proto3" json:"user,omitempty"`
+	Device uint64                 `protobuf:"varint,5,opt,name=device,proto3" json:"device,omitempty"`
+	// reason is set with ENDED.
+	Reason CallEndReason `protobuf:"varint,6,opt,name=reason,proto3,enum=gonets.v1.CallEndReason" json:"reason,omitempty"`
+	// track and muted are set with MUTED.
+	Track         CallTrack `protobuf:"varint,7,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
+	Muted         bool      `protobuf:"varint,8,opt,name=muted,proto3" json:"muted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallUpdate) Reset() {
+	*x = CallUpdate{}
+	mi := &file_gonets_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallUpdate) ProtoMessage() {}
+
+func (x *CallUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallUpdate.ProtoReflect.Descriptor instead.
+func (*CallUpdate) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CallUpdate) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallUpdate) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallUpdate) GetKind() CallUpdateKind {
+	if x != nil {
+		return x.Kind
+	}
+	return CallUpdateKind_CALL_UPDATE_KIND_UNSPECIFIED
+}
+
+func (x *CallUpdate) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *CallUpdate) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *CallUpdate) GetReason() CallEndReason {
+	if x != nil {
+		return x.Reason
+	}
+	return CallEndReason_CALL_END_REASON_UNSPECIFIED
+}
+
+func (x *CallUpdate) GetTrack() CallTrack {
+	if x != nil {
+		return x.Track
+	}
+	return CallTrack_CALL_TRACK_UNSPECIFIED
+}
+
+func (x *CallUpdate) GetMuted() bool {
+	if x != nil {
+		return x.Muted
+	}
+	return false
+}
+
+// CallSpeaker is a push to a participant: who speaks now.
+type CallSpeaker struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	User          uint64                 `protobuf:"varint,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device        uint64                 `protobuf:"varint,3,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallSpeaker) Reset() {
+	*x = CallSpeaker{}
+	mi := &file_gonets_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallSpeaker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallSpeaker) ProtoMessage() {}
+
+func (x *CallSpeaker) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallSpeaker.ProtoReflect.Descriptor instead.
+func (*CallSpeaker) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CallSpeaker) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallSpeaker) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *CallSpeaker) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+// CallRemoved is a push to a participant the node took out of a call.
+type CallRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Reason        CallRemoveReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=gonets.v1.CallRemoveReason" json:"reason,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRemoved) Reset() {
+	*x = CallRemoved{}
+	mi := &file_gonets_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRemoved) ProtoMessage() {}
+
+func (x *CallRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRemoved.ProtoReflect.Descriptor instead.
+func (*CallRemoved) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CallRemoved) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallRemoved) GetReason() CallRemoveReason {
+	if x != nil {
+		return x.Reason
+	}
+	return CallRemoveReason_CALL_REMOVE_REASON_UNSPECIFIED
+}
+
+func (x *CallRemoved) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// CallRecord is the body of a MSG_KIND_CALL message, which the node
+// appends to the chat when a call ends (sent as the caller, from device
+// 2^64-1, the node's own).
+type CallRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Call   uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Caller uint64                 `protobuf:"varint,2,opt,name=caller,proto3" json:"caller,omitempty"`
+	Video  bool                   `protobuf:"varint,3,opt,name=video,proto3" json:"video,omitempty"`
+	// joined are the users who were in the call, the caller first.
+	Joined    []uint64 `protobuf:"varint,4,rep,packed,name=joined,proto3" json:"joined,omitempty"`
+	StartedUs int64    `protobuf:"varint,5,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
+	// duration_ms runs from the first answer to the end; 0 if no one answered.
+	DurationMs uint64 `protobuf:"varint,6,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// missed: no one but the caller joined.
+	Missed        bool          `protobuf:"varint,7,opt,name=missed,proto3" json:"missed,omitempty"`
+	Reason        CallEndReason `protobuf:"varint,8,opt,name=reason,proto3,enum=gonets.v1.CallEndReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecord) Reset() {
+	*x = CallRecord{}
+	mi := &file_gonets_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecord) ProtoMessage() {}
+
+func (x *CallRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
+func (*CallRecord) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CallRecord) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallRecord) GetCaller() uint64 {
+	if x != nil {
+		return x.Caller
+	}
+	return 0
+}
+
+func (x *CallRecord) GetVideo() bool {
+	if x != nil {
+		return x.Video
+	}
+	return false
+}
+
+func (x *CallRecord) GetJoined() []uint64 {
+	if x != nil {
+		return x.Joined
+	}
+	return nil
+}
+
+func (x *CallRecord) GetStartedUs() int64 {
+	if x != nil {
+		return x.StartedUs
+	}
+	return 0
+}
+
+func (x *CallRecord) GetDurationMs() uint64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CallRecord) GetMissed() bool {
+	if x != nil {
+		return x.Missed
+	}
+	return false
+}
+
+func (x *CallRecord) GetReason() CallEndReason {
+	if x != nil {
+		return x.Reason
+	}
+	return CallEndReason_CALL_END_REASON_UNSPECIFIED
+}
+
 var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\xe4\t\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\xf6\x11\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -2639,7 +4452,33 @@ const file_gonets_proto_rawDesc = "" +
 	"\n" +
 	"going_away\x18! \x01(\v2\x14.gonets.v1.GoingAwayH\x00R\tgoingAway\x12+\n" +
 	"\x06resync\x18\" \x01(\v2\x11.gonets.v1.ResyncH\x00R\x06resync\x12%\n" +
-	"\x04done\x18# \x01(\v2\x0f.gonets.v1.DoneH\x00R\x04doneB\x06\n" +
+	"\x04done\x18# \x01(\v2\x0f.gonets.v1.DoneH\x00R\x04done\x125\n" +
+	"\n" +
+	"call_start\x18$ \x01(\v2\x14.gonets.v1.CallStartH\x00R\tcallStart\x122\n" +
+	"\tcall_info\x18% \x01(\v2\x13.gonets.v1.CallInfoH\x00R\bcallInfo\x128\n" +
+	"\vcall_accept\x18& \x01(\v2\x15.gonets.v1.CallAcceptH\x00R\n" +
+	"callAccept\x12;\n" +
+	"\fcall_decline\x18' \x01(\v2\x16.gonets.v1.CallDeclineH\x00R\vcallDecline\x122\n" +
+	"\tcall_join\x18( \x01(\v2\x13.gonets.v1.CallJoinH\x00R\bcallJoin\x125\n" +
+	"\n" +
+	"call_leave\x18) \x01(\v2\x14.gonets.v1.CallLeaveH\x00R\tcallLeave\x129\n" +
+	"\fcall_hang_up\x18* \x01(\v2\x15.gonets.v1.CallHangUpH\x00R\n" +
+	"callHangUp\x127\n" +
+	"\fcall_publish\x18+ \x01(\v2\x12.gonets.v1.CallSdpH\x00R\vcallPublish\x125\n" +
+	"\vcall_answer\x18, \x01(\v2\x12.gonets.v1.CallSdpH\x00R\n" +
+	"callAnswer\x123\n" +
+	"\n" +
+	"call_offer\x18- \x01(\v2\x12.gonets.v1.CallSdpH\x00R\tcallOffer\x12J\n" +
+	"\x16call_subscriber_answer\x18. \x01(\v2\x12.gonets.v1.CallSdpH\x00R\x14callSubscriberAnswer\x12A\n" +
+	"\x0ecall_candidate\x18/ \x01(\v2\x18.gonets.v1.CallCandidateH\x00R\rcallCandidate\x122\n" +
+	"\tcall_mute\x180 \x01(\v2\x13.gonets.v1.CallMuteH\x00R\bcallMute\x128\n" +
+	"\vcall_layers\x181 \x01(\v2\x15.gonets.v1.CallLayersH\x00R\n" +
+	"callLayers\x122\n" +
+	"\tcall_ring\x182 \x01(\v2\x13.gonets.v1.CallRingH\x00R\bcallRing\x128\n" +
+	"\vcall_update\x183 \x01(\v2\x15.gonets.v1.CallUpdateH\x00R\n" +
+	"callUpdate\x12;\n" +
+	"\fcall_speaker\x184 \x01(\v2\x16.gonets.v1.CallSpeakerH\x00R\vcallSpeaker\x12;\n" +
+	"\fcall_removed\x185 \x01(\v2\x16.gonets.v1.CallRemovedH\x00R\vcallRemovedB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -2761,22 +4600,107 @@ const file_gonets_proto_rawDesc = "" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
 	"\x04Pong\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x8c\x01\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\xa0\x01\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.gonets.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x19\n" +
-	"\berror_id\x18\x04 \x01(\tR\aerrorId\"1\n" +
+	"\berror_id\x18\x04 \x01(\tR\aerrorId\x12\x12\n" +
+	"\x04call\x18\x05 \x01(\x04R\x04call\"1\n" +
 	"\tGoingAway\x12$\n" +
 	"\x0eretry_after_ms\x18\x01 \x01(\rR\fretryAfterMs\"\x1e\n" +
 	"\x06Resync\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\"\x06\n" +
-	"\x04Done*\x9f\x01\n" +
+	"\x04Done\"5\n" +
+	"\tCallStart\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x14\n" +
+	"\x05video\x18\x02 \x01(\bR\x05video\"6\n" +
+	"\bCallPeer\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\x04R\x06device\"\xb8\x01\n" +
+	"\bCallInfo\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12\x14\n" +
+	"\x05video\x18\x03 \x01(\bR\x05video\x12\x16\n" +
+	"\x06caller\x18\x04 \x01(\x04R\x06caller\x12\x1d\n" +
+	"\n" +
+	"started_us\x18\x05 \x01(\x03R\tstartedUs\x127\n" +
+	"\fparticipants\x18\x06 \x03(\v2\x13.gonets.v1.CallPeerR\fparticipants\" \n" +
+	"\n" +
+	"CallAccept\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"!\n" +
+	"\vCallDecline\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\x1e\n" +
+	"\bCallJoin\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\x1f\n" +
+	"\tCallLeave\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\" \n" +
+	"\n" +
+	"CallHangUp\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"/\n" +
+	"\aCallSdp\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x10\n" +
+	"\x03sdp\x18\x02 \x01(\tR\x03sdp\"\xd2\x01\n" +
+	"\rCallCandidate\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12!\n" +
+	"\x02pc\x18\x02 \x01(\x0e2\x11.gonets.v1.CallPcR\x02pc\x12\x1c\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidate\x12\x17\n" +
+	"\asdp_mid\x18\x04 \x01(\tR\x06sdpMid\x12&\n" +
+	"\x0fsdp_mline_index\x18\x05 \x01(\rR\rsdpMlineIndex\x12+\n" +
+	"\x11username_fragment\x18\x06 \x01(\tR\x10usernameFragment\"`\n" +
+	"\bCallMute\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12*\n" +
+	"\x05track\x18\x02 \x01(\x0e2\x14.gonets.v1.CallTrackR\x05track\x12\x14\n" +
+	"\x05muted\x18\x03 \x01(\bR\x05muted\"h\n" +
+	"\n" +
+	"CallLayers\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x14\n" +
+	"\x05track\x18\x02 \x01(\tR\x05track\x120\n" +
+	"\aquality\x18\x03 \x01(\x0e2\x16.gonets.v1.CallQualityR\aquality\"\x97\x01\n" +
+	"\bCallRing\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12\x16\n" +
+	"\x06caller\x18\x03 \x01(\x04R\x06caller\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\x04R\x06device\x12\x14\n" +
+	"\x05video\x18\x05 \x01(\bR\x05video\x12\x1d\n" +
+	"\n" +
+	"started_us\x18\x06 \x01(\x03R\tstartedUs\"\x83\x02\n" +
+	"\n" +
+	"CallUpdate\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12-\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x19.gonets.v1.CallUpdateKindR\x04kind\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x05 \x01(\x04R\x06device\x120\n" +
+	"\x06reason\x18\x06 \x01(\x0e2\x18.gonets.v1.CallEndReasonR\x06reason\x12*\n" +
+	"\x05track\x18\a \x01(\x0e2\x14.gonets.v1.CallTrackR\x05track\x12\x14\n" +
+	"\x05muted\x18\b \x01(\bR\x05muted\"M\n" +
+	"\vCallSpeaker\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\x04R\x06device\"p\n" +
+	"\vCallRemoved\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x123\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1b.gonets.v1.CallRemoveReasonR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xf0\x01\n" +
+	"\n" +
+	"CallRecord\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x16\n" +
+	"\x06caller\x18\x02 \x01(\x04R\x06caller\x12\x14\n" +
+	"\x05video\x18\x03 \x01(\bR\x05video\x12\x16\n" +
+	"\x06joined\x18\x04 \x03(\x04R\x06joined\x12\x1d\n" +
+	"\n" +
+	"started_us\x18\x05 \x01(\x03R\tstartedUs\x12\x1f\n" +
+	"\vduration_ms\x18\x06 \x01(\x04R\n" +
+	"durationMs\x12\x16\n" +
+	"\x06missed\x18\a \x01(\bR\x06missed\x120\n" +
+	"\x06reason\x18\b \x01(\x0e2\x18.gonets.v1.CallEndReasonR\x06reason*\xb2\x01\n" +
 	"\aMsgKind\x12\x18\n" +
 	"\x14MSG_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rMSG_KIND_TEXT\x10\x01\x12\x12\n" +
 	"\x0eMSG_KIND_MEDIA\x10\x02\x12\x14\n" +
 	"\x10MSG_KIND_SERVICE\x10\x03\x12\x11\n" +
+	"\rMSG_KIND_CALL\x10\x04\x12\x11\n" +
 	"\rMSG_KIND_EDIT\x10@\x12\x13\n" +
 	"\x0fMSG_KIND_DELETE\x10A\x12\x15\n" +
 	"\x11MSG_KIND_REACTION\x10B*g\n" +
@@ -2784,7 +4708,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x15CHAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHAT_KIND_DIRECT\x10\x01\x12\x13\n" +
 	"\x0fCHAT_KIND_GROUP\x10\x02\x12\x15\n" +
-	"\x11CHAT_KIND_CHANNEL\x10\x03*\xd7\x03\n" +
+	"\x11CHAT_KIND_CHANNEL\x10\x03*\xe7\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -2802,7 +4726,49 @@ const file_gonets_proto_rawDesc = "" +
 	"\x1bERROR_CODE_TOO_MANY_MEMBERS\x10\f\x12\x1d\n" +
 	"\x19ERROR_CODE_TOO_MANY_CHATS\x10\r\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x0e\x12\x17\n" +
-	"\x13ERROR_CODE_INTERNAL\x10\x0fB&Z$github.com/gonets/gonets/broker/wireb\x06proto3"
+	"\x13ERROR_CODE_INTERNAL\x10\x0f\x12\x1b\n" +
+	"\x17ERROR_CODE_UNKNOWN_CALL\x10\x10\x12\x1b\n" +
+	"\x17ERROR_CODE_CALL_RUNNING\x10\x11\x12\"\n" +
+	"\x1eERROR_CODE_TOO_MANY_PUBLISHERS\x10\x12\x12\x16\n" +
+	"\x12ERROR_CODE_BAD_SDP\x10\x13\x12\x18\n" +
+	"\x14ERROR_CODE_CALLS_OFF\x10\x14*M\n" +
+	"\x06CallPc\x12\x17\n" +
+	"\x13CALL_PC_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fCALL_PC_PUBLISH\x10\x01\x12\x15\n" +
+	"\x11CALL_PC_SUBSCRIBE\x10\x02*j\n" +
+	"\tCallTrack\x12\x1a\n" +
+	"\x16CALL_TRACK_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10CALL_TRACK_AUDIO\x10\x01\x12\x14\n" +
+	"\x10CALL_TRACK_VIDEO\x10\x02\x12\x15\n" +
+	"\x11CALL_TRACK_SCREEN\x10\x03*q\n" +
+	"\vCallQuality\x12\x1c\n" +
+	"\x18CALL_QUALITY_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10CALL_QUALITY_LOW\x10\x01\x12\x17\n" +
+	"\x13CALL_QUALITY_MEDIUM\x10\x02\x12\x15\n" +
+	"\x11CALL_QUALITY_HIGH\x10\x03*\xfd\x01\n" +
+	"\x0eCallUpdateKind\x12 \n" +
+	"\x1cCALL_UPDATE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19CALL_UPDATE_KIND_ACCEPTED\x10\x01\x12\x1d\n" +
+	"\x19CALL_UPDATE_KIND_DECLINED\x10\x02\x12\x1b\n" +
+	"\x17CALL_UPDATE_KIND_JOINED\x10\x03\x12\x19\n" +
+	"\x15CALL_UPDATE_KIND_LEFT\x10\x04\x12\x1a\n" +
+	"\x16CALL_UPDATE_KIND_ENDED\x10\x05\x12\x1b\n" +
+	"\x17CALL_UPDATE_KIND_MISSED\x10\x06\x12\x1a\n" +
+	"\x16CALL_UPDATE_KIND_MUTED\x10\a*\xc2\x01\n" +
+	"\rCallEndReason\x12\x1f\n" +
+	"\x1bCALL_END_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CALL_END_REASON_HUNG_UP\x10\x01\x12\x18\n" +
+	"\x14CALL_END_REASON_LEFT\x10\x02\x12\x1d\n" +
+	"\x19CALL_END_REASON_NO_ANSWER\x10\x03\x12\x1c\n" +
+	"\x18CALL_END_REASON_DECLINED\x10\x04\x12\x1c\n" +
+	"\x18CALL_END_REASON_SHUTDOWN\x10\x05*\xd9\x01\n" +
+	"\x10CallRemoveReason\x12\"\n" +
+	"\x1eCALL_REMOVE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bCALL_REMOVE_REASON_REPLACED\x10\x01\x12 \n" +
+	"\x1cCALL_REMOVE_REASON_LEFT_CHAT\x10\x02\x12!\n" +
+	"\x1dCALL_REMOVE_REASON_ICE_FAILED\x10\x03\x12\x1d\n" +
+	"\x19CALL_REMOVE_REASON_SILENT\x10\x04\x12\x1c\n" +
+	"\x18CALL_REMOVE_REASON_MEDIA\x10\x05B&Z$github.com/gonets/gonets/broker/wireb\x06proto3"
 
 var (
 	file_gonets_proto_rawDescOnce sync.Once
@@ -2816,85 +4782,135 @@ func file_gonets_proto_rawDescGZIP() []byte {
 	return file_gonets_proto_rawDescData
 }
 
-var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),           // 0: gonets.v1.MsgKind
 	(ChatKind)(0),          // 1: gonets.v1.ChatKind
 	(ErrorCode)(0),         // 2: gonets.v1.ErrorCode
-	(*Frame)(nil),          // 3: gonets.v1.Frame
-	(*Hello)(nil),          // 4: gonets.v1.Hello
-	(*Welcome)(nil),        // 5: gonets.v1.Welcome
-	(*Auth)(nil),           // 6: gonets.v1.Auth
-	(*Send)(nil),           // 7: gonets.v1.Send
-	(*Ack)(nil),            // 8: gonets.v1.Ack
-	(*Reaction)(nil),       // 9: gonets.v1.Reaction
-	(*Message)(nil),        // 10: gonets.v1.Message
-	(*Deliver)(nil),        // 11: gonets.v1.Deliver
-	(*SyncRequest)(nil),    // 12: gonets.v1.SyncRequest
-	(*Dialog)(nil),         // 13: gonets.v1.Dialog
-	(*SyncResult)(nil),     // 14: gonets.v1.SyncResult
-	(*HistoryRequest)(nil), // 15: gonets.v1.HistoryRequest
-	(*HistoryResult)(nil),  // 16: gonets.v1.HistoryResult
-	(*Receipt)(nil),        // 17: gonets.v1.Receipt
-	(*Edit)(nil),           // 18: gonets.v1.Edit
-	(*Delete)(nil),         // 19: gonets.v1.Delete
-	(*React)(nil),          // 20: gonets.v1.React
-	(*CreateChat)(nil),     // 21: gonets.v1.CreateChat
-	(*ChatInfo)(nil),       // 22: gonets.v1.ChatInfo
-	(*AddMembers)(nil),     // 23: gonets.v1.AddMembers
-	(*RemoveMember)(nil),   // 24: gonets.v1.RemoveMember
-	(*Leave)(nil),          // 25: gonets.v1.Leave
-	(*Typing)(nil),         // 26: gonets.v1.Typing
-	(*Ping)(nil),           // 27: gonets.v1.Ping
-	(*Pong)(nil),           // 28: gonets.v1.Pong
-	(*Error)(nil),          // 29: gonets.v1.Error
-	(*GoingAway)(nil),      // 30: gonets.v1.GoingAway
-	(*Resync)(nil),         // 31: gonets.v1.Resync
-	(*Done)(nil),           // 32: gonets.v1.Done
+	(CallPc)(0),            // 3: gonets.v1.CallPc
+	(CallTrack)(0),         // 4: gonets.v1.CallTrack
+	(CallQuality)(0),       // 5: gonets.v1.CallQuality
+	(CallUpdateKind)(0),    // 6: gonets.v1.CallUpdateKind
+	(CallEndReason)(0),     // 7: gonets.v1.CallEndReason
+	(CallRemoveReason)(0),  // 8: gonets.v1.CallRemoveReason
+	(*Frame)(nil),          // 9: gonets.v1.Frame
+	(*Hello)(nil),          // 10: gonets.v1.Hello
+	(*Welcome)(nil),        // 11: gonets.v1.Welcome
+	(*Auth)(nil),           // 12: gonets.v1.Auth
+	(*Send)(nil),           // 13: gonets.v1.Send
+	(*Ack)(nil),            // 14: gonets.v1.Ack
+	(*Reaction)(nil),       // 15: gonets.v1.Reaction
+	(*Message)(nil),        // 16: gonets.v1.Message
+	(*Deliver)(nil),        // 17: gonets.v1.Deliver
+	(*SyncRequest)(nil),    // 18: gonets.v1.SyncRequest
+	(*Dialog)(nil),         // 19: gonets.v1.Dialog
+	(*SyncResult)(nil),     // 20: gonets.v1.SyncResult
+	(*HistoryRequest)(nil), // 21: gonets.v1.HistoryRequest
+	(*HistoryResult)(nil),  // 22: gonets.v1.HistoryResult
+	(*Receipt)(nil),        // 23: gonets.v1.Receipt
+	(*Edit)(nil),           // 24: gonets.v1.Edit
+	(*Delete)(nil),         // 25: gonets.v1.Delete
+	(*React)(nil),          // 26: gonets.v1.React
+	(*CreateChat)(nil),     // 27: gonets.v1.CreateChat
+	(*ChatInfo)(nil),       // 28: gonets.v1.ChatInfo
+	(*AddMembers)(nil),     // 29: gonets.v1.AddMembers
+	(*RemoveMember)(nil),   // 30: gonets.v1.RemoveMember
+	(*Leave)(nil),          // 31: gonets.v1.Leave
+	(*Typing)(nil),         // 32: gonets.v1.Typing
+	(*Ping)(nil),           // 33: gonets.v1.Ping
+	(*Pong)(nil),           // 34: gonets.v1.Pong
+	(*Error)(nil),          // 35: gonets.v1.Error
+	(*GoingAway)(nil),      // 36: gonets.v1.GoingAway
+	(*Resync)(nil),         // 37: gonets.v1.Resync
+	(*Done)(nil),           // 38: gonets.v1.Done
+	(*CallStart)(nil),      // 39: gonets.v1.CallStart
+	(*CallPeer)(nil),       // 40: gonets.v1.CallPeer
+	(*CallInfo)(nil),       // 41: gonets.v1.CallInfo
+	(*CallAccept)(nil),     // 42: gonets.v1.CallAccept
+	(*CallDecline)(nil),    // 43: gonets.v1.CallDecline
+	(*CallJoin)(nil),       // 44: gonets.v1.CallJoin
+	(*CallLeave)(nil),      // 45: gonets.v1.CallLeave
+	(*CallHangUp)(nil),     // 46: gonets.v1.CallHangUp
+	(*CallSdp)(nil),        // 47: gonets.v1.CallSdp
+	(*CallCandidate)(nil),  // 48: gonets.v1.CallCandidate
+	(*CallMute)(nil),       // 49: gonets.v1.CallMute
+	(*CallLayers)(nil),     // 50: gonets.v1.CallLayers
+	(*CallRing)(nil),       // 51: gonets.v1.CallRing
+	(*CallUpdate)(nil),     // 52: gonets.v1.CallUpdate
+	(*CallSpeaker)(nil),    // 53: gonets.v1.CallSpeaker
+	(*CallRemoved)(nil),    // 54: gonets.v1.CallRemoved
+	(*CallRecord)(nil),     // 55: gonets.v1.CallRecord
 }
 var file_gonets_proto_depIdxs = []int32{
-	4,  // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
-	5,  // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
-	6,  // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
-	7,  // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
-	8,  // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
-	11, // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
-	12, // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
-	14, // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
-	15, // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
-	16, // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
-	17, // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
-	18, // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
-	19, // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
-	20, // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
-	21, // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
-	22, // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
-	23, // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
-	24, // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
-	25, // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
-	26, // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
-	27, // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
-	28, // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
-	29, // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
-	30, // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
-	31, // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
-	32, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
-	0,  // 26: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 27: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	9,  // 28: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	10, // 29: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 30: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	13, // 31: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	10, // 32: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 33: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 34: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 35: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	10, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
+	11, // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
+	12, // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
+	13, // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
+	14, // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
+	17, // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
+	18, // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
+	20, // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
+	21, // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
+	22, // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
+	23, // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
+	24, // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
+	25, // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
+	26, // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
+	27, // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
+	28, // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
+	29, // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
+	30, // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
+	31, // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
+	32, // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
+	33, // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
+	34, // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
+	35, // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
+	36, // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
+	37, // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
+	38, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
+	39, // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
+	41, // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
+	42, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
+	43, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
+	44, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
+	45, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
+	46, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
+	47, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
+	47, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
+	47, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
+	47, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
+	48, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
+	49, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
+	50, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
+	51, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
+	52, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
+	53, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
+	54, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
+	0,  // 44: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,  // 45: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	15, // 46: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	16, // 47: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,  // 48: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	19, // 49: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	16, // 50: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,  // 51: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,  // 52: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,  // 53: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	40, // 54: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	3,  // 55: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,  // 56: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,  // 57: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,  // 58: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,  // 59: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,  // 60: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,  // 61: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	7,  // 62: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -2929,14 +4945,32 @@ func file_gonets_proto_init() {
 		(*Frame_GoingAway)(nil),
 		(*Frame_Resync)(nil),
 		(*Frame_Done)(nil),
+		(*Frame_CallStart)(nil),
+		(*Frame_CallInfo)(nil),
+		(*Frame_CallAccept)(nil),
+		(*Frame_CallDecline)(nil),
+		(*Frame_CallJoin)(nil),
+		(*Frame_CallLeave)(nil),
+		(*Frame_CallHangUp)(nil),
+		(*Frame_CallPublish)(nil),
+		(*Frame_CallAnswer)(nil),
+		(*Frame_CallOffer)(nil),
+		(*Frame_CallSubscriberAnswer)(nil),
+		(*Frame_CallCandidate)(nil),
+		(*Frame_CallMute)(nil),
+		(*Frame_CallLayers)(nil),
+		(*Frame_CallRing)(nil),
+		(*Frame_CallUpdate)(nil),
+		(*Frame_CallSpeaker)(nil),
+		(*Frame_CallRemoved)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   30,
+			NumEnums:      9,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
