@@ -1,0 +1,269 @@
+package callsfu
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// room is one call: its participants and the tracks they publish. Every
+// change of membership or tracks happens under mu, and each participant's
+// subscriptions are changed under it too, so that a participant joining
+// while a track is published subscribes to that track exactly once.
+type room struct {
+	sfu      *SFU
+	call     uint64
+	started  time.Time
+	detector *speakerDetector
+
+	mu           sync.Mutex // guards the following; taken before any Participant.mu
+	participants map[Peer]*Participant
+	publishers   map[*Participant]struct{}
+	tracks       map[string]*publishedTrack // by Track.ID
+	joined       bool                       // someone has joined since Start
+	ended        bool
+}
+
+// newRoom returns the room of a call just started.
+func newRoom(s *SFU, call uint64) *room {
+	return &room{
+		sfu:          s,
+		call:         call,
+		started:      time.Now(),
+		detector:     newSpeakerDetector(),
+		participants: make(map[Peer]*Participant),
+		publishers:   make(map[*Participant]struct{}),
+		tracks:       make(map[string]*publishedTrack),
+	}
+}
+
+// join adds a participant for peer, tells it who is there and what they
+// publish, subscribes it to every track, and tells the others it joined. A
+// participant of the same peer already there is removed (ReasonReplaced).
+func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
+	p, err := newParticipant(r, peer, events)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		p.remove(ReasonCallEnded)
+		return nil, fmt.Errorf("callsfu: join call %d: %w", r.call, ErrUnknownCall)
+	}
+	old := r.participants[peer]
+	delete(r.participants, peer)
+	r.participants[peer] = p
+	r.joined = true
+	for _, other := range r.participants {
+		if other != p && other != old {
+			p.emit(Event{Kind: EventJoined, Peer: other.peer})
+			other.emit(Event{Kind: EventJoined, Peer: peer})
+		}
+	}
+	for _, t := range r.tracks {
+		if t.owner != old {
+			p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.info})
+			p.subscribe(t)
+		}
+	}
+	p.negotiate()
+	r.mu.Unlock()
+	r.sfu.m.participants.Add(1)
+	if old != nil {
+		old.remove(ReasonReplaced)
+	}
+	return p, nil
+}
+
+// reservePublisher counts p among the publishers, refusing it when the room
+// is full. It reports whether p was newly counted (so a refusal further on
+// can undo exactly that).
+func (r *room) reservePublisher(p *Participant) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return false, ErrUnknownCall
+	}
+	if _, ok := r.publishers[p]; ok {
+		return false, nil
+	}
+	if len(r.publishers) >= r.sfu.opts.MaxPublishers {
+		return false, fmt.Errorf("callsfu: publish in call %d (%d publishers): %w",
+			r.call, len(r.publishers), ErrTooManyPublishers)
+	}
+	r.publishers[p] = struct{}{}
+	return true, nil
+}
+
+// releasePublisher stops counting p among the publishers.
+func (r *room) releasePublisher(p *Participant) {
+	r.mu.Lock()
+	delete(r.publishers, p)
+	r.mu.Unlock()
+}
+
+// publish announces a new track of t.owner's and subscribes every other
+// participant to it. It reports false, publishing nothing, when the owner is
+// no longer in the room.
+func (r *room) publish(t *publishedTrack) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended || r.participants[t.owner.peer] != t.owner {
+		return false
+	}
+	r.tracks[t.info.ID] = t
+	for _, p := range r.participants {
+		if p == t.owner {
+			continue
+		}
+		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.info})
+		p.subscribe(t)
+		p.negotiate()
+	}
+	return true
+}
+
+// unpublish removes t from the room and from every subscriber.
+func (r *room) unpublish(t *publishedTrack) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unpublishLocked(t)
+}
+
+// unpublishLocked removes t from the room and from every subscriber.
+func (r *room) unpublishLocked(t *publishedTrack) {
+	if r.tracks[t.info.ID] != t {
+		return
+	}
+	delete(r.tracks, t.info.ID)
+	for _, p := range r.participants {
+		if p == t.owner {
+			continue
+		}
+		p.unsubscribe(t)
+		p.negotiate()
+		p.emit(Event{Kind: EventTrackRemoved, Peer: t.info.Peer, Track: t.info})
+	}
+}
+
+// setMuted tells every other participant that t was muted or unmuted and
+// stops or resumes its forwarding to them.
+func (r *room) setMuted(t *publishedTrack, muted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tracks[t.info.ID] != t {
+		return
+	}
+	info := t.info
+	info.Muted = muted
+	for _, p := range r.participants {
+		if p == t.owner {
+			continue
+		}
+		p.applyMute(t)
+		p.emit(Event{Kind: EventTrackMuted, Peer: info.Peer, Track: info})
+	}
+}
+
+// announceSpeaker pushes a change of the dominant speaker to every
+// participant.
+func (r *room) announceSpeaker(now time.Time) {
+	id, changed := r.detector.dominant(now)
+	if !changed {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var speakers []Peer
+	for peer := range r.participants {
+		if peer.String() == id {
+			speakers = []Peer{peer}
+		}
+	}
+	for _, p := range r.participants {
+		p.emit(Event{Kind: EventSpeakers, Speakers: speakers})
+	}
+}
+
+// drop takes a leaving participant out of the room: its tracks are
+// unpublished and, unless a new participant of the same peer replaced it,
+// the others told it left. It reports whether the room is now
+// empty and ended by this departure, in which case the caller reports the
+// end once the participant is torn down.
+func (r *room) drop(p *Participant) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.publishers, p)
+	if r.ended {
+		if r.participants[p.peer] == p {
+			delete(r.participants, p.peer)
+		}
+		return false
+	}
+	for _, t := range r.tracks {
+		if t.owner == p {
+			r.unpublishLocked(t)
+		}
+	}
+	if r.participants[p.peer] != p {
+		return false // replaced by a new participant of the same peer
+	}
+	delete(r.participants, p.peer)
+	for _, other := range r.participants {
+		other.emit(Event{Kind: EventLeft, Peer: p.peer})
+	}
+	if len(r.participants) == 0 {
+		r.ended = true
+		return true
+	}
+	return false
+}
+
+// end removes every participant with reason and reports the end of the call.
+// Only the first call of end does anything.
+func (r *room) end(why EndReason, reason Reason) {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	r.ended = true
+	ps := make([]*Participant, 0, len(r.participants))
+	for _, p := range r.participants {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	for _, p := range ps {
+		p.remove(reason)
+	}
+	r.sfu.forget(r, why)
+}
+
+// sweep announces a new dominant speaker, removes participants silent for
+// Options.SilenceTimeout and ends the call when nobody has joined it within
+// Options.EmptyTimeout.
+func (r *room) sweep(now time.Time) {
+	r.announceSpeaker(now)
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	abandoned := !r.joined && now.Sub(r.started) > r.sfu.opts.EmptyTimeout
+	var silent []*Participant
+	for _, p := range r.participants {
+		if p.silentSince(now) > r.sfu.opts.SilenceTimeout {
+			silent = append(silent, p)
+		}
+	}
+	r.mu.Unlock()
+	if abandoned {
+		r.end(EndEmpty, ReasonCallEnded)
+		return
+	}
+	for _, p := range silent {
+		r.sfu.m.removedSilent.Inc()
+		r.sfu.goTracked(func() { p.remove(ReasonSilent) })
+	}
+}

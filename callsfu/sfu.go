@@ -1,0 +1,417 @@
+package callsfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// Peer is one device of one user in a call. A user may join a call from
+// several devices; each is a participant of its own.
+type Peer struct {
+	User, Device uint64
+}
+
+// String returns "user.device", the form used as the media stream ID a
+// subscriber sees in its SDP.
+func (p Peer) String() string {
+	return strconv.FormatUint(p.User, 10) + "." + strconv.FormatUint(p.Device, 10)
+}
+
+// EndReason says why a call ended.
+type EndReason uint8
+
+// The reasons a call ends.
+const (
+	// EndEmpty: the last participant left, or nobody joined within
+	// Options.EmptyTimeout of Start.
+	EndEmpty EndReason = iota + 1
+	// EndHungUp: SFU.End was called.
+	EndHungUp
+	// EndClosed: the SFU closed.
+	EndClosed
+)
+
+// String names the reason for logs.
+func (r EndReason) String() string {
+	switch r {
+	case EndEmpty:
+		return "empty"
+	case EndHungUp:
+		return "hung up"
+	case EndClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// SFU is the selective forwarding unit of a node: the calls running on it,
+// their participants' PeerConnections, and the one UDP socket (and one TCP
+// listener on the same port number) that carry all their media.
+type SFU struct {
+	opts     Options
+	log      *slog.Logger
+	udpMux   *ice.UDPMuxDefault
+	tcpMux   ice.TCPMux // nil when Options.DisableTCP
+	udpAddr  *net.UDPAddr
+	settings webrtc.SettingEngine
+	media    *webrtc.MediaEngine
+	pubAPI   *webrtc.API
+	pionLogs logging.LoggerFactory
+	m        sfuMetrics
+
+	done chan struct{} // closed by Close, stops the sweeper
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex // guards the following
+	rooms  map[uint64]*room
+	closed bool
+}
+
+// sfuMetrics are the SFU's counters, created once in New. The forwarding
+// core counts per track; the tracks' counts are summed when metrics are
+// read, those of ended tracks kept in retired.
+type sfuMetrics struct {
+	participants     atomic.Int64
+	retired          struct{ forwarded, resent atomic.Uint64 }
+	nacks            *metrics.Counter
+	plisToPublisher  *metrics.Counter
+	plisFromSubs     *metrics.Counter
+	removedSilent    *metrics.Counter
+	removedICEFailed *metrics.Counter
+	removedSlow      *metrics.Counter
+}
+
+// New opens the media sockets and returns a running SFU.
+func New(opts Options) (*SFU, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &SFU{
+		opts:     opts,
+		log:      opts.Logger.With("component", "callsfu"),
+		pionLogs: pionLogs{opts.Logger.With("component", "callsfu")},
+		done:     make(chan struct{}),
+		rooms:    make(map[uint64]*room),
+	}
+	if s.media, err = newMediaEngine(); err != nil {
+		return nil, err
+	}
+	udp, tcp, err := listen(opts.ListenAddr, !opts.DisableTCP)
+	if err != nil {
+		return nil, err
+	}
+	s.udpAddr = udp.LocalAddr().(*net.UDPAddr)
+	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: s.pionLogs.NewLogger("udpmux")})
+	if tcp != nil {
+		s.tcpMux = webrtc.NewICETCPMux(s.pionLogs.NewLogger("tcpmux"), tcp, 64)
+	}
+	if err := s.configure(); err != nil {
+		s.closeSockets()
+		return nil, err
+	}
+	s.registerMetrics()
+	s.wg.Add(1)
+	go s.sweep()
+	s.log.Info("callsfu: listening", "udp", s.udpAddr.String(), "tcp", tcp != nil)
+	return s, nil
+}
+
+// listen binds the UDP socket and, when withTCP, a TCP listener on the same
+// IP and port number. With port 0 the UDP port is ephemeral; if TCP cannot
+// have the same number, it tries a few other ephemeral ports.
+func listen(addr string, withTCP bool) (*net.UDPConn, net.Listener, error) {
+	uaddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("callsfu: resolve %q: %w", addr, err)
+	}
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenUDP("udp", uaddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("callsfu: listen udp %s: %w", addr, err)
+		}
+		if !withTCP {
+			return udp, nil, nil
+		}
+		bound := udp.LocalAddr().(*net.UDPAddr)
+		taddr := &net.TCPAddr{IP: uaddr.IP, Port: bound.Port, Zone: uaddr.Zone}
+		tcp, err := net.ListenTCP("tcp", taddr)
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if uaddr.Port != 0 || attempt == 8 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("callsfu: listen tcp %s: %w", taddr, err)
+		}
+	}
+}
+
+// configure builds the SettingEngine every PeerConnection shares: the muxes,
+// host (and relay) candidates only, no mDNS, the ICE timeouts, the public
+// addresses of 1:1 NAT; and the API of publishing PeerConnections.
+func (s *SFU) configure() error {
+	se := &s.settings
+	se.LoggerFactory = s.pionLogs
+	se.SetICEUDPMux(s.udpMux)
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if s.tcpMux != nil {
+		se.SetICETCPMux(s.tcpMux)
+		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(types)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(s.udpAddr.IP.IsLoopback())
+	se.SetICETimeouts(s.opts.ICEDisconnectedTimeout, s.opts.ICEFailedTimeout, time.Second)
+	if len(s.opts.NAT1To1IPs) > 0 {
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        s.opts.NAT1To1IPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			return fmt.Errorf("callsfu: NAT 1:1 addresses: %w", err)
+		}
+	}
+	reg, err := publisherInterceptors(s.pionLogs)
+	if err != nil {
+		return err
+	}
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(s.settings), webrtc.WithMediaEngine(s.media),
+		webrtc.WithInterceptorRegistry(reg))
+	return nil
+}
+
+// subscriberAPI returns an API for one subscribing PeerConnection: its own
+// interceptor registry, so that the bandwidth estimator GCC creates for it
+// reaches onEstimator.
+func (s *SFU) subscriberAPI(onEstimator func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+	reg, err := subscriberInterceptors(s.pionLogs, onEstimator)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(s.settings), webrtc.WithMediaEngine(s.media),
+		webrtc.WithInterceptorRegistry(reg)), nil
+}
+
+// rtcConfig is the Configuration of every PeerConnection: relay servers when
+// configured, bundled media on one transport, RTCP multiplexed.
+func (s *SFU) rtcConfig() webrtc.Configuration {
+	return webrtc.Configuration{
+		ICEServers:    s.opts.RelayServers,
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	}
+}
+
+// registerMetrics creates the SFU's metrics in Options.Metrics.
+func (s *SFU) registerMetrics() {
+	set := s.opts.Metrics
+	set.NewGauge("gonets_calls_rooms", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.rooms))
+	})
+	set.NewGauge("gonets_calls_participants", func() float64 { return float64(s.m.participants.Load()) })
+	set.NewGauge("gonets_calls_forwarded_packets_total", func() float64 {
+		return float64(s.m.retired.forwarded.Load() + s.liveCounters().forwarded)
+	})
+	set.NewGauge("gonets_calls_resent_packets_total", func() float64 {
+		return float64(s.m.retired.resent.Load() + s.liveCounters().resent)
+	})
+	s.m.nacks = set.NewCounter("gonets_calls_nacked_packets_total")
+	s.m.plisToPublisher = set.NewCounter(`gonets_calls_keyframe_requests_total{to="publisher"}`)
+	s.m.plisFromSubs = set.NewCounter(`gonets_calls_keyframe_requests_total{to="sfu"}`)
+	s.m.removedSilent = set.NewCounter(`gonets_calls_participants_removed_total{reason="silent"}`)
+	s.m.removedICEFailed = set.NewCounter(`gonets_calls_participants_removed_total{reason="ice_failed"}`)
+	s.m.removedSlow = set.NewCounter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
+}
+
+// liveCounters sums the counters of the tracks being forwarded.
+func (s *SFU) liveCounters() upTrackStats {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	var sum upTrackStats
+	for _, r := range rooms {
+		r.mu.Lock()
+		for _, t := range r.tracks {
+			c := t.up.counters()
+			sum.forwarded += c.forwarded
+			sum.resent += c.resent
+		}
+		r.mu.Unlock()
+	}
+	return sum
+}
+
+// retire keeps the counts of a track that ended.
+func (s *SFU) retire(c upTrackStats) {
+	s.m.retired.forwarded.Add(c.forwarded)
+	s.m.retired.resent.Add(c.resent)
+}
+
+// Metrics returns the set the SFU's metrics live in (Options.Metrics).
+func (s *SFU) Metrics() *metrics.Set { return s.opts.Metrics }
+
+// Addr returns the address of the media socket (UDP; ICE-TCP listens on the
+// same IP and port number unless Options.DisableTCP).
+func (s *SFU) Addr() *net.UDPAddr { return s.udpAddr }
+
+// Start opens a call. Participants join it with Join; it ends with End, when
+// the last participant leaves, or when nobody joins within
+// Options.EmptyTimeout.
+func (s *SFU) Start(call uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if _, ok := s.rooms[call]; ok {
+		return fmt.Errorf("callsfu: start call %d: %w", call, ErrCallExists)
+	}
+	s.rooms[call] = newRoom(s, call)
+	s.log.Info("callsfu: call started", "call", call)
+	return nil
+}
+
+// Join adds peer to a started call and returns its Participant. events is
+// called with everything the participant must hear (see Event), in order,
+// from one goroutine of the participant's own; it may call the Participant's
+// methods. A peer already in the call is replaced: the old participant is
+// removed with ReasonReplaced.
+func (s *SFU) Join(call uint64, peer Peer, events func(Event)) (*Participant, error) {
+	r, err := s.room(call)
+	if err != nil {
+		return nil, fmt.Errorf("callsfu: join call %d: %w", call, err)
+	}
+	return r.join(peer, events)
+}
+
+// End hangs up a call: every participant is removed with ReasonCallEnded and
+// its PeerConnections closed before End returns.
+func (s *SFU) End(call uint64) error {
+	s.mu.Lock()
+	r, ok := s.rooms[call]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("callsfu: end call %d: %w", call, ErrUnknownCall)
+	}
+	r.end(EndHungUp, ReasonCallEnded)
+	return nil
+}
+
+// room returns the running call's room.
+func (s *SFU) room(call uint64) (*room, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	r, ok := s.rooms[call]
+	if !ok {
+		return nil, ErrUnknownCall
+	}
+	return r, nil
+}
+
+// forget drops an ended room and reports the end to Options.CallEnded.
+func (s *SFU) forget(r *room, why EndReason) {
+	s.mu.Lock()
+	if s.rooms[r.call] == r {
+		delete(s.rooms, r.call)
+	}
+	s.mu.Unlock()
+	s.log.Info("callsfu: call ended", "call", r.call, "why", why.String())
+	if s.opts.CallEnded != nil {
+		s.opts.CallEnded(r.call, why)
+	}
+}
+
+// goTracked runs f on a goroutine the SFU waits for in Close.
+func (s *SFU) goTracked(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// sweepInterval is how often the sweeper looks for a new dominant speaker
+// (within the 100 to 300 ms the speaker detector wants).
+const sweepInterval = 200 * time.Millisecond
+
+// sweep announces dominant speakers, removes silent participants and ends
+// calls nobody joined.
+func (s *SFU) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(min(sweepInterval, s.opts.SilenceTimeout/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			rooms := make([]*room, 0, len(s.rooms))
+			for _, r := range s.rooms {
+				rooms = append(rooms, r)
+			}
+			s.mu.Unlock()
+			for _, r := range rooms {
+				r.sweep(now)
+			}
+		}
+	}
+}
+
+// Close ends every call (ReasonClosed), waits for their goroutines and closes
+// the media sockets. The SFU refuses everything after.
+func (s *SFU) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		r.end(EndClosed, ReasonClosed)
+	}
+	close(s.done)
+	s.wg.Wait()
+	s.closeSockets()
+	return nil
+}
+
+// closeSockets closes the muxes and with them the UDP socket and the TCP
+// listener.
+func (s *SFU) closeSockets() {
+	if s.tcpMux != nil {
+		if err := s.tcpMux.Close(); err != nil {
+			s.log.Warn("callsfu: close tcp mux", "err", err)
+		}
+	}
+	if err := s.udpMux.Close(); err != nil {
+		s.log.Warn("callsfu: close udp mux", "err", err)
+	}
+}

@@ -1,0 +1,417 @@
+package callsfu
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// testPeer is a pion client of the SFU in the same process: a publisher
+// PeerConnection it offers and a subscriber one it answers, signalled
+// directly through a Participant.
+type testPeer struct {
+	t     *testing.T
+	name  string
+	tag   byte // first payload byte of everything it sends
+	api   *webrtc.API
+	part  *Participant
+	ready chan struct{} // closed once part is set
+
+	pub *webrtc.PeerConnection
+	sub *webrtc.PeerConnection
+
+	mu       sync.Mutex // guards the following
+	events   []Event
+	received map[string]*receivedTrack // by the subscriber-side track ID (Track.ID)
+	sending  []*sentTrack
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// receivedTrack counts what the subscriber PeerConnection got of one track.
+type receivedTrack struct {
+	ssrc    uint32 // of the subscriber's stream
+	kind    webrtc.RTPCodecType
+	packets atomic.Int64
+	lastTag atomic.Int32 // tag<<8 | layer of the newest packet
+	badSSRC atomic.Int64 // packets whose SSRC was not the stream's
+}
+
+// sentTrack is a track the publisher PeerConnection sends, one local track
+// per simulcast layer.
+type sentTrack struct {
+	layers []*webrtc.TrackLocalStaticRTP
+	sender *webrtc.RTPSender
+	kind   webrtc.RTPCodecType
+}
+
+// peerOptions configure a test client's network.
+type peerOptions struct {
+	tcp  bool           // ICE over TCP only
+	conn net.PacketConn // the UDP socket to use (a cuttable one)
+}
+
+// newTestAPI returns a client API that speaks what browsers speak: Opus and
+// VP8, the simulcast and audio-level header extensions, pion's default
+// interceptors (NACK, reports, TWCC), loopback candidates only.
+func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		for _, uri := range []string{sdp.SDESMidURI, sdp.AudioLevelURI} {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, kind); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if o.tcp {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	} else {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	if o.conn != nil {
+		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: o.conn}))
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+}
+
+// joinPeer joins a test client to call.
+func joinPeer(t *testing.T, s *SFU, call uint64, peer Peer, tag byte, o peerOptions) *testPeer {
+	t.Helper()
+	c := &testPeer{
+		t: t, name: peer.String(), tag: tag, api: newTestAPI(t, o),
+		ready: make(chan struct{}), received: make(map[string]*receivedTrack), stop: make(chan struct{}),
+	}
+	part, err := s.Join(call, peer, c.onEvent)
+	if err != nil {
+		t.Fatalf("join %s: %v", peer, err)
+	}
+	c.part = part
+	close(c.ready)
+	t.Cleanup(c.close)
+	return c
+}
+
+// onEvent is the participant's events function: it answers offers, adds
+// candidates and records everything.
+func (c *testPeer) onEvent(e Event) {
+	<-c.ready
+	c.mu.Lock()
+	c.events = append(c.events, e)
+	c.mu.Unlock()
+	switch e.Kind {
+	case EventOffer:
+		if err := c.answer(e.SDP); err != nil {
+			c.t.Errorf("%s: answer: %v", c.name, err)
+		}
+	case EventCandidate:
+		mid, index := e.Candidate.SDPMid, e.Candidate.SDPMLineIndex
+		err := c.sub.AddICECandidate(webrtc.ICECandidateInit{Candidate: e.Candidate.Candidate, SDPMid: &mid, SDPMLineIndex: &index})
+		if err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+			c.t.Errorf("%s: add candidate: %v", c.name, err)
+		}
+	}
+}
+
+// answer applies the SFU's offer to the subscriber PeerConnection (created
+// on the first) and sends the answer.
+func (c *testPeer) answer(offer string) error {
+	if c.sub == nil {
+		pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return err
+		}
+		c.sub = pc
+		pc.OnTrack(c.onTrack)
+		pc.OnICECandidate(func(cand *webrtc.ICECandidate) { c.trickle(TargetSubscriber, cand) })
+	}
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return err
+	}
+	answer, err := c.sub.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	if err := c.sub.SetLocalDescription(answer); err != nil {
+		return err
+	}
+	return c.part.Answer(answer.SDP)
+}
+
+// trickle sends one of the client's candidates to the SFU.
+func (c *testPeer) trickle(target Target, cand *webrtc.ICECandidate) {
+	if cand == nil {
+		return
+	}
+	init := cand.ToJSON()
+	tc := Candidate{Candidate: init.Candidate}
+	if init.SDPMid != nil {
+		tc.SDPMid = *init.SDPMid
+	}
+	if init.SDPMLineIndex != nil {
+		tc.SDPMLineIndex = *init.SDPMLineIndex
+	}
+	if err := c.part.AddCandidate(target, tc); err != nil && !errors.Is(err, ErrLeft) {
+		c.t.Errorf("%s: trickle: %v", c.name, err)
+	}
+}
+
+// onTrack counts the packets of a track the SFU sends.
+func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	rt := &receivedTrack{ssrc: uint32(remote.SSRC()), kind: remote.Kind()}
+	c.mu.Lock()
+	c.received[remote.ID()] = rt
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		var pkt rtp.Packet
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := remote.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkt.Unmarshal(buf[:n]) != nil {
+				continue
+			}
+			if pkt.SSRC != rt.ssrc {
+				rt.badSSRC.Add(1)
+			}
+			if len(pkt.Payload) >= 2 {
+				tag := pkt.Payload[0]
+				if rt.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) >= 9 {
+					rt.lastTag.Store(int32(pkt.Payload[7])<<8 | int32(pkt.Payload[8]))
+				} else {
+					rt.lastTag.Store(int32(tag) << 8)
+				}
+			}
+			rt.packets.Add(1)
+		}
+	}()
+}
+
+// publish offers audio and video (video in rids layers when given) and
+// starts sending.
+func (c *testPeer) publish(rids ...string) error {
+	if err := c.addTracks(rids); err != nil {
+		return err
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	answer, err := c.part.Publish(offer.SDP)
+	if err != nil {
+		return err
+	}
+	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return err
+	}
+	c.startSending()
+	return nil
+}
+
+// addTracks creates the publisher PeerConnection with an Opus and a VP8
+// track.
+func (c *testPeer) addTracks(rids []string) error {
+	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	c.pub = pc
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) { c.trickle(TargetPublisher, cand) })
+	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "mic", c.name)
+	if err != nil {
+		return err
+	}
+	as, err := pc.AddTrack(audio)
+	if err != nil {
+		return err
+	}
+	c.sending = append(c.sending, &sentTrack{layers: []*webrtc.TrackLocalStaticRTP{audio}, sender: as, kind: webrtc.RTPCodecTypeAudio})
+	video := &sentTrack{kind: webrtc.RTPCodecTypeVideo}
+	if len(rids) == 0 {
+		rids = []string{""}
+	}
+	for _, rid := range rids {
+		var opts []func(*webrtc.TrackLocalStaticRTP)
+		if rid != "" {
+			opts = append(opts, webrtc.WithRTPStreamID(rid))
+		}
+		l, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "camera", c.name, opts...)
+		if err != nil {
+			return err
+		}
+		video.layers = append(video.layers, l)
+	}
+	if video.sender, err = pc.AddTrack(video.layers[0]); err != nil {
+		return err
+	}
+	for _, l := range video.layers[1:] {
+		if err := video.sender.AddEncoding(l); err != nil {
+			return err
+		}
+	}
+	c.sending = append(c.sending, video)
+	return nil
+}
+
+// startSending writes a packet on every track and layer each 10 ms: Opus
+// frames tagged with the client's tag, and VP8 keyframe starts tagged with
+// the tag and layer (so any packet is a place to switch layers). Simulcast
+// layers carry the mid and rid header extensions as browsers send them.
+func (c *testPeer) startSending() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		var seq uint16
+		for ts := uint32(0); ; ts += 960 {
+			select {
+			case <-c.stop:
+				return
+			case <-tick.C:
+			}
+			seq++
+			for _, st := range c.sending {
+				midID, ridID := sendExtensionIDs(st.sender)
+				for layer, l := range st.layers {
+					h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}
+					payload := []byte{c.tag, 0, 0, 0, 0, 0, 0, 0, 0}
+					if st.kind == webrtc.RTPCodecTypeVideo {
+						// VP8 descriptor S=1 PID 0, then a keyframe header (P=0)
+						// with its start code, then tag and layer.
+						payload = []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, c.tag, byte(layer), 0, 0, 0}
+					}
+					if l.RID() != "" && midID != 0 && ridID != 0 {
+						_ = h.SetExtension(midID, []byte(transceiverMidOf(c.pub, st.sender)))
+						_ = h.SetExtension(ridID, []byte(l.RID()))
+					}
+					_ = l.WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+				}
+			}
+		}
+	}()
+}
+
+// sendExtensionIDs returns the mid and rid header extension ids negotiated
+// for a sender.
+func sendExtensionIDs(s *webrtc.RTPSender) (mid, rid uint8) {
+	for _, e := range s.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			mid = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			rid = uint8(e.ID)
+		}
+	}
+	return mid, rid
+}
+
+// transceiverMidOf returns the mid of a sender's transceiver.
+func transceiverMidOf(pc *webrtc.PeerConnection, s *webrtc.RTPSender) string {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() == s {
+			return tr.Mid()
+		}
+	}
+	return ""
+}
+
+// publishedBy returns the IDs of the tracks peer publishes, from the
+// client's EventTrackPublished events.
+func (c *testPeer) publishedBy(peer Peer) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []string
+	for _, e := range c.events {
+		if e.Kind == EventTrackPublished && e.Peer == peer {
+			ids = append(ids, e.Track.ID)
+		}
+	}
+	return ids
+}
+
+// track returns what the client received of a track, nil if nothing yet.
+func (c *testPeer) track(id string) *receivedTrack {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.received[id]
+}
+
+// sawEvent reports whether the client was sent an event matching f.
+func (c *testPeer) sawEvent(f func(Event) bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.events {
+		if f(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// close stops sending and closes the client's PeerConnections.
+func (c *testPeer) close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
+		if pc != nil {
+			_ = pc.GracefulClose()
+		}
+	}
+	c.wg.Wait()
+}
+
+// waitFor polls cond until it holds or the test's patience (10 s) runs out.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// flowing reports whether c has received at least n packets of every
+// track in ids.
+func (c *testPeer) flowing(n int64, ids ...string) bool {
+	for _, id := range ids {
+		rt := c.track(id)
+		if rt == nil || rt.packets.Load() < n {
+			return false
+		}
+	}
+	return true
+}
