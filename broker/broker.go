@@ -70,6 +70,7 @@ type Broker struct {
 	chats    *chatIndex
 	welcome  welcomeLimits
 	admit    *admission
+	calls    *callTable
 
 	stop    context.Context    // cancelled when Shutdown gives up waiting
 	cancel  context.CancelFunc // cancels stop
@@ -109,6 +110,7 @@ func New(st *storage.Store, v *token.Verifier, opts Options) (*Broker, error) {
 	}
 	b.m = newBrokerMetrics(opts.Metrics)
 	b.admit = newAdmission(opts)
+	b.calls = newCallTable(opts)
 	opts.Metrics.NewGauge("gonets_broker_index_chats", func() float64 { return float64(b.chats.len()) })
 	opts.Metrics.NewGauge("gonets_broker_index_members", func() float64 { return float64(b.chats.pairs.Load()) })
 	b.stop, b.cancel = context.WithCancel(context.Background())
@@ -186,6 +188,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, s := range b.reg.all() {
 		s.goAway()
 	}
+	// Calls live in this node's memory: they end now, recorded in their
+	// chats while the sessions can still hear of it.
+	b.endCalls()
 	idle := make(chan struct{})
 	go func() {
 		b.wg.Wait()

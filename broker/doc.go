@@ -28,6 +28,21 @@
 // pushes. Best-effort pushes (typing, receipts) are refused by a full
 // outbox without stalling it. Fan-out allocates nothing per recipient.
 //
+// # Calls
+//
+// The broker keeps the signalling state of calls (calls.go): which call
+// runs in which chat, which session is in it (a user from one device at
+// a time), who is being rung, and the ring timeout, one timer per call.
+// The media goes through Options.Calls, a CallMedia (the SFU), which the
+// broker calls outside its locks and whose per-participant events it turns
+// into pushes to that session (callsignal.go). A call ends on a hang-up,
+// when its last participant leaves (in a direct chat: either one), when
+// every ring is declined or times out before anyone answered, or when the
+// node shuts down; its record then goes into the chat through the durable
+// append path and is delivered like any message (callrecord.go). Calls
+// live in the node's memory: a restart ends them, a crash without a
+// record.
+//
 // # Streams, deadlines and admission
 //
 // Responses and the control frames Resync and GoingAway go on the
@@ -47,15 +62,20 @@
 // ending when it is drained; and a control writer, started when a Resync
 // or GoingAway is due and ending once it is written. An idle session has
 // one goroutine of ours and holds no buffer. Per listener: an accept
-// loop. Shutdown stops the accept loops, asks every session to go away,
-// waits for the connections (or closes them when its context ends) and
-// for the writers, then closes the listeners' sockets.
+// loop. Per ringing call: its ring timer's function when it fires; per
+// removal the SFU reports, a goroutine that takes the participant out.
+// Shutdown stops the accept loops, asks every session to go away, ends
+// every call (waiting for those goroutines), waits for the connections
+// (or closes them when its context ends) and for the writers, then
+// closes the listeners' sockets.
 //
 // # Locks
 //
 // Lock order: a registry shard's presence lock, then chatIndex.mu, then a
-// chatEntry.mu, then a registry shard's mu, then an Outbox's. A session's
-// respMu comes before all of them: hello holds it while it registers the
+// chatEntry.mu, then a registry shard's mu, then an Outbox's. The call
+// table's mu is taken alone: nothing is locked under it, and no CallMedia
+// method is called while it is held. A session's respMu comes before all
+// of them: hello holds it while it registers the
 // session, so that Welcome is the first frame on the response stream;
 // nothing takes respMu while holding another lock. Broker.mu, the
 // admission list's mu and a TCPListener's mu are taken alone; a TCP

@@ -26,6 +26,20 @@ var (
 	ErrTooManyChats = errors.New("broker: too many chats")
 	// ErrBadRequest is returned for a request with an invalid field.
 	ErrBadRequest = errors.New("broker: bad request")
+	// ErrUnknownCall is returned for a call that does not exist or has
+	// ended; CallMedia wraps it for a participant or room it lacks.
+	ErrUnknownCall = errors.New("broker: unknown call")
+	// ErrCallRunning is returned for a start in a chat that has a call.
+	ErrCallRunning = errors.New("broker: a call runs in the chat")
+	// ErrTooManyPublishers is wrapped by CallMedia for a publisher beyond
+	// its limit.
+	ErrTooManyPublishers = errors.New("broker: too many publishers")
+	// ErrBadSDP is returned for an empty or oversized session
+	// description, and wrapped by CallMedia for one it cannot use.
+	ErrBadSDP = errors.New("broker: bad SDP")
+	// ErrCallsOff is returned for call requests on a node without
+	// Options.Calls.
+	ErrCallsOff = errors.New("broker: calls are off on this node")
 )
 
 // codeOf maps an error onto the stable code a client sees.
@@ -51,6 +65,16 @@ func codeOf(err error) wire.ErrorCode {
 		return wire.ErrorCode_ERROR_CODE_FORBIDDEN
 	case errors.Is(err, storage.ErrNoTarget), errors.Is(err, storage.ErrTooManyReactions):
 		return wire.ErrorCode_ERROR_CODE_NO_TARGET
+	case errors.Is(err, ErrUnknownCall):
+		return wire.ErrorCode_ERROR_CODE_UNKNOWN_CALL
+	case errors.Is(err, ErrCallRunning):
+		return wire.ErrorCode_ERROR_CODE_CALL_RUNNING
+	case errors.Is(err, ErrTooManyPublishers):
+		return wire.ErrorCode_ERROR_CODE_TOO_MANY_PUBLISHERS
+	case errors.Is(err, ErrBadSDP):
+		return wire.ErrorCode_ERROR_CODE_BAD_SDP
+	case errors.Is(err, ErrCallsOff):
+		return wire.ErrorCode_ERROR_CODE_CALLS_OFF
 	case errors.Is(err, ErrRateLimited):
 		return wire.ErrorCode_ERROR_CODE_RATE_LIMITED
 	case errors.Is(err, storage.ErrTooManyMembers):
@@ -92,6 +116,10 @@ func (b *Broker) clientError(err error) *wire.Error {
 	var rl *rateLimitError
 	if errors.As(err, &rl) {
 		e.RetryAfterMs = uint32(max(1, rl.wait.Milliseconds()))
+	}
+	var cr *callRunningError
+	if errors.As(err, &cr) {
+		e.Call = uint64(cr.call)
 	}
 	return e
 }

@@ -88,6 +88,9 @@ func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
 	case *wire.Frame_Auth:
 		return s.reauth(body.Auth)
 	}
+	if resp, ok, err := s.handleCall(f); ok {
+		return resp, err
+	}
 	return nil, fmt.Errorf("%w: %T is not a request", ErrBadRequest, f.Body)
 }
 
@@ -216,10 +219,16 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 		return storage.Ack{}, err
 	}
 	m.Sender, m.Device = s.user, s.device
+	return s.b.commit(ctx, e, m, s)
+}
+
+// commit appends m to the chat of e, which the caller pinned, and
+// publishes the record to the chat's online sessions but except.
+func (b *Broker) commit(ctx context.Context, e *chatEntry, m storage.Message, except *Session) (storage.Ack, error) {
 	// The store answers every append it takes, committed or not; the
 	// request's deadline must not abandon one whose seq is then published
 	// by nobody, which would hold the chat's later pushes back.
-	ack, err := s.b.st.AppendOne(ctx, m)
+	ack, err := b.st.AppendOne(ctx, m)
 	if errors.Is(err, storage.ErrFailed) {
 		// The append may have taken a seq in a batch that failed, which
 		// nobody will publish, and its record may yet come back from the
@@ -230,27 +239,27 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 		return storage.Ack{}, err
 	}
 	if errors.Is(ack.Err, storage.ErrNotMember) {
-		s.b.memberLeft(m.Chat, s.user) // the store knows better than the index
+		b.memberLeft(m.Chat, m.Sender) // the store knows better than the index
 	}
 	if ack.Err != nil {
 		return storage.Ack{}, ack.Err
 	}
 	if !ack.Duplicate {
-		s.b.m.messages.Inc()
+		b.m.messages.Inc()
 		msg := wire.NewMessage{
 			Chat: uint64(m.Chat), Seq: ack.Seq, Sender: uint64(m.Sender), Device: uint64(m.Device),
 			ClientMsgID: m.ClientMsgID, Kind: wire.MsgKind(m.Kind), TimeUs: ack.Time, Target: m.Target, Body: m.Body,
 		}
 		p := NewPayload()
-		p.B, err = wire.AppendDeliver(p.B, &msg, s.b.opts.MaxFrameBytes)
+		p.B, err = wire.AppendDeliver(p.B, &msg, b.opts.MaxFrameBytes)
 		if err != nil {
 			p.Release()
 			// New checks that a Deliver of the largest body fits a frame;
 			// should one not, its seq is skipped, not waited for.
-			s.b.log.Error("broker: deliver not encodable", "chat", m.Chat, "seq", ack.Seq, "err", err)
+			b.log.Error("broker: deliver not encodable", "chat", m.Chat, "seq", ack.Seq, "err", err)
 			p = nil
 		}
-		s.b.publish(e, ack.Seq, p, s)
+		b.publish(e, ack.Seq, p, except)
 		if p != nil {
 			p.Release()
 		}
@@ -578,6 +587,7 @@ func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user st
 	err = s.b.st.RemoveMember(ctx, chat, user)
 	if err == nil || errors.Is(err, storage.ErrNotMember) {
 		s.b.memberLeft(chat, user)
+		s.b.callMemberLeft(chat, user)
 	}
 	if err != nil {
 		return nil, err

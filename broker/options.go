@@ -100,6 +100,13 @@ type Options struct {
 	// keep-alive period). Default: 25 s, as the SDK's keep-alive over
 	// QUIC; from 1 s to 5 min.
 	TCPHeartbeat time.Duration
+	// Calls is the media side of calls, the SFU. Default: nil, and call
+	// requests are refused with CALLS_OFF.
+	Calls CallMedia
+	// CallRingTimeout is how long a call rings a user who neither accepts
+	// nor declines; then the ring counts as missed, and a call no one but
+	// its caller joined ends. Default: 45 s.
+	CallRingTimeout time.Duration
 	// Logger receives lifecycle and error logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics is the set the broker registers its metrics in. Default: a
@@ -156,6 +163,9 @@ func (o Options) ensureDefaults() (Options, error) {
 	if o.TCPHeartbeat == 0 {
 		o.TCPHeartbeat = 25 * time.Second
 	}
+	if o.CallRingTimeout == 0 {
+		o.CallRingTimeout = 45 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -177,7 +187,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.MaxSessionsPerUser > 0, "MaxSessionsPerUser %d must be positive", o.MaxSessionsPerUser)
 	check(o.Outbox.MaxFrames >= 0 && o.Outbox.MaxBytes >= 0, "Outbox bounds must not be negative")
 	check(o.Outbox.MaxBytes == 0 || o.Outbox.MaxBytes >= o.MaxFrameBytes, "Outbox.MaxBytes %d below MaxFrameBytes %d", o.Outbox.MaxBytes, o.MaxFrameBytes)
-	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0 && o.HandshakeHold > 0, "timeouts must be positive")
+	check(o.HelloTimeout > 0 && o.WriteTimeout > 0 && o.HandshakeWait > 0 && o.HandshakeHold > 0 && o.CallRingTimeout > 0, "timeouts must be positive")
 	// A writer sleeps through the window uninterrupted: a long one would
 	// hold closed sessions and Shutdown, and is no longer coalescing.
 	check(o.CoalesceWindow <= maxCoalesceWindow, "CoalesceWindow %v above %v", o.CoalesceWindow, maxCoalesceWindow)

@@ -122,6 +122,9 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 			fmt.Sprintf("protocol version %d not served; this node speaks %d", h.Version, ProtocolVersion))
 	}
 	claims, err := b.verifier.Verify(h.Token)
+	if err == nil && storage.DeviceID(claims.Device) == storage.DeviceNode {
+		err = fmt.Errorf("%w: device %d is the node's own", token.ErrForged, claims.Device)
+	}
 	if err != nil {
 		b.m.authFailures.Inc()
 		return nil, b.reject(c, f.Id, err)
@@ -217,6 +220,7 @@ func (b *Broker) rejectCode(c Conn, id uint64, code wire.ErrorCode, msg string) 
 // endSession unregisters s, releases what it holds and counts why it
 // ended.
 func (b *Broker) endSession(s *Session) {
+	b.sessionEnded(s)
 	b.unregister(s)
 	s.out.Close()
 	s.conn.Close(0, "")

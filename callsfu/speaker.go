@@ -1,7 +1,9 @@
 package callsfu
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -160,4 +162,28 @@ func (s *speakerDetector) electLocked(now time.Time) {
 	if now.Sub(s.since) >= speakerHold {
 		s.dom, s.challenger = best, nil
 	}
+}
+
+// speaking appends to dst the ids of the participants whose smoothed
+// loudness at now reaches speakerMinLoudness, loudest first, and returns
+// it: who is talking right now, for a list of active speakers beside the
+// dominant one (it has no hysteresis of its own).
+func (s *speakerDetector) speaking(now time.Time, dst []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type loud struct {
+		id    string
+		score float64
+	}
+	var ls []loud
+	for _, sp := range s.speakers {
+		if sc := sp.scoreLocked(now); sc >= speakerMinLoudness {
+			ls = append(ls, loud{sp.id, sc})
+		}
+	}
+	slices.SortStableFunc(ls, func(a, b loud) int { return cmp.Compare(b.score, a.score) })
+	for _, l := range ls {
+		dst = append(dst, l.id)
+	}
+	return dst
 }

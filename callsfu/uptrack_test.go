@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"go.uber.org/goleak"
 )
 
 // t0 is the epoch of the tests' clocks.
@@ -284,5 +285,84 @@ func TestSubscribeAfterClose(t *testing.T) {
 	s.u.unsubscribe(d)
 	if got := s.takePLIs(); len(got) != 0 {
 		t.Errorf("closed track asked for keyframes: %v", got)
+	}
+}
+
+// TestConcurrentForwarding runs the three layers' readers against
+// subscribers that come and go, switch layers, mute and NACK, for the race
+// detector; a subscriber that stays on layer 0 must still see one
+// continuous stream, and close must stop everything.
+func TestConcurrentForwarding(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	u := newUpTrack(upTrackConfig{kind: kindVideo, layers: 3, mimeType: "video/VP8", ringSize: 64, onPLI: func(int) {}})
+	const packets = 2000
+	send := func(l, i int) error {
+		seq := uint16(i + 1000*l)
+		pkt := rtpPacket(t, seq, uint32(i/4)*3000, i%4 == 3, vp8Payload(l, seq, i%4 == 0, i%40 == 0, 60))
+		return u.receive(l, pkt, time.Now())
+	}
+	for l := range 3 { // every layer running before the steady subscriber comes
+		if err := send(l, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steady := &recorder{}
+	u.subscribe(steady, 1, 96).setMaxLayer(0)
+
+	var readers, churn sync.WaitGroup
+	stop := make(chan struct{})
+	for l := range 3 {
+		readers.Go(func() {
+			for i := 1; i < packets; i++ {
+				if err := send(l, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for g := range 4 {
+		churn.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := &recorder{}
+				d := u.subscribe(r, uint32(10+g), 96)
+				d.setMaxLayer(i % 3)
+				d.setMuted(i%5 == 0)
+				d.keyframeRequest()
+				if got := r.take(); len(got) > 0 {
+					d.nack([]uint16{got[0].seq, got[len(got)-1].seq})
+				}
+				d.setMuted(false)
+				d.setMaxLayer((i + 1) % 3)
+				d.currentLayer()
+				u.unsubscribe(d)
+			}
+		})
+	}
+	readers.Wait()
+	close(stop)
+	churn.Wait()
+
+	got := steady.take()
+	checkContinuous(t, got)
+	if len(got) < packets/2 {
+		t.Errorf("the steady subscriber got %d packets of %d", len(got), packets)
+	}
+	for _, p := range got {
+		if p.layer != 0 || p.ssrc != 1 {
+			t.Fatalf("steady subscriber got %+v, want layer 0 only", p)
+		}
+	}
+	u.close()
+	if err := u.receive(0, rtpPacket(t, 1, 1, false, vp8Payload(0, 1, true, true, 10)), time.Now()); !errors.Is(err, errUpTrackClosed) {
+		t.Errorf("receive after close = %v", err)
+	}
+	if len(*u.subs.Load()) != 0 {
+		t.Errorf("%d subscribers left after close", len(*u.subs.Load()))
 	}
 }

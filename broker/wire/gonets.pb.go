@@ -384,6 +384,8 @@ const (
 	CallQuality_CALL_QUALITY_LOW         CallQuality = 1
 	CallQuality_CALL_QUALITY_MEDIUM      CallQuality = 2
 	CallQuality_CALL_QUALITY_HIGH        CallQuality = 3
+	// OFF stops the track's forwarding to this subscriber (not shown).
+	CallQuality_CALL_QUALITY_OFF CallQuality = 4
 )
 
 // Enum value maps for CallQuality.
@@ -393,12 +395,14 @@ var (
 		1: "CALL_QUALITY_LOW",
 		2: "CALL_QUALITY_MEDIUM",
 		3: "CALL_QUALITY_HIGH",
+		4: "CALL_QUALITY_OFF",
 	}
 	CallQuality_value = map[string]int32{
 		"CALL_QUALITY_UNSPECIFIED": 0,
 		"CALL_QUALITY_LOW":         1,
 		"CALL_QUALITY_MEDIUM":      2,
 		"CALL_QUALITY_HIGH":        3,
+		"CALL_QUALITY_OFF":         4,
 	}
 )
 
@@ -3869,13 +3873,17 @@ func (x *CallCandidate) GetUsernameFragment() string {
 	return ""
 }
 
-// CallMute mutes or unmutes one of the sender's tracks; answered by Done
-// and told to the others (CallUpdate MUTED).
+// CallMute mutes or unmutes the sender's tracks of one kind, or the one
+// named by track_id; answered by Done and told to the others (CallUpdate
+// MUTED).
 type CallMute struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
-	Track         CallTrack              `protobuf:"varint,2,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
-	Muted         bool                   `protobuf:"varint,3,opt,name=muted,proto3" json:"muted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Track CallTrack              `protobuf:"varint,2,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
+	Muted bool                   `protobuf:"varint,3,opt,name=muted,proto3" json:"muted,omitempty"`
+	// track_id, when set, names one track: the client's own id for it, the
+	// msid track id of its publish offer.
+	TrackId       string `protobuf:"bytes,4,opt,name=track_id,json=trackId,proto3" json:"track_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3929,6 +3937,13 @@ func (x *CallMute) GetMuted() bool {
 		return x.Muted
 	}
 	return false
+}
+
+func (x *CallMute) GetTrackId() string {
+	if x != nil {
+		return x.TrackId
+	}
+	return ""
 }
 
 // CallLayers asks the SFU for a layer of another participant's video
@@ -4094,9 +4109,11 @@ type CallUpdate struct {
 	Device uint64                 `protobuf:"varint,5,opt,name=device,proto3" json:"device,omitempty"`
 	// reason is set with ENDED.
 	Reason CallEndReason `protobuf:"varint,6,opt,name=reason,proto3,enum=gonets.v1.CallEndReason" json:"reason,omitempty"`
-	// track and muted are set with MUTED.
+	// track, muted and track_id are set with MUTED (track_id when the
+	// client named one track).
 	Track         CallTrack `protobuf:"varint,7,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
 	Muted         bool      `protobuf:"varint,8,opt,name=muted,proto3" json:"muted,omitempty"`
+	TrackId       string    `protobuf:"bytes,9,opt,name=track_id,json=trackId,proto3" json:"track_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4185,6 +4202,13 @@ func (x *CallUpdate) GetMuted() bool {
 		return x.Muted
 	}
 	return false
+}
+
+func (x *CallUpdate) GetTrackId() string {
+	if x != nil {
+		return x.TrackId
+	}
+	return ""
 }
 
 // CallSpeaker is a push to a participant: who speaks now.
@@ -4647,11 +4671,12 @@ const file_gonets_proto_rawDesc = "" +
 	"\tcandidate\x18\x03 \x01(\tR\tcandidate\x12\x17\n" +
 	"\asdp_mid\x18\x04 \x01(\tR\x06sdpMid\x12&\n" +
 	"\x0fsdp_mline_index\x18\x05 \x01(\rR\rsdpMlineIndex\x12+\n" +
-	"\x11username_fragment\x18\x06 \x01(\tR\x10usernameFragment\"`\n" +
+	"\x11username_fragment\x18\x06 \x01(\tR\x10usernameFragment\"{\n" +
 	"\bCallMute\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12*\n" +
 	"\x05track\x18\x02 \x01(\x0e2\x14.gonets.v1.CallTrackR\x05track\x12\x14\n" +
-	"\x05muted\x18\x03 \x01(\bR\x05muted\"h\n" +
+	"\x05muted\x18\x03 \x01(\bR\x05muted\x12\x19\n" +
+	"\btrack_id\x18\x04 \x01(\tR\atrackId\"h\n" +
 	"\n" +
 	"CallLayers\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x14\n" +
@@ -4664,7 +4689,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x06device\x18\x04 \x01(\x04R\x06device\x12\x14\n" +
 	"\x05video\x18\x05 \x01(\bR\x05video\x12\x1d\n" +
 	"\n" +
-	"started_us\x18\x06 \x01(\x03R\tstartedUs\"\x83\x02\n" +
+	"started_us\x18\x06 \x01(\x03R\tstartedUs\"\x9e\x02\n" +
 	"\n" +
 	"CallUpdate\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
@@ -4674,7 +4699,8 @@ const file_gonets_proto_rawDesc = "" +
 	"\x06device\x18\x05 \x01(\x04R\x06device\x120\n" +
 	"\x06reason\x18\x06 \x01(\x0e2\x18.gonets.v1.CallEndReasonR\x06reason\x12*\n" +
 	"\x05track\x18\a \x01(\x0e2\x14.gonets.v1.CallTrackR\x05track\x12\x14\n" +
-	"\x05muted\x18\b \x01(\bR\x05muted\"M\n" +
+	"\x05muted\x18\b \x01(\bR\x05muted\x12\x19\n" +
+	"\btrack_id\x18\t \x01(\tR\atrackId\"M\n" +
 	"\vCallSpeaker\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\x04R\x04user\x12\x16\n" +
@@ -4740,12 +4766,13 @@ const file_gonets_proto_rawDesc = "" +
 	"\x16CALL_TRACK_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CALL_TRACK_AUDIO\x10\x01\x12\x14\n" +
 	"\x10CALL_TRACK_VIDEO\x10\x02\x12\x15\n" +
-	"\x11CALL_TRACK_SCREEN\x10\x03*q\n" +
+	"\x11CALL_TRACK_SCREEN\x10\x03*\x87\x01\n" +
 	"\vCallQuality\x12\x1c\n" +
 	"\x18CALL_QUALITY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CALL_QUALITY_LOW\x10\x01\x12\x17\n" +
 	"\x13CALL_QUALITY_MEDIUM\x10\x02\x12\x15\n" +
-	"\x11CALL_QUALITY_HIGH\x10\x03*\xfd\x01\n" +
+	"\x11CALL_QUALITY_HIGH\x10\x03\x12\x14\n" +
+	"\x10CALL_QUALITY_OFF\x10\x04*\xfd\x01\n" +
 	"\x0eCallUpdateKind\x12 \n" +
 	"\x1cCALL_UPDATE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CALL_UPDATE_KIND_ACCEPTED\x10\x01\x12\x1d\n" +
