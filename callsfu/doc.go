@@ -37,7 +37,9 @@
 // list is copy-on-write behind an atomic pointer; each downTrack has a mutex
 // for its rewriting state, held for arithmetic only, never across a write to
 // the subscriber, and atomics that let a reader skip a downTrack on another
-// layer without taking it. Lock order: upTrack.mu, then downTrack.nackMu,
-// then downTrack.mu, then a packetRing's mu; the keyframe callback and the
-// writes to subscribers run with no lock of the forwarding core held.
+// layer without taking it. Lock order: downTrack.nackMu, then downTrack.mu,
+// then a packetRing's mu; upTrack.mu (the subscriber list's writers) and
+// speakerDetector.mu are taken with no other lock held. The keyframe
+// callback and the writes to subscribers run with no lock of the forwarding
+// core held, but for a resend's own nackMu.
 package callsfu

@@ -48,7 +48,16 @@ type packetRing struct {
 
 	// Owned by the layer's reader goroutine.
 	highest uint64 // highest extended sequence number stored; 0: none yet
+	late    int    // packets refused as too late in a row
 }
+
+// ringResyncAfter is how many packets in a row a ring refuses as too late
+// before it takes the stream as having jumped (a publisher that restarted its
+// sequence numbers on the same SSRC, or jumped by more than half the cycle):
+// the next such packet is taken as the newest, and the stream goes on from
+// there. A burst of stale retransmissions is interleaved with live packets,
+// so it never gets that far.
+const ringResyncAfter = 64
 
 // ringSlot is one stored packet.
 type ringSlot struct {
@@ -87,17 +96,26 @@ func extendNear(ref uint64, seq uint16) uint64 {
 	return uint64(int64(ref) + int64(diff))
 }
 
-// store keeps a copy of pkt as packet ext, unless it is a duplicate or too
-// old for the window (more than size() behind the highest). Only the owner
-// calls it. After warm-up (each slot has held a packet as large) it
-// allocates nothing.
-func (r *packetRing) store(ext uint64, pkt []byte) storeResult {
+// store keeps a copy of pkt as packet ext (from extend), unless it is a
+// duplicate or too old for the window (more than size() behind the
+// highest), and returns the extended sequence number it was kept as: ext,
+// or after ringResyncAfter packets too late in a row, the next number
+// above the highest with the same low 16 bits. Only the owner calls it.
+// After warm-up (each slot has held a packet as large) it allocates nothing.
+func (r *packetRing) store(ext uint64, pkt []byte) (uint64, storeResult) {
 	if r.highest != 0 && ext+uint64(len(r.slots)) <= r.highest {
-		return tooLate
+		if r.late++; r.late <= ringResyncAfter {
+			return ext, tooLate
+		}
+		ext = r.highest&^0xffff | ext&0xffff
+		if ext <= r.highest {
+			ext += 1 << 16
+		}
 	}
+	r.late = 0
 	s := &r.slots[ext&r.mask]
 	if s.ext == ext {
-		return duplicate
+		return ext, duplicate
 	}
 	r.mu.Lock()
 	s.ext = ext
@@ -106,7 +124,7 @@ func (r *packetRing) store(ext uint64, pkt []byte) storeResult {
 	if ext > r.highest {
 		r.highest = ext
 	}
-	return stored
+	return ext, stored
 }
 
 // slot returns the owner's view of packet ext's bytes (valid until the owner

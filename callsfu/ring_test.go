@@ -33,7 +33,7 @@ func TestPacketRing(t *testing.T) {
 	}
 	pkt := func(b byte) []byte { return bytes.Repeat([]byte{b}, 40) }
 	first := r.extend(65530)
-	if got := r.store(first, pkt(1)); got != stored {
+	if _, got := r.store(first, pkt(1)); got != stored {
 		t.Fatalf("store first = %v", got)
 	}
 	for i := uint16(1); i < 20; i++ {
@@ -70,8 +70,40 @@ func TestPacketRing(t *testing.T) {
 		{first + 2, tooLate},
 		{first + 25, stored},
 	} {
-		if got := r.store(c.ext, pkt(9)); got != c.want {
+		if _, got := r.store(c.ext, pkt(9)); got != c.want {
 			t.Errorf("store(first+%d) = %v, want %v", c.ext-first, got, c.want)
+		}
+	}
+}
+
+func TestPacketRingResyncs(t *testing.T) {
+	r := newPacketRing(16)
+	pkt := []byte{1, 2, 3}
+	var highest uint64
+	for seq := uint16(40000); seq < 40100; seq++ {
+		highest, _ = r.store(r.extend(seq), pkt)
+	}
+	// The publisher restarts at 30000: too late for the window, again and
+	// again, until the ring takes it as a jump.
+	seq := uint16(30000)
+	for i := range ringResyncAfter {
+		if _, got := r.store(r.extend(seq), pkt); got != tooLate {
+			t.Fatalf("packet %d after the restart: %v, want tooLate", i, got)
+		}
+		seq++
+	}
+	ext, got := r.store(r.extend(seq), pkt)
+	if got != stored || ext <= highest || uint16(ext) != seq {
+		t.Fatalf("after %d late: store = %d, %v, want stored above %d with low bits %d", ringResyncAfter, ext, got, highest, seq)
+	}
+	if next, got := r.store(r.extend(seq+1), pkt); got != stored || next != ext+1 {
+		t.Errorf("the packet after the resync: %d, %v, want %d, stored", next, got, ext+1)
+	}
+	// A late packet between live ones does not count toward a resync.
+	for i := range 2 * ringResyncAfter {
+		r.store(r.extend(seq-200), pkt)
+		if _, got := r.store(r.extend(seq+2+uint16(i)), pkt); got != stored {
+			t.Fatalf("live packet %d: %v", i, got)
 		}
 	}
 }

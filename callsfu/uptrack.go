@@ -208,7 +208,9 @@ func newUpTrack(cfg upTrackConfig) *upTrack {
 // arrival. pkt is the caller's, reused after return: receive copies it into
 // the layer's ring, which is the NACK buffer of every subscriber, and writes
 // that copy to every downTrack currently on the layer. A duplicate or a
-// packet older than the ring's window is dropped (counted, no error). It
+// packet older than the ring's window is dropped (counted, no error; see
+// ringResyncAfter for a stream that jumped). arrival comes from the clock
+// of upTrackConfig.now (time.Now by default). It
 // returns an error only for a packet that is not RTP or is too large, or
 // after close. It allocates nothing once the ring's slots have grown.
 func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
@@ -225,8 +227,8 @@ func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
 		u.stats.malformed.Add(1)
 		return err
 	}
-	ext := ly.ring.extend(p.hdr.SequenceNumber)
-	switch ly.ring.store(ext, pkt) {
+	ext, res := ly.ring.store(ly.ring.extend(p.hdr.SequenceNumber), pkt)
+	switch res {
 	case duplicate:
 		u.stats.duplicates.Add(1)
 		return nil
