@@ -27,8 +27,9 @@ const maxOwn = 256
 // (the node deduplicates them by client message id and returns the
 // original Ack, Duplicate set), reads (History, Latest, Sync, Ping) and
 // receipts (markers only move forward). CreateChat, AddMembers,
-// RemoveMember, Leave and Typing are not repeated: they fail with
-// ErrConnLost and may or may not have taken effect.
+// RemoveMember, Leave, Typing and the call requests are not repeated: they
+// fail with ErrConnLost and may or may not have taken effect (a lost
+// connection takes the device out of its call anyway).
 type Client struct {
 	opts     Options
 	addr     string
@@ -488,6 +489,9 @@ func (c *Client) push(ctx context.Context, s *session, f *wire.Frame) error {
 			return err
 		}
 		return c.emit(ctx, Event{Kind: EventResynced})
+	}
+	if ev, ok := callEvent(f); ok {
+		return c.emit(ctx, ev)
 	}
 	c.log.Debug("client: ignoring push", "type", f.GetBody())
 	return nil

@@ -56,6 +56,18 @@
 // SyncState and passes it back in Options.State resumes without
 // duplicates.
 //
+// # Calls
+//
+// Call signalling (calls.go) is requests (StartCall, AcceptCall,
+// JoinCall, DeclineCall, LeaveCall, HangUp, and the WebRTC relay
+// PublishOffer, AnswerSubscriber, AddCandidate, MuteCall, RequestLayer)
+// and pushes delivered as EventCall* events with a CallPush, in the order
+// they came, among the messages. The app runs the two PeerConnections
+// itself (a WebRTC stack); the client carries their signalling. A call is
+// the session's: a lost connection takes the device out of it. When a
+// call ends the node appends a CALL message to the chat (CallRecordOf
+// decodes it), delivered as any message.
+//
 // Memory is bounded: when the app does not read Events, the delivery
 // goroutine blocks, the push stream is not read, QUIC flow control holds
 // the node back, and the node stops pushing and later sends Resync (over

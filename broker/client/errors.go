@@ -25,6 +25,8 @@ type Error struct {
 	// ID names an INTERNAL or UNAVAILABLE failure in the node's log,
 	// where its detail is; quote it when reporting one.
 	ID string
+	// Call is the call running in the chat, with CALL_RUNNING: join it.
+	Call uint64
 }
 
 // Error returns "gonets: CODE: message".
@@ -45,26 +47,31 @@ func (e *Error) Is(target error) bool {
 
 // errorFromWire converts an Error frame.
 func errorFromWire(w *wire.Error) *Error {
-	return &Error{Code: w.GetCode(), Message: w.GetMessage(), RetryAfter: time.Duration(w.GetRetryAfterMs()) * time.Millisecond, ID: w.GetErrorId()}
+	return &Error{Code: w.GetCode(), Message: w.GetMessage(), RetryAfter: time.Duration(w.GetRetryAfterMs()) * time.Millisecond, ID: w.GetErrorId(), Call: w.GetCall()}
 }
 
 // Sentinels, one per code, for errors.Is. They carry no message.
 var (
-	ErrBadFrame        = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_FRAME}
-	ErrUnsupported     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION}
-	ErrUnauthenticated = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED}
-	ErrTokenExpired    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOKEN_EXPIRED}
-	ErrBadRequest      = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_REQUEST}
-	ErrTooLarge        = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_LARGE}
-	ErrUnknownChat     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT}
-	ErrNotMember       = &Error{Code: wire.ErrorCode_ERROR_CODE_NOT_MEMBER}
-	ErrForbidden       = &Error{Code: wire.ErrorCode_ERROR_CODE_FORBIDDEN}
-	ErrNoTarget        = &Error{Code: wire.ErrorCode_ERROR_CODE_NO_TARGET}
-	ErrRateLimited     = &Error{Code: wire.ErrorCode_ERROR_CODE_RATE_LIMITED}
-	ErrTooManyMembers  = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS}
-	ErrTooManyChats    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS}
-	ErrUnavailable     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAVAILABLE}
-	ErrInternal        = &Error{Code: wire.ErrorCode_ERROR_CODE_INTERNAL}
+	ErrBadFrame          = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_FRAME}
+	ErrUnsupported       = &Error{Code: wire.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION}
+	ErrUnauthenticated   = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAUTHENTICATED}
+	ErrTokenExpired      = &Error{Code: wire.ErrorCode_ERROR_CODE_TOKEN_EXPIRED}
+	ErrBadRequest        = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_REQUEST}
+	ErrTooLarge          = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_LARGE}
+	ErrUnknownChat       = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_CHAT}
+	ErrNotMember         = &Error{Code: wire.ErrorCode_ERROR_CODE_NOT_MEMBER}
+	ErrForbidden         = &Error{Code: wire.ErrorCode_ERROR_CODE_FORBIDDEN}
+	ErrNoTarget          = &Error{Code: wire.ErrorCode_ERROR_CODE_NO_TARGET}
+	ErrRateLimited       = &Error{Code: wire.ErrorCode_ERROR_CODE_RATE_LIMITED}
+	ErrTooManyMembers    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_MEMBERS}
+	ErrTooManyChats      = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_CHATS}
+	ErrUnavailable       = &Error{Code: wire.ErrorCode_ERROR_CODE_UNAVAILABLE}
+	ErrInternal          = &Error{Code: wire.ErrorCode_ERROR_CODE_INTERNAL}
+	ErrUnknownCall       = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_CALL}
+	ErrCallRunning       = &Error{Code: wire.ErrorCode_ERROR_CODE_CALL_RUNNING}
+	ErrTooManyPublishers = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_PUBLISHERS}
+	ErrBadSDP            = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_SDP}
+	ErrCallsOff          = &Error{Code: wire.ErrorCode_ERROR_CODE_CALLS_OFF}
 )
 
 // Errors of the client itself.

@@ -26,6 +26,22 @@ const (
 	// push (the app read too slowly and live pushes stopped): the missed
 	// messages precede it.
 	EventResynced
+	// EventCallRing carries Call: a call started in one of the user's
+	// chats rings this device (Call.User and Device are the caller's).
+	EventCallRing
+	// EventCallUpdate carries Call: a call's state changed (Call.Update).
+	EventCallUpdate
+	// EventCallOffer carries Call: the SFU's offer (Call.SDP) for this
+	// device's subscribing PeerConnection; answer with AnswerSubscriber.
+	EventCallOffer
+	// EventCallCandidate carries Call: one of the SFU's ICE candidates
+	// (Call.Candidate) for Call.PC.
+	EventCallCandidate
+	// EventCallSpeaker carries Call: Call.User speaks now.
+	EventCallSpeaker
+	// EventCallRemoved carries Call: the node took this device out of the
+	// call (Call.Removed, Call.Message).
+	EventCallRemoved
 )
 
 // String returns the kind's name.
@@ -43,18 +59,32 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case EventResynced:
 		return "resynced"
+	case EventCallRing:
+		return "call ring"
+	case EventCallUpdate:
+		return "call update"
+	case EventCallOffer:
+		return "call offer"
+	case EventCallCandidate:
+		return "call candidate"
+	case EventCallSpeaker:
+		return "call speaker"
+	case EventCallRemoved:
+		return "call removed"
 	}
 	return "unknown"
 }
 
 // Event is one thing the client tells the app, in order: a delivered
-// message, a pushed receipt or typing signal, or a change of connection.
+// message, a pushed receipt, typing signal or call push, or a change of
+// connection.
 type Event struct {
 	Kind    EventKind
-	Message Message // EventMessage
-	Receipt Receipt // EventReceipt
-	Typing  Typing  // EventTyping
-	Err     error   // EventDisconnected
+	Message Message  // EventMessage
+	Receipt Receipt  // EventReceipt
+	Typing  Typing   // EventTyping
+	Call    CallPush // EventCall*
+	Err     error    // EventDisconnected
 	// Transport carries the connection (EventConnected).
 	Transport Transport
 }
