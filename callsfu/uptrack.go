@@ -205,14 +205,14 @@ func newUpTrack(cfg upTrackConfig) *upTrack {
 }
 
 // receive takes one raw RTP packet of layer as read from the publisher at
-// arrival. pkt is the caller's, reused after return: receive copies it into
-// the layer's ring, which is the NACK buffer of every subscriber, and writes
-// that copy to every downTrack currently on the layer. A duplicate or a
-// packet older than the ring's window is dropped (counted, no error; see
-// ringResyncAfter for a stream that jumped). arrival comes from the clock
-// of upTrackConfig.now (time.Now by default). It
-// returns an error only for a packet that is not RTP or is too large, or
-// after close. It allocates nothing once the ring's slots have grown.
+// arrival, a time of the clock upTrackConfig.now reads (time.Now by
+// default). pkt is the caller's, reused after return: receive copies it
+// into the layer's ring, which is the NACK buffer of every subscriber, and
+// writes that copy to every downTrack currently on the layer. A duplicate
+// or a packet older than the ring's window is dropped (counted, no error;
+// see ringResyncAfter for a stream that jumped). It returns an error only
+// for a packet that is not RTP or is too large, or after close. It
+// allocates nothing once the ring's slots have grown to the packets' size.
 func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
 	if layer < 0 || layer >= u.cfg.layers {
 		return errLayerRange
