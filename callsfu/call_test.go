@@ -1,9 +1,13 @@
 package callsfu
 
 import (
+	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -84,4 +88,272 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
+}
+
+// startCall starts call on s and joins n test clients to it, each tagged
+// 'a', 'b', … and publishing audio and video.
+func startCall(t *testing.T, s *SFU, call uint64, n int) []*testPeer {
+	t.Helper()
+	if err := s.Start(call); err != nil {
+		t.Fatal(err)
+	}
+	peers := make([]*testPeer, n)
+	for i := range peers {
+		peers[i] = joinPeer(t, s, call, Peer{User: uint64(i + 1), Device: 1}, byte('a'+i), peerOptions{})
+		if err := peers[i].publish(); err != nil {
+			t.Fatalf("%s publish: %v", peers[i].name, err)
+		}
+	}
+	return peers
+}
+
+// waitReceiving waits until sub gets packets of both of pub's tracks, tagged
+// as pub's.
+func waitReceiving(t *testing.T, sub, pub *testPeer) {
+	t.Helper()
+	waitFor(t, sub.name+" receiving "+pub.name, func() bool {
+		ids := sub.publishedBy(pub.part.Peer())
+		if len(ids) != 2 || !sub.flowing(10, ids...) {
+			return false
+		}
+		for _, id := range ids {
+			if byte(sub.track(id).lastTag.Load()>>8) != pub.tag {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestThreePartyCall: each of three participants receives the other two's
+// audio and video, and nothing of its own.
+func TestThreePartyCall(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 7, 3)
+	for _, sub := range peers {
+		for _, pub := range peers {
+			if sub != pub {
+				waitReceiving(t, sub, pub)
+			}
+		}
+		if ids := sub.publishedBy(sub.part.Peer()); len(ids) != 0 {
+			t.Errorf("%s was offered its own tracks %v", sub.name, ids)
+		}
+	}
+}
+
+// TestLeave: a participant that leaves is gone for the others (EventLeft,
+// its tracks removed), and the call ends, with every goroutine, when the
+// last one leaves.
+func TestLeave(t *testing.T) {
+	ended := make(chan EndReason, 1)
+	s := newTestSFU(t, Options{CallEnded: func(call uint64, why EndReason) { ended <- why }})
+	peers := startCall(t, s, 3, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	aliceTracks := bob.publishedBy(alice.part.Peer())
+
+	alice.part.Leave()
+	waitFor(t, "bob told alice left", func() bool {
+		return bob.sawEvent(func(e Event) bool { return e.Kind == EventLeft && e.Peer == alice.part.Peer() })
+	})
+	for _, id := range aliceTracks {
+		waitFor(t, "bob told "+id+" is removed", func() bool {
+			return bob.sawEvent(func(e Event) bool { return e.Kind == EventTrackRemoved && e.Track.ID == id })
+		})
+	}
+	if _, err := alice.part.Publish("v=0\r\n"); !errors.Is(err, ErrLeft) && !errors.Is(err, ErrBadSDP) {
+		t.Errorf("publish after leave: %v, want a refusal", err)
+	}
+	select {
+	case why := <-ended:
+		t.Fatalf("call ended (%s) with bob still in it", why)
+	default:
+	}
+
+	bob.part.Leave()
+	select {
+	case why := <-ended:
+		if why != EndEmpty {
+			t.Errorf("call ended with %s, want empty", why)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("call did not end when the last participant left")
+	}
+	if _, err := s.Join(3, Peer{9, 9}, func(Event) {}); !errors.Is(err, ErrUnknownCall) {
+		t.Errorf("join of an ended call: %v, want ErrUnknownCall", err)
+	}
+}
+
+// cuttableConn is a client's UDP socket that can go silent both ways, as a
+// phone that lost its network does.
+type cuttableConn struct {
+	net.PacketConn
+	cut *atomic.Bool
+}
+
+// ReadFrom drops what arrives once the link is cut.
+func (c *cuttableConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.cut.Load() {
+			return n, addr, err
+		}
+	}
+}
+
+// WriteTo drops what is sent once the link is cut.
+func (c *cuttableConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.cut.Load() {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+// TestICEFailureRemoves: a participant whose network vanishes is removed
+// when ICE fails (ReasonICEFailed), and the others are told it left.
+func TestICEFailureRemoves(t *testing.T) {
+	s := newTestSFU(t, Options{ICEDisconnectedTimeout: 500 * time.Millisecond, ICEFailedTimeout: 500 * time.Millisecond,
+		SilenceTimeout: time.Minute})
+	if err := s.Start(4); err != nil {
+		t.Fatal(err)
+	}
+	var cut atomic.Bool
+	alice := joinPeer(t, s, 4, Peer{1, 1}, 'a', peerOptions{cut: &cut})
+	bob := joinPeer(t, s, 4, Peer{2, 1}, 'b', peerOptions{})
+	for _, c := range []*testPeer{alice, bob} {
+		if err := c.publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReceiving(t, bob, alice)
+	waitReceiving(t, alice, bob)
+
+	cut.Store(true)
+	waitFor(t, "alice removed for ICE failure", func() bool {
+		return alice.sawEvent(func(e Event) bool { return e.Kind == EventRemoved && e.Reason == ReasonICEFailed })
+	})
+	waitFor(t, "bob told alice left", func() bool {
+		return bob.sawEvent(func(e Event) bool { return e.Kind == EventLeft && e.Peer == alice.part.Peer() })
+	})
+	if err := alice.part.AddCandidate(TargetPublisher, Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}); !errors.Is(err, ErrLeft) {
+		t.Errorf("candidate after removal: %v, want ErrLeft", err)
+	}
+}
+
+// TestSilentRemoved: a participant that publishes but never sends a packet
+// is removed after SilenceTimeout.
+func TestSilentRemoved(t *testing.T) {
+	s := newTestSFU(t, Options{SilenceTimeout: 400 * time.Millisecond})
+	if err := s.Start(5); err != nil {
+		t.Fatal(err)
+	}
+	bob := joinPeer(t, s, 5, Peer{2, 1}, 'b', peerOptions{})
+	mute := joinPeer(t, s, 5, Peer{1, 1}, 'a', peerOptions{})
+	if err := mute.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := mute.pub.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mute.part.Publish(offer.SDP); err != nil { // and never connects
+		t.Fatal(err)
+	}
+	waitFor(t, "the silent publisher removed", func() bool {
+		return mute.sawEvent(func(e Event) bool { return e.Kind == EventRemoved && e.Reason == ReasonSilent })
+	})
+	time.Sleep(2 * 400 * time.Millisecond)
+	if bob.sawEvent(func(e Event) bool { return e.Kind == EventRemoved }) {
+		t.Error("bob, who neither publishes nor is sent anything, was removed")
+	}
+}
+
+// TestEndRemovesEveryone: End hangs up: every participant is removed with
+// ReasonCallEnded.
+func TestEndRemovesEveryone(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 6, 2)
+	waitReceiving(t, peers[1], peers[0])
+	if err := s.End(6); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range peers {
+		waitFor(t, c.name+" removed", func() bool {
+			return c.sawEvent(func(e Event) bool { return e.Kind == EventRemoved && e.Reason == ReasonCallEnded })
+		})
+	}
+	if err := s.End(6); !errors.Is(err, ErrUnknownCall) {
+		t.Errorf("second End: %v, want ErrUnknownCall", err)
+	}
+}
+
+// TestTooManyPublishers: a publisher beyond MaxPublishers is refused, and
+// the refusal changes nothing: the refused participant has no publisher
+// PeerConnection, still receives the publisher, and can publish once the
+// slot frees.
+func TestTooManyPublishers(t *testing.T) {
+	s := newTestSFU(t, Options{MaxPublishers: 1})
+	if err := s.Start(8); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 8, Peer{1, 1}, 'a', peerOptions{})
+	bob := joinPeer(t, s, 8, Peer{2, 1}, 'b', peerOptions{})
+	carol := joinPeer(t, s, 8, Peer{3, 1}, 'c', peerOptions{})
+	if err := alice.publish(); err != nil {
+		t.Fatal(err)
+	}
+	err := bob.publish()
+	if !errors.Is(err, ErrTooManyPublishers) || CodeOf(err) != CodeTooManyPublishers {
+		t.Fatalf("second publisher: %v, want ErrTooManyPublishers", err)
+	}
+	bob.part.mu.Lock()
+	hasPub := bob.part.pub != nil
+	bob.part.mu.Unlock()
+	if hasPub {
+		t.Error("the refused publisher got a publisher PeerConnection")
+	}
+	waitReceiving(t, bob, alice)
+	waitReceiving(t, carol, alice)
+	if ids := carol.publishedBy(bob.part.Peer()); len(ids) != 0 {
+		t.Errorf("carol was offered the refused publisher's tracks %v", ids)
+	}
+
+	alice.part.Leave()
+	bob.close() // the refused attempt's client side
+	bob2 := joinPeer(t, s, 8, Peer{2, 1}, 'B', peerOptions{})
+	if err := bob2.publish(); err != nil {
+		t.Fatalf("publish once the slot is free: %v", err)
+	}
+	waitReceiving(t, carol, bob2)
+}
+
+// TestBadSDPRefused: offers and answers that are not SDP, or that pion
+// cannot apply, are refused with ErrBadSDP and change nothing.
+func TestBadSDPRefused(t *testing.T) {
+	s := newTestSFU(t, Options{MaxPublishers: 1})
+	if err := s.Start(9); err != nil {
+		t.Fatal(err)
+	}
+	c := joinPeer(t, s, 9, Peer{1, 1}, 'a', peerOptions{})
+	noICE := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n"
+	for _, offer := range []string{"", "hello", "v=0\r\n", noICE} {
+		_, err := c.part.Publish(offer)
+		if !errors.Is(err, ErrBadSDP) || CodeOf(err) != CodeBadSDP {
+			t.Errorf("offer %q: %v, want ErrBadSDP", offer, err)
+		}
+	}
+	if err := c.part.Answer("v=0"); !errors.Is(err, ErrBadSDP) {
+		t.Errorf("answer with no offer out: %v, want ErrBadSDP", err)
+	}
+	c.part.mu.Lock()
+	hasPub := c.part.pub != nil
+	c.part.mu.Unlock()
+	if hasPub {
+		t.Error("a refused offer left a publisher PeerConnection")
+	}
+	// The refused offers took no publisher slot: the only one is free.
+	if err := c.publish(); err != nil {
+		t.Fatalf("a good offer after the bad ones: %v", err)
+	}
 }

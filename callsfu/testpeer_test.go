@@ -1,7 +1,7 @@
 package callsfu
 
 import (
-	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,7 +22,7 @@ type testPeer struct {
 	t     *testing.T
 	name  string
 	tag   byte // first payload byte of everything it sends
-	api   *webrtc.API
+	opts  peerOptions
 	part  *Participant
 	ready chan struct{} // closed once part is set
 
@@ -57,13 +57,15 @@ type sentTrack struct {
 
 // peerOptions configure a test client's network.
 type peerOptions struct {
-	tcp  bool           // ICE over TCP only
-	conn net.PacketConn // the UDP socket to use (a cuttable one)
+	tcp bool         // ICE over TCP only
+	cut *atomic.Bool // if set, each PeerConnection's UDP socket goes silent when it is
 }
 
-// newTestAPI returns a client API that speaks what browsers speak: Opus and
-// VP8, the simulcast and audio-level header extensions, pion's default
-// interceptors (NACK, reports, TWCC), loopback candidates only.
+// newTestAPI returns a client API for one PeerConnection that speaks what
+// browsers speak: Opus and VP8, the simulcast and audio-level header
+// extensions, pion's default interceptors (NACK, reports, TWCC), loopback
+// candidates only. With o.cut it sends and receives on a socket of its own
+// (as a browser does for each PeerConnection) that goes silent on o.cut.
 func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
@@ -90,8 +92,15 @@ func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
 	} else {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	}
-	if o.conn != nil {
-		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: o.conn}))
+	if o.cut != nil {
+		udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { udp.Close() })
+		quiet := pionLogs{slog.New(slog.DiscardHandler)}
+		conn := &cuttableConn{PacketConn: udp, cut: o.cut}
+		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: quiet.NewLogger("udpmux")}))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 }
@@ -100,7 +109,7 @@ func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
 func joinPeer(t *testing.T, s *SFU, call uint64, peer Peer, tag byte, o peerOptions) *testPeer {
 	t.Helper()
 	c := &testPeer{
-		t: t, name: peer.String(), tag: tag, api: newTestAPI(t, o),
+		t: t, name: peer.String(), tag: tag, opts: o,
 		ready: make(chan struct{}), received: make(map[string]*receivedTrack), stop: make(chan struct{}),
 	}
 	part, err := s.Join(call, peer, c.onEvent)
@@ -122,23 +131,36 @@ func (c *testPeer) onEvent(e Event) {
 	c.mu.Unlock()
 	switch e.Kind {
 	case EventOffer:
-		if err := c.answer(e.SDP); err != nil {
+		if err := c.answer(e.SDP); err != nil && !c.gone() {
 			c.t.Errorf("%s: answer: %v", c.name, err)
 		}
 	case EventCandidate:
 		mid, index := e.Candidate.SDPMid, e.Candidate.SDPMLineIndex
 		err := c.sub.AddICECandidate(webrtc.ICECandidateInit{Candidate: e.Candidate.Candidate, SDPMid: &mid, SDPMLineIndex: &index})
-		if err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+		if err != nil && !c.gone() {
 			c.t.Errorf("%s: add candidate: %v", c.name, err)
 		}
 	}
+}
+
+// gone reports whether the participant has left (the SFU then closes its
+// PeerConnections under events still queued) or the client is closing.
+func (c *testPeer) gone() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+	}
+	c.part.mu.Lock()
+	defer c.part.mu.Unlock()
+	return c.part.left
 }
 
 // answer applies the SFU's offer to the subscriber PeerConnection (created
 // on the first) and sends the answer.
 func (c *testPeer) answer(offer string) error {
 	if c.sub == nil {
-		pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+		pc, err := newTestAPI(c.t, c.opts).NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return err
 		}
@@ -172,7 +194,7 @@ func (c *testPeer) trickle(target Target, cand *webrtc.ICECandidate) {
 	if init.SDPMLineIndex != nil {
 		tc.SDPMLineIndex = *init.SDPMLineIndex
 	}
-	if err := c.part.AddCandidate(target, tc); err != nil && !errors.Is(err, ErrLeft) {
+	if err := c.part.AddCandidate(target, tc); err != nil && !c.gone() {
 		c.t.Errorf("%s: trickle: %v", c.name, err)
 	}
 }
@@ -239,7 +261,7 @@ func (c *testPeer) publish(rids ...string) error {
 // addTracks creates the publisher PeerConnection with an Opus and a VP8
 // track.
 func (c *testPeer) addTracks(rids []string) error {
-	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := newTestAPI(c.t, c.opts).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return err
 	}
