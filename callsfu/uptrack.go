@@ -59,9 +59,11 @@ type upTrackConfig struct {
 	// speaker receives this track's audio levels (see audioLevelExtID).
 	// Default: nil, none.
 	speaker *speaker
-	// ringSize is the number of recent packets kept per layer for NACK
-	// resends, rounded up to a power of two. Default: 512 for video (about
-	// 2 s of a 1.5 Mbit/s layer), 128 for audio.
+	// ringSize is the number of recent packets kept for NACK resends by
+	// the top layer, rounded up to a power of two; each layer below keeps
+	// half as many as the one above it (at least 64), its bitrate being
+	// about a third, so every layer keeps a few seconds. Default: 512 for
+	// video (over 3 s of a 1.5 Mbit/s layer), 128 for audio.
 	ringSize int
 	// onPLI asks the publisher for a keyframe of layer (a PLI on that
 	// layer's SSRC). It is called at most once per second per layer, from
@@ -198,10 +200,16 @@ func newUpTrack(cfg upTrackConfig) *upTrack {
 		pli:      newPLIThrottle(pliInterval),
 	}
 	for i := range cfg.layers {
-		u.layers[i] = &upLayer{ring: newPacketRing(cfg.ringSize)}
+		u.layers[i] = &upLayer{ring: newPacketRing(ringSizeOf(cfg.ringSize, cfg.layers-1-i))}
 	}
 	u.subs.Store(&[]*downTrack{})
 	return u
+}
+
+// ringSizeOf returns the ring size of the layer below times steps under the
+// top one, whose ring holds top packets.
+func ringSizeOf(top, below int) int {
+	return max(top>>below, min(top, 64))
 }
 
 // receive takes one raw RTP packet of layer as read from the publisher at

@@ -3,6 +3,7 @@ package callsfu
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -364,5 +365,27 @@ func TestConcurrentForwarding(t *testing.T) {
 	}
 	if len(*u.subs.Load()) != 0 {
 		t.Errorf("%d subscribers left after close", len(*u.subs.Load()))
+	}
+}
+
+func TestRingSizes(t *testing.T) {
+	for _, c := range []struct {
+		cfg  upTrackConfig
+		want []int
+	}{
+		{upTrackConfig{kind: kindVideo, layers: 3}, []int{128, 256, 512}},
+		{upTrackConfig{kind: kindVideo, layers: 1}, []int{512}},
+		{upTrackConfig{kind: kindVideo, layers: 3, ringSize: 128}, []int{64, 64, 128}},
+		{upTrackConfig{kind: kindVideo, layers: 2, ringSize: 20}, []int{32, 32}},
+		{upTrackConfig{kind: kindAudio, layers: 3}, []int{128}},
+	} {
+		u := newUpTrack(c.cfg)
+		var got []int
+		for _, ly := range u.layers[:u.cfg.layers] {
+			got = append(got, ly.ring.size())
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%+v: ring sizes %v, want %v", c.cfg, got, c.want)
+		}
 	}
 }
