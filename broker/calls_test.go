@@ -585,3 +585,23 @@ func TestNodeDeviceRefused(t *testing.T) {
 		t.Fatalf("hello from the node's device: %v", code)
 	}
 }
+
+// TestCallGlareMakesOneCall checks that two members who start a call in
+// one chat at once get one call: one start succeeds, the other is told
+// CALL_RUNNING with its id.
+func TestCallGlareMakesOneCall(t *testing.T) {
+	n, _ := callNode(t, 0)
+	alice, bob := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(direct, 2)
+	resps := make(chan *wire.Frame, 2)
+	for _, c := range []*wireClient{alice, bob} {
+		go func() { resps <- c.do(startFrame(chat, false)) }()
+	}
+	a, b := <-resps, <-resps
+	if a.GetCallInfo() == nil {
+		a, b = b, a
+	}
+	if a.GetCallInfo() == nil || b.GetError().GetCode() != wire.ErrorCode_ERROR_CODE_CALL_RUNNING || b.GetError().Call != a.GetCallInfo().Call {
+		t.Fatalf("concurrent starts: %v and %v", a, b)
+	}
+}
