@@ -34,8 +34,9 @@ type seqSegment struct {
 // once around a switch), nack and keyframeRequest on the subscriber's RTCP
 // reader, setMaxLayer and setMuted on whichever goroutine decides. mu guards
 // the rewriting state and is held only to compute one packet's header
-// fields, never across a write: a write to this subscriber that blocks
-// holds up no one else's. accept and seen mirror state under mu so a reader
+// fields, never across a write, so a slow write holds no lock that another
+// goroutine waits for (it does hold up the reader that makes it: see
+// rtpWriter). accept and seen mirror state under mu so a reader
 // can skip packets of a layer this downTrack is not on without the lock.
 // nackMu serialises this downTrack's resends, which share one scratch
 // buffer; it is held across their writes but only ever blocks another nack

@@ -14,7 +14,10 @@ import (
 // returns. WriteRTP must not keep h or payload after it returns (pion's
 // interceptors copy what they keep), and may change h's header extensions
 // (the transport-wide CC interceptor adds its sequence number): the caller
-// resets them before the next write.
+// resets them before the next write. WriteRTP is called on a publisher's
+// reader goroutine, for one subscriber after another, so it must not block:
+// a UDP send does not, but a write to a stalled ICE-TCP connection would
+// hold up the layer's other subscribers until it fails.
 type rtpWriter interface {
 	WriteRTP(h *rtp.Header, payload []byte) (int, error)
 }
