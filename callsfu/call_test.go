@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
 
@@ -355,5 +356,121 @@ func TestBadSDPRefused(t *testing.T) {
 	// The refused offers took no publisher slot: the only one is free.
 	if err := c.publish(); err != nil {
 		t.Fatalf("a good offer after the bad ones: %v", err)
+	}
+}
+
+// TestSimulcastLayerRequest: a publisher sends three rid layers; the
+// subscriber gets the one its request and bandwidth estimate allow, switches
+// when it asks for another, and gets nothing of the track while it asks for
+// none.
+func TestSimulcastLayerRequest(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(10); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 10, Peer{1, 1}, 'a', peerOptions{})
+	bob := joinPeer(t, s, 10, Peer{2, 1}, 'b', peerOptions{})
+	if err := alice.publish("q", "h", "f"); err != nil {
+		t.Fatal(err)
+	}
+	var video Track
+	waitFor(t, "alice's video announced", func() bool {
+		return bob.sawEvent(func(e Event) bool {
+			if e.Kind == EventTrackPublished && e.Track.Kind == KindVideo {
+				video = e.Track
+				return true
+			}
+			return false
+		})
+	})
+	if video.Layers != 3 {
+		t.Fatalf("video announced with %d layers, want 3", video.Layers)
+	}
+	onLayer := func(layer int) func() bool {
+		return func() bool {
+			rt := bob.track(video.ID)
+			return rt != nil && rt.lastTag.Load() == int32('a')<<8|int32(layer)
+		}
+	}
+	if err := bob.part.RequestLayer(video.ID, QualityLow); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob on the low layer", onLayer(0))
+	if err := bob.part.RequestLayer(video.ID, QualityMedium); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob on the medium layer", onLayer(1))
+
+	if err := bob.part.RequestLayer(video.ID, QualityOff); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // packets in flight
+	before := bob.track(video.ID).packets.Load()
+	time.Sleep(300 * time.Millisecond)
+	if got := bob.track(video.ID).packets.Load() - before; got != 0 {
+		t.Errorf("%d packets of a track requested off", got)
+	}
+	if err := bob.part.RequestLayer("1.1.nope", QualityLow); !errors.Is(err, ErrUnknownTrack) {
+		t.Errorf("request of an unknown track: %v, want ErrUnknownTrack", err)
+	}
+}
+
+// TestMute: a muted track stops reaching the others, who are told, and
+// flows again when unmuted.
+func TestMute(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 11, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	var audio string
+	for _, id := range bob.publishedBy(alice.part.Peer()) {
+		if bob.track(id).kind == webrtc.RTPCodecTypeAudio {
+			audio = id
+		}
+	}
+	if err := alice.part.SetMuted(audio, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob told alice muted", func() bool {
+		return bob.sawEvent(func(e Event) bool { return e.Kind == EventTrackMuted && e.Track.ID == audio && e.Track.Muted })
+	})
+	time.Sleep(100 * time.Millisecond)
+	before := bob.track(audio).packets.Load()
+	time.Sleep(300 * time.Millisecond)
+	if got := bob.track(audio).packets.Load() - before; got != 0 {
+		t.Errorf("%d packets of a muted track", got)
+	}
+	if err := alice.part.SetMuted(audio, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's audio again", func() bool { return bob.track(audio).packets.Load() > before+10 })
+	if err := bob.part.SetMuted(audio, true); !errors.Is(err, ErrUnknownTrack) {
+		t.Errorf("muting another's track: %v, want ErrUnknownTrack", err)
+	}
+}
+
+// TestICETCP: a client that can only use TCP reaches the SFU over ICE-TCP
+// on the media port number.
+func TestICETCP(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(12); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 12, Peer{1, 1}, 'a', peerOptions{tcp: true})
+	bob := joinPeer(t, s, 12, Peer{2, 1}, 'b', peerOptions{tcp: true})
+	for _, c := range []*testPeer{alice, bob} {
+		if err := c.publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReceiving(t, bob, alice)
+	waitReceiving(t, alice, bob)
+	pair, err := alice.pub.GetSenders()[0].Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("no selected candidate pair: %v", err)
+	}
+	if pair.Remote.Protocol != webrtc.ICEProtocolTCP || pair.Remote.Port != uint16(s.Addr().Port) {
+		t.Errorf("selected pair to %s %s:%d, want tcp to the media port %d",
+			pair.Remote.Protocol, pair.Remote.Address, pair.Remote.Port, s.Addr().Port)
 	}
 }
