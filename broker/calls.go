@@ -39,6 +39,9 @@ type callTable struct {
 	byID      map[CallID]*call
 	byChat    map[storage.ChatID]*call
 	bySession map[*Session]*participant
+	// rings lists, per user being rung, the calls ringing it, so that a
+	// device connecting during a ring rings too.
+	rings map[storage.UserID][]*call
 }
 
 // call is one call. Its fields are guarded by callTable.mu.
@@ -94,6 +97,7 @@ func newCallTable(o Options) *callTable {
 		byID:      make(map[CallID]*call),
 		byChat:    make(map[storage.ChatID]*call),
 		bySession: make(map[*Session]*participant),
+		rings:     make(map[storage.UserID][]*call),
 	}
 	o.Metrics.NewGauge("gonets_broker_calls", func() float64 { return float64(t.count(false)) })
 	o.Metrics.NewGauge("gonets_broker_call_participants", func() float64 { return float64(t.count(true)) })
@@ -194,7 +198,7 @@ func (s *Session) startCall(req *wire.CallStart) (*wire.Frame, error) {
 		c.id = newCallID()
 	}
 	for _, u := range rung {
-		c.ringing[u] = struct{}{}
+		t.ringLocked(c, u)
 	}
 	p := &participant{c: c, s: s}
 	c.parts[s.user] = p
@@ -283,8 +287,7 @@ func (s *Session) joinCall(id CallID) (*wire.Frame, error) {
 	}
 	p := &participant{c: c, s: s}
 	c.parts[s.user], t.bySession[s] = p, p
-	_, rung := c.ringing[s.user]
-	delete(c.ringing, s.user)
+	rung := t.unringLocked(c, s.user)
 	if len(c.ringing) == 0 {
 		t.disarmLocked(c)
 	}
@@ -361,11 +364,10 @@ func (s *Session) declineCall(id CallID) (*wire.Frame, error) {
 	}
 	s.b.chats.unref(e)
 	t.mu.Lock()
-	if _, rung := c.ringing[s.user]; !rung || c.ended {
+	if c.ended || !t.unringLocked(c, s.user) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("%w: call %d does not ring user %d", ErrBadRequest, id, s.user)
 	}
-	delete(c.ringing, s.user)
 	c.declined = true
 	var end *endedCall
 	if len(c.ringing) == 0 {
@@ -514,7 +516,7 @@ func (b *Broker) ringTimedOut(c *call) {
 	for u := range c.ringing {
 		missed = append(missed, u)
 	}
-	clear(c.ringing)
+	t.unringAllLocked(c)
 	var end *endedCall
 	if c.answered.IsZero() {
 		end = t.endLocked(c, wire.CallEndReason_CALL_END_REASON_NO_ANSWER)
@@ -546,7 +548,7 @@ func (t *callTable) endLocked(c *call, reason wire.CallEndReason) *endedCall {
 			delete(t.bySession, p.s)
 		}
 	}
-	clear(c.ringing)
+	t.unringAllLocked(c)
 	return &endedCall{
 		id: c.id, chat: c.chat, video: c.video, caller: c.caller, started: c.started, answered: c.answered,
 		at: t.now(), joined: slices.Clone(c.joined), reason: reason,
@@ -573,7 +575,7 @@ func (b *Broker) callMemberLeft(chat storage.ChatID, user storage.UserID) {
 	var p *participant
 	if c != nil {
 		p = c.parts[user]
-		delete(c.ringing, user)
+		t.unringLocked(c, user)
 	}
 	t.mu.Unlock()
 	if p != nil {
@@ -596,4 +598,49 @@ func (b *Broker) endCalls() {
 		b.finishCall(end, nil)
 	}
 	t.wg.Wait()
+}
+
+// ringLocked makes c ring user.
+func (t *callTable) ringLocked(c *call, user storage.UserID) {
+	c.ringing[user] = struct{}{}
+	t.rings[user] = append(t.rings[user], c)
+}
+
+// unringLocked stops c ringing user, and reports whether it did.
+func (t *callTable) unringLocked(c *call, user storage.UserID) bool {
+	if _, ok := c.ringing[user]; !ok {
+		return false
+	}
+	delete(c.ringing, user)
+	cs := slices.DeleteFunc(t.rings[user], func(x *call) bool { return x == c })
+	if len(cs) == 0 {
+		delete(t.rings, user)
+	} else {
+		t.rings[user] = cs
+	}
+	return true
+}
+
+// unringAllLocked stops c ringing anyone.
+func (t *callTable) unringAllLocked(c *call) {
+	for u := range c.ringing {
+		t.unringLocked(c, u)
+	}
+}
+
+// ringLate rings a session that came online while calls ring its user.
+func (b *Broker) ringLate(s *Session) {
+	t := b.calls
+	t.mu.Lock()
+	var rings []*wire.CallRing
+	for _, c := range t.rings[s.user] {
+		rings = append(rings, &wire.CallRing{
+			Call: uint64(c.id), Chat: uint64(c.chat), Caller: uint64(c.caller), Device: uint64(c.callerDevice),
+			Video: c.video, StartedUs: c.started.UnixMicro(),
+		})
+	}
+	t.mu.Unlock()
+	for _, r := range rings {
+		b.pushSession(s, &wire.Frame{Body: &wire.Frame_CallRing{CallRing: r}})
+	}
 }

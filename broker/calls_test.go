@@ -605,3 +605,20 @@ func TestCallGlareMakesOneCall(t *testing.T) {
 		t.Fatalf("concurrent starts: %v and %v", a, b)
 	}
 }
+
+// TestCallRingsLateDevice checks that a device connecting while a call
+// rings its user rings too, and one connecting after the callee answered
+// does not.
+func TestCallRingsLateDevice(t *testing.T) {
+	n, _ := callNode(t, 0)
+	alice := dial(t, n, n.Token(t, 1, 1))
+	chat := alice.createChat(direct, 2)
+	call := alice.mustCall(startFrame(chat, true)).Call
+	bob := dial(t, n, n.Token(t, 2, 1))
+	if r := bob.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil }).GetCallRing(); r.Call != call || r.Caller != 1 || !r.Video {
+		t.Fatalf("late ring: %v", r)
+	}
+	bob.mustCall(acceptFrame(call))
+	bob2 := dial(t, n, n.Token(t, 2, 2))
+	bob2.noCallPush()
+}

@@ -188,6 +188,7 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	if closing {
 		s.goAway() // Shutdown listed the sessions before this one joined
 	}
+	b.ringLate(s)
 	return s, nil
 }
 

@@ -4010,8 +4010,9 @@ func (x *CallLayers) GetQuality() CallQuality {
 }
 
 // CallRing is a push to the other members' online devices when a call
-// starts: ring until CallUpdate says the user accepted, declined or
-// missed it, or the call ended.
+// starts, and to a rung user's device that connects while it rings: ring
+// until CallUpdate says the user accepted, declined or missed it, or the
+// call ended.
 type CallRing struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Call  uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
