@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,8 +138,14 @@ func TestThreePartyCall(t *testing.T) {
 				waitReceiving(t, sub, pub)
 			}
 		}
-		if ids := sub.publishedBy(sub.part.Peer()); len(ids) != 0 {
-			t.Errorf("%s was offered its own tracks %v", sub.name, ids)
+		own := sub.publishedBy(sub.part.Peer())
+		if len(own) != 2 {
+			t.Errorf("%s was told of %d tracks of its own, want 2", sub.name, len(own))
+		}
+		for _, id := range own {
+			if sub.track(id) != nil {
+				t.Errorf("%s was sent its own track %s", sub.name, id)
+			}
 		}
 	}
 }
@@ -472,5 +479,32 @@ func TestICETCP(t *testing.T) {
 	if pair.Remote.Protocol != webrtc.ICEProtocolTCP || pair.Remote.Port != uint16(s.Addr().Port) {
 		t.Errorf("selected pair to %s %s:%d, want tcp to the media port %d",
 			pair.Remote.Protocol, pair.Remote.Address, pair.Remote.Port, s.Addr().Port)
+	}
+}
+
+// TestActiveSpeaker: everyone is told who speaks, from the audio level
+// header extension of the speaker's packets.
+func TestActiveSpeaker(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(13); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 13, Peer{1, 1}, 'a', peerOptions{})
+	bob := joinPeer(t, s, 13, Peer{2, 1}, 'b', peerOptions{})
+	alice.level = 20 // -20 dBov: speech
+	for _, c := range []*testPeer{alice, bob} {
+		if err := c.publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*testPeer{alice, bob} {
+		waitFor(t, c.name+" told alice speaks", func() bool {
+			return c.sawEvent(func(e Event) bool {
+				return e.Kind == EventSpeakers && len(e.Speakers) == 1 && e.Speakers[0] == alice.part.Peer()
+			})
+		})
+	}
+	if bob.sawEvent(func(e Event) bool { return e.Kind == EventSpeakers && slices.Contains(e.Speakers, bob.part.Peer()) }) {
+		t.Error("silent bob reported speaking")
 	}
 }

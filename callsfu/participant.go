@@ -3,6 +3,8 @@ package callsfu
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,11 +96,13 @@ const (
 	// EventLeft: Peer left the call.
 	EventLeft
 	// EventTrackPublished: Peer publishes Track. It is offered to this
-	// participant in the next EventOffer.
+	// participant in the next EventOffer, unless Peer is this participant,
+	// which learns so the ID of its own track (for SetMuted).
 	EventTrackPublished
 	// EventTrackRemoved: Peer stopped publishing Track.
 	EventTrackRemoved
-	// EventTrackMuted: Peer muted or unmuted Track (Track.Muted).
+	// EventTrackMuted: Peer muted or unmuted Track (Track.Muted); its
+	// publisher hears it too.
 	EventTrackMuted
 	// EventSpeakers: the active speakers changed (Speakers, loudest first).
 	EventSpeakers
@@ -132,7 +136,10 @@ type Participant struct {
 	speaker *speaker // fed by its audio tracks' levels
 	joined  time.Time
 	heard   atomic.Int64 // unix nanoseconds of the last RTP or RTCP received
-	wg      sync.WaitGroup
+	// estimate is the subscriber PeerConnection's bandwidth estimate in
+	// bit/s, stored by its estimator; the sweeper re-fits the layers to it.
+	estimate atomic.Int64
+	wg       sync.WaitGroup
 
 	mu          sync.Mutex             // guards the following
 	pub         *webrtc.PeerConnection // nil until the first Publish
@@ -141,7 +148,7 @@ type Participant struct {
 	rids        map[string][]string                  // simulcast rids by mid, from the last offer
 	published   map[string]*publishedTrack           // by mid
 	subs        map[string]*subscription             // by Track.ID
-	estimate    int                                  // bit/s, from the subscriber's estimator
+	fitted      int64                                // the estimate the layers were last fitted to
 	offerOut    bool                                 // an offer awaits its answer
 	renegotiate bool                                 // subscriptions changed while offerOut
 	publishing  bool                                 // counted among the room's publishers
@@ -619,17 +626,27 @@ func (p *Participant) watch(pc *webrtc.PeerConnection, target Target) {
 }
 
 // onEstimator receives the bandwidth estimator of the subscriber
-// PeerConnection and lets each new estimate re-fit the video layers.
+// PeerConnection. Its estimates are only stored: the estimator calls back on
+// the RTCP reader's goroutine, inside pion's interceptors, where taking p.mu
+// would tie pion's locks to the participant's; refit applies them.
 func (p *Participant) onEstimator(e cc.BandwidthEstimator) {
+	p.estimate.Store(int64(e.GetTargetBitrate()))
+	e.OnTargetBitrateChange(func(bps int) { p.estimate.Store(int64(bps)) })
+}
+
+// refitChange is the relative change of the bandwidth estimate that re-fits
+// the layers; smaller ones would only make the fit flap.
+const refitChange = 0.1
+
+// refit fits the layers to the bandwidth estimate when it has moved by more
+// than refitChange since the last fit. The sweeper calls it.
+func (p *Participant) refit() {
+	est := p.estimate.Load()
 	p.mu.Lock()
-	p.estimate = e.GetTargetBitrate()
-	p.mu.Unlock()
-	e.OnTargetBitrateChange(func(bps int) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.estimate = bps
+	defer p.mu.Unlock()
+	if d := float64(est - p.fitted); !p.left && (d > refitChange*float64(p.fitted) || -d > refitChange*float64(p.fitted)) {
 		p.allocateLocked()
-	})
+	}
 }
 
 // allocateLocked fits the subscribed video into the bandwidth estimate:
@@ -637,10 +654,13 @@ func (p *Participant) onEstimator(e cc.BandwidthEstimator) {
 // raised one layer at a time, all to medium before any to high, while the
 // estimate has room and no higher than each one's requested quality.
 // Single-layer tracks (audio, screen share) are always forwarded and are
-// charged at their nominal bitrate first.
+// charged at their nominal bitrate first. Tracks are raised in the order of
+// their IDs, so that a tight estimate always favours the same ones rather
+// than flapping between them.
 func (p *Participant) allocateLocked() {
 	rates := p.sfu.opts.LayerBitrates
-	budget := p.estimate
+	p.fitted = p.estimate.Load()
+	budget := int(p.fitted)
 	var simulcast []*subscription
 	for _, s := range p.subs {
 		switch {
@@ -655,6 +675,7 @@ func (p *Participant) allocateLocked() {
 			budget -= rates[0]
 		}
 	}
+	slices.SortFunc(simulcast, func(a, b *subscription) int { return strings.Compare(a.track.info.ID, b.track.info.ID) })
 	for l := 1; l < len(rates); l++ {
 		for _, s := range simulcast {
 			cost := rates[l] - rates[l-1]

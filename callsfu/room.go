@@ -103,8 +103,8 @@ func (r *room) releasePublisher(p *Participant) {
 	r.mu.Unlock()
 }
 
-// publish announces a new track of t.owner's and subscribes every other
-// participant to it. It reports false, publishing nothing, when the owner is
+// publish announces a new track of t.owner's to everyone (the owner learns
+// its ID) and subscribes every other participant to it. It reports false, publishing nothing, when the owner is
 // no longer in the room.
 func (r *room) publish(t *publishedTrack) bool {
 	r.mu.Lock()
@@ -114,12 +114,11 @@ func (r *room) publish(t *publishedTrack) bool {
 	}
 	r.tracks[t.info.ID] = t
 	for _, p := range r.participants {
-		if p == t.owner {
-			continue
-		}
 		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.info})
-		p.subscribe(t)
-		p.negotiate()
+		if p != t.owner {
+			p.subscribe(t)
+			p.negotiate()
+		}
 	}
 	return true
 }
@@ -131,24 +130,24 @@ func (r *room) unpublish(t *publishedTrack) {
 	r.unpublishLocked(t)
 }
 
-// unpublishLocked removes t from the room and from every subscriber.
+// unpublishLocked removes t from the room and from every subscriber, and
+// tells everyone.
 func (r *room) unpublishLocked(t *publishedTrack) {
 	if r.tracks[t.info.ID] != t {
 		return
 	}
 	delete(r.tracks, t.info.ID)
 	for _, p := range r.participants {
-		if p == t.owner {
-			continue
+		if p != t.owner {
+			p.unsubscribe(t)
+			p.negotiate()
 		}
-		p.unsubscribe(t)
-		p.negotiate()
 		p.emit(Event{Kind: EventTrackRemoved, Peer: t.info.Peer, Track: t.info})
 	}
 }
 
-// setMuted tells every other participant that t was muted or unmuted and
-// stops or resumes its forwarding to them.
+// setMuted tells everyone that t was muted or unmuted and stops or resumes
+// its forwarding to the others.
 func (r *room) setMuted(t *publishedTrack, muted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,10 +157,9 @@ func (r *room) setMuted(t *publishedTrack, muted bool) {
 	info := t.info
 	info.Muted = muted
 	for _, p := range r.participants {
-		if p == t.owner {
-			continue
+		if p != t.owner {
+			p.applyMute(t)
 		}
-		p.applyMute(t)
 		p.emit(Event{Kind: EventTrackMuted, Peer: info.Peer, Track: info})
 	}
 }
@@ -240,7 +238,8 @@ func (r *room) end(why EndReason, reason Reason) {
 	r.sfu.forget(r, why)
 }
 
-// sweep announces a new dominant speaker, removes participants silent for
+// sweep announces a new dominant speaker, fits subscribers' layers to their
+// bandwidth estimates, removes participants silent for
 // Options.SilenceTimeout and ends the call when nobody has joined it within
 // Options.EmptyTimeout.
 func (r *room) sweep(now time.Time) {
@@ -253,6 +252,7 @@ func (r *room) sweep(now time.Time) {
 	abandoned := !r.joined && now.Sub(r.started) > r.sfu.opts.EmptyTimeout
 	var silent []*Participant
 	for _, p := range r.participants {
+		p.refit()
 		if p.silentSince(now) > r.sfu.opts.SilenceTimeout {
 			silent = append(silent, p)
 		}

@@ -270,3 +270,42 @@ func TestMetrics(t *testing.T) {
 	f("gonets_calls_participants", 2)
 	f("gonets_calls_forwarded_packets_total", 20)
 }
+
+// TestLayerFit: the subscribed simulcast video is fitted into the bandwidth
+// estimate, lowest layers first, never above a track's requested quality.
+func TestLayerFit(t *testing.T) {
+	opts, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Participant{sfu: &SFU{opts: opts}, subs: make(map[string]*subscription)}
+	add := func(id string, kind Kind, layers int) *subscription {
+		tr := &publishedTrack{info: Track{ID: id, Kind: kind, Layers: layers}}
+		s := &subscription{track: tr, local: &trackLocal{track: tr, maxLayer: layers - 1}, requested: QualityHigh}
+		p.subs[id] = s
+		return s
+	}
+	mic := add("1.1.0", KindAudio, 1)
+	camA := add("1.1.1", KindVideo, 3)
+	camB := add("2.1.1", KindVideo, 3)
+	f := func(estimate int, wantA, wantB int) {
+		t.Helper()
+		p.estimate.Store(int64(estimate))
+		p.allocateLocked()
+		if camA.local.maxLayer != wantA || camB.local.maxLayer != wantB || mic.local.maxLayer != 0 {
+			t.Errorf("at %d bit/s: layers %d and %d, want %d and %d",
+				estimate, camA.local.maxLayer, camB.local.maxLayer, wantA, wantB)
+		}
+	}
+	f(3_200_000, 2, 2)
+	f(1_000_000, 1, 0) // 40k audio, 2x150k, one raise of 350k fits, not two
+	f(1_400_000, 1, 1)
+	f(100_000, 0, 0) // the lowest layers even when nothing fits
+	camB.requested = QualityLow
+	f(3_200_000, 2, 0)
+	camA.requested = QualityOff
+	f(3_200_000, 2, 0) // A keeps its layer, muted
+	if !camA.local.muted || camB.local.muted {
+		t.Errorf("muted: A %v B %v, want A only", camA.local.muted, camB.local.muted)
+	}
+}

@@ -22,6 +22,7 @@ type testPeer struct {
 	t     *testing.T
 	name  string
 	tag   byte // first payload byte of everything it sends
+	level byte // the RFC 6464 audio level it sends (127: silence)
 	opts  peerOptions
 	part  *Participant
 	ready chan struct{} // closed once part is set
@@ -109,7 +110,7 @@ func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
 func joinPeer(t *testing.T, s *SFU, call uint64, peer Peer, tag byte, o peerOptions) *testPeer {
 	t.Helper()
 	c := &testPeer{
-		t: t, name: peer.String(), tag: tag, opts: o,
+		t: t, name: peer.String(), tag: tag, level: 127, opts: o,
 		ready: make(chan struct{}), received: make(map[string]*receivedTrack), stop: make(chan struct{}),
 	}
 	part, err := s.Join(call, peer, c.onEvent)
@@ -322,7 +323,7 @@ func (c *testPeer) startSending() {
 			}
 			seq++
 			for _, st := range c.sending {
-				midID, ridID := sendExtensionIDs(st.sender)
+				midID, ridID, levelID := sendExtensionIDs(st.sender)
 				for layer, l := range st.layers {
 					h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}
 					payload := []byte{c.tag, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -330,6 +331,9 @@ func (c *testPeer) startSending() {
 						// VP8 descriptor S=1 PID 0, then a keyframe header (P=0)
 						// with its start code, then tag and layer.
 						payload = []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, c.tag, byte(layer), 0, 0, 0}
+					}
+					if st.kind == webrtc.RTPCodecTypeAudio && levelID != 0 {
+						_ = h.SetExtension(levelID, []byte{c.level})
 					}
 					if l.RID() != "" && midID != 0 && ridID != 0 {
 						_ = h.SetExtension(midID, []byte(transceiverMidOf(c.pub, st.sender)))
@@ -342,18 +346,20 @@ func (c *testPeer) startSending() {
 	}()
 }
 
-// sendExtensionIDs returns the mid and rid header extension ids negotiated
-// for a sender.
-func sendExtensionIDs(s *webrtc.RTPSender) (mid, rid uint8) {
+// sendExtensionIDs returns the mid, rid and audio level header extension
+// ids negotiated for a sender.
+func sendExtensionIDs(s *webrtc.RTPSender) (mid, rid, level uint8) {
 	for _, e := range s.GetParameters().HeaderExtensions {
 		switch e.URI {
 		case sdp.SDESMidURI:
 			mid = uint8(e.ID)
 		case sdp.SDESRTPStreamIDURI:
 			rid = uint8(e.ID)
+		case sdp.AudioLevelURI:
+			level = uint8(e.ID)
 		}
 	}
-	return mid, rid
+	return mid, rid, level
 }
 
 // transceiverMidOf returns the mid of a sender's transceiver.
