@@ -508,3 +508,22 @@ func TestActiveSpeaker(t *testing.T) {
 		t.Error("silent bob reported speaking")
 	}
 }
+
+// TestTooManyTracks: an offer with more media sections than MaxTracks is
+// refused and creates nothing.
+func TestTooManyTracks(t *testing.T) {
+	s := newTestSFU(t, Options{MaxTracks: 1})
+	if err := s.Start(14); err != nil {
+		t.Fatal(err)
+	}
+	c := joinPeer(t, s, 14, Peer{1, 1}, 'a', peerOptions{})
+	err := c.publish() // audio and video
+	if !errors.Is(err, ErrTooManyTracks) || CodeOf(err) != CodeTooManyTracks {
+		t.Fatalf("two tracks with MaxTracks 1: %v, want ErrTooManyTracks", err)
+	}
+	c.part.mu.Lock()
+	defer c.part.mu.Unlock()
+	if c.part.pub != nil || c.part.publishing {
+		t.Error("a refused offer left a publisher PeerConnection or slot")
+	}
+}

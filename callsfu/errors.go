@@ -18,6 +18,7 @@ const (
 	CodeBadCandidate
 	CodeCallExists
 	CodeLeft
+	CodeTooManyTracks
 )
 
 // Error is a refusal with a stable code. The sentinels below are *Error, so
@@ -52,6 +53,9 @@ var (
 	ErrCallExists = &Error{CodeCallExists, "callsfu: call exists"}
 	// ErrLeft: the participant has left or was removed.
 	ErrLeft = &Error{CodeLeft, "callsfu: participant left"}
+	// ErrTooManyTracks: an offer sending more than Options.MaxTracks media
+	// sections.
+	ErrTooManyTracks = &Error{CodeTooManyTracks, "callsfu: too many tracks"}
 )
 
 // CodeOf returns the code of the first *Error in err's chain, CodeInternal if

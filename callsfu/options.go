@@ -33,6 +33,10 @@ type Options struct {
 	// once; the next one's offer is refused with ErrTooManyPublishers.
 	// Default: 16.
 	MaxPublishers int
+	// MaxTracks caps the media sections one publisher sends (microphone,
+	// camera, screen share and its audio); an offer with more is refused
+	// with ErrTooManyTracks. Default: 4.
+	MaxTracks int
 	// SilenceTimeout removes a participant none of whose PeerConnections has
 	// received RTP or RTCP for this long (or, before its first packet, since
 	// it joined). Default: 10 s.
@@ -54,8 +58,10 @@ type Options struct {
 	// (low, medium, high) used to fit a subscriber's video into its bandwidth
 	// estimate. Default: 150,000, 500,000 and 1,500,000.
 	LayerBitrates [3]int
-	// CallEnded, if set, is called once when a call ends, from a goroutine of
-	// the SFU's, never under its locks. Default: nil.
+	// CallEnded, if set, is called once when a call ends, after its
+	// participants are torn down, never under the SFU's locks: from the
+	// goroutine that ended it (End, Close, the last Leave, or the SFU's own
+	// sweeper for silence, ICE failure and abandoned calls). Default: nil.
 	CallEnded func(call uint64, why EndReason)
 
 	// Logger receives lifecycle and error logs (pion's warnings and errors
@@ -89,6 +95,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxPublishers <= 0 {
 		o.MaxPublishers = 16
+	}
+	if o.MaxTracks <= 0 {
+		o.MaxTracks = 4
 	}
 	if o.SilenceTimeout <= 0 {
 		o.SilenceTimeout = 10 * time.Second

@@ -195,12 +195,16 @@ func (p *Participant) Peer() Peer { return p.peer }
 // Publish applies the client's offer for its publisher PeerConnection (the
 // first one creates it; a later one renegotiates) and returns the SFU's
 // answer, which carries all of the SFU's ICE candidates. An offer that would
-// make one publisher too many is refused with ErrTooManyPublishers, a bad one
-// with ErrBadSDP; neither changes anything.
+// make one publisher too many is refused with ErrTooManyPublishers, one with
+// too many tracks with ErrTooManyTracks, a bad one with ErrBadSDP; none of
+// them changes anything.
 func (p *Participant) Publish(offer string) (string, error) {
 	o, err := parseOffer(offer)
 	if err != nil {
 		return "", fmt.Errorf("callsfu: publish %s: %w: %v", p.peer, ErrBadSDP, err)
+	}
+	if len(o.sending) > p.sfu.opts.MaxTracks {
+		return "", fmt.Errorf("callsfu: publish %s (%d tracks): %w", p.peer, len(o.sending), ErrTooManyTracks)
 	}
 	reserved := false
 	if o.sends {

@@ -60,6 +60,39 @@ func (r EndReason) String() string {
 // SFU is the selective forwarding unit of a node: the calls running on it,
 // their participants' PeerConnections, and the one UDP socket (and one TCP
 // listener on the same port number) that carry all their media.
+//
+// # Signalling
+//
+// The broker drives the SFU through this Go API and carries its SDP and
+// candidates to the clients. A call is started (Start), joined (Join) and
+// ended (End, or when the last participant leaves). Each Participant has two
+// PeerConnections, as LiveKit's do: a publisher one that the client offers
+// (Publish; a new offer renegotiates it when the client adds or stops a
+// track, a screen share being a second video track) and a subscriber one
+// that the SFU offers (EventOffer, answered with Answer) and renegotiates as
+// the others' tracks come and go. With one PeerConnection for both
+// directions, every track change on either side would need an offer from
+// whoever had not just offered, and the two sides would glare; with two,
+// each has one offerer. The SFU's candidates of the publisher PeerConnection
+// come inside Publish's answer (they are gathered from the muxes at once),
+// so that no candidate can reach the client before the answer; those of the
+// subscriber PeerConnection are trickled as events after their offer. The
+// client trickles both with AddCandidate.
+//
+// A new subscriber offer waits for the answer to the previous one and, after
+// the first, for the connection: changes meanwhile are folded into the next
+// offer.
+//
+// # Goroutines and locks
+//
+// The SFU owns a sweeper (speaker events, layer fits, silence, abandoned
+// calls) and each participant's event goroutine; each Participant owns the
+// reader goroutines of its tracks (RTP and RTCP of each published layer,
+// RTCP of each subscription), which end when its PeerConnections close.
+// Close waits for all of them. Lock order: SFU.mu, then room.mu, then
+// Participant.mu, then a trackLocal's mu and the forwarding core's; the SFU
+// never holds a lock while it calls out (events, CallEnded) or closes a
+// PeerConnection.
 type SFU struct {
 	opts     Options
 	log      *slog.Logger
@@ -293,9 +326,13 @@ func (s *SFU) Start(call uint64) error {
 // Join adds peer to a started call and returns its Participant. events is
 // called with everything the participant must hear (see Event), in order,
 // from one goroutine of the participant's own; it may call the Participant's
-// methods. A peer already in the call is replaced: the old participant is
-// removed with ReasonReplaced.
+// methods, and should not block: a participant Options.EventQueue events
+// behind is removed. A peer already in the call is replaced: the old
+// participant is removed with ReasonReplaced.
 func (s *SFU) Join(call uint64, peer Peer, events func(Event)) (*Participant, error) {
+	if events == nil {
+		events = func(Event) {}
+	}
 	r, err := s.room(call)
 	if err != nil {
 		return nil, fmt.Errorf("callsfu: join call %d: %w", call, err)
