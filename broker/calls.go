@@ -159,20 +159,9 @@ func (s *Session) startCall(req *wire.CallStart) (*wire.Frame, error) {
 	if err := s.spend(); err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	rung := make([]storage.UserID, 0, min(len(e.users), maxRelayMembers))
-	for _, u := range e.users {
-		if u != s.user && len(rung) < maxRelayMembers {
-			rung = append(rung, u)
-		}
-	}
-	e.mu.Unlock()
-	if kind == storage.ChatDirect {
-		// The other member is rung whether online or not: an answer
-		// from a device that connects in time is an accept.
-		if rung, err = s.b.directPeer(e.id, s.user); err != nil {
-			return nil, err
-		}
+	rung, err := s.rungUsers(e, kind)
+	if err != nil {
+		return nil, err
 	}
 	now := t.now()
 	t.mu.Lock()
@@ -211,20 +200,45 @@ func (s *Session) startCall(req *wire.CallStart) (*wire.Frame, error) {
 		return nil, err
 	}
 	t.started.Inc()
+	s.announceCall(e, c)
+	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
+}
+
+// rungUsers returns the users a call the session starts in the chat of e
+// rings: the other member of a direct chat, online or not (an answer from
+// a device that connects in time is an accept), or a group's other
+// members online, up to maxRelayMembers.
+func (s *Session) rungUsers(e *chatEntry, kind storage.ChatKind) ([]storage.UserID, error) {
+	if kind == storage.ChatDirect {
+		return s.b.directPeer(e.id, s.user)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rung := make([]storage.UserID, 0, min(len(e.users), maxRelayMembers))
+	for _, u := range e.users {
+		if u != s.user && len(rung) < maxRelayMembers {
+			rung = append(rung, u)
+		}
+	}
+	return rung, nil
+}
+
+// announceCall rings the other members' online sessions of the chat of e
+// for c, the session's new call, and tells the caller's other devices
+// that it is in a call (not a ring).
+func (s *Session) announceCall(e *chatEntry, c *call) {
 	ring := &wire.Frame{Body: &wire.Frame_CallRing{CallRing: &wire.CallRing{
 		Call: uint64(c.id), Chat: uint64(c.chat), Caller: uint64(s.user), Device: uint64(s.device),
-		Video: req.Video, StartedUs: now.UnixMicro(),
+		Video: c.video, StartedUs: c.started.UnixMicro(),
 	}}}
-	if pl, err := s.encodePush(ring); err == nil {
-		s.b.relay(e, pl, s, s.user)
-		pl.Release()
+	if p := s.b.encodeCallPush(ring); p != nil {
+		s.b.relay(e, p, s, s.user)
+		p.Release()
 	}
-	// The caller's other devices hear that it is in a call, not a ring.
 	s.b.pushUser(s.user, s, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
 		Call: uint64(c.id), Chat: uint64(c.chat), Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_JOINED,
 		User: uint64(s.user), Device: uint64(s.device),
 	}}})
-	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
 }
 
 // directPeer returns the other member of a direct chat, as a list of
