@@ -3,13 +3,13 @@ package callsfu
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
@@ -191,31 +191,6 @@ func TestLeave(t *testing.T) {
 	if _, err := s.Join(3, Peer{9, 9}, func(Event) {}); !errors.Is(err, ErrUnknownCall) {
 		t.Errorf("join of an ended call: %v, want ErrUnknownCall", err)
 	}
-}
-
-// cuttableConn is a client's UDP socket that can go silent both ways, as a
-// phone that lost its network does.
-type cuttableConn struct {
-	net.PacketConn
-	cut *atomic.Bool
-}
-
-// ReadFrom drops what arrives once the link is cut.
-func (c *cuttableConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.PacketConn.ReadFrom(b)
-		if err != nil || !c.cut.Load() {
-			return n, addr, err
-		}
-	}
-}
-
-// WriteTo drops what is sent once the link is cut.
-func (c *cuttableConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.cut.Load() {
-		return len(b), nil
-	}
-	return c.PacketConn.WriteTo(b, addr)
 }
 
 // TestICEFailureRemoves: a participant whose network vanishes is removed
@@ -525,5 +500,69 @@ func TestTooManyTracks(t *testing.T) {
 	defer c.part.mu.Unlock()
 	if c.part.pub != nil || c.part.publishing {
 		t.Error("a refused offer left a publisher PeerConnection or slot")
+	}
+}
+
+// TestNACKRecovery: with one RTP packet in 20 lost on the publisher's uplink
+// and one in 20 on the subscriber's downlink, NACKs recover them both ways:
+// the SFU's NACKs to the publisher, and its resends from the ring to the
+// subscriber, leave the subscriber's video without gaps.
+func TestNACKRecovery(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(15); err != nil {
+		t.Fatal(err)
+	}
+	lossy := peerOptions{dropEvery: 20}
+	alice := joinPeer(t, s, 15, Peer{1, 1}, 'a', lossy)
+	bob := joinPeer(t, s, 15, Peer{2, 1}, 'b', lossy)
+	if err := alice.publish(); err != nil {
+		t.Fatal(err)
+	}
+	var video string
+	waitFor(t, "alice's video announced", func() bool {
+		return bob.sawEvent(func(e Event) bool {
+			video = e.Track.ID
+			return e.Kind == EventTrackPublished && e.Track.Kind == KindVideo
+		})
+	})
+	const window, settle = 200, 30 // packets checked, and the newest left to their NACK round
+	waitFor(t, "enough video", func() bool {
+		rt := bob.track(video)
+		return rt != nil && rt.received() > window+settle+50
+	})
+	rt := bob.track(video)
+	if lost := rt.missing(settle, window); lost > 2 {
+		t.Errorf("%d of %d video packets never arrived (10%% were dropped on the way)", lost, window)
+	}
+	if n := s.m.nacks.Get(); n == 0 {
+		t.Error("no NACK from the subscriber counted")
+	}
+}
+
+// TestKeyframeRequestReachesPublisher: a subscriber's PLI reaches the
+// publisher as a PLI on its video SSRC.
+func TestKeyframeRequestReachesPublisher(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 16, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	plis := &alice.sending[1].plis
+	time.Sleep(pliInterval) // past the throttle of the subscription's own request
+	before := plis.Load()
+	var ssrc uint32
+	for _, id := range bob.publishedBy(alice.part.Peer()) {
+		if rt := bob.track(id); rt.kind == webrtc.RTPCodecTypeVideo {
+			ssrc = rt.ssrc
+		}
+	}
+	for range 5 {
+		if err := bob.sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "alice asked for a keyframe", func() bool { return plis.Load() > before })
+	time.Sleep(200 * time.Millisecond)
+	if n := plis.Load() - before; n > 1 {
+		t.Errorf("%d PLIs reached the publisher within a second, want 1", n)
 	}
 }

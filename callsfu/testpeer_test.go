@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -46,6 +47,31 @@ type receivedTrack struct {
 	packets atomic.Int64
 	lastTag atomic.Int32 // tag<<8 | layer of the newest packet
 	badSSRC atomic.Int64 // packets whose SSRC was not the stream's
+
+	mu   sync.Mutex          // guards the following
+	seqs map[uint16]struct{} // the sequence numbers received
+	last uint16              // the newest one
+}
+
+// missing returns how many of the n sequence numbers before the newest
+// received but skip were never received.
+func (rt *receivedTrack) missing(skip, n uint16) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	lost := 0
+	for i := range n {
+		if _, ok := rt.seqs[rt.last-skip-i]; !ok {
+			lost++
+		}
+	}
+	return lost
+}
+
+// received returns how many packets arrived.
+func (rt *receivedTrack) received() int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(rt.seqs)
 }
 
 // sentTrack is a track the publisher PeerConnection sends, one local track
@@ -54,20 +80,86 @@ type sentTrack struct {
 	layers []*webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
 	kind   webrtc.RTPCodecType
+	plis   atomic.Int64 // PLIs received for the first layer
+}
+
+// readRTCP drains the sender's RTCP, as an application must for pion's
+// interceptors (the NACK responder) to see it, and counts PLIs.
+func (st *sentTrack) readRTCP() {
+	ssrc := uint32(st.sender.GetParameters().Encodings[0].SSRC)
+	for {
+		pkts, _, err := st.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if pli, ok := p.(*rtcp.PictureLossIndication); ok && pli.MediaSSRC == ssrc {
+				st.plis.Add(1)
+			}
+		}
+	}
 }
 
 // peerOptions configure a test client's network.
 type peerOptions struct {
 	tcp bool         // ICE over TCP only
 	cut *atomic.Bool // if set, each PeerConnection's UDP socket goes silent when it is
+	// dropEvery, if set, loses every dropEvery-th RTP packet the publisher
+	// PeerConnection sends and the subscriber one receives.
+	dropEvery int
 }
 
-// newTestAPI returns a client API for one PeerConnection that speaks what
-// browsers speak: Opus and VP8, the simulcast and audio-level header
-// extensions, pion's default interceptors (NACK, reports, TWCC), loopback
-// candidates only. With o.cut it sends and receives on a socket of its own
-// (as a browser does for each PeerConnection) that goes silent on o.cut.
-func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
+// testConn is a client's UDP socket that can go silent both ways, as a
+// phone that lost its network does, and can lose RTP packets.
+type testConn struct {
+	net.PacketConn
+	cut             *atomic.Bool
+	dropIn, dropOut int // lose every n-th RTP packet received, sent
+	nIn, nOut       atomic.Int64
+}
+
+// isRTP reports whether a datagram is SRTP media (not STUN, DTLS or RTCP).
+func isRTP(b []byte) bool {
+	return len(b) > 1 && b[0]>>6 == 2 && (b[1] < 192 || b[1] > 223)
+}
+
+// ReadFrom drops what arrives once the link is cut, and every dropIn-th
+// RTP packet.
+func (c *testConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		if c.cut != nil && c.cut.Load() {
+			continue
+		}
+		if c.dropIn > 0 && isRTP(b[:n]) && c.nIn.Add(1)%int64(c.dropIn) == 0 {
+			continue
+		}
+		return n, addr, nil
+	}
+}
+
+// WriteTo drops what is sent once the link is cut, and every dropOut-th
+// RTP packet.
+func (c *testConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.cut != nil && c.cut.Load() {
+		return len(b), nil
+	}
+	if c.dropOut > 0 && isRTP(b) && c.nOut.Add(1)%int64(c.dropOut) == 0 {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+// newTestAPI returns a client API for one PeerConnection (target) that
+// speaks what browsers speak: Opus and VP8, the simulcast and audio-level
+// header extensions, pion's default interceptors (NACK, reports, TWCC),
+// loopback candidates only. With o.cut or o.dropEvery it sends and receives
+// on a socket of its own (as a browser does for each PeerConnection) that
+// goes silent on o.cut and loses RTP.
+func newTestAPI(t *testing.T, o peerOptions, target Target) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -93,14 +185,19 @@ func newTestAPI(t *testing.T, o peerOptions) *webrtc.API {
 	} else {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	}
-	if o.cut != nil {
+	if o.cut != nil || o.dropEvery > 0 {
 		udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { udp.Close() })
 		quiet := pionLogs{slog.New(slog.DiscardHandler)}
-		conn := &cuttableConn{PacketConn: udp, cut: o.cut}
+		conn := &testConn{PacketConn: udp, cut: o.cut}
+		if target == TargetPublisher {
+			conn.dropOut = o.dropEvery
+		} else {
+			conn.dropIn = o.dropEvery
+		}
 		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: quiet.NewLogger("udpmux")}))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
@@ -161,7 +258,7 @@ func (c *testPeer) gone() bool {
 // on the first) and sends the answer.
 func (c *testPeer) answer(offer string) error {
 	if c.sub == nil {
-		pc, err := newTestAPI(c.t, c.opts).NewPeerConnection(webrtc.Configuration{})
+		pc, err := newTestAPI(c.t, c.opts, TargetSubscriber).NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return err
 		}
@@ -202,7 +299,7 @@ func (c *testPeer) trickle(target Target, cand *webrtc.ICECandidate) {
 
 // onTrack counts the packets of a track the SFU sends.
 func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	rt := &receivedTrack{ssrc: uint32(remote.SSRC()), kind: remote.Kind()}
+	rt := &receivedTrack{ssrc: uint32(remote.SSRC()), kind: remote.Kind(), seqs: make(map[uint16]struct{})}
 	c.mu.Lock()
 	c.received[remote.ID()] = rt
 	c.mu.Unlock()
@@ -222,6 +319,12 @@ func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			if pkt.SSRC != rt.ssrc {
 				rt.badSSRC.Add(1)
 			}
+			rt.mu.Lock()
+			rt.seqs[pkt.SequenceNumber] = struct{}{}
+			if int16(pkt.SequenceNumber-rt.last) > 0 || len(rt.seqs) == 1 {
+				rt.last = pkt.SequenceNumber
+			}
+			rt.mu.Unlock()
 			if len(pkt.Payload) >= 2 {
 				tag := pkt.Payload[0]
 				if rt.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) >= 9 {
@@ -255,6 +358,13 @@ func (c *testPeer) publish(rids ...string) error {
 	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return err
 	}
+	for _, st := range c.sending {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			st.readRTCP()
+		}()
+	}
 	c.startSending()
 	return nil
 }
@@ -262,7 +372,7 @@ func (c *testPeer) publish(rids ...string) error {
 // addTracks creates the publisher PeerConnection with an Opus and a VP8
 // track.
 func (c *testPeer) addTracks(rids []string) error {
-	pc, err := newTestAPI(c.t, c.opts).NewPeerConnection(webrtc.Configuration{})
+	pc, err := newTestAPI(c.t, c.opts, TargetPublisher).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return err
 	}
