@@ -19,6 +19,7 @@ const (
 	CodeCallExists
 	CodeLeft
 	CodeTooManyTracks
+	CodeBadRequest
 )
 
 // Error is a refusal with a stable code. The sentinels below are *Error, so
@@ -56,6 +57,8 @@ var (
 	// ErrTooManyTracks: an offer sending more than Options.MaxTracks media
 	// sections.
 	ErrTooManyTracks = &Error{CodeTooManyTracks, "callsfu: too many tracks"}
+	// ErrBadRequest: an argument out of its range (a Quality, a Target).
+	ErrBadRequest = &Error{CodeBadRequest, "callsfu: bad request"}
 )
 
 // CodeOf returns the code of the first *Error in err's chain, CodeInternal if

@@ -133,8 +133,7 @@ type Participant struct {
 	room    *room
 	peer    Peer
 	events  *eventQueue
-	speaker *speaker // fed by its audio tracks' levels
-	joined  time.Time
+	speaker *speaker     // fed by its audio tracks' levels
 	heard   atomic.Int64 // unix nanoseconds of the last RTP or RTCP received
 	// estimate is the subscriber PeerConnection's bandwidth estimate in
 	// bit/s, stored by its estimator; the sweeper re-fits the layers to it.
@@ -165,13 +164,12 @@ func newParticipant(r *room, peer Peer, events func(Event)) (*Participant, error
 		sfu:       r.sfu,
 		room:      r,
 		peer:      peer,
-		joined:    time.Now(),
 		pending:   make(map[Target][]webrtc.ICECandidateInit),
 		rids:      make(map[string][]string),
 		published: make(map[string]*publishedTrack),
 		subs:      make(map[string]*subscription),
 	}
-	p.heard.Store(p.joined.UnixNano())
+	p.heard.Store(time.Now().UnixNano())
 	api, err := r.sfu.subscriberAPI(p.onEstimator)
 	if err != nil {
 		return nil, err
@@ -181,9 +179,9 @@ func newParticipant(r *room, peer Peer, events func(Event)) (*Participant, error
 		return nil, fmt.Errorf("callsfu: subscriber peer connection: %w", err)
 	}
 	p.sub = sub
+	p.events = newEventQueue(r.sfu, events, r.sfu.opts.EventQueue, p.onSlowEvents)
 	p.watch(sub, TargetSubscriber)
 	sub.OnICECandidate(p.onCandidate)
-	p.events = newEventQueue(r.sfu, events, r.sfu.opts.EventQueue, p.onSlowEvents)
 	p.speaker = r.detector.add(peer.String())
 	r.sfu.m.participants.Add(1)
 	return p, nil
@@ -224,7 +222,7 @@ func (p *Participant) Publish(offer string) (string, error) {
 	}
 	for _, t := range gone {
 		p.room.unpublish(t)
-		p.closeTrack(t)
+		t.close()
 	}
 	return answer, nil
 }
@@ -440,7 +438,7 @@ func (p *Participant) SetMuted(trackID string, muted bool) error {
 		return fmt.Errorf("callsfu: mute %q of %s: %w", trackID, p.peer, ErrUnknownTrack)
 	}
 	t.setMuted(muted)
-	p.room.setMuted(t, muted)
+	p.room.setMuted(t)
 	return nil
 }
 
@@ -462,7 +460,7 @@ func (p *Participant) ownTrack(id string) *publishedTrack {
 // PeerConnection does not fit it; QualityOff stops the track's forwarding.
 func (p *Participant) RequestLayer(trackID string, q Quality) error {
 	if q < QualityOff || q > QualityHigh {
-		return fmt.Errorf("callsfu: request quality %d: %w", q, ErrUnknownTrack)
+		return fmt.Errorf("callsfu: request quality %d: %w", q, ErrBadRequest)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -761,11 +759,6 @@ func (p *Participant) remove(reason Reason) {
 	if emptied {
 		p.sfu.forget(p.room, EndEmpty)
 	}
-}
-
-// closeTrack ends a track its publisher stopped sending.
-func (p *Participant) closeTrack(t *publishedTrack) {
-	t.close()
 }
 
 // closePC closes a PeerConnection and waits for its goroutines.

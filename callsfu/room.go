@@ -63,7 +63,7 @@ func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
 	}
 	for _, t := range r.tracks {
 		if t.owner != old {
-			p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.info})
+			p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 			p.subscribe(t)
 		}
 	}
@@ -148,14 +148,13 @@ func (r *room) unpublishLocked(t *publishedTrack) {
 
 // setMuted tells everyone that t was muted or unmuted and stops or resumes
 // its forwarding to the others.
-func (r *room) setMuted(t *publishedTrack, muted bool) {
+func (r *room) setMuted(t *publishedTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.tracks[t.info.ID] != t {
 		return
 	}
-	info := t.info
-	info.Muted = muted
+	info := t.describe()
 	for _, p := range r.participants {
 		if p != t.owner {
 			p.applyMute(t)

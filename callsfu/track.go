@@ -49,7 +49,7 @@ type Track struct {
 	Kind Kind
 	// Layers is the number of simulcast layers, 1 to 3.
 	Layers int
-	// Muted is set in EventTrackMuted.
+	// Muted says whether its publisher has muted it (SetMuted).
 	Muted bool
 }
 
@@ -197,9 +197,17 @@ func (t *publishedTrack) readRTCP(recv *webrtc.RTPReceiver, rid string) {
 	}
 }
 
-// setMuted stops or resumes the track's forwarding to every subscriber.
+// setMuted records that the publisher muted or unmuted the track; the room
+// applies it to the subscribers.
 func (t *publishedTrack) setMuted(muted bool) {
 	t.muted.Store(muted)
+}
+
+// describe returns the track's description as of now (whether it is muted).
+func (t *publishedTrack) describe() Track {
+	info := t.info
+	info.Muted = t.muted.Load()
+	return info
 }
 
 // close ends the track for every subscriber.
