@@ -49,7 +49,10 @@
 // client's request stream (control frames with id 0), serialised by the
 // session's respMu; pushes go on the push stream. Every write gets
 // WriteTimeout to make progress, or the session is closed with its reason
-// counted. A connection closed with a code tells the client: QUIC in its
+// counted. Over TCP, where the three share one stream, each takes the
+// connection's write lock (wmu) with its own deadline, and heartbeats
+// (heartbeat.go) join them: written only when nothing is under way or
+// unacknowledged, so they never wait. A connection closed with a code tells the client: QUIC in its
 // close, TCP in a final Error frame. Until its Hello is verified a
 // connection holds a place in the admission list (admission.go), which
 // evicts the oldest beyond its bounds, and a QUIC connection one stream
@@ -62,7 +65,7 @@
 // ending when it is drained; and a control writer, started when a Resync
 // or GoingAway is due and ending once it is written. An idle session has
 // one goroutine of ours and holds no buffer. Per listener: an accept
-// loop. Per ringing call: its ring timer's function when it fires; per
+// loop; per TCP listener with heartbeats, their sweep, once a second. Per ringing call: its ring timer's function when it fires; per
 // removal the SFU reports, a goroutine that takes the participant out.
 // Shutdown stops the accept loops, asks every session to go away, ends
 // every call (waiting for those goroutines), waits for the connections
@@ -79,6 +82,8 @@
 // session, so that Welcome is the first frame on the response stream;
 // nothing takes respMu while holding another lock. Broker.mu, the
 // admission list's mu and a TCPListener's mu are taken alone; a TCP
-// connection's write lock is taken under respMu or alone. Two Outboxes' locks are never held
-// together.
+// connection's write lock is taken under respMu or alone, and a
+// heartbeats list's mu under it (a first write lists the connection) or
+// alone (the sweep takes the write lock only with TryLock, after letting
+// go of the list). Two Outboxes' locks are never held together.
 package broker

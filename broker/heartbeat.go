@@ -2,6 +2,7 @@ package broker
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,15 +104,27 @@ func (h *heartbeats) due(n int64, buf []*tcpConn) []*tcpConn {
 	return buf
 }
 
-// heartbeatWait bounds a heartbeat's write. The connection had nothing
-// written to it for a heartbeat period: a socket buffer still full now
-// is a client that stopped reading, which WriteTimeout would close too.
-// The sweep writes every heartbeat itself, so a stuck one holds up the
-// others by this much at most, once: it closes its session.
-const heartbeatWait = 100 * time.Millisecond
+// heartbeatConn is a connection that can carry heartbeats (tcpConn).
+type heartbeatConn interface {
+	// wantHeartbeats asks for heartbeats from the next write on, and
+	// reports whether the node sends any.
+	wantHeartbeats() bool
+}
+
+// agree returns the capabilities of the client's Hello (caps) that the
+// node agrees to on c, for its Welcome.
+func agree(c Conn, caps []string) []string {
+	if hc, ok := c.(heartbeatConn); ok && slices.Contains(caps, wire.CapHeartbeat) && hc.wantHeartbeats() {
+		return []string{wire.CapHeartbeat}
+	}
+	return nil
+}
 
 // beat sweeps l's connections once per heartbeatSweep until l closes,
-// writing heartbeats to those due.
+// writing heartbeats to those due. The sweep writes them itself: a
+// heartbeat goes only to a socket with nothing unsent or unacknowledged
+// (see heartbeat), whose buffer has room, so no write blocks it.
+// Sessions that outlive the listener (Shutdown's drain) get no more.
 func (b *Broker) beat(l *TCPListener) {
 	defer b.wg.Done()
 	t := time.NewTicker(heartbeatSweep)
@@ -126,7 +139,7 @@ func (b *Broker) beat(l *TCPListener) {
 		n := l.beats.sweeps.Add(1)
 		due = l.beats.due(n, due[:0])
 		for _, c := range due {
-			if c.heartbeat(n) {
+			if c.heartbeat(n, b.opts.WriteTimeout) {
 				b.m.heartbeats.Inc()
 			}
 		}
@@ -134,20 +147,27 @@ func (b *Broker) beat(l *TCPListener) {
 	}
 }
 
-// heartbeat writes a heartbeat at sweep n unless a write is under way
-// (which tells the client as much), and reports whether it did. One not
-// written within heartbeatWait closes the socket, which ends the session.
-func (t *tcpConn) heartbeat(n int64) bool {
+// heartbeat writes a heartbeat at sweep n and reports whether it did. It
+// writes none while a write is under way, or while the socket holds bytes
+// not yet acknowledged (a client whose network stalls with a full buffer
+// is not closed for it: its retransmissions keep the path open, and
+// TCP_USER_TIMEOUT or WriteTimeout decide, as for any write), or once the
+// connection is closing. A write that fails closes the socket, which ends
+// the session.
+func (t *tcpConn) heartbeat(n int64, timeout time.Duration) bool {
 	if !t.wmu.TryLock() {
 		return false
 	}
+	defer t.wmu.Unlock()
 	t.wrote.Store(n)
-	t.c.SetWriteDeadline(time.Now().Add(heartbeatWait))
+	if t.listed.Load() == delisted || unacked(t.raw) > 0 {
+		return false
+	}
+	t.c.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := t.c.Write(heartbeatFrame)
 	// Cleared, so that no timer fires for it later: every writer sets
 	// its own deadline under the lock.
 	t.c.SetWriteDeadline(time.Time{})
-	t.wmu.Unlock()
 	if err != nil {
 		t.raw.Close()
 		return false

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -22,9 +23,7 @@ func TestTCPHeartbeat(t *testing.T) {
 	if b := alice.beats.Load(); b != 0 {
 		t.Fatalf("%d heartbeats before Hello", b)
 	}
-	if r := alice.do(&wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: n.Token(t, 1, 1)}}}); r.GetWelcome() == nil {
-		t.Fatalf("hello: %v", r)
-	}
+	alice.helloWith(n.Token(t, 1, 1), []string{wire.CapHeartbeat}, []string{wire.CapHeartbeat})
 
 	// Written to every 200 ms (a Pong each time): no heartbeat.
 	for range 15 {
@@ -53,14 +52,34 @@ func TestTCPHeartbeat(t *testing.T) {
 	}
 }
 
-// With heartbeats off the node writes none.
-func TestTCPHeartbeatOff(t *testing.T) {
+// A client that does not list the capability gets none, nor does one of
+// a node with heartbeats off; Welcome says so.
+func TestTCPHeartbeatNotAgreed(t *testing.T) {
 	t.Parallel()
-	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{TCPHeartbeat: -1}})
-	alice := dialTCPAs(t, n, 1)
+	on := brokertest.Start(t, brokertest.Options{Broker: broker.Options{TCPHeartbeat: time.Second}})
+	off := brokertest.Start(t, brokertest.Options{Broker: broker.Options{TCPHeartbeat: -1}})
+	notAsked := dialTCP(t, on)
+	notAsked.helloWith(on.Token(t, 1, 1), nil, nil)
+	isOff := dialTCP(t, off)
+	isOff.helloWith(off.Token(t, 1, 1), []string{wire.CapHeartbeat}, nil)
 	time.Sleep(2500 * time.Millisecond)
-	if b := alice.beats.Load(); b != 0 {
+	if b := notAsked.beats.Load(); b != 0 {
+		t.Fatalf("%d heartbeats to a client that did not ask", b)
+	}
+	if b := isOff.beats.Load(); b != 0 {
 		t.Fatalf("%d heartbeats with TCPHeartbeat off", b)
+	}
+}
+
+// helloWith says Hello listing caps and checks Welcome's capabilities.
+func (c *tcpClient) helloWith(token string, caps, want []string) {
+	c.t.Helper()
+	r := c.do(&wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: 1, Token: token, Capabilities: caps}}})
+	if r.GetWelcome() == nil {
+		c.t.Fatalf("hello: %v", r)
+	}
+	if got := r.GetWelcome().GetCapabilities(); !slices.Equal(got, want) {
+		c.t.Fatalf("Welcome capabilities %q, want %q", got, want)
 	}
 }
 

@@ -91,11 +91,12 @@ type Options struct {
 	// open, and tells the client the node is there, so that the client
 	// need not ping it. Each session draws its period once, up to a fifth
 	// below, so that sessions dialled together do not beat together; one
-	// sweep a second writes all that are due. A heartbeat that makes no
-	// progress for WriteTimeout closes the session (its client stopped
-	// reading); a client gone from the network stops acknowledging them,
-	// and the kernel drops the connection within 2 minutes
-	// (TCP_USER_TIMEOUT). Negative disables it (clients
+	// sweep a second writes all that are due. Only clients that list the
+	// heartbeat capability in Hello get them. None is written while the
+	// socket holds bytes not yet acknowledged; a client gone from the
+	// network leaves them unacknowledged, and the kernel drops the
+	// connection within 2 minutes (TCP_USER_TIMEOUT, on Linux). Negative
+	// disables it (clients
 	// then ping after ~40 s of silence, and the kernel probes after their
 	// keep-alive period). Default: 25 s, as the SDK's keep-alive over
 	// QUIC; from 1 s to 5 min.

@@ -162,6 +162,7 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	b.m.sessionsNow.Add(1)
 	welcome := &wire.Frame{Id: f.Id, Body: &wire.Frame_Welcome{Welcome: &wire.Welcome{
 		Version:       ProtocolVersion,
+		Capabilities:  agree(c, h.Capabilities),
 		User:          claims.User,
 		Device:        claims.Device,
 		MaxFrameBytes: b.welcome.maxFrame,

@@ -316,6 +316,7 @@ type tcpConn struct {
 	// whether it is there.
 	beats  *heartbeats
 	wrote  atomic.Int64
+	wanted atomic.Bool // the client asked for them (Hello)
 	listed atomic.Int32
 	every  int64
 	slot   int
@@ -338,14 +339,24 @@ func (t *tcpConn) Write(p []byte) (int, error) {
 }
 
 // noteWrite notes a write for the heartbeats, listing the connection
-// at its first.
+// at the first after its client asked for them (Welcome).
 func (t *tcpConn) noteWrite() {
 	if t.beats != nil {
 		t.wrote.Store(t.beats.sweeps.Load())
-		if t.listed.Load() == unlisted {
+		if t.wanted.Load() && t.listed.Load() == unlisted {
 			t.beats.add(t)
 		}
 	}
+}
+
+// wantHeartbeats lists the connection for heartbeats at its next write,
+// when the node sends any.
+func (t *tcpConn) wantHeartbeats() bool {
+	if t.beats == nil {
+		return false
+	}
+	t.wanted.Store(true)
+	return true
 }
 
 // SetWriteDeadline sets the deadline of the responses' writes. Each
@@ -379,6 +390,11 @@ func (t *tcpConn) wroteError() { t.errorSent.Store(true) }
 func (t *tcpConn) Close(code wire.ErrorCode, reason string) error {
 	t.closeOnce.Do(func() {
 		t.cancel()
+		if t.beats != nil {
+			// No heartbeat into the linger below: one would find the
+			// write side closed and cut the linger short.
+			t.beats.remove(t)
+		}
 		if code != 0 {
 			deadline := time.Now().Add(closeLinger)
 			force := time.AfterFunc(closeLinger, func() { t.raw.Close() })

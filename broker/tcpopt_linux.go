@@ -24,3 +24,21 @@ func setUserTimeout(c net.Conn, d time.Duration) {
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
 	})
 }
+
+// unacked returns the bytes c's socket holds that the peer has not yet
+// acknowledged, sent or not (SIOCOUTQ); 0 when it cannot tell.
+func unacked(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	})
+	return n
+}

@@ -94,7 +94,7 @@ func handshake(c conn, d *dialer, token string) (*session, error) {
 	if s.transport == TransportTCP {
 		s.queue = newPushQueue(d.pushBuffer, d.dropped)
 	}
-	f := &wire.Frame{Id: d.ids.Add(1), Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: ProtocolVersion, Client: d.name, Token: token}}}
+	f := &wire.Frame{Id: d.ids.Add(1), Body: &wire.Frame_Hello{Hello: &wire.Hello{Version: ProtocolVersion, Client: d.name, Token: token, Capabilities: []string{wire.CapHeartbeat}}}}
 	if err := s.write(f); err != nil {
 		return nil, err
 	}

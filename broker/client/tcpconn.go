@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type tcpConn struct {
 	tc        *tls.Conn
 	keepAlive time.Duration
 	idle      time.Duration
+	beats     bool         // the node agreed to send heartbeats (Welcome)
 	heard     atomic.Int64 // when a read last returned bytes, Unix ns
 	closeOnce sync.Once
 }
@@ -95,6 +97,7 @@ func (t *tcpConn) Write(p []byte) (int, error) {
 // what it reads into responses, control frames and queued pushes; the
 // queue's, which hands pushes to the delivery goroutine; and watch.
 func (t *tcpConn) start(s *session) {
+	t.beats = slices.Contains(s.welcome.GetCapabilities(), wire.CapHeartbeat)
 	s.wg.Add(3)
 	go s.readResponses(wire.NewReader(t, s.maxRecv))
 	go s.queue.run(s)
@@ -129,9 +132,13 @@ func (t *tcpConn) watch(s *session) {
 }
 
 // pingAfter is how long the node may be silent before the client pings
-// it: halfway from the keep-alive period to the idle timeout, well past
-// the node's heartbeat, and leaving the Pong time to come back.
+// it: with the node's heartbeats, halfway from the keep-alive period to
+// the idle timeout, well past a heartbeat and leaving the Pong time to
+// come back; without, the keep-alive period, which keeps NATs open.
 func (t *tcpConn) pingAfter() time.Duration {
+	if !t.beats {
+		return t.keepAlive
+	}
 	return t.keepAlive + (t.idle-t.keepAlive)/2
 }
 
