@@ -566,3 +566,40 @@ func TestKeyframeRequestReachesPublisher(t *testing.T) {
 		t.Errorf("%d PLIs reached the publisher within a second, want 1", n)
 	}
 }
+
+// TestScreenShare: a participant starts sharing its screen (a second video
+// track, offered in a renegotiation) and stops; the other receives it and is
+// told when it goes.
+func TestScreenShare(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 17, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	screen, err := alice.addScreen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shared Track
+	waitFor(t, "bob told of alice's screen", func() bool {
+		return bob.sawEvent(func(e Event) bool {
+			shared = e.Track
+			return e.Kind == EventTrackPublished && e.Track.Name == "screen"
+		})
+	})
+	if shared.Kind != KindVideo || shared.Peer != alice.part.Peer() {
+		t.Errorf("screen announced as %+v", shared)
+	}
+	waitFor(t, "bob receiving alice's screen", func() bool { return bob.flowing(20, shared.ID) })
+	if err := alice.stopTrack(screen); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob told the screen share stopped", func() bool {
+		return bob.sawEvent(func(e Event) bool { return e.Kind == EventTrackRemoved && e.Track.ID == shared.ID })
+	})
+	for _, id := range bob.publishedBy(alice.part.Peer()) {
+		if id != shared.ID {
+			before := bob.track(id).packets.Load()
+			waitFor(t, "alice's other tracks still flowing", func() bool { return bob.track(id).packets.Load() > before+10 })
+		}
+	}
+}

@@ -3,6 +3,7 @@ package callsfu
 import (
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,6 +345,18 @@ func (c *testPeer) publish(rids ...string) error {
 	if err := c.addTracks(rids); err != nil {
 		return err
 	}
+	if err := c.renegotiate(); err != nil {
+		return err
+	}
+	for _, st := range c.sending {
+		c.readRTCP(st)
+	}
+	c.startSending()
+	return nil
+}
+
+// renegotiate offers the publisher PeerConnection's tracks as they are now.
+func (c *testPeer) renegotiate() error {
 	offer, err := c.pub.CreateOffer(nil)
 	if err != nil {
 		return err
@@ -355,18 +368,48 @@ func (c *testPeer) publish(rids ...string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	return c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+}
+
+// readRTCP drains a sent track's RTCP on a goroutine of the client's.
+func (c *testPeer) readRTCP(st *sentTrack) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		st.readRTCP()
+	}()
+}
+
+// addScreen starts sharing the screen: a second video track, offered anew.
+func (c *testPeer) addScreen() (*sentTrack, error) {
+	l, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "screen", c.name)
+	if err != nil {
+		return nil, err
+	}
+	sender, err := c.pub.AddTrack(l)
+	if err != nil {
+		return nil, err
+	}
+	st := &sentTrack{layers: []*webrtc.TrackLocalStaticRTP{l}, sender: sender, kind: webrtc.RTPCodecTypeVideo}
+	if err := c.renegotiate(); err != nil {
+		return nil, err
+	}
+	c.readRTCP(st)
+	c.mu.Lock()
+	c.sending = append(c.sending, st)
+	c.mu.Unlock()
+	return st, nil
+}
+
+// stopTrack stops sending st and offers anew.
+func (c *testPeer) stopTrack(st *sentTrack) error {
+	c.mu.Lock()
+	c.sending = slices.DeleteFunc(c.sending, func(x *sentTrack) bool { return x == st })
+	c.mu.Unlock()
+	if err := c.pub.RemoveTrack(st.sender); err != nil {
 		return err
 	}
-	for _, st := range c.sending {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			st.readRTCP()
-		}()
-	}
-	c.startSending()
-	return nil
+	return c.renegotiate()
 }
 
 // addTracks creates the publisher PeerConnection with an Opus and a VP8
@@ -432,7 +475,10 @@ func (c *testPeer) startSending() {
 			case <-tick.C:
 			}
 			seq++
-			for _, st := range c.sending {
+			c.mu.Lock()
+			sending := slices.Clone(c.sending)
+			c.mu.Unlock()
+			for _, st := range sending {
 				midID, ridID, levelID := sendExtensionIDs(st.sender)
 				for layer, l := range st.layers {
 					h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}
