@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -114,17 +115,24 @@ type SFU struct {
 }
 
 // sfuMetrics are the SFU's counters, created once in New. The forwarding
-// core counts per track; the tracks' counts are summed when metrics are
-// read, those of ended tracks kept in retired.
+// core counts per track, without a shared counter on its hot path; the
+// sweeper sums the tracks' counts (those of ended tracks kept in retired)
+// into forwarded and resent.
 type sfuMetrics struct {
+	names            []string // registered in Options.Metrics
 	participants     atomic.Int64
 	retired          struct{ forwarded, resent atomic.Uint64 }
+	reported         struct{ forwarded, resent uint64 } // owned by the sweeper
+	forwarded        *metrics.Counter
+	resent           *metrics.Counter
 	nacks            *metrics.Counter
 	plisToPublisher  *metrics.Counter
 	plisFromSubs     *metrics.Counter
 	removedSilent    *metrics.Counter
 	removedICEFailed *metrics.Counter
 	removedSlow      *metrics.Counter
+	tcpDropped       *metrics.Counter
+	tcpStalled       *metrics.Counter
 }
 
 // New opens the media sockets and returns a running SFU.
@@ -148,15 +156,21 @@ func New(opts Options) (*SFU, error) {
 		return nil, err
 	}
 	s.udpAddr = udp.LocalAddr().(*net.UDPAddr)
+	s.registerMetrics() // before the TCP listener counts into them
 	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: s.pionLogs.NewLogger("udpmux")})
 	if tcp != nil {
-		s.tcpMux = webrtc.NewICETCPMux(s.pionLogs.NewLogger("tcpmux"), tcp, 64)
+		s.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener:        &tcpMediaListener{Listener: tcp, m: &s.m, timeout: tcpWriteTimeout},
+			Logger:          s.pionLogs.NewLogger("tcpmux"),
+			ReadBufferSize:  64,
+			WriteBufferSize: tcpSocketBuffer,
+		})
 	}
 	if err := s.configure(); err != nil {
 		s.closeSockets()
+		s.unregisterMetrics()
 		return nil, err
 	}
-	s.registerMetrics()
 	s.wg.Add(1)
 	go s.sweep()
 	s.log.Info("callsfu: listening", "udp", s.udpAddr.String(), "tcp", tcp != nil)
@@ -252,24 +266,55 @@ func (s *SFU) rtcConfig() webrtc.Configuration {
 // registerMetrics creates the SFU's metrics in Options.Metrics.
 func (s *SFU) registerMetrics() {
 	set := s.opts.Metrics
-	set.NewGauge("gonets_calls_rooms", func() float64 {
+	gauge := func(name string, f func() float64) {
+		set.NewGauge(name, f)
+		s.m.names = append(s.m.names, name)
+	}
+	counter := func(name string) *metrics.Counter {
+		s.m.names = append(s.m.names, name)
+		return set.NewCounter(name)
+	}
+	gauge("gonets_calls_rooms", func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return float64(len(s.rooms))
 	})
-	set.NewGauge("gonets_calls_participants", func() float64 { return float64(s.m.participants.Load()) })
-	set.NewGauge("gonets_calls_forwarded_packets_total", func() float64 {
-		return float64(s.m.retired.forwarded.Load() + s.liveCounters().forwarded)
-	})
-	set.NewGauge("gonets_calls_resent_packets_total", func() float64 {
-		return float64(s.m.retired.resent.Load() + s.liveCounters().resent)
-	})
-	s.m.nacks = set.NewCounter("gonets_calls_nacked_packets_total")
-	s.m.plisToPublisher = set.NewCounter(`gonets_calls_keyframe_requests_total{to="publisher"}`)
-	s.m.plisFromSubs = set.NewCounter(`gonets_calls_keyframe_requests_total{to="sfu"}`)
-	s.m.removedSilent = set.NewCounter(`gonets_calls_participants_removed_total{reason="silent"}`)
-	s.m.removedICEFailed = set.NewCounter(`gonets_calls_participants_removed_total{reason="ice_failed"}`)
-	s.m.removedSlow = set.NewCounter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
+	gauge("gonets_calls_participants", func() float64 { return float64(s.m.participants.Load()) })
+	s.m.forwarded = counter("gonets_calls_forwarded_packets_total")
+	s.m.resent = counter("gonets_calls_resent_packets_total")
+	s.m.nacks = counter("gonets_calls_nacked_packets_total")
+	s.m.plisToPublisher = counter(`gonets_calls_keyframe_requests_total{to="publisher"}`)
+	s.m.plisFromSubs = counter(`gonets_calls_keyframe_requests_total{to="sfu"}`)
+	s.m.removedSilent = counter(`gonets_calls_participants_removed_total{reason="silent"}`)
+	s.m.removedICEFailed = counter(`gonets_calls_participants_removed_total{reason="ice_failed"}`)
+	s.m.removedSlow = counter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
+	s.m.tcpDropped = counter("gonets_calls_tcp_dropped_packets_total")
+	s.m.tcpStalled = counter("gonets_calls_tcp_stalled_connections_total")
+}
+
+// unregisterMetrics takes the SFU's metrics out of Options.Metrics again (a
+// New that failed), so that a later New may register them.
+func (s *SFU) unregisterMetrics() {
+	for _, name := range s.m.names {
+		s.opts.Metrics.UnregisterMetric(name)
+	}
+}
+
+// updateCounters adds what the tracks forwarded and resent since the last
+// update. A track is out of the room before its counts are retired, so the
+// sum can dip for a moment; only growth past what was reported is added.
+func (s *SFU) updateCounters() {
+	live := s.liveCounters()
+	forwarded := s.m.retired.forwarded.Load() + live.forwarded
+	resent := s.m.retired.resent.Load() + live.resent
+	if forwarded > s.m.reported.forwarded {
+		s.m.forwarded.AddInt64(int64(forwarded - s.m.reported.forwarded))
+		s.m.reported.forwarded = forwarded
+	}
+	if resent > s.m.reported.resent {
+		s.m.resent.AddInt64(int64(resent - s.m.reported.resent))
+		s.m.reported.resent = resent
+	}
 }
 
 // liveCounters sums the counters of the tracks being forwarded.
@@ -393,8 +438,8 @@ func (s *SFU) goTracked(f func()) {
 // (within the 100 to 300 ms the speaker detector wants).
 const sweepInterval = 200 * time.Millisecond
 
-// sweep announces dominant speakers, removes silent participants and ends
-// calls nobody joined.
+// sweep announces dominant speakers, removes silent participants, ends
+// calls nobody joined and brings the packet counters up to date.
 func (s *SFU) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(min(sweepInterval, s.opts.SilenceTimeout/4))
@@ -413,6 +458,7 @@ func (s *SFU) sweep() {
 			for _, r := range rooms {
 				r.sweep(now)
 			}
+			s.updateCounters()
 		}
 	}
 }
@@ -437,6 +483,7 @@ func (s *SFU) Close() error {
 	close(s.done)
 	s.wg.Wait()
 	s.closeSockets()
+	s.updateCounters()
 	return nil
 }
 
@@ -451,4 +498,121 @@ func (s *SFU) closeSockets() {
 	if err := s.udpMux.Close(); err != nil {
 		s.log.Warn("callsfu: close udp mux", "err", err)
 	}
+}
+
+// The ICE-TCP write policy. A UDP write never blocks: the kernel drops what
+// does not fit. A TCP write blocks once the socket's buffer is full, and
+// pion writes a subscriber's packets on the publisher's reader goroutine, so
+// one subscriber that stops reading would stall the track for everyone. So
+// each ICE-TCP connection queues its packets for a writer goroutine of its
+// own, drops (and counts) those that find the queue full, and is closed when
+// its socket takes nothing for tcpWriteTimeout, which fails its ICE.
+const (
+	tcpQueue        = 256       // packets queued per connection, about 300 KB
+	tcpSocketBuffer = 256 << 10 // the kernel's send buffer: ~1 s of video; more only adds delay
+	tcpWriteTimeout = 2 * time.Second
+)
+
+// tcpMediaListener accepts ICE-TCP connections whose writes never block.
+type tcpMediaListener struct {
+	net.Listener
+	m       *sfuMetrics
+	timeout time.Duration
+}
+
+// Accept returns the next connection, wrapped in a queuedConn.
+func (l *tcpMediaListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newQueuedConn(c, l.m, l.timeout), nil
+}
+
+// queuedConn is an ICE-TCP connection whose Write queues a copy of the
+// packet (pion writes each framed packet in one Write) for its writer
+// goroutine and never blocks.
+type queuedConn struct {
+	net.Conn
+	m       *sfuMetrics
+	timeout time.Duration
+	queue   chan *[]byte
+	done    chan struct{} // closed by Close
+	exited  chan struct{} // closed when the writer returns
+	once    sync.Once
+	err     error // of closing the socket
+}
+
+// tcpBuffers recycles the queued packets' copies.
+var tcpBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
+
+// newQueuedConn wraps c and starts its writer.
+func newQueuedConn(c net.Conn, m *sfuMetrics, timeout time.Duration) *queuedConn {
+	q := &queuedConn{
+		Conn: c, m: m, timeout: timeout,
+		queue:  make(chan *[]byte, tcpQueue),
+		done:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+	go q.write()
+	return q
+}
+
+// Write queues a copy of b, or drops it when the queue is full.
+func (q *queuedConn) Write(b []byte) (int, error) {
+	select {
+	case <-q.done:
+		return 0, net.ErrClosed
+	default:
+	}
+	buf := tcpBuffers.Get().(*[]byte)
+	*buf = append((*buf)[:0], b...)
+	select {
+	case q.queue <- buf:
+	default:
+		tcpBuffers.Put(buf)
+		q.m.tcpDropped.Inc()
+	}
+	return len(b), nil
+}
+
+// write sends the queued packets, each with a deadline, until the
+// connection closes or its socket stalls.
+func (q *queuedConn) write() {
+	defer close(q.exited)
+	for {
+		select {
+		case <-q.done:
+			return
+		case buf := <-q.queue:
+			if err := q.Conn.SetWriteDeadline(time.Now().Add(q.timeout)); err != nil {
+				q.shut()
+				return
+			}
+			_, err := q.Conn.Write(*buf)
+			tcpBuffers.Put(buf)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					q.m.tcpStalled.Inc()
+				}
+				q.shut()
+				return
+			}
+		}
+	}
+}
+
+// shut stops the writer's loop and closes the socket.
+func (q *queuedConn) shut() {
+	q.once.Do(func() {
+		close(q.done)
+		q.err = q.Conn.Close()
+	})
+}
+
+// Close closes the connection and waits for its writer.
+func (q *queuedConn) Close() error {
+	q.shut()
+	<-q.exited
+	return q.err
 }

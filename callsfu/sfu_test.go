@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
 )
 
 func TestOptionsRefused(t *testing.T) {
@@ -252,19 +254,24 @@ func TestMetrics(t *testing.T) {
 	s := newTestSFU(t, Options{})
 	peers := startCall(t, s, 1, 2)
 	waitReceiving(t, peers[0], peers[1])
-	f := func(name string, atLeast float64) {
-		t.Helper()
+	value := func(name string) float64 {
 		var b bytes.Buffer
 		s.Metrics().WritePrometheus(&b)
 		for _, l := range strings.Split(b.String(), "\n") {
 			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				if n, err := strconv.ParseFloat(v, 64); err != nil || n < atLeast {
-					t.Errorf("%s = %s, want at least %v", name, v, atLeast)
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s = %q", name, v)
 				}
-				return
+				return n
 			}
 		}
-		t.Errorf("no %s in\n%s", name, b.String())
+		t.Fatalf("no %s in\n%s", name, b.String())
+		return 0
+	}
+	f := func(name string, atLeast float64) {
+		t.Helper()
+		waitFor(t, name+" counted", func() bool { return value(name) >= atLeast }) // the sweeper adds packets
 	}
 	f("gonets_calls_rooms", 1)
 	f("gonets_calls_participants", 2)
@@ -307,5 +314,57 @@ func TestLayerFit(t *testing.T) {
 	f(3_200_000, 2, 0) // A keeps its layer, muted
 	if !camA.local.muted || camB.local.muted {
 		t.Errorf("muted: A %v B %v, want A only", camA.local.muted, camB.local.muted)
+	}
+}
+
+// TestQueuedConnNeverBlocks: writes to an ICE-TCP connection whose peer
+// reads nothing return at once, dropping what the queue cannot hold, and the
+// stalled connection is closed after its write timeout.
+func TestQueuedConnNeverBlocks(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String()) // reads nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	set := metrics.NewSet()
+	m := &sfuMetrics{tcpDropped: set.NewCounter("dropped"), tcpStalled: set.NewCounter("stalled")}
+	q := newQueuedConn(c, m, 300*time.Millisecond)
+	defer q.Close()
+
+	pkt := make([]byte, 1200)
+	start := time.Now()
+	for range 20_000 { // 24 MB: far beyond the socket buffers and the queue
+		if _, err := q.Write(pkt); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("20,000 writes to a stalled connection took %v", d)
+	}
+	if m.tcpDropped.Get() == 0 {
+		t.Error("nothing dropped")
+	}
+	waitFor(t, "the stalled connection closed", func() bool {
+		_, err := q.Write(pkt)
+		return errors.Is(err, net.ErrClosed)
+	})
+	if m.tcpStalled.Get() != 1 {
+		t.Errorf("stalled connections counted: %d, want 1", m.tcpStalled.Get())
 	}
 }
