@@ -1,0 +1,210 @@
+package callsfu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pion/rtp/codecs"
+)
+
+// ivfHeaderSize and ivfFrameHeaderSize are the sizes of the IVF file and
+// frame headers.
+const (
+	ivfHeaderSize      = 32
+	ivfFrameHeaderSize = 12
+)
+
+// ivfFile writes one VP8 track's frames to an IVF file, assembling them from
+// RTP payloads given in sequence order. A frame goes out when its last packet
+// (the marker) arrives, with a PTS in the RTP clock (the header's timebase is
+// 1/90,000 s). It starts at a keyframe and, after a lost packet, drops frames
+// until the next keyframe, which it asks for, so every frame it writes
+// decodes.
+type ivfFile struct {
+	f *os.File
+	// keyframe asks the publisher for a keyframe (after a loss). It must
+	// not block.
+	keyframe func()
+
+	frame   []byte // frame header room, then the frame being assembled
+	inFrame bool   // frame holds the start of the frame of frameTS
+	needKey bool   // drop frames until a keyframe starts
+	frameTS uint32 // RTP timestamp of the frame being assembled
+
+	ts       rtpClock
+	frames   uint32 // frames written
+	synced   uint32 // frame count last written into the header
+	width    uint16 // of the first keyframe, written into the header
+	height   uint16
+	sizeSet  bool
+	bytes    int64 // file size
+	firstPTS int64 // -1 before the first frame
+	lastPTS  int64
+}
+
+// newIVFFile creates the file at path (which must not exist) and writes its
+// header.
+func newIVFFile(path string, keyframe func()) (*ivfFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("callsfu: record: %w", err)
+	}
+	w := &ivfFile{
+		f: f, keyframe: keyframe, needKey: true, firstPTS: -1,
+		frame: make([]byte, ivfFrameHeaderSize, ivfFrameHeaderSize+64<<10),
+	}
+	var h [ivfHeaderSize]byte
+	copy(h[0:], "DKIF")
+	binary.LittleEndian.PutUint16(h[6:], ivfHeaderSize)
+	copy(h[8:], "VP80")
+	binary.LittleEndian.PutUint32(h[16:], 90000) // timebase denominator (rate)
+	binary.LittleEndian.PutUint32(h[20:], 1)     // timebase numerator (scale)
+	if _, err := f.Write(h[:]); err != nil {
+		return nil, w.fail("write header", err)
+	}
+	w.bytes = ivfHeaderSize
+	return w, nil
+}
+
+// fail closes the file after err and returns err wrapped with what failed.
+func (w *ivfFile) fail(what string, err error) error {
+	w.f.Close()
+	return fmt.Errorf("callsfu: record %s: %s: %w", w.f.Name(), what, err)
+}
+
+// packet takes the next RTP packet of the track in sequence order.
+func (w *ivfFile) packet(p *recPacket) error {
+	var vp8 codecs.VP8Packet
+	data, err := vp8.Unmarshal(p.payload())
+	if err != nil || len(data) == 0 {
+		return nil // not VP8, or a descriptor alone: nothing to keep
+	}
+	if vp8.S == 1 && vp8.PID == 0 {
+		w.startFrame(p.ts, data)
+	} else if w.inFrame && p.ts == w.frameTS {
+		w.frame = append(w.frame, data...)
+	} else {
+		w.inFrame = false // a frame whose start was not kept
+	}
+	if !p.marker || !w.inFrame {
+		return nil
+	}
+	w.inFrame = false
+	return w.writeFrame()
+}
+
+// startFrame begins the frame of RTP timestamp ts with its first partition's
+// start, unless a keyframe is awaited and this is not one.
+func (w *ivfFile) startFrame(ts uint32, data []byte) {
+	key := data[0]&0x01 == 0
+	w.inFrame = key || !w.needKey
+	if !w.inFrame {
+		return
+	}
+	if key && !w.sizeSet && len(data) >= 10 {
+		// The keyframe header after the 3-byte frame tag and the start
+		// code: 14-bit width and height, each with 2 bits of scaling.
+		w.width = binary.LittleEndian.Uint16(data[6:]) & 0x3fff
+		w.height = binary.LittleEndian.Uint16(data[8:]) & 0x3fff
+	}
+	w.needKey = w.needKey && !key
+	w.frameTS = ts
+	w.frame = append(w.frame[:ivfFrameHeaderSize], data...)
+}
+
+// writeFrame writes the assembled frame with its header in one write.
+func (w *ivfFile) writeFrame() error {
+	pts := w.ts.extend(w.frameTS)
+	if w.firstPTS < 0 {
+		w.firstPTS = pts
+	}
+	pts = max(pts-w.firstPTS, w.lastPTS)
+	w.lastPTS = pts
+	binary.LittleEndian.PutUint32(w.frame[0:], uint32(len(w.frame)-ivfFrameHeaderSize))
+	binary.LittleEndian.PutUint64(w.frame[4:], uint64(pts))
+	if _, err := w.f.Write(w.frame); err != nil {
+		return fmt.Errorf("callsfu: record %s: write frame: %w", w.f.Name(), err)
+	}
+	w.bytes += int64(len(w.frame))
+	w.frames++
+	w.frame = w.frame[:ivfFrameHeaderSize]
+	return nil
+}
+
+// lost is told that packets before the next one were skipped: the frame
+// being assembled is dropped, and so is every frame up to the next keyframe,
+// which it requests.
+func (w *ivfFile) lost() {
+	w.inFrame, w.needKey = false, true
+	if w.keyframe != nil {
+		w.keyframe()
+	}
+}
+
+// sync writes the frame count, and the size once known, into the header,
+// where they are only hints for a player: an IVF file is read up to its end
+// whatever the count says.
+func (w *ivfFile) sync() error {
+	if !w.sizeSet && w.width != 0 {
+		var b [4]byte
+		binary.LittleEndian.PutUint16(b[0:], w.width)
+		binary.LittleEndian.PutUint16(b[2:], w.height)
+		if _, err := w.f.WriteAt(b[:], 12); err != nil {
+			return fmt.Errorf("callsfu: record %s: write size: %w", w.f.Name(), err)
+		}
+		w.sizeSet = true
+	}
+	if w.synced == w.frames {
+		return nil
+	}
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], w.frames)
+	if _, err := w.f.WriteAt(b[:], 24); err != nil {
+		return fmt.Errorf("callsfu: record %s: write frame count: %w", w.f.Name(), err)
+	}
+	w.synced = w.frames
+	return nil
+}
+
+// finish drops a frame left incomplete, writes the final header, syncs the
+// file to disk and closes it.
+func (w *ivfFile) finish() error {
+	err := w.sync()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("callsfu: record %s: finish: %w", w.f.Name(), err)
+	}
+	return nil
+}
+
+// stats returns what was written: frames, bytes and the media's duration
+// from the first frame to the last.
+func (w *ivfFile) stats() (frames uint64, bytes int64, d time.Duration) {
+	return uint64(w.frames), w.bytes, time.Duration(w.lastPTS) * time.Second / 90000
+}
+
+// rtpClock extends 32-bit RTP timestamps to 64 bits across their wrap,
+// taking each one as the nearest to the one before.
+type rtpClock struct {
+	started bool
+	last    uint32
+	ext     int64
+}
+
+// extend returns ts extended.
+func (c *rtpClock) extend(ts uint32) int64 {
+	if !c.started {
+		c.started, c.last, c.ext = true, ts, int64(ts)
+		return c.ext
+	}
+	c.ext += int64(int32(ts - c.last))
+	c.last = ts
+	return c.ext
+}
