@@ -3,13 +3,10 @@ package callsfu
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -626,75 +623,6 @@ func (p *Participant) watch(pc *webrtc.PeerConnection, target Target) {
 		p.sfu.goTracked(func() { p.remove(ReasonICEFailed) })
 	})
 }
-
-// onEstimator receives the bandwidth estimator of the subscriber
-// PeerConnection. Its estimates are only stored: the estimator calls back on
-// the RTCP reader's goroutine, inside pion's interceptors, where taking p.mu
-// would tie pion's locks to the participant's; refit applies them.
-func (p *Participant) onEstimator(e cc.BandwidthEstimator) {
-	p.estimate.Store(int64(e.GetTargetBitrate()))
-	e.OnTargetBitrateChange(func(bps int) { p.estimate.Store(int64(bps)) })
-}
-
-// refitChange is the relative change of the bandwidth estimate that re-fits
-// the layers; smaller ones would only make the fit flap.
-const refitChange = 0.1
-
-// refit fits the layers to the bandwidth estimate when it has moved by more
-// than refitChange since the last fit. The sweeper calls it.
-func (p *Participant) refit() {
-	est := p.estimate.Load()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if d := float64(est - p.fitted); !p.left && (d > refitChange*float64(p.fitted) || -d > refitChange*float64(p.fitted)) {
-		p.allocateLocked()
-	}
-}
-
-// allocateLocked fits the subscribed video into the bandwidth estimate:
-// every simulcast track starts at its lowest layer, then the tracks are
-// raised one layer at a time, all to medium before any to high, while the
-// estimate has room and no higher than each one's requested quality.
-// Single-layer tracks (audio, screen share) are always forwarded and are
-// charged at their nominal bitrate first. Tracks are raised in the order of
-// their IDs, so that a tight estimate always favours the same ones rather
-// than flapping between them.
-func (p *Participant) allocateLocked() {
-	rates := p.sfu.opts.LayerBitrates
-	p.fitted = p.estimate.Load()
-	budget := int(p.fitted)
-	var simulcast []*subscription
-	for _, s := range p.subs {
-		switch {
-		case s.requested == QualityOff:
-		case s.track.info.Kind == KindAudio:
-			budget -= audioBitrate
-		case s.track.info.Layers == 1:
-			budget -= rates[1]
-		default:
-			simulcast = append(simulcast, s)
-			s.layer = 0
-			budget -= rates[0]
-		}
-	}
-	slices.SortFunc(simulcast, func(a, b *subscription) int { return strings.Compare(a.track.info.ID, b.track.info.ID) })
-	for l := 1; l < len(rates); l++ {
-		for _, s := range simulcast {
-			cost := rates[l] - rates[l-1]
-			if int(s.requested) >= l && s.track.info.Layers > l && budget >= cost {
-				s.layer = l
-				budget -= cost
-			}
-		}
-	}
-	for _, s := range p.subs {
-		s.local.setMaxLayer(s.layer)
-		s.local.setMuted(s.track.muted.Load() || s.requested == QualityOff)
-	}
-}
-
-// audioBitrate is what an Opus track is charged in the layer fit.
-const audioBitrate = 40_000
 
 // heardAt records RTP or RTCP from the client.
 func (p *Participant) heardAt(now time.Time) { p.heard.Store(now.UnixNano()) }
