@@ -191,6 +191,9 @@ func TestLeave(t *testing.T) {
 	if _, err := s.Join(3, Peer{9, 9}, func(Event) {}); !errors.Is(err, ErrUnknownCall) {
 		t.Errorf("join of an ended call: %v, want ErrUnknownCall", err)
 	}
+	if err := s.Start(3); err != nil {
+		t.Errorf("start of the ended call again: %v", err)
+	}
 }
 
 // TestICEFailureRemoves: a participant whose network vanishes is removed

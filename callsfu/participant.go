@@ -685,7 +685,7 @@ func (p *Participant) remove(reason Reason) {
 	p.sfu.log.Info("callsfu: participant removed", "peer", p.peer.String(), "call", p.room.call,
 		"reason", reason.String())
 	if emptied {
-		p.sfu.forget(p.room, EndEmpty)
+		p.sfu.ended(p.room, EndEmpty)
 	}
 }
 

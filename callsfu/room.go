@@ -185,9 +185,9 @@ func (r *room) announceSpeaker(now time.Time) {
 
 // drop takes a leaving participant out of the room: its tracks are
 // unpublished and, unless a new participant of the same peer replaced it,
-// the others told it left. It reports whether the room is now
-// empty and ended by this departure, in which case the caller reports the
-// end once the participant is torn down.
+// the others told it left. It reports whether the room is now empty and
+// ended by this departure (it then leaves the running calls at once), in
+// which case the caller reports the end once the participant is torn down.
 func (r *room) drop(p *Participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -212,6 +212,7 @@ func (r *room) drop(p *Participant) bool {
 	}
 	if len(r.participants) == 0 {
 		r.ended = true
+		r.sfu.detach(r)
 		return true
 	}
 	return false
@@ -226,6 +227,7 @@ func (r *room) end(why EndReason, reason Reason) {
 		return
 	}
 	r.ended = true
+	r.sfu.detach(r)
 	ps := make([]*Participant, 0, len(r.participants))
 	for _, p := range r.participants {
 		ps = append(ps, p)
@@ -234,7 +236,7 @@ func (r *room) end(why EndReason, reason Reason) {
 	for _, p := range ps {
 		p.remove(reason)
 	}
-	r.sfu.forget(r, why)
+	r.sfu.ended(r, why)
 }
 
 // sweep announces a new dominant speaker, fits subscribers' layers to their

@@ -90,10 +90,11 @@ func (r EndReason) String() string {
 // calls) and each participant's event goroutine; each Participant owns the
 // reader goroutines of its tracks (RTP and RTCP of each published layer,
 // RTCP of each subscription), which end when its PeerConnections close.
-// Close waits for all of them. Lock order: SFU.mu, then room.mu, then
-// Participant.mu, then a trackLocal's mu and the forwarding core's; the SFU
-// never holds a lock while it calls out (events, CallEnded) or closes a
-// PeerConnection.
+// Close waits for all of them. Lock order: room.mu, then SFU.mu (an ending
+// room leaves the running calls at once), or room.mu, then Participant.mu,
+// then a trackLocal's mu and the forwarding core's; SFU.mu is never held
+// while another is taken. The SFU holds no lock while it calls out (events,
+// CallEnded) or closes a PeerConnection.
 type SFU struct {
 	opts     Options
 	log      *slog.Logger
@@ -386,7 +387,8 @@ func (s *SFU) Join(call uint64, peer Peer, events func(Event)) (*Participant, er
 }
 
 // End hangs up a call: every participant is removed with ReasonCallEnded and
-// its PeerConnections closed before End returns.
+// its PeerConnections closed before End returns. The call may be started
+// again at once.
 func (s *SFU) End(call uint64) error {
 	s.mu.Lock()
 	r, ok := s.rooms[call]
@@ -412,13 +414,19 @@ func (s *SFU) room(call uint64) (*room, error) {
 	return r, nil
 }
 
-// forget drops an ended room and reports the end to Options.CallEnded.
-func (s *SFU) forget(r *room, why EndReason) {
+// detach drops an ending room from the running calls, so that the call can
+// be started afresh at once while the room's participants are torn down.
+func (s *SFU) detach(r *room) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.rooms[r.call] == r {
 		delete(s.rooms, r.call)
 	}
-	s.mu.Unlock()
+}
+
+// ended reports the end of a call, its participants torn down, to
+// Options.CallEnded.
+func (s *SFU) ended(r *room, why EndReason) {
 	s.log.Info("callsfu: call ended", "call", r.call, "why", why.String())
 	if s.opts.CallEnded != nil {
 		s.opts.CallEnded(r.call, why)
