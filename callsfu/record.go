@@ -98,6 +98,9 @@ type recordingSummary struct {
 	// zero while it runs (or if the node died first).
 	Started time.Time `json:"started"`
 	Stopped time.Time `json:"stopped,omitzero"`
+	// Recovered says the node died while recording and recoverRecording
+	// finished the files; Stopped is then when the last was written.
+	Recovered bool `json:"recovered,omitempty"`
 	// Tracks are the tracks recorded, in the order they were added.
 	Tracks []recordedTrack `json:"tracks"`
 }
@@ -157,7 +160,7 @@ type recordedTrack struct {
 // Hold behind a hole), assembles them and writes each frame or Opus packet to
 // the file with one write, so no more than Hold plus a frame stays in the
 // process: after a SIGKILL the files hold everything up to well within the
-// last second, and play (see recordfile.go).
+// last second, and play (see recSink); recoverRecording finishes them.
 //
 // Cost per packet on the publisher's reader: two non-blocking channel
 // operations and a copy of the payload, no allocation. Memory: the queue's
@@ -433,4 +436,68 @@ func (r *recording) trackEvent(t *recTrack, info recordedTrack) {
 	if err := r.writeManifestLocked(); err != nil {
 		r.log.Error("recording manifest", "err", err)
 	}
+}
+
+// recoverRecording finishes the recording in dir if its node died before
+// stop (its manifest has no stop time): each file is cut after its last
+// complete frame or page (a write the death cut short), its header brought
+// up to date (the IVF frame count and size, the Ogg end-of-stream flag), and
+// its frames, size and duration counted into the manifest, which is marked
+// Recovered and stopped when the last file was written. The node calls it
+// at start for each recording directory left unstopped, then announces the
+// summary as it would stop's. A recording already stopped is returned as it
+// is; a track whose file cannot be finished says why in its Error.
+func recoverRecording(dir string) (recordingSummary, error) {
+	r := &recording{dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return recordingSummary{}, fmt.Errorf("callsfu: recover recording: %w", err)
+	}
+	if err := json.Unmarshal(b, &r.sum); err != nil {
+		return recordingSummary{}, fmt.Errorf("callsfu: recover recording %q: manifest: %w", dir, err)
+	}
+	if !r.sum.Stopped.IsZero() {
+		return r.summaryLocked(), nil
+	}
+	r.sum.Stopped = r.sum.Started
+	for i := range r.sum.Tracks {
+		tr := &r.sum.Tracks[i]
+		if !tr.Ended.IsZero() {
+			r.sum.Stopped = maxTime(r.sum.Stopped, tr.Ended)
+			continue // removed and finished before the node died
+		}
+		recoverTrack(filepath.Join(dir, tr.File), tr)
+		r.sum.Stopped = maxTime(r.sum.Stopped, tr.Ended)
+	}
+	r.sum.Recovered = true
+	if err := r.writeManifestLocked(); err != nil {
+		return r.summaryLocked(), err
+	}
+	return r.summaryLocked(), nil
+}
+
+// recoverTrack finishes the file of tr at path and counts it into tr. The
+// track ended when its file was last written.
+func recoverTrack(path string, tr *recordedTrack) {
+	tr.Ended = tr.Added
+	if fi, err := os.Stat(path); err == nil {
+		tr.Ended = fi.ModTime().UTC()
+	}
+	finish := recoverOgg
+	if tr.Kind == "video" {
+		finish = recoverIVF
+	}
+	frames, bytes, d, err := finish(path)
+	tr.Frames, tr.Bytes, tr.DurationMS = frames, bytes, d.Milliseconds()
+	if err != nil {
+		tr.Error = err.Error()
+	}
+}
+
+// maxTime returns the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

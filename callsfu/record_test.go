@@ -293,7 +293,8 @@ const recEnvKill = "GONETS_TEST_RECORD_KILL_DIR"
 // recording, and reads the files back with pion's readers: every frame and
 // packet is there, the IVF header's frame count is up to date, the manifest
 // says who and which track and when each started. A copy cut mid-frame (a
-// write the kill cut short) still reads up to the frame before. The second
+// write the kill cut short) still reads up to the frame before, and
+// recoverRecording finishes such files and the manifest. The second
 // of wall time between the hand-over and the kill is the bound the issue
 // sets ("usable up to the last second"), so it is real time, not a fake
 // clock.
@@ -362,6 +363,44 @@ func TestRecordSurvivesKill(t *testing.T) {
 	}
 	if _, err := checkAudio(t, ogg[:len(ogg)-3], audio[:len(audio)-1]); err == nil {
 		t.Error("ogg cut mid-page: no error at the partial page")
+	}
+
+	// The node restarts and finishes the recording, here with both files
+	// cut mid-frame: they end at the frame before, with headers to match.
+	for name, cut := range map[string]int{"alice_cam.ivf": 7, "alice_mic.ogg": 3} {
+		path := filepath.Join(dir, name)
+		if err := os.Truncate(path, int64(len(readFile(t, path))-cut)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := recoverRecording(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Recovered || sum.Stopped.Before(sum.Started) || len(sum.Tracks) != 2 {
+		t.Fatalf("recovered summary %+v", sum)
+	}
+	v, a := sum.Tracks[0], sum.Tracks[1]
+	if v.Frames != uint64(len(video)-1) || v.DurationMS != int64(len(video)-2)*1000/30 || v.Ended.IsZero() || v.Error != "" {
+		t.Errorf("recovered video %+v", v)
+	}
+	if a.Frames != uint64(len(audio)-1) || a.DurationMS != int64(len(audio)-1)*20 || a.Ended.IsZero() || a.Error != "" {
+		t.Errorf("recovered audio %+v", a)
+	}
+	ivf = readFile(t, filepath.Join(dir, v.File))
+	if h, err := checkVideo(t, ivf, video[:len(video)-1], 0); err != nil || h.NumFrames != uint32(len(video)-1) || int64(len(ivf)) != v.Bytes {
+		t.Errorf("recovered ivf: %d bytes, frame count %d; read error %v", len(ivf), h.NumFrames, err)
+	}
+	ogg = readFile(t, filepath.Join(dir, a.File))
+	pages, err = checkAudio(t, ogg, audio[:len(audio)-1])
+	if err != nil || pages[len(pages)-1].flags&oggFlagEOS == 0 || int64(len(ogg)) != a.Bytes {
+		t.Errorf("recovered ogg: %d bytes, read error %v, last page's flags %#x, want EOS", len(ogg), err, pages[len(pages)-1].flags)
+	}
+	if m := readManifest(t, dir); !m.Recovered || !m.Stopped.Equal(sum.Stopped) || !slices.EqualFunc(m.Tracks, sum.Tracks, sameTrack) {
+		t.Errorf("manifest after recovery %+v\nsummary %+v", m, sum)
+	}
+	if again, err := recoverRecording(dir); err != nil || !again.Stopped.Equal(sum.Stopped) || !slices.EqualFunc(again.Tracks, sum.Tracks, sameTrack) {
+		t.Errorf("second recovery: %v, %+v", err, again)
 	}
 }
 
@@ -435,6 +474,9 @@ func TestRecordStop(t *testing.T) {
 	}
 	if m := readManifest(t, dir); !m.Stopped.Equal(sum.Stopped) || !slices.EqualFunc(m.Tracks, sum.Tracks, sameTrack) {
 		t.Errorf("manifest %+v\nsummary %+v", m, sum)
+	}
+	if rec, err := recoverRecording(dir); err != nil || rec.Recovered || !slices.EqualFunc(rec.Tracks, sum.Tracks, sameTrack) {
+		t.Errorf("recovering a stopped recording: %v, %+v", err, rec)
 	}
 
 	ivf := readFile(t, filepath.Join(dir, v.File))

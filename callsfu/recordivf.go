@@ -1,8 +1,10 @@
 package callsfu
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -207,4 +209,54 @@ func (c *rtpClock) extend(ts uint32) int64 {
 	c.ext += int64(int32(ts - c.last))
 	c.last = ts
 	return c.ext
+}
+
+// recoverIVF finishes an IVF file an ivfFile left unfinished: it cuts the
+// file after its last complete frame, writes the frame count into the header
+// and, if the size was never written, the first keyframe's. It returns the
+// frames, the file's size and the duration from the first frame to the last.
+func recoverIVF(path string) (frames uint64, size int64, d time.Duration, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("callsfu: recover %s: %w", path, err)
+	}
+	defer f.Close()
+	var h [ivfHeaderSize]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil || string(h[:4]) != "DKIF" {
+		return 0, 0, 0, fmt.Errorf("callsfu: recover %s: no IVF header", path)
+	}
+	off, lastPTS := int64(ivfHeaderSize), uint64(0)
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		var fh [ivfFrameHeaderSize]byte
+		if _, err := io.ReadFull(br, fh[:]); err != nil {
+			break
+		}
+		n := int(binary.LittleEndian.Uint32(fh[:]))
+		if got, err := br.Discard(n); err != nil || got < n {
+			break
+		}
+		frames++
+		lastPTS = binary.LittleEndian.Uint64(fh[4:])
+		off += ivfFrameHeaderSize + int64(n)
+	}
+	w := &ivfFile{f: f, frames: uint32(frames), synced: binary.LittleEndian.Uint32(h[24:])}
+	w.sizeSet = binary.LittleEndian.Uint16(h[12:]) != 0
+	if !w.sizeSet && frames > 0 {
+		var key [10]byte // the first frame is a keyframe: its size follows the start code
+		if _, err := f.ReadAt(key[:], ivfHeaderSize+ivfFrameHeaderSize); err == nil {
+			w.width = binary.LittleEndian.Uint16(key[6:]) & 0x3fff
+			w.height = binary.LittleEndian.Uint16(key[8:]) & 0x3fff
+		}
+	}
+	if err := f.Truncate(off); err != nil {
+		return frames, off, 0, fmt.Errorf("callsfu: recover %s: %w", path, err)
+	}
+	if err := w.sync(); err != nil {
+		return frames, off, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return frames, off, 0, fmt.Errorf("callsfu: recover %s: %w", path, err)
+	}
+	return frames, off, time.Duration(lastPTS) * time.Second / 90000, nil
 }

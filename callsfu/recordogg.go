@@ -1,8 +1,10 @@
 package callsfu
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"time"
 )
@@ -230,4 +232,76 @@ func oggCRC(page []byte) uint32 {
 		c = c<<8 ^ oggCRCTable[byte(c>>24)^b]
 	}
 	return c
+}
+
+// recoverOgg finishes an Ogg file an oggFile left unfinished: it cuts the
+// file after its last complete page whose checksum holds and sets the
+// end-of-stream flag on that page. It returns the Opus packets (fillers not
+// counted), the file's size and the duration.
+func recoverOgg(path string) (packets uint64, size int64, d time.Duration, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("callsfu: recover %s: %w", path, err)
+	}
+	defer f.Close()
+	w := &oggFile{f: f}
+	buf := make([]byte, oggHeaderSize+oggMaxSegments+oggMaxSegments*255)
+	br := bufio.NewReaderSize(f, 64<<10)
+	pages := 0
+	for {
+		pg, ok := readOggPage(br, buf)
+		if !ok {
+			break
+		}
+		if pages++; pages > 2 && !opusFiller(pg[oggHeaderSize+int(pg[26]):]) {
+			packets++
+		}
+		w.page, w.pageOff = append(w.page[:0], pg...), w.bytes
+		w.granule = binary.LittleEndian.Uint64(pg[6:])
+		w.bytes += int64(len(pg))
+	}
+	if pages < 2 {
+		return 0, 0, 0, fmt.Errorf("callsfu: recover %s: no Opus headers", path)
+	}
+	if err := f.Truncate(w.bytes); err != nil {
+		return packets, w.bytes, 0, fmt.Errorf("callsfu: recover %s: %w", path, err)
+	}
+	// finish sets the flag, syncs and closes; Close again is harmless.
+	if err := w.finish(); err != nil {
+		return packets, w.bytes, 0, err
+	}
+	return packets, w.bytes, time.Duration(w.granule) * time.Second / opusRate, nil
+}
+
+// readOggPage reads the next page into buf and returns it, or false at the
+// end of the file or at a page cut short or whose checksum fails.
+func readOggPage(r io.Reader, buf []byte) ([]byte, bool) {
+	h := buf[:oggHeaderSize]
+	if _, err := io.ReadFull(r, h); err != nil || string(h[:4]) != "OggS" {
+		return nil, false
+	}
+	segs := buf[oggHeaderSize : oggHeaderSize+int(h[26])]
+	if _, err := io.ReadFull(r, segs); err != nil {
+		return nil, false
+	}
+	n := 0
+	for _, s := range segs {
+		n += int(s)
+	}
+	end := oggHeaderSize + len(segs) + n
+	if _, err := io.ReadFull(r, buf[oggHeaderSize+len(segs):end]); err != nil {
+		return nil, false
+	}
+	pg := buf[:end]
+	want := binary.LittleEndian.Uint32(pg[22:])
+	binary.LittleEndian.PutUint32(pg[22:], 0)
+	got := oggCRC(pg)
+	binary.LittleEndian.PutUint32(pg[22:], want)
+	return pg, got == want
+}
+
+// opusFiller reports whether an Opus packet is one of oggFile.fill's: code
+// 3, a frame count and no frame data.
+func opusFiller(pkt []byte) bool {
+	return len(pkt) == 2 && pkt[0]&0x03 == 3
 }
