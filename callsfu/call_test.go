@@ -606,3 +606,21 @@ func TestScreenShare(t *testing.T) {
 		}
 	}
 }
+
+// TestClientClosedRemoves: a client that closes a PeerConnection without
+// leaving is removed at once (DTLS close_notify), not after the silence.
+func TestClientClosedRemoves(t *testing.T) {
+	s := newTestSFU(t, Options{SilenceTimeout: time.Minute})
+	peers := startCall(t, s, 18, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	if err := alice.pub.GracefulClose(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice removed", func() bool {
+		return alice.sawEvent(func(e Event) bool { return e.Kind == EventRemoved && e.Reason == ReasonClientClosed })
+	})
+	waitFor(t, "bob told alice left", func() bool {
+		return bob.sawEvent(func(e Event) bool { return e.Kind == EventLeft && e.Peer == alice.part.Peer() })
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -52,6 +53,9 @@ const (
 	// ReasonSlowEvents: its events function fell Options.EventQueue events
 	// behind.
 	ReasonSlowEvents
+	// ReasonClientClosed: the client closed one of its PeerConnections
+	// without leaving.
+	ReasonClientClosed
 )
 
 // String names the reason for logs.
@@ -71,6 +75,8 @@ func (r Reason) String() string {
 		return "closed"
 	case ReasonSlowEvents:
 		return "slow events"
+	case ReasonClientClosed:
+		return "client closed"
 	}
 	return "unknown"
 }
@@ -135,6 +141,7 @@ type Participant struct {
 	// estimate is the subscriber PeerConnection's bandwidth estimate in
 	// bit/s, stored by its estimator; the sweeper re-fits the layers to it.
 	estimate atomic.Int64
+	removing atomic.Bool // removeAsync has begun
 	wg       sync.WaitGroup
 
 	mu          sync.Mutex             // guards the following
@@ -602,25 +609,37 @@ func (p *Participant) onCandidate(c *webrtc.ICECandidate) {
 	}
 }
 
-// watch removes the participant when pc's connection fails, and sends the
-// subscriber offer that waited for the connection.
+// watch removes the participant when pc's connection fails or the client
+// closes it, and sends the subscriber offer that waited for the connection.
 func (p *Participant) watch(pc *webrtc.PeerConnection, target Target) {
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
-		if state == webrtc.PeerConnectionStateConnected && target == TargetSubscriber {
-			p.onSubscriberConnected()
-		}
-		if state != webrtc.PeerConnectionStateFailed {
+		var reason Reason
+		switch state {
+		case webrtc.PeerConnectionStateConnected:
+			if target == TargetSubscriber {
+				p.onSubscriberConnected()
+			}
+			return
+		case webrtc.PeerConnectionStateFailed:
+			reason = ReasonICEFailed
+		case webrtc.PeerConnectionStateClosed:
+			reason = ReasonClientClosed // by DTLS close_notify, unless the SFU closed it
+		default:
 			return
 		}
 		p.mu.Lock()
-		left := p.left
+		current := !p.left && (pc == p.pub || pc == p.sub) // not one the SFU closed
 		p.mu.Unlock()
-		if left {
+		if !current {
 			return
 		}
-		p.sfu.log.Info("callsfu: ICE failed", "peer", p.peer.String(), "call", p.room.call, "target", target)
-		p.sfu.m.removedICEFailed.Inc()
-		p.sfu.goTracked(func() { p.remove(ReasonICEFailed) })
+		p.sfu.log.Info("callsfu: peer connection lost", "peer", p.peer.String(), "call", p.room.call,
+			"target", target, "reason", reason.String())
+		counter := p.sfu.m.removedClosed
+		if reason == ReasonICEFailed {
+			counter = p.sfu.m.removedICEFailed
+		}
+		p.removeAsync(reason, counter)
 	})
 }
 
@@ -643,8 +662,19 @@ func (p *Participant) silentSince(now time.Time) time.Duration {
 
 // onSlowEvents removes a participant whose events queue overflowed.
 func (p *Participant) onSlowEvents() {
-	p.sfu.m.removedSlow.Inc()
-	p.sfu.goTracked(func() { p.remove(ReasonSlowEvents) })
+	p.removeAsync(ReasonSlowEvents, p.sfu.m.removedSlow)
+}
+
+// removeAsync removes the participant on a goroutine of the SFU's, for a
+// reason found where it cannot wait for the teardown (a pion callback, the
+// sweeper), and counts the removal. Only the first call does anything.
+func (p *Participant) removeAsync(reason Reason, counter *metrics.Counter) {
+	if !p.removing.CompareAndSwap(false, true) {
+		return
+	}
+	if p.sfu.goTracked(func() { p.remove(reason) }) {
+		counter.Inc()
+	}
 }
 
 // emit queues an event for the participant's events function.
@@ -712,11 +742,14 @@ type eventQueue struct {
 // for it in Close.
 func newEventQueue(s *SFU, fn func(Event), size int, overflow func()) *eventQueue {
 	q := &eventQueue{ch: make(chan Event, size), overflow: overflow}
-	s.goTracked(func() {
+	started := s.goTracked(func() {
 		for e := range q.ch {
 			fn(e)
 		}
 	})
+	if !started { // the SFU is closing: nobody will hear anything
+		q.close()
+	}
 	return q
 }
 

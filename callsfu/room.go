@@ -264,7 +264,6 @@ func (r *room) sweep(now time.Time) {
 		return
 	}
 	for _, p := range silent {
-		r.sfu.m.removedSilent.Inc()
-		r.sfu.goTracked(func() { p.remove(ReasonSilent) })
+		p.removeAsync(ReasonSilent, r.sfu.m.removedSilent)
 	}
 }

@@ -132,6 +132,7 @@ type sfuMetrics struct {
 	removedSilent    *metrics.Counter
 	removedICEFailed *metrics.Counter
 	removedSlow      *metrics.Counter
+	removedClosed    *metrics.Counter
 	tcpDropped       *metrics.Counter
 	tcpStalled       *metrics.Counter
 }
@@ -289,6 +290,7 @@ func (s *SFU) registerMetrics() {
 	s.m.removedSilent = counter(`gonets_calls_participants_removed_total{reason="silent"}`)
 	s.m.removedICEFailed = counter(`gonets_calls_participants_removed_total{reason="ice_failed"}`)
 	s.m.removedSlow = counter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
+	s.m.removedClosed = counter(`gonets_calls_participants_removed_total{reason="client_closed"}`)
 	s.m.tcpDropped = counter("gonets_calls_tcp_dropped_packets_total")
 	s.m.tcpStalled = counter("gonets_calls_tcp_stalled_connections_total")
 }
@@ -433,13 +435,21 @@ func (s *SFU) ended(r *room, why EndReason) {
 	}
 }
 
-// goTracked runs f on a goroutine the SFU waits for in Close.
-func (s *SFU) goTracked(f func()) {
+// goTracked runs f on a goroutine the SFU waits for in Close, and reports
+// whether it did: once Close has begun it runs nothing (Close removes every
+// participant itself), so that no goroutine starts behind its wait.
+func (s *SFU) goTracked(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // sweepInterval is how often the sweeper looks for a new dominant speaker
