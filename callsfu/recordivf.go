@@ -32,7 +32,7 @@ type ivfFile struct {
 
 	frame   []byte // frame header room, then the frame being assembled
 	inFrame bool   // frame holds the start of the frame of frameTS
-	needKey bool   // drop frames until a keyframe starts
+	needKey bool   // drop frames until a keyframe is written
 	frameTS uint32 // RTP timestamp of the frame being assembled
 
 	ts       rtpClock
@@ -83,12 +83,13 @@ func (w *ivfFile) packet(p *recPacket) error {
 	if err != nil || len(data) == 0 {
 		return nil // not VP8, or a descriptor alone: nothing to keep
 	}
-	if vp8.S == 1 && vp8.PID == 0 {
+	switch {
+	case vp8.S == 1 && vp8.PID == 0:
 		w.startFrame(p.ts, data)
-	} else if w.inFrame && p.ts == w.frameTS {
+	case w.inFrame && p.ts == w.frameTS:
 		w.frame = append(w.frame, data...)
-	} else {
-		w.inFrame = false // a frame whose start was not kept
+	case w.inFrame:
+		w.lost() // the frame's end never came: the stream broke
 	}
 	if !p.marker || !w.inFrame {
 		return nil
@@ -98,8 +99,12 @@ func (w *ivfFile) packet(p *recPacket) error {
 }
 
 // startFrame begins the frame of RTP timestamp ts with its first partition's
-// start, unless a keyframe is awaited and this is not one.
+// start, unless a keyframe is awaited and this is not one. A frame still
+// being assembled never got its end, and is dropped as a loss.
 func (w *ivfFile) startFrame(ts uint32, data []byte) {
+	if w.inFrame {
+		w.lost()
+	}
 	key := data[0]&0x01 == 0
 	w.inFrame = key || !w.needKey
 	if !w.inFrame {
@@ -111,7 +116,6 @@ func (w *ivfFile) startFrame(ts uint32, data []byte) {
 		w.width = binary.LittleEndian.Uint16(data[6:]) & 0x3fff
 		w.height = binary.LittleEndian.Uint16(data[8:]) & 0x3fff
 	}
-	w.needKey = w.needKey && !key
 	w.frameTS = ts
 	w.frame = append(w.frame[:ivfFrameHeaderSize], data...)
 }
@@ -131,6 +135,7 @@ func (w *ivfFile) writeFrame() error {
 	}
 	w.bytes += int64(len(w.frame))
 	w.frames++
+	w.needKey = false // only a keyframe was started while it was set
 	w.frame = w.frame[:ivfFrameHeaderSize]
 	return nil
 }
