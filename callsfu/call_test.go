@@ -624,3 +624,34 @@ func TestClientClosedRemoves(t *testing.T) {
 		return bob.sawEvent(func(e Event) bool { return e.Kind == EventLeft && e.Peer == alice.part.Peer() })
 	})
 }
+
+// TestLayerFollowsBandwidth: when a subscriber's downlink starts losing
+// packets, its bandwidth estimate (GCC, from its transport-wide CC feedback)
+// falls, and the SFU moves it to a lower simulcast layer on its own.
+func TestLayerFollowsBandwidth(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(19); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 19, Peer{1, 1}, 'a', peerOptions{})
+	bob := joinPeer(t, s, 19, Peer{2, 1}, 'b', peerOptions{dropEvery: 4}) // a quarter lost
+	if err := alice.publish("q", "h", "f"); err != nil {
+		t.Fatal(err)
+	}
+	var video string
+	waitFor(t, "alice's video announced", func() bool {
+		return bob.sawEvent(func(e Event) bool {
+			video = e.Track.ID
+			return e.Kind == EventTrackPublished && e.Track.Kind == KindVideo
+		})
+	})
+	// The estimate starts at 1 Mbit/s: room for the medium layer.
+	waitFor(t, "bob on the medium layer", func() bool {
+		rt := bob.track(video)
+		return rt != nil && rt.layers.Load()&(1<<1) != 0
+	})
+	waitFor(t, "bob moved to the low layer", func() bool {
+		rt := bob.track(video)
+		return rt.lastTag.Load()&0xff == 0 && bob.part.estimate.Load() < 540_000
+	})
+}

@@ -47,6 +47,7 @@ type receivedTrack struct {
 	kind    webrtc.RTPCodecType
 	packets atomic.Int64
 	lastTag atomic.Int32 // tag<<8 | layer of the newest packet
+	layers  atomic.Int32 // bit i: a video packet of layer i arrived
 	badSSRC atomic.Int64 // packets whose SSRC was not the stream's
 
 	mu   sync.Mutex          // guards the following
@@ -330,6 +331,7 @@ func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				tag := pkt.Payload[0]
 				if rt.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) >= 9 {
 					rt.lastTag.Store(int32(pkt.Payload[7])<<8 | int32(pkt.Payload[8]))
+					rt.layers.Or(1 << (pkt.Payload[8] & 7))
 				} else {
 					rt.lastTag.Store(int32(tag) << 8)
 				}
