@@ -655,3 +655,45 @@ func TestLayerFollowsBandwidth(t *testing.T) {
 		return rt.lastTag.Load()&0xff == 0 && bob.part.estimate.Load() < 540_000
 	})
 }
+
+// TestRestartICE: a subscriber whose network changed gets an offer with new
+// ICE credentials and, once it answers, its media again.
+func TestRestartICE(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	peers := startCall(t, s, 20, 2)
+	alice, bob := peers[0], peers[1]
+	waitReceiving(t, bob, alice)
+	offers := func() []string {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		var sdps []string
+		for _, e := range bob.events {
+			if e.Kind == EventOffer {
+				sdps = append(sdps, e.SDP)
+			}
+		}
+		return sdps
+	}
+	before := len(offers())
+	if err := bob.part.RestartICE(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the restart offer", func() bool { return len(offers()) > before })
+	sdps := offers()
+	if a, b := iceUfrag(sdps[before-1]), iceUfrag(sdps[before]); a == b {
+		t.Errorf("restart offer kept the ICE username fragment %q", a)
+	}
+	ids := bob.publishedBy(alice.part.Peer())
+	n := bob.track(ids[0]).packets.Load()
+	waitFor(t, "media after the restart", func() bool { return bob.track(ids[0]).packets.Load() > n+20 })
+}
+
+// iceUfrag returns an SDP's first ICE username fragment.
+func iceUfrag(sdp string) string {
+	for _, l := range strings.Split(sdp, "\r\n") {
+		if u, ok := strings.CutPrefix(l, "a=ice-ufrag:"); ok {
+			return u
+		}
+	}
+	return ""
+}

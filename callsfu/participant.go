@@ -153,6 +153,7 @@ type Participant struct {
 	subs        map[string]*subscription             // by Track.ID
 	fitted      int64                                // the estimate the layers were last fitted to
 	offerOut    bool                                 // an offer awaits its answer
+	restartICE  bool                                 // the next offer restarts ICE
 	renegotiate bool                                 // subscriptions changed while offerOut
 	publishing  bool                                 // counted among the room's publishers
 	left        bool
@@ -477,6 +478,21 @@ func (p *Participant) RequestLayer(trackID string, q Quality) error {
 	return nil
 }
 
+// RestartICE has the SFU offer the subscriber PeerConnection anew with fresh
+// ICE credentials, for a client whose network changed (the offer does not
+// wait for the connection, which is what is lost). The client restarts the
+// publisher PeerConnection itself, with an ICE-restart offer to Publish.
+func (p *Participant) RestartICE() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.left {
+		return fmt.Errorf("callsfu: restart ICE of %s: %w", p.peer, ErrLeft)
+	}
+	p.restartICE = true
+	p.negotiateLocked()
+	return nil
+}
+
 // Leave removes the participant from its call and closes its
 // PeerConnections before it returns.
 func (p *Participant) Leave() {
@@ -550,14 +566,14 @@ func (p *Participant) negotiateLocked() {
 	if p.left {
 		return
 	}
-	if p.offerOut || p.connectingLocked() {
+	if p.offerOut || (p.connectingLocked() && !p.restartICE) {
 		p.renegotiate = true
 		return
 	}
 	if len(p.sub.GetTransceivers()) == 0 {
 		return // nothing to offer yet
 	}
-	offer, err := p.sub.CreateOffer(nil)
+	offer, err := p.sub.CreateOffer(&webrtc.OfferOptions{ICERestart: p.restartICE})
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
@@ -566,6 +582,7 @@ func (p *Participant) negotiateLocked() {
 		return
 	}
 	p.offerOut = true
+	p.restartICE = false
 	p.emit(Event{Kind: EventOffer, Target: TargetSubscriber, SDP: p.sub.LocalDescription().SDP})
 }
 
