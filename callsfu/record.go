@@ -54,7 +54,7 @@ type recordingOptions struct {
 	// the gap is filled with silence. Default: 250 ms.
 	Hold time.Duration
 	// SyncInterval is how often a track's file header is brought up to
-	// date (the IVF frame count) and held packets are looked at for Hold.
+	// date (the IVF length) and held packets are looked at for Hold.
 	// Default: 250 ms.
 	SyncInterval time.Duration
 	// Logger receives the recording's lifecycle and write errors. Default:
@@ -157,10 +157,12 @@ type recordedTrack struct {
 // taken from the track's free list and hand it over a channel, never
 // blocking: with no free buffer the packet is dropped and counted. One
 // goroutine per track puts the packets back in sequence order (waiting up to
-// Hold behind a hole), assembles them and writes each frame or Opus packet to
-// the file with one write, so no more than Hold plus a frame stays in the
-// process: after a SIGKILL the files hold everything up to well within the
-// last second, and play (see recSink); recoverRecording finishes them.
+// Hold behind a hole, looked at on each packet and every SyncInterval),
+// assembles them and writes each frame or Opus packet to the file with one
+// write, so nothing stays in the process longer than Hold plus SyncInterval
+// (500 ms by default) plus the queue's wait: after a SIGKILL the files hold
+// everything but the last half second or so, and play (see recSink);
+// recoverRecording finishes them and the manifest.
 //
 // Cost per packet on the publisher's reader: two non-blocking channel
 // operations and a copy of the payload, no allocation. Memory: the queue's
@@ -441,7 +443,7 @@ func (r *recording) trackEvent(t *recTrack, info recordedTrack) {
 // recoverRecording finishes the recording in dir if its node died before
 // stop (its manifest has no stop time): each file is cut after its last
 // complete frame or page (a write the death cut short), its header brought
-// up to date (the IVF frame count and size, the Ogg end-of-stream flag), and
+// up to date (the IVF length and size, the Ogg end-of-stream flag), and
 // its frames, size and duration counted into the manifest, which is marked
 // Recovered and stopped when the last file was written. The node calls it
 // at start for each recording directory left unstopped, then announces the

@@ -291,7 +291,7 @@ const recEnvKill = "GONETS_TEST_RECORD_KILL_DIR"
 // TestRecordSurvivesKill records in a child process that is SIGKILLed a
 // second after the last packet was handed over, never stopping the
 // recording, and reads the files back with pion's readers: every frame and
-// packet is there, the IVF header's frame count is up to date, the manifest
+// packet is there, the IVF header's length is up to date, the manifest
 // says who and which track and when each started. A copy cut mid-frame (a
 // write the kill cut short) still reads up to the frame before, and
 // recoverRecording finishes such files and the manifest. The second
@@ -348,8 +348,8 @@ func TestRecordSurvivesKill(t *testing.T) {
 	}
 	ivf := readFile(t, filepath.Join(dir, "alice_cam.ivf"))
 	h, err := checkVideo(t, ivf, video, 0)
-	if err != nil || h.NumFrames != uint32(len(video)) {
-		t.Errorf("ivf: frame count %d, want %d; read error %v", h.NumFrames, len(video), err)
+	if err != nil || h.NumFrames != uint32(len(video)*recFrameTicks) {
+		t.Errorf("ivf: length %d, want %d (3 s); read error %v", h.NumFrames, len(video)*recFrameTicks, err)
 	}
 	ogg := readFile(t, filepath.Join(dir, "alice_mic.ogg"))
 	pages, err := checkAudio(t, ogg, audio)
@@ -388,8 +388,8 @@ func TestRecordSurvivesKill(t *testing.T) {
 		t.Errorf("recovered audio %+v", a)
 	}
 	ivf = readFile(t, filepath.Join(dir, v.File))
-	if h, err := checkVideo(t, ivf, video[:len(video)-1], 0); err != nil || h.NumFrames != uint32(len(video)-1) || int64(len(ivf)) != v.Bytes {
-		t.Errorf("recovered ivf: %d bytes, frame count %d; read error %v", len(ivf), h.NumFrames, err)
+	if h, err := checkVideo(t, ivf, video[:len(video)-1], 0); err != nil || h.NumFrames != uint32((len(video)-1)*recFrameTicks) || int64(len(ivf)) != v.Bytes {
+		t.Errorf("recovered ivf: %d bytes, length %d; read error %v", len(ivf), h.NumFrames, err)
 	}
 	ogg = readFile(t, filepath.Join(dir, a.File))
 	pages, err = checkAudio(t, ogg, audio[:len(audio)-1])
@@ -431,7 +431,7 @@ func recordUntilKilled(t *testing.T, dir string) {
 }
 
 // TestRecordStop records two tracks, stops cleanly and checks the files'
-// frames, the final IVF frame count, the Ogg end-of-stream flag, the summary
+// frames, the final IVF length, the Ogg end-of-stream flag, the summary
 // and the manifest.
 func TestRecordStop(t *testing.T) {
 	checkRecordLeaks(t)
@@ -480,8 +480,8 @@ func TestRecordStop(t *testing.T) {
 	}
 
 	ivf := readFile(t, filepath.Join(dir, v.File))
-	if h, err := checkVideo(t, ivf, cam.frames, 0); err != nil || h.NumFrames != 60 {
-		t.Errorf("ivf: frame count %d, want 60; read error %v", h.NumFrames, err)
+	if h, err := checkVideo(t, ivf, cam.frames, 0); err != nil || h.NumFrames != 60*recFrameTicks {
+		t.Errorf("ivf: length %d, want 2 s; read error %v", h.NumFrames, err)
 	}
 	if int64(len(ivf)) != v.Bytes {
 		t.Errorf("ivf is %d bytes, summary says %d", len(ivf), v.Bytes)
@@ -612,8 +612,9 @@ func TestRecordVideoLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, frames, pts, err := readIVF(t, readFile(t, path))
-	if err != nil || h.NumFrames != uint32(len(want)) || len(frames) != len(want) {
-		t.Fatalf("%d frames (header %d), want %d; %v", len(frames), h.NumFrames, len(want), err)
+	// The length: the last frame's PTS and the average frame interval.
+	if wantLen := uint32(59 * recFrameTicks * len(want) / (len(want) - 1)); err != nil || h.NumFrames != wantLen || len(frames) != len(want) {
+		t.Fatalf("%d frames (length %d), want %d (length %d); %v", len(frames), h.NumFrames, len(want), wantLen, err)
 	}
 	for i := range frames {
 		src := i

@@ -37,7 +37,7 @@ type ivfFile struct {
 
 	ts       rtpClock
 	frames   uint32 // frames written
-	synced   uint32 // frame count last written into the header
+	synced   uint32 // length last written into the header (lengthField)
 	width    uint16 // of the first keyframe, written into the header
 	height   uint16
 	sizeSet  bool
@@ -150,9 +150,9 @@ func (w *ivfFile) lost() {
 	}
 }
 
-// sync writes the frame count, and the size once known, into the header,
-// where they are only hints for a player: an IVF file is read up to its end
-// whatever the count says.
+// sync writes the length, and the size once known, into the header, where
+// they are only hints for a player: an IVF file is read up to its end
+// whatever the length says.
 func (w *ivfFile) sync() error {
 	if !w.sizeSet && w.width != 0 {
 		var b [4]byte
@@ -163,16 +163,31 @@ func (w *ivfFile) sync() error {
 		}
 		w.sizeSet = true
 	}
-	if w.synced == w.frames {
+	n := w.lengthField()
+	if w.synced == n {
 		return nil
 	}
 	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], w.frames)
+	binary.LittleEndian.PutUint32(b[:], n)
 	if _, err := w.f.WriteAt(b[:], 24); err != nil {
-		return fmt.Errorf("callsfu: record %s: write frame count: %w", w.f.Name(), err)
+		return fmt.Errorf("callsfu: record %s: write length: %w", w.f.Name(), err)
 	}
-	w.synced = w.frames
+	w.synced = n
 	return nil
+}
+
+// lengthField returns the header's length field for the frames written: the
+// duration in the timebase's ticks, the last frame's PTS plus the average
+// frame interval, as ffmpeg's IVF muxer writes it and its demuxer reads it
+// (as the stream's duration). libvpx calls the field a frame count, which it
+// is when the timebase is one frame; with the RTP clock's 1/90,000 a frame
+// count would tell ffmpeg a 90-frame recording lasts 1 ms. 0 before the
+// second frame: unknown.
+func (w *ivfFile) lengthField() uint32 {
+	if w.frames < 2 {
+		return 0
+	}
+	return uint32(uint64(w.lastPTS) * uint64(w.frames) / uint64(w.frames-1))
 }
 
 // finish drops a frame left incomplete, writes the final header, syncs the
@@ -217,7 +232,7 @@ func (c *rtpClock) extend(ts uint32) int64 {
 }
 
 // recoverIVF finishes an IVF file an ivfFile left unfinished: it cuts the
-// file after its last complete frame, writes the frame count into the header
+// file after its last complete frame, writes the length into the header
 // and, if the size was never written, the first keyframe's. It returns the
 // frames, the file's size and the duration from the first frame to the last.
 func recoverIVF(path string) (frames uint64, size int64, d time.Duration, err error) {
@@ -245,7 +260,7 @@ func recoverIVF(path string) (frames uint64, size int64, d time.Duration, err er
 		lastPTS = binary.LittleEndian.Uint64(fh[4:])
 		off += ivfFrameHeaderSize + int64(n)
 	}
-	w := &ivfFile{f: f, frames: uint32(frames), synced: binary.LittleEndian.Uint32(h[24:])}
+	w := &ivfFile{f: f, frames: uint32(frames), lastPTS: int64(lastPTS), synced: binary.LittleEndian.Uint32(h[24:])}
 	w.sizeSet = binary.LittleEndian.Uint16(h[12:]) != 0
 	if !w.sizeSet && frames > 0 {
 		var key [10]byte // the first frame is a keyframe: its size follows the start code

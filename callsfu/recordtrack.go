@@ -32,8 +32,8 @@ func (p *recPacket) payload() []byte { return p.buf }
 // (pkg/media/ivfwriter and oggwriter) were the first choice and do not fit a
 // recording that must survive a SIGKILL and stay in sync:
 //
-//   - ivfwriter writes a frame count of 900 into the header until Close, so
-//     a killed recording claims 900 frames whatever it holds; its default
+//   - ivfwriter writes a length of 900 into the header until Close, so a
+//     killed recording claims 900 frames whatever it holds; its default
 //     PTS (milliseconds times the timebase's numerator over its denominator)
 //     does not match the timebase it writes unless WithDirectPTS is given;
 //     it fixes the size at 640×480 before the first keyframe says what it
@@ -51,7 +51,7 @@ func (p *recPacket) payload() []byte { return p.buf }
 // or packet is complete, so a process killed at any point leaves every
 // complete frame in the kernel's page cache, and from there in the file. Both
 // formats are read front to back by players (and by pion's ivfreader and
-// oggreader): the IVF frame count is advisory and refreshed every sync tick,
+// oggreader): the IVF length is advisory and refreshed every sync tick,
 // and an Ogg stream needs no count at all, only the end-of-stream flag a
 // clean finish sets. A write cut short by the kill leaves at most one partial
 // frame or page at the end, which readers stop at.
