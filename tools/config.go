@@ -25,6 +25,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/storage"
 )
 
@@ -39,6 +40,7 @@ type config struct {
 	Auth    authConfig    `toml:"auth"`
 	Storage storageConfig `toml:"storage"`
 	Broker  brokerConfig  `toml:"broker"`
+	Calls   callsConfig   `toml:"calls"`
 }
 
 // nodeConfig is the [node] section.
@@ -136,10 +138,13 @@ type brokerConfig struct {
 	// MaxHandshakes bounds the TLS handshakes computed at once;
 	// HandshakeWait is how long one beyond it may wait, HandshakeHold
 	// how long one may hold its slot while another waits.
-	MaxHandshakes int          `toml:"max_handshakes"`
-	HandshakeWait duration     `toml:"handshake_wait"`
-	HandshakeHold duration     `toml:"handshake_hold"`
-	Outbox        outboxConfig `toml:"outbox"`
+	MaxHandshakes int      `toml:"max_handshakes"`
+	HandshakeWait duration `toml:"handshake_wait"`
+	HandshakeHold duration `toml:"handshake_hold"`
+	// CallRingTimeout is how long a call rings a user who neither accepts
+	// nor declines it (broker.Options.CallRingTimeout).
+	CallRingTimeout duration     `toml:"call_ring_timeout"`
+	Outbox          outboxConfig `toml:"outbox"`
 }
 
 // outboxConfig is the [broker.outbox] section: each session's queue.
@@ -147,6 +152,29 @@ type outboxConfig struct {
 	MaxFrames int      `toml:"max_frames"`
 	MaxBytes  byteSize `toml:"max_bytes"`
 }
+
+// callsConfig is the [calls] section: the SFU that carries calls' media
+// (callsfu.Options). A zero count or duration means the SFU's default.
+type callsConfig struct {
+	// Enabled starts the SFU; off, the node refuses calls (CALLS_OFF).
+	Enabled bool `toml:"enabled"`
+	// UDPPort is the one UDP port of all media, on every interface;
+	// ICE-TCP listens on the same number unless ICETCP is off. 0 picks a
+	// free port (tests).
+	UDPPort int  `toml:"udp_port"`
+	ICETCP  bool `toml:"ice_tcp"`
+	// PublicIPs are the node's public addresses behind 1:1 NAT, which
+	// its candidates carry instead of the local ones.
+	PublicIPs              []string `toml:"public_ips"`
+	MaxPublishers          int      `toml:"max_publishers"`
+	MaxTracks              int      `toml:"max_tracks"`
+	SilenceTimeout         duration `toml:"silence_timeout"`
+	ICEDisconnectedTimeout duration `toml:"ice_disconnected_timeout"`
+	ICEFailedTimeout       duration `toml:"ice_failed_timeout"`
+}
+
+// defaultMediaPort is calls.udp_port's default.
+const defaultMediaPort = 7444
 
 // Defaults of the [node] section. The other sections default in their
 // components.
@@ -159,13 +187,16 @@ const (
 // defaultConfig returns the configuration of a node started with no file
 // and no flags.
 func defaultConfig() config {
-	return config{Node: nodeConfig{
-		DataDir:         defaultDataDir,
-		QUICAddr:        defaultQUICAddr,
-		HTTPAddr:        defaultHTTPAddr,
-		ShutdownTimeout: duration(defaultShutdownTimeout),
-		LogLevel:        slog.LevelInfo,
-	}}
+	return config{
+		Node: nodeConfig{
+			DataDir:         defaultDataDir,
+			QUICAddr:        defaultQUICAddr,
+			HTTPAddr:        defaultHTTPAddr,
+			ShutdownTimeout: duration(defaultShutdownTimeout),
+			LogLevel:        slog.LevelInfo,
+		},
+		Calls: callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true},
+	}
 }
 
 // loadConfig returns the defaults overlaid with the TOML file at path.
@@ -229,6 +260,12 @@ func (c *config) validate() error {
 	if _, err := c.tlsCurves(); err != nil {
 		return err
 	}
+	if c.Broker.CallRingTimeout < 0 {
+		return fmt.Errorf("broker.call_ring_timeout %v is negative", time.Duration(c.Broker.CallRingTimeout))
+	}
+	if err := c.validateCalls(); err != nil {
+		return err
+	}
 	for _, a := range c.listenAddrs() {
 		if err := checkHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.key, a.addr, err)
@@ -274,6 +311,52 @@ func (c *config) validate() error {
 	return nil
 }
 
+// validateCalls checks the [calls] section, and that the media port is no
+// other listener's: the SFU's own checks would only say "address in use".
+func (c *config) validateCalls() error {
+	k := &c.Calls
+	if k.UDPPort < 0 || k.UDPPort > 65535 {
+		return fmt.Errorf("calls.udp_port %d is not a port number from 0 to 65535", k.UDPPort)
+	}
+	for _, ip := range k.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("calls.public_ips: %q is not an IP address", ip)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"calls.max_publishers", k.MaxPublishers}, {"calls.max_tracks", k.MaxTracks}} {
+		if n.v < 0 {
+			return fmt.Errorf("%s %d is negative", n.key, n.v)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   duration
+	}{
+		{"calls.silence_timeout", k.SilenceTimeout},
+		{"calls.ice_disconnected_timeout", k.ICEDisconnectedTimeout},
+		{"calls.ice_failed_timeout", k.ICEFailedTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v is negative", d.key, time.Duration(d.v))
+		}
+	}
+	if !k.Enabled || k.UDPPort == 0 {
+		return nil
+	}
+	for _, a := range c.listenAddrs() {
+		if strings.HasPrefix(a.key, "calls.") || a.network == "tcp" && !k.ICETCP {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err == nil && port == strconv.Itoa(k.UDPPort) {
+			return fmt.Errorf("calls.udp_port %d is %s's port too (%s); give the media a port of its own", k.UDPPort, a.key, strings.ToUpper(a.network))
+		}
+	}
+	return nil
+}
+
 // listenAddr is one address the node listens on.
 type listenAddr struct {
 	key     string // its config key
@@ -290,7 +373,20 @@ func (c *config) listenAddrs() []listenAddr {
 	if a := c.tcpAddr(); a != "" {
 		addrs = append(addrs, listenAddr{"node.tcp_addr", "tcp", a})
 	}
+	if c.Calls.Enabled {
+		media := c.mediaAddr()
+		addrs = append(addrs, listenAddr{"calls.udp_port", "udp", media})
+		if c.Calls.ICETCP {
+			addrs = append(addrs, listenAddr{"calls.udp_port", "tcp", media})
+		}
+	}
 	return addrs
+}
+
+// mediaAddr returns the address of the SFU's socket: calls.udp_port on
+// every interface.
+func (c *config) mediaAddr() string {
+	return net.JoinHostPort("", strconv.Itoa(c.Calls.UDPPort))
 }
 
 // tlsCurveNames name the key-exchange groups node.tls_curves may list,
@@ -473,12 +569,29 @@ func (c *config) brokerOptions() (broker.Options, error) {
 		MaxHandshakes:             b.MaxHandshakes,
 		HandshakeWait:             time.Duration(b.HandshakeWait),
 		HandshakeHold:             time.Duration(b.HandshakeHold),
+		CallRingTimeout:           time.Duration(b.CallRingTimeout),
 		Outbox: broker.OutboxOptions{
 			MaxFrames: b.Outbox.MaxFrames,
 			MaxBytes:  toInt("broker.outbox.max_bytes", b.Outbox.MaxBytes),
 		},
 	}
 	return opts, err
+}
+
+// sfuOptions maps the [calls] section onto callsfu.Options; Logger,
+// Metrics and CallEnded are the caller's to set.
+func (c *config) sfuOptions() callsfu.Options {
+	k := &c.Calls
+	return callsfu.Options{
+		ListenAddr:             c.mediaAddr(),
+		NAT1To1IPs:             slices.Clone(k.PublicIPs),
+		DisableTCP:             !k.ICETCP,
+		MaxPublishers:          k.MaxPublishers,
+		MaxTracks:              k.MaxTracks,
+		SilenceTimeout:         time.Duration(k.SilenceTimeout),
+		ICEDisconnectedTimeout: time.Duration(k.ICEDisconnectedTimeout),
+		ICEFailedTimeout:       time.Duration(k.ICEFailedTimeout),
+	}
 }
 
 func (r retention) options() storage.Retention {

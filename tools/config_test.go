@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/storage"
 )
 
@@ -67,6 +69,13 @@ tcp_heartbeat = "45s"
 [storage.retention.group]
 max_age = "720h"
 max_count = 100000
+
+[calls]
+udp_port = 17444
+ice_tcp = false
+public_ips = ["203.0.113.7", "2001:db8::7"]
+max_publishers = 4
+silence_timeout = "20s"
 `)
 	c, err := loadConfig(path)
 	if err != nil {
@@ -88,6 +97,8 @@ max_count = 100000
 	want.Storage.Retention.Group = retention{MaxAge: duration(720 * time.Hour), MaxCount: 100_000}
 	want.Broker.PushCoalesceWindow = duration(-time.Second)
 	want.Broker.TCPHeartbeat = duration(45 * time.Second)
+	want.Calls = callsConfig{Enabled: true, UDPPort: 17444, PublicIPs: []string{"203.0.113.7", "2001:db8::7"},
+		MaxPublishers: 4, SilenceTimeout: duration(20 * time.Second)}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("loadConfig =\n%+v\nwant\n%+v", c, want)
 	}
@@ -116,6 +127,45 @@ max_count = 100000
 	if err != nil || bopts.CoalesceWindow != -time.Second {
 		t.Fatalf("brokerOptions: CoalesceWindow %v, %v; want -1s (disabled)", bopts.CoalesceWindow, err)
 	}
+	wantSFU := callsfu.Options{ListenAddr: ":17444", NAT1To1IPs: []string{"203.0.113.7", "2001:db8::7"}, DisableTCP: true,
+		MaxPublishers: 4, SilenceTimeout: 20 * time.Second}
+	if got := c.sfuOptions(); !reflect.DeepEqual(got, wantSFU) {
+		t.Fatalf("sfuOptions =\n%+v\nwant\n%+v", got, wantSFU)
+	}
+}
+
+// TestCallsConfig: the [calls] defaults are the SFU on :7444 with ICE-TCP,
+// broker.call_ring_timeout reaches the broker, and turning calls off
+// takes the media port out of what the node listens on.
+func TestCallsConfig(t *testing.T) {
+	c := defaultConfig()
+	if !c.Calls.Enabled || !c.Calls.ICETCP || c.mediaAddr() != ":7444" {
+		t.Fatalf("calls defaults %+v at %q", c.Calls, c.mediaAddr())
+	}
+	media := func(c config) []string {
+		var keys []string
+		for _, a := range c.listenAddrs() {
+			if strings.HasPrefix(a.key, "calls.") {
+				keys = append(keys, a.network+" "+a.addr)
+			}
+		}
+		return keys
+	}
+	if got := media(c); !slices.Equal(got, []string{"udp :7444", "tcp :7444"}) {
+		t.Fatalf("media listeners %q", got)
+	}
+	c.Calls.ICETCP = false
+	if got := media(c); !slices.Equal(got, []string{"udp :7444"}) {
+		t.Fatalf("media listeners without ICE-TCP %q", got)
+	}
+	c.Calls.Enabled = false
+	if got := media(c); len(got) != 0 {
+		t.Fatalf("media listeners with calls off %q", got)
+	}
+	c.Broker.CallRingTimeout = duration(30 * time.Second)
+	if bopts, err := c.brokerOptions(); err != nil || bopts.CallRingTimeout != 30*time.Second {
+		t.Fatalf("brokerOptions: CallRingTimeout %v, %v", bopts.CallRingTimeout, err)
+	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {
@@ -142,6 +192,8 @@ func TestLoadConfigErrors(t *testing.T) {
 	f("[storage]\nmax_members = 1.5\n", `"storage.max_members"`)
 	f("[storage]\nshards = \"many\"\n", `"storage.shards"`)
 	f("[node]\nlog_level = \"loud\"\n", `"node.log_level"`)
+	f("[calls]\nudp_port = \"7444\"\n", `"calls.udp_port"`)
+	f("[calls]\npublic_ip = \"203.0.113.7\"\n", `unknown key "calls.public_ip"`)
 	f("[node\n", "to end table name")
 	if _, err := loadConfig(filepath.Join(dir, "absent.toml")); err == nil {
 		t.Fatal("a missing file loaded")
@@ -180,6 +232,31 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *config) { c.Storage.CacheChats = -2 }, "storage.cache_chats -2 is negative")
 	f(func(c *config) { c.Storage.MaxMembers = -5 }, "storage.max_members -5 is negative")
 	f(func(c *config) { c.Storage.Retention.Direct.MaxCount = -1 }, "storage.retention.direct.max_count -1 is negative")
+	f(func(c *config) { c.Broker.CallRingTimeout = duration(-time.Second) }, "broker.call_ring_timeout -1s is negative")
+	f(func(c *config) { c.Calls.UDPPort = 70000 }, "calls.udp_port 70000 is not a port number from 0 to 65535")
+	f(func(c *config) { c.Calls.UDPPort = -1 }, "calls.udp_port -1 is not a port number")
+	f(func(c *config) { c.Calls.PublicIPs = []string{"203.0.113.7", "gonets.example.org"} }, `calls.public_ips: "gonets.example.org" is not an IP address`)
+	f(func(c *config) { c.Calls.MaxPublishers = -1 }, "calls.max_publishers -1 is negative")
+	f(func(c *config) { c.Calls.MaxTracks = -2 }, "calls.max_tracks -2 is negative")
+	f(func(c *config) { c.Calls.SilenceTimeout = duration(-time.Second) }, "calls.silence_timeout -1s is negative")
+	f(func(c *config) { c.Calls.ICEFailedTimeout = duration(-time.Second) }, "calls.ice_failed_timeout -1s is negative")
+	f(func(c *config) { c.Calls.ICEDisconnectedTimeout = duration(-time.Second) }, "calls.ice_disconnected_timeout -1s is negative")
+	f(func(c *config) { c.Calls.UDPPort = 7443 }, "calls.udp_port 7443 is node.quic_addr's port too (UDP); give the media a port of its own")
+	f(func(c *config) { c.Node.TCPAddr = ":9000"; c.Calls.UDPPort = 9000 }, "calls.udp_port 9000 is node.tcp_addr's port too (TCP)")
+	f(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:7444" }, "calls.udp_port 7444 is node.http_addr's port too (TCP)")
+	// No clash: ICE-TCP off leaves the TCP ports alone, calls off all of
+	// them, and port 0 is a free port of its own.
+	ok := func(change func(*config)) {
+		t.Helper()
+		c := defaultConfig()
+		change(&c)
+		if err := c.validate(); err != nil {
+			t.Fatalf("validate = %v", err)
+		}
+	}
+	ok(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:7444"; c.Calls.ICETCP = false })
+	ok(func(c *config) { c.Calls.UDPPort = 7443; c.Calls.Enabled = false })
+	ok(func(c *config) { c.Node.QUICAddr = ":0"; c.Calls.UDPPort = 0 })
 	c := defaultConfig()
 	if err := c.validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
@@ -191,6 +268,7 @@ func TestCheckListen(t *testing.T) {
 		t.Helper()
 		c := defaultConfig()
 		c.Node.QUICAddr, c.Node.HTTPAddr = quic, http
+		c.Calls.UDPPort = 0
 		warnings, err := c.checkListen(context.Background())
 		if (err == nil) != (wantErr == "") || err != nil && !strings.Contains(err.Error(), wantErr) {
 			t.Fatalf("checkListen(%q, %q) = %v, want %q", quic, http, err, wantErr)
@@ -219,6 +297,20 @@ func TestCheckListen(t *testing.T) {
 	f(udp.LocalAddr().String(), tcp.Addr().String(), "",
 		"node.quic_addr "+udp.LocalAddr().String()+": address in use (UDP)",
 		"node.http_addr "+tcp.Addr().String()+": address in use (TCP)")
+	// The media port is checked like the others, UDP and TCP.
+	media, err := net.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	c := defaultConfig()
+	c.Node.QUICAddr, c.Node.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	c.Calls.UDPPort = media.LocalAddr().(*net.UDPAddr).Port
+	warnings, err := c.checkListen(context.Background())
+	want := fmt.Sprintf("calls.udp_port :%d: address in use (UDP)", c.Calls.UDPPort)
+	if err != nil || len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Fatalf("checkListen with the media port in use = %q, %v; want %q", warnings, err, want)
+	}
 	// Not on this host, and not a host at all.
 	f("192.0.2.1:0", "127.0.0.1:0", `node.quic_addr "192.0.2.1:0": cannot listen`)
 	f("127.0.0.1:0", "nosuchhost.invalid:0", `node.http_addr "nosuchhost.invalid:0": host "nosuchhost.invalid" does not resolve`)

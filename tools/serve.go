@@ -28,6 +28,7 @@ import (
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -325,6 +326,7 @@ type node struct {
 	broker  *broker.Broker
 	quicLn  *broker.Listener
 	tcpLn   *broker.TCPListener // nil when node.tcp_addr is off
+	sfu     *callsfu.SFU        // nil when calls.enabled is off
 	httpLn  net.Listener
 	http    *http.Server
 	dataDir string // absolute
@@ -332,7 +334,7 @@ type node struct {
 	fingerprint string // the SHA-256 of the TLS certificate, hex
 	certSource  string // where the certificate came from, for the banner
 
-	storeMetrics, brokerMetrics, nodeMetrics *metrics.Set
+	storeMetrics, brokerMetrics, callMetrics, nodeMetrics *metrics.Set
 
 	serving  atomic.Bool // set while the QUIC accept loop runs
 	stopping atomic.Bool // set when shutdown begins: /readyz fails from then on
@@ -347,6 +349,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		log:           log,
 		storeMetrics:  metrics.NewSet(),
 		brokerMetrics: metrics.NewSet(),
+		callMetrics:   metrics.NewSet(),
 		nodeMetrics:   metrics.NewSet(),
 	}
 	var undo []func()
@@ -399,6 +402,13 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	undo = append(undo, func() { n.store.Close() })
+	if cfg.Calls.Enabled {
+		if n.sfu, err = startSFU(cfg, log, n.callMetrics); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { n.sfu.Close() })
+		bopts.Calls = callsfu.NewBrokerMedia(n.sfu)
+	}
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
 	}
@@ -435,6 +445,26 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	return n, nil
 }
 
+// startSFU opens the calls' media port and starts the SFU. A port in use
+// is named with its config key, as the other listeners' are.
+func startSFU(cfg config, log *slog.Logger, set *metrics.Set) (*callsfu.SFU, error) {
+	opts := cfg.sfuOptions()
+	opts.Logger, opts.Metrics = log, set
+	sfu, err := callsfu.New(opts)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		proto := "UDP"
+		if cfg.Calls.ICETCP {
+			proto = "UDP, or TCP for ICE-TCP"
+		}
+		return nil, fmt.Errorf("calls.udp_port %d is in use (%s): stop what holds it, or give the media another port: %w",
+			cfg.Calls.UDPPort, proto, err)
+	case err != nil:
+		return nil, fmt.Errorf("calls: %w", err)
+	}
+	return sfu, nil
+}
+
 // loadCert returns the configured certificate, or the self-signed one in
 // the data directory (creating it on first start), and records its
 // fingerprint.
@@ -465,7 +495,7 @@ func (n *node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		writeMetrics(w, n.nodeMetrics, n.storeMetrics, n.brokerMetrics)
+		writeMetrics(w, n.nodeMetrics, n.storeMetrics, n.brokerMetrics, n.callMetrics)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -502,10 +532,23 @@ func (n *node) printBanner(w io.Writer) {
 	if n.tcpLn != nil {
 		fmt.Fprintf(w, "  tcp   %s  (TLS 1.3, ALPN gonets/1: the fallback where UDP is blocked)\n", n.tcpLn.Addr())
 	}
+	if n.sfu != nil {
+		fmt.Fprintf(w, "  media %s  (UDP%s: call media)\n", n.sfu.Addr(), n.mediaTCP())
+	} else {
+		fmt.Fprintf(w, "  media off  (calls.enabled = false: calls are refused)\n")
+	}
 	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
 	fmt.Fprintf(w, "  try   gonets tail --server %s --fingerprint %s --token T\n", dialable(quicAddr), n.fingerprint)
+}
+
+// mediaTCP says whether ICE-TCP shares the media port, for the banner.
+func (n *node) mediaTCP() string {
+	if n.cfg.Calls.ICETCP {
+		return ", and ICE-TCP on the same port number"
+	}
+	return ""
 }
 
 // dialable turns a wildcard listen address into one a local client can
@@ -610,6 +653,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	}) {
 		n.log.Warn("the broker did not stop in time; closing the store", "timeout", total)
 	}
+	n.closeSFU(drain)
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn("http requests did not finish in time; closed them", "err", err)
 		n.http.Close()
@@ -632,6 +676,18 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 		return fmt.Errorf("the store did not close within node.shutdown_timeout (%v), likely waiting on a disk sync; exiting without it: everything acknowledged is durable", total.Round(time.Millisecond))
 	}
 	return err
+}
+
+// closeSFU closes the SFU once the broker has ended its calls: each call's
+// PeerConnections close, then the media sockets. One that has not closed
+// by deadline is left to the process's exit.
+func (n *node) closeSFU(deadline time.Time) {
+	if n.sfu == nil {
+		return
+	}
+	if !within(deadline, func() { n.sfu.Close() }) {
+		n.log.Warn("the SFU did not close in time; leaving its calls to the exit")
+	}
 }
 
 // within runs f and reports whether it returned by deadline. When it has

@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -41,13 +42,16 @@ import (
 )
 
 // testConfig is the default config with the data in a temporary directory
-// and both listeners on free loopback ports.
+// and every listener on a free port (loopback, but for the media port,
+// which the SFU binds on every interface), so that tests never collide
+// on the default ports, nor with a node running on this host.
 func testConfig(t *testing.T) config {
 	t.Helper()
 	c := defaultConfig()
 	c.Node.DataDir = filepath.Join(t.TempDir(), "data")
 	c.Node.QUICAddr = "127.0.0.1:0"
 	c.Node.HTTPAddr = "127.0.0.1:0"
+	c.Calls.UDPPort = 0
 	c.Node.ShutdownTimeout = duration(5 * time.Second)
 	c.Node.LogLevel = slog.LevelWarn
 	return c
@@ -380,7 +384,7 @@ func TestServe(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics = %d", code)
 	}
-	for _, name := range []string{"gonets_node_ready 1", "gonets_storage_appends_total", "gonets_broker_sessions", "go_goroutines", "process_"} {
+	for _, name := range []string{"gonets_node_ready 1", "gonets_storage_appends_total", "gonets_broker_sessions", "gonets_calls_rooms 0", "go_goroutines", "process_"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s:\n%s", name, body)
 		}
@@ -391,6 +395,10 @@ func TestServe(t *testing.T) {
 	quicAddr := b["quic"][0]
 	if _, err := net.ResolveUDPAddr("udp", quicAddr); err != nil || strings.HasSuffix(quicAddr, ":0") {
 		t.Fatalf("banner quic %q: %v", quicAddr, err)
+	}
+	// The media line names the SFU's port: a free one, as asked.
+	if media := b["media"]; len(media) == 0 || strings.HasSuffix(media[0], ":0") || !strings.Contains(strings.Join(media, " "), "ICE-TCP") {
+		t.Fatalf("banner media %q", media)
 	}
 	fp := b["tls"][0]
 	if want := certFingerprint(t, filepath.Join(cfg.Node.DataDir, nodecert.CertFile)); fp != want {
@@ -541,6 +549,42 @@ func TestServeStartFails(t *testing.T) {
 	}
 }
 
+// TestServeMediaPortInUse: a media port another process holds fails serve
+// with a message that names calls.udp_port, and closes what serve opened;
+// a node with calls off binds no media port and says so.
+func TestServeMediaPortInUse(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	busy, err := net.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.LocalAddr().(*net.UDPAddr).Port
+	cfg := testConfig(t)
+	cfg.Calls.UDPPort = port
+	err = serve(context.Background(), cfg, io.Discard, io.Discard)
+	want := fmt.Sprintf("calls.udp_port %d is in use (UDP, or TCP for ICE-TCP): stop what holds it, or give the media another port", port)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("serve on a busy media port = %v, want %q", err, want)
+	}
+	st, err := storage.Open(filepath.Join(cfg.Node.DataDir, storeDir), storage.Options{})
+	if err != nil {
+		t.Fatalf("reopen the store: %v", err)
+	}
+	st.Close()
+
+	cfg.Calls.Enabled = false // the busy port is not wanted now
+	ctx, cancel := context.WithCancel(context.Background())
+	b, errc := startServe(t, ctx, cfg, io.Discard)
+	if got := strings.Join(b["media"], " "); !strings.HasPrefix(got, "off") {
+		t.Errorf("banner media %q with calls off", got)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestServeSIGTERM runs the real binary and stops it with SIGTERM.
 func TestServeSIGTERM(t *testing.T) {
 	if testing.Short() {
@@ -561,7 +605,9 @@ func TestServeSIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", append(args, "github.com/gonets/gonets")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "serve", "--data", filepath.Join(dir, "data"), "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	// The media port too is a free one: 7444 may be another node's.
+	conf := writeFile(t, dir, "gonets.toml", "[calls]\nudp_port = 0\n")
+	cmd := exec.Command(bin, "serve", "--config", conf, "--data", filepath.Join(dir, "data"), "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
