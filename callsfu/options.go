@@ -24,9 +24,11 @@ type Options struct {
 	// DisableTCP turns ICE-TCP off, leaving UDP only. Default: false.
 	DisableTCP bool
 	// RelayServers are TURN servers the SFU gathers relay candidates from.
-	// Only turn: and turns: URLs are accepted: the SFU offers host candidates
-	// and, when this is set, relay candidates, never server-reflexive ones.
-	// Default: none.
+	// The SFU offers host candidates and, when this is set, relay ones,
+	// never server-reflexive ones; so only turns: URLs and turn: URLs with
+	// ?transport=tcp are accepted (pion takes a TURN server over UDP for a
+	// STUN server too, and would gather a server-reflexive candidate from
+	// it on a socket of its own, beside the media port). Default: none.
 	RelayServers []webrtc.ICEServer
 
 	// MaxPublishers caps the participants of one call that publish media at
@@ -88,8 +90,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for _, s := range o.RelayServers {
 		for _, u := range s.URLs {
-			if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-				return o, fmt.Errorf("callsfu: relay server %q is not a turn: or turns: URL", u)
+			if !strings.HasPrefix(u, "turns:") && !(strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "?transport=tcp")) {
+				return o, fmt.Errorf("callsfu: relay server %q is neither turns: nor turn: over TCP (?transport=tcp)", u)
 			}
 		}
 	}

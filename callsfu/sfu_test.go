@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
@@ -25,7 +26,8 @@ func TestOptionsRefused(t *testing.T) {
 	}
 	f(Options{ListenAddr: "7444"}, "listen address")
 	f(Options{NAT1To1IPs: []string{"example.com"}}, "not an IP")
-	f(Options{RelayServers: []webrtc.ICEServer{{URLs: []string{"stun:stun.example.com"}}}}, "turn:")
+	f(Options{RelayServers: []webrtc.ICEServer{{URLs: []string{"stun:stun.example.com"}}}}, "turn")
+	f(Options{RelayServers: []webrtc.ICEServer{{URLs: []string{"turn:turn.example.com"}}}}, "over TCP")
 }
 
 func TestOptionsDefaults(t *testing.T) {
@@ -366,5 +368,54 @@ func TestQueuedConnNeverBlocks(t *testing.T) {
 	})
 	if m.tcpStalled.Get() != 1 {
 		t.Errorf("stalled connections counted: %d, want 1", m.tcpStalled.Get())
+	}
+}
+
+// TestRelayCandidates: with a TURN server configured (over TCP) the SFU
+// offers relay candidates beside its host ones, and no server-reflexive
+// ones.
+func TestRelayCandidates(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const realm, user, pass = "gonets", "sfu", "secret"
+	key := turn.GenerateAuthKey(user, realm, pass)
+	server, err := turn.NewServer(turn.ServerConfig{
+		Realm: realm,
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			return ra.Username, key, ra.Username == user
+		},
+		ListenerConfigs: []turn.ListenerConfig{{
+			Listener:              ln,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1"},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSFU(t, Options{RelayServers: []webrtc.ICEServer{{
+		URLs:     []string{"turn:" + ln.Addr().String() + "?transport=tcp"},
+		Username: user, Credential: pass,
+	}}})
+	t.Cleanup(func() { server.Close() }) // after the SFU's close: cleanups run last first
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	c := joinPeer(t, s, 1, Peer{1, 1}, 'a', peerOptions{})
+	if err := c.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := c.part.Publish(offer.SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands := candidateLines(answer)
+	if !strings.Contains(cands, "typ relay") || !strings.Contains(cands, "typ host") || strings.Contains(cands, "typ srflx") {
+		t.Errorf("answer's candidates:\n%s", cands)
 	}
 }
