@@ -19,7 +19,7 @@ import (
 const DefaultStepStart = 1000.0
 
 // Scenarios are the names Run accepts.
-var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage"}
+var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage", "call"}
 
 // Config is one bench run's parameters. The zero value of a field means
 // its default, given in the comment.
@@ -75,10 +75,15 @@ type Config struct {
 	// Groups and Members shape the group scenario. Default: 100 × 100.
 	Groups, Members int
 	// Subscribers is the channel's online audience. Default: 10,000.
+	// In the call scenario, the participants of each call who only
+	// receive. Default: 0.
 	Subscribers int
 	// Publishers is how many sessions (devices of the channel's owner)
-	// post into the channel. Default: 4.
+	// post into the channel. In the call scenario, the participants of
+	// each call who send audio and video (and receive). Default: 4.
 	Publishers int
+	// Calls is the call scenario's concurrent calls. Default: 50.
+	Calls int
 	// Sessions is the connect scenario's idle sessions. Default: 100,000.
 	Sessions int
 	// Messages and Chats shape the sync scenario. Default: 10,000 across
@@ -118,8 +123,11 @@ func (c Config) withDefaults(scenario string) Config {
 	def(&c.Users, 10000)
 	def(&c.Groups, 100)
 	def(&c.Members, 100)
-	def(&c.Subscribers, 10000)
+	if scenario != "call" {
+		def(&c.Subscribers, 10000)
+	}
 	def(&c.Publishers, 4)
+	def(&c.Calls, 50)
 	def(&c.Sessions, 100000)
 	def(&c.Messages, 10000)
 	def(&c.Chats, 100)
@@ -164,7 +172,12 @@ func (c Config) validate(scenario string) error {
 	check(c.Size >= stampBytes, "--size %d below %d bytes (the send time travels in the body)", c.Size, stampBytes)
 	check(c.Users >= 2 && c.Users%2 == 0, "--users %d: an even number of at least 2 (they chat in pairs)", c.Users)
 	check(c.Groups > 0 && c.Members >= 2, "--groups %d --members %d: at least 1 group of 2", c.Groups, c.Members)
-	check(c.Subscribers > 0 && c.Publishers > 0, "--subscribers and --publishers must be positive")
+	if scenario == "call" {
+		check(c.Calls > 0 && c.Publishers > 0 && c.Subscribers >= 0 && c.Publishers+c.Subscribers >= 2,
+			"--calls and --publishers must be positive, --subscribers not negative, and a call at least 2 participants")
+	} else {
+		check(c.Subscribers > 0 && c.Publishers > 0, "--subscribers and --publishers must be positive")
+	}
 	check(c.Sessions > 0 && c.Messages > 0 && c.Chats > 0 && c.Chats <= c.Messages, "--sessions, --messages and --chats must be positive, chats at most messages")
 	check(c.Rate >= 0 && c.Duration > 0 && c.Warmup >= 0 && c.Idle > 0, "--rate, --duration, --warmup and --idle must not be negative")
 	check(c.StepFactor > 1 && c.StepStart > 0 && c.MinDelivered > 0 && c.MinDelivered <= 1, "the step search needs --step-factor above 1 and a delivered goal in (0, 1]")
@@ -249,6 +262,8 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		err = runConnect(ctx, cfg, t, res)
 	case "sync":
 		err = runSync(ctx, cfg, t, res)
+	case "call":
+		err = runCall(ctx, cfg, t, res)
 	}
 	if err != nil {
 		return res, err

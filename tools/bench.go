@@ -20,7 +20,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage)"
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call)"
 
 // runBench runs one bench scenario and prints its result:
 //
@@ -53,8 +53,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000)")
 	fs.IntVar(&cfg.Groups, "groups", 0, "group: groups (default 100)")
 	fs.IntVar(&cfg.Members, "members", 0, "group: members per group (default 100)")
-	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "channel: online subscribers (default 10000)")
-	fs.IntVar(&cfg.Publishers, "publishers", 0, "channel: the owner's sessions that post (default 4)")
+	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "channel: online subscribers (default 10000); call: participants per call who only receive (default 0)")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "channel: the owner's sessions that post (default 4); call: participants per call who send audio and video (default 4)")
+	fs.IntVar(&cfg.Calls, "calls", 0, "call: concurrent calls (default 50)")
 	fs.IntVar(&cfg.Sessions, "sessions", 0, "connect: idle sessions (default 100000)")
 	fs.IntVar(&cfg.Messages, "messages", 0, "sync: messages that arrive while offline (default 10000)")
 	fs.IntVar(&cfg.Chats, "chats", 0, "sync: chats they arrive in (default 100)")

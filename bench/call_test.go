@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCallValidation(t *testing.T) {
+	f := func(cfg Config, want string) {
+		t.Helper()
+		_, err := Run(context.Background(), "call", cfg)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%+v: %v, want %q", cfg, err, want)
+		}
+	}
+	f(Config{Procs: 2}, "--procs 2: call runs in one process")
+	f(Config{Publishers: 1, Subscribers: -1}, "--subscribers not negative")
+	f(Config{Calls: -1}, "--calls and --publishers must be positive")
+	f(Config{Publishers: 1}, "a call at least 2 participants")
+}
+
+// rtpPacket returns an RTP packet with seq, an extension of words 32-bit
+// words when words > 0, payload, and pad bytes of padding.
+func rtpPacket(seq uint16, words int, payload []byte, pad int) []byte {
+	b := []byte{0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	binary.BigEndian.PutUint16(b[2:], seq)
+	if words > 0 {
+		b[0] |= 0x10
+		b = append(b, 0xbe, 0xde, byte(words>>8), byte(words))
+		b = append(b, make([]byte, 4*words)...)
+	}
+	b = append(b, payload...)
+	if pad > 0 {
+		b[0] |= 0x20
+		b = append(b, make([]byte, pad-1)...)
+		b = append(b, byte(pad))
+	}
+	return b
+}
+
+func TestRTPPayload(t *testing.T) {
+	f := func(b []byte, want string, wantOK bool) {
+		t.Helper()
+		got, ok := rtpPayload(b)
+		if ok != wantOK || string(got) != want {
+			t.Fatalf("rtpPayload(% x) = %q %v, want %q %v", b, got, ok, want, wantOK)
+		}
+	}
+	f(rtpPacket(1, 0, []byte("media"), 0), "media", true)
+	f(rtpPacket(1, 2, []byte("media"), 0), "media", true)
+	f(rtpPacket(1, 1, []byte("media"), 3), "media", true)
+	f(rtpPacket(1, 0, nil, 0), "", true)
+	f([]byte{0x80, 96, 0}, "", false)
+	f(rtpPacket(1, 3, nil, 0)[:14], "", false)
+}
+
+// TestRxStreamCounts feeds a stream's sequence numbers and checks what it
+// counts as expected and received: gaps are losses, duplicates count
+// once, a late packet fills its gap, and the count runs on across the
+// 16-bit wrap.
+func TestRxStreamCounts(t *testing.T) {
+	w := &callWindow{}
+	w.begin.Store(time.Now().Add(-time.Second).UnixNano())
+	f := func(seqs []uint16, expected, received int64) {
+		t.Helper()
+		st := &rxStream{video: true}
+		rx := newRxStats(w)
+		payload := make([]byte, 20)
+		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
+		for _, s := range seqs {
+			st.receive(rtpPacket(s, 0, payload, 0), rx)
+		}
+		if st.expected() != expected || st.received.Load() != received {
+			t.Fatalf("%v: expected %d received %d, want %d %d", seqs, st.expected(), st.received.Load(), expected, received)
+		}
+		if rx.delay.TotalCount() != received {
+			t.Fatalf("%v: %d delays recorded for %d received", seqs, rx.delay.TotalCount(), received)
+		}
+	}
+	f(nil, 0, 0)
+	f([]uint16{10, 11, 12}, 3, 3)
+	f([]uint16{10, 12}, 3, 2)                                       // 11 lost
+	f([]uint16{10, 12, 11}, 3, 3)                                   // 11 late
+	f([]uint16{10, 11, 11, 12, 10}, 3, 3)                           // duplicates
+	f([]uint16{65534, 65535, 0, 1}, 4, 4)                           // the wrap
+	f([]uint16{65535, 1, 0, 2}, 4, 4)                               // reordered across it
+	f([]uint16{100, 100 + rxWindow + 5}, rxWindow+6, 2)             // a long gap
+	f([]uint16{100, 101, 100 + rxWindow + 10, 102}, rxWindow+11, 3) // too old to tell: counted lost
+	f([]uint16{2000, 1999, 1000}, 1, 1)                             // before the first: not the stream's
+}
