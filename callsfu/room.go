@@ -48,11 +48,10 @@ func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
-		p.remove(ReasonCallEnded)
+		p.remove(ReasonLeft) // quietly: the caller hears of it from the error
 		return nil, fmt.Errorf("callsfu: join call %d: %w", r.call, ErrUnknownCall)
 	}
 	old := r.participants[peer]
-	delete(r.participants, peer)
 	r.participants[peer] = p
 	r.joined = true
 	for _, other := range r.participants {
@@ -69,7 +68,6 @@ func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
 	}
 	p.negotiate()
 	r.mu.Unlock()
-	r.sfu.m.participants.Add(1)
 	if old != nil {
 		old.remove(ReasonReplaced)
 	}
@@ -83,7 +81,7 @@ func (r *room) reservePublisher(p *Participant) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended {
-		return false, ErrUnknownCall
+		return false, fmt.Errorf("callsfu: publish in call %d: %w", r.call, ErrUnknownCall)
 	}
 	if _, ok := r.publishers[p]; ok {
 		return false, nil
@@ -104,8 +102,8 @@ func (r *room) releasePublisher(p *Participant) {
 }
 
 // publish announces a new track of t.owner's to everyone (the owner learns
-// its ID) and subscribes every other participant to it. It reports false, publishing nothing, when the owner is
-// no longer in the room.
+// its ID) and subscribes every other participant to it. It reports false,
+// publishing nothing, when the owner is no longer in the room.
 func (r *room) publish(t *publishedTrack) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -114,7 +112,7 @@ func (r *room) publish(t *publishedTrack) bool {
 	}
 	r.tracks[t.info.ID] = t
 	for _, p := range r.participants {
-		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.info})
+		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 		if p != t.owner {
 			p.subscribe(t)
 			p.negotiate()

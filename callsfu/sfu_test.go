@@ -278,6 +278,13 @@ func TestMetrics(t *testing.T) {
 	f("gonets_calls_rooms", 1)
 	f("gonets_calls_participants", 2)
 	f("gonets_calls_forwarded_packets_total", 20)
+	if n := value("gonets_calls_participants"); n != 2 {
+		t.Errorf("gonets_calls_participants = %v, want 2", n)
+	}
+	peers[0].part.Leave()
+	if n := value("gonets_calls_participants"); n != 1 {
+		t.Errorf("gonets_calls_participants = %v after a leave, want 1", n)
+	}
 }
 
 // TestLayerFit: the subscribed simulcast video is fitted into the bandwidth
