@@ -8,6 +8,46 @@ import (
 	"time"
 )
 
+// TestCallScenarioSmall runs the call scenario at its smallest, one call
+// of two participants who both publish, against a node started from the
+// built binary, and checks that media flowed both ways through the SFU and
+// that loss, delay, join time and the node's cost were measured. It
+// asserts no speed.
+func TestCallScenarioSmall(t *testing.T) {
+	bin := gonetsBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := Run(ctx, "call", Config{Binary: bin, Calls: 1, Publishers: 2, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Metrics
+	// Each participant receives the other's audio (50 packets/s) and one
+	// video layer (at least 30/s): 160 packets/s at the least, both ways.
+	if r.Delivered <= 0 || r.Rate < 160 || m["forwarded_packets_per_s"] != r.Rate {
+		t.Fatalf("forwarded %d packets, %v/s (metrics %v)", r.Delivered, r.Rate, m)
+	}
+	if want := 2 * packetsPerSecond(); r.Offered < want/2 || r.Offered > 2*want {
+		t.Fatalf("published %v packets/s, want about %v", r.Offered, want)
+	}
+	loss, ok := m["loss_ratio"]
+	if !ok || loss < 0 || loss > 0.05 || r.Expected < r.Delivered {
+		t.Fatalf("loss_ratio %v (reported %v), expected %d, delivered %d", loss, ok, r.Expected, r.Delivered)
+	}
+	for _, k := range []string{"forward_delay_p50_ms", "forward_delay_p99_ms", "join_p50_ms", "join_p99_ms",
+		"node_cpu_us_per_forwarded_packet", "node_rss_per_participant_kib", "video_kbit_per_s_per_subscription"} {
+		if v, ok := m[k]; !ok || v <= 0 {
+			t.Errorf("metric %s = %v (reported %v)", k, v, ok)
+		}
+	}
+	if m["participants"] != 2 || m["participants_failed"] != 0 || r.Met {
+		t.Errorf("participants %v, failed %v, met %v", m["participants"], m["participants_failed"], r.Met)
+	}
+	if r.Latency.Count != r.Delivered || len(r.Timeline) == 0 || r.Node == nil || r.Generator == nil {
+		t.Errorf("latency count %d for %d delivered, %d samples, node %v, generator %v", r.Latency.Count, r.Delivered, len(r.Timeline), r.Node, r.Generator)
+	}
+}
+
 func TestCallValidation(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()

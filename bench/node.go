@@ -60,6 +60,11 @@ send_burst = 1000000
 
 [storage]
 max_chats_per_user = 100000
+
+[calls]
+# A free port of the SFU's choosing, so that nodes started side by side,
+# or beside a running one, do not clash on the media port.
+udp_port = 0
 `
 
 // startNode starts `gonets serve` from binary in a fresh data directory,
