@@ -60,10 +60,9 @@ type mediaParticipant struct {
 	removed bool             // the SFU removed it (its last event)
 }
 
-// joinRetry is how long Join waits before it starts a call's room again
-// when the room it found was ending (its last participant leaving as the
-// broker joins another): the SFU forgets an ended room once its
-// participants are torn down, which takes milliseconds.
+// joinRetry is the pause before Join tries again when the room Start found
+// running ended before Join got in (its last participant leaving as the
+// broker joins another): the next Start opens the call's room anew.
 const joinRetry = 5 * time.Millisecond
 
 // Join implements broker.CallMedia: it starts the call's room unless it

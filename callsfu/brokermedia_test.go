@@ -256,6 +256,86 @@ func TestBrokerMediaRefusals(t *testing.T) {
 	}
 }
 
+// TestBrokerMediaJoinEndingRoom: a join that finds the call's room ending
+// (Start saw it running, Join finds it ended) waits for the room to go and
+// joins the call's new one; given up by its context, it fails.
+func TestBrokerMediaJoinEndingRoom(t *testing.T) {
+	s := newTestSFU(t, Options{Logger: slog.New(slog.DiscardHandler)})
+	m := NewBrokerMedia(s)
+	const call = 21
+	if err := s.Start(call); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	r := s.rooms[call]
+	s.mu.Unlock()
+	r.mu.Lock()
+	r.ended = true // as its last participant's departure leaves it, not yet forgotten
+	r.mu.Unlock()
+	p := broker.CallParticipant{Call: call, User: 1, Device: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := m.Join(ctx, p, false, func(broker.CallEvent) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("join into a room that stays ending = %v, want the context's deadline", err)
+	}
+	forgotten := time.AfterFunc(20*time.Millisecond, func() {
+		s.mu.Lock()
+		delete(s.rooms, call)
+		s.mu.Unlock()
+	})
+	defer forgotten.Stop()
+	if err := m.Join(context.Background(), p, false, func(broker.CallEvent) {}); err != nil {
+		t.Fatalf("join once the ending room is gone: %v", err)
+	}
+	s.mu.Lock()
+	fresh := s.rooms[call]
+	s.mu.Unlock()
+	if fresh == nil || fresh == r {
+		t.Fatal("the join did not start the call's room anew")
+	}
+}
+
+// TestBrokerMediaConcurrent: one participant's methods called at once, a
+// Leave among them, each either works or is refused as the client's or as
+// an unknown call, never anything else (run it with -race).
+func TestBrokerMediaConcurrent(t *testing.T) {
+	s := newTestSFU(t, Options{Logger: slog.New(slog.DiscardHandler)})
+	m := NewBrokerMedia(s)
+	ctx := context.Background()
+	for round := range 5 {
+		p := broker.CallParticipant{Call: broker.CallID(31 + round), User: 1, Device: 1}
+		if err := m.Join(ctx, p, true, func(broker.CallEvent) {}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := range 8 {
+			wg.Go(func() {
+				switch i % 4 {
+				case 0:
+					errs <- m.Mute(ctx, p, broker.CallTrackAudio, "", true)
+				case 1:
+					errs <- m.RequestLayer(ctx, p, "2.1.0", broker.CallQualityHigh)
+				case 2:
+					errs <- m.Candidate(ctx, p, broker.CallPCPublish, broker.ICECandidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host", SDPMid: "0"})
+				case 3:
+					errs <- m.Leave(ctx, p)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil && !errors.Is(err, broker.ErrBadRequest) && !errors.Is(err, broker.ErrUnknownCall) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if err := m.Leave(ctx, p); !errors.Is(err, broker.ErrUnknownCall) {
+			t.Fatalf("round %d: leave after leave = %v", round, err)
+		}
+	}
+}
+
 // sdkPeer is one device in a call through the Go SDK: its PeerConnections
 // are pion's, its signalling the SDK's call methods and events.
 type sdkPeer struct {
@@ -269,6 +349,7 @@ type sdkPeer struct {
 	mu      sync.Mutex
 	tracks  map[string]*atomic.Int64 // packets received, by kind ("audio", "video")
 	streams []string                 // the stream IDs of the tracks received
+	ids     map[string]string        // the IDs of the tracks received, by kind
 
 	other chan client.Event // every event but the media signalling
 	stop  chan struct{}
@@ -288,7 +369,7 @@ func dialPeer(t *testing.T, n *brokertest.Node, name string, user uint64) *sdkPe
 	}
 	p := &sdkPeer{t: t, name: name, c: c, tracks: map[string]*atomic.Int64{
 		"audio": new(atomic.Int64), "video": new(atomic.Int64),
-	}, other: make(chan client.Event, 64), stop: make(chan struct{})}
+	}, ids: make(map[string]string), other: make(chan client.Event, 64), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.pump()
 	t.Cleanup(p.close)
@@ -389,6 +470,7 @@ func (p *sdkPeer) answer(offer string) error {
 func (p *sdkPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	p.mu.Lock()
 	p.streams = append(p.streams, remote.StreamID())
+	p.ids[remote.Kind().String()] = remote.ID()
 	n := p.tracks[remote.Kind().String()]
 	p.mu.Unlock()
 	p.wg.Add(1)
@@ -509,7 +591,8 @@ func (p *sdkPeer) close() {
 // start and accept it over the broker's signalling, each with a pion
 // publisher and subscriber PeerConnection on the SFU behind the adapter;
 // Opus and VP8 arrive both ways, a mute by kind stops the audio the other
-// gets and an unmute resumes it, and a hang-up ends the SFU's room and
+// gets and an unmute resumes it, a layer request turns the other's video
+// off and on again, and a hang-up ends the SFU's room and
 // leaves the call's record in the chat.
 func TestBrokerMediaEndToEnd(t *testing.T) {
 	s := newTestSFU(t, Options{Logger: slog.New(slog.DiscardHandler)})
@@ -562,6 +645,28 @@ func TestBrokerMediaEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "bob's audio resumed", func() bool { return bob.received("audio") >= audio+20 })
+
+	// A layer request names the track as the subscriber offer does.
+	bob.mu.Lock()
+	aliceVideo := bob.ids["video"]
+	bob.mu.Unlock()
+	if err := bob.c.RequestLayer(bob.ctx(), info.Call, aliceVideo, wire.CallQuality_CALL_QUALITY_OFF); err != nil {
+		t.Fatalf("layer off of %q: %v", aliceVideo, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	audio, video = bob.received("audio"), bob.received("video")
+	waitFor(t, "bob's audio going on", func() bool { return bob.received("audio") >= audio+20 })
+	if got := bob.received("video"); got != video {
+		t.Fatalf("bob got %d video packets of alice's with her video off", got-video)
+	}
+	if err := bob.c.RequestLayer(bob.ctx(), info.Call, aliceVideo, wire.CallQuality_CALL_QUALITY_HIGH); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob's video resumed", func() bool { return bob.received("video") >= video+20 })
+	err = bob.c.RequestLayer(bob.ctx(), info.Call, "9.9.9", wire.CallQuality_CALL_QUALITY_LOW)
+	if !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("layer of an unknown track = %v, want BAD_REQUEST", err)
+	}
 
 	if err := alice.c.HangUp(alice.ctx(), info.Call); err != nil {
 		t.Fatal(err)
