@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,13 +230,19 @@ func runCall(ctx context.Context, cfg Config, t *target, res *result.Result) err
 	if cfg.Live != nil {
 		fmt.Fprintf(cfg.Live, "\rcall     joining %d calls of %d   ", cfg.Calls, per)
 	}
-	if _, err := createChats(ctx, cfg.Calls, func(ctx context.Context, k int) (uint64, error) {
-		return 0, r.joinCall(ctx, k, chats[k])
-	}); err != nil {
-		return err
+	var up atomic.Int64
+	_, err = createChats(ctx, cfg.Calls, func(ctx context.Context, k int) (uint64, error) {
+		err := r.joinCall(ctx, k, chats[k])
+		if err == nil {
+			up.Add(1)
+		}
+		return 0, err
+	})
+	if err == nil {
+		err = r.waitFlowing(ctx, 30*time.Second)
 	}
-	if err := r.waitFlowing(ctx, 30*time.Second); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("%w (with %d of %d calls up%s)", err, up.Load(), cfg.Calls, r.busy())
 	}
 	select {
 	case <-time.After(cfg.Warmup):
@@ -287,6 +295,21 @@ func (r *callRun) joinCall(ctx context.Context, k int, chat uint64) error {
 		r.mu.Unlock()
 	}
 	return nil
+}
+
+// busy says how busy the machine's CPUs were over the last minute, when
+// it can tell: a node and pion clients that fall behind lose media and
+// time out.
+func (r *callRun) busy() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; load average %s on %d CPUs", f[0], runtime.NumCPU())
 }
 
 // tracksOf returns how many tracks participant p should receive: audio
@@ -361,7 +384,7 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 	gen := startMeter("self", cfg.ClientCPUs)
 	nodeCPU := newCPUTicker(pid)
 	fwd0, fwdOK := t.metricValue(ctx, "gonets_calls_forwarded_packets_total")
-	drops0 := udpReceiveDrops()
+	nodeDrops0, genDrops0 := socketDrops(pid), socketDrops("self")
 	busy0, steal0, machineErr := machineCPU()
 	profiled := make(chan error, 1)
 	if cfg.NodeProfile != "" && t.httpURL != "" {
@@ -407,7 +430,7 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 	}
 	res.Generator = gen.read()
 	busy1, steal1, _ := machineCPU()
-	drops1 := udpReceiveDrops()
+	nodeDrops1, genDrops1 := socketDrops(pid), socketDrops("self")
 	fwd1, fwdOK1 := t.metricValue(ctx, "gonets_calls_forwarded_packets_total")
 	if cfg.Live != nil {
 		fmt.Fprintln(cfg.Live)
@@ -458,8 +481,11 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 			m["node_rss_per_participant_kib"] = float64(res.Node.RSSBytes-rssBefore) / 1024 / float64(len(r.all))
 		}
 	}
-	if drops0 >= 0 && drops1 >= 0 {
-		m["machine_udp_receive_buffer_drops"] = float64(drops1 - drops0)
+	if pid != "" && nodeDrops0 >= 0 && nodeDrops1 >= 0 {
+		m["node_socket_drops"] = float64(nodeDrops1 - nodeDrops0)
+	}
+	if genDrops0 >= 0 && genDrops1 >= 0 {
+		m["generator_socket_drops"] = float64(genDrops1 - genDrops0)
 	}
 	if machineErr == nil && res.Node != nil && res.Generator != nil && busy1 > busy0 {
 		other := max(0, 100*((busy1-busy0).Seconds()-res.Node.CPUSeconds-res.Generator.CPUSeconds)/secs)

@@ -15,10 +15,15 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/gonets/gonets/bench/result"
@@ -68,9 +73,9 @@ func packetsPerSecond() float64 {
 
 // newCallAPI returns the pion API every client PeerConnection of the bench
 // is made with, as a browser's: Opus and VP8, the mid, rid and audio-level
-// header extensions, pion's default interceptors (NACK, RTCP reports,
-// transport-wide congestion control feedback, which the SFU's bandwidth
-// estimate reads), host candidates over IPv4 UDP, no mDNS. Each
+// header extensions, pion's default interceptors but stats (NACK, RTCP
+// reports, transport-wide congestion control feedback, which the SFU's
+// bandwidth estimate reads), host candidates over IPv4 UDP, no mDNS. Each
 // PeerConnection gets a socket of its own, as a browser's does. pion's
 // logs are off: its interceptors complain of every closed pipe at the end.
 func newCallAPI() (*webrtc.API, error) {
@@ -90,18 +95,53 @@ func newCallAPI() (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		return nil, err
-	}
 	logs := logging.NewDefaultLoggerFactory()
 	logs.DefaultLogLevel = logging.LogLevelDisabled
+	// pion's default interceptors but its stats one, which only counts
+	// for getStats: what goes on the wire is a browser's.
+	reg := &interceptor.Registry{}
+	err := webrtc.ConfigureNackWithOptions(m, reg, []nack.GeneratorOption{nack.WithGeneratorLoggerFactory(logs)}, nack.WithResponderLoggerFactory(logs))
+	if err == nil {
+		err = webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(logs)}, report.WithSenderLoggerFactory(logs))
+	}
+	if err == nil {
+		err = webrtc.ConfigureSimulcastExtensionHeaders(m)
+	}
+	if err == nil {
+		err = webrtc.ConfigureTWCCSenderWithOptions(m, reg, twcc.WithLoggerFactory(logs))
+	}
+	if err != nil {
+		return nil, err
+	}
+	std, err := stdnet.NewNet()
+	if err != nil {
+		return nil, err
+	}
 	se := webrtc.SettingEngine{LoggerFactory: logs}
+	se.SetNet(bufferedNet{std})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.To4() != nil })
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+}
+
+// clientSocketBuffer is the receive buffer of the clients' UDP sockets
+// (capped by net.core.rmem_max): the bench's own sockets should not be
+// where packets are lost, as Linux's default (208 KiB, some 190 packets)
+// would be whenever the generator's goroutine is late.
+const clientSocketBuffer = 2 << 20
+
+// bufferedNet is the clients' network: the host's, but that each UDP
+// socket gets clientSocketBuffer.
+type bufferedNet struct{ *stdnet.Net }
+
+func (n bufferedNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, addr)
+	if err == nil {
+		_ = c.SetReadBuffer(clientSocketBuffer)
+	}
+	return c, err
 }
 
 // gathered sets pc's local description and waits (up to 5 s) for its
@@ -614,31 +654,37 @@ func (c streamCounts) String() string {
 	return fmt.Sprintf("%d of %d packets", c.received, c.expected)
 }
 
-// udpReceiveDrops returns the datagrams the machine's UDP sockets dropped
-// for a full receive buffer (RcvbufErrors in /proc/net/snmp), all sockets
-// together, or -1 where it cannot tell.
-func udpReceiveDrops() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
+// socketDrops sums the drops the kernel counted (/proc/net/udp and udp6)
+// on the UDP sockets process pid ("self" for this one) holds, or returns
+// -1 where it cannot tell.
+func socketDrops(pid string) int64 {
+	fds, err := os.ReadDir("/proc/" + pid + "/fd")
 	if err != nil {
 		return -1
 	}
-	var names []string
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
+	inodes := make(map[string]bool)
+	for _, fd := range fds {
+		link, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	var drops int64
+	for _, table := range []string{"udp", "udp6"} {
+		b, err := os.ReadFile("/proc/" + pid + "/net/" + table)
+		if err != nil {
 			continue
 		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "RcvbufErrors" && i < len(f) {
-				if v, err := strconv.ParseInt(f[i], 10, 64); err == nil {
-					return v
-				}
+		for line := range strings.Lines(string(b)) {
+			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+			f := strings.Fields(line)
+			if len(f) < 13 || !inodes[f[9]] {
+				continue
+			}
+			if n, err := strconv.ParseInt(f[len(f)-1], 10, 64); err == nil {
+				drops += n
 			}
 		}
 	}
-	return -1
+	return drops
 }
