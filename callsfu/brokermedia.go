@@ -191,7 +191,10 @@ func (m *BrokerMedia) Mute(_ context.Context, p broker.CallParticipant, kind bro
 		return mediaErr("mute", p, err)
 	}
 	for _, id := range ids {
-		if err := part.SetMuted(id, muted); err != nil {
+		// A track of the kind that stopped since tracksFor needs no mute;
+		// the one track named must still be there.
+		err := part.SetMuted(id, muted)
+		if err != nil && (trackID != "" || !errors.Is(err, ErrUnknownTrack)) {
 			return mediaErr("mute", p, err)
 		}
 	}
