@@ -18,10 +18,10 @@ import (
 // The recording's errors. None reaches a client as is: the room maps them
 // onto its own refusals.
 var (
-	errRecorderStopped = errors.New("callsfu: recording stopped")
-	errRecordCodec     = errors.New("callsfu: recording supports Opus audio and VP8 video only")
-	errRecordingTrack  = errors.New("callsfu: track already being recorded")
-	errNotRecording    = errors.New("callsfu: track not being recorded")
+	errRecordingStopped = errors.New("callsfu: recording stopped")
+	errRecordCodec      = errors.New("callsfu: recording supports Opus audio and VP8 video only")
+	errRecordingTrack   = errors.New("callsfu: track already being recorded")
+	errNotRecording     = errors.New("callsfu: track not being recorded")
 )
 
 // manifestName is the recording's manifest in its directory.
@@ -51,7 +51,8 @@ type recordingOptions struct {
 	// for the publisher's retransmission to fill it (the SFU NACKs the
 	// publisher) before the hole is taken as lost: for video, frames are
 	// then dropped up to the next keyframe, which is requested; for audio,
-	// the gap is filled with silence. Default: 250 ms.
+	// the gap is filled with empty Opus frames (concealment fading to
+	// silence). Default: 250 ms.
 	Hold time.Duration
 	// SyncInterval is how often a track's file header is brought up to
 	// date (the IVF length) and held packets are looked at for Hold.
@@ -252,7 +253,7 @@ func (r *recording) startTrack(u *upTrack, info recordedTrack, ext string) (*rec
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		return nil, errRecorderStopped
+		return nil, errRecordingStopped
 	}
 	if r.live[u] != nil {
 		return nil, errRecordingTrack
@@ -361,16 +362,17 @@ func (r *recording) removeTrack(u *upTrack) error {
 }
 
 // stop ends the recording: every track still recorded is finished as by
-// removeTrack, and the manifest written a last time. It returns the summary
-// for the chat's message, and the first error of a file or the manifest (the
-// summary is complete even then: each track says its own error). A second
-// stop returns the same summary with errRecorderStopped.
+// removeTrack (all at once), and the manifest written a last time. It
+// returns the summary for the chat's message, and the errors of the files
+// and the manifest joined (the summary is complete even then: each track
+// says its own error). A second stop returns the summary as it stands with
+// errRecordingStopped.
 func (r *recording) stop() (recordingSummary, error) {
 	r.mu.Lock()
 	if r.stopped {
 		sum := r.summaryLocked()
 		r.mu.Unlock()
-		return sum, errRecorderStopped
+		return sum, errRecordingStopped
 	}
 	r.stopped = true
 	live := r.live
@@ -378,12 +380,13 @@ func (r *recording) stop() (recordingSummary, error) {
 	all := r.tracks
 	r.mu.Unlock()
 
-	var errs []error
 	for _, t := range live {
-		errs = append(errs, t.end())
+		t.halt()
 	}
+	var errs []error
 	for _, t := range all {
-		<-t.done // a track removed concurrently finishes its own file
+		<-t.done // a track removed concurrently finishes its own file too
+		errs = append(errs, t.err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

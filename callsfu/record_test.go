@@ -569,11 +569,11 @@ func TestRecordLifecycle(t *testing.T) {
 		t.Error("bob's first track ended with the recording, not when he left")
 	}
 	again, err := r.stop()
-	if !errors.Is(err, errRecorderStopped) || !again.Stopped.Equal(sum.Stopped) || len(again.Tracks) != 3 {
+	if !errors.Is(err, errRecordingStopped) || !again.Stopped.Equal(sum.Stopped) || len(again.Tracks) != 3 {
 		t.Errorf("second stop: %v, %+v", err, again)
 	}
-	if err := r.addTrack(newRecSource(t, false).up, "carol", "mic"); !errors.Is(err, errRecorderStopped) {
-		t.Errorf("add after stop: %v, want errRecorderStopped", err)
+	if err := r.addTrack(newRecSource(t, false).up, "carol", "mic"); !errors.Is(err, errRecordingStopped) {
+		t.Errorf("add after stop: %v, want errRecordingStopped", err)
 	}
 	if err := r.removeTrack(bobAgain.up); !errors.Is(err, errNotRecording) {
 		t.Errorf("remove after stop: %v, want errNotRecording", err)
@@ -724,7 +724,7 @@ func TestRecordStopWhileAdding(t *testing.T) {
 			err := r.addTrack(s.up, "p", strconv.Itoa(i))
 			if err == nil {
 				added.Add(1)
-			} else if !errors.Is(err, errRecorderStopped) {
+			} else if !errors.Is(err, errRecordingStopped) {
 				t.Error(err)
 			}
 		})

@@ -152,9 +152,17 @@ func (t *recTrack) attach(d *downTrack) {
 	}
 }
 
-// end stops the track: no packet is taken after it, those queued are
-// written, and the file is finished. It returns the track's write error.
+// end stops the track and waits for its file to be finished (halt). It
+// returns the track's write error.
 func (t *recTrack) end() error {
+	t.halt()
+	<-t.done
+	return t.err
+}
+
+// halt stops the track without waiting: no packet is taken after it, and
+// the goroutine writes those queued, finishes the file and closes done.
+func (t *recTrack) halt() {
 	t.stopOnce.Do(func() {
 		t.ended.Store(true)
 		if d := t.down.Load(); d != nil {
@@ -162,8 +170,6 @@ func (t *recTrack) end() error {
 		}
 		close(t.stop)
 	})
-	<-t.done
-	return t.err
 }
 
 // run is the track's goroutine: it writes the packets queued, in sequence
