@@ -46,6 +46,11 @@ const (
 	// maxVideoPayload is the most payload one video packet carries, as
 	// browsers packetise to stay under a 1,200-byte MTU.
 	maxVideoPayload = 1100
+	// pacingTick and pacingFactor shape the video's pacer: a slice of
+	// pacingFactor times the video's bitrate every pacingTick, as
+	// WebRTC's pacer sends (2.5 ×, 5 ms).
+	pacingTick   = 5 * time.Millisecond
+	pacingFactor = 2.5
 	// mediaStamp is the tail of every payload: the time the publisher
 	// wrote the packet, Unix ns, big endian.
 	mediaStamp = 8
@@ -282,15 +287,32 @@ func (p *callPublisher) readRTCP(wg *sync.WaitGroup) {
 	}
 }
 
+// videoPacket is a video packet waiting for the pacer.
+type videoPacket struct {
+	layer  int
+	seq    uint16
+	ts     uint32
+	n      int // payload bytes
+	first  bool
+	key    bool
+	marker bool
+}
+
 // send writes the publisher's media until stop closes: an Opus packet
 // every 20 ms, and on each layer a frame every 1/30 s, a keyframe every
-// keyframeEvery (phased by phase) or when asked. Packets are written when
-// due, and all that fell due at once when the goroutine wakes late. Each
-// payload ends in its write time; open reports whether the measured window
-// is open.
+// keyframeEvery (phased by phase) or when a PLI asks. Audio goes out when
+// due; video goes through a pacer, as a browser's does, at pacingFactor
+// times the video's bitrate in slices of pacingTick, so that a frame's
+// packets do not leave in one burst. Each payload ends in its write time;
+// open reports whether the measured window is open.
 func (p *callPublisher) send(stop <-chan struct{}, phase time.Duration, open func(time.Time) bool) {
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(pacingTick)
 	defer tick.Stop()
+	videoRate := 0
+	for _, l := range simulcastLayers {
+		videoRate += l.rate
+	}
+	perTick := int(pacingFactor * float64(videoRate) / 8 * pacingTick.Seconds())
 	var (
 		start      = time.Now()
 		nextAudio  = start
@@ -300,6 +322,9 @@ func (p *callPublisher) send(stop <-chan struct{}, phase time.Duration, open fun
 		audioTS    uint32
 		videoSeq   [3]uint16
 		videoTS    uint32
+		queue      []videoPacket
+		budget     int
+		last       = start
 		payload    = make([]byte, maxVideoPayload)
 		pkt        rtp.Packet
 		audioLevel = []byte{40}
@@ -346,30 +371,47 @@ func (p *callPublisher) send(stop <-chan struct{}, phase time.Duration, open fun
 				for first := true; left > 0; first = false {
 					n := min(left, maxVideoPayload)
 					left -= n
-					n = max(n, 1+10+mediaStamp)
-					clear(payload[:n])
-					if first {
-						// VP8 payload descriptor S=1, partition 0; the frame
-						// tag (P=0 for a keyframe, show_frame=1), and a
-						// keyframe's start code.
-						payload[0] = 0x10
-						payload[1] = 0x10
-						if key {
-							payload[4], payload[5], payload[6] = 0x9d, 0x01, 0x2a
-						} else {
-							payload[1] |= 0x01
-						}
-					}
-					pkt.Header = rtp.Header{Version: 2, Marker: left == 0, SequenceNumber: videoSeq[i], Timestamp: videoTS}
-					if p.midID != 0 && p.ridID != 0 {
-						_ = pkt.Header.SetExtension(p.midID, []byte(p.videoMid))
-						_ = pkt.Header.SetExtension(p.ridID, []byte(l.rid))
-					}
-					write(p.video[i], n)
+					queue = append(queue, videoPacket{layer: i, seq: videoSeq[i], ts: videoTS, n: max(n, 1+10+mediaStamp), first: first, key: key, marker: left == 0})
 					videoSeq[i]++
 				}
 			}
 			videoTS += 90000 / frameRate
+		}
+		// The pacer: credit for the time since the last tick (a late
+		// wake catches up, up to 100 ms), a tick's worth at most kept
+		// while the queue is empty.
+		budget = min(budget+int(float64(perTick)*float64(now.Sub(last))/float64(pacingTick)), 20*perTick)
+		last = now
+		sent := 0
+		for _, v := range queue {
+			if budget <= 0 {
+				break
+			}
+			budget -= v.n
+			sent++
+			clear(payload[:v.n])
+			if v.first {
+				// VP8 payload descriptor S=1, partition 0; the frame tag
+				// (P=0 for a keyframe, show_frame=1), and a keyframe's
+				// start code.
+				payload[0] = 0x10
+				payload[1] = 0x10
+				if v.key {
+					payload[4], payload[5], payload[6] = 0x9d, 0x01, 0x2a
+				} else {
+					payload[1] |= 0x01
+				}
+			}
+			pkt.Header = rtp.Header{Version: 2, Marker: v.marker, SequenceNumber: v.seq, Timestamp: v.ts}
+			if p.midID != 0 && p.ridID != 0 {
+				_ = pkt.Header.SetExtension(p.midID, []byte(p.videoMid))
+				_ = pkt.Header.SetExtension(p.ridID, []byte(simulcastLayers[v.layer].rid))
+			}
+			write(p.video[v.layer], v.n)
+		}
+		queue = append(queue[:0], queue[sent:]...)
+		if len(queue) == 0 {
+			budget = min(budget, perTick)
 		}
 	}
 }
