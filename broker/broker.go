@@ -190,7 +190,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	// Calls live in this node's memory: they end now, recorded in their
 	// chats while the sessions can still hear of it.
-	b.endCalls()
+	b.endCalls(ctx)
 	idle := make(chan struct{})
 	go func() {
 		b.wg.Wait()

@@ -12,11 +12,16 @@ import (
 type CallID uint64
 
 // CallParticipant is one participant of a call: a user, in it from one
-// device (a user is in a call from one device at a time).
+// device (a user is in a call from one device at a time), for one join.
 type CallParticipant struct {
 	Call   CallID
 	User   storage.UserID
 	Device storage.DeviceID
+	// Join tells the joins of one device apart: the broker gives each a
+	// fresh one, so that a late Leave of a device's earlier join (its
+	// session ended, the device rejoined at once) never takes out the
+	// join that followed it. A Speaker event may leave it zero.
+	Join uint64
 }
 
 // CallPC names one of a participant's two PeerConnections.

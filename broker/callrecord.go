@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -12,18 +14,18 @@ import (
 
 // finishCall does what follows a call's end outside the lock: the SFU
 // closes its room, the call record goes into the chat, and then the
-// chat's sessions but except hear of the end (a client told of it finds
+// call's audience but except hears of the end (a client told of it finds
 // the record in the chat). A call discarded before anyone was rung (a
-// zero reason) only closes its room.
-func (b *Broker) finishCall(end *endedCall, except *Session) {
-	b.endMedia(end.id)
+// zero reason) only closes its room. ctx bounds the SFU's part.
+func (b *Broker) finishCall(ctx context.Context, end *endedCall, except *Session) {
+	b.endMedia(ctx, end.id)
 	if end.reason == 0 {
 		return
 	}
 	b.writeCallRecord(end)
-	b.chatPush(end.chat, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
+	b.pushUsers(end.audience, except, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
 		Call: uint64(end.id), Chat: uint64(end.chat), Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_ENDED, Reason: end.reason,
-	}}}, except)
+	}}}, true)
 	b.calls.ended.Inc()
 	if end.answered.IsZero() {
 		b.calls.missed.Inc()
@@ -31,8 +33,8 @@ func (b *Broker) finishCall(end *endedCall, except *Session) {
 }
 
 // endMedia closes the call's room, logging a refusal.
-func (b *Broker) endMedia(id CallID) {
-	ctx, cancel := mediaCtx()
+func (b *Broker) endMedia(ctx context.Context, id CallID) {
+	ctx, cancel := mediaCtx(ctx)
 	defer cancel()
 	if err := b.calls.media.End(ctx, id); err != nil {
 		b.log.Debug("broker: call media end", "call", id, "err", err)
@@ -58,15 +60,18 @@ func callRecord(end *endedCall) *wire.CallRecord {
 // path, delivered like any message, so that members offline during the
 // call find it when they sync. It is sent as the caller, or, when the
 // caller has left the chat, as the first of those who joined still in it,
-// from the node's own device, with the call's id as its client message
-// id: a retry cannot write it twice.
+// or else as any member (the record's body names the caller), from the
+// node's own device, with the call's id as its client message id: a
+// retry cannot write it twice.
 func (b *Broker) writeCallRecord(end *endedCall) {
 	body, err := proto.Marshal(callRecord(end))
 	if err != nil {
 		b.log.Error("broker: call record not encodable", "call", end.id, "err", err)
 		return
 	}
-	for _, sender := range end.joined { // the caller first
+	senders := end.joined // the caller first
+	for i := 0; i < len(senders); i++ {
+		sender := senders[i]
 		m := storage.Message{
 			Chat: end.chat, Sender: sender, Device: storage.DeviceNode, ClientMsgID: uint64(end.id),
 			Kind: storage.MsgCall, Body: body,
@@ -76,6 +81,11 @@ func (b *Broker) writeCallRecord(end *endedCall) {
 		b.unpin(e)
 		if !errors.Is(err, storage.ErrNotMember) {
 			break
+		}
+		if i == len(end.joined)-1 { // none of them is a member now
+			if ms, merr := b.st.Members(end.chat, 0, 1); merr == nil && len(ms) > 0 {
+				senders = append(slices.Clip(senders), ms[0].User)
+			}
 		}
 	}
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 // callMediaTimeout bounds each call into CallMedia.
 const callMediaTimeout = 10 * time.Second
 
+// maxEndingCalls caps the calls Shutdown finishes at once.
+const maxEndingCalls = 16
+
 // callTable holds the node's calls: who is in which, who is being rung.
 // Calls live in the node's memory only: a restart ends them, and a crash
 // ends them without a record. The SFU holds the media; the broker owns
@@ -29,13 +32,16 @@ type callTable struct {
 	started *metrics.Counter
 	ended   *metrics.Counter
 	missed  *metrics.Counter
+	lost    *metrics.Counter // needed call pushes beyond a session's backlog
 
-	// wg counts the ring timers armed and the removals the SFU asked
-	// for, each ended by its own goroutine; Shutdown waits for them.
+	// wg counts the ring timers armed, the removals the SFU asked for,
+	// each ended by its own goroutine, and the joins waiting for the SFU;
+	// Shutdown waits for them.
 	wg sync.WaitGroup
 
 	mu        sync.Mutex // guards the following, and every call's fields
 	closed    bool
+	joins     uint64 // the last participant's join id
 	byID      map[CallID]*call
 	byChat    map[storage.ChatID]*call
 	bySession map[*Session]*participant
@@ -44,7 +50,8 @@ type callTable struct {
 	rings map[storage.UserID][]*call
 }
 
-// call is one call. Its fields are guarded by callTable.mu.
+// call is one call. Its fields are guarded by callTable.mu; id, chat,
+// kind, video, caller, callerDevice and started never change.
 type call struct {
 	id           CallID
 	chat         storage.ChatID
@@ -57,20 +64,29 @@ type call struct {
 	parts        map[storage.UserID]*participant
 	ringing      map[storage.UserID]struct{}
 	joined       []storage.UserID // everyone who was in it, in order
-	declined     bool
-	timer        *time.Timer // the ring timeout, while it is armed
-	ended        bool
+	// audience is who hears of the call's changes: the users it rang and
+	// those who joined, while members of its chat.
+	audience map[storage.UserID]struct{}
+	timer    *time.Timer // the ring timeout, while it is armed
+	ended    bool
 }
 
-// participant is one session in a call.
+// participant is one session in a call, or on its way in: a join
+// reserves it (in bySession only) while the SFU's Join runs, and commits
+// it (into its call's parts) once that succeeded.
 type participant struct {
-	c *call
-	s *Session
+	c    *call
+	s    *Session
+	join uint64 // its join id, unique on the node
+	in   bool   // committed
+	// cands counts the candidates relayed per PeerConnection (index
+	// CallPC) since its last offer.
+	cands [3]int
 }
 
 // key names p for CallMedia.
 func (p *participant) key() CallParticipant {
-	return CallParticipant{Call: p.c.id, User: p.s.user, Device: p.s.device}
+	return CallParticipant{Call: p.c.id, User: p.s.user, Device: p.s.device, Join: p.join}
 }
 
 // endedCall is what finishing a call needs, taken under the lock.
@@ -83,6 +99,7 @@ type endedCall struct {
 	answered time.Time
 	at       time.Time
 	joined   []storage.UserID
+	audience []storage.UserID
 	reason   wire.CallEndReason
 }
 
@@ -94,6 +111,7 @@ func newCallTable(o Options) *callTable {
 		started:   o.Metrics.NewCounter("gonets_broker_calls_started_total"),
 		ended:     o.Metrics.NewCounter("gonets_broker_calls_ended_total"),
 		missed:    o.Metrics.NewCounter("gonets_broker_calls_missed_total"),
+		lost:      o.Metrics.NewCounter("gonets_broker_call_pushes_lost_total"),
 		byID:      make(map[CallID]*call),
 		byChat:    make(map[storage.ChatID]*call),
 		bySession: make(map[*Session]*participant),
@@ -140,121 +158,8 @@ func (t *callTable) lookup(id CallID) (*call, error) {
 }
 
 // mediaCtx returns the context of one call into CallMedia.
-func mediaCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), callMediaTimeout)
-}
-
-// startCall starts a call in a chat the user is in, joins the session to
-// it and rings the chat's other members' online sessions.
-func (s *Session) startCall(req *wire.CallStart) (*wire.Frame, error) {
-	t := s.b.calls
-	e, kind, err := s.access(storage.ChatID(req.Chat), false)
-	if err != nil {
-		return nil, err
-	}
-	defer s.b.chats.unref(e)
-	if kind == storage.ChatChannel {
-		return nil, fmt.Errorf("%w: calls run in direct chats and groups; a channel streams over WHIP", ErrForbidden)
-	}
-	if err := s.spend(); err != nil {
-		return nil, err
-	}
-	rung, err := s.rungUsers(e, kind)
-	if err != nil {
-		return nil, err
-	}
-	now := t.now()
-	t.mu.Lock()
-	switch {
-	case t.closed:
-		t.mu.Unlock()
-		return nil, ErrShutdown
-	case t.byChat[e.id] != nil:
-		id := t.byChat[e.id].id
-		t.mu.Unlock()
-		return nil, &callRunningError{call: id}
-	case t.bySession[s] != nil:
-		id := t.bySession[s].c.id
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: this device is in call %d; leave it first", ErrForbidden, id)
-	}
-	c := &call{
-		id: newCallID(), chat: e.id, kind: kind, video: req.Video, caller: s.user, callerDevice: s.device,
-		started: now, parts: make(map[storage.UserID]*participant), ringing: make(map[storage.UserID]struct{}),
-		joined: []storage.UserID{s.user},
-	}
-	for t.byID[c.id] != nil {
-		c.id = newCallID()
-	}
-	for _, u := range rung {
-		t.ringLocked(c, u)
-	}
-	p := &participant{c: c, s: s}
-	c.parts[s.user] = p
-	t.byID[c.id], t.byChat[c.chat], t.bySession[s] = c, c, p
-	t.armRingLocked(s.b, c)
-	info := c.infoLocked()
-	t.mu.Unlock()
-
-	if err := s.b.joinMedia(p); err != nil {
-		return nil, err
-	}
-	t.started.Inc()
-	s.announceCall(e, c)
-	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
-}
-
-// rungUsers returns the users a call the session starts in the chat of e
-// rings: the other member of a direct chat, online or not (an answer from
-// a device that connects in time is an accept), or a group's other
-// members online, up to maxRelayMembers.
-func (s *Session) rungUsers(e *chatEntry, kind storage.ChatKind) ([]storage.UserID, error) {
-	if kind == storage.ChatDirect {
-		return s.b.directPeer(e.id, s.user)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rung := make([]storage.UserID, 0, min(len(e.users), maxRelayMembers))
-	for _, u := range e.users {
-		if u != s.user && len(rung) < maxRelayMembers {
-			rung = append(rung, u)
-		}
-	}
-	return rung, nil
-}
-
-// announceCall rings the other members' online sessions of the chat of e
-// for c, the session's new call, and tells the caller's other devices
-// that it is in a call (not a ring).
-func (s *Session) announceCall(e *chatEntry, c *call) {
-	ring := &wire.Frame{Body: &wire.Frame_CallRing{CallRing: &wire.CallRing{
-		Call: uint64(c.id), Chat: uint64(c.chat), Caller: uint64(s.user), Device: uint64(s.device),
-		Video: c.video, StartedUs: c.started.UnixMicro(),
-	}}}
-	if p := s.b.encodeCallPush(ring); p != nil {
-		s.b.relay(e, p, s, s.user)
-		p.Release()
-	}
-	s.b.pushUser(s.user, s, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
-		Call: uint64(c.id), Chat: uint64(c.chat), Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_JOINED,
-		User: uint64(s.user), Device: uint64(s.device),
-	}}})
-}
-
-// directPeer returns the other member of a direct chat, as a list of
-// one, from the store (a direct chat has exactly two members).
-func (b *Broker) directPeer(chat storage.ChatID, me storage.UserID) ([]storage.UserID, error) {
-	ms, err := b.st.Members(chat, 0, 3)
-	if err != nil {
-		return nil, fmt.Errorf("broker: members of direct chat %d: %w", chat, err)
-	}
-	var peer []storage.UserID
-	for _, m := range ms {
-		if m.User != me {
-			peer = append(peer, m.User)
-		}
-	}
-	return peer, nil
+func mediaCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, callMediaTimeout)
 }
 
 // infoLocked describes c for a CallInfo.
@@ -267,179 +172,72 @@ func (c *call) infoLocked() *wire.CallInfo {
 	return info
 }
 
-// joinCall joins the session to a running call of one of its user's
-// chats. A rung user's join is an accept (its other devices stop
-// ringing); a user in the call from another device moves to this one.
-func (s *Session) joinCall(id CallID) (*wire.Frame, error) {
-	t := s.b.calls
-	c, err := t.lookup(id)
-	if err != nil {
-		return nil, err
-	}
-	e, _, err := s.access(c.chat, false)
-	if err != nil {
-		return nil, err
-	}
-	s.b.chats.unref(e)
-	t.mu.Lock()
-	if c.ended {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d", ErrUnknownCall, id)
-	}
-	if p := t.bySession[s]; p != nil {
-		if p.c == c { // joined already: the same answer again
-			info := c.infoLocked()
-			t.mu.Unlock()
-			return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
-		}
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: this device is in call %d; leave it first", ErrForbidden, p.c.id)
-	}
-	replaced := c.parts[s.user]
-	if replaced != nil {
-		delete(t.bySession, replaced.s)
-	}
-	p := &participant{c: c, s: s}
-	c.parts[s.user], t.bySession[s] = p, p
-	rung := t.unringLocked(c, s.user)
-	if len(c.ringing) == 0 {
-		t.disarmLocked(c)
-	}
-	if !slices.Contains(c.joined, s.user) {
-		c.joined = append(c.joined, s.user)
-	}
-	if c.answered.IsZero() && s.user != c.caller {
-		c.answered = t.now()
-	}
-	info := c.infoLocked()
-	t.mu.Unlock()
-
-	if replaced != nil {
-		s.b.leaveMedia(replaced)
-		s.b.pushSession(replaced.s, removedFrame(c.id, wire.CallRemoveReason_CALL_REMOVE_REASON_REPLACED, "joined from another device"))
-	}
-	if err := s.b.joinMedia(p); err != nil {
-		return nil, err
-	}
-	kind := wire.CallUpdateKind_CALL_UPDATE_KIND_JOINED
-	if rung {
-		kind = wire.CallUpdateKind_CALL_UPDATE_KIND_ACCEPTED
-	}
-	s.b.callUpdate(c, &wire.CallUpdate{Kind: kind, User: uint64(s.user), Device: uint64(s.device)}, s)
-	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
+// reserveLocked reserves a place in c for s while the SFU's Join runs,
+// counted in t.wg so that Shutdown waits for it; commitJoin ends it.
+func (t *callTable) reserveLocked(c *call, s *Session) *participant {
+	t.joins++
+	p := &participant{c: c, s: s, join: t.joins}
+	t.bySession[s] = p
+	t.wg.Add(1)
+	return p
 }
 
-// joinMedia joins p to its call's room. When the SFU refuses, p leaves
-// again; a call that only p started is dropped without a trace.
-func (b *Broker) joinMedia(p *participant) error {
-	ctx, cancel := mediaCtx()
-	defer cancel()
-	err := b.calls.media.Join(ctx, p.key(), p.c.video, b.callEvents(p))
-	if err == nil {
-		return nil
-	}
+// commitJoin ends p's reservation after the SFU's Join answered err: it
+// reports, with p committed by commit under the lock, whether p is in the
+// call. A p that failed, left or whose call ended in the meantime is
+// taken out of the SFU's room again, or the room ended, and nothing of
+// the call changes.
+func (b *Broker) commitJoin(p *participant, err error, commit func()) error {
 	t := b.calls
-	t.mu.Lock()
+	defer t.wg.Done()
 	c := p.c
-	discard := t.bySession[p.s] == p && len(c.parts) == 1 && c.answered.IsZero() && p.s.user == c.caller && !c.ended
+	t.mu.Lock()
+	current := t.bySession[p.s] == p
+	ok := err == nil && current && !c.ended
+	if ok {
+		p.in = true
+		commit()
+	} else if current {
+		delete(t.bySession, p.s)
+	}
+	// A call that only its own caller's start would have joined goes.
+	discard := !ok && !c.ended && c.answered.IsZero() && len(c.parts) == 0 && len(c.ringing) == 0
 	if discard {
 		t.endLocked(c, 0)
 	}
+	ended := c.ended
 	t.mu.Unlock()
-	if discard {
-		b.endMedia(c.id)
-	} else {
-		b.dropParticipant(p, true, p.s)
+	switch {
+	case ok:
+		return nil
+	case err != nil:
+		if discard {
+			b.endMedia(context.Background(), c.id)
+		}
+		return fmt.Errorf("broker: join call %d: %w", c.id, err)
+	case ended: // the SFU's room, ended before this Join, came back
+		b.endMedia(context.Background(), c.id)
+	default:
+		b.leaveMedia(p)
 	}
-	return fmt.Errorf("broker: join call %d: %w", c.id, err)
+	return fmt.Errorf("%w: call %d ended or was left while joining", ErrUnknownCall, c.id)
+}
+
+// joinMedia asks the SFU to join p to its call's room.
+func (b *Broker) joinMedia(p *participant) error {
+	ctx, cancel := mediaCtx(context.Background())
+	defer cancel()
+	return b.calls.media.Join(ctx, p.key(), p.c.video, b.callEvents(p))
 }
 
 // leaveMedia takes p out of its call's room, logging a refusal: the
 // broker's state has moved on whatever the SFU says.
 func (b *Broker) leaveMedia(p *participant) {
-	ctx, cancel := mediaCtx()
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	if err := b.calls.media.Leave(ctx, p.key()); err != nil {
 		b.log.Debug("broker: call media leave", "call", p.c.id, "user", p.s.user, "err", err)
 	}
-}
-
-// declineCall declines a ring for all the user's devices. A call no one
-// but its caller joined ends, missed, when no one is rung any more.
-func (s *Session) declineCall(id CallID) (*wire.Frame, error) {
-	t := s.b.calls
-	c, err := t.lookup(id)
-	if err != nil {
-		return nil, err
-	}
-	e, _, err := s.access(c.chat, false)
-	if err != nil {
-		return nil, err
-	}
-	s.b.chats.unref(e)
-	t.mu.Lock()
-	if c.ended || !t.unringLocked(c, s.user) {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: call %d does not ring user %d", ErrBadRequest, id, s.user)
-	}
-	c.declined = true
-	var end *endedCall
-	if len(c.ringing) == 0 {
-		t.disarmLocked(c)
-		if c.answered.IsZero() {
-			end = t.endLocked(c, wire.CallEndReason_CALL_END_REASON_DECLINED)
-		}
-	}
-	t.mu.Unlock()
-	s.b.callUpdate(c, &wire.CallUpdate{Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_DECLINED, User: uint64(s.user), Device: uint64(s.device)}, s)
-	if end != nil {
-		s.b.finishCall(end, s)
-	}
-	return done(), nil
-}
-
-// leaveCall takes the session out of its call.
-func (s *Session) leaveCall(id CallID) (*wire.Frame, error) {
-	p, err := s.b.calls.participantOf(s, id)
-	if err != nil {
-		return nil, err
-	}
-	s.b.dropParticipant(p, true, s)
-	return done(), nil
-}
-
-// hangUp ends the call for everyone: allowed to a participant of a direct
-// call, and to one who is an admin or the owner of the group.
-func (s *Session) hangUp(id CallID) (*wire.Frame, error) {
-	t := s.b.calls
-	p, err := t.participantOf(s, id)
-	if err != nil {
-		return nil, err
-	}
-	c := p.c
-	if c.kind != storage.ChatDirect {
-		e, _, err := s.access(c.chat, false)
-		if err != nil {
-			return nil, err
-		}
-		e.mu.Lock()
-		role, _ := e.roleLocked(s.user)
-		e.mu.Unlock()
-		s.b.chats.unref(e)
-		if role < storage.RoleAdmin {
-			return nil, fmt.Errorf("%w: only a group's admins and owner end its call for everyone; leave it instead", ErrForbidden)
-		}
-	}
-	t.mu.Lock()
-	var end *endedCall
-	if !c.ended {
-		end = t.endLocked(c, wire.CallEndReason_CALL_END_REASON_HUNG_UP)
-	}
-	t.mu.Unlock()
-	if end != nil {
-		s.b.finishCall(end, s)
-	}
-	return done(), nil
 }
 
 // participantOf returns the session's participation in call id, or why
@@ -447,7 +245,7 @@ func (s *Session) hangUp(id CallID) (*wire.Frame, error) {
 func (t *callTable) participantOf(s *Session, id CallID) (*participant, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.bySession[s]; p != nil && p.c.id == id {
+	if p := t.bySession[s]; p != nil && p.in && p.c.id == id {
 		return p, nil
 	}
 	if t.byID[id] == nil {
@@ -457,10 +255,11 @@ func (t *callTable) participantOf(s *Session, id CallID) (*participant, error) {
 }
 
 // dropParticipant takes p out of its call, if it is still in it, tells
-// the chat's sessions but except, and ends the call when p was its last
+// the call's audience but except, and ends the call when p was its last
 // participant, or either of a direct call once answered. media says
 // whether the SFU must be told (it is not when it removed p itself). It
-// reports whether p was in the call.
+// reports whether p was in the call. A p still joining only loses its
+// reservation: its join finds that and undoes itself.
 func (b *Broker) dropParticipant(p *participant, media bool, except *Session) bool {
 	t := b.calls
 	c := p.c
@@ -470,6 +269,10 @@ func (b *Broker) dropParticipant(p *participant, media bool, except *Session) bo
 		return false
 	}
 	delete(t.bySession, p.s)
+	if !p.in {
+		t.mu.Unlock()
+		return false
+	}
 	if c.parts[p.s.user] == p {
 		delete(c.parts, p.s.user)
 	}
@@ -483,7 +286,7 @@ func (b *Broker) dropParticipant(p *participant, media bool, except *Session) bo
 	}
 	b.callUpdate(c, &wire.CallUpdate{Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_LEFT, User: uint64(p.s.user), Device: uint64(p.s.device)}, except)
 	if end != nil {
-		b.finishCall(end, except)
+		b.finishCall(context.Background(), end, except)
 	}
 	return true
 }
@@ -491,7 +294,7 @@ func (b *Broker) dropParticipant(p *participant, media bool, except *Session) bo
 // removeParticipant takes p out of its call for reason, and tells it.
 func (b *Broker) removeParticipant(p *participant, reason wire.CallRemoveReason, msg string, media bool) {
 	if b.dropParticipant(p, media, p.s) {
-		b.pushSession(p.s, removedFrame(p.c.id, reason, msg))
+		b.pushSession(p.s, removedFrame(p.c.id, reason, msg), true)
 	}
 }
 
@@ -537,14 +340,19 @@ func (b *Broker) ringTimedOut(c *call) {
 	}
 	t.mu.Unlock()
 	if end != nil {
-		b.finishCall(end, nil)
+		b.finishCall(context.Background(), end, nil)
 		return
 	}
 	for _, u := range missed {
-		b.pushUser(u, nil, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
-			Call: uint64(c.id), Chat: uint64(c.chat), Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_MISSED, User: uint64(u),
-		}}})
+		b.pushUser(u, nil, missedFrame(c, u), true)
 	}
+}
+
+// missedFrame is the MISSED update that stops c's ring on user's devices.
+func missedFrame(c *call, user storage.UserID) *wire.Frame {
+	return &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{
+		Call: uint64(c.id), Chat: uint64(c.chat), Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_MISSED, User: uint64(user),
+	}}}
 }
 
 // endLocked ends c: it leaves the table, its participants with it, and
@@ -565,7 +373,7 @@ func (t *callTable) endLocked(c *call, reason wire.CallEndReason) *endedCall {
 	t.unringAllLocked(c)
 	return &endedCall{
 		id: c.id, chat: c.chat, video: c.video, caller: c.caller, started: c.started, answered: c.answered,
-		at: t.now(), joined: slices.Clone(c.joined), reason: reason,
+		at: t.now(), joined: slices.Clone(c.joined), audience: c.audienceLocked(), reason: reason,
 	}
 }
 
@@ -580,38 +388,88 @@ func (b *Broker) sessionEnded(s *Session) {
 	}
 }
 
-// callMemberLeft takes a user who left chat out of its call there, and
-// stops ringing it.
+// callMemberLeft takes a user who left chat out of its call there: a
+// participant is removed (LEFT_CHAT), a ring stops (MISSED to the user's
+// devices; a call that then rings no one, and that no one answered,
+// ends), and the user hears no more of the call.
 func (b *Broker) callMemberLeft(chat storage.ChatID, user storage.UserID) {
 	t := b.calls
 	t.mu.Lock()
 	c := t.byChat[chat]
-	var p *participant
-	if c != nil {
-		p = c.parts[user]
-		t.unringLocked(c, user)
+	if c == nil {
+		t.mu.Unlock()
+		return
+	}
+	p := c.parts[user]
+	rung := t.unringLocked(c, user)
+	var end *endedCall
+	if rung && len(c.ringing) == 0 {
+		t.disarmLocked(c)
+		if c.answered.IsZero() && p == nil {
+			end = t.endLocked(c, wire.CallEndReason_CALL_END_REASON_NO_ANSWER)
+		}
+	}
+	if end == nil {
+		delete(c.audience, user) // told below, or by the end
 	}
 	t.mu.Unlock()
+	if rung {
+		b.pushUser(user, nil, missedFrame(c, user), true)
+	}
+	if end != nil {
+		b.finishCall(context.Background(), end, nil)
+	}
 	if p != nil {
 		b.removeParticipant(p, wire.CallRemoveReason_CALL_REMOVE_REASON_LEFT_CHAT, "left the chat", true)
 	}
 }
 
-// endCalls ends every call, as the node shuts down, and waits for the
-// ring timers and removals in flight.
-func (b *Broker) endCalls() {
+// endCalls ends every call, as the node shuts down, finishing up to
+// maxEndingCalls at once, and waits for the ring timers, removals and
+// joins in flight; it gives up on what is left when ctx is done.
+func (b *Broker) endCalls(ctx context.Context) {
 	t := b.calls
 	t.mu.Lock()
 	t.closed = true
 	ends := make([]*endedCall, 0, len(t.byID))
 	for _, c := range t.byID {
-		ends = append(ends, t.endLocked(c, wire.CallEndReason_CALL_END_REASON_SHUTDOWN))
+		reason := wire.CallEndReason_CALL_END_REASON_SHUTDOWN
+		if len(c.parts) == 0 {
+			reason = 0 // its start is still joining: it rang no one
+		}
+		ends = append(ends, t.endLocked(c, reason))
 	}
 	t.mu.Unlock()
+	sem := make(chan struct{}, maxEndingCalls)
+	var wg sync.WaitGroup
+	left := len(ends)
 	for _, end := range ends {
-		b.finishCall(end, nil)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		left--
+		wg.Go(func() {
+			defer func() { <-sem }()
+			b.finishCall(ctx, end, nil)
+		})
 	}
-	t.wg.Wait()
+	wg.Wait()
+	if left > 0 {
+		b.log.Warn("broker: calls not finished before the shutdown's deadline", "calls", left)
+	}
+	idle := make(chan struct{})
+	go func() { // ends with the last timer, removal or join, each bounded
+		t.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
 }
 
 // ringLocked makes c ring user.
@@ -643,18 +501,20 @@ func (t *callTable) unringAllLocked(c *call) {
 }
 
 // ringLate rings a session that came online while calls ring its user.
+// It holds the session's callMu throughout, so that a push stopping one
+// of the rings follows it.
 func (b *Broker) ringLate(s *Session) {
 	t := b.calls
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
 	t.mu.Lock()
-	var rings []*wire.CallRing
-	for _, c := range t.rings[s.user] {
-		rings = append(rings, &wire.CallRing{
-			Call: uint64(c.id), Chat: uint64(c.chat), Caller: uint64(c.caller), Device: uint64(c.callerDevice),
-			Video: c.video, StartedUs: c.started.UnixMicro(),
-		})
-	}
+	cs := slices.Clone(t.rings[s.user])
 	t.mu.Unlock()
-	for _, r := range rings {
-		b.pushSession(s, &wire.Frame{Body: &wire.Frame_CallRing{CallRing: r}})
+	for _, c := range cs {
+		f := c.ringFrame()
+		if p := b.encodeCallPush(f); p != nil {
+			b.pushNeededLocked(s, p, f)
+			p.Release()
+		}
 	}
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -621,4 +622,132 @@ func TestCallRingsLateDevice(t *testing.T) {
 	bob.mustCall(acceptFrame(call))
 	bob2 := dial(t, n, n.Token(t, 2, 2))
 	bob2.noCallPush()
+}
+
+// TestCallSignallingRateLimited checks that joins, publishes, mutes and
+// layer requests spend the user's send rate, and that a PeerConnection
+// takes at most 50 candidates per negotiation.
+func TestCallSignallingRateLimited(t *testing.T) {
+	media := brokertest.NewCallMedia()
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{Calls: media, SendRate: 0.001, SendBurst: 4}})
+	alice, bob := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(group, 2)                   // 1 token
+	call := alice.mustCall(startFrame(chat, false)).Call // 2
+	alice.do(publishFrame(call, "v=0 offer"))            // 3
+	mute := &wire.Frame{Body: &wire.Frame_CallMute{CallMute: &wire.CallMute{Call: call, Track: wire.CallTrack_CALL_TRACK_AUDIO, Muted: true}}}
+	alice.mustDone(mute) // 4
+	if code := errCode(t, alice.do(mute)); code != wire.ErrorCode_ERROR_CODE_RATE_LIMITED {
+		t.Fatalf("a mute beyond the rate: %v", code)
+	}
+	if code := errCode(t, alice.do(&wire.Frame{Body: &wire.Frame_CallLayers{CallLayers: &wire.CallLayers{Call: call, Track: "x", Quality: wire.CallQuality_CALL_QUALITY_LOW}}})); code != wire.ErrorCode_ERROR_CODE_RATE_LIMITED {
+		t.Fatalf("a layer request beyond the rate: %v", code)
+	}
+
+	bob.mustCall(acceptFrame(call)) // bob's own bucket
+	cand := &wire.Frame{Body: &wire.Frame_CallCandidate{CallCandidate: &wire.CallCandidate{Call: call, Pc: wire.CallPc_CALL_PC_SUBSCRIBE, Candidate: "candidate:1"}}}
+	for range 50 {
+		bob.mustDone(cand)
+	}
+	if code := errCode(t, bob.do(cand)); code != wire.ErrorCode_ERROR_CODE_BAD_REQUEST {
+		t.Fatalf("a 51st candidate: %v", code)
+	}
+	// A new subscriber offer starts a new negotiation.
+	media.Emit(broker.CallParticipant{Call: broker.CallID(call), User: 2, Device: 1}, broker.CallEvent{Kind: broker.CallEventOffer, SDP: "v=0 again"})
+	bob.pushOf("offer", func(f *wire.Frame) bool { return f.GetCallOffer() != nil })
+	bob.mustDone(cand)
+}
+
+// endBlockingMedia is the fake SFU whose End takes until its context is
+// done.
+type endBlockingMedia struct{ *brokertest.CallMedia }
+
+func (m endBlockingMedia) End(ctx context.Context, call broker.CallID) error {
+	<-ctx.Done()
+	return m.CallMedia.End(ctx, call)
+}
+
+// TestCallShutdownBoundedByContext checks that the calls a shutdown ends
+// are ended at once and within the shutdown's context, not each in a
+// context of its own.
+func TestCallShutdownBoundedByContext(t *testing.T) {
+	media := endBlockingMedia{brokertest.NewCallMedia()}
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{Calls: media}})
+	alice := dial(t, n, n.Token(t, 1, 1))
+	for device := range uint64(3) { // a device is in one call at a time
+		c := dial(t, n, n.Token(t, 1, 2+device))
+		c.mustCall(startFrame(alice.createChat(group, 2), false))
+	}
+	start := time.Now()
+	n.Stop() // a second's grace
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown took %v with a second's grace", d)
+	}
+}
+
+// TestCallRecordWhenCallerRemoved checks that a call whose caller, its
+// only participant, was removed from the group still leaves its record
+// in the chat.
+func TestCallRecordWhenCallerRemoved(t *testing.T) {
+	n, _ := callNode(t, 0)
+	alice, bob, carol := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1)), dial(t, n, n.Token(t, 3, 1))
+	chat := alice.createChat(group, 2, 3)
+	call := bob.mustCall(startFrame(chat, false)).Call
+	carol.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil })
+	alice.mustDone(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 2}}})
+	m, r := carol.callRecord()
+	if r.Call != call || r.Caller != 2 || !r.Missed || m.Device != uint64(1<<64-1) {
+		t.Fatalf("record %v in %v", r, m)
+	}
+	carol.update(wire.CallUpdateKind_CALL_UPDATE_KIND_ENDED)
+}
+
+// TestCallRemovedRungMemberStopsRinging checks that a rung member
+// removed from the group has its ring stopped (MISSED) and hears no more
+// of the call, and that a call then ringing no one, unanswered, ends.
+func TestCallRemovedRungMemberStopsRinging(t *testing.T) {
+	n, media := callNode(t, 0)
+	alice, bob, carol := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1)), dial(t, n, n.Token(t, 3, 1))
+	chat := alice.createChat(group, 2, 3)
+	call := alice.mustCall(startFrame(chat, false)).Call
+	bob.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil })
+	carol.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil })
+
+	alice.mustDone(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 3}}})
+	if u := carol.update(wire.CallUpdateKind_CALL_UPDATE_KIND_MISSED); u.Call != call || u.User != 3 {
+		t.Fatalf("missed: %v", u)
+	}
+	bob.mustDone(declineFrame(call))
+	carol.noCallPush()
+	if u := alice.update(wire.CallUpdateKind_CALL_UPDATE_KIND_ENDED); u.Reason != wire.CallEndReason_CALL_END_REASON_DECLINED {
+		t.Fatalf("ended: %v", u)
+	}
+
+	// The only rung member removed: the call ends, no one left to answer.
+	call = alice.mustCall(startFrame(chat, false)).Call
+	bob.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil })
+	alice.mustDone(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 2}}})
+	bob.update(wire.CallUpdateKind_CALL_UPDATE_KIND_MISSED)
+	if u := alice.update(wire.CallUpdateKind_CALL_UPDATE_KIND_ENDED); u.Reason != wire.CallEndReason_CALL_END_REASON_NO_ANSWER {
+		t.Fatalf("ended: %v", u)
+	}
+	if !media.Ended(broker.CallID(call)) {
+		t.Fatal("room not ended")
+	}
+}
+
+// TestCallDeclineAfterRingStopped checks that a decline that finds the
+// ring stopped already (answered on another device) succeeds and changes
+// nothing.
+func TestCallDeclineAfterRingStopped(t *testing.T) {
+	n, _ := callNode(t, 0)
+	alice, bob, bob2 := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1)), dial(t, n, n.Token(t, 2, 2))
+	chat := alice.createChat(direct, 2)
+	call := alice.mustCall(startFrame(chat, false)).Call
+	bob.mustCall(acceptFrame(call))
+	alice.update(wire.CallUpdateKind_CALL_UPDATE_KIND_ACCEPTED)
+	bob2.mustDone(declineFrame(call))
+	alice.noCallPush()
+	if info := alice.mustCall(joinFrame(call)); len(info.Participants) != 2 {
+		t.Fatalf("the call after a late decline: %v", info)
+	}
 }

@@ -1,10 +1,10 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gonets/gonets/broker/wire"
-	"github.com/gonets/gonets/storage"
 )
 
 // Limits on the signalling a client relays to the SFU.
@@ -16,6 +16,10 @@ const (
 	maxCandidateBytes = 1 << 10
 	// maxTrackIDBytes caps a track id in a layer request.
 	maxTrackIDBytes = 256
+	// maxCandidates caps the candidates a client relays per
+	// PeerConnection and negotiation (its publish offer, or the SFU's
+	// subscriber offer): a client gathers a handful per network path.
+	maxCandidates = 50
 )
 
 // handleCall runs a call request, and reports whether f was one.
@@ -81,12 +85,16 @@ func (s *Session) publish(req *wire.CallSdp) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := mediaCtx()
+	if err := s.spend(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	answer, err := s.b.calls.media.Publish(ctx, p.key(), req.Sdp)
 	if err != nil {
 		return nil, fmt.Errorf("broker: publish in call %d: %w", req.Call, err)
 	}
+	s.b.calls.newNegotiation(p, CallPCPublish)
 	return &wire.Frame{Body: &wire.Frame_CallAnswer{CallAnswer: &wire.CallSdp{Call: req.Call, Sdp: answer}}}, nil
 }
 
@@ -100,7 +108,7 @@ func (s *Session) subscriberAnswer(req *wire.CallSdp) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := mediaCtx()
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	if err := s.b.calls.media.Answer(ctx, p.key(), req.Sdp); err != nil {
 		return nil, fmt.Errorf("broker: subscriber answer in call %d: %w", req.Call, err)
@@ -123,8 +131,11 @@ func (s *Session) candidate(req *wire.CallCandidate) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !s.b.calls.countCandidate(p, pc) {
+		return nil, fmt.Errorf("%w: over %d candidates for PeerConnection %v in one negotiation", ErrBadRequest, maxCandidates, req.Pc)
+	}
 	c := ICECandidate{Candidate: req.Candidate, SDPMid: req.SdpMid, SDPMLineIndex: uint16(req.SdpMlineIndex), UsernameFragment: req.UsernameFragment}
-	ctx, cancel := mediaCtx()
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	if err := s.b.calls.media.Candidate(ctx, p.key(), pc, c); err != nil {
 		return nil, fmt.Errorf("broker: candidate in call %d: %w", req.Call, err)
@@ -145,7 +156,10 @@ func (s *Session) mute(req *wire.CallMute) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := mediaCtx()
+	if err := s.spend(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	if err := s.b.calls.media.Mute(ctx, p.key(), track, req.TrackId, req.Muted); err != nil {
 		return nil, fmt.Errorf("broker: mute in call %d: %w", req.Call, err)
@@ -155,6 +169,25 @@ func (s *Session) mute(req *wire.CallMute) (*wire.Frame, error) {
 		Track: req.Track, Muted: req.Muted, TrackId: req.TrackId,
 	}, s)
 	return done(), nil
+}
+
+// newNegotiation restarts the count of p's candidates for pc.
+func (t *callTable) newNegotiation(p *participant, pc CallPC) {
+	t.mu.Lock()
+	p.cands[pc] = 0
+	t.mu.Unlock()
+}
+
+// countCandidate counts one of p's candidates for pc, and reports whether
+// it is within maxCandidates.
+func (t *callTable) countCandidate(p *participant, pc CallPC) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.cands[pc] >= maxCandidates {
+		return false
+	}
+	p.cands[pc]++
+	return true
 }
 
 // layers asks the SFU for a simulcast layer of a track.
@@ -170,7 +203,10 @@ func (s *Session) layers(req *wire.CallLayers) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := mediaCtx()
+	if err := s.spend(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
 	if err := s.b.calls.media.RequestLayer(ctx, p.key(), req.Track, q); err != nil {
 		return nil, fmt.Errorf("broker: layer request in call %d: %w", req.Call, err)
@@ -188,8 +224,12 @@ func (b *Broker) callEvents(p *participant) func(CallEvent) {
 		t := b.calls
 		t.mu.Lock()
 		current := t.bySession[p.s] == p && !t.closed
-		if current && ev.Kind == CallEventRemoved {
+		switch {
+		case !current:
+		case ev.Kind == CallEventRemoved:
 			t.wg.Add(1)
+		case ev.Kind == CallEventOffer:
+			p.cands[CallPCSubscribe] = 0 // a new negotiation
 		}
 		t.mu.Unlock()
 		if !current {
@@ -219,7 +259,7 @@ func (b *Broker) callEvents(p *participant) func(CallEvent) {
 			b.log.Warn("broker: unknown call media event", "kind", ev.Kind, "call", id)
 			return
 		}
-		b.pushSession(p.s, f)
+		b.pushSession(p.s, f, ev.Kind != CallEventSpeaker)
 	}
 }
 
@@ -237,60 +277,4 @@ func removeReason(r CallRemoveReason) wire.CallRemoveReason {
 // removedFrame is the CallRemoved push.
 func removedFrame(call CallID, reason wire.CallRemoveReason, msg string) *wire.Frame {
 	return &wire.Frame{Body: &wire.Frame_CallRemoved{CallRemoved: &wire.CallRemoved{Call: uint64(call), Reason: reason, Message: msg}}}
-}
-
-// encodeCallPush encodes a call push, logging the failure of one that
-// does not fit a frame (the SFU's SDP is the only large part).
-func (b *Broker) encodeCallPush(f *wire.Frame) *Payload {
-	p := NewPayload()
-	buf, err := wire.AppendFrame(p.B, f, b.opts.MaxFrameBytes)
-	if err != nil {
-		p.Release()
-		b.log.Warn("broker: call push not encodable", "type", fmt.Sprintf("%T", f.Body), "err", err)
-		return nil
-	}
-	p.B = buf
-	return p
-}
-
-// pushSession pushes f to one session, best effort.
-func (b *Broker) pushSession(s *Session, f *wire.Frame) {
-	if p := b.encodeCallPush(f); p != nil {
-		s.out.Offer(p)
-		p.Release()
-	}
-}
-
-// pushUser pushes f, best effort, to user's sessions but except.
-func (b *Broker) pushUser(user storage.UserID, except *Session, f *wire.Frame) {
-	p := b.encodeCallPush(f)
-	if p == nil {
-		return
-	}
-	bp := outboxPool.Get().(*[]*Outbox)
-	to := b.reg.appendOutboxes((*bp)[:0], user, except)
-	Offer(p, to)
-	clear(to)
-	*bp = to[:0]
-	outboxPool.Put(bp)
-	p.Release()
-}
-
-// callUpdate pushes a change of c, best effort, to its chat's online
-// sessions but except (see relay for the chats it reaches).
-func (b *Broker) callUpdate(c *call, u *wire.CallUpdate, except *Session) {
-	u.Call, u.Chat = uint64(c.id), uint64(c.chat)
-	b.chatPush(c.chat, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: u}}, except)
-}
-
-// chatPush pushes f, best effort, to chat's online sessions but except.
-func (b *Broker) chatPush(chat storage.ChatID, f *wire.Frame, except *Session) {
-	p := b.encodeCallPush(f)
-	if p == nil {
-		return
-	}
-	e := b.chats.ref(chat)
-	b.relay(e, p, except, 0)
-	b.chats.unref(e)
-	p.Release()
 }

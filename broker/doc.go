@@ -35,7 +35,11 @@
 // a time), who is being rung, and the ring timeout, one timer per call.
 // The media goes through Options.Calls, a CallMedia (the SFU), which the
 // broker calls outside its locks and whose per-participant events it turns
-// into pushes to that session (callsignal.go). A call ends on a hang-up,
+// into pushes to that session (callsignal.go). A join reserves its
+// place, waits for the SFU's Join and only then commits, so that a
+// refused or overtaken join changes nothing. Call pushes a device needs
+// stall a slow session like messages and are pushed again when it
+// resumes (callpush.go). A call ends on a hang-up,
 // when its last participant leaves (in a direct chat: either one), when
 // every ring is declined or times out before anyone answered, or when the
 // node shuts down; its record then goes into the chat through the durable
@@ -68,16 +72,18 @@
 // loop; per TCP listener with heartbeats, their sweep, once a second. Per ringing call: its ring timer's function when it fires; per
 // removal the SFU reports, a goroutine that takes the participant out.
 // Shutdown stops the accept loops, asks every session to go away, ends
-// every call (waiting for those goroutines), waits for the connections
+// every call (up to 16 at once, within its context, waiting for those
+// goroutines and the joins in flight), waits for the connections
 // (or closes them when its context ends) and for the writers, then
 // closes the listeners' sockets.
 //
 // # Locks
 //
 // Lock order: a registry shard's presence lock, then chatIndex.mu, then a
-// chatEntry.mu, then a registry shard's mu, then an Outbox's. The call
-// table's mu is taken alone: nothing is locked under it, and no CallMedia
-// method is called while it is held. A session's respMu comes before all
+// chatEntry.mu, then a registry shard's mu, then an Outbox's. A
+// session's callMu comes before the call table's mu and an Outbox's. The
+// call table's mu is taken alone otherwise: nothing is locked under it,
+// and no CallMedia method is called while it is held. A session's respMu comes before all
 // of them: hello holds it while it registers the
 // session, so that Welcome is the first frame on the response stream;
 // nothing takes respMu while holding another lock. Broker.mu, the

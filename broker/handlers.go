@@ -275,7 +275,7 @@ func (s *Session) sync(req *wire.SyncRequest) (*wire.Frame, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: cursor", ErrBadRequest)
 	}
-	if len(req.Cursor) == 0 && s.out.Resume() {
+	if len(req.Cursor) == 0 && s.resume() {
 		s.resyncSent.Store(false)
 		// A stall between Resume and the store above found a Resync
 		// still marked sent, and its control writer wrote nothing.

@@ -141,6 +141,21 @@ func (r *registry) appendOutboxes(dst []*Outbox, u storage.UserID, except *Sessi
 	return dst
 }
 
+// appendSessions appends u's sessions other than except.
+func (r *registry) appendSessions(dst []*Session, u storage.UserID, except *Session) []*Session {
+	sh := r.shard(u)
+	sh.mu.RLock()
+	if e := sh.users[u]; e != nil {
+		for _, s := range e.sessions {
+			if s != except {
+				dst = append(dst, s)
+			}
+		}
+	}
+	sh.mu.RUnlock()
+	return dst
+}
+
 // all returns every registered session.
 func (r *registry) all() []*Session {
 	var out []*Session

@@ -43,6 +43,11 @@ type Session struct {
 
 	respMu sync.Mutex // serialises writes to the response stream
 
+	// callMu serialises the session's needed call pushes with its resume
+	// and its rings (callpush.go); it guards the following.
+	callMu   sync.Mutex
+	callLost []*wire.Frame // needed call pushes the stalled outbox refused
+
 	push Stream // opened by the writer on first use; writer-owned
 	// lastWrite is when the writer last wrote pushes (since monoEpoch),
 	// for the coalescing window; 0 before the first.

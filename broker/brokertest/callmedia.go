@@ -80,9 +80,17 @@ func (m *CallMedia) Answers() []string {
 }
 
 // Emit hands ev to p as the SFU would, and reports whether p is in a
-// room. A CallEventRemoved takes p out of the room first.
+// room. A p with a zero Join names the device's participant in the room,
+// whatever its join. A CallEventRemoved takes p out of the room first.
 func (m *CallMedia) Emit(p broker.CallParticipant, ev broker.CallEvent) bool {
 	m.mu.Lock()
+	if p.Join == 0 {
+		for q := range m.rooms[p.Call] {
+			if q.User == p.User && q.Device == p.Device {
+				p = q
+			}
+		}
+	}
 	fn := m.rooms[p.Call][p]
 	if fn != nil && ev.Kind == broker.CallEventRemoved {
 		delete(m.rooms[p.Call], p)

@@ -13,7 +13,10 @@ import (
 // A call belongs to the session that joined it: when the connection is
 // lost the node takes this device out of its call (the others hear it
 // left), so no call request is repeated on the next connection; after a
-// reconnection join the call again and negotiate afresh.
+// reconnection join the call again and negotiate afresh. The call pushes
+// a device needs (rings, offers, candidates, removals, ENDED) are not lost
+// to a Resync: the node pushes those it could not queue again once the
+// client's sync after the Resync resumes its pushes.
 
 // CallInfo describes a call, as StartCall, AcceptCall and JoinCall return
 // it.
@@ -124,7 +127,8 @@ func (c *Client) JoinCall(ctx context.Context, call uint64) (CallInfo, error) {
 	return c.callInfo(ctx, &wire.Frame{Body: &wire.Frame_CallJoin{CallJoin: &wire.CallJoin{Call: call}}})
 }
 
-// DeclineCall declines a ring on all the user's devices.
+// DeclineCall declines a ring on all the user's devices; one that finds
+// the ring stopped already (answered elsewhere, timed out) succeeds.
 func (c *Client) DeclineCall(ctx context.Context, call uint64) error {
 	return c.done(ctx, &wire.Frame{Body: &wire.Frame_CallDecline{CallDecline: &wire.CallDecline{Call: call}}}, false)
 }
