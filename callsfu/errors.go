@@ -20,6 +20,9 @@ const (
 	CodeLeft
 	CodeTooManyTracks
 	CodeBadRequest
+	CodeNotLive
+	CodeUnauthorized
+	CodeForbidden
 )
 
 // Error is a refusal with a stable code. The sentinels below are *Error, so
@@ -59,6 +62,15 @@ var (
 	ErrTooManyTracks = &Error{CodeTooManyTracks, "callsfu: too many tracks"}
 	// ErrBadRequest: an argument out of its range (a Quality, a Target).
 	ErrBadRequest = &Error{CodeBadRequest, "callsfu: bad request"}
+	// ErrNotLive: Play of a call in which nothing is published, or nothing
+	// the player's offer can receive.
+	ErrNotLive = &Error{CodeNotLive, "callsfu: nothing is published in the call"}
+	// ErrUnauthorized: a WHIP or WHEP request without a valid bearer token
+	// (an Authorizer's refusal).
+	ErrUnauthorized = &Error{CodeUnauthorized, "callsfu: unauthorized"}
+	// ErrForbidden: a WHIP or WHEP request of a peer that may not publish,
+	// or not play, in the call (an Authorizer's refusal).
+	ErrForbidden = &Error{CodeForbidden, "callsfu: forbidden"}
 )
 
 // CodeOf returns the code of the first *Error in err's chain, CodeInternal if

@@ -35,6 +35,13 @@ type Options struct {
 	// once; the next one's offer is refused with ErrTooManyPublishers.
 	// Default: 16.
 	MaxPublishers int
+	// MaxStreamPublishers caps the publishers of a call that a publish-only
+	// participant (JoinPublisher, a WHIP encoder) may join: it is refused
+	// with ErrTooManyPublishers when the call has this many publishers
+	// already, of any kind. A live stream has one encoder; its players are
+	// answered with one track of each kind their offer receives.
+	// Default: 1.
+	MaxStreamPublishers int
 	// MaxTracks caps the media sections one publisher sends (microphone,
 	// camera, screen share and its audio); an offer with more is refused
 	// with ErrTooManyTracks. Default: 4.
@@ -97,6 +104,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxPublishers <= 0 {
 		o.MaxPublishers = 16
+	}
+	if o.MaxStreamPublishers <= 0 {
+		o.MaxStreamPublishers = 1
 	}
 	if o.MaxTracks <= 0 {
 		o.MaxTracks = 4

@@ -56,6 +56,9 @@ const (
 	// ReasonClientClosed: the client closed one of its PeerConnections
 	// without leaving.
 	ReasonClientClosed
+	// ReasonStreamEnded: a player (Play) whose tracks all ended: their
+	// publisher stopped them or left.
+	ReasonStreamEnded
 )
 
 // String names the reason for logs.
@@ -77,6 +80,8 @@ func (r Reason) String() string {
 		return "slow events"
 	case ReasonClientClosed:
 		return "client closed"
+	case ReasonStreamEnded:
+		return "stream ended"
 	}
 	return "unknown"
 }
@@ -127,14 +132,32 @@ type Event struct {
 	Reason    Reason
 }
 
+// role is what a participant does in its call.
+type role uint8
+
+const (
+	// roleMember publishes and is sent everyone else's tracks (Join).
+	roleMember role = iota
+	// rolePublisher only publishes (JoinPublisher, a WHIP encoder): it has
+	// no subscriber PeerConnection and is offered nothing.
+	rolePublisher
+	// rolePlayer only plays (Play, a WHEP player): its subscriber
+	// PeerConnection answers the client's offer once with the tracks
+	// published then and is never renegotiated; it is not announced to the
+	// others and hears only its own removal.
+	rolePlayer
+)
+
 // Participant is one peer in a call, with two PeerConnections: the
 // publisher one the client offers (its own media, up) and the subscriber one
-// the SFU offers (everyone else's media, down). Its methods are safe for
-// concurrent use.
+// the SFU offers (everyone else's media, down). A participant of a live
+// stream has one of them only (JoinPublisher, Play). Its methods are safe
+// for concurrent use.
 type Participant struct {
 	sfu     *SFU
 	room    *room
 	peer    Peer
+	role    role
 	events  *eventQueue
 	speaker *speaker     // fed by its audio tracks' levels
 	heard   atomic.Int64 // unix nanoseconds of the last RTP or RTCP received
@@ -144,9 +167,9 @@ type Participant struct {
 	removing atomic.Bool // removeAsync has begun
 	wg       sync.WaitGroup
 
-	mu          sync.Mutex             // guards the following
-	pub         *webrtc.PeerConnection // nil until the first Publish
-	sub         *webrtc.PeerConnection
+	mu          sync.Mutex                           // guards the following
+	pub         *webrtc.PeerConnection               // nil until the first Publish
+	sub         *webrtc.PeerConnection               // nil for rolePublisher
 	pending     map[Target][]webrtc.ICECandidateInit // before a remote description
 	rids        map[string][]string                  // simulcast rids by mid, from the last offer
 	published   map[string]*publishedTrack           // by mid
@@ -163,30 +186,34 @@ type Participant struct {
 // PeerConnection that has no remote description yet.
 const maxPendingCandidates = 64
 
-// newParticipant creates a participant with its subscriber PeerConnection.
-func newParticipant(r *room, peer Peer, events func(Event)) (*Participant, error) {
+// newParticipant creates a participant of role with its subscriber
+// PeerConnection, unless it only publishes.
+func newParticipant(r *room, peer Peer, role role, events func(Event)) (*Participant, error) {
 	p := &Participant{
 		sfu:       r.sfu,
 		room:      r,
 		peer:      peer,
+		role:      role,
 		pending:   make(map[Target][]webrtc.ICECandidateInit),
 		rids:      make(map[string][]string),
 		published: make(map[string]*publishedTrack),
 		subs:      make(map[string]*subscription),
 	}
 	p.heard.Store(time.Now().UnixNano())
-	api, err := r.sfu.subscriberAPI(p.onEstimator)
-	if err != nil {
-		return nil, err
+	if role != rolePublisher {
+		api, err := r.sfu.subscriberAPI(p.onEstimator)
+		if err != nil {
+			return nil, err
+		}
+		if p.sub, err = api.NewPeerConnection(r.sfu.rtcConfig()); err != nil {
+			return nil, fmt.Errorf("callsfu: subscriber peer connection: %w", err)
+		}
 	}
-	sub, err := api.NewPeerConnection(r.sfu.rtcConfig())
-	if err != nil {
-		return nil, fmt.Errorf("callsfu: subscriber peer connection: %w", err)
-	}
-	p.sub = sub
 	p.events = newEventQueue(r.sfu, events, r.sfu.opts.EventQueue, p.onSlowEvents)
-	p.watch(sub, TargetSubscriber)
-	sub.OnICECandidate(p.onCandidate)
+	if p.sub != nil {
+		p.watch(p.sub, TargetSubscriber)
+		p.sub.OnICECandidate(p.onCandidate)
+	}
 	p.speaker = r.detector.add(peer.String())
 	r.sfu.m.participants.Add(1)
 	return p, nil
@@ -200,8 +227,11 @@ func (p *Participant) Peer() Peer { return p.peer }
 // answer, which carries all of the SFU's ICE candidates. An offer that would
 // make one publisher too many is refused with ErrTooManyPublishers, one with
 // too many tracks with ErrTooManyTracks, a bad one with ErrBadSDP; none of
-// them changes anything.
+// them changes anything. A player (Play) publishes nothing: ErrBadRequest.
 func (p *Participant) Publish(offer string) (string, error) {
+	if p.role == rolePlayer {
+		return "", fmt.Errorf("callsfu: publish %s: %w: a player publishes nothing", p.peer, ErrBadRequest)
+	}
 	o, err := parseOffer(offer)
 	if err != nil {
 		return "", fmt.Errorf("callsfu: publish %s: %w: %v", p.peer, ErrBadSDP, err)
@@ -211,7 +241,7 @@ func (p *Participant) Publish(offer string) (string, error) {
 	}
 	reserved := false
 	if o.sends {
-		if reserved, err = p.room.reservePublisher(p); err != nil {
+		if reserved, err = p.room.reservePublisher(p, p.sfu.opts.MaxPublishers); err != nil {
 			return "", err
 		}
 	}
@@ -350,11 +380,19 @@ func negotiateAnswer(pc *webrtc.PeerConnection, offer string) (string, error) {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", err
 	}
+	waitGathered(gathered)
+	return pc.LocalDescription().SDP, nil
+}
+
+// waitGathered waits for a PeerConnection's candidates, at most
+// publisherGatherTimeout.
+func waitGathered(gathered <-chan struct{}) {
+	t := time.NewTimer(publisherGatherTimeout)
+	defer t.Stop()
 	select {
 	case <-gathered:
-	case <-time.After(publisherGatherTimeout):
+	case <-t.C:
 	}
-	return pc.LocalDescription().SDP, nil
 }
 
 // Answer applies the client's answer to the SFU's last EventOffer. If the
@@ -400,6 +438,9 @@ func (p *Participant) AddCandidate(target Target, c Candidate) error {
 	case TargetPublisher:
 		pc = p.pub
 	case TargetSubscriber:
+		if p.sub == nil {
+			return fmt.Errorf("callsfu: candidate of %s: %w: it has no subscriber connection", p.peer, ErrBadCandidate)
+		}
 		pc = p.sub
 		if p.offerOut {
 			pc = nil // the answer, and with it the client's ICE credentials, is on its way
@@ -482,11 +523,15 @@ func (p *Participant) RequestLayer(trackID string, q Quality) error {
 // ICE credentials, for a client whose network changed (the offer does not
 // wait for the connection, which is what is lost). The client restarts the
 // publisher PeerConnection itself, with an ICE-restart offer to Publish.
+// The SFU offers nothing to a participant of a live stream: ErrBadRequest.
 func (p *Participant) RestartICE() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.left {
 		return fmt.Errorf("callsfu: restart ICE of %s: %w", p.peer, ErrLeft)
+	}
+	if p.role != roleMember {
+		return fmt.Errorf("callsfu: restart ICE of %s: %w: the SFU offers it nothing", p.peer, ErrBadRequest)
 	}
 	p.restartICE = true
 	p.negotiateLocked()
@@ -525,7 +570,9 @@ func (p *Participant) subscribe(t *publishedTrack) {
 }
 
 // unsubscribe stops sending t to the participant. The caller holds the
-// room's lock and negotiates afterwards.
+// room's lock and negotiates afterwards. A player is not renegotiated: its
+// track just stops, and a player with no track left is removed
+// (ReasonStreamEnded), which closes its PeerConnection.
 func (p *Participant) unsubscribe(t *publishedTrack) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -535,6 +582,12 @@ func (p *Participant) unsubscribe(t *publishedTrack) {
 	}
 	delete(p.subs, t.info.ID)
 	if p.left {
+		return
+	}
+	if p.role == rolePlayer {
+		if len(p.subs) == 0 {
+			p.removeAsync(ReasonStreamEnded, p.sfu.m.removedStreamEnded)
+		}
 		return
 	}
 	if err := p.sub.RemoveTrack(s.sender); err != nil {
@@ -563,7 +616,7 @@ func (p *Participant) negotiate() {
 
 // negotiateLocked is negotiate with p.mu held.
 func (p *Participant) negotiateLocked() {
-	if p.left {
+	if p.left || p.role != roleMember {
 		return
 	}
 	if p.offerOut || (p.connectingLocked() && !p.restartICE) {
@@ -694,8 +747,14 @@ func (p *Participant) removeAsync(reason Reason, counter *metrics.Counter) {
 	}
 }
 
-// emit queues an event for the participant's events function.
-func (p *Participant) emit(e Event) { p.events.push(e) }
+// emit queues an event for the participant's events function. A player
+// hears of its own removal only.
+func (p *Participant) emit(e Event) {
+	if p.role == rolePlayer && e.Kind != EventRemoved {
+		return
+	}
+	p.events.push(e)
+}
 
 // remove takes the participant out of its call and tears it down: its tracks
 // unpublished, its PeerConnections closed, its goroutines ended. Only the
@@ -721,7 +780,9 @@ func (p *Participant) remove(reason Reason) {
 	if pub != nil {
 		p.closePC(pub)
 	}
-	p.closePC(sub)
+	if sub != nil {
+		p.closePC(sub)
+	}
 	p.wg.Wait()
 	p.room.detector.remove(p.speaker)
 	for _, t := range tracks {

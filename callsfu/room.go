@@ -37,28 +37,57 @@ func newRoom(s *SFU, call uint64) *room {
 	}
 }
 
-// join adds a participant for peer, tells it who is there and what they
+// join adds a member for peer, tells it who is there and what they
 // publish, subscribes it to every track, and tells the others it joined. A
 // participant of the same peer already there is removed (ReasonReplaced).
 func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
-	p, err := newParticipant(r, peer, events)
+	p, err := newParticipant(r, peer, roleMember, events)
 	if err != nil {
 		return nil, err
 	}
+	if err := r.admit(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// admit adds a new participant to the room (see admitLocked), or discards
+// it quietly when the call has ended.
+func (r *room) admit(p *Participant) error {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
 		p.remove(ReasonLeft) // quietly: the caller hears of it from the error
-		return nil, fmt.Errorf("callsfu: join call %d: %w", r.call, ErrUnknownCall)
+		return fmt.Errorf("callsfu: join call %d: %w", r.call, ErrUnknownCall)
 	}
-	old := r.participants[peer]
-	r.participants[peer] = p
+	old := r.admitLocked(p)
+	r.mu.Unlock()
+	if old != nil {
+		old.remove(ReasonReplaced)
+	}
+	return nil
+}
+
+// admitLocked adds p to the room, in place of the participant of the same
+// peer, which it returns for the caller to remove (ReasonReplaced) once the
+// room's lock is released. A member or a publisher is announced to the
+// others and told who is there; a member is told what they publish and
+// subscribed to it. A player is neither announced nor told anything.
+func (r *room) admitLocked(p *Participant) *Participant {
+	old := r.participants[p.peer]
+	r.participants[p.peer] = p
 	r.joined = true
+	if p.role == rolePlayer {
+		return old
+	}
 	for _, other := range r.participants {
-		if other != p && other != old {
+		if other != p && other != old && other.role != rolePlayer {
 			p.emit(Event{Kind: EventJoined, Peer: other.peer})
-			other.emit(Event{Kind: EventJoined, Peer: peer})
+			other.emit(Event{Kind: EventJoined, Peer: p.peer})
 		}
+	}
+	if p.role != roleMember {
+		return old
 	}
 	for _, t := range r.tracks {
 		if t.owner != old {
@@ -67,17 +96,14 @@ func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
 		}
 	}
 	p.negotiate()
-	r.mu.Unlock()
-	if old != nil {
-		old.remove(ReasonReplaced)
-	}
-	return p, nil
+	return old
 }
 
 // reservePublisher counts p among the publishers, refusing it when the room
-// is full. It reports whether p was newly counted (so a refusal further on
-// can undo exactly that).
-func (r *room) reservePublisher(p *Participant) (bool, error) {
+// has limit publishers already (not counting another participant of p's
+// peer, which p replaces). It reports whether p was newly counted (so a
+// refusal further on can undo exactly that).
+func (r *room) reservePublisher(p *Participant, limit int) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended {
@@ -86,9 +112,15 @@ func (r *room) reservePublisher(p *Participant) (bool, error) {
 	if _, ok := r.publishers[p]; ok {
 		return false, nil
 	}
-	if len(r.publishers) >= r.sfu.opts.MaxPublishers {
+	n := 0
+	for other := range r.publishers {
+		if other.peer != p.peer {
+			n++
+		}
+	}
+	if n >= limit {
 		return false, fmt.Errorf("callsfu: publish in call %d (%d publishers): %w",
-			r.call, len(r.publishers), ErrTooManyPublishers)
+			r.call, n, ErrTooManyPublishers)
 	}
 	r.publishers[p] = struct{}{}
 	return true, nil
@@ -102,7 +134,8 @@ func (r *room) releasePublisher(p *Participant) {
 }
 
 // publish announces a new track of t.owner's to everyone (the owner learns
-// its ID) and subscribes every other participant to it. It reports false,
+// its ID) and subscribes every other member to it (players play what was
+// published when they came; publishers are sent nothing). It reports false,
 // publishing nothing, when the owner is no longer in the room.
 func (r *room) publish(t *publishedTrack) bool {
 	r.mu.Lock()
@@ -113,7 +146,7 @@ func (r *room) publish(t *publishedTrack) bool {
 	r.tracks[t.info.ID] = t
 	for _, p := range r.participants {
 		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
-		if p != t.owner {
+		if p != t.owner && p.role == roleMember {
 			p.subscribe(t)
 			p.negotiate()
 		}
@@ -206,7 +239,9 @@ func (r *room) drop(p *Participant) bool {
 	}
 	delete(r.participants, p.peer)
 	for _, other := range r.participants {
-		other.emit(Event{Kind: EventLeft, Peer: p.peer})
+		if p.role != rolePlayer {
+			other.emit(Event{Kind: EventLeft, Peer: p.peer})
+		}
 	}
 	if len(r.participants) == 0 {
 		r.ended = true

@@ -84,6 +84,13 @@ func (r EndReason) String() string {
 // the first, for the connection: changes meanwhile are folded into the next
 // offer.
 //
+// A live stream into a channel is a call joined by an encoder that only
+// publishes (JoinPublisher: a publisher PeerConnection, no offers) and by
+// players that only play (Play: the player's recvonly offer answered once
+// with the tracks published at that moment, never renegotiated; a player
+// whose tracks end is removed). The WHIP handler (whip.go) serves both over
+// HTTP.
+//
 // # Goroutines and locks
 //
 // The SFU owns a sweeper (speaker events, layer fits, silence, abandoned
@@ -133,8 +140,11 @@ type sfuMetrics struct {
 	removedICEFailed *metrics.Counter
 	removedSlow      *metrics.Counter
 	removedClosed    *metrics.Counter
-	tcpDropped       *metrics.Counter
-	tcpStalled       *metrics.Counter
+	// removedStreamEnded counts players removed because every track they
+	// played ended.
+	removedStreamEnded *metrics.Counter
+	tcpDropped         *metrics.Counter
+	tcpStalled         *metrics.Counter
 }
 
 // New opens the media sockets and returns a running SFU.
@@ -291,6 +301,7 @@ func (s *SFU) registerMetrics() {
 	s.m.removedICEFailed = counter(`gonets_calls_participants_removed_total{reason="ice_failed"}`)
 	s.m.removedSlow = counter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
 	s.m.removedClosed = counter(`gonets_calls_participants_removed_total{reason="client_closed"}`)
+	s.m.removedStreamEnded = counter(`gonets_calls_participants_removed_total{reason="stream_ended"}`)
 	s.m.tcpDropped = counter("gonets_calls_tcp_dropped_packets_total")
 	s.m.tcpStalled = counter("gonets_calls_tcp_stalled_connections_total")
 }
