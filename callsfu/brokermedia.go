@@ -19,16 +19,20 @@ import (
 // to the broker (broker.Options.Calls) without the broker knowing this
 // package.
 //
-// It keeps the Participant of each broker.CallParticipant, and learns from
-// the participant's own events which tracks it publishes (the SFU tells a
-// publisher its tracks' IDs), so that a mute named by the client's track
-// id, or by a kind, reaches the right SFU tracks. Of the SFU's events it
-// passes on the subscriber offers, their candidates, the loudest speaker
-// and a removal; the rest (joins, leaves, tracks and mutes of the others)
-// the broker tells the clients itself, or the client learns from the
-// subscriber offer. A removal is passed on whatever its reason: the
-// broker ignores one of a participant it has already taken out (a Leave,
-// an End, a replaced device).
+// It keeps the Participant of each broker.CallParticipant, that is of each
+// join: the SFU knows a device once per call, so a device's new join
+// replaces its earlier participant there (which hears a removal), and a
+// late Leave of the earlier join reaches only that participant, gone
+// already, leaving the new one be. It learns from the participant's own
+// events which tracks it publishes (the SFU tells a publisher its tracks'
+// IDs), so that a mute named by the client's track id, or by a kind,
+// reaches the right SFU tracks. Of the SFU's events it passes on the
+// subscriber offers, their candidates, the loudest speaker and a removal;
+// the rest (joins, leaves, tracks and mutes of the others) the broker
+// tells the clients itself, or the client learns from the subscriber
+// offer. A removal is passed on whatever its reason: the broker ignores
+// one of a participant it has already taken out (a Leave, an End, a
+// replaced join).
 //
 // The SFU's methods do not block on the network (Publish waits for the
 // SFU's own candidates, bounded inside the SFU), so the contexts are used

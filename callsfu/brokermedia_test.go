@@ -295,6 +295,58 @@ func TestBrokerMediaJoinEndingRoom(t *testing.T) {
 	}
 }
 
+// TestBrokerMediaRejoin: a device that joins again (a new session, a new
+// join id) replaces its earlier participant in the SFU, which hears a
+// removal; a late Leave of the earlier join, whenever it comes, leaves the
+// new one in the call.
+func TestBrokerMediaRejoin(t *testing.T) {
+	s := newTestSFU(t, Options{Logger: slog.New(slog.DiscardHandler)})
+	m := NewBrokerMedia(s)
+	ctx := context.Background()
+	other := broker.CallParticipant{Call: 41, User: 2, Device: 1, Join: 1}
+	if err := m.Join(ctx, other, false, func(broker.CallEvent) {}); err != nil {
+		t.Fatal(err)
+	}
+	alive := func(p broker.CallParticipant) bool {
+		_, part, err := m.participant("check", p)
+		if err != nil {
+			return false
+		}
+		part.mu.Lock()
+		defer part.mu.Unlock()
+		return !part.left
+	}
+	join := func(id uint64) (broker.CallParticipant, *eventLog) {
+		t.Helper()
+		p := broker.CallParticipant{Call: 41, User: 1, Device: 1, Join: id}
+		var log eventLog
+		if err := m.Join(ctx, p, false, log.add); err != nil {
+			t.Fatal(err)
+		}
+		return p, &log
+	}
+	// The late Leave comes after the SFU's removal of the earlier join.
+	first, firstLog := join(2)
+	second, _ := join(3)
+	waitFor(t, "the first join told it was replaced", func() bool {
+		return slices.Contains(firstLog.all(), broker.CallEvent{Kind: broker.CallEventRemoved, Reason: broker.CallRemovedMedia, Message: ReasonReplaced.String()})
+	})
+	if err := m.Leave(ctx, first); !errors.Is(err, broker.ErrUnknownCall) {
+		t.Fatalf("late leave of a replaced join = %v, want ErrUnknownCall", err)
+	}
+	if !alive(second) {
+		t.Fatal("a late leave of the first join took the second out")
+	}
+	// The late Leave comes at once, perhaps before the removal is told.
+	third, _ := join(4)
+	if err := m.Leave(ctx, second); err != nil && !errors.Is(err, broker.ErrUnknownCall) {
+		t.Fatalf("late leave of a replaced join = %v", err)
+	}
+	if !alive(third) || !alive(other) {
+		t.Fatal("a late leave of the second join took someone else out")
+	}
+}
+
 // TestBrokerMediaConcurrent: one participant's methods called at once, a
 // Leave among them, each either works or is refused as the client's or as
 // an unknown call, never anything else (run it with -race).
