@@ -67,7 +67,8 @@ type call struct {
 	// audience is who hears of the call's changes: the users it rang and
 	// those who joined, while members of its chat.
 	audience map[storage.UserID]struct{}
-	timer    *time.Timer // the ring timeout, while it is armed
+	joining  []*participant // reserved, waiting for the SFU's Join
+	timer    *time.Timer    // the ring timeout, while it is armed
 	ended    bool
 }
 
@@ -178,6 +179,7 @@ func (t *callTable) reserveLocked(c *call, s *Session) *participant {
 	t.joins++
 	p := &participant{c: c, s: s, join: t.joins}
 	t.bySession[s] = p
+	c.joining = append(c.joining, p)
 	t.wg.Add(1)
 	return p
 }
@@ -192,6 +194,7 @@ func (b *Broker) commitJoin(p *participant, err error, commit func()) error {
 	defer t.wg.Done()
 	c := p.c
 	t.mu.Lock()
+	c.joining = slices.DeleteFunc(c.joining, func(x *participant) bool { return x == p })
 	current := t.bySession[p.s] == p
 	ok := err == nil && current && !c.ended
 	if ok {
@@ -401,6 +404,11 @@ func (b *Broker) callMemberLeft(chat storage.ChatID, user storage.UserID) {
 		return
 	}
 	p := c.parts[user]
+	for _, j := range c.joining {
+		if j.s.user == user && t.bySession[j.s] == j {
+			delete(t.bySession, j.s) // its join finds that and undoes itself
+		}
+	}
 	rung := t.unringLocked(c, user)
 	var end *endedCall
 	if rung && len(c.ringing) == 0 {

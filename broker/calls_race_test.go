@@ -200,3 +200,47 @@ func TestCallShutdownDuringStart(t *testing.T) {
 		t.Fatal("the room the late Join brought back was not ended")
 	}
 }
+
+// TestCallMemberRemovedDuringJoin checks that a member removed from the
+// group while its join waits for the SFU does not end up in the call.
+func TestCallMemberRemovedDuringJoin(t *testing.T) {
+	n, media := gatedNode(t)
+	alice, bob, carol := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1)), dial(t, n, n.Token(t, 3, 1))
+	chat := alice.createChat(group, 2, 3)
+	call := alice.mustCall(startFrame(chat, false)).Call
+	bob.mustCall(acceptFrame(call))
+
+	release := media.gate(media.joinGate, 3)
+	resp := make(chan *wire.Frame, 1)
+	go func() { resp <- carol.do(joinFrame(call)) }()
+	<-media.entered
+	alice.mustDone(&wire.Frame{Body: &wire.Frame_RemoveMember{RemoveMember: &wire.RemoveMember{Chat: chat, User: 3}}})
+	close(release)
+	if r := <-resp; r.GetCallInfo() != nil {
+		t.Fatalf("a removed member's join: %v", r)
+	}
+	if in := media.In(broker.CallID(call)); len(in) != 2 {
+		t.Fatalf("room: %v", in)
+	}
+}
+
+// TestCallRingsOnlyRungUsers checks that a start rings exactly the users
+// it recorded as rung: a member who comes online while the start waits
+// for the SFU is not rung (no ring it could never stop).
+func TestCallRingsOnlyRungUsers(t *testing.T) {
+	n, media := gatedNode(t)
+	alice, bob := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(group, 2, 3)
+
+	release := media.gate(media.joinGate, 1)
+	resp := make(chan *wire.Frame, 1)
+	go func() { resp <- alice.do(startFrame(chat, false)) }()
+	<-media.entered
+	carol := dial(t, n, n.Token(t, 3, 1)) // online after the start chose whom to ring
+	close(release)
+	if (<-resp).GetCallInfo() == nil {
+		t.Fatal("start failed")
+	}
+	bob.pushOf("ring", func(f *wire.Frame) bool { return f.GetCallRing() != nil })
+	carol.noCallPush()
+}
