@@ -34,8 +34,9 @@ const (
 )
 
 // callJoiners is how many calls are set up at once; each call's
-// participants join one after another.
-const callJoiners = 8
+// participants join one after another. Few, so that a join time is that
+// of a join beside calls that run, not beside a crowd of handshakes.
+const callJoiners = 4
 
 // callRequest bounds each signalling request of the scenario.
 const callRequest = 15 * time.Second
@@ -231,18 +232,23 @@ func runCall(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		fmt.Fprintf(cfg.Live, "\rcall     joining %d calls of %d   ", cfg.Calls, per)
 	}
 	var up atomic.Int64
-	_, err = createChats(ctx, cfg.Calls, func(ctx context.Context, k int) (uint64, error) {
+	drops := socketDrops(pid)
+	err = eachCall(ctx, cfg.Calls, callJoiners, func(ctx context.Context, k int) error {
 		err := r.joinCall(ctx, k, chats[k])
 		if err == nil {
 			up.Add(1)
 		}
-		return 0, err
+		return err
 	})
 	if err == nil {
 		err = r.waitFlowing(ctx, 30*time.Second)
 	}
 	if err != nil {
-		return fmt.Errorf("%w (with %d of %d calls up%s)", err, up.Load(), cfg.Calls, r.busy())
+		dropped := ""
+		if now := socketDrops(pid); pid != "" && drops >= 0 && now >= 0 {
+			dropped = fmt.Sprintf("; the node's UDP sockets dropped %d datagrams meanwhile", now-drops)
+		}
+		return fmt.Errorf("%w (with %d of %d calls up%s%s)", err, up.Load(), cfg.Calls, dropped, r.busy())
 	}
 	select {
 	case <-time.After(cfg.Warmup):
@@ -250,6 +256,33 @@ func runCall(ctx context.Context, cfg Config, t *target, res *result.Result) err
 		return ctx.Err()
 	}
 	return r.measure(ctx, res, rssBefore)
+}
+
+// eachCall runs f for calls 0 .. n-1, at most at a time, and returns the
+// first error; after one, no more calls start.
+func eachCall(ctx context.Context, n, at int, f func(ctx context.Context, k int) error) error {
+	var next atomic.Int64
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range min(at, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil && first.Load() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= n {
+					return
+				}
+				if err := f(ctx, k); err != nil {
+					first.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := first.Load(); err != nil {
+		return *err
+	}
+	return ctx.Err()
 }
 
 // joinCall sets up call k in chat: its first participant starts it, the
