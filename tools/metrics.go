@@ -158,6 +158,7 @@ var metricHelp = map[string]string{
 	"gonets_broker_calls_missed_total":              "Calls that ended with no one but the caller in them (declined, unanswered, cancelled).",
 	"gonets_broker_calls":                           "Calls running now.",
 	"gonets_broker_call_participants":               "Devices in a call now.",
+	"gonets_broker_call_pushes_lost_total":          "Call pushes a device needed (ring, offer, candidate, end, removal) lost: its outbox refused them and its call backlog was full.",
 	"gonets_broker_tcp_heartbeats_total":            "Heartbeats written to TCP sessions the node had written nothing to for broker.tcp_heartbeat.",
 	"gonets_broker_push_drops_total":                "Pushes an outbox refused, by reason: full (it filled up and stalled), stalled (it waits for the client to resync), closed (its session had ended).",
 	"gonets_broker_session_closes_total":            "Authenticated sessions that ended, by reason: client (closed by the client or the connection broke), push_timeout, response_timeout, bad_frame, token_expired, replaced (the user opened more sessions than allowed).",
