@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -416,7 +417,11 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 	}
 	gen := startMeter("self", cfg.ClientCPUs)
 	nodeCPU := newCPUTicker(pid)
-	fwd0, fwdOK := t.metricValue(ctx, "gonets_calls_forwarded_packets_total")
+	var names []string
+	for _, c := range sfuCounters {
+		names = append(names, c.name)
+	}
+	sfu0 := t.metricValues(ctx, names...)
 	nodeDrops0, genDrops0 := socketDrops(pid), socketDrops("self")
 	busy0, steal0, machineErr := machineCPU()
 	profiled := make(chan error, 1)
@@ -464,7 +469,7 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 	res.Generator = gen.read()
 	busy1, steal1, _ := machineCPU()
 	nodeDrops1, genDrops1 := socketDrops(pid), socketDrops("self")
-	fwd1, fwdOK1 := t.metricValue(ctx, "gonets_calls_forwarded_packets_total")
+	sfu1 := t.metricValues(ctx, names...)
 	if cfg.Live != nil {
 		fmt.Fprintln(cfg.Live)
 	}
@@ -501,8 +506,12 @@ func (r *callRun) measure(ctx context.Context, res *result.Result, rssBefore int
 	if after.videoStreams > 0 {
 		m["video_kbit_per_s_per_subscription"] = float64(after.videoBytes) * 8 / 1000 / secs / float64(after.videoStreams)
 	}
-	if fwdOK && fwdOK1 && fwd1 > fwd0 {
-		m["node_forwarded_packets_per_s"] = (fwd1 - fwd0) / secs
+	for _, c := range sfuCounters {
+		v0, ok0 := sfu0[c.name]
+		v1, ok1 := sfu1[c.name]
+		if ok0 && ok1 {
+			m[c.metric] = (v1 - v0) / secs
+		}
 	}
 	cpu := math.NaN()
 	if res.Node != nil {
@@ -567,29 +576,40 @@ func (r *callRun) close() {
 	r.wg.Wait()
 }
 
-// metricValue reads one sample from the metrics endpoint of a node the
-// bench started.
-func (t *target) metricValue(ctx context.Context, name string) (float64, bool) {
+// sfuCounters are the SFU's counters the scenario reads from the node.
+var sfuCounters = []struct{ name, metric string }{
+	{"gonets_calls_forwarded_packets_total", "node_forwarded_packets_per_s"},
+	{"gonets_calls_resent_packets_total", "node_resent_packets_per_s"},
+	{"gonets_calls_nacked_packets_total", "node_nacked_packets_per_s"},
+}
+
+// metricValues reads the samples named from the metrics endpoint of a
+// node the bench started; those it lacks are not in the map.
+func (t *target) metricValues(ctx context.Context, names ...string) map[string]float64 {
+	out := make(map[string]float64)
 	if t.httpURL == "" {
-		return 0, false
+		return out
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.httpURL+"/metrics", nil)
 	if err != nil {
-		return 0, false
+		return out
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, false
+		return out
 	}
 	defer resp.Body.Close()
 	lines := bufio.NewScanner(resp.Body)
 	for lines.Scan() {
-		if n, v, ok := strings.Cut(lines.Text(), " "); ok && n == name {
-			f, err := strconv.ParseFloat(v, 64)
-			return f, err == nil
+		n, v, ok := strings.Cut(lines.Text(), " ")
+		if !ok || !slices.Contains(names, n) {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[n] = f
 		}
 	}
-	return 0, false
+	return out
 }
