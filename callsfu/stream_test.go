@@ -1,0 +1,128 @@
+package callsfu
+
+import (
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// streamEvents records a participant's events.
+type streamEvents struct {
+	mu     sync.Mutex // guards events
+	events []Event
+}
+
+// add is the participant's events function.
+func (l *streamEvents) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+// kinds returns the kinds of the events recorded.
+func (l *streamEvents) kinds() []EventKind {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var kinds []EventKind
+	for _, e := range l.events {
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// TestStreamRoles: in a call with a member, an encoder (JoinPublisher) and
+// a player (Play), the member receives the encoder's tracks while the
+// encoder is offered nothing; the player plays the first track of each kind
+// by ID, is announced to nobody and hears only its removal, which comes
+// (ReasonStreamEnded) when the tracks it plays end; neither may do what its
+// role has no connection for.
+func TestStreamRoles(t *testing.T) {
+	s := newTestSFU(t, Options{MaxStreamPublishers: 2})
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	member := joinPeer(t, s, 1, Peer{1, 1}, 1, peerOptions{})
+	if err := member.publish(); err != nil {
+		t.Fatal(err)
+	}
+
+	enc := newClient(t, "encoder", 2)
+	if err := enc.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	enc.pub.OnICECandidate(func(*webrtc.ICECandidate) {})
+	var encEvents, playerEvents streamEvents
+	encoder, answer, err := s.JoinPublisher(1, Peer{2, 1}, gatheredOffer(t, enc.pub), encEvents.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	enc.startSending()
+	waitFor(t, "the member receiving the encoder", func() bool {
+		ids := member.publishedBy(Peer{2, 1})
+		return len(ids) == 2 && member.flowing(10, ids...)
+	})
+
+	pl := newClient(t, "player", 0)
+	if pl.sub, err = newTestAPI(t, peerOptions{}, TargetSubscriber).NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	pl.sub.OnTrack(pl.onTrack)
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := pl.sub.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	player, answer, err := s.Play(1, Peer{3, 1}, gatheredOffer(t, pl.sub), playerEvents.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pl.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the player playing the member's tracks", func() bool { return pl.flowing(10, "1.1.0", "1.1.1") })
+	if ids := pl.publishedTrackIDs(); !slices.Equal(ids, []string{"1.1.0", "1.1.1"}) {
+		t.Errorf("the player receives %v, want the first audio and video by ID", ids)
+	}
+
+	for _, k := range encEvents.kinds() {
+		if k == EventOffer || k == EventCandidate {
+			t.Errorf("the encoder was sent an event of kind %d", k)
+		}
+	}
+	if member.sawEvent(func(e Event) bool { return e.Peer == Peer{3, 1} }) {
+		t.Error("the member heard of the player")
+	}
+	if !member.sawEvent(func(e Event) bool { return e.Kind == EventJoined && e.Peer == Peer{2, 1} }) {
+		t.Error("the member did not hear the encoder join")
+	}
+	if _, err := player.Publish(answer); CodeOf(err) != CodeBadRequest {
+		t.Errorf("a player's Publish: %v", err)
+	}
+	if err := encoder.RestartICE(); CodeOf(err) != CodeBadRequest {
+		t.Errorf("an encoder's RestartICE: %v", err)
+	}
+	cand := Candidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", SDPMid: "0"}
+	if err := encoder.AddCandidate(TargetSubscriber, cand); CodeOf(err) != CodeBadCandidate {
+		t.Errorf("a subscriber candidate of the encoder: %v", err)
+	}
+
+	member.part.Leave()
+	waitFor(t, "the player's removal", func() bool { return len(playerEvents.kinds()) > 0 })
+	playerEvents.mu.Lock()
+	got := playerEvents.events
+	playerEvents.mu.Unlock()
+	if len(got) != 1 || got[0].Kind != EventRemoved || got[0].Reason != ReasonStreamEnded {
+		t.Errorf("the player heard %+v, want its removal for the stream's end only", got)
+	}
+	encoder.room.mu.Lock()
+	stays := encoder.room.participants[Peer{2, 1}] == encoder
+	encoder.room.mu.Unlock()
+	if !stays {
+		t.Error("the encoder left with the member")
+	}
+}
