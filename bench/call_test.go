@@ -3,18 +3,24 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestCallScenarioSmall runs the call scenario at its smallest, one call
 // of two participants who both publish, against a node started from the
 // built binary, and checks that media flowed both ways through the SFU and
-// that loss, delay, join time and the node's cost were measured. It
-// asserts no speed.
+// that loss, delay, join time and the node's cost were measured, and
+// that no goroutine of the clients outlives the run. It asserts no speed.
 func TestCallScenarioSmall(t *testing.T) {
 	bin := gonetsBinary(t)
+	// Every pion client's goroutines end with the run.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer http.DefaultClient.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := Run(ctx, "call", Config{Binary: bin, Calls: 1, Publishers: 2, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond})
