@@ -26,7 +26,10 @@ import (
 // of the SFU's ICE candidates. The participant has no subscriber
 // PeerConnection and is offered nothing; events hears the rest (see Event),
 // EventRemoved included. An offer that sends no media or does not parse is
-// refused with ErrBadSDP, one with more than Options.MaxTracks sections with
+// refused with ErrBadSDP, and so is one a section of which the SFU would
+// reject (a codec it does not forward: H.264 from an encoder, say, where a
+// call in a browser would have gone on without the track), one with more
+// than Options.MaxTracks sections with
 // ErrTooManyTracks, and a call with Options.MaxStreamPublishers publishers
 // already (another participant of the same peer, which this one replaces,
 // not counted) with ErrTooManyPublishers.
@@ -54,9 +57,12 @@ func (s *SFU) JoinPublisher(call uint64, peer Peer, offer string, events func(Ev
 		return nil, "", err
 	}
 	answer, _, err := p.applyOffer(offer, o)
+	if err == nil {
+		err = checkAccepted(offer, answer)
+	}
 	if err != nil {
 		p.remove(ReasonLeft)
-		return nil, "", err
+		return nil, "", fmt.Errorf("callsfu: publish %s in call %d: %w", peer, call, err)
 	}
 	if err := r.admit(p); err != nil {
 		return nil, "", err
@@ -99,6 +105,30 @@ func (s *SFU) Play(call uint64, peer Peer, offer string, events func(Event)) (*P
 		return nil, "", err
 	}
 	return p, answer, nil
+}
+
+// checkAccepted refuses an answer that rejects (port 0) a media section
+// the offer sends on, naming the codecs the SFU forwards. The answer's
+// sections are the offer's, in order (a rejected one may lack its mid).
+func checkAccepted(offer, answer string) error {
+	var o, a sdp.SessionDescription
+	if err := o.UnmarshalString(offer); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if err := a.UnmarshalString(answer); err != nil {
+		return fmt.Errorf("%w: the answer: %v", ErrBadSDP, err)
+	}
+	for i, m := range o.MediaDescriptions {
+		if i >= len(a.MediaDescriptions) || m.MediaName.Port.Value == 0 || !sends(m) {
+			continue
+		}
+		if a.MediaDescriptions[i].MediaName.Port.Value == 0 {
+			mid, _ := m.Attribute("mid")
+			return fmt.Errorf("%w: no codec of the %s section (mid %q) in common: the SFU forwards %s and %s",
+				ErrBadSDP, m.MediaName.Media, mid, opusCodec.MimeType, vp8Codec.MimeType)
+		}
+	}
+	return nil
 }
 
 // orNothing returns events, or a function that ignores every event.

@@ -2,6 +2,7 @@ package callsfu
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -124,5 +125,59 @@ func TestStreamRoles(t *testing.T) {
 	encoder.room.mu.Unlock()
 	if !stays {
 		t.Error("the encoder left with the member")
+	}
+}
+
+// TestJoinPublisherCodecRefused: an encoder offering video in a codec the
+// SFU does not forward (H.264, as OBS sends) is refused with ErrBadSDP
+// naming the codecs, instead of publishing its audio alone, and the call is
+// as it was.
+func TestJoinPublisherCodecRefused(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(opusCodec, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	h264 := webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	}}
+	if err := m.RegisterCodec(h264, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, c := range []webrtc.RTPCodecCapability{opusCodec.RTPCodecCapability, h264.RTPCodecCapability} {
+		l, err := webrtc.NewTrackLocalStaticRTP(c, "t", "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.AddTrack(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.JoinPublisher(1, Peer{1, 1}, offer.SDP, nil)
+	if CodeOf(err) != CodeBadSDP || !strings.Contains(err.Error(), "video/VP8") {
+		t.Fatalf("an H.264 encoder: %v, want ErrBadSDP naming VP8", err)
+	}
+	r, err := s.room(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.participants) != 0 || len(r.publishers) != 0 || r.joined {
+		t.Errorf("the refusal changed the call: %d participants, %d publishers, joined %v",
+			len(r.participants), len(r.publishers), r.joined)
 	}
 }
