@@ -90,6 +90,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gonets bench: unknown peer %q; the peer is nats\n", *peer)
 		return 2
 	}
+	if *peer != "" && scenario == "call" {
+		fmt.Fprintln(stderr, "gonets bench: --peer: NATS carries no calls; the call scenario has no peer")
+		return 2
+	}
 	if isTerminal(stderr) {
 		cfg.Live = stderr
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestBenchUsage(t *testing.T) {
-	for _, args := range [][]string{{"bench"}, {"bench", "--json"}, {"bench", "chat", "--peer", "kafka"}, {"bench", "chat", "extra"}} {
+	for _, args := range [][]string{{"bench"}, {"bench", "--json"}, {"bench", "chat", "--peer", "kafka"}, {"bench", "chat", "extra"}, {"bench", "call", "--peer", "nats"}} {
 		var out, errOut bytes.Buffer
 		if code := Main(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errOut.String())
