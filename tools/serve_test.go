@@ -173,10 +173,13 @@ func writePublicKey(t *testing.T, dir, name string, pub ed25519.PublicKey) strin
 func TestServeCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	// The media port is a free one unless a case's own --config, which
+	// overrides this one, says otherwise: 7444 may be another node's.
+	freeMedia := writeFile(t, dir, "media.toml", "[calls]\nudp_port = 0\n")
 	f := func(wantCode int, want string, args ...string) {
 		t.Helper()
 		var out, errw bytes.Buffer
-		code := Main(append([]string{"serve", "--check-config", "--data", data}, args...), &out, &errw)
+		code := Main(append([]string{"serve", "--check-config", "--data", data, "--config", freeMedia}, args...), &out, &errw)
 		if code != wantCode || !strings.Contains(out.String()+errw.String(), want) {
 			t.Fatalf("serve --check-config %q = %d, %q %q; want %d and %q", args, code, out.String(), errw.String(), wantCode, want)
 		}
@@ -214,6 +217,8 @@ max_body_bytes = "128KiB"
 max_batch_bytes = "4MiB"
 [broker]
 send_rate = 10.0
+[calls]
+udp_port = 0
 `)
 	f(0, "config ok", "--config", good)
 	f(0, "config ok", "--tls-cert", certPath, "--tls-key", keyPath)
