@@ -39,13 +39,16 @@ import (
 var crashRounds = flag.Int("crash.rounds", 3, "kills of the node in TestNodeCrash")
 
 // crashConfig is the node's config file in the crash test: a small
-// memtable, so that kills also land in flushes and WAL rotations, and a
-// send rate no sender reaches, so that nothing is refused.
+// memtable, so that kills also land in flushes and WAL rotations, a send
+// rate no sender reaches, so that nothing is refused, and calls off, so
+// that the node binds no media port (7444 may be another node's).
 const crashConfig = `
 [storage]
 memtable_bytes = "256KiB"
 [broker]
 send_rate = 1000000.0
+[calls]
+enabled = false
 `
 
 // crashChat is a chat of the crash test and the users who send into it.
