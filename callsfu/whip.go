@@ -64,8 +64,10 @@ type Grant struct {
 type WHIPOptions struct {
 	// Authorizer authorizes every POST. Required.
 	Authorizer Authorizer
-	// RequestTimeout bounds each request: reading its body, the
-	// Authorizer, writing the response. Default: 10 s.
+	// RequestTimeout bounds each request: reading its body and the
+	// Authorizer (answered 503 timeout past it); writing the response has a
+	// second more. The SFU's own part, the answer's candidates gathered,
+	// takes at most 3 s. Default: 10 s.
 	RequestTimeout time.Duration
 	// AllowOrigin is the Access-Control-Allow-Origin of every response, for
 	// players and encoders in web pages of other origins. Default: "*" (a
@@ -259,15 +261,21 @@ func validSegment(s string, max int) bool {
 	return true
 }
 
-// setDeadlines bounds the reading of the request and the writing of the
-// response by Options.RequestTimeout.
+// writeGrace is how long past Options.RequestTimeout the response may take
+// to write, so that the refusal of a request that ran out of time still
+// reaches its client.
+const writeGrace = time.Second
+
+// setDeadlines bounds the reading of the request by
+// Options.RequestTimeout, and the writing of the response by writeGrace
+// more.
 func (h *WHIP) setDeadlines(w http.ResponseWriter) {
 	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(h.opts.RequestTimeout)
+	now := time.Now()
 	// A ResponseWriter without deadlines (a test's recorder) is served
 	// without them.
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	_ = rc.SetReadDeadline(now.Add(h.opts.RequestTimeout))
+	_ = rc.SetWriteDeadline(now.Add(h.opts.RequestTimeout + writeGrace))
 }
 
 // preflight answers an OPTIONS request, a browser's CORS preflight among

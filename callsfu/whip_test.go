@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -30,7 +31,11 @@ type fakeAuth struct {
 const liveCall = 42
 
 // Authorize grants what the token's role allows.
-func (a *fakeAuth) Authorize(_ context.Context, req AuthRequest) (Grant, error) {
+func (a *fakeAuth) Authorize(ctx context.Context, req AuthRequest) (Grant, error) {
+	if req.Token == "slow" {
+		<-ctx.Done()
+		return Grant{}, fmt.Errorf("session store: %w", ctx.Err())
+	}
 	if req.Call != "live" {
 		return Grant{}, fmt.Errorf("stream %q: %w", req.Call, ErrUnknownCall)
 	}
@@ -64,13 +69,18 @@ type whipTest struct {
 
 // newWHIPTest starts an SFU and its WHIP handler on 127.0.0.1 over TLS.
 func newWHIPTest(t *testing.T) *whipTest {
+	return newWHIPTestTimeout(t, 0)
+}
+
+// newWHIPTestTimeout is newWHIPTest with a WHIPOptions.RequestTimeout.
+func newWHIPTestTimeout(t *testing.T, timeout time.Duration) *whipTest {
 	s := newTestSFU(t, Options{})
 	auth := &fakeAuth{
 		sfu:         s,
 		admins:      map[string]Peer{"admin": {1, 1}, "admin2": {2, 1}},
 		subscribers: map[string]Peer{"sub1": {10, 1}, "sub2": {11, 1}},
 	}
-	h, err := NewWHIP(s, WHIPOptions{Authorizer: auth, Logger: s.log})
+	h, err := NewWHIP(s, WHIPOptions{Authorizer: auth, Logger: s.log, RequestTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,4 +669,21 @@ func TestWHIPEncoderRestart(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestWHIPRequestTimeout: an Authorizer that outlasts the request's
+// deadline is answered 503 timeout, within the deadline and its grace.
+func TestWHIPRequestTimeout(t *testing.T) {
+	w := newWHIPTestTimeout(t, 200*time.Millisecond)
+	start := time.Now()
+	r := w.do("POST", "/whip/live", "slow", "application/sdp", "v=0\r\n")
+	if r.status != http.StatusServiceUnavailable || r.code() != whipTimeout {
+		t.Errorf("a slow Authorizer: %d %s", r.status, r.body)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond+writeGrace {
+		t.Errorf("answered after %v", d)
+	}
+	if got := w.state(); got != "no call, 0 sessions" {
+		t.Errorf("the timeout changed something: %s", got)
+	}
 }
