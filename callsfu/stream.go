@@ -72,9 +72,9 @@ func (s *SFU) JoinPublisher(call uint64, peer Peer, offer string, events func(Ev
 
 // Play joins peer to a started call as a player of what is published in it
 // now: a WHEP player's offer (its media sections recvonly, as the WHEP
-// draft has them) is answered with one published track for each section of its
-// kind, in the order of the tracks' IDs; sections left over are answered
-// inactive. It returns the participant and the answer, which carries all of
+// draft has them) is answered with one published track for each section of
+// its kind, in the order of the tracks' IDs; sections left over carry
+// nothing. It returns the participant and the answer, which carries all of
 // the SFU's ICE candidates. events hears only the player's removal
 // (EventRemoved; ReasonStreamEnded when the tracks it plays have all ended).
 // A bad offer is refused with ErrBadSDP, and a call with nothing the offer

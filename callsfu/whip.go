@@ -97,8 +97,8 @@ type WHIPOptions struct {
 // closes; its URL answers 404 after. Trickle ICE is supported, ICE restarts
 // are not (422: the client starts a new session instead).
 //
-// A refusal is a 4xx status with a JSON body {"code", "message", "id"} whose
-// code is stable (see the whipCode constants) and changes nothing: 400
+// A refusal is a status with a JSON body {"code", "message", "id"} whose
+// code is stable (the whip* constants) and changes nothing: 400
 // bad_sdp, bad_candidate, too_many_tracks, bad_request; 401 unauthorized;
 // 403 forbidden; 404 unknown_call, unknown_session, not_found; 405
 // method_not_allowed; 409 too_many_publishers, not_live; 412
