@@ -158,7 +158,8 @@ type outboxConfig struct {
 type callsConfig struct {
 	// Enabled starts the SFU; off, the node refuses calls (CALLS_OFF).
 	Enabled bool `toml:"enabled"`
-	// UDPPort is the one UDP port of all media, on every interface;
+	// UDPPort is the one UDP port of all media, on node.quic_addr's host
+	// (every interface by default);
 	// ICE-TCP listens on the same number unless ICETCP is off. 0 picks a
 	// free port (tests).
 	UDPPort int  `toml:"udp_port"`
@@ -384,9 +385,15 @@ func (c *config) listenAddrs() []listenAddr {
 }
 
 // mediaAddr returns the address of the SFU's socket: calls.udp_port on
-// every interface.
+// node.quic_addr's host, so that a node bound to one address (127.0.0.1
+// in tests and the bench) offers its media there too; every interface
+// when that host is empty, as by default.
 func (c *config) mediaAddr() string {
-	return net.JoinHostPort("", strconv.Itoa(c.Calls.UDPPort))
+	host, _, err := net.SplitHostPort(c.Node.QUICAddr)
+	if err != nil {
+		host = ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Calls.UDPPort))
 }
 
 // tlsCurveNames name the key-exchange groups node.tls_curves may list,

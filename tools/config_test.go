@@ -127,7 +127,7 @@ silence_timeout = "20s"
 	if err != nil || bopts.CoalesceWindow != -time.Second {
 		t.Fatalf("brokerOptions: CoalesceWindow %v, %v; want -1s (disabled)", bopts.CoalesceWindow, err)
 	}
-	wantSFU := callsfu.Options{ListenAddr: ":17444", NAT1To1IPs: []string{"203.0.113.7", "2001:db8::7"}, DisableTCP: true,
+	wantSFU := callsfu.Options{ListenAddr: "127.0.0.1:17444", NAT1To1IPs: []string{"203.0.113.7", "2001:db8::7"}, DisableTCP: true,
 		MaxPublishers: 4, SilenceTimeout: 20 * time.Second}
 	if got := c.sfuOptions(); !reflect.DeepEqual(got, wantSFU) {
 		t.Fatalf("sfuOptions =\n%+v\nwant\n%+v", got, wantSFU)
@@ -141,6 +141,12 @@ func TestCallsConfig(t *testing.T) {
 	c := defaultConfig()
 	if !c.Calls.Enabled || !c.Calls.ICETCP || c.mediaAddr() != ":7444" {
 		t.Fatalf("calls defaults %+v at %q", c.Calls, c.mediaAddr())
+	}
+	// A node bound to one address offers its media there too.
+	bound := defaultConfig()
+	bound.Node.QUICAddr = "127.0.0.1:7443"
+	if got := bound.mediaAddr(); got != "127.0.0.1:7444" {
+		t.Fatalf("media address %q with quic_addr 127.0.0.1:7443, want 127.0.0.1:7444", got)
 	}
 	media := func(c config) []string {
 		var keys []string
@@ -298,7 +304,7 @@ func TestCheckListen(t *testing.T) {
 		"node.quic_addr "+udp.LocalAddr().String()+": address in use (UDP)",
 		"node.http_addr "+tcp.Addr().String()+": address in use (TCP)")
 	// The media port is checked like the others, UDP and TCP.
-	media, err := net.ListenPacket("udp", ":0")
+	media, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +313,7 @@ func TestCheckListen(t *testing.T) {
 	c.Node.QUICAddr, c.Node.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	c.Calls.UDPPort = media.LocalAddr().(*net.UDPAddr).Port
 	warnings, err := c.checkListen(context.Background())
-	want := fmt.Sprintf("calls.udp_port :%d: address in use (UDP)", c.Calls.UDPPort)
+	want := fmt.Sprintf("calls.udp_port 127.0.0.1:%d: address in use (UDP)", c.Calls.UDPPort)
 	if err != nil || len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
 		t.Fatalf("checkListen with the media port in use = %q, %v; want %q", warnings, err, want)
 	}

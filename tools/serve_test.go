@@ -559,7 +559,7 @@ func TestServeStartFails(t *testing.T) {
 // a node with calls off binds no media port and says so.
 func TestServeMediaPortInUse(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	busy, err := net.ListenPacket("udp", ":0")
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
