@@ -40,9 +40,12 @@ var crashRounds = flag.Int("crash.rounds", 3, "kills of the node in TestNodeCras
 
 // crashConfig is the node's config file in the crash test: a small
 // memtable, so that kills also land in flushes and WAL rotations, a send
-// rate no sender reaches, so that nothing is refused, and calls off, so
-// that the node binds no media port (7444 may be another node's).
+// rate no sender reaches, so that nothing is refused, and calls and the
+// public HTTPS listener off, so that the node binds no media port nor
+// public port (7444 and 7445 may be another node's).
 const crashConfig = `
+[node]
+public_addr = "off"
 [storage]
 memtable_bytes = "256KiB"
 [broker]

@@ -49,8 +49,11 @@ type nodeConfig struct {
 	DataDir  string `toml:"data_dir"`
 	QUICAddr string `toml:"quic_addr"`
 	// TCPAddr is the TLS-over-TCP fallback's address; empty turns it off.
-	TCPAddr         string     `toml:"tcp_addr"`
-	HTTPAddr        string     `toml:"http_addr"`
+	TCPAddr  string `toml:"tcp_addr"`
+	HTTPAddr string `toml:"http_addr"`
+	// PublicAddr is the public HTTPS listener's address (WHIP and WHEP);
+	// "off" turns it off.
+	PublicAddr      string     `toml:"public_addr"`
 	ShutdownTimeout duration   `toml:"shutdown_timeout"`
 	LogLevel        slog.Level `toml:"log_level"`
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP port.
@@ -182,6 +185,7 @@ const defaultMediaPort = 7444
 const (
 	defaultQUICAddr        = ":7443"
 	defaultHTTPAddr        = "127.0.0.1:7080"
+	defaultPublicAddr      = ":7445"
 	defaultShutdownTimeout = 10 * time.Second
 )
 
@@ -193,6 +197,7 @@ func defaultConfig() config {
 			DataDir:         defaultDataDir,
 			QUICAddr:        defaultQUICAddr,
 			HTTPAddr:        defaultHTTPAddr,
+			PublicAddr:      defaultPublicAddr,
 			ShutdownTimeout: duration(defaultShutdownTimeout),
 			LogLevel:        slog.LevelInfo,
 		},
@@ -247,6 +252,8 @@ func (c *config) validate() error {
 		return errors.New("node.quic_addr is empty")
 	case c.Node.HTTPAddr == "":
 		return errors.New("node.http_addr is empty")
+	case c.Node.PublicAddr == "":
+		return errors.New(`node.public_addr is empty; "off" turns the public listener off`)
 	case c.Node.GOGC < 0:
 		return fmt.Errorf("node.gogc %d is negative; the collector cannot be turned off here", c.Node.GOGC)
 	case c.Node.MemoryLimit < 0:
@@ -271,6 +278,9 @@ func (c *config) validate() error {
 		if err := checkHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.key, a.addr, err)
 		}
+	}
+	if err := c.validatePublic(); err != nil {
+		return err
 	}
 	for _, p := range c.Auth.PublicKeys {
 		if p == "" {
@@ -373,6 +383,9 @@ func (c *config) listenAddrs() []listenAddr {
 	}
 	if a := c.tcpAddr(); a != "" {
 		addrs = append(addrs, listenAddr{"node.tcp_addr", "tcp", a})
+	}
+	if a := c.publicAddr(); a != "" {
+		addrs = append(addrs, listenAddr{"node.public_addr", "tcp", a})
 	}
 	if c.Calls.Enabled {
 		media := c.mediaAddr()

@@ -250,6 +250,11 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *config) { c.Calls.UDPPort = 7443 }, "calls.udp_port 7443 is node.quic_addr's port too (UDP); give the media a port of its own")
 	f(func(c *config) { c.Node.TCPAddr = ":9000"; c.Calls.UDPPort = 9000 }, "calls.udp_port 9000 is node.tcp_addr's port too (TCP)")
 	f(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:7444" }, "calls.udp_port 7444 is node.http_addr's port too (TCP)")
+	f(func(c *config) { c.Node.PublicAddr = "" }, `node.public_addr is empty; "off" turns the public listener off`)
+	f(func(c *config) { c.Node.PublicAddr = "7445" }, `node.public_addr "7445": want host:port`)
+	f(func(c *config) { c.Node.PublicAddr = ":7443" }, `node.public_addr ":7443" has node.tcp_addr's port (TCP)`)
+	f(func(c *config) { c.Node.PublicAddr = "127.0.0.1:7080" }, `node.public_addr "127.0.0.1:7080" has node.http_addr's port (TCP)`)
+	f(func(c *config) { c.Node.PublicAddr = ":7444" }, "calls.udp_port 7444 is node.public_addr's port too (TCP)")
 	// No clash: ICE-TCP off leaves the TCP ports alone, calls off all of
 	// them, and port 0 is a free port of its own.
 	ok := func(change func(*config)) {
@@ -263,6 +268,9 @@ func TestConfigValidate(t *testing.T) {
 	ok(func(c *config) { c.Node.HTTPAddr = "127.0.0.1:7444"; c.Calls.ICETCP = false })
 	ok(func(c *config) { c.Calls.UDPPort = 7443; c.Calls.Enabled = false })
 	ok(func(c *config) { c.Node.QUICAddr = ":0"; c.Calls.UDPPort = 0 })
+	ok(func(c *config) { c.Node.PublicAddr = "off"; c.Node.HTTPAddr = "127.0.0.1:7445" })
+	ok(func(c *config) { c.Node.PublicAddr = ":7443"; c.Node.TCPAddr = "off" }) // QUIC's UDP port
+	ok(func(c *config) { c.Node.PublicAddr = ":0"; c.Node.HTTPAddr = "127.0.0.1:0" })
 	c := defaultConfig()
 	if err := c.validate(); err != nil {
 		t.Fatalf("defaults: %v", err)

@@ -38,7 +38,7 @@ import (
 const storeDir = "store"
 
 // serveUsage is the synopsis of gonets serve.
-const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data DIR] [--quic ADDR] [--http ADDR] [--name NAME] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--pprof]"
+const serveUsage = "usage: gonets serve [--config FILE] [--check-config] [--data DIR] [--quic ADDR] [--http ADDR] [--public ADDR] [--name NAME] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--pprof]"
 
 // runServe runs a node until SIGINT or SIGTERM, then shuts it down
 // gracefully and returns 0; a second signal exits at once with 1. With
@@ -118,6 +118,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg config, check bool
 	quicAddr := fs.String("quic", def.Node.QUICAddr, "UDP `address` for QUIC clients (node.quic_addr)")
 	tcpAddr := fs.String("tcp", "", "TCP `address` for TLS-over-TCP clients (node.tcp_addr; default: the QUIC address's, over TCP; \"off\" turns it off)")
 	httpAddr := fs.String("http", def.Node.HTTPAddr, "TCP `address` for /metrics, /healthz and /readyz (node.http_addr)")
+	publicAddr := fs.String("public", def.Node.PublicAddr, "TCP `address` of the public HTTPS listener: WHIP, WHEP (node.public_addr; \"off\" turns it off)")
 	name := fs.String("name", "", "the node's `name` in Welcome (node.name; default: the host name)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain `file` (tls.cert; default: self-signed in the data dir)")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert (tls.key)")
@@ -150,6 +151,8 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg config, check bool
 			cfg.Node.TCPAddr = *tcpAddr
 		case "http":
 			cfg.Node.HTTPAddr = *httpAddr
+		case "public":
+			cfg.Node.PublicAddr = *publicAddr
 		case "name":
 			cfg.Node.Name = *name
 		case "tls-cert":
@@ -331,6 +334,11 @@ type node struct {
 	http    *http.Server
 	dataDir string // absolute
 
+	// publicLn and public are the public HTTPS listener (public.go); nil
+	// when node.public_addr is off.
+	publicLn net.Listener
+	public   *http.Server
+
 	fingerprint string // the SHA-256 of the TLS certificate, hex
 	certSource  string // where the certificate came from, for the banner
 
@@ -435,6 +443,10 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	undo = append(undo, func() { n.httpLn.Close() })
+	if err := n.listenPublic(tlsConf, v); err != nil {
+		return nil, err
+	}
 	n.nodeMetrics.NewGauge("gonets_node_ready", func() float64 {
 		if n.ready() {
 			return 1
@@ -538,6 +550,7 @@ func (n *node) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  media off  (calls.enabled = false: calls are refused)\n")
 	}
 	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
+	n.printPublic(w)
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
 	fmt.Fprintf(w, "  try   gonets tail --server %s --fingerprint %s --token T\n", dialable(quicAddr), n.fingerprint)
@@ -567,8 +580,12 @@ func dialable(addr string) string {
 // run serves until ctx is done or a listener fails, then shuts down
 // within node.shutdown_timeout (stop).
 func (n *node) run(ctx context.Context) error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	pending := 2
+	if n.public != nil {
+		pending++
+		go func() { errc <- n.servePublic() }()
+	}
 	if n.tcpLn != nil {
 		pending++
 		go func() {
@@ -653,6 +670,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	}) {
 		n.log.Warn("the broker did not stop in time; closing the store", "timeout", total)
 	}
+	n.shutdownPublic(sctx)
 	n.closeSFU(drain)
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn("http requests did not finish in time; closed them", "err", err)
@@ -660,6 +678,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	}
 	if collect == nil { // run never served: close what startNode bound
 		n.httpLn.Close()
+		n.closePublicListener()
 		n.quicLn.Close()
 		if n.tcpLn != nil {
 			n.tcpLn.Close()

@@ -51,6 +51,7 @@ func testConfig(t *testing.T) config {
 	c.Node.DataDir = filepath.Join(t.TempDir(), "data")
 	c.Node.QUICAddr = "127.0.0.1:0"
 	c.Node.HTTPAddr = "127.0.0.1:0"
+	c.Node.PublicAddr = "127.0.0.1:0"
 	c.Calls.UDPPort = 0
 	c.Node.ShutdownTimeout = duration(5 * time.Second)
 	c.Node.LogLevel = slog.LevelWarn
@@ -175,7 +176,7 @@ func TestServeCheckConfig(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	// The media port is a free one unless a case's own --config, which
 	// overrides this one, says otherwise: 7444 may be another node's.
-	freeMedia := writeFile(t, dir, "media.toml", "[calls]\nudp_port = 0\n")
+	freeMedia := writeFile(t, dir, "media.toml", "[node]\npublic_addr = \"127.0.0.1:0\"\n[calls]\nudp_port = 0\n")
 	f := func(wantCode int, want string, args ...string) {
 		t.Helper()
 		var out, errw bytes.Buffer
@@ -611,7 +612,7 @@ func TestServeSIGTERM(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	// The media port too is a free one: 7444 may be another node's.
-	conf := writeFile(t, dir, "gonets.toml", "[calls]\nudp_port = 0\n")
+	conf := writeFile(t, dir, "gonets.toml", "[node]\npublic_addr = \"127.0.0.1:0\"\n[calls]\nudp_port = 0\n")
 	cmd := exec.Command(bin, "serve", "--config", conf, "--data", filepath.Join(dir, "data"), "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
