@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gonets/gonets/callsfu"
@@ -81,7 +82,10 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 	conf.MinVersion = tls.VersionTLS12
 	conf.NextProtos = []string{"h2", "http/1.1"}
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("node.public_addr %s is in use (TCP): stop what holds it, or give the public listener another port: %w", addr, err)
+	case err != nil:
 		return fmt.Errorf("node.public_addr: %w", err)
 	}
 	n.publicLn = tls.NewListener(ln, conf)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -369,4 +370,28 @@ func TestStreamCall(t *testing.T) {
 	f("-1", 0, false)
 	f("live", 0, false)
 	f("", 0, false)
+}
+
+// TestServePublicPortInUse: a node whose public port is taken does not
+// start, says which key to change, and closes what it opened (the store
+// opens again, no goroutine is left).
+func TestServePublicPortInUse(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(t)
+	cfg.Node.PublicAddr = busy.Addr().String()
+	err = serve(context.Background(), cfg, io.Discard, io.Discard)
+	want := "node.public_addr " + cfg.Node.PublicAddr + " is in use (TCP): stop what holds it, or give the public listener another port"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("serve on a busy public port = %v, want %q", err, want)
+	}
+	st, err := storage.Open(filepath.Join(cfg.Node.DataDir, storeDir), storage.Options{})
+	if err != nil {
+		t.Fatalf("reopen the store: %v", err)
+	}
+	st.Close()
 }
