@@ -53,6 +53,9 @@ type target struct {
 const nodeConfig = `# written by gonets bench
 [node]
 log_level = "warn"
+# No public HTTPS listener: no scenario uses it, and nodes started side
+# by side would clash on its port.
+public_addr = "off"
 
 [broker]
 send_rate = 1000000.0
