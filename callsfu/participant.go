@@ -171,6 +171,7 @@ type Participant struct {
 	pub         *webrtc.PeerConnection               // nil until the first Publish
 	sub         *webrtc.PeerConnection               // nil for rolePublisher
 	pending     map[Target][]webrtc.ICECandidateInit // before a remote description
+	remote      [3]int                               // candidates added since the remote description, by Target
 	rids        map[string][]string                  // simulcast rids by mid, from the last offer
 	published   map[string]*publishedTrack           // by mid
 	subs        map[string]*subscription             // by Track.ID
@@ -185,6 +186,12 @@ type Participant struct {
 // maxPendingCandidates bounds the trickled candidates held for a
 // PeerConnection that has no remote description yet.
 const maxPendingCandidates = 64
+
+// maxRemoteCandidates bounds the candidates a client adds to one
+// PeerConnection per remote description (a new offer or answer starts
+// the count again): each is a pair the ICE agent checks, with STUN
+// packets to an address the client chose.
+const maxRemoteCandidates = 64
 
 // newParticipant creates a participant of role with its subscriber
 // PeerConnection, unless it only publishes.
@@ -335,7 +342,12 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		p.sfu.log.Info("callsfu: unannounced simulcast layer", "peer", p.peer.String(), "rid", remote.RID())
 		return
 	}
-	t.ssrcs[layer].Store(uint32(remote.SSRC()))
+	if t.ssrcs[layer].Swap(uint32(remote.SSRC())) != 0 {
+		// pion fires OnTrack again, with the same TrackRemote, when a layer's
+		// SSRC changes; the layer's readers already read through it.
+		p.mu.Unlock()
+		return
+	}
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
@@ -448,6 +460,10 @@ func (p *Participant) AddCandidate(target Target, c Candidate) error {
 	default:
 		return fmt.Errorf("callsfu: candidate of %s for target %d: %w", p.peer, target, ErrBadCandidate)
 	}
+	if p.remote[target] >= maxRemoteCandidates {
+		return fmt.Errorf("callsfu: candidate of %s: %w: more than %d for one description",
+			p.peer, ErrBadCandidate, maxRemoteCandidates)
+	}
 	if pc == nil || pc.RemoteDescription() == nil {
 		if len(p.pending[target]) >= maxPendingCandidates {
 			return fmt.Errorf("callsfu: candidate of %s: %w: more than %d before the description",
@@ -459,11 +475,13 @@ func (p *Participant) AddCandidate(target Target, c Candidate) error {
 	if err := pc.AddICECandidate(init); err != nil {
 		return fmt.Errorf("callsfu: candidate of %s: %w: %v", p.peer, ErrBadCandidate, err)
 	}
+	p.remote[target]++
 	return nil
 }
 
 // flushCandidatesLocked adds the candidates held for target.
 func (p *Participant) flushCandidatesLocked(target Target) {
+	p.remote[target] = 0 // a new remote description: the count starts again
 	pc := p.sub
 	if target == TargetPublisher {
 		pc = p.pub

@@ -243,6 +243,10 @@ func (s *SFU) configure() error {
 	}
 	se.SetNetworkTypes(types)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// Clients dial the node's passive ICE-TCP port; the node never dials
+	// out to an address a client's candidate names (pion's active ICE-TCP
+	// would, from every local interface).
+	se.DisableActiveTCP(true)
 	se.SetIncludeLoopbackCandidate(s.udpAddr.IP.IsLoopback())
 	se.SetICETimeouts(s.opts.ICEDisconnectedTimeout, s.opts.ICEFailedTimeout, time.Second)
 	if len(s.opts.NAT1To1IPs) > 0 {

@@ -109,6 +109,9 @@ type peerOptions struct {
 	// dropEvery, if set, loses every dropEvery-th RTP packet the publisher
 	// PeerConnection sends and the subscriber one receives.
 	dropEvery int
+	// ssrcXor, if set and non-zero, is XORed into the SSRC of every video
+	// packet the publisher PeerConnection sends (a client whose SSRCs change).
+	ssrcXor *atomic.Uint32
 }
 
 // testConn is a client's UDP socket that can go silent both ways, as a
@@ -177,6 +180,9 @@ func newTestAPI(t *testing.T, o peerOptions, target Target) *webrtc.API {
 	reg := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		t.Fatal(err)
+	}
+	if o.ssrcXor != nil && target == TargetPublisher {
+		reg.Add(ssrcShifterFactory{o.ssrcXor})
 	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
