@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"context"
 	"crypto/tls"
-	"net"
 	"testing"
 	"time"
 
@@ -14,46 +12,14 @@ import (
 // small socket buffers, listed for heartbeats, and the client's side.
 func tlsPair(t *testing.T) (*tcpConn, *tls.Conn) {
 	t.Helper()
-	serverTLS, clientTLS := tcpTLS(t)
-	lc := net.ListenConfig{Control: smallBuffers}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted := make(chan *tls.Conn, 1)
-	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		tc := tls.Server(raw, serverTLS)
-		if tc.Handshake() != nil {
-			raw.Close()
-			accepted <- nil
-			return
-		}
-		accepted <- tc
-	}()
-	d := tls.Dialer{NetDialer: &net.Dialer{Control: smallBuffers}, Config: clientTLS}
-	nc, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	stc := <-accepted
-	if stc == nil {
-		t.Fatal("server handshake failed")
-	}
-	t.Cleanup(func() { stc.NetConn().Close() })
+	stc, client := tlsConnPair(t)
 	conn := &tcpConn{c: stc, raw: stc.NetConn(), cancel: func() {}, timeout: 10 * time.Second, beats: newHeartbeats(time.Second)}
 	conn.wantHeartbeats()
 	conn.noteWrite()
 	if conn.listed.Load() != listed {
 		t.Fatal("not listed after its first write")
 	}
-	return conn, nc.(*tls.Conn)
+	return conn, client
 }
 
 // A heartbeat is not written while the socket holds unacknowledged

@@ -23,18 +23,18 @@ func smallBuffers(_, _ string, c syscall.RawConn) error {
 	return err
 }
 
-// A close with a code while a write is in progress waits for the write,
-// then still tells the client why: the Error frame follows what the write
-// carried. (Skipping the frame whenever the write lock was held lost the
-// reason of a session displaced just as its Welcome went out.)
-func TestTCPCloseAfterWriteInProgress(t *testing.T) {
+// tlsConnPair returns the two ends of a TLS connection over TCP on
+// 127.0.0.1 with small socket buffers (smallBuffers): the node's and the
+// client's. Both close when the test ends.
+func tlsConnPair(t *testing.T) (server, client *tls.Conn) {
+	t.Helper()
 	serverTLS, clientTLS := tcpTLS(t)
 	lc := net.ListenConfig{Control: smallBuffers}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	accepted := make(chan *tls.Conn, 1)
 	go func() {
 		raw, err := ln.Accept()
@@ -55,11 +55,21 @@ func TestTCPCloseAfterWriteInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	stc := <-accepted
 	if stc == nil {
 		t.Fatal("server handshake failed")
 	}
+	t.Cleanup(func() { stc.NetConn().Close() })
+	return stc, nc.(*tls.Conn)
+}
+
+// A close with a code while a write is in progress waits for the write,
+// then still tells the client why: the Error frame follows what the write
+// carried. (Skipping the frame whenever the write lock was held lost the
+// reason of a session displaced just as its Welcome went out.)
+func TestTCPCloseAfterWriteInProgress(t *testing.T) {
+	stc, nc := tlsConnPair(t)
 	closing := make(chan struct{})
 	conn := &tcpConn{c: stc, raw: stc.NetConn(), cancel: func() { close(closing) }, timeout: 10 * time.Second}
 	big, err := wire.AppendFrame(nil, &wire.Frame{Id: 1, Body: &wire.Frame_Error{Error: &wire.Error{Message: string(make([]byte, 256<<10))}}}, 0)
