@@ -17,12 +17,24 @@ type room struct {
 	detector *speakerDetector
 
 	mu           sync.Mutex // guards the following; taken before any Participant.mu
-	participants map[Peer]*Participant
+	participants map[seat]*Participant
 	publishers   map[*Participant]struct{}
 	tracks       map[string]*publishedTrack // by Track.ID
 	joined       bool                       // someone has joined since Start
 	ended        bool
 }
+
+// seat is a participant's place in its room: its peer and whether it plays.
+// A peer has one seat that publishes (a member, or an encoder) and one that
+// plays (a WHEP player), so that a device can play the stream it publishes;
+// a second participant of a peer in the same seat replaces the first.
+type seat struct {
+	peer   Peer
+	player bool
+}
+
+// seat returns the participant's seat in its room.
+func (p *Participant) seat() seat { return seat{peer: p.peer, player: p.role == rolePlayer} }
 
 // newRoom returns the room of a call just started.
 func newRoom(s *SFU, call uint64) *room {
@@ -31,7 +43,7 @@ func newRoom(s *SFU, call uint64) *room {
 		call:         call,
 		started:      time.Now(),
 		detector:     newSpeakerDetector(),
-		participants: make(map[Peer]*Participant),
+		participants: make(map[seat]*Participant),
 		publishers:   make(map[*Participant]struct{}),
 		tracks:       make(map[string]*publishedTrack),
 	}
@@ -39,7 +51,8 @@ func newRoom(s *SFU, call uint64) *room {
 
 // join adds a member for peer, tells it who is there and what they
 // publish, subscribes it to every track, and tells the others it joined. A
-// participant of the same peer already there is removed (ReasonReplaced).
+// member or an encoder of the same peer already there is removed
+// (ReasonReplaced).
 func (r *room) join(peer Peer, events func(Event)) (*Participant, error) {
 	p, err := newParticipant(r, peer, roleMember, events)
 	if err != nil {
@@ -68,14 +81,14 @@ func (r *room) admit(p *Participant) error {
 	return nil
 }
 
-// admitLocked adds p to the room, in place of the participant of the same
-// peer, which it returns for the caller to remove (ReasonReplaced) once the
-// room's lock is released. A member or a publisher is announced to the
+// admitLocked adds p to the room, in place of the participant in the same
+// seat (see seat), which it returns for the caller to remove
+// (ReasonReplaced) once the room's lock is released. A member or a publisher is announced to the
 // others and told who is there; a member is told what they publish and
 // subscribed to it. A player is neither announced nor told anything.
 func (r *room) admitLocked(p *Participant) *Participant {
-	old := r.participants[p.peer]
-	r.participants[p.peer] = p
+	old := r.participants[p.seat()]
+	r.participants[p.seat()] = p
 	r.joined = true
 	if p.role == rolePlayer {
 		return old
@@ -140,7 +153,7 @@ func (r *room) releasePublisher(p *Participant) {
 func (r *room) publish(t *publishedTrack) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ended || r.participants[t.owner.peer] != t.owner {
+	if r.ended || r.participants[t.owner.seat()] != t.owner {
 		return false
 	}
 	r.tracks[t.info.ID] = t
@@ -204,9 +217,9 @@ func (r *room) announceSpeaker(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var speakers []Peer
-	for peer := range r.participants {
-		if peer.String() == id {
-			speakers = []Peer{peer}
+	for seat := range r.participants {
+		if !seat.player && seat.peer.String() == id {
+			speakers = []Peer{seat.peer}
 		}
 	}
 	for _, p := range r.participants {
@@ -215,7 +228,7 @@ func (r *room) announceSpeaker(now time.Time) {
 }
 
 // drop takes a leaving participant out of the room: its tracks are
-// unpublished and, unless a new participant of the same peer replaced it,
+// unpublished and, unless a new participant in the same seat replaced it,
 // the others told it left. It reports whether the room is now empty and
 // ended by this departure (it then leaves the running calls at once), in
 // which case the caller reports the end once the participant is torn down.
@@ -224,8 +237,8 @@ func (r *room) drop(p *Participant) bool {
 	defer r.mu.Unlock()
 	delete(r.publishers, p)
 	if r.ended {
-		if r.participants[p.peer] == p {
-			delete(r.participants, p.peer)
+		if r.participants[p.seat()] == p {
+			delete(r.participants, p.seat())
 		}
 		return false
 	}
@@ -234,10 +247,10 @@ func (r *room) drop(p *Participant) bool {
 			r.unpublishLocked(t)
 		}
 	}
-	if r.participants[p.peer] != p {
-		return false // replaced by a new participant of the same peer
+	if r.participants[p.seat()] != p {
+		return false // replaced by a new participant in the same seat
 	}
-	delete(r.participants, p.peer)
+	delete(r.participants, p.seat())
 	for _, other := range r.participants {
 		if p.role != rolePlayer {
 			other.emit(Event{Kind: EventLeft, Peer: p.peer})

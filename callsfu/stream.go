@@ -31,8 +31,9 @@ import (
 // call in a browser would have gone on without the track), one with more
 // than Options.MaxTracks sections with
 // ErrTooManyTracks, and a call with Options.MaxStreamPublishers publishers
-// already (another participant of the same peer, which this one replaces,
-// not counted) with ErrTooManyPublishers.
+// already (another publishing participant of the same peer, which this
+// one replaces, not counted) with ErrTooManyPublishers. The peer may play
+// the call at the same time (Play).
 func (s *SFU) JoinPublisher(call uint64, peer Peer, offer string, events func(Event)) (*Participant, string, error) {
 	o, err := parseOffer(offer)
 	if err == nil && !o.sends {
@@ -78,7 +79,9 @@ func (s *SFU) JoinPublisher(call uint64, peer Peer, offer string, events func(Ev
 // the SFU's ICE candidates. events hears only the player's removal
 // (EventRemoved; ReasonStreamEnded when the tracks it plays have all ended).
 // A bad offer is refused with ErrBadSDP, and a call with nothing the offer
-// can receive with ErrNotLive; neither changes anything of the call.
+// can receive with ErrNotLive; neither changes anything of the call. A
+// player replaces an earlier player of the same peer (ReasonReplaced), not
+// the peer's publishing participant: a device may play what it publishes.
 func (s *SFU) Play(call uint64, peer Peer, offer string, events func(Event)) (*Participant, string, error) {
 	if err := checkPlayOffer(offer); err != nil {
 		return nil, "", fmt.Errorf("callsfu: play call %d for %s: %w: %v", call, peer, ErrBadSDP, err)

@@ -121,7 +121,7 @@ func TestStreamRoles(t *testing.T) {
 		t.Errorf("the player heard %+v, want its removal for the stream's end only", got)
 	}
 	encoder.room.mu.Lock()
-	stays := encoder.room.participants[Peer{2, 1}] == encoder
+	stays := encoder.room.participants[seat{peer: Peer{2, 1}}] == encoder
 	encoder.room.mu.Unlock()
 	if !stays {
 		t.Error("the encoder left with the member")

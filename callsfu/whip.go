@@ -50,8 +50,10 @@ type AuthRequest struct {
 type Grant struct {
 	// Call is the SFU call to join.
 	Call uint64
-	// Peer is whom to join it as. A second session of the same peer (an
-	// encoder that reconnects without its DELETE) replaces the first.
+	// Peer is whom to join it as. A second publishing session of the same
+	// peer (an encoder that reconnects without its DELETE) replaces the
+	// first, and a second playing one the first player; one peer may
+	// publish and play at once.
 	Peer Peer
 	// ICEServers are STUN and TURN servers for the client (time-limited
 	// TURN credentials, say), sent with the answer as Link headers

@@ -148,8 +148,12 @@ func (w *whipTest) state() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var peers, tracks []string
-	for peer := range r.participants {
-		peers = append(peers, peer.String())
+	for seat := range r.participants {
+		if seat.player {
+			peers = append(peers, seat.peer.String()+" (player)")
+		} else {
+			peers = append(peers, seat.peer.String())
+		}
 	}
 	for id := range r.tracks {
 		tracks = append(tracks, id)
