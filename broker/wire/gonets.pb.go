@@ -31,7 +31,9 @@ const (
 	MsgKind_MSG_KIND_UNSPECIFIED MsgKind = 0
 	MsgKind_MSG_KIND_TEXT        MsgKind = 1
 	MsgKind_MSG_KIND_MEDIA       MsgKind = 2
-	MsgKind_MSG_KIND_SERVICE     MsgKind = 3
+	// MSG_KIND_SERVICE is a note the node writes (a call's recording); its
+	// body is a Service.
+	MsgKind_MSG_KIND_SERVICE MsgKind = 3
 	// MSG_KIND_CALL is a call record the node writes when a call ends; its
 	// body is an encoded CallRecord. Clients cannot send or edit one.
 	MsgKind_MSG_KIND_CALL     MsgKind = 4
@@ -453,6 +455,13 @@ const (
 	CallUpdateKind_CALL_UPDATE_KIND_MISSED CallUpdateKind = 6
 	// MUTED: user muted (muted set) or unmuted a track.
 	CallUpdateKind_CALL_UPDATE_KIND_MUTED CallUpdateKind = 7
+	// RECORDING_STARTED: user started recording the call from device;
+	// every participant's audio and video is recorded from now on.
+	CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED CallUpdateKind = 8
+	// RECORDING_STOPPED: the recording stopped, by user from device (0
+	// when the node stopped it). Its files are announced in the chat, a
+	// MSG_KIND_SERVICE message (Service.call_recorded), before this push.
+	CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED CallUpdateKind = 9
 )
 
 // Enum value maps for CallUpdateKind.
@@ -466,16 +475,20 @@ var (
 		5: "CALL_UPDATE_KIND_ENDED",
 		6: "CALL_UPDATE_KIND_MISSED",
 		7: "CALL_UPDATE_KIND_MUTED",
+		8: "CALL_UPDATE_KIND_RECORDING_STARTED",
+		9: "CALL_UPDATE_KIND_RECORDING_STOPPED",
 	}
 	CallUpdateKind_value = map[string]int32{
-		"CALL_UPDATE_KIND_UNSPECIFIED": 0,
-		"CALL_UPDATE_KIND_ACCEPTED":    1,
-		"CALL_UPDATE_KIND_DECLINED":    2,
-		"CALL_UPDATE_KIND_JOINED":      3,
-		"CALL_UPDATE_KIND_LEFT":        4,
-		"CALL_UPDATE_KIND_ENDED":       5,
-		"CALL_UPDATE_KIND_MISSED":      6,
-		"CALL_UPDATE_KIND_MUTED":       7,
+		"CALL_UPDATE_KIND_UNSPECIFIED":       0,
+		"CALL_UPDATE_KIND_ACCEPTED":          1,
+		"CALL_UPDATE_KIND_DECLINED":          2,
+		"CALL_UPDATE_KIND_JOINED":            3,
+		"CALL_UPDATE_KIND_LEFT":              4,
+		"CALL_UPDATE_KIND_ENDED":             5,
+		"CALL_UPDATE_KIND_MISSED":            6,
+		"CALL_UPDATE_KIND_MUTED":             7,
+		"CALL_UPDATE_KIND_RECORDING_STARTED": 8,
+		"CALL_UPDATE_KIND_RECORDING_STOPPED": 9,
 	}
 )
 
@@ -686,6 +699,8 @@ type Frame struct {
 	//	*Frame_CallUpdate
 	//	*Frame_CallSpeaker
 	//	*Frame_CallRemoved
+	//	*Frame_CallRecordingStart
+	//	*Frame_CallRecordingStop
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1131,6 +1146,24 @@ func (x *Frame) GetCallRemoved() *CallRemoved {
 	return nil
 }
 
+func (x *Frame) GetCallRecordingStart() *CallRecordingStart {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallRecordingStart); ok {
+			return x.CallRecordingStart
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallRecordingStop() *CallRecordingStop {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallRecordingStop); ok {
+			return x.CallRecordingStop
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -1317,6 +1350,16 @@ type Frame_CallRemoved struct {
 	CallRemoved *CallRemoved `protobuf:"bytes,53,opt,name=call_removed,json=callRemoved,proto3,oneof"`
 }
 
+type Frame_CallRecordingStart struct {
+	// call_recording_start and call_recording_stop start and stop
+	// recording the call (a chat admin's); answered by Done.
+	CallRecordingStart *CallRecordingStart `protobuf:"bytes,54,opt,name=call_recording_start,json=callRecordingStart,proto3,oneof"`
+}
+
+type Frame_CallRecordingStop struct {
+	CallRecordingStop *CallRecordingStop `protobuf:"bytes,55,opt,name=call_recording_stop,json=callRecordingStop,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -1404,6 +1447,10 @@ func (*Frame_CallUpdate) isFrame_Body() {}
 func (*Frame_CallSpeaker) isFrame_Body() {}
 
 func (*Frame_CallRemoved) isFrame_Body() {}
+
+func (*Frame_CallRecordingStart) isFrame_Body() {}
+
+func (*Frame_CallRecordingStop) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -3418,7 +3465,15 @@ type CallInfo struct {
 	// started_us is when it started, Unix microseconds.
 	StartedUs int64 `protobuf:"varint,5,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
 	// participants are in the call now, the sender included.
-	Participants  []*CallPeer `protobuf:"bytes,6,rep,name=participants,proto3" json:"participants,omitempty"`
+	Participants []*CallPeer `protobuf:"bytes,6,rep,name=participants,proto3" json:"participants,omitempty"`
+	// ice_servers are STUN and TURN servers for the device's
+	// PeerConnections of this call: the node's own TURN relay, when it runs
+	// one, with credentials for this user that expire (an hour by default;
+	// a later CallInfo carries fresh ones). Empty when the node offers none.
+	IceServers []*IceServer `protobuf:"bytes,7,rep,name=ice_servers,json=iceServers,proto3" json:"ice_servers,omitempty"`
+	// recording says the node records the call now (see
+	// CallRecordingStart): every participant's audio and video.
+	Recording     bool `protobuf:"varint,8,opt,name=recording,proto3" json:"recording,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3495,6 +3550,83 @@ func (x *CallInfo) GetParticipants() []*CallPeer {
 	return nil
 }
 
+func (x *CallInfo) GetIceServers() []*IceServer {
+	if x != nil {
+		return x.IceServers
+	}
+	return nil
+}
+
+func (x *CallInfo) GetRecording() bool {
+	if x != nil {
+		return x.Recording
+	}
+	return false
+}
+
+// IceServer is one STUN or TURN server, as WebRTC's RTCIceServer has it.
+// A TURN server's username is "<expiry, Unix seconds>:<user id>" and its
+// credential a password (the TURN REST API scheme).
+type IceServer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Urls          []string               `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"`
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Credential    string                 `protobuf:"bytes,3,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IceServer) Reset() {
+	*x = IceServer{}
+	mi := &file_gonets_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IceServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IceServer) ProtoMessage() {}
+
+func (x *IceServer) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IceServer.ProtoReflect.Descriptor instead.
+func (*IceServer) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *IceServer) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *IceServer) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *IceServer) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
 // CallAccept answers a ring: the sending device joins the call, and the
 // user's other devices stop ringing (CallUpdate ACCEPTED). Answered by
 // CallInfo.
@@ -3507,7 +3639,7 @@ type CallAccept struct {
 
 func (x *CallAccept) Reset() {
 	*x = CallAccept{}
-	mi := &file_gonets_proto_msgTypes[33]
+	mi := &file_gonets_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3651,7 @@ func (x *CallAccept) String() string {
 func (*CallAccept) ProtoMessage() {}
 
 func (x *CallAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[33]
+	mi := &file_gonets_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3664,7 @@ func (x *CallAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallAccept.ProtoReflect.Descriptor instead.
 func (*CallAccept) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{33}
+	return file_gonets_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CallAccept) GetCall() uint64 {
@@ -3554,7 +3686,7 @@ type CallDecline struct {
 
 func (x *CallDecline) Reset() {
 	*x = CallDecline{}
-	mi := &file_gonets_proto_msgTypes[34]
+	mi := &file_gonets_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +3698,7 @@ func (x *CallDecline) String() string {
 func (*CallDecline) ProtoMessage() {}
 
 func (x *CallDecline) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[34]
+	mi := &file_gonets_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +3711,7 @@ func (x *CallDecline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallDecline.ProtoReflect.Descriptor instead.
 func (*CallDecline) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{34}
+	return file_gonets_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CallDecline) GetCall() uint64 {
@@ -3602,7 +3734,7 @@ type CallJoin struct {
 
 func (x *CallJoin) Reset() {
 	*x = CallJoin{}
-	mi := &file_gonets_proto_msgTypes[35]
+	mi := &file_gonets_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3614,7 +3746,7 @@ func (x *CallJoin) String() string {
 func (*CallJoin) ProtoMessage() {}
 
 func (x *CallJoin) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[35]
+	mi := &file_gonets_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3627,7 +3759,7 @@ func (x *CallJoin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallJoin.ProtoReflect.Descriptor instead.
 func (*CallJoin) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{35}
+	return file_gonets_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CallJoin) GetCall() uint64 {
@@ -3649,7 +3781,7 @@ type CallLeave struct {
 
 func (x *CallLeave) Reset() {
 	*x = CallLeave{}
-	mi := &file_gonets_proto_msgTypes[36]
+	mi := &file_gonets_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3793,7 @@ func (x *CallLeave) String() string {
 func (*CallLeave) ProtoMessage() {}
 
 func (x *CallLeave) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[36]
+	mi := &file_gonets_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3806,7 @@ func (x *CallLeave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallLeave.ProtoReflect.Descriptor instead.
 func (*CallLeave) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{36}
+	return file_gonets_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CallLeave) GetCall() uint64 {
@@ -3696,7 +3828,7 @@ type CallHangUp struct {
 
 func (x *CallHangUp) Reset() {
 	*x = CallHangUp{}
-	mi := &file_gonets_proto_msgTypes[37]
+	mi := &file_gonets_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3708,7 +3840,7 @@ func (x *CallHangUp) String() string {
 func (*CallHangUp) ProtoMessage() {}
 
 func (x *CallHangUp) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[37]
+	mi := &file_gonets_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3721,7 +3853,7 @@ func (x *CallHangUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallHangUp.ProtoReflect.Descriptor instead.
 func (*CallHangUp) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{37}
+	return file_gonets_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CallHangUp) GetCall() uint64 {
@@ -3744,7 +3876,7 @@ type CallSdp struct {
 
 func (x *CallSdp) Reset() {
 	*x = CallSdp{}
-	mi := &file_gonets_proto_msgTypes[38]
+	mi := &file_gonets_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +3888,7 @@ func (x *CallSdp) String() string {
 func (*CallSdp) ProtoMessage() {}
 
 func (x *CallSdp) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[38]
+	mi := &file_gonets_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +3901,7 @@ func (x *CallSdp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallSdp.ProtoReflect.Descriptor instead.
 func (*CallSdp) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{38}
+	return file_gonets_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CallSdp) GetCall() uint64 {
@@ -3803,7 +3935,7 @@ type CallCandidate struct {
 
 func (x *CallCandidate) Reset() {
 	*x = CallCandidate{}
-	mi := &file_gonets_proto_msgTypes[39]
+	mi := &file_gonets_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +3947,7 @@ func (x *CallCandidate) String() string {
 func (*CallCandidate) ProtoMessage() {}
 
 func (x *CallCandidate) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[39]
+	mi := &file_gonets_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +3960,7 @@ func (x *CallCandidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallCandidate.ProtoReflect.Descriptor instead.
 func (*CallCandidate) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{39}
+	return file_gonets_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CallCandidate) GetCall() uint64 {
@@ -3890,7 +4022,7 @@ type CallMute struct {
 
 func (x *CallMute) Reset() {
 	*x = CallMute{}
-	mi := &file_gonets_proto_msgTypes[40]
+	mi := &file_gonets_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3902,7 +4034,7 @@ func (x *CallMute) String() string {
 func (*CallMute) ProtoMessage() {}
 
 func (x *CallMute) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[40]
+	mi := &file_gonets_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3915,7 +4047,7 @@ func (x *CallMute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallMute.ProtoReflect.Descriptor instead.
 func (*CallMute) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{40}
+	return file_gonets_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CallMute) GetCall() uint64 {
@@ -3960,7 +4092,7 @@ type CallLayers struct {
 
 func (x *CallLayers) Reset() {
 	*x = CallLayers{}
-	mi := &file_gonets_proto_msgTypes[41]
+	mi := &file_gonets_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3972,7 +4104,7 @@ func (x *CallLayers) String() string {
 func (*CallLayers) ProtoMessage() {}
 
 func (x *CallLayers) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[41]
+	mi := &file_gonets_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3985,7 +4117,7 @@ func (x *CallLayers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallLayers.ProtoReflect.Descriptor instead.
 func (*CallLayers) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{41}
+	return file_gonets_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CallLayers) GetCall() uint64 {
@@ -4028,7 +4160,7 @@ type CallRing struct {
 
 func (x *CallRing) Reset() {
 	*x = CallRing{}
-	mi := &file_gonets_proto_msgTypes[42]
+	mi := &file_gonets_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4172,7 @@ func (x *CallRing) String() string {
 func (*CallRing) ProtoMessage() {}
 
 func (x *CallRing) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[42]
+	mi := &file_gonets_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4185,7 @@ func (x *CallRing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRing.ProtoReflect.Descriptor instead.
 func (*CallRing) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{42}
+	return file_gonets_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CallRing) GetCall() uint64 {
@@ -4121,7 +4253,7 @@ type CallUpdate struct {
 
 func (x *CallUpdate) Reset() {
 	*x = CallUpdate{}
-	mi := &file_gonets_proto_msgTypes[43]
+	mi := &file_gonets_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4133,7 +4265,7 @@ func (x *CallUpdate) String() string {
 func (*CallUpdate) ProtoMessage() {}
 
 func (x *CallUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[43]
+	mi := &file_gonets_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4146,7 +4278,7 @@ func (x *CallUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallUpdate.ProtoReflect.Descriptor instead.
 func (*CallUpdate) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{43}
+	return file_gonets_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CallUpdate) GetCall() uint64 {
@@ -4224,7 +4356,7 @@ type CallSpeaker struct {
 
 func (x *CallSpeaker) Reset() {
 	*x = CallSpeaker{}
-	mi := &file_gonets_proto_msgTypes[44]
+	mi := &file_gonets_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4368,7 @@ func (x *CallSpeaker) String() string {
 func (*CallSpeaker) ProtoMessage() {}
 
 func (x *CallSpeaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[44]
+	mi := &file_gonets_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4381,7 @@ func (x *CallSpeaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallSpeaker.ProtoReflect.Descriptor instead.
 func (*CallSpeaker) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{44}
+	return file_gonets_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CallSpeaker) GetCall() uint64 {
@@ -4285,7 +4417,7 @@ type CallRemoved struct {
 
 func (x *CallRemoved) Reset() {
 	*x = CallRemoved{}
-	mi := &file_gonets_proto_msgTypes[45]
+	mi := &file_gonets_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4297,7 +4429,7 @@ func (x *CallRemoved) String() string {
 func (*CallRemoved) ProtoMessage() {}
 
 func (x *CallRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[45]
+	mi := &file_gonets_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4310,7 +4442,7 @@ func (x *CallRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRemoved.ProtoReflect.Descriptor instead.
 func (*CallRemoved) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{45}
+	return file_gonets_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CallRemoved) GetCall() uint64 {
@@ -4330,6 +4462,389 @@ func (x *CallRemoved) GetReason() CallRemoveReason {
 func (x *CallRemoved) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+// CallRecordingStart starts recording a running call; answered by Done.
+// Allowed to a participant of the call who is an admin or the owner of
+// its group, or to either participant of a call in a direct chat (which
+// has no admins); others are refused FORBIDDEN, as is every start on a
+// node that does not record calls. The others hear of it (CallUpdate
+// RECORDING_STARTED) and CallInfo says so to later joiners. A start of a
+// call being recorded already is answered Done, changing nothing.
+type CallRecordingStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecordingStart) Reset() {
+	*x = CallRecordingStart{}
+	mi := &file_gonets_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecordingStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecordingStart) ProtoMessage() {}
+
+func (x *CallRecordingStart) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecordingStart.ProtoReflect.Descriptor instead.
+func (*CallRecordingStart) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CallRecordingStart) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// CallRecordingStop stops recording the call, with the same rights as
+// CallRecordingStart; answered by Done, once the files are finished and
+// announced in the chat (Service.call_recorded). A call's end stops its
+// recording too. A stop of a call not being recorded is answered Done.
+type CallRecordingStop struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecordingStop) Reset() {
+	*x = CallRecordingStop{}
+	mi := &file_gonets_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecordingStop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecordingStop) ProtoMessage() {}
+
+func (x *CallRecordingStop) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecordingStop.ProtoReflect.Descriptor instead.
+func (*CallRecordingStop) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CallRecordingStop) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+// Service is the body of a MSG_KIND_SERVICE message, which the node
+// appends to a chat (from device 2^64-1, the node's own): one of its
+// events.
+type Service struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*Service_CallRecorded
+	Event         isService_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Service) Reset() {
+	*x = Service{}
+	mi := &file_gonets_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Service) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Service) ProtoMessage() {}
+
+func (x *Service) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Service.ProtoReflect.Descriptor instead.
+func (*Service) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *Service) GetEvent() isService_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *Service) GetCallRecorded() *CallRecorded {
+	if x != nil {
+		if x, ok := x.Event.(*Service_CallRecorded); ok {
+			return x.CallRecorded
+		}
+	}
+	return nil
+}
+
+type isService_Event interface {
+	isService_Event()
+}
+
+type Service_CallRecorded struct {
+	CallRecorded *CallRecorded `protobuf:"bytes,1,opt,name=call_recorded,json=callRecorded,proto3,oneof"`
+}
+
+func (*Service_CallRecorded) isService_Event() {}
+
+// CallRecorded announces a call's recording once it stopped (sent as the
+// user who started it, or another member if that one left the chat).
+type CallRecorded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	// started_by is the user who started the recording.
+	StartedBy  uint64 `protobuf:"varint,2,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	StartedUs  int64  `protobuf:"varint,3,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
+	DurationMs uint64 `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// bytes is the size of every file together.
+	Bytes uint64 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// recovered: the node died while recording; the files were finished,
+	// up to what reached the disk, when it started again.
+	Recovered     bool                `protobuf:"varint,6,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Files         []*CallRecordedFile `protobuf:"bytes,7,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecorded) Reset() {
+	*x = CallRecorded{}
+	mi := &file_gonets_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecorded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecorded) ProtoMessage() {}
+
+func (x *CallRecorded) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
+func (*CallRecorded) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *CallRecorded) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *CallRecorded) GetStartedBy() uint64 {
+	if x != nil {
+		return x.StartedBy
+	}
+	return 0
+}
+
+func (x *CallRecorded) GetStartedUs() int64 {
+	if x != nil {
+		return x.StartedUs
+	}
+	return 0
+}
+
+func (x *CallRecorded) GetDurationMs() uint64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CallRecorded) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CallRecorded) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
+func (x *CallRecorded) GetFiles() []*CallRecordedFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+// CallRecordedFile is one recorded track: Opus audio in Ogg (.ogg) or VP8
+// video in IVF (.ivf).
+type CallRecordedFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the file's path under the node's recordings directory
+	// (<data dir>/recordings): "<call>/<n>/<user>.<device>_<kind>-<mid>.ogg".
+	Name   string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	User   uint64 `protobuf:"varint,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device uint64 `protobuf:"varint,3,opt,name=device,proto3" json:"device,omitempty"`
+	// track is AUDIO or VIDEO (a screen share is a video track).
+	Track CallTrack `protobuf:"varint,4,opt,name=track,proto3,enum=gonets.v1.CallTrack" json:"track,omitempty"`
+	// codec is "opus" or "vp8".
+	Codec string `protobuf:"bytes,5,opt,name=codec,proto3" json:"codec,omitempty"`
+	// offset_ms is when the file's first frame came, after the recording
+	// started: where the file starts on the recording's timeline.
+	OffsetMs   uint64 `protobuf:"varint,6,opt,name=offset_ms,json=offsetMs,proto3" json:"offset_ms,omitempty"`
+	DurationMs uint64 `protobuf:"varint,7,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	Bytes      uint64 `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// error is the write error that ended the file early, if any.
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecordedFile) Reset() {
+	*x = CallRecordedFile{}
+	mi := &file_gonets_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecordedFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecordedFile) ProtoMessage() {}
+
+func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
+func (*CallRecordedFile) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CallRecordedFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CallRecordedFile) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *CallRecordedFile) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *CallRecordedFile) GetTrack() CallTrack {
+	if x != nil {
+		return x.Track
+	}
+	return CallTrack_CALL_TRACK_UNSPECIFIED
+}
+
+func (x *CallRecordedFile) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
+}
+
+func (x *CallRecordedFile) GetOffsetMs() uint64 {
+	if x != nil {
+		return x.OffsetMs
+	}
+	return 0
+}
+
+func (x *CallRecordedFile) GetDurationMs() uint64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CallRecordedFile) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CallRecordedFile) GetError() string {
+	if x != nil {
+		return x.Error
 	}
 	return ""
 }
@@ -4356,7 +4871,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[46]
+	mi := &file_gonets_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4368,7 +4883,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[46]
+	mi := &file_gonets_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4381,7 +4896,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{46}
+	return file_gonets_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -4444,7 +4959,7 @@ var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\xf6\x11\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\x99\x13\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -4503,7 +5018,9 @@ const file_gonets_proto_rawDesc = "" +
 	"\vcall_update\x183 \x01(\v2\x15.gonets.v1.CallUpdateH\x00R\n" +
 	"callUpdate\x12;\n" +
 	"\fcall_speaker\x184 \x01(\v2\x16.gonets.v1.CallSpeakerH\x00R\vcallSpeaker\x12;\n" +
-	"\fcall_removed\x185 \x01(\v2\x16.gonets.v1.CallRemovedH\x00R\vcallRemovedB\x06\n" +
+	"\fcall_removed\x185 \x01(\v2\x16.gonets.v1.CallRemovedH\x00R\vcallRemoved\x12Q\n" +
+	"\x14call_recording_start\x186 \x01(\v2\x1d.gonets.v1.CallRecordingStartH\x00R\x12callRecordingStart\x12N\n" +
+	"\x13call_recording_stop\x187 \x01(\v2\x1c.gonets.v1.CallRecordingStopH\x00R\x11callRecordingStopB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -4642,7 +5159,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x05video\x18\x02 \x01(\bR\x05video\"6\n" +
 	"\bCallPeer\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x16\n" +
-	"\x06device\x18\x02 \x01(\x04R\x06device\"\xb8\x01\n" +
+	"\x06device\x18\x02 \x01(\x04R\x06device\"\x8d\x02\n" +
 	"\bCallInfo\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
 	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12\x14\n" +
@@ -4650,7 +5167,16 @@ const file_gonets_proto_rawDesc = "" +
 	"\x06caller\x18\x04 \x01(\x04R\x06caller\x12\x1d\n" +
 	"\n" +
 	"started_us\x18\x05 \x01(\x03R\tstartedUs\x127\n" +
-	"\fparticipants\x18\x06 \x03(\v2\x13.gonets.v1.CallPeerR\fparticipants\" \n" +
+	"\fparticipants\x18\x06 \x03(\v2\x13.gonets.v1.CallPeerR\fparticipants\x125\n" +
+	"\vice_servers\x18\a \x03(\v2\x14.gonets.v1.IceServerR\n" +
+	"iceServers\x12\x1c\n" +
+	"\trecording\x18\b \x01(\bR\trecording\"[\n" +
+	"\tIceServer\x12\x12\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x03 \x01(\tR\n" +
+	"credential\" \n" +
 	"\n" +
 	"CallAccept\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\"!\n" +
@@ -4709,7 +5235,36 @@ const file_gonets_proto_rawDesc = "" +
 	"\vCallRemoved\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.gonets.v1.CallRemoveReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xf0\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"(\n" +
+	"\x12CallRecordingStart\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"'\n" +
+	"\x11CallRecordingStop\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"R\n" +
+	"\aService\x12>\n" +
+	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecordedB\a\n" +
+	"\x05event\"\xe8\x01\n" +
+	"\fCallRecorded\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x02 \x01(\x04R\tstartedBy\x12\x1d\n" +
+	"\n" +
+	"started_us\x18\x03 \x01(\x03R\tstartedUs\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\x04R\n" +
+	"durationMs\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x1c\n" +
+	"\trecovered\x18\x06 \x01(\bR\trecovered\x121\n" +
+	"\x05files\x18\a \x03(\v2\x1b.gonets.v1.CallRecordedFileR\x05files\"\xfe\x01\n" +
+	"\x10CallRecordedFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\x04R\x06device\x12*\n" +
+	"\x05track\x18\x04 \x01(\x0e2\x14.gonets.v1.CallTrackR\x05track\x12\x14\n" +
+	"\x05codec\x18\x05 \x01(\tR\x05codec\x12\x1b\n" +
+	"\toffset_ms\x18\x06 \x01(\x04R\boffsetMs\x12\x1f\n" +
+	"\vduration_ms\x18\a \x01(\x04R\n" +
+	"durationMs\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x04R\x05bytes\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xf0\x01\n" +
 	"\n" +
 	"CallRecord\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x16\n" +
@@ -4773,7 +5328,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x10CALL_QUALITY_LOW\x10\x01\x12\x17\n" +
 	"\x13CALL_QUALITY_MEDIUM\x10\x02\x12\x15\n" +
 	"\x11CALL_QUALITY_HIGH\x10\x03\x12\x14\n" +
-	"\x10CALL_QUALITY_OFF\x10\x04*\xfd\x01\n" +
+	"\x10CALL_QUALITY_OFF\x10\x04*\xcd\x02\n" +
 	"\x0eCallUpdateKind\x12 \n" +
 	"\x1cCALL_UPDATE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CALL_UPDATE_KIND_ACCEPTED\x10\x01\x12\x1d\n" +
@@ -4782,7 +5337,9 @@ const file_gonets_proto_rawDesc = "" +
 	"\x15CALL_UPDATE_KIND_LEFT\x10\x04\x12\x1a\n" +
 	"\x16CALL_UPDATE_KIND_ENDED\x10\x05\x12\x1b\n" +
 	"\x17CALL_UPDATE_KIND_MISSED\x10\x06\x12\x1a\n" +
-	"\x16CALL_UPDATE_KIND_MUTED\x10\a*\xc2\x01\n" +
+	"\x16CALL_UPDATE_KIND_MUTED\x10\a\x12&\n" +
+	"\"CALL_UPDATE_KIND_RECORDING_STARTED\x10\b\x12&\n" +
+	"\"CALL_UPDATE_KIND_RECORDING_STOPPED\x10\t*\xc2\x01\n" +
 	"\rCallEndReason\x12\x1f\n" +
 	"\x1bCALL_END_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CALL_END_REASON_HUNG_UP\x10\x01\x12\x18\n" +
@@ -4811,64 +5368,70 @@ func file_gonets_proto_rawDescGZIP() []byte {
 }
 
 var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_gonets_proto_goTypes = []any{
-	(MsgKind)(0),           // 0: gonets.v1.MsgKind
-	(ChatKind)(0),          // 1: gonets.v1.ChatKind
-	(ErrorCode)(0),         // 2: gonets.v1.ErrorCode
-	(CallPc)(0),            // 3: gonets.v1.CallPc
-	(CallTrack)(0),         // 4: gonets.v1.CallTrack
-	(CallQuality)(0),       // 5: gonets.v1.CallQuality
-	(CallUpdateKind)(0),    // 6: gonets.v1.CallUpdateKind
-	(CallEndReason)(0),     // 7: gonets.v1.CallEndReason
-	(CallRemoveReason)(0),  // 8: gonets.v1.CallRemoveReason
-	(*Frame)(nil),          // 9: gonets.v1.Frame
-	(*Hello)(nil),          // 10: gonets.v1.Hello
-	(*Welcome)(nil),        // 11: gonets.v1.Welcome
-	(*Auth)(nil),           // 12: gonets.v1.Auth
-	(*Send)(nil),           // 13: gonets.v1.Send
-	(*Ack)(nil),            // 14: gonets.v1.Ack
-	(*Reaction)(nil),       // 15: gonets.v1.Reaction
-	(*Message)(nil),        // 16: gonets.v1.Message
-	(*Deliver)(nil),        // 17: gonets.v1.Deliver
-	(*SyncRequest)(nil),    // 18: gonets.v1.SyncRequest
-	(*Dialog)(nil),         // 19: gonets.v1.Dialog
-	(*SyncResult)(nil),     // 20: gonets.v1.SyncResult
-	(*HistoryRequest)(nil), // 21: gonets.v1.HistoryRequest
-	(*HistoryResult)(nil),  // 22: gonets.v1.HistoryResult
-	(*Receipt)(nil),        // 23: gonets.v1.Receipt
-	(*Edit)(nil),           // 24: gonets.v1.Edit
-	(*Delete)(nil),         // 25: gonets.v1.Delete
-	(*React)(nil),          // 26: gonets.v1.React
-	(*CreateChat)(nil),     // 27: gonets.v1.CreateChat
-	(*ChatInfo)(nil),       // 28: gonets.v1.ChatInfo
-	(*AddMembers)(nil),     // 29: gonets.v1.AddMembers
-	(*RemoveMember)(nil),   // 30: gonets.v1.RemoveMember
-	(*Leave)(nil),          // 31: gonets.v1.Leave
-	(*Typing)(nil),         // 32: gonets.v1.Typing
-	(*Ping)(nil),           // 33: gonets.v1.Ping
-	(*Pong)(nil),           // 34: gonets.v1.Pong
-	(*Error)(nil),          // 35: gonets.v1.Error
-	(*GoingAway)(nil),      // 36: gonets.v1.GoingAway
-	(*Resync)(nil),         // 37: gonets.v1.Resync
-	(*Done)(nil),           // 38: gonets.v1.Done
-	(*CallStart)(nil),      // 39: gonets.v1.CallStart
-	(*CallPeer)(nil),       // 40: gonets.v1.CallPeer
-	(*CallInfo)(nil),       // 41: gonets.v1.CallInfo
-	(*CallAccept)(nil),     // 42: gonets.v1.CallAccept
-	(*CallDecline)(nil),    // 43: gonets.v1.CallDecline
-	(*CallJoin)(nil),       // 44: gonets.v1.CallJoin
-	(*CallLeave)(nil),      // 45: gonets.v1.CallLeave
-	(*CallHangUp)(nil),     // 46: gonets.v1.CallHangUp
-	(*CallSdp)(nil),        // 47: gonets.v1.CallSdp
-	(*CallCandidate)(nil),  // 48: gonets.v1.CallCandidate
-	(*CallMute)(nil),       // 49: gonets.v1.CallMute
-	(*CallLayers)(nil),     // 50: gonets.v1.CallLayers
-	(*CallRing)(nil),       // 51: gonets.v1.CallRing
-	(*CallUpdate)(nil),     // 52: gonets.v1.CallUpdate
-	(*CallSpeaker)(nil),    // 53: gonets.v1.CallSpeaker
-	(*CallRemoved)(nil),    // 54: gonets.v1.CallRemoved
-	(*CallRecord)(nil),     // 55: gonets.v1.CallRecord
+	(MsgKind)(0),               // 0: gonets.v1.MsgKind
+	(ChatKind)(0),              // 1: gonets.v1.ChatKind
+	(ErrorCode)(0),             // 2: gonets.v1.ErrorCode
+	(CallPc)(0),                // 3: gonets.v1.CallPc
+	(CallTrack)(0),             // 4: gonets.v1.CallTrack
+	(CallQuality)(0),           // 5: gonets.v1.CallQuality
+	(CallUpdateKind)(0),        // 6: gonets.v1.CallUpdateKind
+	(CallEndReason)(0),         // 7: gonets.v1.CallEndReason
+	(CallRemoveReason)(0),      // 8: gonets.v1.CallRemoveReason
+	(*Frame)(nil),              // 9: gonets.v1.Frame
+	(*Hello)(nil),              // 10: gonets.v1.Hello
+	(*Welcome)(nil),            // 11: gonets.v1.Welcome
+	(*Auth)(nil),               // 12: gonets.v1.Auth
+	(*Send)(nil),               // 13: gonets.v1.Send
+	(*Ack)(nil),                // 14: gonets.v1.Ack
+	(*Reaction)(nil),           // 15: gonets.v1.Reaction
+	(*Message)(nil),            // 16: gonets.v1.Message
+	(*Deliver)(nil),            // 17: gonets.v1.Deliver
+	(*SyncRequest)(nil),        // 18: gonets.v1.SyncRequest
+	(*Dialog)(nil),             // 19: gonets.v1.Dialog
+	(*SyncResult)(nil),         // 20: gonets.v1.SyncResult
+	(*HistoryRequest)(nil),     // 21: gonets.v1.HistoryRequest
+	(*HistoryResult)(nil),      // 22: gonets.v1.HistoryResult
+	(*Receipt)(nil),            // 23: gonets.v1.Receipt
+	(*Edit)(nil),               // 24: gonets.v1.Edit
+	(*Delete)(nil),             // 25: gonets.v1.Delete
+	(*React)(nil),              // 26: gonets.v1.React
+	(*CreateChat)(nil),         // 27: gonets.v1.CreateChat
+	(*ChatInfo)(nil),           // 28: gonets.v1.ChatInfo
+	(*AddMembers)(nil),         // 29: gonets.v1.AddMembers
+	(*RemoveMember)(nil),       // 30: gonets.v1.RemoveMember
+	(*Leave)(nil),              // 31: gonets.v1.Leave
+	(*Typing)(nil),             // 32: gonets.v1.Typing
+	(*Ping)(nil),               // 33: gonets.v1.Ping
+	(*Pong)(nil),               // 34: gonets.v1.Pong
+	(*Error)(nil),              // 35: gonets.v1.Error
+	(*GoingAway)(nil),          // 36: gonets.v1.GoingAway
+	(*Resync)(nil),             // 37: gonets.v1.Resync
+	(*Done)(nil),               // 38: gonets.v1.Done
+	(*CallStart)(nil),          // 39: gonets.v1.CallStart
+	(*CallPeer)(nil),           // 40: gonets.v1.CallPeer
+	(*CallInfo)(nil),           // 41: gonets.v1.CallInfo
+	(*IceServer)(nil),          // 42: gonets.v1.IceServer
+	(*CallAccept)(nil),         // 43: gonets.v1.CallAccept
+	(*CallDecline)(nil),        // 44: gonets.v1.CallDecline
+	(*CallJoin)(nil),           // 45: gonets.v1.CallJoin
+	(*CallLeave)(nil),          // 46: gonets.v1.CallLeave
+	(*CallHangUp)(nil),         // 47: gonets.v1.CallHangUp
+	(*CallSdp)(nil),            // 48: gonets.v1.CallSdp
+	(*CallCandidate)(nil),      // 49: gonets.v1.CallCandidate
+	(*CallMute)(nil),           // 50: gonets.v1.CallMute
+	(*CallLayers)(nil),         // 51: gonets.v1.CallLayers
+	(*CallRing)(nil),           // 52: gonets.v1.CallRing
+	(*CallUpdate)(nil),         // 53: gonets.v1.CallUpdate
+	(*CallSpeaker)(nil),        // 54: gonets.v1.CallSpeaker
+	(*CallRemoved)(nil),        // 55: gonets.v1.CallRemoved
+	(*CallRecordingStart)(nil), // 56: gonets.v1.CallRecordingStart
+	(*CallRecordingStop)(nil),  // 57: gonets.v1.CallRecordingStop
+	(*Service)(nil),            // 58: gonets.v1.Service
+	(*CallRecorded)(nil),       // 59: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 60: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 61: gonets.v1.CallRecord
 }
 var file_gonets_proto_depIdxs = []int32{
 	10, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
@@ -4899,46 +5462,52 @@ var file_gonets_proto_depIdxs = []int32{
 	38, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
 	39, // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
 	41, // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
-	42, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
-	43, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
-	44, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
-	45, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
-	46, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
-	47, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
-	47, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
-	47, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
-	47, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
-	48, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
-	49, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
-	50, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
-	51, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
-	52, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
-	53, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
-	54, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
-	0,  // 44: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 45: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	15, // 46: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	16, // 47: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 48: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	19, // 49: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	16, // 50: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 51: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 52: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 53: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	40, // 54: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	3,  // 55: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,  // 56: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,  // 57: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,  // 58: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,  // 59: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,  // 60: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,  // 61: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	7,  // 62: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	43, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
+	44, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
+	45, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
+	46, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
+	47, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
+	48, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
+	48, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
+	48, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
+	48, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
+	49, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
+	50, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
+	51, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
+	52, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
+	53, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
+	54, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
+	55, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
+	56, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
+	57, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
+	0,  // 46: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,  // 47: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	15, // 48: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	16, // 49: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,  // 50: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	19, // 51: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	16, // 52: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,  // 53: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,  // 54: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,  // 55: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	40, // 56: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	42, // 57: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,  // 58: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,  // 59: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,  // 60: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,  // 61: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,  // 62: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,  // 63: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,  // 64: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	59, // 65: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	60, // 66: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,  // 67: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,  // 68: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -4991,6 +5560,11 @@ func file_gonets_proto_init() {
 		(*Frame_CallUpdate)(nil),
 		(*Frame_CallSpeaker)(nil),
 		(*Frame_CallRemoved)(nil),
+		(*Frame_CallRecordingStart)(nil),
+		(*Frame_CallRecordingStop)(nil),
+	}
+	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
+		(*Service_CallRecorded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4998,7 +5572,7 @@ func file_gonets_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   47,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
