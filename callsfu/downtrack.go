@@ -3,6 +3,7 @@ package callsfu
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -68,9 +69,34 @@ type downTrack struct {
 	lastTS   uint32 // its timestamp
 	lastTime int64  // its arrival (ns since the upTrack's epoch)
 
-	nackMu  sync.Mutex // serialises resends; guards the following
-	nackHdr rtp.Header
-	nackBuf [rtpMaxPacket]byte
+	nackMu     sync.Mutex // serialises resends; guards the following
+	nackHdr    rtp.Header
+	nackBuf    [rtpMaxPacket]byte
+	nackTokens int                        // resends the subscriber may still have
+	nackEarned uint64                     // lastOut up to which sent packets have earned tokens; 0: none yet
+	nackRecent [nackRecentSize]nackRecord // the recent resends, by extended sequence number mod nackRecentSize
+}
+
+// The resend budget of a subscriber. A subscriber that NACKs every packet,
+// or the same ones over and over (a broken or hostile client), must not
+// make the node send its stream again and again: each downTrack may resend
+// one packet for every nackShare packets it sent (25 %, above the loss a
+// call survives), holding at most nackBurst (a keyframe lost whole) in
+// reserve, and resends a packet at most once per nackRepeatWindow (about a
+// round trip: the receiver asks again when its resend has not come by then).
+// Refusals are counted (resendRefused, resendRepeated).
+const (
+	nackShare        = 4
+	nackBurst        = 64
+	nackRepeatWindow = 100 * time.Millisecond
+	nackRecentSize   = 128 // a power of two
+)
+
+// nackRecord is a packet resent (its subscriber's extended sequence number)
+// and when.
+type nackRecord struct {
+	out uint64
+	at  int64 // ns since the upTrack's epoch
 }
 
 // newDownTrack returns a downTrack of u that starts at u's highest layer.
@@ -279,43 +305,57 @@ func (d *downTrack) keyframeRequest() {
 }
 
 // nack resends the packets the subscriber reports lost, given by the
-// sequence numbers it saw (the rewritten ones), from the rings. A packet no
-// longer in its ring, or sent before the segments remembered, is skipped.
-// Allocates nothing.
+// sequence numbers it saw (the rewritten ones), from the rings, within its
+// resend budget (nackShare). A packet no longer in its ring, or sent before
+// the segments remembered, is skipped; so is one resent less than
+// nackRepeatWindow ago. Allocates nothing.
 func (d *downTrack) nack(seqs []uint16) {
+	now := d.up.clock()
 	d.nackMu.Lock()
 	defer d.nackMu.Unlock()
 	for _, seq := range seqs {
-		d.resendLocked(seq)
+		d.resendLocked(seq, now)
 	}
 }
 
 // nackPairs is nack for the pairs of an rtcp.TransportLayerNack, without
 // building the list of sequence numbers (NackPair.PacketList allocates).
 func (d *downTrack) nackPairs(pairs []rtcp.NackPair) {
+	now := d.up.clock()
 	d.nackMu.Lock()
 	defer d.nackMu.Unlock()
 	for _, p := range pairs {
-		d.resendLocked(p.PacketID)
+		d.resendLocked(p.PacketID, now)
 		for i := range uint16(16) {
 			if p.LostPackets&(1<<i) != 0 {
-				d.resendLocked(p.PacketID + i + 1)
+				d.resendLocked(p.PacketID+i+1, now)
 			}
 		}
 	}
 }
 
-// resendLocked resends the packet the subscriber saw as seq. nackMu is held.
-func (d *downTrack) resendLocked(seq uint16) {
+// resendLocked resends the packet the subscriber saw as seq, at now (ns
+// since the upTrack's epoch), if its budget allows. nackMu is held.
+func (d *downTrack) resendLocked(seq uint16, now int64) {
 	d.mu.Lock()
 	if d.closed || d.muted {
 		d.mu.Unlock()
 		return
 	}
-	layer, src, tsOffset, ok := d.sourceLocked(seq)
+	out, layer, src, tsOffset, ok := d.sourceLocked(seq)
+	lastOut := d.lastOut
 	d.mu.Unlock()
 	if !ok {
 		d.up.stats.resendMissed.Add(1)
+		return
+	}
+	rec := &d.nackRecent[out%nackRecentSize]
+	if rec.out == out && now-rec.at < int64(nackRepeatWindow) {
+		d.up.stats.resendRepeated.Add(1)
+		return
+	}
+	if !d.earnLocked(lastOut) {
+		d.up.stats.resendRefused.Add(1)
 		return
 	}
 	n, ok := d.up.layers[layer].ring.copyOut(src, d.nackBuf[:])
@@ -328,6 +368,8 @@ func (d *downTrack) resendLocked(seq uint16) {
 	if err != nil {
 		return // the ring holds only packets that parsed
 	}
+	d.nackTokens--
+	rec.out, rec.at = out, now
 	h.SSRC, h.PayloadType = d.ssrc, d.pt
 	h.SequenceNumber, h.Timestamp = seq, h.Timestamp+tsOffset
 	h.Extension, h.Extensions = false, h.Extensions[:0]
@@ -336,22 +378,36 @@ func (d *downTrack) resendLocked(seq uint16) {
 	}
 }
 
-// sourceLocked maps a sequence number the subscriber saw back to the source
-// packet: its layer, extended source sequence number and the timestamp
-// offset it went out with.
-func (d *downTrack) sourceLocked(seq uint16) (layer int, src uint64, tsOffset uint32, ok bool) {
-	if d.lastOut == 0 {
-		return 0, 0, 0, false
+// earnLocked adds the tokens the packets sent up to lastOut have earned
+// since the last call and reports whether one is left to spend. nackMu is
+// held.
+func (d *downTrack) earnLocked(lastOut uint64) bool {
+	if d.nackEarned == 0 {
+		d.nackEarned, d.nackTokens = lastOut, nackBurst
 	}
-	out := extendNear(d.lastOut, seq)
+	if sent := lastOut - d.nackEarned; lastOut > d.nackEarned && sent >= nackShare {
+		d.nackTokens = min(nackBurst, d.nackTokens+int(sent/nackShare))
+		d.nackEarned += sent - sent%nackShare
+	}
+	return d.nackTokens > 0
+}
+
+// sourceLocked maps a sequence number the subscriber saw back to the source
+// packet: the extended number it went out as, its layer, its extended
+// source sequence number and the timestamp offset it went out with.
+func (d *downTrack) sourceLocked(seq uint16) (out uint64, layer int, src uint64, tsOffset uint32, ok bool) {
+	if d.lastOut == 0 {
+		return 0, 0, 0, 0, false
+	}
+	out = extendNear(d.lastOut, seq)
 	if out > d.lastOut {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	for i := d.nsegs - 1; i >= max(0, d.nsegs-segHistory); i-- {
 		seg := &d.segs[i%segHistory]
 		if seg.outStart <= out {
-			return seg.layer, seg.srcStart + (out - seg.outStart), seg.tsOffset, true
+			return out, seg.layer, seg.srcStart + (out - seg.outStart), seg.tsOffset, true
 		}
 	}
-	return 0, 0, 0, false
+	return 0, 0, 0, 0, false
 }

@@ -101,16 +101,28 @@ func TestForwardAllocatesNothing(t *testing.T) {
 
 func TestNACKAllocatesNothing(t *testing.T) {
 	u, _, ds := forwardFixture(t, 2, discard{})
+	clock := newFakeClock()
+	u.cfg.now = clock.Now
 	d := ds[0]
 	last := uint16(d.lastOut)
 	seqs := []uint16{last, last - 1, last - 5, last - 100}
-	before := u.counters().resent
-	allocs := testing.AllocsPerRun(1000, func() { d.nack(seqs) })
+	before := u.counters()
+	// Every call past the repeat window: resent until the budget is spent,
+	// then refused; repeats within the window on every other call.
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		if i++; i%2 == 0 {
+			clock.advance(nackRepeatWindow)
+		}
+		d.nack(seqs)
+	})
 	if allocs != 0 {
 		t.Errorf("nack: %v allocations per call, want 0", allocs)
 	}
-	if got := u.counters().resent - before; got != 1001*4 {
-		t.Errorf("resent %d, want %d", got, 1001*4)
+	after := u.counters()
+	resent, refused, repeated := after.resent-before.resent, after.resendRefused-before.resendRefused, after.resendRepeated-before.resendRepeated
+	if resent != nackBurst || resent+refused+repeated != 1001*4 || repeated == 0 {
+		t.Errorf("resent %d refused %d repeated %d, want %d resent of %d", resent, refused, repeated, nackBurst, 1001*4)
 	}
 }
 

@@ -173,16 +173,18 @@ type fwdPacket struct {
 // upTrackCounters count what happened to a track's packets. All are atomic;
 // they are read by upTrack.counters for metrics.
 type upTrackCounters struct {
-	received     atomic.Uint64 // packets accepted into a ring
-	duplicates   atomic.Uint64 // dropped: already in the ring
-	late         atomic.Uint64 // dropped: older than the ring's window
-	malformed    atomic.Uint64 // refused: not RTP, or too large
-	forwarded    atomic.Uint64 // packets written to subscribers
-	writeErrors  atomic.Uint64 // writes to subscribers that failed
-	resent       atomic.Uint64 // NACKed packets resent from the ring
-	resendMissed atomic.Uint64 // NACKed packets no longer in the ring
-	pliSent      atomic.Uint64 // keyframe requests passed to onPLI
-	pliThrottled atomic.Uint64 // keyframe requests dropped by the throttle
+	received       atomic.Uint64 // packets accepted into a ring
+	duplicates     atomic.Uint64 // dropped: already in the ring
+	late           atomic.Uint64 // dropped: older than the ring's window
+	malformed      atomic.Uint64 // refused: not RTP, or too large
+	forwarded      atomic.Uint64 // packets written to subscribers
+	writeErrors    atomic.Uint64 // writes to subscribers that failed
+	resent         atomic.Uint64 // NACKed packets resent from the ring
+	resendMissed   atomic.Uint64 // NACKed packets no longer in the ring
+	resendRefused  atomic.Uint64 // NACKed packets not resent: over the subscriber's budget
+	resendRepeated atomic.Uint64 // NACKed packets not resent: resent to it less than nackRepeatWindow ago
+	pliSent        atomic.Uint64 // keyframe requests passed to onPLI
+	pliThrottled   atomic.Uint64 // keyframe requests dropped by the throttle
 }
 
 // upTrackStats is a snapshot of upTrackCounters.
@@ -190,6 +192,7 @@ type upTrackStats struct {
 	received, duplicates, late, malformed uint64
 	forwarded, writeErrors                uint64
 	resent, resendMissed                  uint64
+	resendRefused, resendRepeated         uint64
 	pliSent, pliThrottled                 uint64
 }
 
@@ -388,6 +391,7 @@ func (u *upTrack) counters() upTrackStats {
 		late: c.late.Load(), malformed: c.malformed.Load(),
 		forwarded: c.forwarded.Load(), writeErrors: c.writeErrors.Load(),
 		resent: c.resent.Load(), resendMissed: c.resendMissed.Load(),
+		resendRefused: c.resendRefused.Load(), resendRepeated: c.resendRepeated.Load(),
 		pliSent: c.pliSent.Load(), pliThrottled: c.pliThrottled.Load(),
 	}
 }
