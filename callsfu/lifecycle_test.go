@@ -1,9 +1,12 @@
 package callsfu
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // TestPlayBesidePublish: a device that publishes a stream with WHIP may
@@ -38,4 +41,81 @@ func TestPlayBesidePublish(t *testing.T) {
 		t.Errorf("DELETE of the new publish's session: %d %s", r.status, r.body)
 	}
 	waitFor(t, "the call to end", func() bool { return w.state() == "no call, 0 sessions" })
+}
+
+// silentTURN listens on 127.0.0.1 for TCP connections that it accepts and
+// never answers: a TURN server over TCP whose allocations never come, so
+// that the SFU's gathering of relay candidates takes its whole
+// publisherGatherTimeout. It returns the server's URL and a channel that
+// hears each connection accepted.
+func silentTURN(t *testing.T) (string, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 16)
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "turn:" + ln.Addr().String() + "?transport=tcp", accepted
+}
+
+// TestLeaveDuringPublish: Publish does not hold the participant while the
+// SFU's candidates are gathered (a TURN server that never answers makes it
+// wait its whole timeout): a Leave meanwhile goes ahead, the Publish then
+// fails with ErrLeft, and its new PeerConnection is closed (no
+// goroutine is left).
+func TestLeaveDuringPublish(t *testing.T) {
+	url, accepted := silentTURN(t)
+	s := newTestSFU(t, Options{RelayServers: []webrtc.ICEServer{{URLs: []string{url}, Username: "u", Credential: "p"}}})
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	c := joinPeer(t, s, 1, Peer{1, 1}, 'a', peerOptions{})
+	if err := c.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	c.pub.OnICECandidate(func(*webrtc.ICECandidate) {})
+	offer := gatheredOffer(t, c.pub)
+	published := make(chan error, 1)
+	go func() {
+		_, err := c.part.Publish(offer)
+		published <- err
+	}()
+	select {
+	case <-accepted: // the SFU is gathering its relay candidate
+	case err := <-published:
+		t.Fatalf("Publish returned before gathering its relay candidate: %v", err)
+	}
+	c.part.Leave() // with p.mu held through the gathering, it waited for the Publish to succeed
+	if err := <-published; CodeOf(err) != CodeLeft {
+		t.Errorf("the Publish a Leave interrupted: %v, want ErrLeft", err)
+	}
+	c.part.mu.Lock()
+	pub := c.part.pub
+	c.part.mu.Unlock()
+	if pub == nil || pub.ConnectionState() != webrtc.PeerConnectionStateClosed {
+		t.Errorf("the publisher PeerConnection of the interrupted Publish is not closed")
+	}
 }

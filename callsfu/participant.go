@@ -166,6 +166,11 @@ type Participant struct {
 	estimate atomic.Int64
 	removing atomic.Bool // removeAsync has begun
 	wg       sync.WaitGroup
+	// publishMu makes Publish one offer at a time: it is held through the
+	// wait for the SFU's candidates, which mu is not, so that the second of
+	// two offers is not applied while the first awaits its answer. Taken
+	// before mu; remove never takes it.
+	publishMu sync.Mutex
 
 	mu          sync.Mutex                           // guards the following
 	pub         *webrtc.PeerConnection               // nil until the first Publish
@@ -246,6 +251,8 @@ func (p *Participant) Publish(offer string) (string, error) {
 	if len(o.sending) > p.sfu.opts.MaxTracks {
 		return "", fmt.Errorf("callsfu: publish %s (%d tracks): %w", p.peer, len(o.sending), ErrTooManyTracks)
 	}
+	p.publishMu.Lock()
+	defer p.publishMu.Unlock()
 	reserved := false
 	if o.sends {
 		if reserved, err = p.room.reservePublisher(p, p.sfu.opts.MaxPublishers); err != nil {
@@ -271,22 +278,28 @@ func (p *Participant) Publish(offer string) (string, error) {
 
 // applyOffer applies a parsed offer to the publisher PeerConnection and
 // returns the answer and the published tracks the offer no longer sends.
+// It does not hold p.mu while the SFU's candidates are gathered into the
+// answer (up to publisherGatherTimeout): a Leave meanwhile closes the
+// PeerConnection (it is p.pub by then) and the offer fails with ErrLeft.
+// The caller holds p.publishMu, or has the participant to itself.
 func (p *Participant) applyOffer(offer string, o parsedOffer) (string, []*publishedTrack, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.left {
+		p.mu.Unlock()
 		return "", nil, fmt.Errorf("callsfu: publish %s: %w", p.peer, ErrLeft)
 	}
 	pc, created := p.pub, false
 	if pc == nil {
 		var err error
 		if pc, err = p.newPublisher(); err != nil {
+			p.mu.Unlock()
 			return "", nil, err
 		}
 		created = true
 	}
-	answer, err := negotiateAnswer(pc, offer)
+	gathered, err := applyRemoteOffer(pc, offer)
 	if err != nil {
+		p.mu.Unlock()
 		if created {
 			p.closePC(pc)
 		}
@@ -300,7 +313,16 @@ func (p *Participant) applyOffer(offer string, o parsedOffer) (string, []*publis
 		p.heard.Store(time.Now().UnixNano()) // silence counts from now on
 	}
 	p.publishing = o.sends
-	p.rids = o.rids
+	p.rids = o.rids // before the lock is let go: onTrack reads them
+	p.mu.Unlock()
+
+	waitGathered(gathered)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.left { // remove closed pc, and the tracks still in p.published
+		return "", nil, fmt.Errorf("callsfu: publish %s: %w", p.peer, ErrLeft)
+	}
 	var gone []*publishedTrack
 	for mid, t := range p.published {
 		if !o.sending[mid] {
@@ -308,7 +330,7 @@ func (p *Participant) applyOffer(offer string, o parsedOffer) (string, []*publis
 			gone = append(gone, t)
 		}
 	}
-	return answer, gone, nil
+	return pc.LocalDescription().SDP, gone, nil
 }
 
 // newPublisher creates the publisher PeerConnection.
@@ -378,22 +400,22 @@ func transceiverMid(pc *webrtc.PeerConnection, recv *webrtc.RTPReceiver) string 
 // trip to the TURN server).
 const publisherGatherTimeout = 3 * time.Second
 
-// negotiateAnswer applies offer to pc and returns its answer once the SFU's
-// candidates are gathered into it.
-func negotiateAnswer(pc *webrtc.PeerConnection, offer string) (string, error) {
+// applyRemoteOffer applies offer to pc and its answer as pc's local
+// description, and returns the promise of pc's candidates gathered, after
+// which pc.LocalDescription is the answer with all of them.
+func applyRemoteOffer(pc *webrtc.PeerConnection, offer string) (<-chan struct{}, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", err
+		return nil, err
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
-		return "", err
+		return nil, err
 	}
-	waitGathered(gathered)
-	return pc.LocalDescription().SDP, nil
+	return gathered, nil
 }
 
 // waitGathered waits for a PeerConnection's candidates, at most

@@ -97,7 +97,9 @@ func (r EndReason) String() string {
 // calls) and each participant's event goroutine; each Participant owns the
 // reader goroutines of its tracks (RTP and RTCP of each published layer,
 // RTCP of each subscription), which end when its PeerConnections close.
-// Close waits for all of them. Lock order: room.mu, then SFU.mu (an ending
+// Close waits for all of them. Lock order: Participant.publishMu (one
+// Publish at a time, held through its gathering, which Participant.mu is
+// not) before all the others; room.mu, then SFU.mu (an ending
 // room leaves the running calls at once), or room.mu, then Participant.mu,
 // then a trackLocal's mu and the forwarding core's; SFU.mu is never held
 // while another is taken. The SFU holds no lock while it calls out (events,
@@ -456,6 +458,7 @@ func (s *SFU) detach(r *room) {
 // Options.CallEnded.
 func (s *SFU) ended(r *room, why EndReason) {
 	s.log.Info("callsfu: call ended", "call", r.call, "why", why.String())
+	r.stopRecording()
 	if s.opts.CallEnded != nil {
 		s.opts.CallEnded(r.call, why)
 	}
