@@ -79,7 +79,7 @@ func (s *Session) startCall(req *wire.CallStart) (*wire.Frame, error) {
 	}
 	t.started.Inc()
 	s.announceCall(c, rung)
-	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
+	return s.callInfoFrame(info), nil
 }
 
 // rungUsers returns the users a call the session starts in the chat of e
@@ -165,7 +165,7 @@ func (s *Session) joinCall(id CallID) (*wire.Frame, error) {
 		if p.c == c && p.in { // joined already: the same answer again
 			info := c.infoLocked()
 			t.mu.Unlock()
-			return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
+			return s.callInfoFrame(info), nil
 		}
 		t.mu.Unlock()
 		return nil, fmt.Errorf("%w: this device is in call %d; leave it first", ErrForbidden, p.c.id)
@@ -208,7 +208,7 @@ func (s *Session) joinCall(id CallID) (*wire.Frame, error) {
 		kind = wire.CallUpdateKind_CALL_UPDATE_KIND_ACCEPTED
 	}
 	s.b.callUpdate(c, &wire.CallUpdate{Kind: kind, User: uint64(s.user), Device: uint64(s.device)}, s)
-	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}, nil
+	return s.callInfoFrame(info), nil
 }
 
 // declineCall declines a ring for all the user's devices. A call no one
@@ -292,4 +292,17 @@ func (s *Session) hangUp(id CallID) (*wire.Frame, error) {
 		s.b.finishCall(context.Background(), end, s)
 	}
 	return done(), nil
+}
+
+// callInfoFrame answers a call request with info, and the ICE servers
+// for the session's user (Options.CallICEServers).
+func (s *Session) callInfoFrame(info *wire.CallInfo) *wire.Frame {
+	if f := s.b.opts.CallICEServers; f != nil {
+		for _, srv := range f(uint64(s.user)) {
+			info.IceServers = append(info.IceServers, &wire.IceServer{
+				Urls: srv.URLs, Username: srv.Username, Credential: srv.Credential,
+			})
+		}
+	}
+	return &wire.Frame{Body: &wire.Frame_CallInfo{CallInfo: info}}
 }

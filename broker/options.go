@@ -104,6 +104,11 @@ type Options struct {
 	// Calls is the media side of calls, the SFU. Default: nil, and call
 	// requests are refused with CALLS_OFF.
 	Calls CallMedia
+	// CallICEServers, if set, returns the STUN and TURN servers for a
+	// user's PeerConnections (the node's TURN relay, with credentials for
+	// that user that expire), sent in every CallInfo that user gets. It
+	// must not block. Default: nil, and CallInfo carries none.
+	CallICEServers func(user uint64) []ICEServer
 	// CallRingTimeout is how long a call rings a user who neither accepts
 	// nor declines; then the ring counts as missed, and a call no one but
 	// its caller joined ends. Default: 45 s.
@@ -115,6 +120,14 @@ type Options struct {
 	Metrics *metrics.Set
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+}
+
+// ICEServer is a STUN or TURN server for a client's PeerConnections, as
+// WebRTC's RTCIceServer has it (CallInfo.ice_servers).
+type ICEServer struct {
+	URLs       []string
+	Username   string
+	Credential string
 }
 
 // ensureDefaults fills defaults on a copy and validates.

@@ -28,6 +28,27 @@ type CallInfo struct {
 	Started time.Time
 	// Participants are in the call now, this device included, by user.
 	Participants []CallPeer
+	// ICEServers are the STUN and TURN servers for this call's
+	// PeerConnections: the node's TURN relay, when it runs one, with a
+	// credential that expires (an hour by default; a later CallInfo brings
+	// a fresh one). A pion client passes them on as they are:
+	//
+	//	for _, s := range info.ICEServers {
+	//		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{
+	//			URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	//	}
+	//
+	// Empty when the node offers none.
+	ICEServers []ICEServer
+	// Recording says the call is being recorded (see StartRecording).
+	Recording bool
+}
+
+// ICEServer is a STUN or TURN server, as WebRTC's RTCIceServer has it.
+type ICEServer struct {
+	URLs       []string
+	Username   string
+	Credential string
 }
 
 // CallPeer is a participant: a user, in the call from one device.
@@ -198,8 +219,12 @@ func (c *Client) callInfo(ctx context.Context, f *wire.Frame) (CallInfo, error) 
 		return CallInfo{}, unexpected("CallInfo", resp)
 	}
 	info := CallInfo{Call: ci.GetCall(), Chat: ci.GetChat(), Video: ci.GetVideo(), Caller: ci.GetCaller(), Started: fromMicros(ci.GetStartedUs())}
+	info.Recording = ci.GetRecording()
 	for _, p := range ci.GetParticipants() {
 		info.Participants = append(info.Participants, CallPeer{User: p.GetUser(), Device: p.GetDevice()})
+	}
+	for _, s := range ci.GetIceServers() {
+		info.ICEServers = append(info.ICEServers, ICEServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
 	}
 	return info, nil
 }
