@@ -1,10 +1,12 @@
 package callsfu
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -118,4 +120,47 @@ func TestLeaveDuringPublish(t *testing.T) {
 	if pub == nil || pub.ConnectionState() != webrtc.PeerConnectionStateClosed {
 		t.Errorf("the publisher PeerConnection of the interrupted Publish is not closed")
 	}
+}
+
+// TestCloseWithStuckEvents: an events function that never returns does not
+// hang Close, which waits for it eventsGrace and goes on; its goroutine ends
+// when the function returns.
+func TestCloseWithStuckEvents(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	s.eventsGrace = 100 * time.Millisecond
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	stuck := func(Event) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	}
+	if _, err := s.Join(1, Peer{1, 1}, stuck); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join(1, Peer{2, 1}, nil); err != nil { // the first hears EventJoined
+		t.Fatal(err)
+	}
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		<-closed
+		t.Fatal("Close waited for an events function that never returns")
+	}
+	if _, err := s.Join(1, Peer{3, 1}, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Join after Close: %v, want ErrClosed", err)
+	}
+	close(release)
 }

@@ -857,10 +857,10 @@ type eventQueue struct {
 }
 
 // newEventQueue starts the goroutine that calls fn for each event; s waits
-// for it in Close.
+// for it in Close, closeEventsGrace at most.
 func newEventQueue(s *SFU, fn func(Event), size int, overflow func()) *eventQueue {
 	q := &eventQueue{ch: make(chan Event, size), overflow: overflow}
-	started := s.goTracked(func() {
+	started := s.goEvents(func() {
 		for e := range q.ch {
 			fn(e)
 		}

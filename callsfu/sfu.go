@@ -97,7 +97,8 @@ func (r EndReason) String() string {
 // calls) and each participant's event goroutine; each Participant owns the
 // reader goroutines of its tracks (RTP and RTCP of each published layer,
 // RTCP of each subscription), which end when its PeerConnections close.
-// Close waits for all of them. Lock order: Participant.publishMu (one
+// Close waits for all of them, but for the event goroutines (which run the
+// caller's events functions) no more than closeEventsGrace. Lock order: Participant.publishMu (one
 // Publish at a time, held through its gathering, which Participant.mu is
 // not) before all the others; room.mu, then SFU.mu (an ending
 // room leaves the running calls at once), or room.mu, then Participant.mu,
@@ -108,6 +109,7 @@ type SFU struct {
 	opts     Options
 	log      *slog.Logger
 	udpMux   *ice.UDPMuxDefault
+	conn     *mediaConn // the UDP socket under udpMux, which batches a fan-out's sends
 	tcpMux   ice.TCPMux // nil when Options.DisableTCP
 	udpAddr  *net.UDPAddr
 	settings webrtc.SettingEngine
@@ -118,6 +120,11 @@ type SFU struct {
 
 	done chan struct{} // closed by Close, stops the sweeper
 	wg   sync.WaitGroup
+	// events counts the participants' event goroutines, which run the
+	// caller's events functions: Close waits for them eventsGrace at most.
+	events      sync.WaitGroup
+	eventsLive  atomic.Int64
+	eventsGrace time.Duration // closeEventsGrace; tests shorten it
 
 	mu     sync.Mutex // guards the following
 	rooms  map[uint64]*room
@@ -161,6 +168,8 @@ func New(opts Options) (*SFU, error) {
 		pionLogs: pionLogs{opts.Logger.With("component", "callsfu")},
 		done:     make(chan struct{}),
 		rooms:    make(map[uint64]*room),
+
+		eventsGrace: closeEventsGrace,
 	}
 	if s.media, err = newMediaEngine(); err != nil {
 		return nil, err
@@ -171,7 +180,8 @@ func New(opts Options) (*SFU, error) {
 	}
 	s.udpAddr = udp.LocalAddr().(*net.UDPAddr)
 	s.registerMetrics() // before the TCP listener counts into them
-	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: s.pionLogs.NewLogger("udpmux")})
+	s.conn = newMediaConn(udp)
+	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: s.conn, Logger: s.pionLogs.NewLogger("udpmux")})
 	if tcp != nil {
 		s.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
 			Listener:        &tcpMediaListener{Listener: tcp, m: &s.m, timeout: tcpWriteTimeout},
@@ -481,6 +491,50 @@ func (s *SFU) goTracked(f func()) bool {
 	return true
 }
 
+// goEvents runs a participant's event loop f on a goroutine that Close
+// waits for, for closeEventsGrace at most (f runs the caller's events
+// function, which may never return), and reports whether it did: once Close
+// has begun it runs nothing.
+func (s *SFU) goEvents(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.events.Add(1)
+	s.eventsLive.Add(1)
+	go func() {
+		defer s.events.Done()
+		defer s.eventsLive.Add(-1)
+		f()
+	}()
+	return true
+}
+
+// closeEventsGrace is how long Close waits for the participants' events
+// functions to return once their queues are closed.
+const closeEventsGrace = 5 * time.Second
+
+// waitEvents waits for the event goroutines, eventsGrace at most, and logs
+// the events functions that have not returned by then: Close does not hang
+// on a caller's events function that blocks. Each goroutine left ends when
+// its events function returns, and the waiter with the last.
+func (s *SFU) waitEvents() {
+	done := make(chan struct{})
+	go func() {
+		s.events.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(s.eventsGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("callsfu: close: events functions still running", "n", s.eventsLive.Load(),
+			"waited", s.eventsGrace.String())
+	}
+}
+
 // sweepInterval is how often the sweeper looks for a new dominant speaker
 // (within the 100 to 300 ms the speaker detector wants).
 const sweepInterval = 200 * time.Millisecond
@@ -511,7 +565,9 @@ func (s *SFU) sweep() {
 }
 
 // Close ends every call (ReasonClosed), waits for their goroutines and closes
-// the media sockets. The SFU refuses everything after.
+// the media sockets. The SFU refuses everything after. It waits for the
+// participants' events functions 5 s at most: one that has not returned by
+// then is logged and left to return on its own.
 func (s *SFU) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -529,6 +585,7 @@ func (s *SFU) Close() error {
 	}
 	close(s.done)
 	s.wg.Wait()
+	s.waitEvents()
 	s.closeSockets()
 	s.updateCounters()
 	return nil
