@@ -19,7 +19,7 @@ import (
 const DefaultStepStart = 1000.0
 
 // Scenarios are the names Run accepts.
-var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage", "call"}
+var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage", "call", "stream"}
 
 // Config is one bench run's parameters. The zero value of a field means
 // its default, given in the comment.
@@ -46,10 +46,15 @@ type Config struct {
 	// ServerCPUs and ClientCPUs pin the node and the generator to CPU
 	// lists ("0", "1-3"). Default: unpinned.
 	ServerCPUs, ClientCPUs string
+	// Public is the running node's public HTTPS address (host:port),
+	// where the stream scenario publishes (WHIP) and plays (WHEP). A node
+	// the bench starts gets one of its own.
+	Public string
 	// Procs spreads the load generator's sessions (chat, group and
-	// channel) over this many worker processes, started from Binary, each
-	// with its own UDP sockets; this process then only coordinates them.
-	// Default: 1, the sessions in this process.
+	// channel), calls (call) or viewers (stream) over this many worker
+	// processes, started from Binary, each with its own UDP sockets; this
+	// process then only coordinates them (and holds the stream's
+	// publisher). Default: 1, all in this process.
 	Procs int
 
 	// Duration is the measured part of a fixed-rate run, or of each step
@@ -80,8 +85,11 @@ type Config struct {
 	Subscribers int
 	// Publishers is how many sessions (devices of the channel's owner)
 	// post into the channel. In the call scenario, the participants of
-	// each call who send audio and video (and receive). Default: 4.
+	// each call who send audio and video (and receive). Default: 4; the
+	// stream scenario's one publisher is all a stream takes.
 	Publishers int
+	// Viewers is the stream scenario's WHEP players. Default: 500.
+	Viewers int
 	// Calls is the call scenario's concurrent calls. Default: 50.
 	Calls int
 	// Sessions is the connect scenario's idle sessions. Default: 100,000.
@@ -126,7 +134,11 @@ func (c Config) withDefaults(scenario string) Config {
 	if scenario != "call" {
 		def(&c.Subscribers, 10000)
 	}
+	if scenario == "stream" {
+		def(&c.Publishers, 1)
+	}
 	def(&c.Publishers, 4)
+	def(&c.Viewers, 500)
 	def(&c.Calls, 50)
 	def(&c.Sessions, 100000)
 	def(&c.Messages, 10000)
@@ -178,6 +190,11 @@ func (c Config) validate(scenario string) error {
 	} else {
 		check(c.Subscribers > 0 && c.Publishers > 0, "--subscribers and --publishers must be positive")
 	}
+	if scenario == "stream" {
+		check(c.Viewers > 0, "--viewers %d: at least 1", c.Viewers)
+		check(c.Publishers == 1, "--publishers %d: a live stream has one publisher", c.Publishers)
+		check(c.Server == "" || c.Public != "", "stream with --server needs --public, the node's public HTTPS address (node.public_addr)")
+	}
 	check(c.Sessions > 0 && c.Messages > 0 && c.Chats > 0 && c.Chats <= c.Messages, "--sessions, --messages and --chats must be positive, chats at most messages")
 	check(c.Rate >= 0 && c.Duration > 0 && c.Warmup >= 0 && c.Idle > 0, "--rate, --duration, --warmup and --idle must not be negative")
 	check(c.StepFactor > 1 && c.StepStart > 0 && c.MinDelivered > 0 && c.MinDelivered <= 1, "the step search needs --step-factor above 1 and a delivered goal in (0, 1]")
@@ -191,9 +208,9 @@ func (c Config) validate(scenario string) error {
 	if n := spreadable(scenario, c); known && c.Procs > 1 {
 		switch {
 		case n == 0:
-			check(false, "--procs %d: %s runs in one process; --procs spreads chat, group and channel", c.Procs, scenario)
+			check(false, "--procs %d: %s runs in one process; --procs spreads chat, group, channel, call and stream", c.Procs, scenario)
 		case c.Procs > n:
-			what := map[string]string{"chat": "chat pairs", "group": "groups", "channel": "subscribers"}[scenario]
+			what := map[string]string{"chat": "chat pairs", "group": "groups", "channel": "subscribers", "call": "calls", "stream": "viewers"}[scenario]
 			check(false, "--procs %d: more processes than the %d %s to spread over them", c.Procs, n, what)
 		}
 	}
@@ -235,10 +252,13 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		if bin, err = cfg.binary(); err != nil {
 			return nil, err
 		}
-		t, err = startNode(ctx, bin, cfg.ServerCPUs)
+		t, err = startNode(ctx, bin, cfg.ServerCPUs, scenario == "stream")
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Public != "" {
+		t.publicURL = "https://" + cfg.Public
 	}
 	defer t.stop()
 	if cfg.Transport == client.TransportTCP {
@@ -262,8 +282,8 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		err = runConnect(ctx, cfg, t, res)
 	case "sync":
 		err = runSync(ctx, cfg, t, res)
-	case "call":
-		err = runCall(ctx, cfg, t, res)
+	case "call", "stream":
+		err = runMedia(ctx, scenario, cfg, t, res)
 	}
 	if err != nil {
 		return res, err
@@ -466,9 +486,10 @@ func each(parts []part, f func(p part) error) error {
 	return eachIndex(parts, func(_ int, p part) error { return f(p) })
 }
 
-// eachIndex runs f on every part at once, with its index, and returns
-// the first part's error. One part runs in the caller's goroutine.
-func eachIndex(parts []part, f func(i int, p part) error) error {
+// eachIndex runs f on every part (a load scenario's or a media one's) at
+// once, with its index, and returns the first part's error. One part runs
+// in the caller's goroutine.
+func eachIndex[P any](parts []P, f func(i int, p P) error) error {
 	if len(parts) == 1 {
 		return f(0, parts[0])
 	}

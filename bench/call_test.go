@@ -62,7 +62,7 @@ func TestCallValidation(t *testing.T) {
 			t.Fatalf("%+v: %v, want %q", cfg, err, want)
 		}
 	}
-	f(Config{Procs: 2}, "--procs 2: call runs in one process")
+	f(Config{Calls: 1, Procs: 2}, "--procs 2: more processes than the 1 calls")
 	f(Config{Publishers: 1, Subscribers: -1}, "--subscribers not negative")
 	f(Config{Calls: -1}, "--calls and --publishers must be positive")
 	f(Config{Publishers: 1}, "a call at least 2 participants")

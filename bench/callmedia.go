@@ -420,6 +420,9 @@ func (p *callPublisher) send(stop <-chan struct{}, phase time.Duration, open fun
 // SFU offers, and what it received.
 type callSubscriber struct {
 	rx *rxStats
+	// firstFrame is when the last packet of the first video frame (its
+	// marker bit set) arrived, Unix ns; 0 before.
+	firstFrame atomic.Int64
 
 	mu      sync.Mutex // guards the following
 	pc      *webrtc.PeerConnection
@@ -480,6 +483,9 @@ func (s *callSubscriber) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceive
 				return
 			}
 			st.receive(buf[:n], s.rx)
+			if st.video && n > 1 && buf[1]&0x80 != 0 && s.firstFrame.Load() == 0 {
+				s.firstFrame.CompareAndSwap(0, time.Now().UnixNano())
+			}
 		}
 	})
 }

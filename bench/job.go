@@ -36,17 +36,25 @@ type job struct {
 	Subscribers int `json:"subscribers"`
 	Publishers  int `json:"publishers"`
 	Size        int `json:"size"`
+
+	// The media scenarios (call, stream):
+	Calls   int    `json:"calls,omitempty"`
+	Viewers int    `json:"viewers,omitempty"`
+	Channel uint64 `json:"channel,omitempty"` // the stream's
+	Public  string `json:"public,omitempty"`  // the node's public HTTPS listener, https://host:port
 }
 
 // newJob returns part k of parts of a scenario against t.
 func newJob(scenario string, cfg Config, t *target, k, parts int) *job {
 	return &job{Scenario: scenario, Part: k, Parts: parts, Addr: t.addr, TCPAddr: t.tcpAddr, Via: t.via.String(), Key: t.keyFile, Fingerprint: t.fingerprint, Insecure: t.insecure,
-		Users: cfg.Users, Groups: cfg.Groups, Members: cfg.Members, Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size}
+		Users: cfg.Users, Groups: cfg.Groups, Members: cfg.Members, Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size,
+		Calls: cfg.Calls, Viewers: cfg.Viewers, Public: t.publicURL}
 }
 
 // config is the scenario's Config as far as a part needs it.
 func (j *job) config() Config {
-	return Config{Users: j.Users, Groups: j.Groups, Members: j.Members, Subscribers: j.Subscribers, Publishers: j.Publishers, Size: j.Size}
+	return Config{Users: j.Users, Groups: j.Groups, Members: j.Members, Subscribers: j.Subscribers, Publishers: j.Publishers, Size: j.Size,
+		Calls: j.Calls, Viewers: j.Viewers}
 }
 
 // request is one line from the coordinator. Op is one of the op
@@ -63,27 +71,29 @@ type request struct {
 }
 
 // The requests, each answering with one reply; they map onto part's
-// methods.
+// methods, or for a media scenario (call, stream) onto mediaPart's.
 const (
 	opSetup     = "setup"     // dial the job's sessions and make its chats
-	opLoad      = "load"      // part.load
-	opTick      = "tick"      // part.tick: reply.Second
-	opStop      = "stop"      // part.stop
+	opJoin      = "join"      // mediaPart.join
+	opLoad      = "load"      // part.load; mediaPart.begin
+	opTick      = "tick"      // part.tick, mediaPart.tick: reply.Second
+	opStop      = "stop"      // part.stop; mediaPart.end
 	opFinish    = "finish"    // part.finish
 	opCounts    = "counts"    // part.counts: reply.Delivered, reply.Expected
-	opSnapshot  = "snapshot"  // part.snapshot: reply.Tally
+	opSnapshot  = "snapshot"  // part.snapshot: reply.Tally; mediaPart.snapshot: reply.Media
 	opDatagrams = "datagrams" // part.datagrams: reply.Datagrams
 	opQuit      = "quit"      // close the sessions and end
 )
 
 // reply is one line from the worker.
 type reply struct {
-	Error     string     `json:"error,omitempty"`
-	Second    *second    `json:"second,omitempty"`
-	Tally     *tally     `json:"tally,omitempty"`
-	Datagrams *datagrams `json:"datagrams,omitempty"`
-	Delivered int64      `json:"delivered,omitempty"`
-	Expected  int64      `json:"expected,omitempty"`
+	Error     string      `json:"error,omitempty"`
+	Second    *second     `json:"second,omitempty"`
+	Tally     *tally      `json:"tally,omitempty"`
+	Media     *mediaTally `json:"media,omitempty"`
+	Datagrams *datagrams  `json:"datagrams,omitempty"`
+	Delivered int64       `json:"delivered,omitempty"`
+	Expected  int64       `json:"expected,omitempty"`
 }
 
 // errNoJob answers a request that comes before the job.
@@ -119,11 +129,9 @@ func Worker(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 		}
 	})
-	var p *localPart
+	var p workerParts
 	defer func() {
-		if p != nil {
-			p.close()
-		}
+		p.close()
 		cancel()
 		wg.Wait() // returns when in ends, which the coordinator sees to
 	}()
@@ -145,12 +153,30 @@ func Worker(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 }
 
-// serve answers one request, setting *p up on opSetup; quit says the
+// workerParts is a worker's part: of a load scenario, or of a media
+// one; nil before the job.
+type workerParts struct {
+	load  *localPart
+	media *mediaLocal
+}
+
+// close closes the part, if there is one, and forgets it.
+func (w *workerParts) close() {
+	if w.load != nil {
+		w.load.close()
+	}
+	if w.media != nil {
+		w.media.close()
+	}
+	*w = workerParts{}
+}
+
+// serve answers one request, setting w up on opSetup; quit says the
 // worker is done.
-func serve(ctx context.Context, p **localPart, req request) (rep reply, quit bool) {
+func serve(ctx context.Context, w *workerParts, req request) (rep reply, quit bool) {
 	fail := func(err error) (reply, bool) { return reply{Error: err.Error()}, false }
 	if req.Op == opSetup {
-		if *p != nil || req.Job == nil {
+		if w.load != nil || w.media != nil || req.Job == nil {
 			return fail(errors.New("bench: setup: one job per worker"))
 		}
 		j := req.Job
@@ -162,22 +188,28 @@ func serve(ctx context.Context, p **localPart, req request) (rep reply, quit boo
 		if err := t.via.UnmarshalText([]byte(j.Via)); err != nil {
 			return fail(err)
 		}
-		if *p, err = newLocalPart(ctx, j.Scenario, j.config(), t, j.Part, j.Parts); err != nil {
+		t.publicURL = j.Public
+		if j.Scenario == "call" || j.Scenario == "stream" {
+			w.media, err = newMediaLocal(ctx, j.Scenario, j.config(), t, j.Part, j.Parts, j.Channel)
+		} else {
+			w.load, err = newLocalPart(ctx, j.Scenario, j.config(), t, j.Part, j.Parts)
+		}
+		if err != nil {
 			return fail(err)
 		}
 		return reply{}, false
 	}
 	if req.Op == opQuit {
-		if *p != nil {
-			(*p).close()
-			*p = nil
-		}
+		w.close()
 		return reply{}, true
 	}
-	if *p == nil {
+	if w.media != nil {
+		return serveMedia(ctx, w.media, req)
+	}
+	if w.load == nil {
 		return fail(errNoJob)
 	}
-	part := *p
+	part := w.load
 	var err error
 	switch req.Op {
 	case opLoad:
@@ -205,6 +237,33 @@ func serve(ctx context.Context, p **localPart, req request) (rep reply, quit boo
 	}
 	if err != nil {
 		return fail(err)
+	}
+	return rep, false
+}
+
+// serveMedia answers one request to a media part.
+func serveMedia(ctx context.Context, p *mediaLocal, req request) (rep reply, quit bool) {
+	var err error
+	switch req.Op {
+	case opJoin:
+		err = p.join(ctx)
+	case opLoad:
+		err = p.begin(ctx)
+	case opTick:
+		var s second
+		s, err = p.tick(ctx)
+		rep.Second = &s
+	case opStop:
+		err = p.end(ctx)
+	case opSnapshot:
+		var t mediaTally
+		t, err = p.snapshot(ctx)
+		rep.Media = &t
+	default:
+		err = fmt.Errorf("bench: unknown request %q to a %s part", req.Op, p.scenario)
+	}
+	if err != nil {
+		return reply{Error: err.Error()}, false
 	}
 	return rep, false
 }

@@ -37,6 +37,10 @@ type target struct {
 	fingerprint string // the certificate's, or "" with insecure
 	insecure    bool
 
+	// publicURL is the node's public HTTPS listener (WHIP, WHEP),
+	// "https://host:port", or "" without one.
+	publicURL string
+
 	// Set for a node the bench started:
 	cmd     *exec.Cmd
 	dir     string
@@ -53,8 +57,9 @@ type target struct {
 const nodeConfig = `# written by gonets bench
 [node]
 log_level = "warn"
-# No public HTTPS listener: no scenario uses it, and nodes started side
-# by side would clash on its port.
+# No public HTTPS listener unless the scenario needs one (stream), which
+# then gets a free port of 127.0.0.1 (--public): nodes started side by
+# side clashed on the default port.
 public_addr = "off"
 
 [broker]
@@ -72,8 +77,9 @@ udp_port = 0
 
 // startNode starts `gonets serve` from binary in a fresh data directory,
 // on free ports of 127.0.0.1, pinned to cpus when set, and waits until it
-// is ready.
-func startNode(ctx context.Context, binary, cpus string) (*target, error) {
+// is ready. With public, its public HTTPS listener (WHIP, WHEP) listens
+// on a free port of 127.0.0.1 too; without, it is off.
+func startNode(ctx context.Context, binary, cpus string, public bool) (*target, error) {
 	dir, err := os.MkdirTemp("", "gonets-bench-")
 	if err != nil {
 		return nil, err
@@ -108,6 +114,16 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 	if err != nil {
 		return fail(err)
 	}
+	var publicPort int
+	if public {
+		publicPort, err = freePort("tcp")
+		for err == nil && (publicPort == quicPort || publicPort == httpPort) {
+			publicPort, err = freePort("tcp")
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 	conf := filepath.Join(dir, "bench.toml")
 	if err := os.WriteFile(conf, []byte(nodeConfig), 0o600); err != nil {
 		return fail(err)
@@ -115,8 +131,13 @@ func startNode(ctx context.Context, binary, cpus string) (*target, error) {
 	t.addr = "127.0.0.1:" + strconv.Itoa(quicPort)
 	t.tcpAddr = t.addr
 	t.httpURL = "http://127.0.0.1:" + strconv.Itoa(httpPort)
-	t.cmd = exec.Command(binary, "serve", "--config", conf, "--data", dir,
-		"--quic", t.addr, "--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--pprof")
+	args := []string{"serve", "--config", conf, "--data", dir,
+		"--quic", t.addr, "--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--pprof"}
+	if public {
+		args = append(args, "--public", "127.0.0.1:"+strconv.Itoa(publicPort))
+		t.publicURL = "https://127.0.0.1:" + strconv.Itoa(publicPort)
+	}
+	t.cmd = exec.Command(binary, args...)
 	t.cmd.Stdout = io.Discard
 	t.cmd.Stderr = t.stderr
 	if err := t.cmd.Start(); err != nil {

@@ -69,7 +69,8 @@ type localPart struct {
 func span(n, k, parts int) (lo, hi int) { return n * k / parts, n * (k + 1) / parts }
 
 // spreadable returns how many parts a scenario's load can be split into
-// (whole chats each), or 0 if it runs in one process only.
+// (whole chats, whole calls, or viewers each), or 0 if it runs in one
+// process only.
 func spreadable(scenario string, c Config) int {
 	switch scenario {
 	case "chat":
@@ -78,6 +79,10 @@ func spreadable(scenario string, c Config) int {
 		return c.Groups
 	case "channel":
 		return c.Subscribers
+	case "call":
+		return c.Calls
+	case "stream":
+		return c.Viewers
 	}
 	return 0
 }

@@ -23,12 +23,14 @@ func TestProcsValidation(t *testing.T) {
 			t.Fatalf("%s %+v: %v, want %q", scenario, cfg, err, want)
 		}
 	}
-	f("sync", Config{Procs: 2}, "--procs 2: sync runs in one process; --procs spreads chat, group and channel")
+	f("sync", Config{Procs: 2}, "--procs 2: sync runs in one process; --procs spreads chat, group, channel, call and stream")
 	f("storage", Config{Procs: 2}, "--procs 2: storage runs in one process")
 	f("connect", Config{Procs: 3}, "--procs 3: connect runs in one process")
 	f("chat", Config{Users: 4, Procs: 3}, "--procs 3: more processes than the 2 chat pairs")
 	f("group", Config{Groups: 2, Procs: 3}, "more processes than the 2 groups")
 	f("channel", Config{Subscribers: 2, Procs: 3}, "more processes than the 2 subscribers")
+	f("call", Config{Calls: 2, Procs: 3}, "--procs 3: more processes than the 2 calls")
+	f("stream", Config{Viewers: 2, Procs: 3}, "--procs 3: more processes than the 2 viewers")
 	f("chat", Config{Procs: -1}, "--procs -1: at least 1")
 }
 
@@ -40,7 +42,7 @@ func TestProcsValidation(t *testing.T) {
 func TestWorkersShareTheLoad(t *testing.T) {
 	bin := gonetsBinary(t)
 	ctx := context.Background()
-	node, err := startNode(ctx, bin, "")
+	node, err := startNode(ctx, bin, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestWorkersShareTheLoad(t *testing.T) {
 // no worker outlives it.
 func TestWorkerFailureFailsTheRun(t *testing.T) {
 	bin := gonetsBinary(t)
-	node, err := startNode(context.Background(), bin, "")
+	node, err := startNode(context.Background(), bin, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestWorkerEndsWithItsInput(t *testing.T) {
 func TestWorkerInProcess(t *testing.T) {
 	bin := gonetsBinary(t)
 	ctx := context.Background()
-	node, err := startNode(ctx, bin, "")
+	node, err := startNode(ctx, bin, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

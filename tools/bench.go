@@ -20,7 +20,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call)"
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream)"
 
 // runBench runs one bench scenario and prints its result:
 //
@@ -44,7 +44,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.TCPServer, "tcp-server", "", "with --server and --transport tcp: the node's TLS-over-TCP `address` (default: --server's)")
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the node to a CPU `list` (\"0\", \"0-1\")")
 	fs.StringVar(&cfg.ClientCPUs, "client-cpus", "", "pin the load generator to a CPU `list`")
-	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel: spread the load generator's sessions over `n` worker processes")
+	fs.StringVar(&cfg.Public, "public", "", "stream with --server: the node's public HTTPS `address` (node.public_addr), for WHIP and WHEP")
+	fs.IntVar(&cfg.Procs, "procs", 1, "chat, group, channel, call, stream: spread the load generator's sessions, calls or viewers over `n` worker processes")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measured time of a fixed-rate run, or of each step of chat's step search (default 10s; 5s a step)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before measuring (default 2s)")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "quiet window between setup and load, for the node's idle CPU; longer than the SDK's 25 s keep-alive (default 30s)")
@@ -54,8 +55,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Groups, "groups", 0, "group: groups (default 100)")
 	fs.IntVar(&cfg.Members, "members", 0, "group: members per group (default 100)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "channel: online subscribers (default 10000); call: participants per call who only receive (default 0)")
-	fs.IntVar(&cfg.Publishers, "publishers", 0, "channel: the owner's sessions that post (default 4); call: participants per call who send audio and video (default 4)")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "channel: the owner's sessions that post (default 4); call: participants per call who send audio and video (default 4); stream: 1, its WHIP publisher")
 	fs.IntVar(&cfg.Calls, "calls", 0, "call: concurrent calls (default 50)")
+	fs.IntVar(&cfg.Viewers, "viewers", 0, "stream: WHEP players of the one live stream (default 500)")
 	fs.IntVar(&cfg.Sessions, "sessions", 0, "connect: idle sessions (default 100000)")
 	fs.IntVar(&cfg.Messages, "messages", 0, "sync: messages that arrive while offline (default 10000)")
 	fs.IntVar(&cfg.Chats, "chats", 0, "sync: chats they arrive in (default 100)")
@@ -90,8 +92,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gonets bench: unknown peer %q; the peer is nats\n", *peer)
 		return 2
 	}
-	if *peer != "" && scenario == "call" {
-		fmt.Fprintln(stderr, "gonets bench: --peer: NATS carries no calls; the call scenario has no peer")
+	if *peer != "" && (scenario == "call" || scenario == "stream") {
+		fmt.Fprintf(stderr, "gonets bench: --peer: NATS carries no media; the %s scenario has no peer\n", scenario)
 		return 2
 	}
 	if isTerminal(stderr) {
