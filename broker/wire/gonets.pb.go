@@ -647,6 +647,63 @@ func (CallRemoveReason) EnumDescriptor() ([]byte, []int) {
 	return file_gonets_proto_rawDescGZIP(), []int{8}
 }
 
+// LiveEndReason says why a live stream ended.
+type LiveEndReason int32
+
+const (
+	LiveEndReason_LIVE_END_REASON_UNSPECIFIED LiveEndReason = 0
+	// STOPPED: the encoder stopped (WHIP DELETE, or it closed its
+	// connection).
+	LiveEndReason_LIVE_END_REASON_STOPPED LiveEndReason = 1
+	// LOST: the encoder went silent or lost connectivity.
+	LiveEndReason_LIVE_END_REASON_LOST LiveEndReason = 2
+	// SHUTDOWN: the node shut down (streams live in a node's memory).
+	LiveEndReason_LIVE_END_REASON_SHUTDOWN LiveEndReason = 3
+)
+
+// Enum value maps for LiveEndReason.
+var (
+	LiveEndReason_name = map[int32]string{
+		0: "LIVE_END_REASON_UNSPECIFIED",
+		1: "LIVE_END_REASON_STOPPED",
+		2: "LIVE_END_REASON_LOST",
+		3: "LIVE_END_REASON_SHUTDOWN",
+	}
+	LiveEndReason_value = map[string]int32{
+		"LIVE_END_REASON_UNSPECIFIED": 0,
+		"LIVE_END_REASON_STOPPED":     1,
+		"LIVE_END_REASON_LOST":        2,
+		"LIVE_END_REASON_SHUTDOWN":    3,
+	}
+)
+
+func (x LiveEndReason) Enum() *LiveEndReason {
+	p := new(LiveEndReason)
+	*p = x
+	return p
+}
+
+func (x LiveEndReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LiveEndReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[9].Descriptor()
+}
+
+func (LiveEndReason) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[9]
+}
+
+func (x LiveEndReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LiveEndReason.Descriptor instead.
+func (LiveEndReason) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{9}
+}
+
 // Frame is one unit on a stream. A client request carries an id above 0
 // that the response repeats; server pushes (Deliver, Typing, Resync,
 // GoingAway) carry id 0.
@@ -4573,6 +4630,8 @@ type Service struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*Service_CallRecorded
+	//	*Service_LiveStarted
+	//	*Service_LiveEnded
 	Event         isService_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4624,6 +4683,24 @@ func (x *Service) GetCallRecorded() *CallRecorded {
 	return nil
 }
 
+func (x *Service) GetLiveStarted() *LiveStream {
+	if x != nil {
+		if x, ok := x.Event.(*Service_LiveStarted); ok {
+			return x.LiveStarted
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetLiveEnded() *LiveStream {
+	if x != nil {
+		if x, ok := x.Event.(*Service_LiveEnded); ok {
+			return x.LiveEnded
+		}
+	}
+	return nil
+}
+
 type isService_Event interface {
 	isService_Event()
 }
@@ -4632,7 +4709,109 @@ type Service_CallRecorded struct {
 	CallRecorded *CallRecorded `protobuf:"bytes,1,opt,name=call_recorded,json=callRecorded,proto3,oneof"`
 }
 
+type Service_LiveStarted struct {
+	// live_started and live_ended frame a channel's live stream (WHIP):
+	// players learn from them that there is something to play (WHEP).
+	LiveStarted *LiveStream `protobuf:"bytes,2,opt,name=live_started,json=liveStarted,proto3,oneof"`
+}
+
+type Service_LiveEnded struct {
+	LiveEnded *LiveStream `protobuf:"bytes,3,opt,name=live_ended,json=liveEnded,proto3,oneof"`
+}
+
 func (*Service_CallRecorded) isService_Event() {}
+
+func (*Service_LiveStarted) isService_Event() {}
+
+func (*Service_LiveEnded) isService_Event() {}
+
+// LiveStream is a channel's live stream, announced when it starts (the
+// first media of its encoder arrived: WHEP players can play it from now)
+// and when it ends (its last encoder stopped, was lost or the node shut
+// down). Both are sent as the admin who publishes, or as the channel's
+// owner when that one may no longer post in it. An encoder that reconnects
+// (a new WHIP session of the same device replacing its old one) goes on
+// with the same stream: no end and new start.
+type LiveStream struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// started_us is when the stream started, Unix microseconds: the same
+	// in its start and its end, which it pairs.
+	StartedUs int64 `protobuf:"varint,1,opt,name=started_us,json=startedUs,proto3" json:"started_us,omitempty"`
+	// user and device published the stream (its first encoder).
+	User   uint64 `protobuf:"varint,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device uint64 `protobuf:"varint,3,opt,name=device,proto3" json:"device,omitempty"`
+	// duration_ms is how long the stream was live (live_ended only).
+	DurationMs uint64 `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// reason is why it ended (live_ended only).
+	Reason        LiveEndReason `protobuf:"varint,5,opt,name=reason,proto3,enum=gonets.v1.LiveEndReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveStream) Reset() {
+	*x = LiveStream{}
+	mi := &file_gonets_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveStream) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveStream) ProtoMessage() {}
+
+func (x *LiveStream) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveStream.ProtoReflect.Descriptor instead.
+func (*LiveStream) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *LiveStream) GetStartedUs() int64 {
+	if x != nil {
+		return x.StartedUs
+	}
+	return 0
+}
+
+func (x *LiveStream) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *LiveStream) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *LiveStream) GetDurationMs() uint64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *LiveStream) GetReason() LiveEndReason {
+	if x != nil {
+		return x.Reason
+	}
+	return LiveEndReason_LIVE_END_REASON_UNSPECIFIED
+}
 
 // CallRecorded announces a call's recording once it stopped (sent as the
 // user who started it, or another member if that one left the chat).
@@ -4655,7 +4834,7 @@ type CallRecorded struct {
 
 func (x *CallRecorded) Reset() {
 	*x = CallRecorded{}
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4667,7 +4846,7 @@ func (x *CallRecorded) String() string {
 func (*CallRecorded) ProtoMessage() {}
 
 func (x *CallRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4680,7 +4859,7 @@ func (x *CallRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
 func (*CallRecorded) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{50}
+	return file_gonets_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CallRecorded) GetCall() uint64 {
@@ -4758,7 +4937,7 @@ type CallRecordedFile struct {
 
 func (x *CallRecordedFile) Reset() {
 	*x = CallRecordedFile{}
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4770,7 +4949,7 @@ func (x *CallRecordedFile) String() string {
 func (*CallRecordedFile) ProtoMessage() {}
 
 func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4783,7 +4962,7 @@ func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
 func (*CallRecordedFile) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{51}
+	return file_gonets_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CallRecordedFile) GetName() string {
@@ -4871,7 +5050,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4883,7 +5062,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4896,7 +5075,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{52}
+	return file_gonets_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -5239,10 +5418,22 @@ const file_gonets_proto_rawDesc = "" +
 	"\x12CallRecordingStart\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\"'\n" +
 	"\x11CallRecordingStop\x12\x12\n" +
-	"\x04call\x18\x01 \x01(\x04R\x04call\"R\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\xc6\x01\n" +
 	"\aService\x12>\n" +
-	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecordedB\a\n" +
-	"\x05event\"\xe8\x01\n" +
+	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecorded\x12:\n" +
+	"\flive_started\x18\x02 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\vliveStarted\x126\n" +
+	"\n" +
+	"live_ended\x18\x03 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\tliveEndedB\a\n" +
+	"\x05event\"\xaa\x01\n" +
+	"\n" +
+	"LiveStream\x12\x1d\n" +
+	"\n" +
+	"started_us\x18\x01 \x01(\x03R\tstartedUs\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\x04R\x06device\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\x04R\n" +
+	"durationMs\x120\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x18.gonets.v1.LiveEndReasonR\x06reason\"\xe8\x01\n" +
 	"\fCallRecorded\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x1d\n" +
 	"\n" +
@@ -5353,7 +5544,12 @@ const file_gonets_proto_rawDesc = "" +
 	"\x1cCALL_REMOVE_REASON_LEFT_CHAT\x10\x02\x12!\n" +
 	"\x1dCALL_REMOVE_REASON_ICE_FAILED\x10\x03\x12\x1d\n" +
 	"\x19CALL_REMOVE_REASON_SILENT\x10\x04\x12\x1c\n" +
-	"\x18CALL_REMOVE_REASON_MEDIA\x10\x05B&Z$github.com/gonets/gonets/broker/wireb\x06proto3"
+	"\x18CALL_REMOVE_REASON_MEDIA\x10\x05*\x85\x01\n" +
+	"\rLiveEndReason\x12\x1f\n" +
+	"\x1bLIVE_END_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17LIVE_END_REASON_STOPPED\x10\x01\x12\x18\n" +
+	"\x14LIVE_END_REASON_LOST\x10\x02\x12\x1c\n" +
+	"\x18LIVE_END_REASON_SHUTDOWN\x10\x03B&Z$github.com/gonets/gonets/broker/wireb\x06proto3"
 
 var (
 	file_gonets_proto_rawDescOnce sync.Once
@@ -5367,8 +5563,8 @@ func file_gonets_proto_rawDescGZIP() []byte {
 	return file_gonets_proto_rawDescData
 }
 
-var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -5379,119 +5575,121 @@ var file_gonets_proto_goTypes = []any{
 	(CallUpdateKind)(0),        // 6: gonets.v1.CallUpdateKind
 	(CallEndReason)(0),         // 7: gonets.v1.CallEndReason
 	(CallRemoveReason)(0),      // 8: gonets.v1.CallRemoveReason
-	(*Frame)(nil),              // 9: gonets.v1.Frame
-	(*Hello)(nil),              // 10: gonets.v1.Hello
-	(*Welcome)(nil),            // 11: gonets.v1.Welcome
-	(*Auth)(nil),               // 12: gonets.v1.Auth
-	(*Send)(nil),               // 13: gonets.v1.Send
-	(*Ack)(nil),                // 14: gonets.v1.Ack
-	(*Reaction)(nil),           // 15: gonets.v1.Reaction
-	(*Message)(nil),            // 16: gonets.v1.Message
-	(*Deliver)(nil),            // 17: gonets.v1.Deliver
-	(*SyncRequest)(nil),        // 18: gonets.v1.SyncRequest
-	(*Dialog)(nil),             // 19: gonets.v1.Dialog
-	(*SyncResult)(nil),         // 20: gonets.v1.SyncResult
-	(*HistoryRequest)(nil),     // 21: gonets.v1.HistoryRequest
-	(*HistoryResult)(nil),      // 22: gonets.v1.HistoryResult
-	(*Receipt)(nil),            // 23: gonets.v1.Receipt
-	(*Edit)(nil),               // 24: gonets.v1.Edit
-	(*Delete)(nil),             // 25: gonets.v1.Delete
-	(*React)(nil),              // 26: gonets.v1.React
-	(*CreateChat)(nil),         // 27: gonets.v1.CreateChat
-	(*ChatInfo)(nil),           // 28: gonets.v1.ChatInfo
-	(*AddMembers)(nil),         // 29: gonets.v1.AddMembers
-	(*RemoveMember)(nil),       // 30: gonets.v1.RemoveMember
-	(*Leave)(nil),              // 31: gonets.v1.Leave
-	(*Typing)(nil),             // 32: gonets.v1.Typing
-	(*Ping)(nil),               // 33: gonets.v1.Ping
-	(*Pong)(nil),               // 34: gonets.v1.Pong
-	(*Error)(nil),              // 35: gonets.v1.Error
-	(*GoingAway)(nil),          // 36: gonets.v1.GoingAway
-	(*Resync)(nil),             // 37: gonets.v1.Resync
-	(*Done)(nil),               // 38: gonets.v1.Done
-	(*CallStart)(nil),          // 39: gonets.v1.CallStart
-	(*CallPeer)(nil),           // 40: gonets.v1.CallPeer
-	(*CallInfo)(nil),           // 41: gonets.v1.CallInfo
-	(*IceServer)(nil),          // 42: gonets.v1.IceServer
-	(*CallAccept)(nil),         // 43: gonets.v1.CallAccept
-	(*CallDecline)(nil),        // 44: gonets.v1.CallDecline
-	(*CallJoin)(nil),           // 45: gonets.v1.CallJoin
-	(*CallLeave)(nil),          // 46: gonets.v1.CallLeave
-	(*CallHangUp)(nil),         // 47: gonets.v1.CallHangUp
-	(*CallSdp)(nil),            // 48: gonets.v1.CallSdp
-	(*CallCandidate)(nil),      // 49: gonets.v1.CallCandidate
-	(*CallMute)(nil),           // 50: gonets.v1.CallMute
-	(*CallLayers)(nil),         // 51: gonets.v1.CallLayers
-	(*CallRing)(nil),           // 52: gonets.v1.CallRing
-	(*CallUpdate)(nil),         // 53: gonets.v1.CallUpdate
-	(*CallSpeaker)(nil),        // 54: gonets.v1.CallSpeaker
-	(*CallRemoved)(nil),        // 55: gonets.v1.CallRemoved
-	(*CallRecordingStart)(nil), // 56: gonets.v1.CallRecordingStart
-	(*CallRecordingStop)(nil),  // 57: gonets.v1.CallRecordingStop
-	(*Service)(nil),            // 58: gonets.v1.Service
-	(*CallRecorded)(nil),       // 59: gonets.v1.CallRecorded
-	(*CallRecordedFile)(nil),   // 60: gonets.v1.CallRecordedFile
-	(*CallRecord)(nil),         // 61: gonets.v1.CallRecord
+	(LiveEndReason)(0),         // 9: gonets.v1.LiveEndReason
+	(*Frame)(nil),              // 10: gonets.v1.Frame
+	(*Hello)(nil),              // 11: gonets.v1.Hello
+	(*Welcome)(nil),            // 12: gonets.v1.Welcome
+	(*Auth)(nil),               // 13: gonets.v1.Auth
+	(*Send)(nil),               // 14: gonets.v1.Send
+	(*Ack)(nil),                // 15: gonets.v1.Ack
+	(*Reaction)(nil),           // 16: gonets.v1.Reaction
+	(*Message)(nil),            // 17: gonets.v1.Message
+	(*Deliver)(nil),            // 18: gonets.v1.Deliver
+	(*SyncRequest)(nil),        // 19: gonets.v1.SyncRequest
+	(*Dialog)(nil),             // 20: gonets.v1.Dialog
+	(*SyncResult)(nil),         // 21: gonets.v1.SyncResult
+	(*HistoryRequest)(nil),     // 22: gonets.v1.HistoryRequest
+	(*HistoryResult)(nil),      // 23: gonets.v1.HistoryResult
+	(*Receipt)(nil),            // 24: gonets.v1.Receipt
+	(*Edit)(nil),               // 25: gonets.v1.Edit
+	(*Delete)(nil),             // 26: gonets.v1.Delete
+	(*React)(nil),              // 27: gonets.v1.React
+	(*CreateChat)(nil),         // 28: gonets.v1.CreateChat
+	(*ChatInfo)(nil),           // 29: gonets.v1.ChatInfo
+	(*AddMembers)(nil),         // 30: gonets.v1.AddMembers
+	(*RemoveMember)(nil),       // 31: gonets.v1.RemoveMember
+	(*Leave)(nil),              // 32: gonets.v1.Leave
+	(*Typing)(nil),             // 33: gonets.v1.Typing
+	(*Ping)(nil),               // 34: gonets.v1.Ping
+	(*Pong)(nil),               // 35: gonets.v1.Pong
+	(*Error)(nil),              // 36: gonets.v1.Error
+	(*GoingAway)(nil),          // 37: gonets.v1.GoingAway
+	(*Resync)(nil),             // 38: gonets.v1.Resync
+	(*Done)(nil),               // 39: gonets.v1.Done
+	(*CallStart)(nil),          // 40: gonets.v1.CallStart
+	(*CallPeer)(nil),           // 41: gonets.v1.CallPeer
+	(*CallInfo)(nil),           // 42: gonets.v1.CallInfo
+	(*IceServer)(nil),          // 43: gonets.v1.IceServer
+	(*CallAccept)(nil),         // 44: gonets.v1.CallAccept
+	(*CallDecline)(nil),        // 45: gonets.v1.CallDecline
+	(*CallJoin)(nil),           // 46: gonets.v1.CallJoin
+	(*CallLeave)(nil),          // 47: gonets.v1.CallLeave
+	(*CallHangUp)(nil),         // 48: gonets.v1.CallHangUp
+	(*CallSdp)(nil),            // 49: gonets.v1.CallSdp
+	(*CallCandidate)(nil),      // 50: gonets.v1.CallCandidate
+	(*CallMute)(nil),           // 51: gonets.v1.CallMute
+	(*CallLayers)(nil),         // 52: gonets.v1.CallLayers
+	(*CallRing)(nil),           // 53: gonets.v1.CallRing
+	(*CallUpdate)(nil),         // 54: gonets.v1.CallUpdate
+	(*CallSpeaker)(nil),        // 55: gonets.v1.CallSpeaker
+	(*CallRemoved)(nil),        // 56: gonets.v1.CallRemoved
+	(*CallRecordingStart)(nil), // 57: gonets.v1.CallRecordingStart
+	(*CallRecordingStop)(nil),  // 58: gonets.v1.CallRecordingStop
+	(*Service)(nil),            // 59: gonets.v1.Service
+	(*LiveStream)(nil),         // 60: gonets.v1.LiveStream
+	(*CallRecorded)(nil),       // 61: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 62: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 63: gonets.v1.CallRecord
 }
 var file_gonets_proto_depIdxs = []int32{
-	10, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
-	11, // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
-	12, // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
-	13, // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
-	14, // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
-	17, // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
-	18, // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
-	20, // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
-	21, // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
-	22, // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
-	23, // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
-	24, // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
-	25, // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
-	26, // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
-	27, // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
-	28, // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
-	29, // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
-	30, // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
-	31, // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
-	32, // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
-	33, // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
-	34, // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
-	35, // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
-	36, // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
-	37, // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
-	38, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
-	39, // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
-	41, // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
-	43, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
-	44, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
-	45, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
-	46, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
-	47, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
-	48, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
-	48, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
-	48, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
-	48, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
-	49, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
-	50, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
-	51, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
-	52, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
-	53, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
-	54, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
-	55, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
-	56, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
-	57, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
+	11, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
+	12, // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
+	13, // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
+	14, // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
+	15, // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
+	18, // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
+	19, // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
+	21, // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
+	22, // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
+	23, // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
+	24, // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
+	25, // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
+	26, // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
+	27, // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
+	28, // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
+	29, // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
+	30, // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
+	31, // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
+	32, // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
+	33, // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
+	34, // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
+	35, // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
+	36, // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
+	37, // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
+	38, // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
+	39, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
+	40, // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
+	42, // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
+	44, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
+	45, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
+	46, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
+	47, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
+	48, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
+	49, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
+	49, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
+	49, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
+	49, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
+	50, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
+	51, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
+	52, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
+	53, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
+	54, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
+	55, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
+	56, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
+	57, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
+	58, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
 	0,  // 46: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
 	0,  // 47: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	15, // 48: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	16, // 49: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	16, // 48: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	17, // 49: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
 	1,  // 50: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	19, // 51: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	16, // 52: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	20, // 51: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	17, // 52: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
 	1,  // 53: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
 	1,  // 54: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
 	2,  // 55: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	40, // 56: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	42, // 57: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	41, // 56: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	43, // 57: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
 	3,  // 58: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
 	4,  // 59: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
 	5,  // 60: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
@@ -5499,15 +5697,18 @@ var file_gonets_proto_depIdxs = []int32{
 	7,  // 62: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
 	4,  // 63: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
 	8,  // 64: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	59, // 65: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	60, // 66: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,  // 67: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,  // 68: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	61, // 65: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	60, // 66: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	60, // 67: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	9,  // 68: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	62, // 69: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,  // 70: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,  // 71: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -5565,14 +5766,16 @@ func file_gonets_proto_init() {
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
+		(*Service_LiveStarted)(nil),
+		(*Service_LiveEnded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   53,
+			NumEnums:      10,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
