@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +164,40 @@ func TestCloseWithStuckEvents(t *testing.T) {
 		t.Errorf("Join after Close: %v, want ErrClosed", err)
 	}
 	close(release)
+}
+
+// TestNeverConnectedRemoved: a participant that joins and never negotiates
+// (it neither publishes nor is offered anything, so it owes no packets) is
+// removed once Options.SilenceTimeout plus Options.ICEFailedTimeout pass
+// without a connection, and counted; one that publishes stays.
+func TestNeverConnectedRemoved(t *testing.T) {
+	s := newTestSFU(t, Options{SilenceTimeout: 200 * time.Millisecond, ICEFailedTimeout: 300 * time.Millisecond})
+	for _, call := range []uint64{1, 2} {
+		if err := s.Start(call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	talker := joinPeer(t, s, 1, Peer{1, 1}, 'a', peerOptions{})
+	if err := talker.publish(); err != nil {
+		t.Fatal(err)
+	}
+	var idle streamEvents // alone in its call: it is offered nothing
+	if _, err := s.Join(2, Peer{2, 1}, idle.add); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the idle participant's removal", func() bool {
+		return slices.Contains(idle.kinds(), EventRemoved)
+	})
+	idle.mu.Lock()
+	last := idle.events[len(idle.events)-1]
+	idle.mu.Unlock()
+	if last.Kind != EventRemoved || last.Reason != ReasonNeverConnected {
+		t.Errorf("the idle participant's last event %+v, want its removal for never connecting", last)
+	}
+	if got := s.m.removedNeverConnected.Get(); got != 1 {
+		t.Errorf("never_connected removals counted %d, want 1", got)
+	}
+	if talker.gone() {
+		t.Error("the publishing participant was removed")
+	}
 }

@@ -59,6 +59,10 @@ const (
 	// ReasonStreamEnded: a player (Play) whose tracks all ended: their
 	// publisher stopped them or left.
 	ReasonStreamEnded
+	// ReasonNeverConnected: none of its PeerConnections connected within
+	// Options.SilenceTimeout plus Options.ICEFailedTimeout of its joining:
+	// it never negotiated one, or its ICE never got through.
+	ReasonNeverConnected
 )
 
 // String names the reason for logs.
@@ -82,6 +86,8 @@ func (r Reason) String() string {
 		return "client closed"
 	case ReasonStreamEnded:
 		return "stream ended"
+	case ReasonNeverConnected:
+		return "never connected"
 	}
 	return "unknown"
 }
@@ -161,6 +167,10 @@ type Participant struct {
 	events  *eventQueue
 	speaker *speaker     // fed by its audio tracks' levels
 	heard   atomic.Int64 // unix nanoseconds of the last RTP or RTCP received
+	joined  time.Time    // when it was created
+	// connected is set once one of its PeerConnections has connected; the
+	// sweeper removes one that has not within neverConnectedAfter.
+	connected atomic.Bool
 	// estimate is the subscriber PeerConnection's bandwidth estimate in
 	// bit/s, stored by its estimator; the sweeper re-fits the layers to it.
 	estimate atomic.Int64
@@ -211,7 +221,8 @@ func newParticipant(r *room, peer Peer, role role, events func(Event)) (*Partici
 		published: make(map[string]*publishedTrack),
 		subs:      make(map[string]*subscription),
 	}
-	p.heard.Store(time.Now().UnixNano())
+	p.joined = time.Now()
+	p.heard.Store(p.joined.UnixNano())
 	if role != rolePublisher {
 		api, err := r.sfu.subscriberAPI(p.onEstimator)
 		if err != nil {
@@ -726,6 +737,7 @@ func (p *Participant) watch(pc *webrtc.PeerConnection, target Target) {
 		var reason Reason
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
+			p.connected.Store(true)
 			if target == TargetSubscriber {
 				p.onSubscriberConnected()
 			}
@@ -768,6 +780,15 @@ func (p *Participant) silentSince(now time.Time) time.Duration {
 		return 0
 	}
 	return now.Sub(time.Unix(0, p.heard.Load()))
+}
+
+// neverConnected reports whether none of the participant's PeerConnections
+// has connected in the time a client that negotiates gets: a
+// participant that joins and never publishes nor answers an offer owes no
+// packets, so silence alone would never remove it.
+func (p *Participant) neverConnected(now time.Time) bool {
+	o := &p.sfu.opts
+	return !p.connected.Load() && now.Sub(p.joined) > o.SilenceTimeout+o.ICEFailedTimeout
 }
 
 // onSlowEvents removes a participant whose events queue overflowed.

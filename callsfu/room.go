@@ -21,6 +21,7 @@ type room struct {
 	publishers   map[*Participant]struct{}
 	tracks       map[string]*publishedTrack // by Track.ID
 	joined       bool                       // someone has joined since Start
+	rec          *roomRecording             // the call's recording, while one runs (roomrecord.go)
 	ended        bool
 }
 
@@ -157,6 +158,7 @@ func (r *room) publish(t *publishedTrack) bool {
 		return false
 	}
 	r.tracks[t.info.ID] = t
+	r.recordLocked(t)
 	for _, p := range r.participants {
 		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 		if p != t.owner && p.role == roleMember {
@@ -181,6 +183,7 @@ func (r *room) unpublishLocked(t *publishedTrack) {
 		return
 	}
 	delete(r.tracks, t.info.ID)
+	r.unrecordLocked(t)
 	for _, p := range r.participants {
 		if p != t.owner {
 			p.unsubscribe(t)
@@ -287,8 +290,9 @@ func (r *room) end(why EndReason, reason Reason) {
 
 // sweep announces a new dominant speaker, fits subscribers' layers to their
 // bandwidth estimates, removes participants silent for
-// Options.SilenceTimeout and ends the call when nobody has joined it within
-// Options.EmptyTimeout.
+// Options.SilenceTimeout and those none of whose PeerConnections connected
+// within Options.SilenceTimeout plus Options.ICEFailedTimeout of joining,
+// and ends the call when nobody has joined it within Options.EmptyTimeout.
 func (r *room) sweep(now time.Time) {
 	r.announceSpeaker(now)
 	r.mu.Lock()
@@ -297,10 +301,13 @@ func (r *room) sweep(now time.Time) {
 		return
 	}
 	abandoned := !r.joined && now.Sub(r.started) > r.sfu.opts.EmptyTimeout
-	var silent []*Participant
+	var silent, unconnected []*Participant
 	for _, p := range r.participants {
 		p.refit()
-		if p.silentSince(now) > r.sfu.opts.SilenceTimeout {
+		switch {
+		case p.neverConnected(now):
+			unconnected = append(unconnected, p)
+		case p.silentSince(now) > r.sfu.opts.SilenceTimeout:
 			silent = append(silent, p)
 		}
 	}
@@ -308,6 +315,9 @@ func (r *room) sweep(now time.Time) {
 	if abandoned {
 		r.end(EndEmpty, ReasonCallEnded)
 		return
+	}
+	for _, p := range unconnected {
+		p.removeAsync(ReasonNeverConnected, r.sfu.m.removedNeverConnected)
 	}
 	for _, p := range silent {
 		p.removeAsync(ReasonSilent, r.sfu.m.removedSilent)

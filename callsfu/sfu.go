@@ -152,8 +152,11 @@ type sfuMetrics struct {
 	// removedStreamEnded counts players removed because every track they
 	// played ended.
 	removedStreamEnded *metrics.Counter
-	tcpDropped         *metrics.Counter
-	tcpStalled         *metrics.Counter
+	// removedNeverConnected counts participants none of whose
+	// PeerConnections connected in time (ReasonNeverConnected).
+	removedNeverConnected *metrics.Counter
+	tcpDropped            *metrics.Counter
+	tcpStalled            *metrics.Counter
 }
 
 // New opens the media sockets and returns a running SFU.
@@ -329,8 +332,11 @@ func (s *SFU) registerMetrics() {
 	s.m.removedSlow = counter(`gonets_calls_participants_removed_total{reason="slow_events"}`)
 	s.m.removedClosed = counter(`gonets_calls_participants_removed_total{reason="client_closed"}`)
 	s.m.removedStreamEnded = counter(`gonets_calls_participants_removed_total{reason="stream_ended"}`)
+	s.m.removedNeverConnected = counter(`gonets_calls_participants_removed_total{reason="never_connected"}`)
 	s.m.tcpDropped = counter("gonets_calls_tcp_dropped_packets_total")
 	s.m.tcpStalled = counter("gonets_calls_tcp_stalled_connections_total")
+	counter("gonets_calls_recording_dropped_packets_total") // counted by recordings (record.go)
+	counter("gonets_calls_recording_lost_packets_total")
 }
 
 // unregisterMetrics takes the SFU's metrics out of Options.Metrics again (a
