@@ -22,6 +22,7 @@ const segHistory = 8
 // one's highest sequence number, so the subscriber sees no gap.
 type seqSegment struct {
 	layer    int
+	restarts uint32 // of the layer's source (fwdPacket.restarts)
 	srcStart uint64
 	outStart uint64
 	tsOffset uint32
@@ -181,15 +182,21 @@ func (d *downTrack) write(h *rtp.Header, payload []byte) bool {
 func (d *downTrack) rewriteLocked(p *fwdPacket) (out uint64, ts uint32, ok, wantKey bool) {
 	if p.layer == d.current && !d.resume {
 		seg := &d.segs[(d.nsegs-1)%segHistory]
-		if p.ext < seg.srcStart {
-			return 0, 0, false, false // before this run: sent from another layer
+		if p.restarts == seg.restarts {
+			if p.ext < seg.srcStart {
+				return 0, 0, false, false // before this run: sent from another layer
+			}
+			out = seg.outStart + (p.ext - seg.srcStart)
+			ts = p.ts + seg.tsOffset
+			if out > d.lastOut {
+				d.lastOut, d.lastTS, d.lastTime = out, ts, p.arrival
+			}
+			return out, ts, true, false
 		}
-		out = seg.outStart + (p.ext - seg.srcStart)
-		ts = p.ts + seg.tsOffset
-		if out > d.lastOut {
-			d.lastOut, d.lastTS, d.lastTime = out, ts, p.arrival
-		}
-		return out, ts, true, false
+		// The layer's source restarted: its numbers say nothing of this
+		// run's. Resume at its first keyframe (or the target's).
+		d.resume = true
+		d.accept.Store(d.acceptLocked())
 	}
 	if p.layer != d.target {
 		return 0, 0, false, false
@@ -208,16 +215,18 @@ func (d *downTrack) rewriteLocked(p *fwdPacket) (out uint64, ts uint32, ok, want
 // startSegmentLocked starts a run at p, right after the highest sequence
 // number sent. Its timestamps continue from the last packet sent, moved on
 // by the time between the two packets' arrivals (at least one tick), unless
-// it resumes the layer of the run before, whose offset still holds.
+// it resumes the layer of the run before with no restart of its source in
+// between, whose offset still holds.
 func (d *downTrack) startSegmentLocked(p *fwdPacket) seqSegment {
-	seg := seqSegment{layer: p.layer, srcStart: p.ext}
+	seg := seqSegment{layer: p.layer, restarts: p.restarts, srcStart: p.ext}
+	last := &d.segs[(d.nsegs+segHistory-1)%segHistory]
 	switch {
 	case d.nsegs == 0:
 		// The first packet keeps its source numbers.
 		seg.outStart = 1<<32 | p.ext&0xffff
-	case d.segs[(d.nsegs-1)%segHistory].layer == p.layer:
+	case last.layer == p.layer && last.restarts == p.restarts:
 		seg.outStart = d.lastOut + 1
-		seg.tsOffset = d.segs[(d.nsegs-1)%segHistory].tsOffset
+		seg.tsOffset = last.tsOffset
 	default:
 		seg.outStart = d.lastOut + 1
 		ticks := uint32(1)

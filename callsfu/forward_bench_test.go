@@ -28,6 +28,7 @@ type videoSource struct {
 	ts      uint32
 	n       int
 	arrival time.Time
+	key     bool // the next frame is a keyframe
 }
 
 // newVideoSource returns a source whose packets' header is 16 bytes (with an
@@ -54,8 +55,9 @@ func (v *videoSource) next() []byte {
 	if first {
 		payload[0] = 0x10 // S=1
 		payload[1] = 0x11 // interframe
-		if v.n == 0 {
+		if v.n == 0 || v.key {
 			payload[1] = 0x10
+			v.key = false
 		}
 	}
 	v.seq++
@@ -96,6 +98,35 @@ func TestForwardAllocatesNothing(t *testing.T) {
 		if got := u.counters().forwarded - before; got != uint64(1001*subs) {
 			t.Errorf("%d subscribers: forwarded %d, want %d", subs, got, 1001*subs)
 		}
+	}
+}
+
+func TestRestartAllocatesNothing(t *testing.T) {
+	u, src, _ := forwardFixture(t, 10, discard{})
+	before := u.counters()
+	// Every 100 packets the publisher's encoder restarts on a new SSRC and
+	// sends a keyframe 20 packets later: the subscribers wait for it.
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		switch i++; i % 100 {
+		case 0:
+			binary.BigEndian.PutUint32(src.buf[8:], uint32(i))
+		case 20:
+			src.key = true
+		}
+		if err := u.receive(0, src.next(), src.arrival); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per packet, want 0", allocs)
+	}
+	after := u.counters()
+	if got := after.restarts - before.restarts; got != 10 {
+		t.Errorf("restarts %d, want 10", got)
+	}
+	if fwd := after.forwarded - before.forwarded; fwd >= 1001*10 || fwd < 700*10 {
+		t.Errorf("forwarded %d, want fewer than %d (none between a restart and its keyframe)", fwd, 1001*10)
 	}
 }
 

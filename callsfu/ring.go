@@ -96,6 +96,19 @@ func extendNear(ref uint64, seq uint16) uint64 {
 	return uint64(int64(ref) + int64(diff))
 }
 
+// beyond returns the extended sequence number for seq of a stream that
+// restarted: the lowest with seq's low 16 bits above the window of every
+// packet stored, so that none of them is taken as a duplicate or as late.
+// store then takes it as the highest. Only the owner calls it.
+func (r *packetRing) beyond(seq uint16) uint64 {
+	base := r.highest + uint64(len(r.slots)) + 1
+	ext := base&^0xffff | uint64(seq)
+	if ext < base {
+		ext += 1 << 16
+	}
+	return ext
+}
+
 // store keeps a copy of pkt as packet ext (from extend), unless it is a
 // duplicate or too old for the window (more than size() behind the
 // highest), and returns the extended sequence number it was kept as: ext,

@@ -155,6 +155,16 @@ type upLayer struct {
 	// lastSweep is when this layer's reader last looked for stopped
 	// layers; owned by the reader.
 	lastSweep int64
+
+	// The source's stream, to tell when it restarts (see restarted); owned
+	// by the reader: its SSRC and the one before (0: none yet), when the
+	// SSRC last changed, the timestamp and arrival of the newest packet
+	// (the highest sequence number), and how many times it restarted.
+	ssrc, prevSSRC uint32
+	ssrcSince      int64
+	newestTS       uint32
+	newestArrival  int64
+	restarts       uint32
 }
 
 // fwdPacket is one received packet on its way to the subscribers, parsed
@@ -167,6 +177,7 @@ type fwdPacket struct {
 	ext         uint64 // extended source sequence number
 	ts          uint32 // source timestamp
 	arrival     int64  // ns since the upTrack's epoch
+	restarts    uint32 // the layer's source restarts before this packet's run
 	switchPoint bool   // begins a keyframe (always, for audio)
 }
 
@@ -185,6 +196,7 @@ type upTrackCounters struct {
 	resendRepeated atomic.Uint64 // NACKed packets not resent: resent to it less than nackRepeatWindow ago
 	pliSent        atomic.Uint64 // keyframe requests passed to onPLI
 	pliThrottled   atomic.Uint64 // keyframe requests dropped by the throttle
+	restarts       atomic.Uint64 // a layer's source restarted (new SSRC, sequence or timestamp jump)
 }
 
 // upTrackStats is a snapshot of upTrackCounters.
@@ -194,6 +206,7 @@ type upTrackStats struct {
 	resent, resendMissed                  uint64
 	resendRefused, resendRepeated         uint64
 	pliSent, pliThrottled                 uint64
+	restarts                              uint64
 }
 
 // newUpTrack returns a track described by cfg, with no subscribers.
@@ -241,7 +254,17 @@ func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
 		u.stats.malformed.Add(1)
 		return err
 	}
-	ext, res := ly.ring.store(ly.ring.extend(p.hdr.SequenceNumber), pkt)
+	now := arrival.Sub(u.epoch).Nanoseconds()
+	ext := ly.ring.extend(p.hdr.SequenceNumber)
+	restart, stale := ly.restarted(&p.hdr, ext, now, u.cfg.clockRate)
+	if stale {
+		u.stats.late.Add(1)
+		return nil
+	}
+	if restart {
+		ext = ly.ring.beyond(p.hdr.SequenceNumber)
+	}
+	got, res := ly.ring.store(ext, pkt)
 	switch res {
 	case duplicate:
 		u.stats.duplicates.Add(1)
@@ -250,16 +273,29 @@ func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
 		u.stats.late.Add(1)
 		return nil
 	}
+	if got != ext { // the ring took a run of late packets as a jump back
+		restart, ext = true, got
+	}
+	if ext == ly.ring.highest {
+		ly.newestTS, ly.newestArrival = p.hdr.Timestamp, now
+	}
 	u.stats.received.Add(1)
 	if u.cfg.speaker != nil && u.cfg.audioLevelExtID != 0 {
 		if lv := p.hdr.GetExtension(u.cfg.audioLevelExtID); len(lv) > 0 {
 			u.cfg.speaker.observe(lv[0]&0x7f, arrival)
 		}
 	}
-	now := arrival.Sub(u.epoch).Nanoseconds()
+	if restart {
+		ly.restarts++
+		u.stats.restarts.Add(1)
+		if len(*u.subs.Load()) > 0 {
+			u.requestKeyframe(layer, now)
+		}
+	}
 	hdrLen := len(pkt) - len(payload) - int(p.hdr.PaddingSize)
 	p.payload = ly.ring.slot(ext)[hdrLen : hdrLen+len(payload)]
 	p.layer, p.ext, p.ts, p.arrival = layer, ext, p.hdr.Timestamp, now
+	p.restarts = ly.restarts
 	p.switchPoint = u.switchAt(payload)
 	ly.lastArrival.Store(now)
 	u.trackLayers(layer, now)
@@ -273,6 +309,63 @@ func (u *upTrack) receive(layer int, pkt []byte, arrival time.Time) error {
 	}
 	u.stats.forwarded.Add(uint64(n))
 	return nil
+}
+
+// Source restarts. A publisher's layer restarts its stream when the browser
+// renegotiates or its encoder restarts: a new SSRC, or on the same SSRC new
+// sequence numbers and timestamps unrelated to the old ones. Rewriting them
+// with the old run's offsets would make a subscriber's stream leap or go
+// back, so the layer starts a new run (restarts) instead: its packets are
+// numbered beyond the ring's window, and each downTrack on the layer resumes
+// at the run's first keyframe, its own numbers going on without a gap.
+const (
+	// tsJumpLimit is how far, in seconds of the clock rate, a packet's
+	// timestamp may stray from the newest packet's timestamp moved on by
+	// the time between their arrivals before the stream counts as
+	// restarted. A sender's pacer holds packets for 2 s at most; a
+	// restarted stream's random timestamps miss by hours.
+	tsJumpLimit = 5
+	// staleSSRCAfter is how long after an SSRC change packets of the old
+	// SSRC still arrive (reordered, or retransmitted by the sender); they
+	// are dropped as late rather than taken as a restart back to it.
+	staleSSRCAfter = time.Second
+)
+
+// restarted reports whether the packet with header h and extended sequence
+// number ext, arriving at now, begins a new run of the layer's source
+// (restart), or belongs to the run before a recent SSRC change (stale): an
+// SSRC change, a jump of the sequence numbers ahead past the ring's window
+// (a gap no NACK can fill: the subscribers need a keyframe anyway), a
+// timestamp that strays over tsJumpLimit, or a packet too late for the
+// window whose timestamp is not older than the newest packet's (a stale
+// packet's is). Should that miss a jump back, the ring takes a run of late
+// packets as one (ringResyncAfter). Only the layer's reader calls it; it
+// records the SSRC.
+func (ly *upLayer) restarted(h *rtp.Header, ext uint64, now int64, clockRate uint32) (restart, stale bool) {
+	if h.SSRC != ly.ssrc {
+		if ly.ssrc != 0 && h.SSRC == ly.prevSSRC && now-ly.ssrcSince < int64(staleSSRCAfter) {
+			return false, true
+		}
+		restart = ly.ssrc != 0
+		ly.prevSSRC, ly.ssrc, ly.ssrcSince = ly.ssrc, h.SSRC, now
+		return restart, false
+	}
+	highest, window := ly.ring.highest, uint64(ly.ring.size())
+	if highest == 0 {
+		return false, false
+	}
+	age := int64(int32(h.Timestamp - ly.newestTS))
+	limit := int64(clockRate) * tsJumpLimit
+	switch {
+	case ext+window <= highest:
+		// Too late for the ring: a stale packet has an older timestamp
+		// than the newest, by seconds at most.
+		return age >= 0 || age < -limit, false
+	case ext > highest+window:
+		return true, false
+	}
+	off := age - (now-ly.newestArrival)/1000*int64(clockRate)/1_000_000
+	return off > limit || off < -limit, false
 }
 
 // trackLayers marks layer as being received and, at most every
@@ -393,5 +486,6 @@ func (u *upTrack) counters() upTrackStats {
 		resent: c.resent.Load(), resendMissed: c.resendMissed.Load(),
 		resendRefused: c.resendRefused.Load(), resendRepeated: c.resendRepeated.Load(),
 		pliSent: c.pliSent.Load(), pliThrottled: c.pliThrottled.Load(),
+		restarts: c.restarts.Load(),
 	}
 }

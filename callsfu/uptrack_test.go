@@ -120,6 +120,7 @@ type simulcast struct {
 	seq      [maxLayers]uint16
 	ts       [maxLayers]uint32
 	stopped  [maxLayers]bool
+	ssrc     [maxLayers]uint32 // each layer's SSRC; 0: rtpPacket's
 	perFrame int
 	pliMu    sync.Mutex
 	plis     []int
@@ -171,6 +172,9 @@ func (s *simulcast) frame(keys ...int) {
 		s.keyNext[l] = false
 		for i := range s.perFrame {
 			pkt := rtpPacket(s.t, s.seq[l], s.ts[l], i == s.perFrame-1, vp8Payload(l, s.seq[l], i == 0, key, 100))
+			if s.ssrc[l] != 0 {
+				binary.BigEndian.PutUint32(pkt[8:], s.ssrc[l])
+			}
 			if err := s.u.receive(l, pkt, now); err != nil {
 				s.t.Fatal(err)
 			}
