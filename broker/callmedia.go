@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"time"
 
 	"github.com/gonets/gonets/storage"
 )
@@ -152,4 +153,65 @@ type CallMedia interface {
 	Leave(ctx context.Context, p CallParticipant) error
 	// End closes the call's room and every participant's PeerConnections.
 	End(ctx context.Context, call CallID) error
+}
+
+// CallRecorder is the recording side of the SFU, which a CallMedia may
+// implement: the broker records calls (CallRecordingStart) only through
+// one that does, and refuses the start (ErrForbidden) otherwise. It is
+// kept apart from CallMedia so that a media side without recording (a
+// test's fake) need not say so.
+//
+// A recording belongs to the call's room: it ends with StopRecording or
+// with the room (End, or the SFU's own end of it, or its close), and done
+// hears of it either way.
+type CallRecorder interface {
+	// StartRecording starts recording by's call (by is the participant
+	// who asked; chat is the call's, kept for the announcement): every
+	// track published in it from now on, each into its own file. done
+	// is called once, when the recording stops, with what was recorded:
+	// on the goroutine that stopped it, never under the broker's locks,
+	// and never if StartRecording fails. It fails wrapping ErrUnknownCall
+	// for a call whose room has gone, ErrBadRequest for one being
+	// recorded already, and ErrForbidden when the node records no calls.
+	StartRecording(ctx context.Context, by CallParticipant, chat storage.ChatID, done func(CallRecordingSummary)) error
+	// StopRecording stops the call's recording and returns once its
+	// files are finished and its done has returned. It fails wrapping
+	// ErrUnknownCall for a call whose room has gone (whose end stopped
+	// its recording), and ErrBadRequest for one not being recorded.
+	StopRecording(ctx context.Context, call CallID) error
+}
+
+// CallRecordingSummary describes a call's recording once it stopped: what
+// the broker announces in the chat.
+type CallRecordingSummary struct {
+	Call CallID
+	Chat storage.ChatID
+	// By is the user who started the recording.
+	By storage.UserID
+	// Dir is the recording's directory under the node's recordings
+	// directory, slash-separated: "<call>/<n>".
+	Dir              string
+	Started, Stopped time.Time
+	// Recovered says the node died while recording, and finished the
+	// files when it started again.
+	Recovered bool
+	Files     []CallRecordedFile
+}
+
+// CallRecordedFile is one track's file of a recording.
+type CallRecordedFile struct {
+	// Name is the file's path under the node's recordings directory,
+	// slash-separated: Dir, "/", the file's name.
+	Name   string
+	User   storage.UserID
+	Device storage.DeviceID
+	// Kind is CallTrackAudio or CallTrackVideo; Codec "opus" or "vp8".
+	Kind  CallTrack
+	Codec string
+	// Offset is when the file's first frame came after Started: where it
+	// starts on the recording's timeline.
+	Offset, Duration time.Duration
+	Bytes            int64
+	// Error is the write error that ended the file early, if any.
+	Error string
 }

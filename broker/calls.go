@@ -69,6 +69,7 @@ type call struct {
 	audience map[storage.UserID]struct{}
 	joining  []*participant // reserved, waiting for the SFU's Join
 	timer    *time.Timer    // the ring timeout, while it is armed
+	rec      *callRecording // its recording, while one runs or starts (callrecording.go)
 	ended    bool
 }
 
@@ -166,6 +167,7 @@ func mediaCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // infoLocked describes c for a CallInfo.
 func (c *call) infoLocked() *wire.CallInfo {
 	info := &wire.CallInfo{Call: uint64(c.id), Chat: uint64(c.chat), Video: c.video, Caller: uint64(c.caller), StartedUs: c.started.UnixMicro()}
+	info.Recording = c.recordingLocked()
 	for _, p := range c.parts {
 		info.Participants = append(info.Participants, &wire.CallPeer{User: uint64(p.s.user), Device: uint64(p.s.device)})
 	}

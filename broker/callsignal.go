@@ -27,7 +27,8 @@ func (s *Session) handleCall(f *wire.Frame) (resp *wire.Frame, ok bool, err erro
 	switch f.Body.(type) {
 	case *wire.Frame_CallStart, *wire.Frame_CallAccept, *wire.Frame_CallJoin, *wire.Frame_CallDecline,
 		*wire.Frame_CallLeave, *wire.Frame_CallHangUp, *wire.Frame_CallPublish, *wire.Frame_CallSubscriberAnswer,
-		*wire.Frame_CallCandidate, *wire.Frame_CallMute, *wire.Frame_CallLayers:
+		*wire.Frame_CallCandidate, *wire.Frame_CallMute, *wire.Frame_CallLayers,
+		*wire.Frame_CallRecordingStart, *wire.Frame_CallRecordingStop:
 	default:
 		return nil, false, nil
 	}
@@ -63,6 +64,10 @@ func (s *Session) callRequest(f *wire.Frame) (*wire.Frame, error) {
 		return s.mute(body.CallMute)
 	case *wire.Frame_CallLayers:
 		return s.layers(body.CallLayers)
+	case *wire.Frame_CallRecordingStart:
+		return s.startRecording(body.CallRecordingStart)
+	case *wire.Frame_CallRecordingStop:
+		return s.stopRecording(body.CallRecordingStop)
 	}
 	return nil, fmt.Errorf("%w: %T is not a call request", ErrBadRequest, f.Body)
 }

@@ -437,6 +437,31 @@ func mapErr(what string, err error) error {
 		kind = broker.ErrBadRequest
 	case CodeClosed:
 		kind = broker.ErrShutdown
+	case CodeForbidden:
+		kind = broker.ErrForbidden
 	}
 	return &mediaError{kind: kind, err: err}
+}
+
+var _ broker.CallRecorder = (*BrokerMedia)(nil)
+
+// StartRecording implements broker.CallRecorder over SFU.StartRecording:
+// the recording's directory is <Options.RecordDir>/<call>/<n>.
+func (m *BrokerMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary)) error {
+	err := m.sfu.StartRecording(uint64(by.Call), RecordOptions{
+		Chat: uint64(chat), By: uint64(by.User),
+		Done: func(sum RecordingSummary, _ error) { done(sum.Broker()) }, // each file says its error
+	})
+	if err != nil {
+		return mediaErr("record", by, err)
+	}
+	return nil
+}
+
+// StopRecording implements broker.CallRecorder.
+func (m *BrokerMedia) StopRecording(_ context.Context, call broker.CallID) error {
+	if err := m.sfu.StopRecording(uint64(call)); err != nil {
+		return mapErr(fmt.Sprintf("callsfu: stop recording call %d", call), err)
+	}
+	return nil
 }

@@ -73,6 +73,11 @@ type Options struct {
 	// sweeper for silence, ICE failure and abandoned calls). Default: nil.
 	CallEnded func(call uint64, why EndReason)
 
+	// RecordDir is the directory calls are recorded in (StartRecording),
+	// one directory per recording: <RecordDir>/<call>/<n>. Default: none,
+	// and StartRecording is refused with ErrRecordingOff.
+	RecordDir string
+
 	// Logger receives lifecycle and error logs (pion's warnings and errors
 	// included). Default: slog.Default().
 	Logger *slog.Logger

@@ -40,6 +40,10 @@ const (
 type recordingOptions struct {
 	// Call names the call in the manifest. Default: none.
 	Call string
+	// Chat and By are kept in the manifest for whoever announces the
+	// recording (after recoverRecording too): the call's chat and the user
+	// who started the recording. Default: none.
+	Chat, By uint64
 	// VideoQueue and AudioQueue are how many packets of a track may wait
 	// between its publisher's reader and the recording's writer, held for
 	// reordering included; a packet that finds the queue full is dropped
@@ -95,6 +99,9 @@ func (o recordingOptions) withDefaults() recordingOptions {
 type recordingSummary struct {
 	// Call is recordingOptions.Call.
 	Call string `json:"call,omitempty"`
+	// Chat and By are recordingOptions.Chat and By.
+	Chat uint64 `json:"chat,omitempty"`
+	By   uint64 `json:"by,omitempty"`
 	// Started is when the recording started; Stopped when it stopped,
 	// zero while it runs (or if the node died first).
 	Started time.Time `json:"started"`
@@ -209,7 +216,7 @@ func newRecording(dir string, opts recordingOptions) (*recording, error) {
 		opts: opts,
 		log:  opts.Logger.With("dir", dir),
 		live: make(map[*upTrack]*recTrack),
-		sum:  recordingSummary{Call: opts.Call, Started: time.Now().UTC(), Tracks: []recordedTrack{}},
+		sum:  recordingSummary{Call: opts.Call, Chat: opts.Chat, By: opts.By, Started: time.Now().UTC(), Tracks: []recordedTrack{}},
 	}
 	if set := opts.Metrics; set != nil {
 		r.dropped = set.GetOrCreateCounter("gonets_calls_recording_dropped_packets_total")

@@ -175,15 +175,17 @@ var metricHelp = map[string]string{
 	"gonets_broker_bad_frames_total":                "Frames from clients that did not decode or broke the protocol.",
 
 	// callsfu/sfu.go
-	"gonets_calls_rooms":                         "Calls whose media the SFU carries now.",
-	"gonets_calls_participants":                  "Devices with PeerConnections in the SFU now.",
-	"gonets_calls_forwarded_packets_total":       "RTP packets the SFU forwarded to subscribers.",
-	"gonets_calls_resent_packets_total":          "RTP packets resent to subscribers from the SFU's rings, answering their NACKs.",
-	"gonets_calls_nacked_packets_total":          "RTP packets subscribers reported lost (NACKed).",
-	"gonets_calls_keyframe_requests_total":       "Keyframe requests, by direction: to=sfu (PLI or FIR from subscribers), to=publisher (sent by the SFU, at most once a second per layer).",
-	"gonets_calls_participants_removed_total":    "Devices the SFU took out of a call, by reason: silent, ice_failed, slow_events, client_closed.",
-	"gonets_calls_tcp_dropped_packets_total":     "Media packets dropped because an ICE-TCP connection's queue was full.",
-	"gonets_calls_tcp_stalled_connections_total": "ICE-TCP connections closed because their socket took nothing for 2 s.",
+	"gonets_calls_rooms":                           "Calls whose media the SFU carries now.",
+	"gonets_calls_participants":                    "Devices with PeerConnections in the SFU now.",
+	"gonets_calls_forwarded_packets_total":         "RTP packets the SFU forwarded to subscribers.",
+	"gonets_calls_resent_packets_total":            "RTP packets resent to subscribers from the SFU's rings, answering their NACKs.",
+	"gonets_calls_nacked_packets_total":            "RTP packets subscribers reported lost (NACKed).",
+	"gonets_calls_keyframe_requests_total":         "Keyframe requests, by direction: to=sfu (PLI or FIR from subscribers), to=publisher (sent by the SFU, at most once a second per layer).",
+	"gonets_calls_participants_removed_total":      "Devices the SFU took out of a call, by reason: silent, ice_failed, slow_events, client_closed, stream_ended, never_connected.",
+	"gonets_calls_tcp_dropped_packets_total":       "Media packets dropped because an ICE-TCP connection's queue was full.",
+	"gonets_calls_tcp_stalled_connections_total":   "ICE-TCP connections closed because their socket took nothing for 2 s.",
+	"gonets_calls_recording_dropped_packets_total": "RTP packets call recordings dropped because a recorded track's queue was full (its file fell behind).",
+	"gonets_calls_recording_lost_packets_total":    "RTP packets call recordings never received: a sequence hole no retransmission filled within 250 ms.",
 
 	// The Go runtime, as github.com/VictoriaMetrics/metrics writes it.
 	"go_sched_latencies_seconds":          "Time goroutines spent runnable before they ran.",

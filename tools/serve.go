@@ -420,6 +420,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
 	}
+	n.recoverRecordings()
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
 	curves, err := cfg.tlsCurves()
 	if err != nil {
@@ -462,6 +463,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 func startSFU(cfg config, log *slog.Logger, set *metrics.Set) (*callsfu.SFU, error) {
 	opts := cfg.sfuOptions()
 	opts.Logger, opts.Metrics = log, set
+	opts.RecordDir = filepath.Join(cfg.Node.DataDir, recordingsDir)
 	sfu, err := callsfu.New(opts)
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
