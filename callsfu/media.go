@@ -18,9 +18,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// The codecs the SFU negotiates: Opus for audio and VP8 for video, at the
-// payload types browsers use, with the RTCP feedback the forwarding needs
-// (NACK, PLI and FIR for video; transport-wide CC for both).
+// The codecs the SFU negotiates: Opus for audio, and VP8 and H.264 (h264.go)
+// for video, at the payload types browsers use, with the RTCP feedback the
+// forwarding needs (NACK, PLI and FIR for video; transport-wide CC for both).
 var (
 	opusCodec = webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{
@@ -30,22 +30,29 @@ var (
 		},
 		PayloadType: 111,
 	}
+	// videoFeedback is the RTCP feedback of every video codec: NACK, PLI
+	// and FIR (the keyframe requests the forwarding passes on), and
+	// transport-wide CC.
+	videoFeedback = []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBTransportCC},
+	}
 	vp8Codec = webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
-			RTCPFeedback: []webrtc.RTCPFeedback{
-				{Type: webrtc.TypeRTCPFBNACK},
-				{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
-				{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
-				{Type: webrtc.TypeRTCPFBTransportCC},
-			},
+			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback,
 		},
 		PayloadType: 96,
 	}
 )
 
+// forwardedCodecs names the codecs the SFU forwards, for the refusal of an
+// offer it shares none with.
+const forwardedCodecs = "audio/opus, video/VP8 and video/H264 (packetization-mode=1, profile-level-id 42e01f, 42001f or 640c1f)"
+
 // newMediaEngine returns the MediaEngine shared by every PeerConnection (pion
-// copies it into each): the two codecs and the header extensions simulcast
+// copies it into each): the codecs and the header extensions simulcast
 // (mid, rid, repaired-rid), active speaker (audio level) and bandwidth
 // estimation (transport-wide CC) need.
 func newMediaEngine() (*webrtc.MediaEngine, error) {
@@ -55,6 +62,11 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	}
 	if err := m.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("callsfu: register vp8: %w", err)
+	}
+	for _, c := range h264Codecs {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("callsfu: register h264 %s: %w", c.SDPFmtpLine, err)
+		}
 	}
 	exts := []struct {
 		uri  string

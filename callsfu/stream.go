@@ -27,7 +27,7 @@ import (
 // PeerConnection and is offered nothing; events hears the rest (see Event),
 // EventRemoved included. An offer that sends no media or does not parse is
 // refused with ErrBadSDP, and so is one a section of which the SFU would
-// reject (a codec it does not forward: H.264 from an encoder, say, where a
+// reject (a codec it does not forward: VP9 from an encoder, say, where a
 // call in a browser would have gone on without the track), one with more
 // than Options.MaxTracks sections with
 // ErrTooManyTracks, and a call with Options.MaxStreamPublishers publishers
@@ -78,10 +78,12 @@ func (s *SFU) JoinPublisher(call uint64, peer Peer, offer string, events func(Ev
 // nothing. It returns the participant and the answer, which carries all of
 // the SFU's ICE candidates. events hears only the player's removal
 // (EventRemoved; ReasonStreamEnded when the tracks it plays have all ended).
-// A bad offer is refused with ErrBadSDP, and a call with nothing the offer
-// can receive with ErrNotLive; neither changes anything of the call. A
-// player replaces an earlier player of the same peer (ReasonReplaced), not
-// the peer's publishing participant: a device may play what it publishes.
+// A bad offer is refused with ErrBadSDP, and so is one that lacks the codec
+// of a track it would play (VP8 only, of an H.264 stream); a call with
+// nothing the offer can receive is refused with ErrNotLive; neither changes
+// anything of the call. A player replaces an earlier player of the same
+// peer (ReasonReplaced), not the peer's publishing participant: a device
+// may play what it publishes.
 func (s *SFU) Play(call uint64, peer Peer, offer string, events func(Event)) (*Participant, string, error) {
 	if err := checkPlayOffer(offer); err != nil {
 		return nil, "", fmt.Errorf("callsfu: play call %d for %s: %w: %v", call, peer, ErrBadSDP, err)
@@ -127,8 +129,8 @@ func checkAccepted(offer, answer string) error {
 		}
 		if a.MediaDescriptions[i].MediaName.Port.Value == 0 {
 			mid, _ := m.Attribute("mid")
-			return fmt.Errorf("%w: no codec of the %s section (mid %q) in common: the SFU forwards %s and %s",
-				ErrBadSDP, m.MediaName.Media, mid, opusCodec.MimeType, vp8Codec.MimeType)
+			return fmt.Errorf("%w: no codec of the %s section (mid %q) in common: the SFU forwards %s",
+				ErrBadSDP, m.MediaName.Media, mid, forwardedCodecs)
 		}
 	}
 	return nil
@@ -177,6 +179,8 @@ func (r *room) admitPlayer(p *Participant) error {
 		err = fmt.Errorf("callsfu: play call %d for %s: %w", r.call, p.peer, ErrUnknownCall)
 	} else if plan = r.playableLocked(p.sub); len(plan) == 0 {
 		err = fmt.Errorf("callsfu: play call %d for %s: %w", r.call, p.peer, ErrNotLive)
+	} else if cerr := checkPlayable(p.sub.RemoteDescription().SDP, plan); cerr != nil {
+		err = fmt.Errorf("callsfu: play call %d for %s: %w: %v", r.call, p.peer, ErrBadSDP, cerr)
 	}
 	if err != nil {
 		r.mu.Unlock()

@@ -129,7 +129,7 @@ func TestStreamRoles(t *testing.T) {
 }
 
 // TestJoinPublisherCodecRefused: an encoder offering video in a codec the
-// SFU does not forward (H.264, as OBS sends) is refused with ErrBadSDP
+// SFU does not forward (VP9) is refused with ErrBadSDP
 // naming the codecs, instead of publishing its audio alone, and the call is
 // as it was.
 func TestJoinPublisherCodecRefused(t *testing.T) {
@@ -141,11 +141,10 @@ func TestJoinPublisherCodecRefused(t *testing.T) {
 	if err := m.RegisterCodec(opusCodec, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	h264 := webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	vp9 := webrtc.RTPCodecParameters{PayloadType: 98, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0",
 	}}
-	if err := m.RegisterCodec(h264, webrtc.RTPCodecTypeVideo); err != nil {
+	if err := m.RegisterCodec(vp9, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
 	}
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
@@ -153,7 +152,7 @@ func TestJoinPublisherCodecRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	for _, c := range []webrtc.RTPCodecCapability{opusCodec.RTPCodecCapability, h264.RTPCodecCapability} {
+	for _, c := range []webrtc.RTPCodecCapability{opusCodec.RTPCodecCapability, vp9.RTPCodecCapability} {
 		l, err := webrtc.NewTrackLocalStaticRTP(c, "t", "s")
 		if err != nil {
 			t.Fatal(err)
@@ -167,8 +166,8 @@ func TestJoinPublisherCodecRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = s.JoinPublisher(1, Peer{1, 1}, offer.SDP, nil)
-	if CodeOf(err) != CodeBadSDP || !strings.Contains(err.Error(), "video/VP8") {
-		t.Fatalf("an H.264 encoder: %v, want ErrBadSDP naming VP8", err)
+	if CodeOf(err) != CodeBadSDP || !strings.Contains(err.Error(), "video/VP8") || !strings.Contains(err.Error(), "video/H264") {
+		t.Fatalf("a VP9 encoder: %v, want ErrBadSDP naming VP8 and H.264", err)
 	}
 	r, err := s.room(1)
 	if err != nil {
