@@ -112,6 +112,9 @@ type peerOptions struct {
 	// ssrcXor, if set and non-zero, is XORed into the SSRC of every video
 	// packet the publisher PeerConnection sends (a client whose SSRCs change).
 	ssrcXor *atomic.Uint32
+	// config configures both PeerConnections (ICE servers, a relay-only
+	// transport policy).
+	config webrtc.Configuration
 }
 
 // testConn is a client's UDP socket that can go silent both ways, as a
@@ -266,7 +269,7 @@ func (c *testPeer) gone() bool {
 // on the first) and sends the answer.
 func (c *testPeer) answer(offer string) error {
 	if c.sub == nil {
-		pc, err := newTestAPI(c.t, c.opts, TargetSubscriber).NewPeerConnection(webrtc.Configuration{})
+		pc, err := newTestAPI(c.t, c.opts, TargetSubscriber).NewPeerConnection(c.opts.config)
 		if err != nil {
 			return err
 		}
@@ -423,7 +426,7 @@ func (c *testPeer) stopTrack(st *sentTrack) error {
 // addTracks creates the publisher PeerConnection with an Opus and a VP8
 // track.
 func (c *testPeer) addTracks(rids []string) error {
-	pc, err := newTestAPI(c.t, c.opts, TargetPublisher).NewPeerConnection(webrtc.Configuration{})
+	pc, err := newTestAPI(c.t, c.opts, TargetPublisher).NewPeerConnection(c.opts.config)
 	if err != nil {
 		return err
 	}
