@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +200,41 @@ func TestNeverConnectedRemoved(t *testing.T) {
 	}
 	if talker.gone() {
 		t.Error("the publishing participant was removed")
+	}
+}
+
+// TestOffersOutsideRoomLock: a subscriber's offer (milliseconds of SDP
+// work) is made with the room's lock let go, when a member joins into
+// published tracks and when a publisher leaves and its tracks are taken from
+// the others, so that a room is not held for each of its members' offers.
+func TestOffersOutsideRoomLock(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinPeer(t, s, 1, Peer{1, 1}, 'a', peerOptions{})
+	if err := alice.publish(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's two tracks", func() bool {
+		alice.part.room.mu.Lock()
+		defer alice.part.room.mu.Unlock()
+		return len(alice.part.room.tracks) == 2
+	})
+	var offers, underLock atomic.Int32
+	s.beforeOffer = func(p *Participant) {
+		offers.Add(1)
+		if !p.room.mu.TryLock() {
+			underLock.Add(1)
+			return
+		}
+		p.room.mu.Unlock()
+	}
+	bob := joinPeer(t, s, 1, Peer{2, 1}, 'b', peerOptions{}) // offered alice's tracks
+	waitReceiving(t, bob, alice)
+	alice.part.Leave() // bob's offer without them
+	waitFor(t, "bob's offer without alice's tracks", func() bool { return offers.Load() >= 2 })
+	if n := underLock.Load(); n > 0 {
+		t.Errorf("%d of %d subscriber offers were made holding the room's lock", n, offers.Load())
 	}
 }

@@ -596,7 +596,7 @@ func (p *Participant) Leave() {
 }
 
 // subscribe offers t to the participant on its subscriber PeerConnection.
-// The caller holds the room's lock and negotiates afterwards.
+// The caller holds the room's lock and negotiates once it has let go of it.
 func (p *Participant) subscribe(t *publishedTrack) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -621,7 +621,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 }
 
 // unsubscribe stops sending t to the participant. The caller holds the
-// room's lock and negotiates afterwards. A player is not renegotiated: its
+// room's lock and negotiates once it has let go of it. A player is not renegotiated: its
 // track just stops, and a player with no track left is removed
 // (ReasonStreamEnded), which closes its PeerConnection.
 func (p *Participant) unsubscribe(t *publishedTrack) {
@@ -665,10 +665,13 @@ func (p *Participant) negotiate() {
 	p.negotiateLocked()
 }
 
-// negotiateLocked is negotiate with p.mu held.
+// negotiateLocked is negotiate with p.mu held, and no room's lock.
 func (p *Participant) negotiateLocked() {
 	if p.left || p.role != roleMember {
 		return
+	}
+	if p.sfu.beforeOffer != nil {
+		p.sfu.beforeOffer(p)
 	}
 	if p.offerOut || (p.connectingLocked() && !p.restartICE) {
 		p.renegotiate = true
@@ -834,7 +837,8 @@ func (p *Participant) remove(reason Reason) {
 	}
 	p.mu.Unlock()
 
-	emptied := p.room.drop(p)
+	emptied, unsubscribed := p.room.drop(p)
+	negotiateAll(unsubscribed)
 	if reason != ReasonLeft {
 		p.emit(Event{Kind: EventRemoved, Reason: reason})
 	}

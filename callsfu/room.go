@@ -2,6 +2,7 @@ package callsfu
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -79,6 +80,7 @@ func (r *room) admit(p *Participant) error {
 	if old != nil {
 		old.remove(ReasonReplaced)
 	}
+	p.negotiate() // a member's first offer, if there is anything to offer
 	return nil
 }
 
@@ -86,7 +88,8 @@ func (r *room) admit(p *Participant) error {
 // seat (see seat), which it returns for the caller to remove
 // (ReasonReplaced) once the room's lock is released. A member or a publisher is announced to the
 // others and told who is there; a member is told what they publish and
-// subscribed to it. A player is neither announced nor told anything.
+// subscribed to it, and the caller negotiates it once the lock is released.
+// A player is neither announced nor told anything.
 func (r *room) admitLocked(p *Participant) *Participant {
 	old := r.participants[p.seat()]
 	r.participants[p.seat()] = p
@@ -109,7 +112,6 @@ func (r *room) admitLocked(p *Participant) *Participant {
 			p.subscribe(t)
 		}
 	}
-	p.negotiate()
 	return old
 }
 
@@ -150,47 +152,67 @@ func (r *room) releasePublisher(p *Participant) {
 // publish announces a new track of t.owner's to everyone (the owner learns
 // its ID) and subscribes every other member to it (players play what was
 // published when they came; publishers are sent nothing). It reports false,
-// publishing nothing, when the owner is no longer in the room.
+// publishing nothing, when the owner is no longer in the room. The
+// subscribers are offered the track once the room's lock is released.
 func (r *room) publish(t *publishedTrack) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.ended || r.participants[t.owner.seat()] != t.owner {
+		r.mu.Unlock()
 		return false
 	}
 	r.tracks[t.info.ID] = t
 	r.recordLocked(t)
+	var subscribed []*Participant
 	for _, p := range r.participants {
 		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 		if p != t.owner && p.role == roleMember {
 			p.subscribe(t)
-			p.negotiate()
+			subscribed = append(subscribed, p)
 		}
 	}
+	r.mu.Unlock()
+	negotiateAll(subscribed)
 	return true
+}
+
+// negotiateAll sends each participant its next subscriber offer. It runs
+// with no room's lock held: an offer takes milliseconds, and a room with
+// many members would be held for each. A participant removed meanwhile is
+// offered nothing (negotiate checks), and changes made meanwhile are in the
+// offer or in the one after it.
+func negotiateAll(ps []*Participant) {
+	for _, p := range ps {
+		p.negotiate()
+	}
 }
 
 // unpublish removes t from the room and from every subscriber.
 func (r *room) unpublish(t *publishedTrack) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unpublishLocked(t)
+	unsubscribed := r.unpublishLocked(t, nil)
+	r.mu.Unlock()
+	negotiateAll(unsubscribed)
 }
 
 // unpublishLocked removes t from the room and from every subscriber, and
-// tells everyone.
-func (r *room) unpublishLocked(t *publishedTrack) {
+// tells everyone. It appends the members unsubscribed to ps and returns it:
+// the caller negotiates them once the room's lock is released.
+func (r *room) unpublishLocked(t *publishedTrack, ps []*Participant) []*Participant {
 	if r.tracks[t.info.ID] != t {
-		return
+		return ps
 	}
 	delete(r.tracks, t.info.ID)
 	r.unrecordLocked(t)
 	for _, p := range r.participants {
 		if p != t.owner {
 			p.unsubscribe(t)
-			p.negotiate()
+			if p.role == roleMember && !slices.Contains(ps, p) {
+				ps = append(ps, p)
+			}
 		}
 		p.emit(Event{Kind: EventTrackRemoved, Peer: t.info.Peer, Track: t.info})
 	}
+	return ps
 }
 
 // setMuted tells everyone that t was muted or unmuted and stops or resumes
@@ -235,7 +257,9 @@ func (r *room) announceSpeaker(now time.Time) {
 // the others told it left. It reports whether the room is now empty and
 // ended by this departure (it then leaves the running calls at once), in
 // which case the caller reports the end once the participant is torn down.
-func (r *room) drop(p *Participant) bool {
+// It returns the members its tracks were taken from, for the caller to
+// negotiate.
+func (r *room) drop(p *Participant) (bool, []*Participant) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.publishers, p)
@@ -243,15 +267,16 @@ func (r *room) drop(p *Participant) bool {
 		if r.participants[p.seat()] == p {
 			delete(r.participants, p.seat())
 		}
-		return false
+		return false, nil
 	}
+	var unsubscribed []*Participant
 	for _, t := range r.tracks {
 		if t.owner == p {
-			r.unpublishLocked(t)
+			unsubscribed = r.unpublishLocked(t, unsubscribed)
 		}
 	}
 	if r.participants[p.seat()] != p {
-		return false // replaced by a new participant in the same seat
+		return false, unsubscribed // replaced by a new participant in the same seat
 	}
 	delete(r.participants, p.seat())
 	for _, other := range r.participants {
@@ -262,9 +287,9 @@ func (r *room) drop(p *Participant) bool {
 	if len(r.participants) == 0 {
 		r.ended = true
 		r.sfu.detach(r)
-		return true
+		return true, nil
 	}
-	return false
+	return false, unsubscribed
 }
 
 // end removes every participant with reason and reports the end of the call.

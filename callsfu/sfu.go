@@ -125,6 +125,9 @@ type SFU struct {
 	events      sync.WaitGroup
 	eventsLive  atomic.Int64
 	eventsGrace time.Duration // closeEventsGrace; tests shorten it
+	// beforeOffer, when set (by tests, before the first Join), is called
+	// as a participant is about to be sent a subscriber offer.
+	beforeOffer func(*Participant)
 
 	mu     sync.Mutex // guards the following
 	rooms  map[uint64]*room
