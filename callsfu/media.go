@@ -220,6 +220,9 @@ func parseOffer(offer string) (parsedOffer, error) {
 				o.rids[mid] = append(o.rids[mid], f[0])
 			}
 		}
+		if n := len(o.rids[mid]); n > maxLayers {
+			return o, fmt.Errorf("%s section %s sends %d simulcast layers (a=rid), at most %d", kind, mid, n, maxLayers)
+		}
 	}
 	return o, nil
 }
