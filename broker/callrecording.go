@@ -110,7 +110,7 @@ func (s *Session) startRecording(req *wire.CallRecordingStart) (*wire.Frame, err
 	r.on = c.rec == r // false if it stopped already
 	t.mu.Unlock()
 	s.b.log.Info("broker: call recording started", "call", c.id, "chat", c.chat, "user", s.user)
-	s.b.callUpdate(c, &wire.CallUpdate{Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED, User: uint64(s.user), Device: uint64(s.device)}, s)
+	s.b.recordingUpdate(c, &wire.CallUpdate{Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED, User: uint64(s.user), Device: uint64(s.device)}, s)
 	return done(), nil
 }
 
@@ -167,7 +167,15 @@ func (b *Broker) recordingStopped(c *call, r *callRecording, sum CallRecordingSu
 	}
 	r.mu.Lock() // after the start's push
 	defer r.mu.Unlock()
-	b.callUpdate(c, u, stop)
+	b.recordingUpdate(c, u, stop)
+}
+
+// recordingUpdate pushes a RECORDING_STARTED or RECORDING_STOPPED update
+// to c's audience but except. Unlike most updates it is needed, queued
+// like ENDED past a Resync: a participant must know it is recorded.
+func (b *Broker) recordingUpdate(c *call, u *wire.CallUpdate, except *Session) {
+	u.Call, u.Chat = uint64(c.id), uint64(c.chat)
+	b.pushUsers(b.calls.audienceOf(c), except, &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: u}}, true)
 }
 
 // recordedNote is sum's announcement, the body of a service message.
