@@ -189,7 +189,11 @@ func (v *whepPlayer) waitPlaying(ctx context.Context, limit time.Duration) error
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %s not playing after %v: receiving %d of 2 tracks, a frame: %v", v.name, limit, v.sub.flowing(), v.firstFrame() != 0)
+			state := "no PeerConnection"
+			if pc := v.sub.conn(); pc != nil {
+				state = fmt.Sprintf("PeerConnection %s, ICE %s", pc.ConnectionState(), pc.ICEConnectionState())
+			}
+			return fmt.Errorf("bench: %s not playing after %v: receiving %d of 2 tracks, a frame: %v; %s", v.name, limit, v.sub.flowing(), v.firstFrame() != 0, state)
 		}
 		select {
 		case <-time.After(2 * time.Millisecond):
