@@ -29,6 +29,14 @@
 // once per second per layer (pliThrottle). The speakerDetector picks a
 // call's dominant speaker from the audio-level header extension.
 //
+// A layer whose source restarts its stream (a new SSRC, or sequence numbers
+// or timestamps that jump: renegotiation, an encoder restart) starts a new
+// run (upLayer.restarted): its packets are numbered beyond the ring's
+// window, and each downTrack on it resumes at the run's first keyframe as
+// after a mute. Resends are budgeted per subscriber: one per nackShare
+// packets sent to it, at most nackBurst in reserve, and a packet once per
+// nackRepeatWindow, so no subscriber's NACKs can multiply the node's output.
+//
 // # Goroutines and locks
 //
 // receive for a layer runs on that layer's reader goroutine only; the

@@ -154,3 +154,41 @@ func TestStaleSSRCDropped(t *testing.T) {
 		t.Errorf("sent %d packets, want 6", len(got))
 	}
 }
+
+func TestWrapsAreNoRestart(t *testing.T) {
+	// The source's timestamps and sequence numbers wrap (2^32, 2^16) in the
+	// same frames, across a layer switch and a mute: one stream, no
+	// restart, every packet resendable.
+	s := newSimulcast(t, 2, 64)
+	s.ts[0], s.ts[1] = 1<<32-4*3000, 1<<32-5*3000
+	s.seq[0], s.seq[1] = 1<<16-7, 1<<16-3
+	r := &recorder{}
+	d := s.u.subscribe(r, 1, 96)
+	d.setMaxLayer(0)
+	s.frame(0, 1)
+	s.frames(5)
+	d.setMaxLayer(1)
+	s.frame(1)
+	s.frames(2)
+	d.setMuted(true)
+	s.frames(2)
+	d.setMuted(false)
+	s.frame(1)
+	got := r.take()
+	checkContinuous(t, got)
+	if ls := layers(got); !slices.Equal(ls, []int{0, 1}) || len(got) != 22 {
+		t.Fatalf("sent %d packets of layers %v, want 22 of [0 1]", len(got), ls)
+	}
+	if st := s.u.counters(); st.restarts != 0 {
+		t.Errorf("restarts = %d, want 0", st.restarts)
+	}
+	s.clock.advance(nackRepeatWindow)
+	var seqs []uint16
+	for _, p := range got {
+		seqs = append(seqs, p.seq)
+	}
+	d.nack(seqs)
+	if re := r.take(); !slices.Equal(re, got) {
+		t.Errorf("resent\n%+v\nwant\n%+v", re, got)
+	}
+}
