@@ -2,11 +2,12 @@ package callsfu
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,5 +237,48 @@ func TestOffersOutsideRoomLock(t *testing.T) {
 	waitFor(t, "bob's offer without alice's tracks", func() bool { return offers.Load() >= 2 })
 	if n := underLock.Load(); n > 0 {
 		t.Errorf("%d of %d subscriber offers were made holding the room's lock", n, offers.Load())
+	}
+}
+
+// TestICETCPUnboundCap: connections to the ICE-TCP port that never send a
+// STUN binding are capped (tcpMaxUnboundPerIP from one address; the rest
+// are closed on arrival) and closed after tcpBindTimeout, each counted, and
+// their places free again.
+func TestICETCPUnboundCap(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	addr := &net.TCPAddr{IP: s.Addr().IP, Port: s.Addr().Port}
+	const extra = 3
+	closed := make(chan struct{}, tcpMaxUnboundPerIP+extra)
+	for range tcpMaxUnboundPerIP + extra {
+		c, err := net.DialTCP("tcp", nil, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() { // ends when the SFU closes c, or the test does
+			_, _ = io.Copy(io.Discard, c)
+			closed <- struct{}{}
+		}()
+	}
+	waitFor(t, "the connections over the cap refused", func() bool {
+		return s.m.tcpRefusedCap.Get() == extra
+	})
+	deadline := time.After(10 * time.Second)
+	for i := range tcpMaxUnboundPerIP + extra {
+		select {
+		case <-closed:
+		case <-deadline:
+			t.Fatalf("%d of %d connections that sent nothing are still open", tcpMaxUnboundPerIP+extra-i,
+				tcpMaxUnboundPerIP+extra)
+		}
+	}
+	if got := s.m.tcpRefusedBind.Get(); got != tcpMaxUnboundPerIP {
+		t.Errorf("closed for no binding: %d, want %d", got, tcpMaxUnboundPerIP)
+	}
+	if n := s.tcp.unboundCount(); n != 0 {
+		t.Errorf("%d connections still counted unbound", n)
+	}
+	if got := s.m.tcpRefusedCap.Get(); got != extra {
+		t.Errorf("refused over the cap: %d, want %d", got, extra)
 	}
 }

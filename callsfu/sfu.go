@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -109,8 +110,9 @@ type SFU struct {
 	opts     Options
 	log      *slog.Logger
 	udpMux   *ice.UDPMuxDefault
-	conn     *mediaConn // the UDP socket under udpMux, which batches a fan-out's sends
-	tcpMux   ice.TCPMux // nil when Options.DisableTCP
+	conn     *mediaConn        // the UDP socket under udpMux, which batches a fan-out's sends
+	tcpMux   ice.TCPMux        // nil when Options.DisableTCP
+	tcp      *tcpMediaListener // the mux's listener; nil when Options.DisableTCP
 	udpAddr  *net.UDPAddr
 	settings webrtc.SettingEngine
 	media    *webrtc.MediaEngine
@@ -160,6 +162,12 @@ type sfuMetrics struct {
 	removedNeverConnected *metrics.Counter
 	tcpDropped            *metrics.Counter
 	tcpStalled            *metrics.Counter
+	// tcpRefusedCap counts ICE-TCP connections closed on arrival because
+	// too many had not yet been answered a STUN binding; tcpRefusedBind
+	// those closed because their first binding was not answered within
+	// tcpBindTimeout.
+	tcpRefusedCap  *metrics.Counter
+	tcpRefusedBind *metrics.Counter
 }
 
 // New opens the media sockets and returns a running SFU.
@@ -189,11 +197,13 @@ func New(opts Options) (*SFU, error) {
 	s.conn = newMediaConn(udp)
 	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: s.conn, Logger: s.pionLogs.NewLogger("udpmux")})
 	if tcp != nil {
+		s.tcp = newTCPMediaListener(tcp, &s.m)
 		s.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
-			Listener:        &tcpMediaListener{Listener: tcp, m: &s.m, timeout: tcpWriteTimeout},
-			Logger:          s.pionLogs.NewLogger("tcpmux"),
-			ReadBufferSize:  64,
-			WriteBufferSize: tcpSocketBuffer,
+			Listener:             s.tcp,
+			Logger:               s.pionLogs.NewLogger("tcpmux"),
+			ReadBufferSize:       64,
+			WriteBufferSize:      tcpSocketBuffer,
+			FirstStunBindTimeout: 2 * tcpBindTimeout, // a backstop: the listener's closes first
 		})
 	}
 	if err := s.configure(); err != nil {
@@ -338,6 +348,8 @@ func (s *SFU) registerMetrics() {
 	s.m.removedNeverConnected = counter(`gonets_calls_participants_removed_total{reason="never_connected"}`)
 	s.m.tcpDropped = counter("gonets_calls_tcp_dropped_packets_total")
 	s.m.tcpStalled = counter("gonets_calls_tcp_stalled_connections_total")
+	s.m.tcpRefusedCap = counter(`gonets_calls_tcp_refused_connections_total{reason="unbound_cap"}`)
+	s.m.tcpRefusedBind = counter(`gonets_calls_tcp_refused_connections_total{reason="bind_timeout"}`)
 	counter("gonets_calls_recording_dropped_packets_total") // counted by recordings (record.go)
 	counter("gonets_calls_recording_lost_packets_total")
 }
@@ -626,20 +638,100 @@ const (
 	tcpWriteTimeout = 2 * time.Second
 )
 
-// tcpMediaListener accepts ICE-TCP connections whose writes never block.
+// The ICE-TCP admission policy. Anyone may connect to the media port, and
+// pion's mux holds each connection until its first STUN binding request
+// and, for a username no call knows, 30 s more. So a connection counts as
+// unbound until the SFU first writes on it (its ICE agent answers a binding
+// request only with the right credentials): at most tcpMaxUnbound of them
+// at once, tcpMaxUnboundPerIP from one address, and one whose binding is
+// not answered within tcpBindTimeout is closed. A connection over a cap is
+// closed on arrival. Each is counted by reason.
+const (
+	tcpMaxUnbound      = 128
+	tcpMaxUnboundPerIP = 8
+	tcpBindTimeout     = 3 * time.Second
+)
+
+// tcpMediaListener accepts ICE-TCP connections whose writes never block,
+// and caps those not bound yet.
 type tcpMediaListener struct {
 	net.Listener
-	m       *sfuMetrics
-	timeout time.Duration
+	m           *sfuMetrics
+	timeout     time.Duration // of a write
+	bindTimeout time.Duration
+	maxUnbound  int
+	maxPerIP    int
+
+	mu      sync.Mutex // guards the following
+	unbound map[netip.Addr]int
+	total   int
 }
 
-// Accept returns the next connection, wrapped in a queuedConn.
-func (l *tcpMediaListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// newTCPMediaListener wraps l with the ICE-TCP policies.
+func newTCPMediaListener(l net.Listener, m *sfuMetrics) *tcpMediaListener {
+	return &tcpMediaListener{
+		Listener: l, m: m, timeout: tcpWriteTimeout, bindTimeout: tcpBindTimeout,
+		maxUnbound: tcpMaxUnbound, maxPerIP: tcpMaxUnboundPerIP,
+		unbound: make(map[netip.Addr]int),
 	}
-	return newQueuedConn(c, l.m, l.timeout), nil
+}
+
+// Accept returns the next connection within the caps, wrapped in a
+// queuedConn; it closes those over a cap.
+func (l *tcpMediaListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		if !l.hold(ip) {
+			c.Close()
+			l.m.tcpRefusedCap.Inc()
+			continue
+		}
+		q := newQueuedConn(c, l.m, l.timeout)
+		q.awaitBinding(l, ip)
+		return q, nil
+	}
+}
+
+// remoteIP returns the address a connection comes from.
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// hold counts a new unbound connection from ip, or reports false when that
+// would exceed a cap.
+func (l *tcpMediaListener) hold(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.maxUnbound || l.unbound[ip] >= l.maxPerIP {
+		return false
+	}
+	l.total++
+	l.unbound[ip]++
+	return true
+}
+
+// release stops counting an unbound connection from ip.
+func (l *tcpMediaListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.unbound[ip]--; l.unbound[ip] <= 0 {
+		delete(l.unbound, ip)
+	}
+}
+
+// unboundCount returns how many connections are unbound now.
+func (l *tcpMediaListener) unboundCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
 }
 
 // queuedConn is an ICE-TCP connection whose Write queues a copy of the
@@ -654,6 +746,12 @@ type queuedConn struct {
 	exited  chan struct{} // closed when the writer returns
 	once    sync.Once
 	err     error // of closing the socket
+
+	// Set by awaitBinding, before the connection is handed to pion.
+	admission *tcpMediaListener // nil when not counted as unbound
+	ip        netip.Addr
+	unbound   atomic.Bool // counted in admission until the first Write
+	bindTimer *time.Timer
 }
 
 // tcpBuffers recycles the queued packets' copies.
@@ -671,12 +769,46 @@ func newQueuedConn(c net.Conn, m *sfuMetrics, timeout time.Duration) *queuedConn
 	return q
 }
 
-// Write queues a copy of b, or drops it when the queue is full.
+// awaitBinding counts q as unbound in l until its first Write, and closes
+// it if that does not come within l.bindTimeout.
+func (q *queuedConn) awaitBinding(l *tcpMediaListener, ip netip.Addr) {
+	q.admission, q.ip = l, ip
+	q.unbound.Store(true)
+	q.bindTimer = time.AfterFunc(l.bindTimeout, func() {
+		if q.release() { // q.bindTimer is not for this goroutine to read
+			q.m.tcpRefusedBind.Inc()
+			q.shut()
+		}
+	})
+}
+
+// bound stops counting q as unbound and its timer.
+func (q *queuedConn) bound() {
+	if q.release() {
+		q.bindTimer.Stop()
+	}
+}
+
+// release stops counting q as unbound and reports whether it still was.
+func (q *queuedConn) release() bool {
+	if q.admission == nil || !q.unbound.CompareAndSwap(true, false) {
+		return false
+	}
+	q.admission.release(q.ip)
+	return true
+}
+
+// Write queues a copy of b, or drops it when the queue is full. The first
+// one (pion answers a STUN binding only for a call's ICE credentials) binds
+// the connection.
 func (q *queuedConn) Write(b []byte) (int, error) {
 	select {
 	case <-q.done:
 		return 0, net.ErrClosed
 	default:
+	}
+	if q.unbound.Load() {
+		q.bound()
 	}
 	buf := tcpBuffers.Get().(*[]byte)
 	*buf = append((*buf)[:0], b...)
@@ -718,6 +850,7 @@ func (q *queuedConn) write() {
 // shut stops the writer's loop and closes the socket.
 func (q *queuedConn) shut() {
 	q.once.Do(func() {
+		q.bound() // a connection closed unbound frees its place
 		close(q.done)
 		q.err = q.Conn.Close()
 	})
