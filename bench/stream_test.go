@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -121,4 +123,61 @@ func TestStreamValidation(t *testing.T) {
 	f(Config{Publishers: 2}, "--publishers 2: a live stream has one publisher")
 	f(Config{Server: "127.0.0.1:1", Key: "k"}, "stream with --server needs --public")
 	f(Config{Viewers: 2, Procs: 3}, "--procs 3: more processes than the 2 viewers")
+}
+
+// TestMediaWorkerInProcess serves a stream part with Worker in this
+// process (so that the race detector sees a media worker's side),
+// request by request, beside a publisher this test starts.
+func TestMediaWorkerInProcess(t *testing.T) {
+	bin := gonetsBinary(t)
+	ctx := context.Background()
+	node, err := startNode(ctx, bin, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.stop()
+	src, err := startStream(ctx, node, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.close()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- Worker(ctx, inR, outW); outW.Close() }()
+	enc, dec := json.NewEncoder(inW), json.NewDecoder(outR)
+	call := func(req request) reply {
+		t.Helper()
+		if err := enc.Encode(req); err != nil {
+			t.Fatal(err)
+		}
+		var rep reply
+		if err := dec.Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Error != "" {
+			t.Fatalf("%s: %s", req.Op, rep.Error)
+		}
+		return rep
+	}
+	cfg := Config{Viewers: 2, Procs: 2}.withDefaults("stream")
+	j := newJob("stream", cfg, node, 1, 2)
+	j.Channel = src.channel
+	call(request{Op: opSetup, Job: j})
+	call(request{Op: opJoin})
+	call(request{Op: opLoad})
+	time.Sleep(time.Second)
+	if s := call(request{Op: opTick}).Second; s == nil || s.Delivered == 0 || s.Sessions != 1 {
+		t.Fatalf("tick: %+v", s)
+	}
+	call(request{Op: opStop})
+	m := call(request{Op: opSnapshot}).Media
+	if m == nil || m.Receivers != 1 || m.Received == 0 || m.Least <= 0 || len(m.Losses) != 1 || m.Failed != 0 || m.Join.orEmpty().TotalCount() != 1 {
+		t.Fatalf("snapshot: %+v", m)
+	}
+	call(request{Op: opQuit})
+	inW.Close()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
 }
