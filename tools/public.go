@@ -101,7 +101,8 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 }
 
 // publicHandler returns the public listener's mux: WHIP and WHEP on /whip/
-// and /whep/ when calls are on, and a JSON 404 for everything else.
+// and /whep/ and the browser call demo on /calls/demo when calls are on,
+// and a JSON 404 for everything else.
 func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -110,8 +111,9 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	if n.sfu == nil {
 		return mux, nil
 	}
+	streams := &channelStreams{sfu: n.sfu, store: n.store, verifier: v, live: newLiveStreams(n.broker.AnnounceLive, n.log)}
 	whip, err := callsfu.NewWHIP(n.sfu, callsfu.WHIPOptions{
-		Authorizer: &channelStreams{sfu: n.sfu, store: n.store, verifier: v},
+		Authorizer: n.withTURN(streams),
 		Logger:     n.log,
 	})
 	if err != nil {
@@ -119,6 +121,12 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	}
 	mux.Handle("/whip/", whip)
 	mux.Handle("/whep/", whip)
+	demo, err := newCallDemo()
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/calls/demo", demo)
+	mux.Handle("/calls/demo/", demo)
 	return mux, nil
 }
 
