@@ -175,10 +175,24 @@ type callsConfig struct {
 	SilenceTimeout         duration `toml:"silence_timeout"`
 	ICEDisconnectedTimeout duration `toml:"ice_disconnected_timeout"`
 	ICEFailedTimeout       duration `toml:"ice_failed_timeout"`
+	// TURN starts the node's TURN server (callsfu.TURN) on TURNPort, UDP
+	// and TCP, on node.quic_addr's host; its relays carry PublicIPs[0], or
+	// that host. The rest are callsfu.TURNOptions.
+	TURN                   bool     `toml:"turn"`
+	TURNPort               int      `toml:"turn_port"`
+	TURNRelayMinPort       int      `toml:"turn_relay_min_port"`
+	TURNRelayMaxPort       int      `toml:"turn_relay_max_port"`
+	TURNSecret             string   `toml:"turn_secret"`
+	TURNCredentialTTL      duration `toml:"turn_credential_ttl"`
+	TURNMaxAllocations     int      `toml:"turn_max_allocations"`
+	TURNMaxUserAllocations int      `toml:"turn_max_user_allocations"`
 }
 
 // defaultMediaPort is calls.udp_port's default.
 const defaultMediaPort = 7444
+
+// defaultTURNPort is calls.turn_port's default, TURN's registered port.
+const defaultTURNPort = 3478
 
 // Defaults of the [node] section. The other sections default in their
 // components.
@@ -201,7 +215,7 @@ func defaultConfig() config {
 			ShutdownTimeout: duration(defaultShutdownTimeout),
 			LogLevel:        slog.LevelInfo,
 		},
-		Calls: callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true},
+		Calls: callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true, TURNPort: defaultTURNPort},
 	}
 }
 
@@ -354,6 +368,9 @@ func (c *config) validateCalls() error {
 			return fmt.Errorf("%s %v is negative", d.key, time.Duration(d.v))
 		}
 	}
+	if err := c.validateTURN(); err != nil {
+		return err
+	}
 	if !k.Enabled || k.UDPPort == 0 {
 		return nil
 	}
@@ -393,8 +410,96 @@ func (c *config) listenAddrs() []listenAddr {
 		if c.Calls.ICETCP {
 			addrs = append(addrs, listenAddr{"calls.udp_port", "tcp", media})
 		}
+		if c.Calls.TURN {
+			turn := c.turnAddr()
+			addrs = append(addrs, listenAddr{"calls.turn_port", "udp", turn}, listenAddr{"calls.turn_port", "tcp", turn})
+		}
 	}
 	return addrs
+}
+
+// validateTURN checks the TURN keys of [calls], and that the TURN port
+// is no other listener's.
+func (c *config) validateTURN() error {
+	k := &c.Calls
+	switch {
+	case k.TURNPort < 0 || k.TURNPort > 65535:
+		return fmt.Errorf("calls.turn_port %d is not a port number from 0 to 65535", k.TURNPort)
+	case k.TURNRelayMinPort < 0 || k.TURNRelayMaxPort < 0 || k.TURNRelayMinPort > 65535 || k.TURNRelayMaxPort > 65535:
+		return fmt.Errorf("calls.turn_relay_min_port %d and turn_relay_max_port %d are not port numbers from 1 to 65535", k.TURNRelayMinPort, k.TURNRelayMaxPort)
+	case (k.TURNRelayMinPort == 0) != (k.TURNRelayMaxPort == 0):
+		return errors.New("calls.turn_relay_min_port and calls.turn_relay_max_port are set together")
+	case k.TURNRelayMinPort > k.TURNRelayMaxPort:
+		return fmt.Errorf("calls.turn_relay_min_port %d is above calls.turn_relay_max_port %d", k.TURNRelayMinPort, k.TURNRelayMaxPort)
+	case k.TURNCredentialTTL < 0:
+		return fmt.Errorf("calls.turn_credential_ttl %v is negative", time.Duration(k.TURNCredentialTTL))
+	case k.TURNMaxAllocations < 0:
+		return fmt.Errorf("calls.turn_max_allocations %d is negative", k.TURNMaxAllocations)
+	case k.TURNMaxUserAllocations < 0:
+		return fmt.Errorf("calls.turn_max_user_allocations %d is negative", k.TURNMaxUserAllocations)
+	}
+	if !k.Enabled || !k.TURN {
+		return nil
+	}
+	if c.turnRelayIP() == "" {
+		return errors.New("calls.turn needs the node's public address for its relays: set calls.public_ips, or node.quic_addr to the node's IP")
+	}
+	if k.TURNPort == 0 {
+		return nil
+	}
+	for _, a := range c.listenAddrs() {
+		if a.key == "calls.turn_port" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err == nil && port == strconv.Itoa(k.TURNPort) {
+			return fmt.Errorf("calls.turn_port %d is %s's port too (%s); give TURN a port of its own", k.TURNPort, a.key, strings.ToUpper(a.network))
+		}
+	}
+	return nil
+}
+
+// turnAddr returns the address of the TURN server: calls.turn_port on
+// node.quic_addr's host, as the media port.
+func (c *config) turnAddr() string {
+	host, _, err := net.SplitHostPort(c.Node.QUICAddr)
+	if err != nil {
+		host = ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Calls.TURNPort))
+}
+
+// turnRelayIP returns the address the TURN relays carry: the first of
+// calls.public_ips, or node.quic_addr's host when it is an IP of one
+// interface; "" when there is neither.
+func (c *config) turnRelayIP() string {
+	if len(c.Calls.PublicIPs) > 0 {
+		return c.Calls.PublicIPs[0]
+	}
+	host, _, err := net.SplitHostPort(c.Node.QUICAddr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsUnspecified() {
+		return host
+	}
+	return ""
+}
+
+// turnOptions maps the TURN keys of [calls] onto callsfu.TURNOptions;
+// PeerPort (the SFU's port), Logger and Metrics are the caller's to set.
+func (c *config) turnOptions() callsfu.TURNOptions {
+	k := &c.Calls
+	o := callsfu.TURNOptions{
+		ListenAddr:         c.turnAddr(),
+		RelayIP:            c.turnRelayIP(),
+		MinPort:            k.TURNRelayMinPort,
+		MaxPort:            k.TURNRelayMaxPort,
+		PeerIPs:            slices.Clone(k.PublicIPs),
+		CredentialTTL:      time.Duration(k.TURNCredentialTTL),
+		MaxAllocations:     k.TURNMaxAllocations,
+		MaxUserAllocations: k.TURNMaxUserAllocations,
+	}
+	if k.TURNSecret != "" {
+		o.Secret = []byte(k.TURNSecret)
+	}
+	return o
 }
 
 // mediaAddr returns the address of the SFU's socket: calls.udp_port on

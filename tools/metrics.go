@@ -184,8 +184,15 @@ var metricHelp = map[string]string{
 	"gonets_calls_participants_removed_total":      "Devices the SFU took out of a call, by reason: silent, ice_failed, slow_events, client_closed, stream_ended, never_connected.",
 	"gonets_calls_tcp_dropped_packets_total":       "Media packets dropped because an ICE-TCP connection's queue was full.",
 	"gonets_calls_tcp_stalled_connections_total":   "ICE-TCP connections closed because their socket took nothing for 2 s.",
+	"gonets_calls_tcp_refused_connections_total":   "ICE-TCP connections the SFU closed before their first STUN binding was answered, by reason: unbound_cap (over the cap of such connections, 128 in all, 8 from one address), bind_timeout (not answered within 3 s).",
 	"gonets_calls_recording_dropped_packets_total": "RTP packets call recordings dropped because a recorded track's queue was full (its file fell behind).",
 	"gonets_calls_recording_lost_packets_total":    "RTP packets call recordings never received: a sequence hole no retransmission filled within 250 ms.",
+
+	// callsfu/turn.go
+	"gonets_calls_turn_allocations":               "TURN relay allocations open now.",
+	"gonets_calls_turn_allocations_total":         "TURN relay allocations made.",
+	"gonets_calls_turn_allocations_refused_total": "TURN allocations refused for a quota: a user's calls.turn_max_user_allocations or calls.turn_max_allocations in all.",
+	"gonets_calls_turn_auth_failures_total":       "TURN requests refused for their credential, by reason: expired, malformed (not expiry:user), bad_credential (the password is not the HMAC of the username).",
 
 	// The Go runtime, as github.com/VictoriaMetrics/metrics writes it.
 	"go_sched_latencies_seconds":          "Time goroutines spent runnable before they ran.",

@@ -29,7 +29,9 @@ import (
 // its /metrics page, raw and parsed.
 func scrapeNode(t *testing.T) ([]byte, map[string]*dto.MetricFamily) {
 	t.Helper()
-	n, err := startNode(testConfig(t), slog.New(slog.DiscardHandler))
+	cfg := testConfig(t)
+	cfg.Calls.TURN, cfg.Calls.TURNPort = true, 0 // its metrics too
+	n, err := startNode(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -330,6 +330,7 @@ type node struct {
 	quicLn  *broker.Listener
 	tcpLn   *broker.TCPListener // nil when node.tcp_addr is off
 	sfu     *callsfu.SFU        // nil when calls.enabled is off
+	turn    *callsfu.TURN       // nil when calls.turn is off
 	httpLn  net.Listener
 	http    *http.Server
 	dataDir string // absolute
@@ -416,6 +417,13 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		}
 		undo = append(undo, func() { n.sfu.Close() })
 		bopts.Calls = callsfu.NewBrokerMedia(n.sfu)
+		if cfg.Calls.TURN {
+			if n.turn, err = startTURN(cfg, log, n.callMetrics, n.sfu); err != nil {
+				return nil, err
+			}
+			undo = append(undo, n.closeTURN)
+			bopts.CallICEServers = turnICEServers(n.turn)
+		}
 	}
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
@@ -548,6 +556,9 @@ func (n *node) printBanner(w io.Writer) {
 	}
 	if n.sfu != nil {
 		fmt.Fprintf(w, "  media %s  (UDP%s: call media)\n", n.sfu.Addr(), n.mediaTCP())
+		if n.turn != nil {
+			fmt.Fprintf(w, "  turn  %s  (UDP and TCP: the TURN relay for clients that reach nothing else)\n", n.turn.Addr())
+		}
 	} else {
 		fmt.Fprintf(w, "  media off  (calls.enabled = false: calls are refused)\n")
 	}
@@ -674,6 +685,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	}
 	n.shutdownPublic(sctx)
 	n.closeSFU(drain)
+	n.closeTURN()
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn("http requests did not finish in time; closed them", "err", err)
 		n.http.Close()
