@@ -45,7 +45,10 @@
 // node shuts down; its record then goes into the chat through the durable
 // append path and is delivered like any message (callrecord.go). Calls
 // live in the node's memory: a restart ends them, a crash without a
-// record.
+// record. A call's recording (callrecording.go) is the SFU's, when its
+// CallMedia is a CallRecorder: the broker checks who may start and stop
+// it, tells the call's audience, and writes the announcement the SFU's
+// done hands it, however the recording stopped.
 //
 // # Streams, deadlines and admission
 //
