@@ -8,7 +8,9 @@
 #   bench/regenerate.sh                  every scenario
 #   bench/regenerate.sh chat group       just these (their files are
 #                                        replaced; the tables cover what
-#                                        bench-results/ holds)
+#                                        bench-results/ holds); call and
+#                                        stream (not in the default set)
+#                                        run without the NATS peer
 #   bench/regenerate.sh cost             the node's CPU and packets per
 #                                        message over QUIC and over TCP
 #                                        beside NATS, like for like, one
@@ -56,12 +58,17 @@ for scenario in "${scenarios[@]}"; do
 		done
 		;;
 	esac
-	"$out/gonets" bench "$scenario" --peer nats --out "$out/$scenario-peer.jsonl" --report "$out/$scenario" >/dev/null
+	case "$scenario" in
+	call | stream) ;; # no peer: NATS carries no media
+	*)
+		"$out/gonets" bench "$scenario" --peer nats --out "$out/$scenario-peer.jsonl" --report "$out/$scenario" >/dev/null
+		;;
+	esac
 done
 shopt -s nullglob
 echo "## Gonets, median of 3 runs"
 files=()
-for s in storage sync chat group channel connect; do
+for s in storage sync chat group channel connect call stream; do
 	[ -f "$out/$s.jsonl" ] && files+=("$out/$s.jsonl")
 done
 "$out/gonets" bench-summary "${files[@]}"
