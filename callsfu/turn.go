@@ -526,6 +526,17 @@ func (r *turnRelay) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return r.PacketConn.WriteTo(b, addr)
 }
 
+// ReadFrom reads what the SFU sends, dropping datagrams from anything
+// else (pion's permissions check the IP only).
+func (r *turnRelay) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := r.PacketConn.ReadFrom(b)
+		if err != nil || r.t.isPeer(addr) {
+			return n, addr, err
+		}
+	}
+}
+
 // Close closes the socket and uncounts the allocation, once.
 func (r *turnRelay) Close() error {
 	err := net.ErrClosed

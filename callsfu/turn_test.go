@@ -273,6 +273,21 @@ func TestTURNRelaysToSFUOnly(t *testing.T) {
 	if n, _, err := other.ReadFrom(buf); err == nil {
 		t.Errorf("another port got %q through the relay", buf[:n])
 	}
+
+	// Back the other way: what another port sends to the relay is dropped,
+	// the SFU's reaches the client (in order on loopback, so the first the
+	// client reads would be the other's if it had passed).
+	if _, err := other.WriteTo([]byte("intruder"), relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sfu.WriteTo([]byte("answer"), relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	relay.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err = relay.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "answer" || from.String() != sfu.LocalAddr().String() {
+		t.Errorf("the client got %q from %v, %v; want the SFU's answer", buf[:n], from, err)
+	}
 }
 
 // TestTURNQuotas: a user gets at most MaxUserAllocations and all users
