@@ -41,6 +41,9 @@ type mediaConn struct {
 	mu    sync.Mutex // guards the following
 	msgs  []ipv4.Message
 	slots [sendBatchMax]sendSlot
+
+	readMu sync.Mutex // serialises reads (the mux has one reader)
+	recv   *recvBatch // recvmmsg's datagrams not read yet; nil: one at a time
 }
 
 // sendSlot holds one queued datagram.
@@ -60,6 +63,7 @@ const sendSlotSize = 1600
 func newMediaConn(udp *net.UDPConn) *mediaConn {
 	c := &mediaConn{UDPConn: udp, batch: ipv4.NewPacketConn(udp)}
 	c.msgs = make([]ipv4.Message, 0, sendBatchMax)
+	c.recv = newRecvBatch(c)
 	return c
 }
 
@@ -73,9 +77,20 @@ func (c *mediaConn) release() {
 }
 
 // ReadFromAddrPort reads one datagram (ice.AddrPortReaderWriter, so the mux
-// reads without allocating an address).
+// reads without allocating an address). On Linux it hands out the datagrams
+// of one recvmmsg, up to recvBatchMax, before it reads again: under load one
+// system call takes many.
 func (c *mediaConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.UDPConn.ReadFromUDPAddrPort(b)
+	return c.readDatagram(b)
+}
+
+// ReadFrom is net.PacketConn's read, through the same batch.
+func (c *mediaConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.readDatagram(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(addr), nil
 }
 
 // WriteToAddrPort sends b to addr now or, while a fan-out holds the socket,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -193,6 +194,46 @@ func BenchmarkMediaConnFanOut(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(3*b.N), "ns/datagram")
 			r.Close()
 			<-done
+		})
+	}
+}
+
+// Datagrams queued on the socket are read in order, with their senders,
+// more than one recvmmsg's worth; one too large for a slot is skipped; a
+// read past its deadline times out, as the ICE mux expects.
+func TestMediaConnReadsABatch(t *testing.T) {
+	for _, tc := range []struct{ network, ip string }{{"udp4", "127.0.0.1"}, {"udp6", "::1"}} {
+		t.Run(tc.network, func(t *testing.T) {
+			c, s := udpPair(t, tc.network, tc.ip)
+			c.SetReadBuffer(4 << 20)
+			to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			from := s.LocalAddr().(*net.UDPAddr).AddrPort()
+			const total = 3*recvBatchMax + 1
+			for i := range total {
+				if i == 5 {
+					if _, err := s.WriteToUDPAddrPort(make([]byte, recvSlotSize+1), to); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := s.WriteToUDPAddrPort(fmt.Appendf(nil, "packet %d", i), to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a safety net
+			buf := make([]byte, recvSlotSize)
+			for i := range total {
+				n, addr, err := c.ReadFromAddrPort(buf)
+				if err != nil {
+					t.Fatalf("datagram %d: %v", i, err)
+				}
+				if want := fmt.Sprintf("packet %d", i); string(buf[:n]) != want || addr != from {
+					t.Fatalf("datagram %d is %q from %v, want %q from %v", i, buf[:n], addr, want, from)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(-time.Second))
+			if _, _, err := c.ReadFromAddrPort(buf); !os.IsTimeout(err) {
+				t.Fatalf("read past the deadline: %v, want a timeout", err)
+			}
 		})
 	}
 }
