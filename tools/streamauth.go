@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
@@ -15,11 +20,14 @@ import (
 // decimal and its stream is the SFU call streamCall derives from it; the
 // bearer token is a session token, verified as the broker verifies a
 // Hello's. A channel's owner and admins publish (their publish starts the
-// stream's call), its members of any role play.
+// stream's call), its members of any role play. A publisher's session is
+// followed by live, which announces the stream's start and end in the
+// channel.
 type channelStreams struct {
 	sfu      *callsfu.SFU
 	store    *storage.Store
 	verifier *token.Verifier
+	live     *liveStreams // nil: no announcements
 }
 
 // Authorize implements callsfu.Authorizer.
@@ -59,5 +67,177 @@ func (a *channelStreams) Authorize(ctx context.Context, req callsfu.AuthRequest)
 			return callsfu.Grant{}, err
 		}
 	}
-	return callsfu.Grant{Call: call, Peer: callsfu.Peer{User: claims.User, Device: claims.Device}}, nil
+	g := callsfu.Grant{Call: call, Peer: callsfu.Peer{User: claims.User, Device: claims.Device}}
+	if req.Publish && a.live != nil {
+		g.Events = a.live.session(chat.ID, g.Peer)
+	}
+	return g, nil
+}
+
+// liveStreams announces the channels' live streams in them (a service
+// message, wire.Service's live_started and live_ended): players learn so
+// that there is something to play. A channel's stream starts when the
+// first media of one of its encoders arrives (the SFU publishes the
+// encoder's first track: a WHEP play finds it from then on, where after
+// the WHIP answer alone it may still be refused not_live), and ends when
+// its last live encoder stops (DELETE, or it closed its connection), is
+// lost (silent, ICE failed), or the node shuts down: the SFU's close
+// removes every encoder, after the broker told the sessions to go away,
+// and the end is written then, for members to find when they sync. An
+// encoder that reconnects, its new session replacing the old, hands the
+// stream over: the new session's first media goes on with the same
+// stream, and only a new session that ends without any ends it. A node
+// that dies (SIGKILL, power) writes no end: the stream's start then stays
+// without one, and a player's WHEP answers not_live.
+//
+// Announcements are written one at a time, in the order of the events,
+// under mu: a stream's end never overtakes its start. They run on the SFU
+// participants' events goroutines (and a DELETE's), which the SFU owns;
+// liveStreams has none of its own.
+type liveStreams struct {
+	announce func(broker.LiveNote) error
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu        sync.Mutex // guards the following, and orders the announcements
+	channels  map[storage.ChatID]*liveChannel
+	lastStart time.Time // of the latest stream of any channel
+}
+
+// liveChannel is a channel whose stream is live.
+type liveChannel struct {
+	started time.Time
+	peer    callsfu.Peer // who started it
+	live    map[*liveSession]struct{}
+	// handover holds the peers whose live session was replaced by a new
+	// one of theirs, not live yet, which will take the stream over.
+	handover map[callsfu.Peer]struct{}
+}
+
+// liveSession is one WHIP publisher session of a channel.
+type liveSession struct {
+	l     *liveStreams
+	chat  storage.ChatID
+	peer  callsfu.Peer
+	live  bool // its first track was published
+	ended bool
+}
+
+// newLiveStreams returns the announcer of a node's streams, writing
+// through announce (broker.AnnounceLive).
+func newLiveStreams(announce func(broker.LiveNote) error, log *slog.Logger) *liveStreams {
+	return &liveStreams{announce: announce, log: log, now: time.Now, channels: make(map[storage.ChatID]*liveChannel)}
+}
+
+// session returns the events function (callsfu.Grant.Events) of a new
+// publisher session of peer in chat.
+func (l *liveStreams) session(chat storage.ChatID, peer callsfu.Peer) func(callsfu.Event) {
+	s := &liveSession{l: l, chat: chat, peer: peer}
+	return s.event
+}
+
+// event follows the session's participant: its own first track makes it
+// live, its removal ends it.
+func (s *liveSession) event(e callsfu.Event) {
+	switch {
+	case e.Kind == callsfu.EventTrackPublished && e.Peer == s.peer:
+		s.l.goLive(s)
+	case e.Kind == callsfu.EventRemoved:
+		s.l.end(s, e.Reason)
+	}
+}
+
+// goLive marks s live, and announces the channel's stream if it was not
+// live yet (nor handed over from a replaced session of the same peer).
+func (l *liveStreams) goLive(s *liveSession) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.live || s.ended {
+		return
+	}
+	s.live = true
+	ch := l.channels[s.chat]
+	if ch != nil {
+		ch.live[s] = struct{}{}
+		delete(ch.handover, s.peer)
+		return
+	}
+	ch = &liveChannel{
+		started: l.startLocked(), peer: s.peer,
+		live: map[*liveSession]struct{}{s: {}}, handover: make(map[callsfu.Peer]struct{}),
+	}
+	l.channels[s.chat] = ch
+	l.write(broker.LiveNote{Chat: s.chat, User: storage.UserID(s.peer.User), Device: storage.DeviceID(s.peer.Device),
+		Started: ch.started})
+}
+
+// startLocked returns now, to the microsecond the note carries, or a
+// microsecond after the last start if that is not earlier: two streams of
+// a channel must not share their start, which pairs their notes and makes
+// their client message ids.
+func (l *liveStreams) startLocked() time.Time {
+	t := l.now().Round(0).Truncate(time.Microsecond)
+	if !t.After(l.lastStart) {
+		t = l.lastStart.Add(time.Microsecond)
+	}
+	l.lastStart = t
+	return t
+}
+
+// end ends s (once), and the channel's stream with it when s was its last
+// live session and none takes over.
+func (l *liveStreams) end(s *liveSession, reason callsfu.Reason) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	ch := l.channels[s.chat]
+	if ch == nil {
+		return
+	}
+	_, handing := ch.handover[s.peer]
+	switch {
+	case s.live:
+		delete(ch.live, s)
+		if reason == callsfu.ReasonReplaced {
+			ch.handover[s.peer] = struct{}{}
+		}
+	case handing && reason != callsfu.ReasonReplaced:
+		delete(ch.handover, s.peer) // the new session ended without media
+	default:
+		return
+	}
+	if len(ch.live) > 0 || len(ch.handover) > 0 {
+		return
+	}
+	delete(l.channels, s.chat)
+	l.write(broker.LiveNote{Chat: s.chat, User: storage.UserID(ch.peer.User), Device: storage.DeviceID(ch.peer.Device),
+		Started: ch.started, Ended: l.now(), Reason: liveEndReason(reason)})
+}
+
+// write announces n, logging a failure: the stream goes on either way.
+func (l *liveStreams) write(n broker.LiveNote) {
+	what := "started"
+	if !n.Ended.IsZero() {
+		what = "ended"
+	}
+	if err := l.announce(n); err != nil {
+		l.log.Warn("live stream note not written", "chat", n.Chat, "note", what, "err", err)
+		return
+	}
+	l.log.Info("live stream "+what, "chat", n.Chat, "user", n.User, "device", n.Device, "reason", n.Reason.String())
+}
+
+// liveEndReason is why a stream whose last session was removed for
+// reason ended.
+func liveEndReason(reason callsfu.Reason) wire.LiveEndReason {
+	switch reason {
+	case callsfu.ReasonLeft, callsfu.ReasonClientClosed, callsfu.ReasonCallEnded:
+		return wire.LiveEndReason_LIVE_END_REASON_STOPPED
+	case callsfu.ReasonClosed:
+		return wire.LiveEndReason_LIVE_END_REASON_SHUTDOWN
+	}
+	return wire.LiveEndReason_LIVE_END_REASON_LOST // silent, ICE failed, slow, a successor that never went live
 }
