@@ -92,15 +92,19 @@ func postSDPOnce(ctx context.Context, hc *http.Client, t *target, path string, u
 	return string(body), resp.Header.Get("Location"), "", nil
 }
 
-// deleteSession ends a WHIP or WHEP session (its URL path, as the node's
-// Location gave it), waiting up to 5 s.
+// deleteSession ends a WHIP or WHEP session (its URL, or its path on the
+// public listener, as the node's Location gives it), waiting up to 5 s.
 func deleteSession(hc *http.Client, t *target, session string) {
 	if session == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, t.publicURL+session, nil)
+	url := session
+	if !strings.Contains(session, "://") {
+		url = t.publicURL + session // a path, as the node gives it
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
 	if err != nil {
 		return
 	}
