@@ -50,4 +50,15 @@
 // speakerDetector.mu are taken with no other lock held. The keyframe
 // callback and the writes to subscribers run with no lock of the forwarding
 // core held, but for a resend's own nackMu.
+//
+// # TURN
+//
+// TURN (turn.go) is the node's optional TURN server, apart from the SFU:
+// it relays clients that reach nothing else to the SFU's media port and
+// to nothing else, with credentials that expire and need no store. Its
+// goroutines are pion/turn's (the UDP read loop, the TCP accept loop and
+// one per connection, one per allocation reading its relay socket); it
+// counts each by wrapping the sockets they read, so Close can close them
+// all and wait. TURN.mu guards the quotas and the open sockets and is
+// taken with no other lock held.
 package callsfu
