@@ -178,7 +178,7 @@ func (n *node) printPublic(w io.Writer) {
 	}
 	what := "no WHIP, WHEP: calls are off"
 	if n.sfu != nil {
-		what = "WHIP /whip/{channel}, WHEP /whep/{channel}"
+		what = "WHIP /whip/{channel}, WHEP /whep/{channel}, demo /calls/demo"
 	}
 	fmt.Fprintf(w, "  https %s  (public: %s)\n", n.publicLn.Addr(), what)
 }

@@ -319,7 +319,7 @@ func TestPublicListener(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || resp.ProtoMajor != 2 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Errorf("GET /bot/x: %d %s %s", resp.StatusCode, resp.Proto, body)
 	}
-	if b := banner(s.n); !strings.Contains(b, "  https "+s.n.publicLn.Addr().String()+"  (public: WHIP /whip/{channel}, WHEP /whep/{channel})\n") {
+	if b := banner(s.n); !strings.Contains(b, "  https "+s.n.publicLn.Addr().String()+"  (public: WHIP /whip/{channel}, WHEP /whep/{channel}, demo /calls/demo)\n") {
 		t.Errorf("banner:\n%s", b)
 	}
 	s.stop()
