@@ -70,12 +70,17 @@ type downTrack struct {
 	lastTS   uint32 // its timestamp
 	lastTime int64  // its arrival (ns since the upTrack's epoch)
 
-	nackMu     sync.Mutex // serialises resends; guards the following
-	nackHdr    rtp.Header
-	nackBuf    [rtpMaxPacket]byte
-	nackTokens int                        // resends the subscriber may still have
-	nackEarned uint64                     // lastOut up to which sent packets have earned tokens; 0: none yet
-	nackRecent [nackRecentSize]nackRecord // the recent resends, by extended sequence number mod nackRecentSize
+	nackMu sync.Mutex   // serialises resends; guards *rs
+	rs     *resendState // apart, so that what forward reads stays in few cache lines
+}
+
+// resendState is a downTrack's scratch and budget for resends.
+type resendState struct {
+	hdr    rtp.Header
+	buf    [rtpMaxPacket]byte
+	tokens int                        // resends the subscriber may still have
+	earned uint64                     // lastOut up to which sent packets have earned tokens; 0: none yet
+	recent [nackRecentSize]nackRecord // the recent resends, by extended sequence number mod nackRecentSize
 }
 
 // The resend budget of a subscriber. A subscriber that NACKs every packet,
@@ -103,7 +108,7 @@ type nackRecord struct {
 // newDownTrack returns a downTrack of u that starts at u's highest layer.
 func newDownTrack(u *upTrack, w rtpWriter, ssrc uint32, pt uint8) *downTrack {
 	top := u.cfg.layers - 1
-	return &downTrack{up: u, w: w, ssrc: ssrc, pt: pt, maxLayer: top, current: -1, target: top, resume: true}
+	return &downTrack{up: u, w: w, ssrc: ssrc, pt: pt, maxLayer: top, current: -1, target: top, resume: true, rs: &resendState{}}
 }
 
 // start chooses the first layer and, for video, asks for its keyframe.
@@ -358,7 +363,7 @@ func (d *downTrack) resendLocked(seq uint16, now int64) {
 		d.up.stats.resendMissed.Add(1)
 		return
 	}
-	rec := &d.nackRecent[out%nackRecentSize]
+	rec := &d.rs.recent[out%nackRecentSize]
 	if rec.out == out && now-rec.at < int64(nackRepeatWindow) {
 		d.up.stats.resendRepeated.Add(1)
 		return
@@ -367,17 +372,17 @@ func (d *downTrack) resendLocked(seq uint16, now int64) {
 		d.up.stats.resendRefused.Add(1)
 		return
 	}
-	n, ok := d.up.layers[layer].ring.copyOut(src, d.nackBuf[:])
+	n, ok := d.up.layers[layer].ring.copyOut(src, d.rs.buf[:])
 	if !ok {
 		d.up.stats.resendMissed.Add(1)
 		return
 	}
-	h := &d.nackHdr
-	payload, err := parseRTP(h, d.nackBuf[:n])
+	h := &d.rs.hdr
+	payload, err := parseRTP(h, d.rs.buf[:n])
 	if err != nil {
 		return // the ring holds only packets that parsed
 	}
-	d.nackTokens--
+	d.rs.tokens--
 	rec.out, rec.at = out, now
 	h.SSRC, h.PayloadType = d.ssrc, d.pt
 	h.SequenceNumber, h.Timestamp = seq, h.Timestamp+tsOffset
@@ -391,14 +396,15 @@ func (d *downTrack) resendLocked(seq uint16, now int64) {
 // since the last call and reports whether one is left to spend. nackMu is
 // held.
 func (d *downTrack) earnLocked(lastOut uint64) bool {
-	if d.nackEarned == 0 {
-		d.nackEarned, d.nackTokens = lastOut, nackBurst
+	rs := d.rs
+	if rs.earned == 0 {
+		rs.earned, rs.tokens = lastOut, nackBurst
 	}
-	if sent := lastOut - d.nackEarned; lastOut > d.nackEarned && sent >= nackShare {
-		d.nackTokens = min(nackBurst, d.nackTokens+int(sent/nackShare))
-		d.nackEarned += sent - sent%nackShare
+	if sent := lastOut - rs.earned; lastOut > rs.earned && sent >= nackShare {
+		rs.tokens = min(nackBurst, rs.tokens+int(sent/nackShare))
+		rs.earned += sent - sent%nackShare
 	}
-	return d.nackTokens > 0
+	return rs.tokens > 0
 }
 
 // sourceLocked maps a sequence number the subscriber saw back to the source
