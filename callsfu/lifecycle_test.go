@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
 )
 
 // TestPlayBesidePublish: a device that publishes a stream with WHIP may
@@ -281,4 +283,82 @@ func TestICETCPUnboundCap(t *testing.T) {
 	if got := s.m.tcpRefusedCap.Get(); got != extra {
 		t.Errorf("refused over the cap: %d, want %d", got, extra)
 	}
+}
+
+// brokenWriter is a ResponseWriter whose client is gone: every Write fails.
+type brokenWriter struct {
+	header http.Header
+	status int
+}
+
+func (b *brokenWriter) Header() http.Header       { return b.header }
+func (b *brokenWriter) WriteHeader(status int)    { b.status = status }
+func (b *brokenWriter) Write([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// TestWHIPAnswerLost: a POST whose answer cannot be written ends its
+// session and removes its participant, leaving nothing half-created: here
+// the only participant, so the call ends.
+func TestWHIPAnswerLost(t *testing.T) {
+	w := newWHIPTest(t)
+	c := newClient(t, "encoder", 1)
+	if err := c.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	c.pub.OnICECandidate(func(*webrtc.ICECandidate) {})
+	req := httptest.NewRequest("POST", "/whip/live", strings.NewReader(gatheredOffer(t, c.pub)))
+	req.Header.Set("Authorization", "Bearer admin")
+	req.Header.Set("Content-Type", "application/sdp")
+	bw := &brokenWriter{header: http.Header{}}
+	w.h.ServeHTTP(bw, req)
+	if bw.status != http.StatusCreated {
+		t.Fatalf("status %d, want 201 (whose body is lost)", bw.status)
+	}
+	if got := w.state(); got != "no call, 0 sessions" {
+		t.Errorf("after the lost answer: %s, want no call and no session", got)
+	}
+}
+
+// TestWHIPAnswerAfterSlowGathering: the answer's write has its own time
+// once the SFU has it, so an answer whose candidates took longer than the
+// request's timeout and its grace (a TURN server that never answers) still
+// reaches the client.
+func TestWHIPAnswerAfterSlowGathering(t *testing.T) {
+	url, _ := silentTURN(t)
+	s := newTestSFU(t, Options{RelayServers: []webrtc.ICEServer{{URLs: []string{url}, Username: "u", Credential: "p"}}})
+	auth := &fakeAuth{sfu: s, admins: map[string]Peer{"admin": {1, 1}}}
+	h, err := NewWHIP(s, WHIPOptions{Authorizer: auth, Logger: s.log, RequestTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	w := &whipTest{t: t, sfu: s, h: h, srv: srv}
+	_, session := w.publishWHIP("admin", 1)
+	if r := w.do("DELETE", session, "", "", ""); r.status != http.StatusOK {
+		t.Errorf("DELETE: %d %s", r.status, r.body)
+	}
+}
+
+// TestCallGoroutinesEnd: every goroutine of a call (its participants'
+// PeerConnections, track readers, event goroutines, a player's and an
+// encoder's of the same device among them) ends when the call ends, while
+// the SFU runs on.
+func TestCallGoroutinesEnd(t *testing.T) {
+	w := newWHIPTest(t)
+	baseline := goleak.IgnoreCurrent()
+	encoder, _ := w.publishWHIP("admin", 1)
+	waitFor(t, "the encoder's two tracks", func() bool { return strings.Contains(w.state(), "tracks [1.1.0 1.1.1]") })
+	own := w.playWHEP("admin", false)
+	other := w.playWHEP("sub1", true)
+	waitFor(t, "both players playing", func() bool { return own.playing(10, encoder) && other.playing(10, encoder) })
+	if err := w.sfu.End(liveCall); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sessions to end", func() bool { return w.state() == "no call, 0 sessions" })
+	for _, c := range []*testPeer{encoder, own.testPeer, other.testPeer} {
+		c.close()
+	}
+	w.srv.CloseClientConnections()
+	w.srv.Client().CloseIdleConnections()
+	goleak.VerifyNone(t, baseline)
 }

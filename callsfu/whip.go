@@ -59,6 +59,15 @@ type Grant struct {
 	// TURN credentials, say), sent with the answer as Link headers
 	// (RFC 9725 section 4.6). Default: none.
 	ICEServers []webrtc.ICEServer
+	// Events, when set, hears what JoinPublisher's or Play's events hear
+	// of the session's participant (a publisher's own tracks published,
+	// its removal: EventRemoved), and, when the session ends with its
+	// DELETE (which removes it without an EventRemoved), an EventRemoved
+	// with ReasonLeft: the node learns so when a stream goes live and
+	// when it stops. It runs on the participant's events goroutine or on
+	// the DELETE's (events still queued may come after the DELETE's), and
+	// should not block for long.
+	Events func(Event)
 }
 
 // WHIPOptions configures a WHIP handler. The zero value of every field but
@@ -69,7 +78,8 @@ type WHIPOptions struct {
 	// RequestTimeout bounds each request: reading its body and the
 	// Authorizer (answered 503 timeout past it); writing the response has a
 	// second more. The SFU's own part, the answer's candidates gathered,
-	// takes at most 3 s. Default: 10 s.
+	// takes at most 3 s, after which the answer has 2 s to be written; a
+	// session whose answer is not is ended. Default: 10 s.
 	RequestTimeout time.Duration
 	// AllowOrigin is the Access-Control-Allow-Origin of every response, for
 	// players and encoders in web pages of other origins. Default: "*" (a
@@ -95,8 +105,9 @@ type WHIPOptions struct {
 // Location and its ETag. The session's {id} is 128 random bits: knowing its
 // URL is what allows PATCH and DELETE, as with the session URLs of RFC 9725.
 // The session ends on DELETE, when its participant is removed (silence, ICE
-// failure, the call's end, a player's stream ending) and when the SFU
-// closes; its URL answers 404 after. Trickle ICE is supported, ICE restarts
+// failure, the call's end, a player's stream ending), when its 201 could not
+// be written (the client never has the answer) and when the SFU closes; its
+// URL answers 404 after. Trickle ICE is supported, ICE restarts
 // are not (422: the client starts a new session instead).
 //
 // A refusal is a status with a JSON body {"code", "message", "id"} whose
@@ -149,10 +160,11 @@ const (
 // checks against.
 type whipSession struct {
 	id      string
-	etag    string // quoted
-	publish bool   // WHIP, else WHEP
-	call    string // the URL's {call}
-	ufrag   string // the client's ICE username fragment, from its offer
+	etag    string      // quoted
+	publish bool        // WHIP, else WHEP
+	call    string      // the URL's {call}
+	ufrag   string      // the client's ICE username fragment, from its offer
+	events  func(Event) // Grant.Events, nil if none
 
 	mu   sync.Mutex   // guards the following
 	part *Participant // nil until the SFU has answered
@@ -306,11 +318,14 @@ func (h *WHIP) create(w http.ResponseWriter, r *http.Request, publish bool, call
 		return
 	}
 	sess := &whipSession{id: randomID(16), etag: `"` + randomID(9) + `"`, publish: publish, call: call,
-		ufrag: offerUfrag(offer)}
+		ufrag: offerUfrag(offer), events: grant.Events}
 	h.mu.Lock()
 	h.sessions[sess.id] = sess
 	h.mu.Unlock()
 	events := func(e Event) {
+		if sess.events != nil {
+			sess.events(e)
+		}
 		if e.Kind == EventRemoved {
 			h.forget(sess)
 		}
@@ -340,9 +355,26 @@ func (h *WHIP) create(w http.ResponseWriter, r *http.Request, publish bool, call
 	for _, link := range iceServerLinks(grant.ICEServers) {
 		hdr.Add("Link", link)
 	}
+	// The answer's write gets its own deadline: the SFU's part may have
+	// taken the request's time (its candidates, 3 s at most), and a session
+	// whose client never has the answer is a participant that never
+	// connects.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(answerWriteTimeout))
 	w.WriteHeader(http.StatusCreated)
-	_, _ = io.WriteString(w, answer) // a client gone before the answer leaves a session that goes silent
+	_, err = io.WriteString(w, answer)
+	if err == nil {
+		err = rc.Flush()
+	}
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.log.Info("callsfu: stream answer not delivered: session ended", "session", sess.id, "err", err)
+		h.end(sess, p)
+	}
 }
+
+// answerWriteTimeout bounds the write of a POST's answer, from when the SFU
+// has it.
+const answerWriteTimeout = 2 * time.Second
 
 // sessionPath returns the URL path of a session.
 func sessionPath(publish bool, call, id string) string {
@@ -519,9 +551,18 @@ func (h *WHIP) delete(w http.ResponseWriter, s *whipSession) {
 		h.refuse(w, http.StatusNotFound, whipUnknownSession, "no such session")
 		return
 	}
+	h.end(s, p)
+	w.WriteHeader(http.StatusOK)
+}
+
+// end ends a session, its participant p removed: a DELETE, or a POST whose
+// answer could not be written.
+func (h *WHIP) end(s *whipSession, p *Participant) {
 	h.forget(s)
 	p.Leave()
-	w.WriteHeader(http.StatusOK)
+	if s.events != nil {
+		s.events(Event{Kind: EventRemoved, Reason: ReasonLeft})
+	}
 }
 
 // whipStatus maps the SFU's refusal codes to a status and a stable code.
