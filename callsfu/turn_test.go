@@ -2,6 +2,8 @@ package callsfu
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -403,5 +405,46 @@ func TestTURNOptionsRefused(t *testing.T) {
 			tr.Close()
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestTURNTCPLimits: TURN-over-TCP connections past MaxConns are closed
+// as they arrive, and an RFC 6062 TCP relay is refused while a UDP one
+// over the same connection is not.
+func TestTURNTCPLimits(t *testing.T) {
+	tr := newTestTURN(t, TURNOptions{PeerPort: 9, MaxConns: 1})
+	first, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	cred := tr.Credentials(1)
+	c, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: tr.Addr().String(), Conn: turn.NewSTUNConn(first),
+		Username: cred.Username, Password: cred.Credential.(string), Realm: "gonets",
+		LoggerFactory: pionLogs{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AllocateTCP(); err == nil {
+		t.Error("a TCP relay (RFC 6062) allocated")
+	}
+	relay, err := c.Allocate() // the first connection was taken, and works
+	if err != nil {
+		t.Fatalf("a UDP relay over TCP: %v", err)
+	}
+	defer relay.Close()
+
+	second, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := second.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a connection past MaxConns 1: read %d, %v; want it closed", n, err)
 	}
 }
