@@ -37,6 +37,8 @@ type mediaConn struct {
 	// queued write already reported success, as UDP does for a datagram
 	// lost on the way.
 	sendErrors atomic.Uint64
+	// batched counts the datagrams sent by sendmmsg.
+	batched atomic.Uint64
 
 	mu    sync.Mutex // guards the following
 	msgs  []ipv4.Message
@@ -96,7 +98,10 @@ func (c *mediaConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteToAddrPort sends b to addr now or, while a fan-out holds the socket,
 // queues a copy for its release.
 func (c *mediaConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if c.holds.Load() == 0 || len(b) > len(sendSlot{}.buf) || addr.Addr().Zone() != "" {
+	if c.holds.Load() == 0 || len(b) > sendSlotSize || addr.Addr().Zone() != "" {
+		// What an earlier fan-out queued goes first: a goroutine's
+		// datagrams leave in the order it wrote them.
+		c.flush()
 		return c.UDPConn.WriteToUDPAddrPort(b, addr)
 	}
 	c.mu.Lock()
@@ -154,6 +159,7 @@ func (c *mediaConn) sendLocked() {
 			c.sendErrors.Add(1)
 			n = 1
 		}
+		c.batched.Add(uint64(n))
 		msgs = msgs[n:]
 	}
 	c.msgs = c.msgs[:0]
