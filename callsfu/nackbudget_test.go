@@ -1,6 +1,8 @@
 package callsfu
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +91,23 @@ func TestNACKBudget(t *testing.T) {
 	if after.resendRefused != before.resendRefused {
 		t.Errorf("refused %d more", after.resendRefused-before.resendRefused)
 	}
+}
+
+func TestResendRefusedMetric(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	// An ended track's refusals (over budget and repeated) reach the
+	// counter with the sweeper's next pass.
+	s.retire(upTrackStats{resent: 1, resendRefused: 3, resendRepeated: 2})
+	const name = "gonets_calls_resend_refused_packets_total"
+	value := func() string {
+		var b bytes.Buffer
+		s.Metrics().WritePrometheus(&b)
+		for _, l := range strings.Split(b.String(), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	waitFor(t, name+" counted", func() bool { return value() == "5" })
 }

@@ -139,14 +139,15 @@ type SFU struct {
 // sfuMetrics are the SFU's counters, created once in New. The forwarding
 // core counts per track, without a shared counter on its hot path; the
 // sweeper sums the tracks' counts (those of ended tracks kept in retired)
-// into forwarded and resent.
+// into forwarded, resent and resendRefused.
 type sfuMetrics struct {
 	names            []string // registered in Options.Metrics
 	participants     atomic.Int64
-	retired          struct{ forwarded, resent atomic.Uint64 }
-	reported         struct{ forwarded, resent uint64 } // owned by the sweeper
+	retired          struct{ forwarded, resent, refused atomic.Uint64 }
+	reported         struct{ forwarded, resent, refused uint64 } // owned by the sweeper
 	forwarded        *metrics.Counter
 	resent           *metrics.Counter
+	resendRefused    *metrics.Counter // NACKed packets not resent: budget, or resent just before
 	nacks            *metrics.Counter
 	plisToPublisher  *metrics.Counter
 	plisFromSubs     *metrics.Counter
@@ -337,6 +338,7 @@ func (s *SFU) registerMetrics() {
 	gauge("gonets_calls_participants", func() float64 { return float64(s.m.participants.Load()) })
 	s.m.forwarded = counter("gonets_calls_forwarded_packets_total")
 	s.m.resent = counter("gonets_calls_resent_packets_total")
+	s.m.resendRefused = counter("gonets_calls_resend_refused_packets_total")
 	s.m.nacks = counter("gonets_calls_nacked_packets_total")
 	s.m.plisToPublisher = counter(`gonets_calls_keyframe_requests_total{to="publisher"}`)
 	s.m.plisFromSubs = counter(`gonets_calls_keyframe_requests_total{to="sfu"}`)
@@ -377,6 +379,10 @@ func (s *SFU) updateCounters() {
 		s.m.resent.AddInt64(int64(resent - s.m.reported.resent))
 		s.m.reported.resent = resent
 	}
+	if refused := s.m.retired.refused.Load() + live.resendRefused; refused > s.m.reported.refused {
+		s.m.resendRefused.AddInt64(int64(refused - s.m.reported.refused))
+		s.m.reported.refused = refused
+	}
 }
 
 // liveCounters sums the counters of the tracks being forwarded.
@@ -394,6 +400,7 @@ func (s *SFU) liveCounters() upTrackStats {
 			c := t.up.counters()
 			sum.forwarded += c.forwarded
 			sum.resent += c.resent
+			sum.resendRefused += c.resendRefused + c.resendRepeated
 		}
 		r.mu.Unlock()
 	}
@@ -404,6 +411,7 @@ func (s *SFU) liveCounters() upTrackStats {
 func (s *SFU) retire(c upTrackStats) {
 	s.m.retired.forwarded.Add(c.forwarded)
 	s.m.retired.resent.Add(c.resent)
+	s.m.retired.refused.Add(c.resendRefused + c.resendRepeated)
 }
 
 // Metrics returns the set the SFU's metrics live in (Options.Metrics).

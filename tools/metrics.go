@@ -180,6 +180,7 @@ var metricHelp = map[string]string{
 	"gonets_calls_forwarded_packets_total":         "RTP packets the SFU forwarded to subscribers.",
 	"gonets_calls_resent_packets_total":            "RTP packets resent to subscribers from the SFU's rings, answering their NACKs.",
 	"gonets_calls_nacked_packets_total":            "RTP packets subscribers reported lost (NACKed).",
+	"gonets_calls_resend_refused_packets_total":    "RTP packets subscribers NACKed that the SFU did not resend: over the subscriber's resend budget (one per 4 packets sent to it, 64 in reserve), or resent to it less than 100 ms before.",
 	"gonets_calls_keyframe_requests_total":         "Keyframe requests, by direction: to=sfu (PLI or FIR from subscribers), to=publisher (sent by the SFU, at most once a second per layer).",
 	"gonets_calls_participants_removed_total":      "Devices the SFU took out of a call, by reason: silent, ice_failed, slow_events, client_closed, stream_ended, never_connected.",
 	"gonets_calls_tcp_dropped_packets_total":       "Media packets dropped because an ICE-TCP connection's queue was full.",
