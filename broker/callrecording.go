@@ -32,9 +32,10 @@ type callRecording struct {
 	on     bool     // the SFU started it (CallInfo says so)
 	stop   *Session // the session whose request stopped it, if one did
 
-	// mu orders the pushes: the start's RECORDING_STARTED is pushed under
-	// it, so that the stop's RECORDING_STOPPED, pushed under it too,
-	// always follows.
+	// mu is held by the start throughout (the SFU's start and the
+	// RECORDING_STARTED push): the stop's RECORDING_STOPPED, pushed under
+	// it too, always follows, and a stop request waits on it for a start
+	// on its way, to stop what it started.
 	mu sync.Mutex
 }
 
@@ -116,7 +117,7 @@ func (s *Session) startRecording(req *wire.CallRecordingStart) (*wire.Frame, err
 
 // stopRecording stops recording the session's call, answering once the
 // recording is announced in the chat. A call not being recorded is
-// answered Done.
+// answered Done; a start on its way is waited for, and then stopped.
 func (s *Session) stopRecording(req *wire.CallRecordingStop) (*wire.Frame, error) {
 	rec, p, err := s.recorder(CallID(req.Call))
 	if err != nil {
@@ -125,9 +126,16 @@ func (s *Session) stopRecording(req *wire.CallRecordingStop) (*wire.Frame, error
 	t, c := s.b.calls, p.c
 	t.mu.Lock()
 	r := c.rec
-	if r == nil || !r.on {
+	t.mu.Unlock()
+	if r == nil {
+		return done(), nil
+	}
+	r.mu.Lock() // a start on its way holds it until it is done
+	r.mu.Unlock()
+	t.mu.Lock()
+	if c.rec != r || !r.on {
 		t.mu.Unlock()
-		return done(), nil // not recorded, or a start still on its way
+		return done(), nil // the start failed, or the recording stopped meanwhile
 	}
 	if r.stop == nil {
 		r.stop = s
