@@ -21,6 +21,9 @@ import (
 // calls its done with a summary of one file, as the SFU does.
 type recordingMedia struct {
 	*brokertest.CallMedia
+	// gate, when set, holds each StartRecording until it is closed,
+	// after a send on entered.
+	gate, entered chan struct{}
 
 	mu     sync.Mutex // guards the following
 	fail   error
@@ -40,6 +43,10 @@ func newRecordingMedia() *recordingMedia {
 }
 
 func (m *recordingMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary)) error {
+	if m.gate != nil {
+		m.entered <- struct{}{}
+		<-m.gate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -212,5 +219,56 @@ func TestCallRecordingEndsWithCall(t *testing.T) {
 	call = alice.mustCall(startFrame(chat, false)).Call
 	if code := errCode(t, alice.do(recordingStartFrame(call))); code != wire.ErrorCode_ERROR_CODE_FORBIDDEN {
 		t.Fatalf("a start on a node that records nothing: %v", code)
+	}
+}
+
+// TestCallRecordingStopWaitsForStart: a stop that comes while the start
+// is still with the SFU waits for it and then stops the recording: both
+// are answered Done, the recording is announced, and the others hear
+// RECORDING_STOPPED after RECORDING_STARTED.
+func TestCallRecordingStopWaitsForStart(t *testing.T) {
+	media := newRecordingMedia()
+	media.gate, media.entered = make(chan struct{}), make(chan struct{}, 1)
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{Calls: media}})
+	alice, bob := dial(t, n, n.Token(t, 1, 1)), dial(t, n, n.Token(t, 2, 1))
+	chat := alice.createChat(direct, 2)
+	call := alice.mustCall(startFrame(chat, false)).Call
+	bob.mustCall(acceptFrame(call))
+
+	started, stopped := make(chan *wire.Frame, 1), make(chan *wire.Frame, 1)
+	go func() { started <- alice.do(recordingStartFrame(call)) }()
+	<-media.entered
+	go func() { stopped <- bob.do(recordingStopFrame(call)) }()
+	select {
+	case f := <-stopped:
+		t.Fatalf("the stop answered %v with the start on its way", f)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(media.gate)
+	if f := <-started; f.GetDone() == nil {
+		t.Fatalf("start: %v", f)
+	}
+	if f := <-stopped; f.GetDone() == nil {
+		t.Fatalf("stop: %v", f)
+	}
+	if m, r := alice.recorded(); m.Sender != 1 || r.Call != call {
+		t.Fatalf("announcement %v: %v", m, r)
+	}
+	media.mu.Lock()
+	running := len(media.recs)
+	media.mu.Unlock()
+	if running != 0 {
+		t.Fatalf("%d recordings run after the stop", running)
+	}
+	if u := alice.pushOf("RECORDING_STOPPED", func(f *wire.Frame) bool {
+		if f.GetCallUpdate().GetKind() == wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED {
+			t.Fatal("alice told of her own start")
+		}
+		return f.GetCallUpdate().GetKind() == wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED
+	}).GetCallUpdate(); u.User != 2 {
+		t.Fatalf("stopped: %v", u)
+	}
+	if u := bob.update(wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED); u.User != 1 {
+		t.Fatalf("started: %v", u)
 	}
 }
