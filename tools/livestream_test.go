@@ -148,6 +148,37 @@ func TestLiveStreamsNotes(t *testing.T) {
 	check("two streams at once", "started 13", "ended 13 STOPPED 0s", "started 13")
 }
 
+// TestLiveStreamsReplacedHeardLate: the old session of a reconnected
+// encoder may be heard removed (ReasonReplaced) only after the new one's
+// first track, each on its own participant's events goroutine; the stream
+// still ends when the new session goes, instead of waiting forever for a
+// handover that already happened (the channel left live, no live_ended).
+func TestLiveStreamsReplacedHeardLate(t *testing.T) {
+	log := &noteLog{}
+	now := time.Unix(1_800_000_000, 0)
+	l := newLiveStreams(log.announce, slog.New(slog.DiscardHandler))
+	l.now = func() time.Time { return now }
+	enc := callsfu.Peer{User: 2, Device: 1}
+	track := callsfu.Event{Kind: callsfu.EventTrackPublished, Peer: enc}
+	removed := func(r callsfu.Reason) callsfu.Event { return callsfu.Event{Kind: callsfu.EventRemoved, Reason: r} }
+
+	old := l.session(7, enc)
+	old(track)
+	renewed := l.session(7, enc)
+	renewed(track)
+	old(removed(callsfu.ReasonReplaced)) // heard late
+	now = now.Add(time.Second)
+	renewed(removed(callsfu.ReasonLeft))
+	if got, want := strings.Join(log.take(), "; "), "started 7; ended 7 STOPPED 1s"; got != want {
+		t.Errorf("notes %q, want %q", got, want)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch := l.channels[7]; ch != nil {
+		t.Errorf("channel 7 still live after its last encoder left: %d live, %d handing over", len(ch.live), len(ch.handover))
+	}
+}
+
 // publishLive publishes an Opus track into channel ch with WHIP as tok and
 // sends until stop; it returns the session's URL and stop, which also
 // closes the encoder's PeerConnection.

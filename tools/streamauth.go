@@ -114,6 +114,16 @@ type liveChannel struct {
 	handover map[callsfu.Peer]struct{}
 }
 
+// liveLocked reports whether a session of peer is live in the channel.
+func (ch *liveChannel) liveLocked(peer callsfu.Peer) bool {
+	for s := range ch.live {
+		if s.peer == peer {
+			return true
+		}
+	}
+	return false
+}
+
 // liveSession is one WHIP publisher session of a channel.
 type liveSession struct {
 	l     *liveStreams
@@ -201,7 +211,10 @@ func (l *liveStreams) end(s *liveSession, reason callsfu.Reason) {
 	switch {
 	case s.live:
 		delete(ch.live, s)
-		if reason == callsfu.ReasonReplaced {
+		if reason == callsfu.ReasonReplaced && !ch.liveLocked(s.peer) {
+			// The new session, not live yet, takes over. One heard live
+			// already (each participant's events come on its own
+			// goroutine) has taken over: no handover to wait for.
 			ch.handover[s.peer] = struct{}{}
 		}
 	case handing && reason != callsfu.ReasonReplaced:
