@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -338,6 +339,75 @@ func TestServeLiveNotes(t *testing.T) {
 		if r.Kind != storage.MsgService {
 			t.Errorf("the channel's last record is of kind %d, want a service message", r.Kind)
 		}
+		return proto.Unmarshal(r.Body, &last)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if e := last.GetLiveEnded(); e == nil || e.GetReason() != wire.LiveEndReason_LIVE_END_REASON_SHUTDOWN {
+		t.Errorf("the channel's last note after the shutdown: %v, want live_ended SHUTDOWN", &last)
+	}
+}
+
+// TestServeLiveNoteAtShutdownWithStraggler: a stream live when the node
+// shuts down gets its end (SHUTDOWN) in the store even when a connection
+// that never says Hello holds the broker's drain to its deadline: the
+// SFU's close, which ends the stream and writes the note, must not be
+// given up on at once and the store closed under it.
+func TestServeLiveNoteAtShutdownWithStraggler(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := testConfig(t)
+	cfg.Node.ShutdownTimeout = duration(2 * time.Second)
+	s := startStreamNode(t, cfg)
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.stop()
+		}
+	}()
+	if s.n.tcpLn == nil {
+		t.Fatal("the test node has no TCP listener")
+	}
+	ctx := context.Background()
+	const owner, admin, subscriber = 1, 2, 3
+	ch, err := s.n.store.CreateChat(ctx, storage.ChatSpec{Kind: storage.ChatChannel, Creator: owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.n.store.AddMember(ctx, ch.ID, admin, storage.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.n.store.AddMember(ctx, ch.ID, subscriber, storage.RoleSubscriber); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(dctx, s.n.quicLn.Addr().String(), s.token(subscriber), client.Options{
+		Fingerprint: s.n.fingerprint, NoReconnect: true, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, stopLive := publishLive(t, s, ch.ID, s.token(admin))
+	defer stopLive()
+	if started := nextLive(t, c, ch.ID); started.Ended {
+		t.Fatalf("live started: %+v", started)
+	}
+	c.Close()
+	straggler, err := net.Dial("tcp", s.n.tcpLn.Addr().String()) // says nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer straggler.Close()
+	s.stop()
+	stopped = true
+	st, err := storage.Open(filepath.Join(cfg.Node.DataDir, storeDir), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var last wire.Service
+	if _, err := st.ReadLatest(ch.ID, 1, func(r *storage.Record) error {
 		return proto.Unmarshal(r.Body, &last)
 	}); err != nil {
 		t.Fatal(err)

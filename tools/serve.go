@@ -665,7 +665,8 @@ func (n *node) run(ctx context.Context) error {
 // requests, the HTTP server closes, then (after listeners, which the
 // caller's collect waits for) the store. Sessions get the time until
 // deadline less a reserve for closing the store (a quarter, at most
-// 2 s). Sessions still open then are closed, which is logged and is no
+// 2 s); the SFU's close, after them, gets half that reserve more. Sessions
+// still open then are closed, which is logged and is no
 // error. A store that has not closed by deadline (its committer waits on
 // a sync that hangs) is an error: stop returns without waiting further,
 // and the process exits; everything acknowledged was synced before its
@@ -673,7 +674,8 @@ func (n *node) run(ctx context.Context) error {
 func (n *node) stop(collect func(), deadline time.Time) error {
 	n.stopping.Store(true)
 	total := time.Until(deadline)
-	drain := deadline.Add(-min(total/4, 2*time.Second))
+	reserve := min(total/4, 2*time.Second)
+	drain := deadline.Add(-reserve)
 	sctx, cancel := context.WithDeadline(context.Background(), drain)
 	defer cancel()
 	if !within(drain, func() {
@@ -684,7 +686,10 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 		n.log.Warn("the broker did not stop in time; closing the store", "timeout", total)
 	}
 	n.shutdownPublic(sctx)
-	n.closeSFU(drain)
+	// The SFU's close writes what ends with it (a live stream's end, a
+	// recording's announcement): it has half the store's reserve of its
+	// own, not only what the sessions left of the time to drain.
+	n.closeSFU(drain.Add(reserve / 2))
 	n.closeTURN()
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn("http requests did not finish in time; closed them", "err", err)
