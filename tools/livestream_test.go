@@ -180,6 +180,55 @@ func TestLiveStreamsReplacedHeardLate(t *testing.T) {
 	}
 }
 
+// TestLiveStreamsWriteConcurrently: one channel's note that takes long to
+// write (a slow sync) holds back no other channel's: notes are ordered per
+// channel, not all under one lock, so that a node's many streams ending at
+// once (its shutdown) are written together, and a channel's own notes
+// still come in order.
+func TestLiveStreamsWriteConcurrently(t *testing.T) {
+	log := &noteLog{}
+	slow, release := make(chan struct{}), make(chan struct{})
+	announce := func(n broker.LiveNote) error {
+		if n.Chat == 1 && n.Ended.IsZero() {
+			close(slow)
+			<-release
+		}
+		return log.announce(n)
+	}
+	l := newLiveStreams(announce, slog.New(slog.DiscardHandler))
+	enc := callsfu.Peer{User: 2, Device: 1}
+	track := callsfu.Event{Kind: callsfu.EventTrackPublished, Peer: enc}
+	left := callsfu.Event{Kind: callsfu.EventRemoved, Reason: callsfu.ReasonLeft}
+
+	a := l.session(1, enc)
+	var wg sync.WaitGroup
+	wg.Go(func() { a(track) })
+	<-slow
+	b := l.session(2, enc)
+	written := make(chan struct{})
+	go func() {
+		b(track)
+		close(written)
+	}()
+	select {
+	case <-written:
+	case <-time.After(5 * time.Second):
+		close(release)
+		wg.Wait()
+		<-written
+		t.Fatal("channel 2's start waited for channel 1's")
+	}
+	a(left) // channel 1's end, queued behind its start
+	if got := strings.Join(log.take(), "; "); got != "started 2" {
+		t.Errorf("notes while channel 1's start is being written: %q, want %q", got, "started 2")
+	}
+	close(release)
+	wg.Wait()
+	if got, want := strings.Join(log.take(), "; "), "started 1; ended 1 STOPPED 0s"; !strings.HasPrefix(got, "started 1; ended 1 STOPPED") {
+		t.Errorf("channel 1's notes: %q, want %q", got, want)
+	}
+}
+
 // publishLive publishes an Opus track into channel ch with WHIP as tok and
 // sends until stop; it returns the session's URL and stop, which also
 // closes the encoder's PeerConnection.

@@ -90,10 +90,14 @@ func (a *channelStreams) Authorize(ctx context.Context, req callsfu.AuthRequest)
 // that dies (SIGKILL, power) writes no end: the stream's start then stays
 // without one, and a player's WHEP answers not_live.
 //
-// Announcements are written one at a time, in the order of the events,
-// under mu: a stream's end never overtakes its start. They run on the SFU
-// participants' events goroutines (and a DELETE's), which the SFU owns;
-// liveStreams has none of its own.
+// A channel's announcements are written one at a time, in the order of
+// its events: a stream's end never overtakes its start. Each is queued
+// under mu, and the event that finds its channel's queue idle writes the
+// queue out, with mu let go while it writes, so that one channel's slow
+// write holds back no other channel's (a node's streams ending together at
+// its shutdown are written together, in the store's group commits). They
+// run on the SFU participants' events goroutines (and a DELETE's), which
+// the SFU owns and waits for; liveStreams has none of its own.
 type liveStreams struct {
 	announce func(broker.LiveNote) error
 	log      *slog.Logger
@@ -102,6 +106,9 @@ type liveStreams struct {
 	mu        sync.Mutex // guards the following, and orders the announcements
 	channels  map[storage.ChatID]*liveChannel
 	lastStart time.Time // of the latest stream of any channel
+	// writing holds the notes of each channel whose notes are being
+	// written, those not taken yet: its writer takes them in order.
+	writing map[storage.ChatID][]broker.LiveNote
 }
 
 // liveChannel is a channel whose stream is live.
@@ -136,7 +143,8 @@ type liveSession struct {
 // newLiveStreams returns the announcer of a node's streams, writing
 // through announce (broker.AnnounceLive).
 func newLiveStreams(announce func(broker.LiveNote) error, log *slog.Logger) *liveStreams {
-	return &liveStreams{announce: announce, log: log, now: time.Now, channels: make(map[storage.ChatID]*liveChannel)}
+	return &liveStreams{announce: announce, log: log, now: time.Now, channels: make(map[storage.ChatID]*liveChannel),
+		writing: make(map[storage.ChatID][]broker.LiveNote)}
 }
 
 // session returns the events function (callsfu.Grant.Events) of a new
@@ -161,24 +169,34 @@ func (s *liveSession) event(e callsfu.Event) {
 // live yet (nor handed over from a replaced session of the same peer).
 func (l *liveStreams) goLive(s *liveSession) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s.live || s.ended {
+	if !l.goLiveLocked(s) {
+		l.mu.Unlock()
 		return
+	}
+	l.writeQueued(s.chat) // unlocks
+}
+
+// goLiveLocked is goLive's bookkeeping; it reports whether it queued a
+// note.
+func (l *liveStreams) goLiveLocked(s *liveSession) bool {
+	if s.live || s.ended {
+		return false
 	}
 	s.live = true
 	ch := l.channels[s.chat]
 	if ch != nil {
 		ch.live[s] = struct{}{}
 		delete(ch.handover, s.peer)
-		return
+		return false
 	}
 	ch = &liveChannel{
 		started: l.startLocked(), peer: s.peer,
 		live: map[*liveSession]struct{}{s: {}}, handover: make(map[callsfu.Peer]struct{}),
 	}
 	l.channels[s.chat] = ch
-	l.write(broker.LiveNote{Chat: s.chat, User: storage.UserID(s.peer.User), Device: storage.DeviceID(s.peer.Device),
+	l.queueLocked(broker.LiveNote{Chat: s.chat, User: storage.UserID(s.peer.User), Device: storage.DeviceID(s.peer.Device),
 		Started: ch.started})
+	return true
 }
 
 // startLocked returns now, to the microsecond the note carries, or a
@@ -198,14 +216,22 @@ func (l *liveStreams) startLocked() time.Time {
 // live session and none takes over.
 func (l *liveStreams) end(s *liveSession, reason callsfu.Reason) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s.ended {
+	if !l.endLocked(s, reason) {
+		l.mu.Unlock()
 		return
+	}
+	l.writeQueued(s.chat) // unlocks
+}
+
+// endLocked is end's bookkeeping; it reports whether it queued a note.
+func (l *liveStreams) endLocked(s *liveSession, reason callsfu.Reason) bool {
+	if s.ended {
+		return false
 	}
 	s.ended = true
 	ch := l.channels[s.chat]
 	if ch == nil {
-		return
+		return false
 	}
 	_, handing := ch.handover[s.peer]
 	switch {
@@ -220,14 +246,44 @@ func (l *liveStreams) end(s *liveSession, reason callsfu.Reason) {
 	case handing && reason != callsfu.ReasonReplaced:
 		delete(ch.handover, s.peer) // the new session ended without media
 	default:
-		return
+		return false
 	}
 	if len(ch.live) > 0 || len(ch.handover) > 0 {
-		return
+		return false
 	}
 	delete(l.channels, s.chat)
-	l.write(broker.LiveNote{Chat: s.chat, User: storage.UserID(ch.peer.User), Device: storage.DeviceID(ch.peer.Device),
+	l.queueLocked(broker.LiveNote{Chat: s.chat, User: storage.UserID(ch.peer.User), Device: storage.DeviceID(ch.peer.Device),
 		Started: ch.started, Ended: l.now(), Reason: liveEndReason(reason)})
+	return true
+}
+
+// queueLocked queues n behind its channel's notes not written yet.
+func (l *liveStreams) queueLocked(n broker.LiveNote) {
+	l.writing[n.Chat] = append(l.writing[n.Chat], n)
+}
+
+// writeQueued is called with mu held, after queueLocked queued a note of
+// chat, and unlocks it. When no other call writes chat's notes it writes
+// them, in order, until none is left; with mu let go while each is
+// written. Else the call writing them takes this note too.
+func (l *liveStreams) writeQueued(chat storage.ChatID) {
+	if q := l.writing[chat]; len(q) != 1 {
+		l.mu.Unlock() // another call is writing the channel's notes
+		return
+	}
+	for {
+		n := l.writing[chat][0]
+		l.mu.Unlock()
+		l.write(n)
+		l.mu.Lock()
+		q := l.writing[chat][1:]
+		if len(q) == 0 {
+			delete(l.writing, chat)
+			l.mu.Unlock()
+			return
+		}
+		l.writing[chat] = q
+	}
 }
 
 // write announces n, logging a failure: the stream goes on either way.
