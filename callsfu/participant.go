@@ -822,12 +822,13 @@ func (p *Participant) emit(e Event) {
 
 // remove takes the participant out of its call and tears it down: its tracks
 // unpublished, its PeerConnections closed, its goroutines ended. Only the
-// first call does anything; later ones return at once.
-func (p *Participant) remove(reason Reason) {
+// first call does anything, and reports true; later ones return false at
+// once.
+func (p *Participant) remove(reason Reason) bool {
 	p.mu.Lock()
 	if p.left {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	p.left = true
 	pub, sub := p.pub, p.sub
@@ -860,6 +861,7 @@ func (p *Participant) remove(reason Reason) {
 	if emptied {
 		p.sfu.ended(p.room, EndEmpty)
 	}
+	return true
 }
 
 // closePC closes a PeerConnection and waits for its goroutines.

@@ -556,11 +556,13 @@ func (h *WHIP) delete(w http.ResponseWriter, s *whipSession) {
 }
 
 // end ends a session, its participant p removed: a DELETE, or a POST whose
-// answer could not be written.
+// answer could not be written. Grant.Events hears the removal from here
+// only when this removed p: one removed already (replaced by a newer
+// session of its peer, silent, a second DELETE's) was heard of with its
+// own reason.
 func (h *WHIP) end(s *whipSession, p *Participant) {
 	h.forget(s)
-	p.Leave()
-	if s.events != nil {
+	if p.remove(ReasonLeft) && s.events != nil {
 		s.events(Event{Kind: EventRemoved, Reason: ReasonLeft})
 	}
 }
