@@ -61,8 +61,9 @@ type TURNOptions struct {
 	// MaxUserAllocations caps one user's allocations at once (a device's
 	// two PeerConnections, over UDP and TCP, and a few devices). Default: 8.
 	MaxUserAllocations int
-	// MaxConns caps the TURN-over-TCP connections at once; one more is
-	// closed as it is accepted. Default: 1024.
+	// MaxConns caps the TURN-over-TCP connections at once: one more
+	// takes the place of the oldest that has not authenticated a request
+	// yet, or is closed as it is accepted when all have. Default: 1024.
 	MaxConns int
 	// IdleTimeout closes a TURN-over-TCP connection that sent nothing for
 	// this long (ICE's consent checks cross it every few seconds while a
@@ -185,6 +186,8 @@ type TURN struct {
 	byUser map[string]int          // allocations by user id
 	relays map[*turnRelay]struct{} // open relay sockets
 	conns  map[*turnConn]struct{}  // open TCP connections
+	seq    uint64                  // TCP connections accepted
+	byAddr map[string]*turnConn    // the open TCP connections by remote address
 }
 
 // turnMetrics are the server's counters.
@@ -222,6 +225,7 @@ func NewTURN(opts TURNOptions) (*TURN, error) {
 		byUser: make(map[string]int),
 		relays: make(map[*turnRelay]struct{}),
 		conns:  make(map[*turnConn]struct{}),
+		byAddr: make(map[string]*turnConn),
 	}
 	if err := t.addPeers(); err != nil {
 		return nil, err
@@ -252,9 +256,13 @@ func NewTURN(opts TURNOptions) (*TURN, error) {
 		AuthHandler:   t.authenticate,
 		QuotaHandler:  t.underQuota,
 		EventHandler: turn.EventHandler{
-			OnAuth: func(_, _ net.Addr, _, _, _, _ string, ok bool) {
+			OnAuth: func(src, dst net.Addr, _, _, _, _ string, ok bool) {
 				if !ok {
 					t.m.authForged.Inc()
+					return
+				}
+				if _, tcp := dst.(*net.TCPAddr); tcp {
+					t.authenticated(src)
 				}
 			},
 		},
@@ -606,19 +614,60 @@ func (l *turnListener) Accept() (net.Conn, error) {
 	}
 }
 
-// track counts an accepted connection, or closes it past MaxConns or once
-// the server closes.
+// track counts an accepted connection, or closes it once the server
+// closes. Past MaxConns the oldest connection that has authenticated no
+// request yet is closed in its place (thousands of honest clients may
+// share an address, and one that authenticates at once must get in past
+// silent ones); when every one has, the new one is closed.
 func (t *TURN) track(c net.Conn) *turnConn {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || len(t.conns) >= t.opts.MaxConns {
+	if t.closed {
+		t.mu.Unlock()
 		c.Close()
 		return nil
 	}
-	tc := &turnConn{Conn: c, t: t}
+	var evict *turnConn
+	if len(t.conns) >= t.opts.MaxConns {
+		for o := range t.conns {
+			if !o.authed && (evict == nil || o.seq < evict.seq) {
+				evict = o
+			}
+		}
+		if evict == nil {
+			t.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		t.untrackLocked(evict) // its place is the new one's from now
+	}
+	t.seq++
+	tc := &turnConn{Conn: c, t: t, addr: c.RemoteAddr().String(), seq: t.seq}
 	t.conns[tc] = struct{}{}
+	t.byAddr[tc.addr] = tc
 	t.live.Add(1)
+	t.mu.Unlock()
+	if evict != nil {
+		evict.Close()
+	}
 	return tc
+}
+
+// untrackLocked uncounts c.
+func (t *TURN) untrackLocked(c *turnConn) {
+	delete(t.conns, c)
+	if t.byAddr[c.addr] == c {
+		delete(t.byAddr, c.addr)
+	}
+}
+
+// authenticated marks the TCP connection from src as one that
+// authenticated a request: it is never evicted for a newcomer.
+func (t *TURN) authenticated(src net.Addr) {
+	t.mu.Lock()
+	if c := t.byAddr[src.String()]; c != nil {
+		c.authed = true
+	}
+	t.mu.Unlock()
 }
 
 // turnWriteTimeout bounds a write to a TURN-over-TCP connection: a client
@@ -629,7 +678,11 @@ const turnWriteTimeout = 5 * time.Second
 type turnConn struct {
 	net.Conn
 	t    *TURN
+	addr string // RemoteAddr's
+	seq  uint64 // the order of its accept
 	once sync.Once
+
+	authed bool // guarded by t.mu: it authenticated a request
 }
 
 // Read reads what the client sends, closing the connection after
@@ -651,7 +704,7 @@ func (c *turnConn) Close() error {
 	c.once.Do(func() {
 		err = c.Conn.Close()
 		c.t.mu.Lock()
-		delete(c.t.conns, c)
+		c.t.untrackLocked(c)
 		c.t.mu.Unlock()
 		c.t.live.Done()
 	})

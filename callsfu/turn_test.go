@@ -448,3 +448,59 @@ func TestTURNTCPLimits(t *testing.T) {
 		t.Errorf("a connection past MaxConns 1: read %d, %v; want it closed", n, err)
 	}
 }
+
+// TestTURNTCPEvictsSilent: past MaxConns a newcomer takes the place of the
+// oldest connection that authenticated nothing, so that silent
+// connections (from one address or many) cannot keep an honest client
+// out; one that authenticated keeps its place.
+func TestTURNTCPEvictsSilent(t *testing.T) {
+	tr := newTestTURN(t, TURNOptions{PeerPort: 9, MaxConns: 1})
+	silent, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitFor(t, "the silent connection counted", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.conns) == 1
+	})
+	honest, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer honest.Close()
+	cred := tr.Credentials(1)
+	c, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: tr.Addr().String(), Conn: turn.NewSTUNConn(honest),
+		Username: cred.Username, Password: cred.Credential.(string), Realm: "gonets",
+		LoggerFactory: pionLogs{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("the honest client past MaxConns 1 of silent connections: %v", err)
+	}
+	defer relay.Close()
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := silent.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the silent connection: read %d, %v; want it closed for the newcomer", n, err)
+	}
+
+	late, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	late.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := late.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a newcomer past an authenticated connection: read %d, %v; want it closed", n, err)
+	}
+	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err != nil {
+		t.Errorf("the authenticated client's relay after a newcomer: %v", err)
+	}
+}
