@@ -50,10 +50,23 @@ type receivedTrack struct {
 	layers  atomic.Int32 // bit i: a video packet of layer i arrived
 	badSSRC atomic.Int64 // packets whose SSRC was not the stream's
 
-	mu   sync.Mutex          // guards the following
-	seqs map[uint16]struct{} // the sequence numbers received
-	last uint16              // the newest one
+	mu     sync.Mutex          // guards the following
+	seqs   map[uint16]struct{} // the sequence numbers received
+	last   uint16              // the newest one
+	frames []seenFrame         // the video packets received, in order (the first maxSeen)
 }
+
+// seenFrame is a video packet a subscriber received: the publisher's
+// simulcast layer and frame number it came from, and whether it starts a
+// keyframe.
+type seenFrame struct {
+	layer byte
+	frame uint16
+	key   bool
+}
+
+// maxSeen bounds receivedTrack.frames.
+const maxSeen = 1 << 15
 
 // missing returns how many of the n sequence numbers before the newest
 // received but skip were never received.
@@ -115,6 +128,16 @@ type peerOptions struct {
 	// config configures both PeerConnections (ICE servers, a relay-only
 	// transport policy).
 	config webrtc.Configuration
+	// keyEvery, if set, makes only every keyEvery-th video frame a
+	// keyframe (the others inter frames); else every frame is one.
+	keyEvery int
+	// videoBytes, if set, pads each simulcast layer's video payload to
+	// videoBytes[layer] bytes, so that the layers differ in bitrate.
+	videoBytes []int
+	// linkIn, if set and above zero, caps the RTP the subscriber
+	// PeerConnection receives at that many bits a second (a token bucket
+	// holding 100 ms): what is beyond it is lost, as on a slow link.
+	linkIn *atomic.Int64
 }
 
 // testConn is a client's UDP socket that can go silent both ways, as a
@@ -124,6 +147,32 @@ type testConn struct {
 	cut             *atomic.Bool
 	dropIn, dropOut int // lose every n-th RTP packet received, sent
 	nIn, nOut       atomic.Int64
+	linkIn          *atomic.Int64 // bits a second of RTP received, if set and above zero
+
+	tokens float64   // bytes the link may still carry; read by ReadFrom only
+	filled time.Time // when tokens were last topped up
+}
+
+// overLink reports whether an RTP packet of n bytes received now is beyond
+// the receiving link's rate.
+func (c *testConn) overLink(n int) bool {
+	if c.linkIn == nil {
+		return false
+	}
+	rate := float64(c.linkIn.Load()) / 8
+	if rate <= 0 {
+		return false
+	}
+	now := time.Now()
+	if !c.filled.IsZero() {
+		c.tokens = min(c.tokens+rate*now.Sub(c.filled).Seconds(), rate/10)
+	}
+	c.filled = now
+	if c.tokens < float64(n) {
+		return true
+	}
+	c.tokens -= float64(n)
+	return false
 }
 
 // isRTP reports whether a datagram is SRTP media (not STUN, DTLS or RTCP).
@@ -143,6 +192,9 @@ func (c *testConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		if c.dropIn > 0 && isRTP(b[:n]) && c.nIn.Add(1)%int64(c.dropIn) == 0 {
+			continue
+		}
+		if isRTP(b[:n]) && c.overLink(n) {
 			continue
 		}
 		return n, addr, nil
@@ -196,7 +248,7 @@ func newTestAPI(t *testing.T, o peerOptions, target Target) *webrtc.API {
 	} else {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	}
-	if o.cut != nil || o.dropEvery > 0 {
+	if o.cut != nil || o.dropEvery > 0 || (o.linkIn != nil && target == TargetSubscriber) {
 		udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -208,6 +260,7 @@ func newTestAPI(t *testing.T, o peerOptions, target Target) *webrtc.API {
 			conn.dropOut = o.dropEvery
 		} else {
 			conn.dropIn = o.dropEvery
+			conn.linkIn = o.linkIn
 		}
 		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: quiet.NewLogger("udpmux")}))
 	}
@@ -341,6 +394,17 @@ func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				if rt.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) >= 9 {
 					rt.lastTag.Store(int32(pkt.Payload[7])<<8 | int32(pkt.Payload[8]))
 					rt.layers.Or(1 << (pkt.Payload[8] & 7))
+					if len(pkt.Payload) >= 11 {
+						rt.mu.Lock()
+						if len(rt.frames) < maxSeen {
+							rt.frames = append(rt.frames, seenFrame{
+								layer: pkt.Payload[8],
+								frame: uint16(pkt.Payload[9])<<8 | uint16(pkt.Payload[10]),
+								key:   pkt.Payload[1]&1 == 0,
+							})
+						}
+						rt.mu.Unlock()
+					}
 				} else {
 					rt.lastTag.Store(int32(tag) << 8)
 				}
@@ -497,7 +561,13 @@ func (c *testPeer) startSending() {
 					if st.kind == webrtc.RTPCodecTypeVideo {
 						// VP8 descriptor S=1 PID 0, then a keyframe header (P=0)
 						// with its start code, then tag and layer.
-						payload = []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, c.tag, byte(layer), 0, 0, 0}
+						payload = []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, c.tag, byte(layer), byte(seq >> 8), byte(seq), 0}
+						if k := c.opts.keyEvery; k > 0 && int(seq)%k != 0 {
+							payload[1] = 0x01 // P=1: an inter frame
+						}
+						if layer < len(c.opts.videoBytes) && c.opts.videoBytes[layer] > len(payload) {
+							payload = append(payload, make([]byte, c.opts.videoBytes[layer]-len(payload))...)
+						}
 					}
 					if st.kind == webrtc.RTPCodecTypeAudio && levelID != 0 {
 						_ = h.SetExtension(levelID, []byte{c.level})
