@@ -170,10 +170,13 @@ type CallRecorder interface {
 	// track published in it from now on, each into its own file. done
 	// is called once, when the recording stops, with what was recorded:
 	// on the goroutine that stopped it, never under the broker's locks,
-	// and never if StartRecording fails. It fails wrapping ErrUnknownCall
-	// for a call whose room has gone, ErrBadRequest for one being
-	// recorded already, and ErrForbidden when the node records no calls.
-	StartRecording(ctx context.Context, by CallParticipant, chat storage.ChatID, done func(CallRecordingSummary)) error
+	// and never if StartRecording fails; it returns the announcement's
+	// error, and a recording whose announcement failed is kept to be
+	// announced again (at the node's next start). It fails wrapping
+	// ErrUnknownCall for a call whose room has gone, ErrBadRequest for
+	// one being recorded already, and ErrForbidden when the node records
+	// no calls.
+	StartRecording(ctx context.Context, by CallParticipant, chat storage.ChatID, done func(CallRecordingSummary) error) error
 	// StopRecording stops the call's recording and returns once its
 	// files are finished and its done has returned. It fails wrapping
 	// ErrUnknownCall for a call whose room has gone (whose end stopped

@@ -99,7 +99,7 @@ func (s *Session) startRecording(req *wire.CallRecordingStart) (*wire.Frame, err
 	defer r.mu.Unlock()
 	ctx, cancel := mediaCtx(context.Background())
 	defer cancel()
-	err = rec.StartRecording(ctx, p.key(), c.chat, func(sum CallRecordingSummary) { s.b.recordingStopped(c, r, sum) })
+	err = rec.StartRecording(ctx, p.key(), c.chat, func(sum CallRecordingSummary) error { return s.b.recordingStopped(c, r, sum) })
 	t.mu.Lock()
 	if err != nil {
 		if c.rec == r {
@@ -154,8 +154,10 @@ func (s *Session) stopRecording(req *wire.CallRecordingStop) (*wire.Frame, error
 
 // recordingStopped is r's done: it announces the recording in the chat
 // and then, while the call runs, tells its audience (but the session
-// that stopped it) that the recording stopped.
-func (b *Broker) recordingStopped(c *call, r *callRecording, sum CallRecordingSummary) {
+// that stopped it) that the recording stopped. It returns the
+// announcement's error: the media side keeps the recording to announce
+// again.
+func (b *Broker) recordingStopped(c *call, r *callRecording, sum CallRecordingSummary) error {
 	t := b.calls
 	t.mu.Lock()
 	if c.rec == r {
@@ -163,11 +165,12 @@ func (b *Broker) recordingStopped(c *call, r *callRecording, sum CallRecordingSu
 	}
 	ended, stop := c.ended, r.stop
 	t.mu.Unlock()
-	if err := b.AnnounceRecording(sum); err != nil {
+	err := b.AnnounceRecording(sum)
+	if err != nil {
 		b.log.Warn("broker: call recording not announced", "call", c.id, "chat", c.chat, "dir", sum.Dir, "err", err)
 	}
 	if ended {
-		return // CallUpdate ENDED says it all
+		return err // CallUpdate ENDED says it all
 	}
 	u := &wire.CallUpdate{Kind: wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED}
 	if stop != nil {
@@ -176,6 +179,7 @@ func (b *Broker) recordingStopped(c *call, r *callRecording, sum CallRecordingSu
 	r.mu.Lock() // after the start's push
 	defer r.mu.Unlock()
 	b.recordingUpdate(c, u, stop)
+	return err
 }
 
 // recordingUpdate pushes a RECORDING_STARTED or RECORDING_STOPPED update

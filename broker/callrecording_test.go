@@ -35,14 +35,14 @@ type fakeRecording struct {
 	by      broker.CallParticipant
 	chat    storage.ChatID
 	started time.Time
-	done    func(broker.CallRecordingSummary)
+	done    func(broker.CallRecordingSummary) error
 }
 
 func newRecordingMedia() *recordingMedia {
 	return &recordingMedia{CallMedia: brokertest.NewCallMedia(), recs: make(map[broker.CallID]fakeRecording)}
 }
 
-func (m *recordingMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary)) error {
+func (m *recordingMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary) error) error {
 	if m.gate != nil {
 		m.entered <- struct{}{}
 		<-m.gate

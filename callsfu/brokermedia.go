@@ -446,11 +446,20 @@ func mapErr(what string, err error) error {
 var _ broker.CallRecorder = (*BrokerMedia)(nil)
 
 // StartRecording implements broker.CallRecorder over SFU.StartRecording:
-// the recording's directory is <Options.RecordDir>/<call>/<n>.
-func (m *BrokerMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary)) error {
+// the recording's directory is <Options.RecordDir>/<call>/<n>. Once done
+// has announced it, it is marked so (MarkAnnounced); one whose
+// announcement failed, or that a crash cut off, is among Unannounced.
+func (m *BrokerMedia) StartRecording(_ context.Context, by broker.CallParticipant, chat storage.ChatID, done func(broker.CallRecordingSummary) error) error {
 	err := m.sfu.StartRecording(uint64(by.Call), RecordOptions{
 		Chat: uint64(chat), By: uint64(by.User),
-		Done: func(sum RecordingSummary, _ error) { done(sum.Broker()) }, // each file says its error
+		Done: func(sum RecordingSummary, _ error) { // each file says its error
+			if done(sum.Broker()) != nil {
+				return // logged by the broker; announced at the next start
+			}
+			if err := MarkAnnounced(m.sfu.opts.RecordDir, sum.Dir); err != nil {
+				m.sfu.log.Warn("callsfu: recording announced, not marked so: it may be announced again", "dir", sum.Dir, "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return mediaErr("record", by, err)

@@ -361,6 +361,88 @@ func recoverUnstopped(dir string) (recordingSummary, bool, error) {
 	return sum, err == nil || sum.Recovered, err
 }
 
+// announcedName is the file whose presence in a recording's directory says
+// that its announcement is in the chat (MarkAnnounced).
+const announcedName = "announced"
+
+// MarkAnnounced records that the recording in rel (RecordingSummary.Dir)
+// under dir (an Options.RecordDir) is announced, durably: Unannounced no
+// longer returns it.
+func MarkAnnounced(dir, rel string) error {
+	d := filepath.Join(dir, filepath.FromSlash(rel))
+	f, err := os.OpenFile(filepath.Join(d, announcedName), os.O_WRONLY|os.O_CREATE, 0o640)
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = syncDir(d)
+	}
+	if err != nil {
+		return fmt.Errorf("callsfu: mark recording %q announced: %w", rel, err)
+	}
+	return nil
+}
+
+// Unannounced returns the summaries of the recordings under dir (an
+// Options.RecordDir) that stopped, name a chat, and were never marked
+// announced (MarkAnnounced): the node died, or its store refused, between
+// a recording's stop and its announcement, or RecoverRecordings has just
+// finished it. The node announces them at start. Errors are joined; it
+// goes on past them.
+func Unannounced(dir string) ([]RecordingSummary, error) {
+	calls, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("callsfu: unannounced recordings: %w", err)
+	}
+	var (
+		out  []RecordingSummary
+		errs []error
+	)
+	for _, c := range calls {
+		call, err := strconv.ParseUint(c.Name(), 10, 64)
+		if !c.IsDir() || err != nil {
+			continue
+		}
+		recs, err := os.ReadDir(filepath.Join(dir, c.Name()))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("callsfu: unannounced recordings: %w", err))
+			continue
+		}
+		for _, n := range recs {
+			d := filepath.Join(dir, c.Name(), n.Name())
+			if !n.IsDir() {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(d, announcedName)); err == nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(d, manifestName))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			var sum recordingSummary
+			if err == nil {
+				err = json.Unmarshal(b, &sum)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("callsfu: unannounced recording %q: %w", d, err))
+				continue
+			}
+			if sum.Stopped.IsZero() || sum.Chat == 0 {
+				continue
+			}
+			out = append(out, publicSummary(call, path.Join(c.Name(), n.Name()), sum))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
 // Broker returns s as the broker has a recording's summary.
 func (s *RecordingSummary) Broker() broker.CallRecordingSummary {
 	out := broker.CallRecordingSummary{
@@ -383,4 +465,18 @@ func (s *RecordingSummary) Broker() broker.CallRecordingSummary {
 		})
 	}
 	return out
+}
+
+// syncDir syncs directory d, so that a file just made in it survives a
+// crash.
+func syncDir(d string) error {
+	f, err := os.Open(d)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -419,3 +419,55 @@ func copyDir(t *testing.T, dir, to string) {
 		}
 	}
 }
+
+// TestRecordingUnannounced: a recording whose announcement failed (the
+// broker's done returned an error; a crash between the stop and the
+// announcement leaves the same) is among Unannounced, for the node to
+// announce at its next start, until MarkAnnounced; one announced is not.
+func TestRecordingUnannounced(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestSFU(t, Options{Logger: slog.New(slog.DiscardHandler), RecordDir: dir})
+	m := NewBrokerMedia(s)
+	record := func(announce error) {
+		t.Helper()
+		if err := s.Start(7); err != nil {
+			t.Fatal(err)
+		}
+		by := broker.CallParticipant{Call: 7, User: 4, Device: 1}
+		if err := m.StartRecording(t.Context(), by, 3, func(broker.CallRecordingSummary) error { return announce }); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.End(7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirs := func() []string {
+		t.Helper()
+		sums, err := Unannounced(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, sum := range sums {
+			if sum.Chat != 3 || sum.By != 4 || sum.Call != 7 || sum.Stopped.IsZero() {
+				t.Errorf("unannounced %+v", sum)
+			}
+			out = append(out, sum.Dir)
+		}
+		return out
+	}
+	record(errors.New("the store refused"))
+	record(nil)
+	if got := dirs(); !slices.Equal(got, []string{"7/1"}) {
+		t.Fatalf("unannounced %q, want the one whose announcement failed, 7/1", got)
+	}
+	if err := MarkAnnounced(dir, "7/1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirs(); len(got) != 0 {
+		t.Fatalf("unannounced %q after MarkAnnounced, want none", got)
+	}
+	if sums, err := Unannounced(filepath.Join(dir, "none")); err != nil || sums != nil {
+		t.Fatalf("a missing directory: %v, %v", sums, err)
+	}
+}
