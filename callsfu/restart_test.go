@@ -192,3 +192,52 @@ func TestWrapsAreNoRestart(t *testing.T) {
 		t.Errorf("resent\n%+v\nwant\n%+v", re, got)
 	}
 }
+
+// TestStaleRunDropped: after a restart on the same SSRC (new sequence
+// numbers and timestamps), a straggler of the run before it (reordered, or
+// retransmitted by the sender) is dropped as late, as one of an old SSRC
+// is, not taken for one more restart that would stop every subscriber
+// until another keyframe.
+func TestStaleRunDropped(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		restart func(s *simulcast)
+	}{
+		{"sequence back a little, new timestamps", func(s *simulcast) {
+			s.seq[0] -= 30
+			s.ts[0] = 3_000_000_000
+		}},
+		{"sequence forward far", func(s *simulcast) { s.seq[0] += 20000 }},
+		{"sequence forward, new timestamps", func(s *simulcast) {
+			s.seq[0] += 10
+			s.ts[0] += 1 << 31
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSimulcast(t, 1, 64)
+			r := &recorder{}
+			s.u.subscribe(r, 1, 96)
+			s.frame(0)
+			s.frames(3)
+			oldSeq, oldTS := s.seq[0], s.ts[0]
+			c.restart(s)
+			s.frame(0)
+			s.frame()
+			// A straggler of the run before, then the new run goes on.
+			pkt := rtpPacket(t, oldSeq-3, oldTS-3000, false, vp8Payload(0, oldSeq-3, false, false, 100))
+			if err := s.u.receive(0, pkt, s.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			s.frames(2)
+			st := s.u.counters()
+			if st.restarts != 1 || st.late != 1 {
+				t.Errorf("restarts %d late %d, want 1, 1", st.restarts, st.late)
+			}
+			got := r.take()
+			checkContinuous(t, got)
+			if len(got) != 16 {
+				t.Errorf("sent %d packets, want 16", len(got))
+			}
+		})
+	}
+}

@@ -165,6 +165,11 @@ type upLayer struct {
 	newestTS       uint32
 	newestArrival  int64
 	restarts       uint32
+	// The run before the last restart on the same SSRC, whose stragglers
+	// are dropped: its newest timestamp, and when the restart came.
+	prevRun   bool
+	prevTS    uint32
+	prevRunAt int64
 }
 
 // fwdPacket is one received packet on its way to the subscribers, parsed
@@ -333,8 +338,9 @@ const (
 
 // restarted reports whether the packet with header h and extended sequence
 // number ext, arriving at now, begins a new run of the layer's source
-// (restart), or belongs to the run before a recent SSRC change (stale): an
-// SSRC change, a jump of the sequence numbers ahead past the ring's window
+// (restart), or belongs to the run before a recent SSRC change or restart
+// (stale; one whose timestamp is near that run's newest): an SSRC change,
+// a jump of the sequence numbers ahead past the ring's window
 // (a gap no NACK can fill: the subscribers need a keyframe anyway), a
 // timestamp that strays over tsJumpLimit, or a packet too late for the
 // window whose timestamp is not older than the newest packet's (a stale
@@ -360,12 +366,25 @@ func (ly *upLayer) restarted(h *rtp.Header, ext uint64, now int64, clockRate uin
 	case ext+window <= highest:
 		// Too late for the ring: a stale packet has an older timestamp
 		// than the newest, by seconds at most.
-		return age >= 0 || age < -limit, false
+		restart = age >= 0 || age < -limit
 	case ext > highest+window:
-		return true, false
+		restart = true
+	default:
+		off := age - (now-ly.newestArrival)/1000*int64(clockRate)/1_000_000
+		restart = off > limit || off < -limit
 	}
-	off := age - (now-ly.newestArrival)/1000*int64(clockRate)/1_000_000
-	return off > limit || off < -limit, false
+	if !restart {
+		return false, false
+	}
+	// A straggler of the run before a recent restart on this SSRC (its
+	// numbers are as unrelated to this run's as a new run's) is stale.
+	if ly.prevRun && now-ly.prevRunAt < int64(staleSSRCAfter) {
+		if d := int64(int32(h.Timestamp - ly.prevTS)); d <= limit && d >= -limit {
+			return false, true
+		}
+	}
+	ly.prevRun, ly.prevTS, ly.prevRunAt = true, ly.newestTS, now
+	return true, false
 }
 
 // trackLayers marks layer as being received and, at most every
