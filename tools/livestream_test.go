@@ -229,6 +229,41 @@ func TestLiveStreamsWriteConcurrently(t *testing.T) {
 	}
 }
 
+// TestLiveStreamsRecoverAfterCrash: a stream live when the node dies
+// (nothing wrote its end) gets its end, LOST, when the node starts again
+// (recoverLive over the files liveStreams keeps), once; one that ended
+// leaves nothing to recover.
+func TestLiveStreamsRecoverAfterCrash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), liveDir)
+	log := &noteLog{}
+	now := time.Unix(1_800_000_000, 0)
+	l := newLiveStreams(log.announce, slog.New(slog.DiscardHandler))
+	l.now = func() time.Time { return now }
+	l.dir = dir
+	enc := callsfu.Peer{User: 2, Device: 1}
+	track := callsfu.Event{Kind: callsfu.EventTrackPublished, Peer: enc}
+	live, ended := l.session(7, enc), l.session(8, enc)
+	live(track)
+	ended(track)
+	now = now.Add(time.Second)
+	ended(callsfu.Event{Kind: callsfu.EventRemoved, Reason: callsfu.ReasonLeft})
+	if got, want := strings.Join(log.take(), "; "), "started 7; started 8; ended 8 STOPPED 999.999ms"; got != want {
+		t.Fatalf("notes %q, want %q", got, want)
+	}
+
+	// The node dies here; the next one starts.
+	after := &noteLog{}
+	quiet := slog.New(slog.DiscardHandler)
+	recoverLive(dir, after.announce, now.Add(time.Minute), quiet)
+	if got, want := strings.Join(after.take(), "; "), "ended 7 LOST 1m1s"; got != want {
+		t.Fatalf("notes at the next start %q, want %q", got, want)
+	}
+	recoverLive(dir, after.announce, now.Add(2*time.Minute), quiet)
+	if got := after.take(); len(got) != 0 {
+		t.Fatalf("a second start wrote %q, want nothing", got)
+	}
+}
+
 // publishLive publishes an Opus track into channel ch with WHIP as tok and
 // sends until stop; it returns the session's URL and stop, which also
 // closes the encoder's PeerConnection.

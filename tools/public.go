@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -111,7 +112,9 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	if n.sfu == nil {
 		return mux, nil
 	}
-	streams := &channelStreams{sfu: n.sfu, store: n.store, verifier: v, live: newLiveStreams(n.broker.AnnounceLive, n.log)}
+	live := newLiveStreams(n.broker.AnnounceLive, n.log)
+	live.dir = filepath.Join(n.dataDir, liveDir)
+	streams := &channelStreams{sfu: n.sfu, store: n.store, verifier: v, live: live}
 	whip, err := callsfu.NewWHIP(n.sfu, callsfu.WHIPOptions{
 		Authorizer: n.withTURN(streams),
 		Logger:     n.log,

@@ -429,6 +429,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	n.recoverRecordings()
+	recoverLive(filepath.Join(n.dataDir, liveDir), n.broker.AnnounceLive, time.Now(), n.log)
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
 	curves, err := cfg.tlsCurves()
 	if err != nil {

@@ -87,8 +87,10 @@ func (a *channelStreams) Authorize(ctx context.Context, req callsfu.AuthRequest)
 // encoder that reconnects, its new session replacing the old, hands the
 // stream over: the new session's first media goes on with the same
 // stream, and only a new session that ends without any ends it. A node
-// that dies (SIGKILL, power) writes no end: the stream's start then stays
-// without one, and a player's WHEP answers not_live.
+// that dies (SIGKILL, power) writes no end then: each stream live keeps a
+// file in dir (liveDir) from before its start is written until its end
+// is, and at the next start recoverLive writes the end (LOST) of each one
+// left.
 //
 // A channel's announcements are written one at a time, in the order of
 // its events: a stream's end never overtakes its start. Each is queued
@@ -102,6 +104,8 @@ type liveStreams struct {
 	announce func(broker.LiveNote) error
 	log      *slog.Logger
 	now      func() time.Time
+	// dir holds the files of the streams live (liveDir): "" keeps none.
+	dir string
 
 	mu        sync.Mutex // guards the following, and orders the announcements
 	channels  map[storage.ChatID]*liveChannel
@@ -292,9 +296,21 @@ func (l *liveStreams) write(n broker.LiveNote) {
 	if !n.Ended.IsZero() {
 		what = "ended"
 	}
+	if l.dir != "" && n.Ended.IsZero() {
+		// Marked before it is announced: a start without its mark would
+		// never get its end after a crash.
+		if err := markLive(l.dir, n); err != nil {
+			l.log.Error("live stream not marked: a crash would leave it without its end", "chat", n.Chat, "err", err)
+		}
+	}
 	if err := l.announce(n); err != nil {
 		l.log.Warn("live stream note not written", "chat", n.Chat, "note", what, "err", err)
 		return
+	}
+	if l.dir != "" && !n.Ended.IsZero() {
+		if err := unmarkLive(l.dir, n); err != nil {
+			l.log.Error("live stream ended, not unmarked: its end would be written again", "chat", n.Chat, "err", err)
+		}
 	}
 	l.log.Info("live stream "+what, "chat", n.Chat, "user", n.User, "device", n.Device, "reason", n.Reason.String())
 }
