@@ -296,6 +296,9 @@ func recordFormat(cfg upTrackConfig) (kind, codec, ext string, err error) {
 func (r *recording) newTrackLocked(u *upTrack, info recordedTrack, ext string) (*recTrack, error) {
 	t := &recTrack{r: r, up: u, index: len(r.tracks), stop: make(chan struct{}), done: make(chan struct{})}
 	base := fileSafe(info.Participant) + "_" + fileSafe(info.Track)
+	if len(base) > maxFileBase {
+		base = base[:maxFileBase] // a client's mid may be long; -n tells apart
+	}
 	for n := 1; ; n++ {
 		info.File = base + ext
 		if n > 1 {
@@ -347,6 +350,10 @@ func fileSafe(s string) string {
 	}
 	return string(b)
 }
+
+// maxFileBase caps a track's file name before its -n and extension: the
+// mid in it is the client's, and a file system takes 255 bytes at most.
+const maxFileBase = 128
 
 // removeTrack stops recording u (its publisher left, or unpublished it) and
 // finishes its file. It waits for what was queued to be written. It fails

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -702,6 +703,33 @@ func TestRecordFileSafe(t *testing.T) {
 		if got := fileSafe(in); got != want {
 			t.Errorf("fileSafe(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRecordLongNames: a track whose name a client made long (its SDP's
+// mid is anything up to a line's length) is recorded all the same, under
+// a file name the file system takes; two whose names share the kept
+// prefix get files of their own.
+func TestRecordLongNames(t *testing.T) {
+	checkRecordLeaks(t)
+	r, err := newRecording(filepath.Join(t.TempDir(), "call"), quiet(recordingOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newRecSource(t, false), newRecSource(t, false)
+	long := strings.Repeat("m", 400)
+	if err := r.addTrack(a.up, "7.1", "audio-"+long+"a"); err != nil {
+		t.Fatalf("a track with a 400-byte mid: %v", err)
+	}
+	if err := r.addTrack(b.up, "7.1", "audio-"+long+"b"); err != nil {
+		t.Fatalf("a second one: %v", err)
+	}
+	sum, err := r.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Tracks) != 2 || sum.Tracks[0].File == sum.Tracks[1].File || len(sum.Tracks[0].File) > 255 {
+		t.Fatalf("tracks %+v", sum.Tracks)
 	}
 }
 

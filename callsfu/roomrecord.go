@@ -197,8 +197,8 @@ func newRecordingDir(dir string, call uint64) (string, error) {
 }
 
 // recordLocked adds t to the room's recording, if one runs. The track's
-// file is named after its publisher, kind and mid, which a client cannot
-// make long.
+// file is named after its publisher, kind and mid (cut short: the mid is
+// the client's).
 func (r *room) recordLocked(t *publishedTrack) {
 	if r.rec == nil {
 		return
