@@ -241,3 +241,28 @@ func TestStaleRunDropped(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondRestartSoon: a second restart on the same SSRC soon after the
+// first, its timestamps going on, is a restart, not a straggler of the run
+// before the first: its sequence numbers fit neither run.
+func TestSecondRestartSoon(t *testing.T) {
+	s := newSimulcast(t, 1, 64)
+	r := &recorder{}
+	s.u.subscribe(r, 1, 96)
+	s.frame(0)
+	s.frames(3)
+	s.seq[0] += 20000
+	s.frame(0)
+	s.frame()
+	s.seq[0] += 20000
+	s.frame(0)
+	s.frames(2)
+	if st := s.u.counters(); st.restarts != 2 || st.late != 0 {
+		t.Errorf("restarts %d late %d, want 2, 0", st.restarts, st.late)
+	}
+	got := r.take()
+	checkContinuous(t, got)
+	if len(got) != 18 {
+		t.Errorf("sent %d packets, want 18", len(got))
+	}
+}

@@ -166,10 +166,12 @@ type upLayer struct {
 	newestArrival  int64
 	restarts       uint32
 	// The run before the last restart on the same SSRC, whose stragglers
-	// are dropped: its newest timestamp, and when the restart came.
-	prevRun   bool
-	prevTS    uint32
-	prevRunAt int64
+	// are dropped: its highest extended sequence number, its newest
+	// timestamp, and when the restart came.
+	prevRun     bool
+	prevHighest uint64
+	prevTS      uint32
+	prevRunAt   int64
 }
 
 // fwdPacket is one received packet on its way to the subscribers, parsed
@@ -377,13 +379,16 @@ func (ly *upLayer) restarted(h *rtp.Header, ext uint64, now int64, clockRate uin
 		return false, false
 	}
 	// A straggler of the run before a recent restart on this SSRC (its
-	// numbers are as unrelated to this run's as a new run's) is stale.
+	// numbers are as unrelated to this run's as a new run's, but fit that
+	// run's) is stale.
 	if ly.prevRun && now-ly.prevRunAt < int64(staleSSRCAfter) {
-		if d := int64(int32(h.Timestamp - ly.prevTS)); d <= limit && d >= -limit {
+		e := extendNear(ly.prevHighest, h.SequenceNumber)
+		d := int64(int32(h.Timestamp - ly.prevTS))
+		if e+window > ly.prevHighest && e <= ly.prevHighest+window && d <= limit && d >= -limit {
 			return false, true
 		}
 	}
-	ly.prevRun, ly.prevTS, ly.prevRunAt = true, ly.newestTS, now
+	ly.prevRun, ly.prevHighest, ly.prevTS, ly.prevRunAt = true, highest, ly.newestTS, now
 	return true, false
 }
 
