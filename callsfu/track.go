@@ -62,6 +62,7 @@ type publishedTrack struct {
 	pc    *webrtc.PeerConnection // the owner's publisher PeerConnection, for PLIs
 	info  Track
 	mime  string
+	fmtp  string   // the codec's fmtp line: which H.264 profile, say
 	rids  []string // the simulcast layers, lowest first; none without simulcast
 	up    *upTrack
 	ssrcs [maxLayers]atomic.Uint32 // each layer's SSRC, once it arrived
@@ -77,6 +78,7 @@ func newPublishedTrack(p *Participant, pc *webrtc.PeerConnection, mid string, re
 		owner: p,
 		pc:    pc,
 		mime:  codec.MimeType,
+		fmtp:  codec.SDPFmtpLine,
 		rids:  orderLayers(rids),
 		info: Track{
 			ID:     p.peer.String() + "." + mid,
@@ -177,8 +179,12 @@ func (t *publishedTrack) readRTP(layer int, remote *webrtc.TrackRemote) {
 		}
 		now := time.Now()
 		t.owner.heardAt(now)
-		// A malformed packet is counted by the upTrack; the next may be fine.
+		// A malformed packet is counted by the upTrack; the next may be
+		// fine. Its copies to the subscribers leave in one sendmmsg.
+		conn := t.owner.sfu.conn
+		conn.hold()
 		_ = t.up.receive(layer, buf[:n], now)
+		conn.release()
 	}
 }
 
@@ -263,7 +269,10 @@ func (s *subscription) readRTCP() {
 				for _, pair := range pkt.Nacks {
 					m.nacks.Add(1 + bits.OnesCount16(uint16(pair.LostPackets)))
 				}
+				conn := s.owner.sfu.conn
+				conn.hold()
 				d.nackPairs(pkt.Nacks)
+				conn.release()
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				m.plisFromSubs.Inc()
 				d.keyframeRequest()
@@ -287,7 +296,7 @@ type trackLocal struct {
 // Bind subscribes to the published track once the subscriber's answer has
 // negotiated this sender.
 func (l *trackLocal) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	codec, ok := matchCodec(l.track.mime, ctx.CodecParameters())
+	codec, ok := matchCodec(l.track.mime, l.track.fmtp, ctx.CodecParameters())
 	if !ok {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
@@ -303,8 +312,15 @@ func (l *trackLocal) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	return codec, nil
 }
 
-// matchCodec returns the negotiated codec of mime.
-func matchCodec(mime string, codecs []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+// matchCodec returns the negotiated codec of mime: the one of the same
+// format (fmtp: the same H.264 profile) if there is one, else the first of
+// mime (a decoder of one H.264 profile decodes the others browsers send).
+func matchCodec(mime, fmtp string, codecs []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	for _, c := range codecs {
+		if sameFormat(c, mime, fmtp) {
+			return c, true
+		}
+	}
 	for _, c := range codecs {
 		if strings.EqualFold(c.MimeType, mime) {
 			return c, true
