@@ -144,6 +144,11 @@ func keepLost(lost []*wire.Frame, f *wire.Frame) ([]*wire.Frame, bool) {
 		if len(lost) < n {
 			return lost, true // the ring was never seen; nor need its stop be
 		}
+	case isRecordingUpdate(f):
+		// Only the latest says whether the call is recorded: a start and
+		// stop repeated cannot fill the backlog and push out what is not
+		// stale (another call's offer, its end).
+		lost = slices.DeleteFunc(lost, func(x *wire.Frame) bool { return isRecordingUpdate(x) && callOfPush(x) == call })
 	case f.GetCallOffer() != nil:
 		lost = slices.DeleteFunc(lost, func(x *wire.Frame) bool {
 			return x.GetCallOffer().GetCall() == call ||
@@ -179,6 +184,16 @@ func callOfPush(f *wire.Frame) uint64 {
 // or its removal.
 func isCallEnd(f *wire.Frame) bool {
 	return f.GetCallRemoved() != nil || f.GetCallUpdate().GetKind() == wire.CallUpdateKind_CALL_UPDATE_KIND_ENDED
+}
+
+// isRecordingUpdate reports whether f says a call's recording started or
+// stopped.
+func isRecordingUpdate(f *wire.Frame) bool {
+	switch f.GetCallUpdate().GetKind() {
+	case wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED, wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED:
+		return true
+	}
+	return false
 }
 
 // isRingStop reports whether f stops a ring (sent to the rung user's own

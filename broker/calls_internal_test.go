@@ -266,3 +266,33 @@ func TestCallStalledSessionCatchesUp(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepLostRecordingUpdates: a stalled session's backlog of needed
+// call pushes keeps only the latest recording update of a call, so that
+// an admin starting and stopping a recording over and over cannot fill it
+// and have another call's offer refused.
+func TestKeepLostRecordingUpdates(t *testing.T) {
+	rec := func(call uint64, k wire.CallUpdateKind) *wire.Frame {
+		return &wire.Frame{Body: &wire.Frame_CallUpdate{CallUpdate: &wire.CallUpdate{Call: call, Kind: k}}}
+	}
+	var lost []*wire.Frame
+	for i := range 2 * maxCallBacklog {
+		k := wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED
+		if i%2 == 1 {
+			k = wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED
+		}
+		var kept bool
+		if lost, kept = keepLost(lost, rec(1, k)); !kept {
+			t.Fatalf("recording update %d refused with %d kept", i, len(lost))
+		}
+	}
+	lost, _ = keepLost(lost, rec(2, wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STARTED))
+	offer := &wire.Frame{Body: &wire.Frame_CallOffer{CallOffer: &wire.CallSdp{Call: 3}}}
+	lost, kept := keepLost(lost, offer)
+	if !kept || len(lost) != 3 {
+		t.Fatalf("backlog of %d, offer kept %v; want 3: call 1's last recording update, call 2's, the offer", len(lost), kept)
+	}
+	if k := lost[0].GetCallUpdate().GetKind(); k != wire.CallUpdateKind_CALL_UPDATE_KIND_RECORDING_STOPPED {
+		t.Errorf("call 1's kept update is %v, want its last, RECORDING_STOPPED", k)
+	}
+}
