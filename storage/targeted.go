@@ -35,9 +35,10 @@ func (s *Store) applyTargeted(bc *batchCtx, st *chatState, m *Message, enc []byt
 	}
 	switch m.Kind {
 	case MsgEdit:
-		// A call record is the node's account of a call, not its sender's
+		// A call record or a service note (a recording, a live stream) is
+		// the node's account, written on a user's behalf, not that user's
 		// words: no one rewrites it.
-		if target.Sender != m.Sender || target.Kind == MsgCall {
+		if target.Sender != m.Sender || target.Kind == MsgCall || target.Kind == MsgService {
 			return ErrNotAllowed
 		}
 		ov.edited, ov.codec, ov.body = bc.now, codec, enc

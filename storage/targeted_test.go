@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -109,13 +110,19 @@ func TestTooManyReactions(t *testing.T) {
 	}
 }
 
-// TestCallRecordNotEdited checks that a call record, written from the
-// node's device on its caller's behalf, is content (reactions and deletes
-// reach it) that no one edits, its sender included.
+// TestCallRecordNotEdited checks that a call record or a service note,
+// written from the node's device on a user's behalf, is content (reactions
+// and deletes reach it) that no one edits, its sender included.
 func TestCallRecordNotEdited(t *testing.T) {
+	for _, kind := range []MsgKind{MsgCall, MsgService} {
+		t.Run(fmt.Sprint(kind), func(t *testing.T) { testNodeNoteNotEdited(t, kind) })
+	}
+}
+
+func testNodeNoteNotEdited(t *testing.T, kind MsgKind) {
 	s := openTest(t, t.TempDir(), Options{})
 	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1, Members: []UserID{2}})
-	rec := Message{Chat: c.ID, Sender: 1, Device: DeviceNode, ClientMsgID: 7, Kind: MsgCall, Body: []byte("record")}
+	rec := Message{Chat: c.ID, Sender: 1, Device: DeviceNode, ClientMsgID: 7, Kind: kind, Body: []byte("record")}
 	mustAppend(t, s, rec)
 	do := func(user UserID, kind MsgKind, body string) error {
 		t.Helper()
@@ -135,7 +142,7 @@ func TestCallRecordNotEdited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Kind != MsgCall || r.Device != DeviceNode || string(r.Body) != "record" || r.Edited != 0 || len(r.Reactions) != 1 {
+	if r.Kind != kind || r.Device != DeviceNode || string(r.Body) != "record" || r.Edited != 0 || len(r.Reactions) != 1 {
 		t.Fatalf("call record = %+v", r)
 	}
 }
