@@ -873,7 +873,9 @@ func (p *Participant) closePC(pc *webrtc.PeerConnection) {
 
 // eventQueue delivers a participant's events in order from one goroutine,
 // so that a slow events function never blocks the SFU: a full queue calls
-// overflow once and drops the event.
+// overflow once and drops the event, and those after it, but for the
+// EventRemoved, which is delivered last all the same (what the events
+// function feeds learns of every removal).
 type eventQueue struct {
 	ch       chan Event
 	overflow func()
@@ -881,6 +883,7 @@ type eventQueue struct {
 	mu         sync.Mutex // guards the following
 	closed     bool
 	overflowed bool
+	removed    *Event // an EventRemoved the queue had no room for
 }
 
 // newEventQueue starts the goroutine that calls fn for each event; s waits
@@ -891,6 +894,12 @@ func newEventQueue(s *SFU, fn func(Event), size int, overflow func()) *eventQueu
 		for e := range q.ch {
 			fn(e)
 		}
+		q.mu.Lock() // ch is closed: removed is set for good
+		removed := q.removed
+		q.mu.Unlock()
+		if removed != nil {
+			fn(*removed)
+		}
 	})
 	if !started { // the SFU is closing: nobody will hear anything
 		q.close()
@@ -898,18 +907,25 @@ func newEventQueue(s *SFU, fn func(Event), size int, overflow func()) *eventQueu
 	return q
 }
 
-// push queues e, or drops it and reports the overflow.
+// push queues e, or drops it and reports the overflow (an EventRemoved is
+// kept aside for the end).
 func (q *eventQueue) push(e Event) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || q.overflowed {
+	if q.closed {
 		return
 	}
-	select {
-	case q.ch <- e:
-	default:
-		q.overflowed = true
-		q.overflow()
+	if !q.overflowed {
+		select {
+		case q.ch <- e:
+			return
+		default:
+			q.overflowed = true
+			q.overflow()
+		}
+	}
+	if e.Kind == EventRemoved && q.removed == nil {
+		q.removed = &e
 	}
 }
 
