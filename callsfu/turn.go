@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
 )
@@ -156,9 +157,9 @@ func (o TURNOptions) withDefaults() (TURNOptions, error) {
 // turn-rest): the username is "<expiry, Unix seconds>:<user id>" and the
 // password base64(HMAC-SHA1(secret, username)). Credentials makes them for
 // a user the node has authenticated; the server checks the expiry and the
-// HMAC of each request and keeps no credential store. An allocation lives
-// on past its credential's expiry only until its next refresh (at most
-// 10 minutes).
+// HMAC of each request and keeps no credential store. The expiry bounds
+// new allocations: an allocation's own requests (refreshes, permissions)
+// go on with its credential past it, so that a long call keeps its relay.
 //
 // The relay sends only to the SFU (PeerPort on the host's addresses and
 // PeerIPs) and allocates UDP relays only (no RFC 6062 TCP relays); a
@@ -364,10 +365,11 @@ func (t *TURN) password(username string) string {
 }
 
 // authenticate is pion's AuthHandler: it refuses a username that is not
-// "<expiry>:<user id>" or whose expiry has passed, and returns the key of
-// the password the username's HMAC gives, which pion checks the request's
-// MESSAGE-INTEGRITY against (a forged password fails there, counted by
-// the OnAuth event).
+// "<expiry>:<user id>", or whose expiry has passed for a new allocation
+// (an allocation's own later requests may carry it past), and returns the
+// key of the password the username's HMAC gives, which pion checks the
+// request's MESSAGE-INTEGRITY against (a forged password fails there,
+// counted by the OnAuth event).
 func (t *TURN) authenticate(ra *turn.RequestAttributes) (string, []byte, bool) {
 	expiry, user, ok := strings.Cut(ra.Username, ":")
 	exp, err := strconv.ParseInt(expiry, 10, 64)
@@ -379,7 +381,11 @@ func (t *TURN) authenticate(ra *turn.RequestAttributes) (string, []byte, bool) {
 		t.m.authMalformed.Inc()
 		return "", nil, false
 	}
-	if exp < t.opts.Now().Unix() {
+	if exp < t.opts.Now().Unix() && ra.Method == stun.MethodAllocate {
+		// Only a new allocation needs a credential still valid: the
+		// requests of one made with it (refreshes, permissions, channels,
+		// from its own 5-tuple only) go on past it, so that a call longer
+		// than CredentialTTL keeps its relay.
 		t.m.authExpired.Inc()
 		return "", nil, false
 	}

@@ -504,3 +504,28 @@ func TestTURNTCPEvictsSilent(t *testing.T) {
 		t.Errorf("the authenticated client's relay after a newcomer: %v", err)
 	}
 }
+
+// TestTURNAllocationOutlivesCredential: a call longer than
+// CredentialTTL keeps its relay: the allocation's own requests
+// (permissions, refreshes) are taken with the credential that made it
+// after it expired, while a new allocation with it is refused.
+func TestTURNAllocationOutlivesCredential(t *testing.T) {
+	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	sfu := udpPeer(t)
+	tr := newTestTURN(t, TURNOptions{PeerPort: sfu.LocalAddr().(*net.UDPAddr).Port, Now: clock.Now, CredentialTTL: time.Hour})
+	cred := tr.Credentials(7)
+	c := turnClient(t, tr, cred)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	clock.advance(2 * time.Hour)
+	if err := c.CreatePermission(sfu.LocalAddr()); err != nil {
+		t.Fatalf("a permission of the allocation an hour past its credential: %v", err)
+	}
+	if relay, err := turnClient(t, tr, cred).Allocate(); err == nil {
+		relay.Close()
+		t.Error("a new allocation with an expired credential")
+	}
+}
