@@ -685,12 +685,18 @@ func newTCPMediaListener(l net.Listener, m *sfuMetrics) *tcpMediaListener {
 }
 
 // Accept returns the next connection within the caps, wrapped in a
-// queuedConn; it closes those over a cap.
+// queuedConn; it closes those over a cap. It returns only the listener's
+// closing as an error: pion's mux stops accepting for good on any, and an
+// error such as EMFILE passes (after acceptPause).
 func (l *tcpMediaListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			time.Sleep(acceptPause)
+			continue
 		}
 		ip := remoteIP(c)
 		if !l.hold(ip) {
