@@ -925,7 +925,8 @@ func (q *eventQueue) push(e Event) {
 		}
 	}
 	if e.Kind == EventRemoved && q.removed == nil {
-		q.removed = &e
+		removed := e // not e itself: every push would allocate it
+		q.removed = &removed
 	}
 }
 
