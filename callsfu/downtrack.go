@@ -111,12 +111,15 @@ func newDownTrack(u *upTrack, w rtpWriter, ssrc uint32, pt uint8) *downTrack {
 	return &downTrack{up: u, w: w, ssrc: ssrc, pt: pt, maxLayer: top, current: -1, target: top, resume: true, rs: &resendState{}}
 }
 
-// start chooses the first layer and, for video, asks for its keyframe.
+// start chooses the first layer and, for video, asks for its keyframe
+// (unless muted: then at the unmute).
 func (d *downTrack) start() {
 	d.mu.Lock()
 	want := d.retargetLocked(d.up.state.Load())
 	d.mu.Unlock()
-	d.up.requestKeyframe(want, d.up.clock())
+	if want >= 0 {
+		d.up.requestKeyframe(want, d.up.clock())
+	}
 }
 
 // close stops the downTrack for good.

@@ -171,6 +171,9 @@ type Participant struct {
 	// connected is set once one of its PeerConnections has connected; the
 	// sweeper removes one that has not within neverConnectedAfter.
 	connected atomic.Bool
+	// subUp is set once the subscriber PeerConnection has connected (ICE
+	// and DTLS): what is written to it before then is dropped by pion.
+	subUp atomic.Bool
 	// estimate is the subscriber PeerConnection's bandwidth estimate in
 	// bit/s, stored by its estimator; the sweeper re-fits the layers to it.
 	estimate atomic.Int64
@@ -702,10 +705,14 @@ func (p *Participant) connectingLocked() bool {
 	return p.sub.RemoteDescription() != nil && p.sub.ConnectionState() != webrtc.PeerConnectionStateConnected
 }
 
-// onSubscriberConnected sends the offer that waited for the connection.
+// onSubscriberConnected starts the forwarding of every subscribed track,
+// held until now, and sends the offer that waited for the connection.
 func (p *Participant) onSubscriberConnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for _, s := range p.subs {
+		s.local.transportUp()
+	}
 	if p.renegotiate && !p.offerOut {
 		p.renegotiate = false
 		p.negotiateLocked()
@@ -742,6 +749,7 @@ func (p *Participant) watch(pc *webrtc.PeerConnection, target Target) {
 		case webrtc.PeerConnectionStateConnected:
 			p.connected.Store(true)
 			if target == TargetSubscriber {
+				p.subUp.Store(true)
 				p.onSubscriberConnected()
 			}
 			return

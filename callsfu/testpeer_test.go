@@ -96,6 +96,7 @@ type sentTrack struct {
 	sender *webrtc.RTPSender
 	kind   webrtc.RTPCodecType
 	plis   atomic.Int64 // PLIs received for the first layer
+	keyed  int64        // plis when the last keyframe was sent; startSending's own
 }
 
 // readRTCP drains the sender's RTCP, as an application must for pion's
@@ -131,6 +132,9 @@ type peerOptions struct {
 	// keyEvery, if set, makes only every keyEvery-th video frame a
 	// keyframe (the others inter frames); else every frame is one.
 	keyEvery int
+	// keyOnPLI, with keyEvery, makes the next frame a keyframe too when a
+	// PLI for the first layer came, as an encoder does.
+	keyOnPLI bool
 	// videoBytes, if set, pads each simulcast layer's video payload to
 	// videoBytes[layer] bytes, so that the layers differ in bitrate.
 	videoBytes []int
@@ -563,7 +567,11 @@ func (c *testPeer) startSending() {
 						// with its start code, then tag and layer.
 						payload = []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, c.tag, byte(layer), byte(seq >> 8), byte(seq), 0}
 						if k := c.opts.keyEvery; k > 0 && int(seq)%k != 0 {
-							payload[1] = 0x01 // P=1: an inter frame
+							if n := st.plis.Load(); c.opts.keyOnPLI && layer == 0 && n != st.keyed {
+								st.keyed = n
+							} else {
+								payload[1] = 0x01 // P=1: an inter frame
+							}
 						}
 						if layer < len(c.opts.videoBytes) && c.opts.videoBytes[layer] > len(payload) {
 							payload = append(payload, make([]byte, c.opts.videoBytes[layer]-len(payload))...)

@@ -239,7 +239,7 @@ type subscription struct {
 
 // newSubscription adds t to p's subscriber PeerConnection.
 func newSubscription(p *Participant, t *publishedTrack) (*subscription, error) {
-	local := &trackLocal{track: t, maxLayer: t.info.Layers - 1}
+	local := &trackLocal{track: t, sub: p, maxLayer: t.info.Layers - 1}
 	sender, err := p.sub.AddTrack(local)
 	if err != nil {
 		return nil, fmt.Errorf("callsfu: add track %s: %w", t.info.ID, err)
@@ -286,11 +286,18 @@ func (s *subscription) readRTCP() {
 // PeerConnection's stream with the SSRC and payload type negotiated there.
 type trackLocal struct {
 	track *publishedTrack
+	sub   *Participant // the subscriber
 
 	mu       sync.Mutex // guards the following
 	down     *downTrack // nil while unbound
 	maxLayer int
 	muted    bool
+	// waiting holds the downTrack muted until the subscriber's
+	// PeerConnection is connected (transportUp): pion drops what is written
+	// before DTLS is up without an error, and the keyframe a new subscriber
+	// starts on would be lost with it, while the keyframe request made for
+	// it held the publisher's throttle for a second.
+	waiting bool
 }
 
 // Bind subscribes to the published track once the subscriber's answer has
@@ -305,9 +312,9 @@ func (l *trackLocal) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	if l.down != nil {
 		l.track.up.unsubscribe(l.down)
 	}
-	d := l.track.up.subscribe(ctx.WriteStream(), uint32(ctx.SSRC()), uint8(codec.PayloadType))
+	l.waiting = !l.sub.subUp.Load()
+	d := l.track.up.subscribeMuted(ctx.WriteStream(), uint32(ctx.SSRC()), uint8(codec.PayloadType), l.muted || l.waiting)
 	d.setMaxLayer(l.maxLayer)
-	d.setMuted(l.muted)
 	l.down = d
 	return codec, nil
 }
@@ -385,8 +392,23 @@ func (l *trackLocal) setMuted(muted bool) {
 		return
 	}
 	l.muted = muted
-	if l.down != nil {
+	if l.down != nil && !l.waiting {
 		l.down.setMuted(muted)
+	}
+}
+
+// transportUp starts the forwarding held while the subscriber's
+// PeerConnection was not connected: at the next keyframe, which it
+// requests.
+func (l *trackLocal) transportUp() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.waiting {
+		return
+	}
+	l.waiting = false
+	if l.down != nil && !l.muted {
+		l.down.setMuted(false)
 	}
 }
 

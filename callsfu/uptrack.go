@@ -454,7 +454,14 @@ func (u *upTrack) clock() int64 { return u.cfg.now().Sub(u.epoch).Nanoseconds() 
 // next keyframe, which it requests. After close it returns a downTrack that
 // never sends.
 func (u *upTrack) subscribe(w rtpWriter, ssrc uint32, payloadType uint8) *downTrack {
+	return u.subscribeMuted(w, ssrc, payloadType, false)
+}
+
+// subscribeMuted is subscribe, with the downTrack muted from the start when
+// muted is set: it sends nothing and requests no keyframe until unmuted.
+func (u *upTrack) subscribeMuted(w rtpWriter, ssrc uint32, payloadType uint8, muted bool) *downTrack {
 	d := newDownTrack(u, w, ssrc, payloadType)
+	d.muted = muted
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
