@@ -452,7 +452,9 @@ func (p *sdkPeer) pump() {
 		}
 		switch ev.Kind {
 		case client.EventCallOffer:
-			if err := p.answer(ev.Call.SDP); err != nil {
+			// A context canceled is the test ending: its request contexts
+			// are canceled by cleanups that run before the peer's close.
+			if err := p.answer(ev.Call.SDP); err != nil && !errors.Is(err, context.Canceled) {
 				p.t.Errorf("%s: answer the SFU's offer: %v", p.name, err)
 			}
 		case client.EventCallCandidate:
