@@ -300,17 +300,29 @@ func parsePeer(s string) Peer {
 // made it) is skipped. A missing dir holds nothing. The errors of the
 // recordings it could not recover are joined; it goes on past them.
 func RecoverRecordings(dir string) ([]RecordingSummary, error) {
+	var out []RecordingSummary
+	errs := eachRecording(dir, "recover recordings", func(call uint64, rel, d string) error {
+		sum, ok, err := recoverUnstopped(d)
+		if ok {
+			out = append(out, publicSummary(call, rel, sum))
+		}
+		return err
+	})
+	return out, errs
+}
+
+// eachRecording calls f with each recording's directory under dir
+// (<call>/<n>, rel as a slash path, d as the file path) and joins the
+// errors, going on past them. A missing dir holds nothing.
+func eachRecording(dir, op string, f func(call uint64, rel, d string) error) error {
 	calls, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("callsfu: recover recordings: %w", err)
+		return fmt.Errorf("callsfu: %s: %w", op, err)
 	}
-	var (
-		out  []RecordingSummary
-		errs []error
-	)
+	var errs []error
 	for _, c := range calls {
 		call, err := strconv.ParseUint(c.Name(), 10, 64)
 		if !c.IsDir() || err != nil {
@@ -318,24 +330,19 @@ func RecoverRecordings(dir string) ([]RecordingSummary, error) {
 		}
 		recs, err := os.ReadDir(filepath.Join(dir, c.Name()))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("callsfu: recover recordings: %w", err))
+			errs = append(errs, fmt.Errorf("callsfu: %s: %w", op, err))
 			continue
 		}
 		for _, n := range recs {
 			if !n.IsDir() {
 				continue
 			}
-			rel := path.Join(c.Name(), n.Name())
-			sum, ok, err := recoverUnstopped(filepath.Join(dir, c.Name(), n.Name()))
-			if err != nil {
+			if err := f(call, path.Join(c.Name(), n.Name()), filepath.Join(dir, c.Name(), n.Name())); err != nil {
 				errs = append(errs, err)
-			}
-			if ok {
-				out = append(out, publicSummary(call, rel, sum))
 			}
 		}
 	}
-	return out, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // recoverUnstopped recovers the recording in dir if its manifest says it
@@ -393,54 +400,28 @@ func MarkAnnounced(dir, rel string) error {
 // finished it. The node announces them at start. Errors are joined; it
 // goes on past them.
 func Unannounced(dir string) ([]RecordingSummary, error) {
-	calls, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("callsfu: unannounced recordings: %w", err)
-	}
-	var (
-		out  []RecordingSummary
-		errs []error
-	)
-	for _, c := range calls {
-		call, err := strconv.ParseUint(c.Name(), 10, 64)
-		if !c.IsDir() || err != nil {
-			continue
+	var out []RecordingSummary
+	errs := eachRecording(dir, "unannounced recordings", func(call uint64, rel, d string) error {
+		if _, err := os.Stat(filepath.Join(d, announcedName)); err == nil {
+			return nil
 		}
-		recs, err := os.ReadDir(filepath.Join(dir, c.Name()))
+		b, err := os.ReadFile(filepath.Join(d, manifestName))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		var sum recordingSummary
+		if err == nil {
+			err = json.Unmarshal(b, &sum)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("callsfu: unannounced recordings: %w", err))
-			continue
+			return fmt.Errorf("callsfu: unannounced recording %q: %w", d, err)
 		}
-		for _, n := range recs {
-			d := filepath.Join(dir, c.Name(), n.Name())
-			if !n.IsDir() {
-				continue
-			}
-			if _, err := os.Stat(filepath.Join(d, announcedName)); err == nil {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(d, manifestName))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			var sum recordingSummary
-			if err == nil {
-				err = json.Unmarshal(b, &sum)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("callsfu: unannounced recording %q: %w", d, err))
-				continue
-			}
-			if sum.Stopped.IsZero() || sum.Chat == 0 {
-				continue
-			}
-			out = append(out, publicSummary(call, path.Join(c.Name(), n.Name()), sum))
+		if !sum.Stopped.IsZero() && sum.Chat != 0 {
+			out = append(out, publicSummary(call, rel, sum))
 		}
-	}
-	return out, errors.Join(errs...)
+		return nil
+	})
+	return out, errs
 }
 
 // Broker returns s as the broker has a recording's summary.
