@@ -98,7 +98,7 @@ silence_timeout = "20s"
 	want.Broker.PushCoalesceWindow = duration(-time.Second)
 	want.Broker.TCPHeartbeat = duration(45 * time.Second)
 	want.Calls = callsConfig{Enabled: true, UDPPort: 17444, PublicIPs: []string{"203.0.113.7", "2001:db8::7"},
-		MaxPublishers: 4, SilenceTimeout: duration(20 * time.Second)}
+		MaxPublishers: 4, SilenceTimeout: duration(20 * time.Second), TURNPort: defaultTURNPort}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("loadConfig =\n%+v\nwant\n%+v", c, want)
 	}
