@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -141,25 +139,7 @@ func TestMediaWorkerInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.close()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	served := make(chan error, 1)
-	go func() { served <- Worker(ctx, inR, outW); outW.Close() }()
-	enc, dec := json.NewEncoder(inW), json.NewDecoder(outR)
-	call := func(req request) reply {
-		t.Helper()
-		if err := enc.Encode(req); err != nil {
-			t.Fatal(err)
-		}
-		var rep reply
-		if err := dec.Decode(&rep); err != nil {
-			t.Fatal(err)
-		}
-		if rep.Error != "" {
-			t.Fatalf("%s: %s", req.Op, rep.Error)
-		}
-		return rep
-	}
+	call, done := inProcessWorker(t, ctx)
 	cfg := Config{Viewers: 2, Procs: 2}.withDefaults("stream")
 	j := newJob("stream", cfg, node, 1, 2)
 	j.Channel = src.channel
@@ -176,8 +156,5 @@ func TestMediaWorkerInProcess(t *testing.T) {
 		t.Fatalf("snapshot: %+v", m)
 	}
 	call(request{Op: opQuit})
-	inW.Close()
-	if err := <-served; err != nil {
-		t.Fatal(err)
-	}
+	done()
 }

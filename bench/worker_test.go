@@ -159,25 +159,7 @@ func TestWorkerInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.stop()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	served := make(chan error, 1)
-	go func() { served <- Worker(ctx, inR, outW); outW.Close() }()
-	enc, dec := json.NewEncoder(inW), json.NewDecoder(outR)
-	call := func(req request) reply {
-		t.Helper()
-		if err := enc.Encode(req); err != nil {
-			t.Fatal(err)
-		}
-		var rep reply
-		if err := dec.Decode(&rep); err != nil {
-			t.Fatal(err)
-		}
-		if rep.Error != "" {
-			t.Fatalf("%s: %s", req.Op, rep.Error)
-		}
-		return rep
-	}
+	call, done := inProcessWorker(t, ctx)
 	cfg := Config{Users: 4, Procs: 2}.withDefaults("chat")
 	call(request{Op: opSetup, Job: newJob("chat", cfg, node, 1, 2)})
 	start := time.Now().Add(50 * time.Millisecond)
@@ -198,10 +180,7 @@ func TestWorkerInProcess(t *testing.T) {
 		t.Fatalf("snapshot: %+v", tl)
 	}
 	call(request{Op: opQuit})
-	inW.Close()
-	if err := <-served; err != nil {
-		t.Fatal(err)
-	}
+	done()
 }
 
 // workerChildren returns this process's children that run bench-worker.
@@ -226,4 +205,37 @@ func workerChildren(t *testing.T) []int {
 		}
 	}
 	return pids
+}
+
+// inProcessWorker serves Worker in this process over pipes and returns a
+// function that makes one request of it (failing the test on an error
+// reply) and one that ends it and checks it ended cleanly.
+func inProcessWorker(t *testing.T, ctx context.Context) (call func(request) reply, done func()) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- Worker(ctx, inR, outW); outW.Close() }()
+	enc, dec := json.NewEncoder(inW), json.NewDecoder(outR)
+	call = func(req request) reply {
+		t.Helper()
+		if err := enc.Encode(req); err != nil {
+			t.Fatal(err)
+		}
+		var rep reply
+		if err := dec.Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Error != "" {
+			t.Fatalf("%s: %s", req.Op, rep.Error)
+		}
+		return rep
+	}
+	done = func() {
+		t.Helper()
+		inW.Close()
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return call, done
 }
