@@ -1,0 +1,731 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/gonets/gonets/storage"
+)
+
+// Errors of Accounts. Each is stable (errors.Is) and changes nothing.
+var (
+	// ErrAccountPhone is returned by Login for a phone that is not an E.164
+	// number (a '+', then 2 to 15 digits, the first not 0). Login expects a
+	// number already parsed and verified.
+	ErrAccountPhone = errors.New("identity: login needs a verified E.164 number")
+	// ErrDeviceInfo is returned by Login for a device name or platform that
+	// is too long, not UTF-8 or holds control characters.
+	ErrDeviceInfo = errors.New("identity: bad device name or platform")
+	// ErrTooManyDevices is returned by Login when the account already has
+	// AccountsOptions.MaxDevices live devices: end one first.
+	ErrTooManyDevices = errors.New("identity: too many devices; end one first")
+	// ErrUnknownDevice is returned for a device the user does not have (never
+	// had, ended, or another user's).
+	ErrUnknownDevice = errors.New("identity: unknown device")
+	// ErrRefreshInvalid is returned by Refresh for a refresh token that is
+	// malformed, unknown, expired, or of an ended device.
+	ErrRefreshInvalid = errors.New("identity: refresh token invalid")
+	// ErrRefreshReused is returned by Refresh for a refresh token that was
+	// already used: someone holds a copy, so its device has been ended.
+	ErrRefreshReused = errors.New("identity: refresh token reused; the device is ended")
+	// ErrAccountsClosed is returned after Close.
+	ErrAccountsClosed = errors.New("identity: accounts closed")
+	// ErrAccountsKey is returned by OpenAccounts for a missing or short Key.
+	ErrAccountsKey = errors.New("identity: accounts key must be at least 32 bytes")
+)
+
+// Limits on what a client may send.
+const (
+	// MaxDeviceName is the longest device name, in bytes.
+	MaxDeviceName = 64
+	// MaxDevicePlatform is the longest device platform, in bytes.
+	MaxDevicePlatform = 32
+)
+
+// acctStripes is the number of per-user locks; users hash onto them.
+const acctStripes = 64
+
+// AccountsOptions configures Accounts. The zero value of every field but
+// Key means its default.
+type AccountsOptions struct {
+	// Key is the node's identity secret, at least 32 bytes. Two keys are
+	// derived from it with HKDF-SHA256: one for HMAC-SHA256 of phone
+	// numbers (the phone index), one for AES-256-GCM over every account and
+	// device record. Required; losing it loses every account's phone index.
+	Key []byte
+	// UserBase is the first user id allocated. Ids are dense and durable
+	// from here on, so they never meet ids operators minted by hand below
+	// it. Default: 1<<32.
+	UserBase storage.UserID
+	// MaxDevices caps an account's live devices. Login first ends devices
+	// whose refresh tokens have expired, then refuses with
+	// ErrTooManyDevices. Default: 64.
+	MaxDevices int
+	// RefreshTTL is how long a refresh token lives; each rotation starts a
+	// new one (sliding). Default: 60 days.
+	RefreshTTL time.Duration
+	// OnDeviceEnded, if set, is called after a device's end is committed
+	// (EndDevice, EndOtherDevices, reuse of a refresh token, expiry at
+	// Login), from the caller's goroutine with no lock held.
+	OnDeviceEnded func(user storage.UserID, device storage.DeviceID)
+	// Logger receives Pebble's lifecycle and error lines. Default:
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DeviceInfo is what a client says about the device logging in.
+type DeviceInfo struct {
+	Name     string
+	Platform string
+	Addr     netip.Addr
+}
+
+// Device is one of an account's live devices.
+type Device struct {
+	ID       storage.DeviceID
+	Name     string
+	Platform string
+	Created  time.Time
+	LastSeen time.Time
+	LastAddr netip.Addr
+}
+
+// LoginResult is what Login hands back.
+type LoginResult struct {
+	User    storage.UserID
+	Device  storage.DeviceID
+	Created bool // the account is new
+	Refresh string
+}
+
+// Accounts is the durable store of accounts, their devices and their
+// refresh tokens, in a Pebble instance of its own. Every change is one
+// synced batch, committed before the call returns.
+type Accounts struct {
+	db     *pebble.DB
+	opts   AccountsOptions
+	aead   cipher.AEAD
+	macKey []byte
+
+	life   sync.RWMutex // held shared by every call, exclusively by Close
+	closed bool         // guarded by life
+
+	loginMu  sync.Mutex     // serialises Login; taken before a stripe
+	nextUser storage.UserID // guarded by loginMu
+
+	stripes [acctStripes]sync.Mutex // per-user: devices and tokens
+}
+
+// OpenAccounts opens (or creates) the accounts store in dir.
+func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
+	if len(opts.Key) < 32 {
+		return nil, ErrAccountsKey
+	}
+	if opts.UserBase == 0 {
+		opts.UserBase = 1 << 32
+	}
+	if opts.MaxDevices <= 0 {
+		opts.MaxDevices = 64
+	}
+	if opts.RefreshTTL <= 0 {
+		opts.RefreshTTL = 60 * 24 * time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	macKey, err := hkdf.Key(sha256.New, opts.Key, nil, "gonets identity phone index", 32)
+	if err != nil {
+		return nil, fmt.Errorf("identity: derive keys: %w", err)
+	}
+	encKey, err := hkdf.Key(sha256.New, opts.Key, nil, "gonets identity records", 32)
+	if err != nil {
+		return nil, fmt.Errorf("identity: derive keys: %w", err)
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, fmt.Errorf("identity: cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("identity: cipher: %w", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: acctLogger{opts.Logger}})
+	if err != nil {
+		return nil, fmt.Errorf("identity: open %q: %w", dir, err)
+	}
+	a := &Accounts{db: db, opts: opts, aead: aead, macKey: macKey, nextUser: opts.UserBase}
+	v, ok, err := a.get(acctKeyNext)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if ok {
+		if len(v) != 8 {
+			db.Close()
+			return nil, fmt.Errorf("identity: open %q: corrupt next user id", dir)
+		}
+		a.nextUser = max(storage.UserID(binary.BigEndian.Uint64(v)), opts.UserBase)
+	}
+	return a, nil
+}
+
+// Close closes the store; calls after it return ErrAccountsClosed.
+func (a *Accounts) Close() error {
+	a.life.Lock()
+	defer a.life.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	if err := a.db.Close(); err != nil {
+		return fmt.Errorf("identity: close accounts: %w", err)
+	}
+	return nil
+}
+
+// Login finds or creates the account of phone (E.164, already verified),
+// adds a device to it and issues that device's first refresh token, all in
+// one synced batch.
+func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now time.Time) (LoginResult, error) {
+	if !acctValidE164(phone) {
+		return LoginResult{}, ErrAccountPhone
+	}
+	if !acctValidText(dev.Name, MaxDeviceName) || !acctValidText(dev.Platform, MaxDevicePlatform) {
+		return LoginResult{}, ErrDeviceInfo
+	}
+	if err := ctx.Err(); err != nil {
+		return LoginResult{}, err
+	}
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return LoginResult{}, ErrAccountsClosed
+	}
+	a.loginMu.Lock()
+	defer a.loginMu.Unlock()
+
+	b := a.db.NewBatch()
+	defer b.Close()
+	res := LoginResult{}
+	pkey := a.phoneKey(phone)
+	v, ok, err := a.get(pkey)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	var acct acctRecord
+	if ok {
+		if len(v) != 8 {
+			return LoginResult{}, fmt.Errorf("identity: corrupt phone index entry")
+		}
+		res.User = storage.UserID(binary.BigEndian.Uint64(v))
+		if acct, err = a.account(res.User); err != nil {
+			return LoginResult{}, err
+		}
+	} else {
+		res.User, res.Created = a.nextUser, true
+		acct = acctRecord{Created: now, NextDevice: 1, Phone: phone}
+		b.Set(acctKeyNext, binary.BigEndian.AppendUint64(nil, uint64(res.User)+1), nil)
+		b.Set(pkey, binary.BigEndian.AppendUint64(nil, uint64(res.User)), nil)
+	}
+
+	mu := a.stripe(res.User)
+	mu.Lock()
+	defer mu.Unlock()
+	devs, err := a.devices(res.User)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	var expired []storage.DeviceID
+	live := 0
+	for _, d := range devs {
+		if !d.LastSeen.Add(a.opts.RefreshTTL).After(now) {
+			a.deleteDevice(b, res.User, d)
+			expired = append(expired, d.ID)
+			continue
+		}
+		live++
+	}
+	if live >= a.opts.MaxDevices {
+		return LoginResult{}, ErrTooManyDevices
+	}
+
+	res.Device = storage.DeviceID(acct.NextDevice)
+	acct.NextDevice++
+	if err := a.setSealed(b, acctUserKey(res.User), acct.encode()); err != nil {
+		return LoginResult{}, err
+	}
+	d := devRecord{ID: res.Device, Name: dev.Name, Platform: dev.Platform, Created: now, LastSeen: now, LastAddr: dev.Addr}
+	if res.Refresh, err = a.issueToken(b, res.User, &d, now); err != nil {
+		return LoginResult{}, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return LoginResult{}, fmt.Errorf("identity: login: %w", err)
+	}
+	if res.Created {
+		a.nextUser++
+	}
+	a.ended(res.User, expired)
+	return res, nil
+}
+
+// Devices lists user's live devices in id order.
+func (a *Accounts) Devices(user storage.UserID) ([]Device, error) {
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return nil, ErrAccountsClosed
+	}
+	recs, err := a.devices(user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Device, len(recs))
+	for i, r := range recs {
+		out[i] = Device{ID: r.ID, Name: r.Name, Platform: r.Platform, Created: r.Created, LastSeen: r.LastSeen, LastAddr: r.LastAddr}
+	}
+	return out, nil
+}
+
+// DeviceActive reports whether device is a live device of user. It is
+// false on any error, and after Close.
+func (a *Accounts) DeviceActive(user storage.UserID, device storage.DeviceID) bool {
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return false
+	}
+	_, ok, err := a.get(acctDeviceKey(user, device))
+	return ok && err == nil
+}
+
+// EndDevice ends one of user's devices: its refresh tokens die.
+func (a *Accounts) EndDevice(user storage.UserID, device storage.DeviceID) error {
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return ErrAccountsClosed
+	}
+	mu := a.stripe(user)
+	mu.Lock()
+	defer mu.Unlock()
+	d, ok, err := a.device(user, device)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrUnknownDevice
+	}
+	b := a.db.NewBatch()
+	defer b.Close()
+	a.deleteDevice(b, user, d)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("identity: end device: %w", err)
+	}
+	a.ended(user, []storage.DeviceID{device})
+	return nil
+}
+
+// EndOtherDevices ends every device of user but keep, which must be live,
+// and returns the ended ones.
+func (a *Accounts) EndOtherDevices(user storage.UserID, keep storage.DeviceID) ([]storage.DeviceID, error) {
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return nil, ErrAccountsClosed
+	}
+	mu := a.stripe(user)
+	mu.Lock()
+	defer mu.Unlock()
+	devs, err := a.devices(user)
+	if err != nil {
+		return nil, err
+	}
+	b := a.db.NewBatch()
+	defer b.Close()
+	var ended []storage.DeviceID
+	kept := false
+	for _, d := range devs {
+		if d.ID == keep {
+			kept = true
+			continue
+		}
+		a.deleteDevice(b, user, d)
+		ended = append(ended, d.ID)
+	}
+	if !kept {
+		return nil, ErrUnknownDevice
+	}
+	if len(ended) == 0 {
+		return nil, nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("identity: end other devices: %w", err)
+	}
+	a.ended(user, ended)
+	return ended, nil
+}
+
+// ended reports committed ends to OnDeviceEnded. No lock may be held that
+// the callback could need: callers hold only life (shared) and their
+// stripe, and OnDeviceEnded must not call back into Accounts for the same
+// user.
+func (a *Accounts) ended(user storage.UserID, devs []storage.DeviceID) {
+	if a.opts.OnDeviceEnded == nil {
+		return
+	}
+	for _, d := range devs {
+		a.opts.OnDeviceEnded(user, d)
+	}
+}
+
+func (a *Accounts) stripe(user storage.UserID) *sync.Mutex {
+	return &a.stripes[uint64(user)%acctStripes]
+}
+
+// deleteDevice adds to b the deletes of d's record and of all its tokens.
+func (a *Accounts) deleteDevice(b *pebble.Batch, user storage.UserID, d devRecord) {
+	for _, h := range d.Tokens {
+		b.Delete(acctTokenKey(h), nil)
+	}
+	b.Delete(acctDeviceKey(user, d.ID), nil)
+}
+
+func (a *Accounts) account(user storage.UserID) (acctRecord, error) {
+	key := acctUserKey(user)
+	v, ok, err := a.getSealed(key)
+	if err != nil {
+		return acctRecord{}, err
+	}
+	if !ok {
+		return acctRecord{}, fmt.Errorf("identity: account %d missing behind its phone index", user)
+	}
+	var r acctRecord
+	if err := r.decode(v); err != nil {
+		return acctRecord{}, fmt.Errorf("identity: account %d: %w", user, err)
+	}
+	return r, nil
+}
+
+func (a *Accounts) device(user storage.UserID, device storage.DeviceID) (devRecord, bool, error) {
+	v, ok, err := a.getSealed(acctDeviceKey(user, device))
+	if err != nil || !ok {
+		return devRecord{}, false, err
+	}
+	var r devRecord
+	if err := r.decode(v); err != nil {
+		return devRecord{}, false, fmt.Errorf("identity: device %d/%d: %w", user, device, err)
+	}
+	r.ID = device
+	return r, true, nil
+}
+
+// devices returns user's device records in id order; they are at most
+// MaxDevices (Login refuses more).
+func (a *Accounts) devices(user storage.UserID) ([]devRecord, error) {
+	lo := acctDeviceKey(user, 0)
+	hi := acctDeviceKey(user+1, 0)
+	if user == 1<<64-1 {
+		hi = []byte{acctPrefixDevice + 1}
+	}
+	it, err := a.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("identity: devices: %w", err)
+	}
+	defer it.Close()
+	var out []devRecord
+	for ok := it.First(); ok; ok = it.Next() {
+		key := it.Key()
+		v, err := a.open(key, it.Value())
+		if err != nil {
+			return nil, err
+		}
+		var r devRecord
+		if err := r.decode(v); err != nil {
+			return nil, fmt.Errorf("identity: device of %d: %w", user, err)
+		}
+		r.ID = storage.DeviceID(binary.BigEndian.Uint64(key[9:]))
+		out = append(out, r)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("identity: devices: %w", err)
+	}
+	return out, nil
+}
+
+// Keys. Ids are big-endian so a user's devices sort in id order.
+const (
+	acctPrefixNext   = 'n' // → next user id, 8 bytes
+	acctPrefixPhone  = 'p' // + HMAC-SHA256(phone) → user id, 8 bytes
+	acctPrefixUser   = 'u' // + user → sealed acctRecord
+	acctPrefixDevice = 'd' // + user + device → sealed devRecord
+	acctPrefixToken  = 't' // + SHA-256(token) → tokenRecord
+)
+
+var acctKeyNext = []byte{acctPrefixNext}
+
+func (a *Accounts) phoneKey(phone string) []byte {
+	m := hmac.New(sha256.New, a.macKey)
+	m.Write([]byte(phone))
+	return m.Sum([]byte{acctPrefixPhone})
+}
+
+func acctUserKey(user storage.UserID) []byte {
+	return binary.BigEndian.AppendUint64([]byte{acctPrefixUser}, uint64(user))
+}
+
+func acctDeviceKey(user storage.UserID, device storage.DeviceID) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 17), uint64(user))
+	k = append([]byte{acctPrefixDevice}, k...)
+	return binary.BigEndian.AppendUint64(k, uint64(device))
+}
+
+// get returns a copy of key's value.
+func (a *Accounts) get(key []byte) ([]byte, bool, error) {
+	v, c, err := a.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("identity: read: %w", err)
+	}
+	out := bytes.Clone(v)
+	c.Close()
+	return out, true, nil
+}
+
+func (a *Accounts) getSealed(key []byte) ([]byte, bool, error) {
+	v, ok, err := a.get(key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	p, err := a.open(key, v)
+	return p, err == nil, err
+}
+
+// setSealed adds to b key → plain encrypted with AES-GCM, a random nonce
+// and the key as additional data (a value cannot be moved to another key).
+func (a *Accounts) setSealed(b *pebble.Batch, key, plain []byte) error {
+	nonce := make([]byte, a.aead.NonceSize(), a.aead.NonceSize()+len(plain)+a.aead.Overhead())
+	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
+		return fmt.Errorf("identity: nonce: %w", err)
+	}
+	return b.Set(key, a.aead.Seal(nonce, nonce, plain, key), nil)
+}
+
+func (a *Accounts) open(key, sealed []byte) ([]byte, error) {
+	n := a.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, fmt.Errorf("identity: record %x: too short", key)
+	}
+	p, err := a.aead.Open(nil, sealed[:n], sealed[n:], key)
+	if err != nil {
+		return nil, fmt.Errorf("identity: record %x: does not open under this key: %w", key, err)
+	}
+	return p, nil
+}
+
+// acctRecord is an account.
+type acctRecord struct {
+	Created    time.Time
+	NextDevice uint64
+	Phone      string
+}
+
+func (r acctRecord) encode() []byte {
+	b := []byte{1}
+	b = binary.AppendVarint(b, r.Created.UnixNano())
+	b = binary.AppendUvarint(b, r.NextDevice)
+	return acctAppendString(b, r.Phone)
+}
+
+func (r *acctRecord) decode(b []byte) error {
+	d := acctDecoder{b: b}
+	if d.byte() != 1 {
+		return errAcctCorrupt
+	}
+	r.Created = time.Unix(0, d.varint())
+	r.NextDevice = d.uvarint()
+	r.Phone = d.string()
+	return d.done()
+}
+
+// devRecord is a device and the hashes of its refresh tokens, oldest
+// first; the last is current, the others used.
+type devRecord struct {
+	ID       storage.DeviceID // from the key
+	Name     string
+	Platform string
+	Created  time.Time
+	LastSeen time.Time
+	LastAddr netip.Addr
+	Gen      uint64 // generation of the current token, from 1
+	Tokens   [][32]byte
+}
+
+func (r devRecord) encode() []byte {
+	b := []byte{1}
+	b = acctAppendString(b, r.Name)
+	b = acctAppendString(b, r.Platform)
+	b = binary.AppendVarint(b, r.Created.UnixNano())
+	b = binary.AppendVarint(b, r.LastSeen.UnixNano())
+	addr, _ := r.LastAddr.MarshalBinary()
+	b = acctAppendString(b, string(addr))
+	b = binary.AppendUvarint(b, r.Gen)
+	b = binary.AppendUvarint(b, uint64(len(r.Tokens)))
+	for _, h := range r.Tokens {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func (r *devRecord) decode(b []byte) error {
+	d := acctDecoder{b: b}
+	if d.byte() != 1 {
+		return errAcctCorrupt
+	}
+	r.Name = d.string()
+	r.Platform = d.string()
+	r.Created = time.Unix(0, d.varint())
+	r.LastSeen = time.Unix(0, d.varint())
+	if err := r.LastAddr.UnmarshalBinary([]byte(d.string())); err != nil {
+		return errAcctCorrupt
+	}
+	r.Gen = d.uvarint()
+	n := d.uvarint()
+	if n > refreshHistory {
+		return errAcctCorrupt
+	}
+	r.Tokens = make([][32]byte, n)
+	for i := range r.Tokens {
+		copy(r.Tokens[i][:], d.bytes(32))
+	}
+	return d.done()
+}
+
+var errAcctCorrupt = errors.New("corrupt record")
+
+func acctAppendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// acctDecoder reads a record; the first error sticks.
+type acctDecoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *acctDecoder) byte() byte {
+	if len(d.b) < 1 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *acctDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *acctDecoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *acctDecoder) bytes(n uint64) []byte {
+	if uint64(len(d.b)) < n {
+		d.bad = true
+		d.b = nil
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *acctDecoder) string() string { return string(d.bytes(d.uvarint())) }
+
+func (d *acctDecoder) done() error {
+	if d.bad || len(d.b) != 0 {
+		return errAcctCorrupt
+	}
+	return nil
+}
+
+// acctValidE164 reports whether s is '+' and 2 to 15 digits, the first
+// not 0.
+func acctValidE164(s string) bool {
+	if len(s) < 3 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// acctValidText reports whether s is UTF-8 of at most max bytes without
+// control characters.
+func acctValidText(s string, max int) bool {
+	if len(s) > max || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// acctLogger routes Pebble's log lines into slog.
+type acctLogger struct{ l *slog.Logger }
+
+func (p acctLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "identity-pebble")
+}
+
+func (p acctLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "identity-pebble")
+}
+
+// Fatalf is called by Pebble in states it cannot leave, some with its
+// mutexes held; like Pebble's own logger it ends the process. Every
+// acknowledged change was synced to the WAL first, so a restart recovers it.
+func (p acctLogger) Fatalf(format string, args ...any) {
+	p.l.Error("identity: fatal: "+fmt.Sprintf(format, args...)+"; the process stops; restart", "component", "identity-pebble")
+	os.Exit(1)
+}

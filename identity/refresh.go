@@ -1,0 +1,183 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/gonets/gonets/storage"
+)
+
+// refreshHistory is how many of a device's refresh tokens are remembered,
+// the current one included. A used token among them presented again ends
+// the device (ErrRefreshReused); one older than that is merely unknown
+// (ErrRefreshInvalid). It bounds a device's token keys.
+const refreshHistory = 16
+
+// refreshTokenLen is the length of a refresh token: 32 random bytes in
+// unpadded base64url.
+const refreshTokenLen = 43
+
+// Refresh rotates a refresh token. A current token is marked used and a
+// new one issued in its place, and the device's last seen time and address
+// are updated, in one synced batch. A used token presented again ends its
+// device (all its tokens die) and returns ErrRefreshReused: the client and
+// someone else both hold it, and Refresh cannot tell which is which, so a
+// client must never refresh the same token twice, even concurrently. A
+// malformed, unknown, expired or ended device's token returns
+// ErrRefreshInvalid and changes nothing.
+func (a *Accounts) Refresh(ctx context.Context, tok string, addr netip.Addr, now time.Time) (storage.UserID, storage.DeviceID, string, error) {
+	h, ok := refreshHash(tok)
+	if !ok {
+		return 0, 0, "", ErrRefreshInvalid
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, "", err
+	}
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return 0, 0, "", ErrAccountsClosed
+	}
+	key := acctTokenKey(h)
+	t, ok, err := a.token(key)
+	if err != nil || !ok {
+		return 0, 0, "", refreshErr(err)
+	}
+	mu := a.stripe(t.User)
+	mu.Lock()
+	defer mu.Unlock()
+	// Read again under the user's lock: a concurrent call may have rotated
+	// the token or ended the device since.
+	if t, ok, err = a.token(key); err != nil || !ok {
+		return 0, 0, "", refreshErr(err)
+	}
+	d, ok, err := a.device(t.User, t.Device)
+	if err != nil || !ok {
+		return 0, 0, "", refreshErr(err)
+	}
+	b := a.db.NewBatch()
+	defer b.Close()
+	if t.Gen != d.Gen {
+		a.deleteDevice(b, t.User, d)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return 0, 0, "", fmt.Errorf("identity: end device of a reused token: %w", err)
+		}
+		a.ended(t.User, []storage.DeviceID{d.ID})
+		return 0, 0, "", ErrRefreshReused
+	}
+	if !now.Before(t.Expires) {
+		return 0, 0, "", ErrRefreshInvalid
+	}
+	d.LastSeen, d.LastAddr = now, addr
+	next, err := a.issueToken(b, t.User, &d, now)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, 0, "", fmt.Errorf("identity: refresh: %w", err)
+	}
+	return t.User, d.ID, next, nil
+}
+
+// refreshErr maps a lookup's outcome to Refresh's error: a miss is an
+// invalid token, a storage error stays itself.
+func refreshErr(err error) error {
+	if err != nil {
+		return err
+	}
+	return ErrRefreshInvalid
+}
+
+// issueToken makes a new current token for d (d.Gen+1), forgets the
+// oldest beyond refreshHistory, and adds to b d's record and the token.
+func (a *Accounts) issueToken(b *pebble.Batch, user storage.UserID, d *devRecord, now time.Time) (string, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("identity: refresh token: %w", err)
+	}
+	tok := base64.RawURLEncoding.EncodeToString(raw[:])
+	h := sha256.Sum256([]byte(tok))
+	d.Gen++
+	d.Tokens = append(d.Tokens, h)
+	if n := len(d.Tokens) - refreshHistory; n > 0 {
+		for _, old := range d.Tokens[:n] {
+			b.Delete(acctTokenKey(old), nil)
+		}
+		d.Tokens = append(d.Tokens[:0:0], d.Tokens[n:]...)
+	}
+	t := tokenRecord{User: user, Device: d.ID, Gen: d.Gen, Expires: now.Add(a.opts.RefreshTTL)}
+	if err := b.Set(acctTokenKey(h), t.encode(), nil); err != nil {
+		return "", fmt.Errorf("identity: refresh token: %w", err)
+	}
+	if err := a.setSealed(b, acctDeviceKey(user, d.ID), d.encode()); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// refreshHash checks tok's shape and returns its SHA-256. Only hashes are
+// stored: a copy of the store issues no tokens.
+func refreshHash(tok string) ([32]byte, bool) {
+	if len(tok) != refreshTokenLen {
+		return [32]byte{}, false
+	}
+	var raw [32]byte
+	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(tok)); err != nil || n != 32 {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256([]byte(tok)), true
+}
+
+func acctTokenKey(h [32]byte) []byte {
+	return append([]byte{acctPrefixToken}, h[:]...)
+}
+
+func (a *Accounts) token(key []byte) (tokenRecord, bool, error) {
+	v, ok, err := a.get(key)
+	if err != nil || !ok {
+		return tokenRecord{}, false, err
+	}
+	var t tokenRecord
+	if err := t.decode(v); err != nil {
+		return tokenRecord{}, false, fmt.Errorf("identity: refresh token record: %w", err)
+	}
+	return t, true, nil
+}
+
+// tokenRecord is what a refresh token's hash maps to: its device, its
+// generation (current if the device's, used if older) and its expiry. It
+// holds no personal data, so it is stored in the clear.
+type tokenRecord struct {
+	User    storage.UserID
+	Device  storage.DeviceID
+	Gen     uint64
+	Expires time.Time
+}
+
+func (t tokenRecord) encode() []byte {
+	b := []byte{1}
+	b = binary.AppendUvarint(b, uint64(t.User))
+	b = binary.AppendUvarint(b, uint64(t.Device))
+	b = binary.AppendUvarint(b, t.Gen)
+	return binary.AppendVarint(b, t.Expires.UnixNano())
+}
+
+func (t *tokenRecord) decode(b []byte) error {
+	d := acctDecoder{b: b}
+	if d.byte() != 1 {
+		return errAcctCorrupt
+	}
+	t.User = storage.UserID(d.uvarint())
+	t.Device = storage.DeviceID(d.uvarint())
+	t.Gen = d.uvarint()
+	t.Expires = time.Unix(0, d.varint())
+	return d.done()
+}
