@@ -118,8 +118,27 @@ type LoginResult struct {
 }
 
 // Accounts is the durable store of accounts, their devices and their
-// refresh tokens, in a Pebble instance of its own. Every change is one
-// synced batch, committed before the call returns.
+// refresh tokens.
+//
+// It is a Pebble instance of its own (the node puts it under
+// <data>/identity): storage offers chats, logs and dialogs, not a generic
+// key-value API, and a separate instance keeps account data out of the
+// message store's keyspace, compactions and retention. Every change is one
+// batch committed with pebble.Sync before the call returns, so nothing
+// acknowledged is lost in a crash.
+//
+// Personal data is encrypted at rest. The phone → user index is keyed by
+// HMAC-SHA256(phone) under a key derived from AccountsOptions.Key, so no
+// number is stored in the clear and a lookup needs the key; account
+// records (which hold the number, for support and re-keying) and device
+// records (name, platform, last address) are sealed with AES-256-GCM under
+// a second derived key, with the record's key as additional data. Refresh
+// tokens are stored only as SHA-256 hashes; their records hold ids and
+// times, nothing personal.
+//
+// Accounts starts no goroutines. Lock order: life (shared; Close takes it
+// exclusively), then loginMu (Login only), then one of the per-user
+// stripes. OnDeviceEnded runs after all of them are released.
 type Accounts struct {
 	db     *pebble.DB
 	opts   AccountsOptions
@@ -206,19 +225,30 @@ func (a *Accounts) Close() error {
 // adds a device to it and issues that device's first refresh token, all in
 // one synced batch.
 func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now time.Time) (LoginResult, error) {
+	res, expired, err := a.login(ctx, phone, dev, now)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	a.ended(res.User, expired)
+	return res, nil
+}
+
+// login is Login but for telling OnDeviceEnded: it returns the devices it
+// ended because their refresh tokens had expired.
+func (a *Accounts) login(ctx context.Context, phone string, dev DeviceInfo, now time.Time) (LoginResult, []storage.DeviceID, error) {
 	if !acctValidE164(phone) {
-		return LoginResult{}, ErrAccountPhone
+		return LoginResult{}, nil, ErrAccountPhone
 	}
 	if !acctValidText(dev.Name, MaxDeviceName) || !acctValidText(dev.Platform, MaxDevicePlatform) {
-		return LoginResult{}, ErrDeviceInfo
+		return LoginResult{}, nil, ErrDeviceInfo
 	}
 	if err := ctx.Err(); err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	a.life.RLock()
 	defer a.life.RUnlock()
 	if a.closed {
-		return LoginResult{}, ErrAccountsClosed
+		return LoginResult{}, nil, ErrAccountsClosed
 	}
 	a.loginMu.Lock()
 	defer a.loginMu.Unlock()
@@ -229,16 +259,16 @@ func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now 
 	pkey := a.phoneKey(phone)
 	v, ok, err := a.get(pkey)
 	if err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	var acct acctRecord
 	if ok {
 		if len(v) != 8 {
-			return LoginResult{}, fmt.Errorf("identity: corrupt phone index entry")
+			return LoginResult{}, nil, fmt.Errorf("identity: corrupt phone index entry")
 		}
 		res.User = storage.UserID(binary.BigEndian.Uint64(v))
 		if acct, err = a.account(res.User); err != nil {
-			return LoginResult{}, err
+			return LoginResult{}, nil, err
 		}
 	} else {
 		res.User, res.Created = a.nextUser, true
@@ -252,7 +282,7 @@ func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now 
 	defer mu.Unlock()
 	devs, err := a.devices(res.User)
 	if err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	var expired []storage.DeviceID
 	live := 0
@@ -265,26 +295,25 @@ func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now 
 		live++
 	}
 	if live >= a.opts.MaxDevices {
-		return LoginResult{}, ErrTooManyDevices
+		return LoginResult{}, nil, ErrTooManyDevices
 	}
 
 	res.Device = storage.DeviceID(acct.NextDevice)
 	acct.NextDevice++
 	if err := a.setSealed(b, acctUserKey(res.User), acct.encode()); err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	d := devRecord{ID: res.Device, Name: dev.Name, Platform: dev.Platform, Created: now, LastSeen: now, LastAddr: dev.Addr}
 	if res.Refresh, err = a.issueToken(b, res.User, &d, now); err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return LoginResult{}, fmt.Errorf("identity: login: %w", err)
+		return LoginResult{}, nil, fmt.Errorf("identity: login: %w", err)
 	}
 	if res.Created {
 		a.nextUser++
 	}
-	a.ended(res.User, expired)
-	return res, nil
+	return res, expired, nil
 }
 
 // Devices lists user's live devices in id order.
@@ -305,8 +334,10 @@ func (a *Accounts) Devices(user storage.UserID) ([]Device, error) {
 	return out, nil
 }
 
-// DeviceActive reports whether device is a live device of user. It is
-// false on any error, and after Close.
+// DeviceActive reports whether device is a live device of user: logged in
+// and not ended. A device whose refresh token expired stays live until it
+// is ended or a Login of its account needs the room. It is false on any
+// error, and after Close.
 func (a *Accounts) DeviceActive(user storage.UserID, device storage.DeviceID) bool {
 	a.life.RLock()
 	defer a.life.RUnlock()
@@ -319,6 +350,14 @@ func (a *Accounts) DeviceActive(user storage.UserID, device storage.DeviceID) bo
 
 // EndDevice ends one of user's devices: its refresh tokens die.
 func (a *Accounts) EndDevice(user storage.UserID, device storage.DeviceID) error {
+	if err := a.endDevice(user, device); err != nil {
+		return err
+	}
+	a.ended(user, []storage.DeviceID{device})
+	return nil
+}
+
+func (a *Accounts) endDevice(user storage.UserID, device storage.DeviceID) error {
 	a.life.RLock()
 	defer a.life.RUnlock()
 	if a.closed {
@@ -340,13 +379,21 @@ func (a *Accounts) EndDevice(user storage.UserID, device storage.DeviceID) error
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("identity: end device: %w", err)
 	}
-	a.ended(user, []storage.DeviceID{device})
 	return nil
 }
 
 // EndOtherDevices ends every device of user but keep, which must be live,
 // and returns the ended ones.
 func (a *Accounts) EndOtherDevices(user storage.UserID, keep storage.DeviceID) ([]storage.DeviceID, error) {
+	ended, err := a.endOtherDevices(user, keep)
+	if err != nil {
+		return nil, err
+	}
+	a.ended(user, ended)
+	return ended, nil
+}
+
+func (a *Accounts) endOtherDevices(user storage.UserID, keep storage.DeviceID) ([]storage.DeviceID, error) {
 	a.life.RLock()
 	defer a.life.RUnlock()
 	if a.closed {
@@ -380,14 +427,11 @@ func (a *Accounts) EndOtherDevices(user storage.UserID, keep storage.DeviceID) (
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("identity: end other devices: %w", err)
 	}
-	a.ended(user, ended)
 	return ended, nil
 }
 
-// ended reports committed ends to OnDeviceEnded. No lock may be held that
-// the callback could need: callers hold only life (shared) and their
-// stripe, and OnDeviceEnded must not call back into Accounts for the same
-// user.
+// ended reports committed ends to OnDeviceEnded. Callers hold no lock, so
+// the callback may call back into Accounts.
 func (a *Accounts) ended(user storage.UserID, devs []storage.DeviceID) {
 	if a.opts.OnDeviceEnded == nil {
 		return

@@ -198,7 +198,12 @@ func TestAccountsPhoneNotInClear(t *testing.T) {
 func TestAccountsEndDevice(t *testing.T) {
 	var mu sync.Mutex
 	var ended []storage.DeviceID
-	a := openTestAccounts(t, t.TempDir(), AccountsOptions{OnDeviceEnded: func(u storage.UserID, d storage.DeviceID) {
+	var a *Accounts
+	a = openTestAccounts(t, t.TempDir(), AccountsOptions{OnDeviceEnded: func(u storage.UserID, d storage.DeviceID) {
+		// Called after commit with no lock held: it may call back in.
+		if a.DeviceActive(u, d) {
+			t.Errorf("OnDeviceEnded(%d, %d) before the end is visible", u, d)
+		}
 		mu.Lock()
 		ended = append(ended, d)
 		mu.Unlock()
@@ -273,7 +278,9 @@ func TestAccountsEndOtherDevices(t *testing.T) {
 }
 
 func TestAccountsMaxDevices(t *testing.T) {
-	a := openTestAccounts(t, t.TempDir(), AccountsOptions{MaxDevices: 2, RefreshTTL: time.Hour})
+	var ended []storage.DeviceID
+	a := openTestAccounts(t, t.TempDir(), AccountsOptions{MaxDevices: 2, RefreshTTL: time.Hour,
+		OnDeviceEnded: func(_ storage.UserID, d storage.DeviceID) { ended = append(ended, d) }})
 	r1 := mustLogin(t, a, "+79161234567", "a", acctT0)
 	mustLogin(t, a, "+79161234567", "b", acctT0.Add(30*time.Minute))
 	if _, err := a.Login(context.Background(), "+79161234567", DeviceInfo{}, acctT0.Add(40*time.Minute)); !errors.Is(err, ErrTooManyDevices) {
@@ -286,5 +293,8 @@ func TestAccountsMaxDevices(t *testing.T) {
 	r3 := mustLogin(t, a, "+79161234567", "c", acctT0.Add(61*time.Minute))
 	if r3.Device != 3 || a.DeviceActive(r1.User, r1.Device) {
 		t.Fatalf("expired device not ended: %+v", r3)
+	}
+	if !slices.Equal(ended, []storage.DeviceID{r1.Device}) {
+		t.Fatalf("OnDeviceEnded saw %v", ended)
 	}
 }

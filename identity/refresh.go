@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -34,6 +35,17 @@ const refreshTokenLen = 43
 // malformed, unknown, expired or ended device's token returns
 // ErrRefreshInvalid and changes nothing.
 func (a *Accounts) Refresh(ctx context.Context, tok string, addr netip.Addr, now time.Time) (storage.UserID, storage.DeviceID, string, error) {
+	user, device, next, err := a.refresh(ctx, tok, addr, now)
+	if errors.Is(err, ErrRefreshReused) {
+		a.ended(user, []storage.DeviceID{device})
+		return 0, 0, "", err
+	}
+	return user, device, next, err
+}
+
+// refresh is Refresh but for telling OnDeviceEnded: with ErrRefreshReused
+// it returns the user and the device it ended.
+func (a *Accounts) refresh(ctx context.Context, tok string, addr netip.Addr, now time.Time) (storage.UserID, storage.DeviceID, string, error) {
 	h, ok := refreshHash(tok)
 	if !ok {
 		return 0, 0, "", ErrRefreshInvalid
@@ -70,8 +82,7 @@ func (a *Accounts) Refresh(ctx context.Context, tok string, addr netip.Addr, now
 		if err := b.Commit(pebble.Sync); err != nil {
 			return 0, 0, "", fmt.Errorf("identity: end device of a reused token: %w", err)
 		}
-		a.ended(t.User, []storage.DeviceID{d.ID})
-		return 0, 0, "", ErrRefreshReused
+		return t.User, d.ID, "", ErrRefreshReused
 	}
 	if !now.Before(t.Expires) {
 		return 0, 0, "", ErrRefreshInvalid
