@@ -82,6 +82,9 @@ const (
 // Codes holds pending one-time codes in memory, one per number: a new Issue
 // for a number replaces its pending code. Codes are stored only as
 // HMAC-SHA256(Secret, attemptID || code) and compared in constant time.
+// A replaced code's tries do not carry over, so guesses at a number are
+// bounded by MaxTries times the codes the Limiter lets be issued for it
+// (with the defaults, 15 guesses at 10^6 codes per 10 minutes).
 // Expired codes are dropped lazily (by Issue when full and by Verify) and by
 // Sweep, which the owner calls now and then; Codes has no goroutine. Safe
 // for concurrent use.
