@@ -61,8 +61,9 @@ type HTTPSenderOptions struct {
 	// Sleep waits d or until ctx is done, returning ctx's error in the
 	// latter case. Tests inject a fake. Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Logger receives one line per failed Send (never the number or text).
-	// Default: slog.Default().
+	// Logger receives one line per failed Send: the error, with the
+	// gateway's status and at most 128 bytes of its answer. The sender
+	// never logs the number or the text itself. Default: slog.Default().
 	Logger *slog.Logger
 }
 
