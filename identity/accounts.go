@@ -21,6 +21,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/gonets/gonets/storage"
@@ -90,6 +91,9 @@ type AccountsOptions struct {
 	// Logger receives Pebble's lifecycle and error lines. Default:
 	// slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the gonets_identity_* counters of logins, refreshes
+	// and ended devices. Default: a new set of its own.
+	Metrics *metrics.Set
 }
 
 // DeviceInfo is what a client says about the device logging in.
@@ -152,6 +156,8 @@ type Accounts struct {
 	nextUser storage.UserID // guarded by loginMu
 
 	stripes [acctStripes]sync.Mutex // per-user: devices and tokens
+
+	logins, created, refreshes, reused, invalid, ended *metrics.Counter
 }
 
 // OpenAccounts opens (or creates) the accounts store in dir.
@@ -170,6 +176,9 @@ func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
 	}
 	macKey, err := hkdf.Key(sha256.New, opts.Key, nil, "gonets identity phone index", 32)
 	if err != nil {
@@ -191,7 +200,16 @@ func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: open %q: %w", dir, err)
 	}
-	a := &Accounts{db: db, opts: opts, aead: aead, macKey: macKey, nextUser: opts.UserBase}
+	m := opts.Metrics
+	a := &Accounts{
+		db: db, opts: opts, aead: aead, macKey: macKey, nextUser: opts.UserBase,
+		logins:    m.GetOrCreateCounter("gonets_identity_logins_total"),
+		created:   m.GetOrCreateCounter("gonets_identity_accounts_created_total"),
+		refreshes: m.GetOrCreateCounter("gonets_identity_refreshes_total"),
+		reused:    m.GetOrCreateCounter("gonets_identity_refresh_reused_total"),
+		invalid:   m.GetOrCreateCounter("gonets_identity_refresh_invalid_total"),
+		ended:     m.GetOrCreateCounter("gonets_identity_devices_ended_total"),
+	}
 	v, ok, err := a.get(acctKeyNext)
 	if err != nil {
 		db.Close()
@@ -229,7 +247,11 @@ func (a *Accounts) Login(ctx context.Context, phone string, dev DeviceInfo, now 
 	if err != nil {
 		return LoginResult{}, err
 	}
-	a.ended(res.User, expired)
+	a.logins.Inc()
+	if res.Created {
+		a.created.Inc()
+	}
+	a.reportEnded(res.User, expired)
 	return res, nil
 }
 
@@ -353,7 +375,7 @@ func (a *Accounts) EndDevice(user storage.UserID, device storage.DeviceID) error
 	if err := a.endDevice(user, device); err != nil {
 		return err
 	}
-	a.ended(user, []storage.DeviceID{device})
+	a.reportEnded(user, []storage.DeviceID{device})
 	return nil
 }
 
@@ -389,7 +411,7 @@ func (a *Accounts) EndOtherDevices(user storage.UserID, keep storage.DeviceID) (
 	if err != nil {
 		return nil, err
 	}
-	a.ended(user, ended)
+	a.reportEnded(user, ended)
 	return ended, nil
 }
 
@@ -430,9 +452,10 @@ func (a *Accounts) endOtherDevices(user storage.UserID, keep storage.DeviceID) (
 	return ended, nil
 }
 
-// ended reports committed ends to OnDeviceEnded. Callers hold no lock, so
-// the callback may call back into Accounts.
-func (a *Accounts) ended(user storage.UserID, devs []storage.DeviceID) {
+// reportEnded counts committed ends and tells OnDeviceEnded. Callers hold
+// no lock, so the callback may call back into Accounts.
+func (a *Accounts) reportEnded(user storage.UserID, devs []storage.DeviceID) {
+	a.ended.Add(len(devs))
 	if a.opts.OnDeviceEnded == nil {
 		return
 	}

@@ -36,9 +36,15 @@ const refreshTokenLen = 43
 // ErrRefreshInvalid and changes nothing.
 func (a *Accounts) Refresh(ctx context.Context, tok string, addr netip.Addr, now time.Time) (storage.UserID, storage.DeviceID, string, error) {
 	user, device, next, err := a.refresh(ctx, tok, addr, now)
-	if errors.Is(err, ErrRefreshReused) {
-		a.ended(user, []storage.DeviceID{device})
+	switch {
+	case err == nil:
+		a.refreshes.Inc()
+	case errors.Is(err, ErrRefreshReused):
+		a.reused.Inc()
+		a.reportEnded(user, []storage.DeviceID{device})
 		return 0, 0, "", err
+	case errors.Is(err, ErrRefreshInvalid):
+		a.invalid.Inc()
 	}
 	return user, device, next, err
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/gonets/gonets/storage"
 )
@@ -42,7 +45,8 @@ func TestRefreshRotates(t *testing.T) {
 
 func TestRefreshReuseEndsDevice(t *testing.T) {
 	var ended []storage.DeviceID
-	a := openTestAccounts(t, t.TempDir(), AccountsOptions{OnDeviceEnded: func(_ storage.UserID, d storage.DeviceID) {
+	set := metrics.NewSet()
+	a := openTestAccounts(t, t.TempDir(), AccountsOptions{Metrics: set, OnDeviceEnded: func(_ storage.UserID, d storage.DeviceID) {
 		ended = append(ended, d)
 	}})
 	ctx := context.Background()
@@ -74,6 +78,15 @@ func TestRefreshReuseEndsDevice(t *testing.T) {
 	}
 	if len(ended) != 1 || ended[0] != r.Device {
 		t.Fatalf("OnDeviceEnded saw %v", ended)
+	}
+	var buf bytes.Buffer
+	set.WritePrometheus(&buf)
+	for _, want := range []string{"gonets_identity_logins_total 2", "gonets_identity_accounts_created_total 1",
+		"gonets_identity_refreshes_total 2", "gonets_identity_refresh_reused_total 1",
+		"gonets_identity_refresh_invalid_total 2", "gonets_identity_devices_ended_total 1"} {
+		if !strings.Contains(buf.String(), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
 	}
 }
 
@@ -155,4 +168,32 @@ func BenchmarkRefresh(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzRefresh presents arbitrary strings as refresh tokens: none is
+// accepted, none changes the live device, nothing panics.
+func FuzzRefresh(f *testing.F) {
+	a, err := OpenAccounts(f.TempDir(), AccountsOptions{Key: acctTestKey})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { a.Close() })
+	r, err := a.Login(context.Background(), "+79161234567", DeviceInfo{Name: "a"}, acctT0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"", "x", strings.Repeat("A", refreshTokenLen), strings.Repeat("_", refreshTokenLen), r.Refresh[:refreshTokenLen-1] + "=", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		if tok == r.Refresh {
+			return
+		}
+		if _, _, _, err := a.Refresh(context.Background(), tok, netip.Addr{}, acctT0); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("Refresh(%q) = %v", tok, err)
+		}
+		if !a.DeviceActive(r.User, r.Device) {
+			t.Fatal("a bad token ended the device")
+		}
+	})
 }
