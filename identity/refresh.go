@@ -198,3 +198,56 @@ func (t *tokenRecord) decode(b []byte) error {
 	t.Expires = time.Unix(0, d.varint())
 	return d.done()
 }
+
+// devRecord is a device and the hashes of its refresh tokens, oldest
+// first; the last is current, the others used.
+type devRecord struct {
+	ID       storage.DeviceID // from the key
+	Name     string
+	Platform string
+	Created  time.Time
+	LastSeen time.Time
+	LastAddr netip.Addr
+	Gen      uint64 // generation of the current token, from 1
+	Tokens   [][32]byte
+}
+
+func (r devRecord) encode() []byte {
+	b := []byte{1}
+	b = acctAppendString(b, r.Name)
+	b = acctAppendString(b, r.Platform)
+	b = binary.AppendVarint(b, r.Created.UnixNano())
+	b = binary.AppendVarint(b, r.LastSeen.UnixNano())
+	addr, _ := r.LastAddr.MarshalBinary()
+	b = acctAppendString(b, string(addr))
+	b = binary.AppendUvarint(b, r.Gen)
+	b = binary.AppendUvarint(b, uint64(len(r.Tokens)))
+	for _, h := range r.Tokens {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func (r *devRecord) decode(b []byte) error {
+	d := acctDecoder{b: b}
+	if d.byte() != 1 {
+		return errAcctCorrupt
+	}
+	r.Name = d.string()
+	r.Platform = d.string()
+	r.Created = time.Unix(0, d.varint())
+	r.LastSeen = time.Unix(0, d.varint())
+	if err := r.LastAddr.UnmarshalBinary([]byte(d.string())); err != nil {
+		return errAcctCorrupt
+	}
+	r.Gen = d.uvarint()
+	n := d.uvarint()
+	if n > refreshHistory {
+		return errAcctCorrupt
+	}
+	r.Tokens = make([][32]byte, n)
+	for i := range r.Tokens {
+		copy(r.Tokens[i][:], d.bytes(32))
+	}
+	return d.done()
+}
