@@ -41,6 +41,11 @@ type RegistryOptions struct {
 	// CountryCode is the country calling code the registry's numbers
 	// belong to. Default: 7 (the Russian registry's format).
 	CountryCode int
+	// Region is the ISO 3166 region the registry covers within its country
+	// code: numbers libphonenumber places elsewhere are not its business.
+	// Default: "RU" when CountryCode is 7 (Kazakhstan shares +7, with its
+	// own 6xx and 7xx codes), else "" (the whole country code).
+	Region string
 	// DenyOperators lists virtual operators: a range whose operator name
 	// contains one of these, ignoring case, is refused with
 	// ErrVirtualNumber. Substrings, so that `Виртуальные номера` matches
@@ -59,6 +64,12 @@ func (o RegistryOptions) withDefaults() (RegistryOptions, error) {
 	}
 	if o.CountryCode < 1 || o.CountryCode > 999 {
 		return o, fmt.Errorf("identity: country code %d: %w", o.CountryCode, ErrRegistryOptions)
+	}
+	if o.Region == "" && o.CountryCode == 7 {
+		o.Region = "RU"
+	}
+	if o.Region != "" && (len(o.Region) != 2 || o.Region[0] < 'A' || o.Region[0] > 'Z' || o.Region[1] < 'A' || o.Region[1] > 'Z') {
+		return o, fmt.Errorf("identity: region %q is not two capital letters: %w", o.Region, ErrRegistryOptions)
 	}
 	if o.MaxRanges == 0 {
 		o.MaxRanges = 1_000_000
@@ -104,6 +115,7 @@ type Range struct {
 // safe for concurrent use.
 type Registry struct {
 	cc     int
+	region string
 	first  []uint64 // national number of each range's first number, ascending
 	last   []uint64 // … and of its last
 	ranges []Range
@@ -200,6 +212,7 @@ func LoadRegistry(r io.Reader, opts RegistryOptions) (*Registry, error) {
 	})
 	reg := &Registry{
 		cc:     opts.CountryCode,
+		region: opts.Region,
 		first:  make([]uint64, len(ranges)),
 		last:   make([]uint64, len(ranges)),
 		ranges: ranges,
@@ -300,17 +313,27 @@ func isDigits(s string) bool {
 // CountryCode returns the country calling code the registry covers.
 func (r *Registry) CountryCode() int { return r.cc }
 
+// Region returns the region the registry covers within its country code
+// ("" for all of it).
+func (r *Registry) Region() string { return r.region }
+
+// covers reports whether p is a number of the registry's country (and
+// region, where it has one).
+func (r *Registry) covers(p Phone) bool {
+	return p.CountryCode == r.cc && (r.region == "" || p.Region == r.region)
+}
+
 // Len returns the number of ranges.
 func (r *Registry) Len() int { return len(r.ranges) }
 
 // Ranges returns a copy of the ranges, sorted by code and first number.
 func (r *Registry) Ranges() []Range { return slices.Clone(r.ranges) }
 
-// Check finds p's range. A number of another country, or outside every
-// range, gets ErrUnknownRange; a number in a range of a denied operator
+// Check finds p's range. A number of another country or region, or
+// outside every range, gets ErrUnknownRange; a number in a range of a denied operator
 // gets the range and ErrVirtualNumber. It allocates nothing.
 func (r *Registry) Check(p Phone) (Range, error) {
-	if p.CountryCode != r.cc {
+	if !r.covers(p) {
 		return Range{}, ErrUnknownRange
 	}
 	n := p.National
@@ -337,8 +360,8 @@ func (r *Registry) Check(p Phone) (Range, error) {
 // Plan holds the numbering registry in force and lets it be replaced while
 // lookups run: readers Load an immutable *Registry through an atomic
 // pointer, a reload builds a whole new one and swaps it in. It covers one
-// country (the registry's); numbers of other countries, and every number
-// while no registry is loaded, pass its check: for them ParsePhone's
+// country (the registry's country code and region); numbers of other
+// countries, and every number while no registry is loaded, pass its check: for them ParsePhone's
 // libphonenumber check (valid, mobile) is the plan check.
 type Plan struct {
 	opts RegistryOptions
@@ -380,12 +403,12 @@ func (p *Plan) ReloadFile(path string) (*Registry, error) {
 }
 
 // Check checks p against the registry in force: ErrUnknownRange or
-// ErrVirtualNumber as Registry.Check says. A number of a country the
-// registry does not cover, or any number while none is loaded, passes with
+// ErrVirtualNumber as Registry.Check says. A number of a country (or
+// region) the registry does not cover, or any number while none is loaded, passes with
 // the zero Range. It allocates nothing.
 func (p *Plan) Check(ph Phone) (Range, error) {
 	r := p.cur.Load()
-	if r == nil || ph.CountryCode != r.cc {
+	if r == nil || !r.covers(ph) {
 		return Range{}, nil
 	}
 	return r.Check(ph)

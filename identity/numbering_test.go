@@ -26,11 +26,11 @@ func loadSample(t testing.TB) *Registry {
 	return r
 }
 
-func phone7(national uint64) Phone { return Phone{CountryCode: 7, National: national} }
+func phone7(national uint64) Phone { return Phone{CountryCode: 7, National: national, Region: "RU"} }
 
 func TestLoadRegistry(t *testing.T) {
 	r := loadSample(t)
-	if r.Len() != 7 || r.CountryCode() != 7 {
+	if r.Len() != 7 || r.CountryCode() != 7 || r.Region() != "RU" {
 		t.Fatalf("sample: %d ranges of +%d, want 7 of +7", r.Len(), r.CountryCode())
 	}
 	rs := r.Ranges()
@@ -88,7 +88,7 @@ func TestLoadRegistry(t *testing.T) {
 	if _, err := LoadRegistry(strings.NewReader(sampleHeader+"900;0;9;10;А;Р;\n900;10;19;10;А;Р;\n"), RegistryOptions{MaxRanges: 1}); !errors.Is(err, ErrBadRegistry) {
 		t.Fatalf("MaxRanges 1, two rows: %v", err)
 	}
-	for _, o := range []RegistryOptions{{DenyOperators: []string{" "}}, {CountryCode: -1}, {CountryCode: 1000}, {MaxRanges: -1}} {
+	for _, o := range []RegistryOptions{{DenyOperators: []string{" "}}, {CountryCode: -1}, {CountryCode: 1000}, {MaxRanges: -1}, {Region: "ru"}, {Region: "RUS"}} {
 		if _, err := LoadRegistry(strings.NewReader(sampleHeader+"900;0;9;10;А;Р;\n"), o); !errors.Is(err, ErrRegistryOptions) {
 			t.Fatalf("options %+v: %v, want ErrRegistryOptions", o, err)
 		}
@@ -135,8 +135,11 @@ func TestRegistryCheck(t *testing.T) {
 	check(9999999999, ErrUnknownRange, "") // after every range
 	check(0, ErrUnknownRange, "")
 	check(^uint64(0), ErrUnknownRange, "")
-	if _, err := r.Check(Phone{CountryCode: 1, National: 9000000001}); !errors.Is(err, ErrUnknownRange) {
+	if _, err := r.Check(Phone{CountryCode: 1, National: 9000000001, Region: "US"}); !errors.Is(err, ErrUnknownRange) {
 		t.Fatalf("Check of +1: %v, want ErrUnknownRange", err)
+	}
+	if _, err := r.Check(Phone{CountryCode: 7, National: 9000000001, Region: "KZ"}); !errors.Is(err, ErrUnknownRange) {
+		t.Fatalf("Check of a +7 number in KZ: %v, want ErrUnknownRange", err)
 	}
 
 	// Parsed numbers come to Check with the same national number.
@@ -156,7 +159,7 @@ func TestRegistryCheckAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan.Swap(r)
-	phones := []Phone{phone7(9000000001), phone7(9220000000), phone7(9585000001), {CountryCode: 44, National: 7400123456}}
+	phones := []Phone{phone7(9000000001), phone7(9220000000), phone7(9585000001), {CountryCode: 44, National: 7400123456, Region: "GB"}}
 	if n := testing.AllocsPerRun(100, func() {
 		for _, p := range phones {
 			_, _ = r.Check(p)
@@ -232,9 +235,16 @@ func TestPlanReload(t *testing.T) {
 	if _, err := plan.Check(other); !errors.Is(err, ErrUnknownRange) {
 		t.Fatalf("903 after first load: %v", err)
 	}
-	// Other countries pass the plan check.
-	if _, err := plan.Check(Phone{E164: "+447400123456", CountryCode: 44, National: 7400123456}); err != nil {
+	// Other countries, and Kazakhstan's share of +7, pass the plan check.
+	if _, err := plan.Check(Phone{E164: "+447400123456", CountryCode: 44, National: 7400123456, Region: "GB"}); err != nil {
 		t.Fatalf("+44: %v", err)
+	}
+	kz, err := ParsePhone("+7 701 123 4567", []int{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rg, err := plan.Check(kz); err != nil || rg != (Range{}) {
+		t.Fatalf("%s (%s): %+v, %v; want a pass", kz.E164, kz.Region, rg, err)
 	}
 
 	// A file with a bad row keeps the old registry.

@@ -36,6 +36,10 @@ type Phone struct {
 	// 9000000001 for +7 900 000-00-01. Leading zeros some plans keep (Italy)
 	// are not in it; E164 is the form to store and compare.
 	National uint64
+	// Region is the ISO 3166 region libphonenumber places the number in:
+	// "RU", or "KZ" for the +7 6xx and 7xx numbers Kazakhstan shares
+	// country code 7 with Russia for.
+	Region string
 }
 
 // ParsePhone parses raw as a phone number and normalises it to E.164 with
@@ -108,6 +112,7 @@ func ParsePhone(raw string, allowed []int) (Phone, error) {
 		E164:        phonenumbers.Format(num, phonenumbers.E164),
 		CountryCode: cc,
 		National:    num.GetNationalNumber(),
+		Region:      phonenumbers.GetRegionCodeForNumber(num),
 	}, nil
 }
 

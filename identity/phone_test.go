@@ -8,13 +8,13 @@ import (
 
 func TestParsePhone(t *testing.T) {
 	ru := []int{7}
-	ok := func(raw string, allowed []int, e164 string, national uint64) {
+	ok := func(raw string, allowed []int, e164 string, national uint64, region string) {
 		t.Helper()
 		p, err := ParsePhone(raw, allowed)
 		if err != nil {
 			t.Fatalf("ParsePhone(%q) = %v", raw, err)
 		}
-		want := Phone{E164: e164, CountryCode: allowed[len(allowed)-1], National: national}
+		want := Phone{E164: e164, CountryCode: allowed[len(allowed)-1], National: national, Region: region}
 		if e164[1] == '7' {
 			want.CountryCode = 7
 		}
@@ -22,16 +22,17 @@ func TestParsePhone(t *testing.T) {
 			t.Fatalf("ParsePhone(%q) = %+v, want %+v", raw, p, want)
 		}
 	}
-	ok("+79000000001", ru, "+79000000001", 9000000001)
-	ok("+7 900 000-00-01", ru, "+79000000001", 9000000001)
-	ok("+7 (900) 000-00-02", ru, "+79000000002", 9000000002)
-	ok("8 900 000 00 03", ru, "+79000000003", 9000000003)
-	ok("8(900)000.00.04", ru, "+79000000004", 9000000004)
-	ok("  +7 912 345 67 89  ", ru, "+79123456789", 9123456789)
-	ok("9000000001", ru, "+79000000001", 9000000001)
-	ok("+44 7400 123456", []int{7, 44}, "+447400123456", 7400123456)
+	ok("+79000000001", ru, "+79000000001", 9000000001, "RU")
+	ok("+7 900 000-00-01", ru, "+79000000001", 9000000001, "RU")
+	ok("+7 (900) 000-00-02", ru, "+79000000002", 9000000002, "RU")
+	ok("8 900 000 00 03", ru, "+79000000003", 9000000003, "RU")
+	ok("8(900)000.00.04", ru, "+79000000004", 9000000004, "RU")
+	ok("  +7 912 345 67 89  ", ru, "+79123456789", 9123456789, "RU")
+	ok("9000000001", ru, "+79000000001", 9000000001, "RU")
+	ok("+44 7400 123456", []int{7, 44}, "+447400123456", 7400123456, "GB")
+	ok("+7 701 123 4567", ru, "+77011234567", 7011234567, "KZ") // Kazakhstan shares +7
 	// NANP does not tell mobile from fixed: FIXED_LINE_OR_MOBILE passes.
-	ok("+1 650 253 0000", []int{1}, "+16502530000", 6502530000)
+	ok("+1 650 253 0000", []int{1}, "+16502530000", 6502530000, "US")
 
 	bad := func(raw string, allowed []int, want error) {
 		t.Helper()
