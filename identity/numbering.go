@@ -204,6 +204,12 @@ func LoadRegistry(r io.Reader, opts RegistryOptions) (*Registry, error) {
 	if len(ranges) == 0 {
 		return nil, fmt.Errorf("identity: numbering registry has no ranges: %w", ErrBadRegistry)
 	}
+	return newRegistry(ranges, opts)
+}
+
+// newRegistry sorts ranges and indexes them; overlapping ranges fail with
+// both lines named.
+func newRegistry(ranges []Range, opts RegistryOptions) (*Registry, error) {
 	slices.SortFunc(ranges, func(a, b Range) int {
 		if a.Code != b.Code {
 			return a.Code - b.Code
