@@ -76,6 +76,7 @@ type HTTPSenderOptions struct {
 type HTTPSender struct {
 	opts    HTTPSenderOptions
 	url     string
+	logURL  string // url's scheme and host only: the rest may hold credentials
 	tmpl    *template.Template
 	own     *http.Transport // the default client's transport, closed by Close
 	sent    atomic.Uint64
@@ -149,7 +150,7 @@ func NewHTTPSender(opts HTTPSenderOptions) (*HTTPSender, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &HTTPSender{opts: opts, url: u.String(), tmpl: tmpl}
+	s := &HTTPSender{opts: opts, url: u.String(), logURL: u.Scheme + "://" + u.Host, tmpl: tmpl}
 	if s.opts.Client == nil {
 		s.own = http.DefaultTransport.(*http.Transport).Clone()
 		s.opts.Client = &http.Client{
@@ -258,6 +259,11 @@ func (s *HTTPSender) attempt(ctx context.Context, body []byte) (attemptResult, t
 	}
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
+		// The client's error quotes the URL, whose path or query may hold
+		// the gateway's credentials (api_key=…); name only its host.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			ue.URL = s.logURL
+		}
 		return attemptRetry, 0, fmt.Errorf("gateway request: %w", err)
 	}
 	defer resp.Body.Close()

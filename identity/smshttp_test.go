@@ -1,10 +1,12 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -403,4 +405,51 @@ func BenchmarkHTTPSenderSend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A gateway URL often carries its credentials in the query (api_key=…);
+// a network error must not put them in the log line or the error.
+func TestHTTPSenderNetworkErrorHidesURLSecrets(t *testing.T) {
+	smsLeakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: the attempt fails with a network error
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	s, err := NewHTTPSender(HTTPSenderOptions{
+		URL:     "http://" + addr + "/send?api_key=SECRETKEY",
+		Retries: -1,
+		Logger:  slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf, mu: &logMu}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	err = s.Send(context.Background(), smsTestMsg)
+	if !errors.Is(err, ErrSMSUnavailable) {
+		t.Fatalf("Send to a closed port: %v, want ErrSMSUnavailable", err)
+	}
+	logMu.Lock()
+	logged := logBuf.String()
+	logMu.Unlock()
+	if strings.Contains(err.Error(), "SECRETKEY") || strings.Contains(logged, "SECRETKEY") {
+		t.Fatalf("gateway credentials leaked:\nerr: %v\nlog: %s", err, logged)
+	}
+	if !strings.Contains(logged, addr) {
+		t.Fatalf("log line lost the gateway's address: %s", logged)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
