@@ -57,7 +57,8 @@ type OutboxLine struct {
 // ErrOutboxCorrupt: ReadOutbox found a line that is not a valid outbox line.
 var ErrOutboxCorrupt = errors.New("identity: sms outbox line is corrupt")
 
-// ErrSenderClosed: Send was called after Close.
+// ErrSenderClosed: Send was called after Close. Send wraps it in
+// ErrSMSUnavailable, as Sender's contract asks.
 var ErrSenderClosed = errors.New("identity: sms sender is closed")
 
 const defaultMaxOutboxLine = 4 << 10
@@ -117,7 +118,7 @@ func (s *FileSender) send(ctx context.Context, m SMS) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrSenderClosed
+		return fmt.Errorf("%w: %w", ErrSMSUnavailable, ErrSenderClosed)
 	}
 	s.buf = append(append(s.buf[:0], line...), '\n')
 	if _, err := s.f.Write(s.buf); err != nil {

@@ -121,8 +121,8 @@ func TestFileSenderRefusesBadInput(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Send(context.Background(), SMS{To: "+79161234567", Text: "late"}); !errors.Is(err, ErrSenderClosed) {
-		t.Fatalf("Send after Close: %v", err)
+	if err := s.Send(context.Background(), SMS{To: "+79161234567", Text: "late"}); !errors.Is(err, ErrSenderClosed) || !errors.Is(err, ErrSMSUnavailable) {
+		t.Fatalf("Send after Close: %v, want ErrSenderClosed and (Sender's contract) ErrSMSUnavailable", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
