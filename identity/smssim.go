@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -124,7 +125,7 @@ func (g *SimGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.requests++
 	delay := g.delay
 	g.mu.Unlock()
-	if g.opts.HeaderName != "" && r.Header.Get(g.opts.HeaderName) != g.opts.HeaderValue {
+	if g.opts.HeaderName != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(g.opts.HeaderName)), []byte(g.opts.HeaderValue)) != 1 {
 		simError(w, http.StatusUnauthorized, "bad credentials")
 		return
 	}
