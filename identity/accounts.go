@@ -50,8 +50,9 @@ var (
 	ErrRefreshReused = errors.New("identity: refresh token reused; the device is ended")
 	// ErrAccountsClosed is returned after Close.
 	ErrAccountsClosed = errors.New("identity: accounts closed")
-	// ErrAccountsKey is returned by OpenAccounts for a missing or short Key.
-	ErrAccountsKey = errors.New("identity: accounts key must be at least 32 bytes")
+	// ErrAccountsKey is returned by OpenAccounts for a missing or short Key,
+	// or for a store written under another Key.
+	ErrAccountsKey = errors.New("identity: accounts key must be at least 32 bytes, the one the store was written with")
 )
 
 // Limits on what a client may send.
@@ -210,6 +211,10 @@ func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
 		invalid:   m.GetOrCreateCounter("gonets_identity_refresh_invalid_total"),
 		ended:     m.GetOrCreateCounter("gonets_identity_devices_ended_total"),
 	}
+	if err := a.checkKey(dir); err != nil {
+		db.Close()
+		return nil, err
+	}
 	v, ok, err := a.get(acctKeyNext)
 	if err != nil {
 		db.Close()
@@ -223,6 +228,30 @@ func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
 		a.nextUser = max(storage.UserID(binary.BigEndian.Uint64(v)), opts.UserBase)
 	}
 	return a, nil
+}
+
+// checkKey makes sure the store was written under this Key: it keeps
+// HMAC-SHA256 of a fixed label under the phone index key, written by the
+// first open. Under another key every phone lookup would miss and each
+// returning user would silently get a second account.
+func (a *Accounts) checkKey(dir string) error {
+	m := hmac.New(sha256.New, a.macKey)
+	m.Write([]byte("gonets identity key check"))
+	want := m.Sum(nil)
+	got, ok, err := a.get(acctKeyCheck)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := a.db.Set(acctKeyCheck, want, pebble.Sync); err != nil {
+			return fmt.Errorf("identity: open %q: %w", dir, err)
+		}
+		return nil
+	}
+	if !hmac.Equal(got, want) {
+		return fmt.Errorf("%w: open %q: the store was written under another key", ErrAccountsKey, dir)
+	}
+	return nil
 }
 
 // Close closes the store; calls after it return ErrAccountsClosed.
@@ -541,13 +570,17 @@ func (a *Accounts) devices(user storage.UserID) ([]devRecord, error) {
 // Keys. Ids are big-endian so a user's devices sort in id order.
 const (
 	acctPrefixNext   = 'n' // → next user id, 8 bytes
+	acctPrefixCheck  = 'k' // → HMAC of a fixed label: the key in use
 	acctPrefixPhone  = 'p' // + HMAC-SHA256(phone) → user id, 8 bytes
 	acctPrefixUser   = 'u' // + user → sealed acctRecord
 	acctPrefixDevice = 'd' // + user + device → sealed devRecord
 	acctPrefixToken  = 't' // + SHA-256(token) → tokenRecord
 )
 
-var acctKeyNext = []byte{acctPrefixNext}
+var (
+	acctKeyNext  = []byte{acctPrefixNext}
+	acctKeyCheck = []byte{acctPrefixCheck}
+)
 
 func (a *Accounts) phoneKey(phone string) []byte {
 	m := hmac.New(sha256.New, a.macKey)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/gonets/gonets/storage"
 )
 
@@ -185,8 +187,23 @@ func TestAccountsPhoneNotInClear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another key cannot find the account nor read its records.
-	b := openTestAccounts(t, dir, AccountsOptions{Key: bytes.Repeat([]byte{8}, 32)})
+	// Another key is refused; without the key check record it still cannot
+	// find the account nor read its records.
+	other := bytes.Repeat([]byte{8}, 32)
+	if _, err := OpenAccounts(dir, AccountsOptions{Key: other}); !errors.Is(err, ErrAccountsKey) {
+		t.Fatalf("OpenAccounts with another key: %v, want ErrAccountsKey", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(acctKeyCheck, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := openTestAccounts(t, dir, AccountsOptions{Key: other})
 	if r := mustLogin(t, b, "+10000000000", "x", acctT0); !r.Created {
 		t.Fatalf("other key: %+v", r)
 	}
@@ -296,5 +313,32 @@ func TestAccountsMaxDevices(t *testing.T) {
 	}
 	if !slices.Equal(ended, []storage.DeviceID{r1.Device}) {
 		t.Fatalf("OnDeviceEnded saw %v", ended)
+	}
+}
+
+// A store opened with another key must refuse to open: with it, every
+// returning number would miss its phone index and get a second account.
+func TestAccountsRefusesOtherKey(t *testing.T) {
+	dir := t.TempDir()
+	a, err := OpenAccounts(dir, AccountsOptions{Key: acctTestKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLogin(t, a, "+441234567890", "a", acctT0)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenAccounts(dir, AccountsOptions{Key: bytes.Repeat([]byte{8}, 32)})
+	if err == nil {
+		r, lerr := b.Login(context.Background(), "+441234567890", DeviceInfo{Name: "a"}, acctT0)
+		b.Close()
+		t.Fatalf("OpenAccounts with another key succeeded; Login then gave %+v, %v", r, lerr)
+	}
+	if !errors.Is(err, ErrAccountsKey) {
+		t.Fatalf("OpenAccounts with another key: %v, want ErrAccountsKey", err)
+	}
+	c := openTestAccounts(t, dir, AccountsOptions{})
+	if r := mustLogin(t, c, "+441234567890", "a2", acctT0); r.Created {
+		t.Fatal("the right key no longer finds the account")
 	}
 }
