@@ -194,6 +194,45 @@ const (
 	ErrorCode_ERROR_CODE_BAD_SDP ErrorCode = 19
 	// CALLS_OFF: this node serves no calls.
 	ErrorCode_ERROR_CODE_CALLS_OFF ErrorCode = 20
+	// ACCOUNTS_OFF: this node has no accounts (log in with a token minted
+	// by its operator).
+	ErrorCode_ERROR_CODE_ACCOUNTS_OFF ErrorCode = 21
+	// BAD_PHONE: the phone number cannot be parsed as a number (E.164,
+	// "+" and the country code first).
+	ErrorCode_ERROR_CODE_BAD_PHONE ErrorCode = 22
+	// NOT_MOBILE: the number is valid but not a mobile one.
+	ErrorCode_ERROR_CODE_NOT_MOBILE ErrorCode = 23
+	// NUMBER_NOT_ALLOWED: the number's country is not served, or the number
+	// lies outside every range of the national numbering plan.
+	ErrorCode_ERROR_CODE_NUMBER_NOT_ALLOWED ErrorCode = 24
+	// VIRTUAL_NUMBER: the number belongs to a virtual operator's range,
+	// which the node refuses.
+	ErrorCode_ERROR_CODE_VIRTUAL_NUMBER ErrorCode = 25
+	// WRONG_CODE: the code does not match; tries_left more tries.
+	ErrorCode_ERROR_CODE_WRONG_CODE ErrorCode = 26
+	// CODE_EXPIRED: the code's attempt is unknown, used or past its life:
+	// start again.
+	ErrorCode_ERROR_CODE_CODE_EXPIRED ErrorCode = 27
+	// TOO_MANY_TRIES: the code was tried too often and is dead: start
+	// again.
+	ErrorCode_ERROR_CODE_TOO_MANY_TRIES ErrorCode = 28
+	// SMS_UNAVAILABLE: the code could not be sent now; retry after
+	// retry_after_ms.
+	ErrorCode_ERROR_CODE_SMS_UNAVAILABLE ErrorCode = 29
+	// REFRESH_INVALID: the refresh token is unknown, malformed, expired or
+	// its device ended: log in again.
+	ErrorCode_ERROR_CODE_REFRESH_INVALID ErrorCode = 30
+	// REFRESH_REUSED: the refresh token was used before; as a stolen token
+	// may have been, its device is now ended: log in again.
+	ErrorCode_ERROR_CODE_REFRESH_REUSED ErrorCode = 31
+	// TOO_MANY_DEVICES: the account has as many devices as allowed: end
+	// one from another device first.
+	ErrorCode_ERROR_CODE_TOO_MANY_DEVICES ErrorCode = 32
+	// UNKNOWN_DEVICE: no such device of this user.
+	ErrorCode_ERROR_CODE_UNKNOWN_DEVICE ErrorCode = 33
+	// DEVICE_ENDED: the session's device was ended (from another device,
+	// or by a reused refresh token): its token no longer opens sessions.
+	ErrorCode_ERROR_CODE_DEVICE_ENDED ErrorCode = 34
 )
 
 // Enum value maps for ErrorCode.
@@ -220,6 +259,20 @@ var (
 		18: "ERROR_CODE_TOO_MANY_PUBLISHERS",
 		19: "ERROR_CODE_BAD_SDP",
 		20: "ERROR_CODE_CALLS_OFF",
+		21: "ERROR_CODE_ACCOUNTS_OFF",
+		22: "ERROR_CODE_BAD_PHONE",
+		23: "ERROR_CODE_NOT_MOBILE",
+		24: "ERROR_CODE_NUMBER_NOT_ALLOWED",
+		25: "ERROR_CODE_VIRTUAL_NUMBER",
+		26: "ERROR_CODE_WRONG_CODE",
+		27: "ERROR_CODE_CODE_EXPIRED",
+		28: "ERROR_CODE_TOO_MANY_TRIES",
+		29: "ERROR_CODE_SMS_UNAVAILABLE",
+		30: "ERROR_CODE_REFRESH_INVALID",
+		31: "ERROR_CODE_REFRESH_REUSED",
+		32: "ERROR_CODE_TOO_MANY_DEVICES",
+		33: "ERROR_CODE_UNKNOWN_DEVICE",
+		34: "ERROR_CODE_DEVICE_ENDED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -243,6 +296,20 @@ var (
 		"ERROR_CODE_TOO_MANY_PUBLISHERS": 18,
 		"ERROR_CODE_BAD_SDP":             19,
 		"ERROR_CODE_CALLS_OFF":           20,
+		"ERROR_CODE_ACCOUNTS_OFF":        21,
+		"ERROR_CODE_BAD_PHONE":           22,
+		"ERROR_CODE_NOT_MOBILE":          23,
+		"ERROR_CODE_NUMBER_NOT_ALLOWED":  24,
+		"ERROR_CODE_VIRTUAL_NUMBER":      25,
+		"ERROR_CODE_WRONG_CODE":          26,
+		"ERROR_CODE_CODE_EXPIRED":        27,
+		"ERROR_CODE_TOO_MANY_TRIES":      28,
+		"ERROR_CODE_SMS_UNAVAILABLE":     29,
+		"ERROR_CODE_REFRESH_INVALID":     30,
+		"ERROR_CODE_REFRESH_REUSED":      31,
+		"ERROR_CODE_TOO_MANY_DEVICES":    32,
+		"ERROR_CODE_UNKNOWN_DEVICE":      33,
+		"ERROR_CODE_DEVICE_ENDED":        34,
 	}
 )
 
@@ -758,6 +825,14 @@ type Frame struct {
 	//	*Frame_CallRemoved
 	//	*Frame_CallRecordingStart
 	//	*Frame_CallRecordingStop
+	//	*Frame_LoginStart
+	//	*Frame_LoginCode
+	//	*Frame_LoginVerify
+	//	*Frame_TokenRefresh
+	//	*Frame_LoginResult
+	//	*Frame_Devices
+	//	*Frame_DeviceList
+	//	*Frame_DeviceEnd
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1221,6 +1296,78 @@ func (x *Frame) GetCallRecordingStop() *CallRecordingStop {
 	return nil
 }
 
+func (x *Frame) GetLoginStart() *LoginStart {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LoginStart); ok {
+			return x.LoginStart
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLoginCode() *LoginCode {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LoginCode); ok {
+			return x.LoginCode
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLoginVerify() *LoginVerify {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LoginVerify); ok {
+			return x.LoginVerify
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTokenRefresh() *TokenRefresh {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TokenRefresh); ok {
+			return x.TokenRefresh
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLoginResult() *LoginResult {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LoginResult); ok {
+			return x.LoginResult
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetDevices() *DevicesRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Devices); ok {
+			return x.Devices
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetDeviceList() *DeviceList {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DeviceList); ok {
+			return x.DeviceList
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetDeviceEnd() *DeviceEnd {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DeviceEnd); ok {
+			return x.DeviceEnd
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -1417,6 +1564,45 @@ type Frame_CallRecordingStop struct {
 	CallRecordingStop *CallRecordingStop `protobuf:"bytes,55,opt,name=call_recording_stop,json=callRecordingStop,proto3,oneof"`
 }
 
+type Frame_LoginStart struct {
+	// Accounts. login_start, login_verify and token_refresh are
+	// pre-authentication requests: sent before Hello on a fresh
+	// connection (docs/protocol.md). login_start is answered by
+	// login_code; login_verify and token_refresh by login_result.
+	LoginStart *LoginStart `protobuf:"bytes,56,opt,name=login_start,json=loginStart,proto3,oneof"`
+}
+
+type Frame_LoginCode struct {
+	LoginCode *LoginCode `protobuf:"bytes,57,opt,name=login_code,json=loginCode,proto3,oneof"`
+}
+
+type Frame_LoginVerify struct {
+	LoginVerify *LoginVerify `protobuf:"bytes,58,opt,name=login_verify,json=loginVerify,proto3,oneof"`
+}
+
+type Frame_TokenRefresh struct {
+	TokenRefresh *TokenRefresh `protobuf:"bytes,59,opt,name=token_refresh,json=tokenRefresh,proto3,oneof"`
+}
+
+type Frame_LoginResult struct {
+	LoginResult *LoginResult `protobuf:"bytes,60,opt,name=login_result,json=loginResult,proto3,oneof"`
+}
+
+type Frame_Devices struct {
+	// devices lists the user's devices; answered by device_list.
+	Devices *DevicesRequest `protobuf:"bytes,61,opt,name=devices,proto3,oneof"`
+}
+
+type Frame_DeviceList struct {
+	DeviceList *DeviceList `protobuf:"bytes,62,opt,name=device_list,json=deviceList,proto3,oneof"`
+}
+
+type Frame_DeviceEnd struct {
+	// device_end ends one of the user's devices, or all but the sending
+	// one; answered by device_list (what is left).
+	DeviceEnd *DeviceEnd `protobuf:"bytes,63,opt,name=device_end,json=deviceEnd,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -1508,6 +1694,22 @@ func (*Frame_CallRemoved) isFrame_Body() {}
 func (*Frame_CallRecordingStart) isFrame_Body() {}
 
 func (*Frame_CallRecordingStop) isFrame_Body() {}
+
+func (*Frame_LoginStart) isFrame_Body() {}
+
+func (*Frame_LoginCode) isFrame_Body() {}
+
+func (*Frame_LoginVerify) isFrame_Body() {}
+
+func (*Frame_TokenRefresh) isFrame_Body() {}
+
+func (*Frame_LoginResult) isFrame_Body() {}
+
+func (*Frame_Devices) isFrame_Body() {}
+
+func (*Frame_DeviceList) isFrame_Body() {}
+
+func (*Frame_DeviceEnd) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -3200,7 +3402,12 @@ type Error struct {
 	// (paths, storage messages) stays in the node's log under this id.
 	ErrorId string `protobuf:"bytes,4,opt,name=error_id,json=errorId,proto3" json:"error_id,omitempty"`
 	// call is the running call, with CALL_RUNNING.
-	Call          uint64 `protobuf:"varint,5,opt,name=call,proto3" json:"call,omitempty"`
+	Call uint64 `protobuf:"varint,5,opt,name=call,proto3" json:"call,omitempty"`
+	// tries_left is how many more codes an attempt takes, with WRONG_CODE.
+	TriesLeft uint32 `protobuf:"varint,6,opt,name=tries_left,json=triesLeft,proto3" json:"tries_left,omitempty"`
+	// limit names the rate limit hit, with RATE_LIMITED on a login:
+	// "number", "address" or "prefix".
+	Limit         string `protobuf:"bytes,7,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3268,6 +3475,20 @@ func (x *Error) GetCall() uint64 {
 		return x.Call
 	}
 	return 0
+}
+
+func (x *Error) GetTriesLeft() uint32 {
+	if x != nil {
+		return x.TriesLeft
+	}
+	return 0
+}
+
+func (x *Error) GetLimit() string {
+	if x != nil {
+		return x.Limit
+	}
+	return ""
 }
 
 // GoingAway tells the client the node is shutting down: reconnect (to
@@ -4632,6 +4853,7 @@ type Service struct {
 	//	*Service_CallRecorded
 	//	*Service_LiveStarted
 	//	*Service_LiveEnded
+	//	*Service_NewLogin
 	Event         isService_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4701,6 +4923,15 @@ func (x *Service) GetLiveEnded() *LiveStream {
 	return nil
 }
 
+func (x *Service) GetNewLogin() *NewLogin {
+	if x != nil {
+		if x, ok := x.Event.(*Service_NewLogin); ok {
+			return x.NewLogin
+		}
+	}
+	return nil
+}
+
 type isService_Event interface {
 	isService_Event()
 }
@@ -4719,11 +4950,19 @@ type Service_LiveEnded struct {
 	LiveEnded *LiveStream `protobuf:"bytes,3,opt,name=live_ended,json=liveEnded,proto3,oneof"`
 }
 
+type Service_NewLogin struct {
+	// new_login is posted in the user's service chat (a direct chat with
+	// the node's service user) when a device logs in to the account.
+	NewLogin *NewLogin `protobuf:"bytes,4,opt,name=new_login,json=newLogin,proto3,oneof"`
+}
+
 func (*Service_CallRecorded) isService_Event() {}
 
 func (*Service_LiveStarted) isService_Event() {}
 
 func (*Service_LiveEnded) isService_Event() {}
+
+func (*Service_NewLogin) isService_Event() {}
 
 // LiveStream is a channel's live stream, announced when it starts (the
 // first media of its encoder arrived: WHEP players can play it from now)
@@ -5134,11 +5373,689 @@ func (x *CallRecord) GetReason() CallEndReason {
 	return CallEndReason_CALL_END_REASON_UNSPECIFIED
 }
 
+// LoginStart asks for a one-time code sent by SMS to phone, to log in
+// (and sign up on first login); a pre-authentication request. Answered by
+// LoginCode, or an Error: BAD_PHONE, NOT_MOBILE, NUMBER_NOT_ALLOWED,
+// VIRTUAL_NUMBER, RATE_LIMITED (with retry_after_ms and limit),
+// SMS_UNAVAILABLE (retryable). The answer is the same whether or not the
+// number has an account.
+type LoginStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// phone in international form: "+", the country code, the number;
+	// spaces, dashes and brackets are allowed.
+	Phone         string `protobuf:"bytes,1,opt,name=phone,proto3" json:"phone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginStart) Reset() {
+	*x = LoginStart{}
+	mi := &file_gonets_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginStart) ProtoMessage() {}
+
+func (x *LoginStart) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginStart.ProtoReflect.Descriptor instead.
+func (*LoginStart) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *LoginStart) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+// LoginCode says a code is on its way.
+type LoginCode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// attempt names this login attempt; login_verify repeats it.
+	Attempt string `protobuf:"bytes,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// phone is the number normalised to E.164, where the code was sent.
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3" json:"phone,omitempty"`
+	// code_length is the code's digits (6).
+	CodeLength uint32 `protobuf:"varint,3,opt,name=code_length,json=codeLength,proto3" json:"code_length,omitempty"`
+	// expires_ms is how long the code stays valid.
+	ExpiresMs uint32 `protobuf:"varint,4,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	// tries is how many codes the attempt takes before it dies.
+	Tries         uint32 `protobuf:"varint,5,opt,name=tries,proto3" json:"tries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginCode) Reset() {
+	*x = LoginCode{}
+	mi := &file_gonets_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginCode) ProtoMessage() {}
+
+func (x *LoginCode) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginCode.ProtoReflect.Descriptor instead.
+func (*LoginCode) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *LoginCode) GetAttempt() string {
+	if x != nil {
+		return x.Attempt
+	}
+	return ""
+}
+
+func (x *LoginCode) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *LoginCode) GetCodeLength() uint32 {
+	if x != nil {
+		return x.CodeLength
+	}
+	return 0
+}
+
+func (x *LoginCode) GetExpiresMs() uint32 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *LoginCode) GetTries() uint32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+// LoginVerify gives the code received; a pre-authentication request. The
+// account is created on a number's first login; each login is a new
+// device. Answered by LoginResult, or an Error: WRONG_CODE (tries_left),
+// CODE_EXPIRED, TOO_MANY_TRIES, TOO_MANY_DEVICES, BAD_REQUEST (device name
+// or platform).
+type LoginVerify struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Attempt string                 `protobuf:"bytes,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Code    string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// device_name names the new device for the user's device list ("Anna's
+	// phone"), at most 64 bytes of UTF-8; platform ("android", "ios",
+	// "linux", "cli") at most 32.
+	DeviceName    string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	Platform      string `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginVerify) Reset() {
+	*x = LoginVerify{}
+	mi := &file_gonets_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginVerify) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginVerify) ProtoMessage() {}
+
+func (x *LoginVerify) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginVerify.ProtoReflect.Descriptor instead.
+func (*LoginVerify) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *LoginVerify) GetAttempt() string {
+	if x != nil {
+		return x.Attempt
+	}
+	return ""
+}
+
+func (x *LoginVerify) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *LoginVerify) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *LoginVerify) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+// TokenRefresh trades a refresh token for a new access token and a new
+// refresh token; the one presented dies. A pre-authentication request.
+// Answered by LoginResult, or REFRESH_INVALID, REFRESH_REUSED (the device
+// is ended: a second use means the token may be stolen).
+type TokenRefresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRefresh) Reset() {
+	*x = TokenRefresh{}
+	mi := &file_gonets_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRefresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRefresh) ProtoMessage() {}
+
+func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRefresh.ProtoReflect.Descriptor instead.
+func (*TokenRefresh) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *TokenRefresh) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+// LoginResult holds a device's new tokens.
+type LoginResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	User   uint64                 `protobuf:"varint,1,opt,name=user,proto3" json:"user,omitempty"`
+	Device uint64                 `protobuf:"varint,2,opt,name=device,proto3" json:"device,omitempty"`
+	// access_token opens sessions (Hello.token, Auth) until
+	// access_expires_ms (Unix milliseconds).
+	AccessToken     string `protobuf:"bytes,3,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	AccessExpiresMs int64  `protobuf:"varint,4,opt,name=access_expires_ms,json=accessExpiresMs,proto3" json:"access_expires_ms,omitempty"`
+	// refresh_token gets the next pair (TokenRefresh) until
+	// refresh_expires_ms; keep it secret, use it once.
+	RefreshToken     string `protobuf:"bytes,5,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresMs int64  `protobuf:"varint,6,opt,name=refresh_expires_ms,json=refreshExpiresMs,proto3" json:"refresh_expires_ms,omitempty"`
+	// created: the account was created by this login (login_verify only).
+	Created       bool `protobuf:"varint,7,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginResult) Reset() {
+	*x = LoginResult{}
+	mi := &file_gonets_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResult) ProtoMessage() {}
+
+func (x *LoginResult) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
+func (*LoginResult) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *LoginResult) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *LoginResult) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *LoginResult) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *LoginResult) GetAccessExpiresMs() int64 {
+	if x != nil {
+		return x.AccessExpiresMs
+	}
+	return 0
+}
+
+func (x *LoginResult) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *LoginResult) GetRefreshExpiresMs() int64 {
+	if x != nil {
+		return x.RefreshExpiresMs
+	}
+	return 0
+}
+
+func (x *LoginResult) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// DevicesRequest lists the user's devices; answered by DeviceList.
+type DevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DevicesRequest) Reset() {
+	*x = DevicesRequest{}
+	mi := &file_gonets_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DevicesRequest) ProtoMessage() {}
+
+func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
+func (*DevicesRequest) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{59}
+}
+
+// DeviceList is the user's live devices in id order.
+type DeviceList struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Devices []*DeviceInfo          `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	// current is the device of the session that asked.
+	Current       uint64 `protobuf:"varint,2,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceList) Reset() {
+	*x = DeviceList{}
+	mi := &file_gonets_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceList) ProtoMessage() {}
+
+func (x *DeviceList) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
+func (*DeviceList) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *DeviceList) GetDevices() []*DeviceInfo {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *DeviceList) GetCurrent() uint64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+// DeviceInfo is one of the user's devices.
+type DeviceInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Platform  string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
+	CreatedMs int64                  `protobuf:"varint,4,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// last_seen_ms is its last login or refresh; last_address the address
+	// it came from then.
+	LastSeenMs  int64  `protobuf:"varint,5,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	LastAddress string `protobuf:"bytes,6,opt,name=last_address,json=lastAddress,proto3" json:"last_address,omitempty"`
+	// online: the device has a session on this node now.
+	Online        bool `protobuf:"varint,7,opt,name=online,proto3" json:"online,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceInfo) Reset() {
+	*x = DeviceInfo{}
+	mi := &file_gonets_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceInfo) ProtoMessage() {}
+
+func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
+func (*DeviceInfo) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *DeviceInfo) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetLastAddress() string {
+	if x != nil {
+		return x.LastAddress
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+// DeviceEnd ends device (its sessions close within a second, its tokens
+// stop working), or with others every device of the user but the sending
+// one. Answered by DeviceList, or UNKNOWN_DEVICE. A session may end its
+// own device (to log out): the answer comes first, then the session
+// closes with DEVICE_ENDED.
+type DeviceEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        uint64                 `protobuf:"varint,1,opt,name=device,proto3" json:"device,omitempty"`
+	Others        bool                   `protobuf:"varint,2,opt,name=others,proto3" json:"others,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceEnd) Reset() {
+	*x = DeviceEnd{}
+	mi := &file_gonets_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceEnd) ProtoMessage() {}
+
+func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceEnd.ProtoReflect.Descriptor instead.
+func (*DeviceEnd) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *DeviceEnd) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *DeviceEnd) GetOthers() bool {
+	if x != nil {
+		return x.Others
+	}
+	return false
+}
+
+// NewLogin is a service event (Service.new_login) in the user's service
+// chat: a new device logged in to the account.
+type NewLogin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        uint64                 `protobuf:"varint,1,opt,name=device,proto3" json:"device,omitempty"`
+	DeviceName    string                 `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	Platform      string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
+	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	AtMs          int64                  `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NewLogin) Reset() {
+	*x = NewLogin{}
+	mi := &file_gonets_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NewLogin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NewLogin) ProtoMessage() {}
+
+func (x *NewLogin) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NewLogin.ProtoReflect.Descriptor instead.
+func (*NewLogin) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *NewLogin) GetDevice() uint64 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *NewLogin) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *NewLogin) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *NewLogin) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NewLogin) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
 var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\x99\x13\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\xec\x16\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -5199,7 +6116,19 @@ const file_gonets_proto_rawDesc = "" +
 	"\fcall_speaker\x184 \x01(\v2\x16.gonets.v1.CallSpeakerH\x00R\vcallSpeaker\x12;\n" +
 	"\fcall_removed\x185 \x01(\v2\x16.gonets.v1.CallRemovedH\x00R\vcallRemoved\x12Q\n" +
 	"\x14call_recording_start\x186 \x01(\v2\x1d.gonets.v1.CallRecordingStartH\x00R\x12callRecordingStart\x12N\n" +
-	"\x13call_recording_stop\x187 \x01(\v2\x1c.gonets.v1.CallRecordingStopH\x00R\x11callRecordingStopB\x06\n" +
+	"\x13call_recording_stop\x187 \x01(\v2\x1c.gonets.v1.CallRecordingStopH\x00R\x11callRecordingStop\x128\n" +
+	"\vlogin_start\x188 \x01(\v2\x15.gonets.v1.LoginStartH\x00R\n" +
+	"loginStart\x125\n" +
+	"\n" +
+	"login_code\x189 \x01(\v2\x14.gonets.v1.LoginCodeH\x00R\tloginCode\x12;\n" +
+	"\flogin_verify\x18: \x01(\v2\x16.gonets.v1.LoginVerifyH\x00R\vloginVerify\x12>\n" +
+	"\rtoken_refresh\x18; \x01(\v2\x17.gonets.v1.TokenRefreshH\x00R\ftokenRefresh\x12;\n" +
+	"\flogin_result\x18< \x01(\v2\x16.gonets.v1.LoginResultH\x00R\vloginResult\x125\n" +
+	"\adevices\x18= \x01(\v2\x19.gonets.v1.DevicesRequestH\x00R\adevices\x128\n" +
+	"\vdevice_list\x18> \x01(\v2\x15.gonets.v1.DeviceListH\x00R\n" +
+	"deviceList\x125\n" +
+	"\n" +
+	"device_end\x18? \x01(\v2\x14.gonets.v1.DeviceEndH\x00R\tdeviceEndB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -5321,13 +6250,16 @@ const file_gonets_proto_rawDesc = "" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
 	"\x04Pong\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\xa0\x01\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\xd5\x01\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.gonets.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x19\n" +
 	"\berror_id\x18\x04 \x01(\tR\aerrorId\x12\x12\n" +
-	"\x04call\x18\x05 \x01(\x04R\x04call\"1\n" +
+	"\x04call\x18\x05 \x01(\x04R\x04call\x12\x1d\n" +
+	"\n" +
+	"tries_left\x18\x06 \x01(\rR\ttriesLeft\x12\x14\n" +
+	"\x05limit\x18\a \x01(\tR\x05limit\"1\n" +
 	"\tGoingAway\x12$\n" +
 	"\x0eretry_after_ms\x18\x01 \x01(\rR\fretryAfterMs\"\x1e\n" +
 	"\x06Resync\x12\x14\n" +
@@ -5418,12 +6350,13 @@ const file_gonets_proto_rawDesc = "" +
 	"\x12CallRecordingStart\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\"'\n" +
 	"\x11CallRecordingStop\x12\x12\n" +
-	"\x04call\x18\x01 \x01(\x04R\x04call\"\xc6\x01\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\xfa\x01\n" +
 	"\aService\x12>\n" +
 	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecorded\x12:\n" +
 	"\flive_started\x18\x02 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\vliveStarted\x126\n" +
 	"\n" +
-	"live_ended\x18\x03 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\tliveEndedB\a\n" +
+	"live_ended\x18\x03 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\tliveEnded\x122\n" +
+	"\tnew_login\x18\x04 \x01(\v2\x13.gonets.v1.NewLoginH\x00R\bnewLoginB\a\n" +
 	"\x05event\"\xaa\x01\n" +
 	"\n" +
 	"LiveStream\x12\x1d\n" +
@@ -5467,7 +6400,60 @@ const file_gonets_proto_rawDesc = "" +
 	"\vduration_ms\x18\x06 \x01(\x04R\n" +
 	"durationMs\x12\x16\n" +
 	"\x06missed\x18\a \x01(\bR\x06missed\x120\n" +
-	"\x06reason\x18\b \x01(\x0e2\x18.gonets.v1.CallEndReasonR\x06reason*\xb2\x01\n" +
+	"\x06reason\x18\b \x01(\x0e2\x18.gonets.v1.CallEndReasonR\x06reason\"\"\n" +
+	"\n" +
+	"LoginStart\x12\x14\n" +
+	"\x05phone\x18\x01 \x01(\tR\x05phone\"\x91\x01\n" +
+	"\tLoginCode\x12\x18\n" +
+	"\aattempt\x18\x01 \x01(\tR\aattempt\x12\x14\n" +
+	"\x05phone\x18\x02 \x01(\tR\x05phone\x12\x1f\n" +
+	"\vcode_length\x18\x03 \x01(\rR\n" +
+	"codeLength\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x04 \x01(\rR\texpiresMs\x12\x14\n" +
+	"\x05tries\x18\x05 \x01(\rR\x05tries\"x\n" +
+	"\vLoginVerify\x12\x18\n" +
+	"\aattempt\x18\x01 \x01(\tR\aattempt\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1f\n" +
+	"\vdevice_name\x18\x03 \x01(\tR\n" +
+	"deviceName\x12\x1a\n" +
+	"\bplatform\x18\x04 \x01(\tR\bplatform\"3\n" +
+	"\fTokenRefresh\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xf5\x01\n" +
+	"\vLoginResult\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\x04R\x06device\x12!\n" +
+	"\faccess_token\x18\x03 \x01(\tR\vaccessToken\x12*\n" +
+	"\x11access_expires_ms\x18\x04 \x01(\x03R\x0faccessExpiresMs\x12#\n" +
+	"\rrefresh_token\x18\x05 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_ms\x18\x06 \x01(\x03R\x10refreshExpiresMs\x12\x18\n" +
+	"\acreated\x18\a \x01(\bR\acreated\"\x10\n" +
+	"\x0eDevicesRequest\"W\n" +
+	"\n" +
+	"DeviceList\x12/\n" +
+	"\adevices\x18\x01 \x03(\v2\x15.gonets.v1.DeviceInfoR\adevices\x12\x18\n" +
+	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\xc8\x01\n" +
+	"\n" +
+	"DeviceInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\x12 \n" +
+	"\flast_seen_ms\x18\x05 \x01(\x03R\n" +
+	"lastSeenMs\x12!\n" +
+	"\flast_address\x18\x06 \x01(\tR\vlastAddress\x12\x16\n" +
+	"\x06online\x18\a \x01(\bR\x06online\";\n" +
+	"\tDeviceEnd\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\x04R\x06device\x12\x16\n" +
+	"\x06others\x18\x02 \x01(\bR\x06others\"\x8e\x01\n" +
+	"\bNewLogin\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\x04R\x06device\x12\x1f\n" +
+	"\vdevice_name\x18\x02 \x01(\tR\n" +
+	"deviceName\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*\xb2\x01\n" +
 	"\aMsgKind\x12\x18\n" +
 	"\x14MSG_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rMSG_KIND_TEXT\x10\x01\x12\x12\n" +
@@ -5481,7 +6467,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x15CHAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHAT_KIND_DIRECT\x10\x01\x12\x13\n" +
 	"\x0fCHAT_KIND_GROUP\x10\x02\x12\x15\n" +
-	"\x11CHAT_KIND_CHANNEL\x10\x03*\xe7\x04\n" +
+	"\x11CHAT_KIND_CHANNEL\x10\x03*\x8e\b\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -5504,7 +6490,21 @@ const file_gonets_proto_rawDesc = "" +
 	"\x17ERROR_CODE_CALL_RUNNING\x10\x11\x12\"\n" +
 	"\x1eERROR_CODE_TOO_MANY_PUBLISHERS\x10\x12\x12\x16\n" +
 	"\x12ERROR_CODE_BAD_SDP\x10\x13\x12\x18\n" +
-	"\x14ERROR_CODE_CALLS_OFF\x10\x14*M\n" +
+	"\x14ERROR_CODE_CALLS_OFF\x10\x14\x12\x1b\n" +
+	"\x17ERROR_CODE_ACCOUNTS_OFF\x10\x15\x12\x18\n" +
+	"\x14ERROR_CODE_BAD_PHONE\x10\x16\x12\x19\n" +
+	"\x15ERROR_CODE_NOT_MOBILE\x10\x17\x12!\n" +
+	"\x1dERROR_CODE_NUMBER_NOT_ALLOWED\x10\x18\x12\x1d\n" +
+	"\x19ERROR_CODE_VIRTUAL_NUMBER\x10\x19\x12\x19\n" +
+	"\x15ERROR_CODE_WRONG_CODE\x10\x1a\x12\x1b\n" +
+	"\x17ERROR_CODE_CODE_EXPIRED\x10\x1b\x12\x1d\n" +
+	"\x19ERROR_CODE_TOO_MANY_TRIES\x10\x1c\x12\x1e\n" +
+	"\x1aERROR_CODE_SMS_UNAVAILABLE\x10\x1d\x12\x1e\n" +
+	"\x1aERROR_CODE_REFRESH_INVALID\x10\x1e\x12\x1d\n" +
+	"\x19ERROR_CODE_REFRESH_REUSED\x10\x1f\x12\x1f\n" +
+	"\x1bERROR_CODE_TOO_MANY_DEVICES\x10 \x12\x1d\n" +
+	"\x19ERROR_CODE_UNKNOWN_DEVICE\x10!\x12\x1b\n" +
+	"\x17ERROR_CODE_DEVICE_ENDED\x10\"*M\n" +
 	"\x06CallPc\x12\x17\n" +
 	"\x13CALL_PC_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCALL_PC_PUBLISH\x10\x01\x12\x15\n" +
@@ -5564,7 +6564,7 @@ func file_gonets_proto_rawDescGZIP() []byte {
 }
 
 var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -5630,6 +6630,16 @@ var file_gonets_proto_goTypes = []any{
 	(*CallRecorded)(nil),       // 61: gonets.v1.CallRecorded
 	(*CallRecordedFile)(nil),   // 62: gonets.v1.CallRecordedFile
 	(*CallRecord)(nil),         // 63: gonets.v1.CallRecord
+	(*LoginStart)(nil),         // 64: gonets.v1.LoginStart
+	(*LoginCode)(nil),          // 65: gonets.v1.LoginCode
+	(*LoginVerify)(nil),        // 66: gonets.v1.LoginVerify
+	(*TokenRefresh)(nil),       // 67: gonets.v1.TokenRefresh
+	(*LoginResult)(nil),        // 68: gonets.v1.LoginResult
+	(*DevicesRequest)(nil),     // 69: gonets.v1.DevicesRequest
+	(*DeviceList)(nil),         // 70: gonets.v1.DeviceList
+	(*DeviceInfo)(nil),         // 71: gonets.v1.DeviceInfo
+	(*DeviceEnd)(nil),          // 72: gonets.v1.DeviceEnd
+	(*NewLogin)(nil),           // 73: gonets.v1.NewLogin
 }
 var file_gonets_proto_depIdxs = []int32{
 	11, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
@@ -5678,37 +6688,47 @@ var file_gonets_proto_depIdxs = []int32{
 	56, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
 	57, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
 	58, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
-	0,  // 46: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 47: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	16, // 48: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	17, // 49: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 50: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	20, // 51: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	17, // 52: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 53: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 54: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 55: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	41, // 56: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	43, // 57: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
-	3,  // 58: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,  // 59: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,  // 60: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,  // 61: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,  // 62: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,  // 63: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,  // 64: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	61, // 65: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	60, // 66: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
-	60, // 67: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
-	9,  // 68: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
-	62, // 69: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,  // 70: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,  // 71: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	64, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
+	65, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
+	66, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
+	67, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
+	68, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
+	69, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
+	70, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
+	72, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
+	0,  // 54: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,  // 55: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	16, // 56: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	17, // 57: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,  // 58: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	20, // 59: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	17, // 60: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,  // 61: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,  // 62: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,  // 63: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	41, // 64: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	43, // 65: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,  // 66: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,  // 67: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,  // 68: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,  // 69: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,  // 70: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,  // 71: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,  // 72: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	61, // 73: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	60, // 74: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	60, // 75: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	73, // 76: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
+	9,  // 77: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	62, // 78: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,  // 79: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,  // 80: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	71, // 81: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -5763,11 +6783,20 @@ func file_gonets_proto_init() {
 		(*Frame_CallRemoved)(nil),
 		(*Frame_CallRecordingStart)(nil),
 		(*Frame_CallRecordingStop)(nil),
+		(*Frame_LoginStart)(nil),
+		(*Frame_LoginCode)(nil),
+		(*Frame_LoginVerify)(nil),
+		(*Frame_TokenRefresh)(nil),
+		(*Frame_LoginResult)(nil),
+		(*Frame_Devices)(nil),
+		(*Frame_DeviceList)(nil),
+		(*Frame_DeviceEnd)(nil),
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
 		(*Service_LiveStarted)(nil),
 		(*Service_LiveEnded)(nil),
+		(*Service_NewLogin)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5775,7 +6804,7 @@ func file_gonets_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   54,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
