@@ -242,6 +242,9 @@ type brokerMetrics struct {
 	helloTimeouts *metrics.Counter
 	resyncs       *metrics.Counter
 	badFrames     *metrics.Counter
+	preAuth       *metrics.Counter
+	// serviceNoteFailures counts service messages (new logins) not posted.
+	serviceNoteFailures *metrics.Counter
 }
 
 func newBrokerMetrics(set *metrics.Set) brokerMetrics {
@@ -264,5 +267,8 @@ func newBrokerMetrics(set *metrics.Set) brokerMetrics {
 		helloTimeouts: set.NewCounter("gonets_broker_hello_timeouts_total"),
 		resyncs:       set.NewCounter("gonets_broker_resyncs_total"),
 		badFrames:     set.NewCounter("gonets_broker_bad_frames_total"),
+		preAuth:       set.NewCounter("gonets_broker_preauth_requests_total"),
+
+		serviceNoteFailures: set.NewCounter("gonets_broker_service_note_failures_total"),
 	}
 }

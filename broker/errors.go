@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -44,6 +45,9 @@ var (
 
 // codeOf maps an error onto the stable code a client sees.
 func codeOf(err error) wire.ErrorCode {
+	if c, ok := accountCode(err); ok {
+		return c
+	}
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, storage.ErrTooLarge):
 		return wire.ErrorCode_ERROR_CODE_TOO_LARGE
@@ -117,6 +121,20 @@ func (b *Broker) clientError(err error) *wire.Error {
 	if errors.As(err, &rl) {
 		e.RetryAfterMs = uint32(max(1, rl.wait.Milliseconds()))
 	}
+	var rle *identity.RateLimitError
+	if errors.As(err, &rle) {
+		e.RetryAfterMs = uint32(max(1, rle.RetryAfter.Milliseconds()))
+		e.Limit = rle.Scope
+	}
+	var wc *identity.WrongCodeError
+	if errors.As(err, &wc) {
+		e.TriesLeft = uint32(max(0, wc.TriesLeft))
+	}
+	if e.Code == wire.ErrorCode_ERROR_CODE_SMS_UNAVAILABLE {
+		// The gateway's own error stays in the node's log.
+		e.Message = identity.ErrSMSRetry.Error()
+		e.RetryAfterMs = uint32(identity.SMSRetryAfter.Milliseconds())
+	}
 	var cr *callRunningError
 	if errors.As(err, &cr) {
 		e.Call = uint64(cr.call)
@@ -127,4 +145,46 @@ func (b *Broker) clientError(err error) *wire.Error {
 // newErrorID returns a random id naming one failure in the log.
 func newErrorID() string {
 	return strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// accountCode maps the account errors, before the generic ones: a failed
+// SMS delivery may wrap a context's error, and is still SMS_UNAVAILABLE.
+func accountCode(err error) (wire.ErrorCode, bool) {
+	switch {
+	case errors.Is(err, ErrAccountsOff):
+		return wire.ErrorCode_ERROR_CODE_ACCOUNTS_OFF, true
+	case errors.Is(err, ErrDeviceEnded):
+		return wire.ErrorCode_ERROR_CODE_DEVICE_ENDED, true
+	case errors.Is(err, identity.ErrSMSRetry):
+		return wire.ErrorCode_ERROR_CODE_SMS_UNAVAILABLE, true
+	case errors.Is(err, identity.ErrBadPhone):
+		return wire.ErrorCode_ERROR_CODE_BAD_PHONE, true
+	case errors.Is(err, identity.ErrNotMobile):
+		return wire.ErrorCode_ERROR_CODE_NOT_MOBILE, true
+	case errors.Is(err, identity.ErrCountryNotAllowed), errors.Is(err, identity.ErrUnknownRange):
+		return wire.ErrorCode_ERROR_CODE_NUMBER_NOT_ALLOWED, true
+	case errors.Is(err, identity.ErrVirtualNumber):
+		return wire.ErrorCode_ERROR_CODE_VIRTUAL_NUMBER, true
+	case errors.Is(err, identity.ErrRateNumber), errors.Is(err, identity.ErrRateAddress), errors.Is(err, identity.ErrRatePrefix):
+		return wire.ErrorCode_ERROR_CODE_RATE_LIMITED, true
+	case errors.Is(err, identity.ErrWrongCode):
+		return wire.ErrorCode_ERROR_CODE_WRONG_CODE, true
+	case errors.Is(err, identity.ErrCodeExpired):
+		return wire.ErrorCode_ERROR_CODE_CODE_EXPIRED, true
+	case errors.Is(err, identity.ErrTooManyTries):
+		return wire.ErrorCode_ERROR_CODE_TOO_MANY_TRIES, true
+	case errors.Is(err, identity.ErrRefreshReused):
+		return wire.ErrorCode_ERROR_CODE_REFRESH_REUSED, true
+	case errors.Is(err, identity.ErrRefreshInvalid):
+		return wire.ErrorCode_ERROR_CODE_REFRESH_INVALID, true
+	case errors.Is(err, identity.ErrTooManyDevices):
+		return wire.ErrorCode_ERROR_CODE_TOO_MANY_DEVICES, true
+	case errors.Is(err, identity.ErrUnknownDevice):
+		return wire.ErrorCode_ERROR_CODE_UNKNOWN_DEVICE, true
+	case errors.Is(err, identity.ErrDeviceInfo), errors.Is(err, identity.ErrCodeNumber):
+		return wire.ErrorCode_ERROR_CODE_BAD_REQUEST, true
+	case errors.Is(err, identity.ErrAccountsClosed):
+		return wire.ErrorCode_ERROR_CODE_UNAVAILABLE, true
+	}
+	return 0, false
 }

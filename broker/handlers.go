@@ -87,6 +87,10 @@ func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
 		return &wire.Frame{Body: &wire.Frame_Pong{Pong: &wire.Pong{Nonce: body.Ping.Nonce}}}, nil
 	case *wire.Frame_Auth:
 		return s.reauth(body.Auth)
+	case *wire.Frame_Devices:
+		return s.devices()
+	case *wire.Frame_DeviceEnd:
+		return s.deviceEnd(body.DeviceEnd)
 	}
 	if resp, ok, err := s.handleCall(f); ok {
 		return resp, err
@@ -604,6 +608,9 @@ func (s *Session) reauth(req *wire.Auth) (*wire.Frame, error) {
 	}
 	if storage.UserID(c.User) != s.user || storage.DeviceID(c.Device) != s.device {
 		return nil, fmt.Errorf("%w: the token is for another user or device", token.ErrForged)
+	}
+	if err := s.b.checkDevice(s.user, s.device); err != nil {
+		return nil, err
 	}
 	s.expires.Store(c.Expires.UnixMicro())
 	return done(), nil

@@ -32,6 +32,7 @@ const (
 	closeBadFrame                           // the client sent a frame the node refused
 	closeTokenExpired                       // the session's token ran out
 	closeReplaced                           // the user opened more sessions than allowed
+	closeDeviceEnded                        // the session's device was ended
 	closeReasons
 )
 
@@ -42,6 +43,7 @@ var closeReasonNames = [closeReasons]string{
 	closeBadFrame:        "bad_frame",
 	closeTokenExpired:    "token_expired",
 	closeReplaced:        "replaced",
+	closeDeviceEnded:     "device_ended",
 }
 
 // closeCounters count ended sessions by reason.

@@ -11,11 +11,17 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity"
 )
 
 // Options configure a Broker. The zero value of every field means its
 // default.
 type Options struct {
+	// Accounts serves the account requests: phone login before Hello,
+	// token refresh, devices. Nil: the node has none (ACCOUNTS_OFF), and
+	// sessions come with tokens its operator minted.
+	Accounts *identity.Service
+
 	// Name names the node in Welcome. Default: the host name.
 	Name string
 	// MaxFrameBytes caps one frame in either direction. Default: 1 MiB.

@@ -357,3 +357,11 @@ func (q *quicConn) Close(code wire.ErrorCode, reason string) error {
 	})
 	return nil
 }
+
+func (c *quicConn) remoteAddr() netip.Addr {
+	if ua, ok := c.c.RemoteAddr().(*net.UDPAddr); ok {
+		a, _ := netip.AddrFromSlice(ua.IP)
+		return a
+	}
+	return netip.Addr{}
+}

@@ -40,6 +40,11 @@ type Session struct {
 	since      atomic.Uint64 // the last sync point returned to the client
 	expires    atomic.Int64  // the token's expiry, Unix µs; Auth extends it
 	reason     atomic.Int32  // why the node closed the session (closeReason)
+	// endingSelf is set while the session ends its own device, which
+	// DevicesEnded then marks deviceEnded instead of closing it: the
+	// answer goes out first, then readLoop closes the session.
+	endingSelf  atomic.Bool
+	deviceEnded atomic.Bool
 
 	respMu sync.Mutex // serialises writes to the response stream
 
@@ -91,7 +96,7 @@ func (b *Broker) serve(ctx context.Context, c Conn, helloBy time.Time, authed fu
 		return ErrShutdown
 	}
 	defer b.untrack(c)
-	s, err := b.hello(c, wire.NewReader(c, maxHelloBytes), helloBy, authed)
+	s, err := b.hello(ctx, c, wire.NewReader(c, maxHelloBytes), helloBy, authed)
 	if err != nil {
 		return err
 	}
@@ -100,13 +105,34 @@ func (b *Broker) serve(ctx context.Context, c Conn, helloBy time.Time, authed fu
 }
 
 // hello reads and checks the first frame and registers the session.
-func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Session, error) {
+func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time, authed func()) (*Session, error) {
 	timer := time.AfterFunc(time.Until(by), func() {
 		b.m.helloTimeouts.Inc()
 		c.Close(wire.ErrorCode_ERROR_CODE_BAD_FRAME, "no hello in time")
 	})
 	var f wire.Frame
-	err := r.Read(&f)
+	var err error
+	// Before Hello, a client may log in or refresh its tokens: a few
+	// pre-authentication requests, each answered in turn, all within the
+	// hello deadline.
+	for n := 0; ; n++ {
+		f.Reset()
+		err = r.Read(&f)
+		if err != nil || n >= maxPreAuth || !isPreAuth(&f) {
+			break
+		}
+		r.Release()
+		resp := b.preAuth(ctx, &f, remoteAddr(c))
+		buf, werr := wire.AppendFrame(nil, resp, b.opts.MaxFrameBytes)
+		if werr == nil {
+			werr = b.writeTimed(c, buf)
+		}
+		if werr != nil {
+			timer.Stop()
+			c.Close(0, "")
+			return nil, werr
+		}
+	}
 	timer.Stop()
 	r.Release()
 	if err != nil {
@@ -129,6 +155,12 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 	claims, err := b.verifier.Verify(h.Token)
 	if err == nil && storage.DeviceID(claims.Device) == storage.DeviceNode {
 		err = fmt.Errorf("%w: device %d is the node's own", token.ErrForged, claims.Device)
+	}
+	if err == nil && storage.IsServiceUser(storage.UserID(claims.User)) {
+		err = fmt.Errorf("%w: user %d is one of the node's service users", token.ErrForged, claims.User)
+	}
+	if err == nil {
+		err = b.checkDevice(storage.UserID(claims.User), storage.DeviceID(claims.Device))
 	}
 	if err != nil {
 		b.m.authFailures.Inc()
@@ -162,6 +194,15 @@ func (b *Broker) hello(c Conn, r *wire.Reader, by time.Time, authed func()) (*Se
 			defer b.wg.Done()
 			old.conn.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "too many sessions for this user; the oldest was closed")
 		}()
+	}
+	// A device ended between the check above and register was not among
+	// the sessions DevicesEnded closed: check again now that it is listed.
+	if err := b.checkDevice(s.user, s.device); err != nil {
+		s.reason.Store(int32(closeDeviceEnded))
+		b.unregister(s)
+		s.respMu.Unlock()
+		s.out.Close()
+		return nil, b.reject(c, f.Id, err)
 	}
 	b.m.handshakes.Inc()
 	b.m.sessionsNow.Add(1)
@@ -290,6 +331,10 @@ func (s *Session) readLoop(ctx context.Context, r *wire.Reader) error {
 		}
 		if err := s.respond(f.Id, resp); err != nil {
 			return err
+		}
+		if s.deviceEnded.Load() {
+			s.reason.CompareAndSwap(int32(closeClient), int32(closeDeviceEnded))
+			return s.reject(0, ErrDeviceEnded)
 		}
 	}
 }

@@ -469,3 +469,11 @@ func chunkEnd(buf []byte, max int) int {
 	}
 	return end
 }
+
+func (c *tcpConn) remoteAddr() netip.Addr {
+	if ta, ok := c.raw.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(ta.IP)
+		return a
+	}
+	return netip.Addr{}
+}

@@ -264,8 +264,11 @@ func (s *Store) addChatCount(bc *batchCtx, user UserID, delta int) error {
 }
 
 // checkRoom fails with ErrTooManyChats when user is in MaxChatsPerUser
-// chats already.
+// chats already. Service users are not capped.
 func (s *Store) checkRoom(bc *batchCtx, user UserID) error {
+	if IsServiceUser(user) {
+		return nil
+	}
 	n, err := s.userChatCount(bc, user)
 	if err != nil {
 		return err

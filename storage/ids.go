@@ -16,6 +16,21 @@ type DeviceID uint64
 // in a space no device of the user's shares. No session may hold it.
 const DeviceNode DeviceID = 1<<64 - 1
 
+// Service users are the node's own accounts, which write to users in
+// their service chats (direct chats with a service user): new logins,
+// and later the state services' statuses. They are the 256 ids below
+// 2^32 (the first id the accounts store gives a person). No session may
+// hold one, and MaxChatsPerUser does not cap them: a service user is in
+// one chat with every user.
+const (
+	FirstServiceUser UserID = 1<<32 - 256
+	// ServiceUser is the node's own service account ("Gonets").
+	ServiceUser UserID = 1<<32 - 1
+)
+
+// IsServiceUser reports whether u is one of the node's service users.
+func IsServiceUser(u UserID) bool { return u >= FirstServiceUser && u <= ServiceUser }
+
 // ChatKind is the kind of a chat.
 type ChatKind uint8
 

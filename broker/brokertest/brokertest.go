@@ -20,6 +20,7 @@ import (
 
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
+	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -42,6 +43,15 @@ type Options struct {
 	// that drops UDP: nothing listens on the UDP port of Addr, which is
 	// then the TCP address. Default: false.
 	NoQUIC bool
+	// Accounts serves phone login (identity.Service) with the accounts
+	// store in Dir/identity and codes "sent" to an in-memory gateway that
+	// Code reads back. Identity configures it; its Sender, Accounts,
+	// Signer, Now and Logger are filled in, and Countries defaults to [7].
+	Accounts bool
+	Identity identity.ServiceOptions
+	// AccountsOptions configure the accounts store; Key, Logger and
+	// OnDeviceEnded are filled in.
+	AccountsOptions identity.AccountsOptions
 }
 
 // Node is a running test node.
@@ -69,6 +79,9 @@ type Node struct {
 	quic   *broker.Listener // nil with NoQUIC
 	tcp    *broker.TCPListener
 	served chan error
+	svc    *identity.Service  // with Accounts
+	accts  *identity.Accounts // with Accounts
+	sms    *SMSBox
 }
 
 // Start starts a node and stops it when the test ends.
@@ -94,7 +107,7 @@ func Start(t testing.TB, opts Options) *Node {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	n := &Node{Dir: opts.Dir, Fingerprint: nodecert.Fingerprint(cert.Certificate[0]), opts: opts, key: key, cert: cert, pool: pool}
+	n := &Node{Dir: opts.Dir, Fingerprint: nodecert.Fingerprint(cert.Certificate[0]), opts: opts, key: key, cert: cert, pool: pool, sms: &SMSBox{}}
 	n.start(t, "127.0.0.1:0", "")
 	t.Cleanup(n.Stop)
 	return n
@@ -124,8 +137,57 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	if bo.Now == nil {
 		bo.Now = n.opts.Now
 	}
-	b, err := broker.New(st, v, bo)
+	var (
+		b     *broker.Broker
+		svc   *identity.Service
+		accts *identity.Accounts
+		bmu   sync.Mutex // b is set after the accounts' OnDeviceEnded may run
+	)
+	if n.opts.Accounts {
+		ao := n.opts.AccountsOptions
+		ao.Key = []byte("brokertest accounts key, 32 bytes or more")
+		if ao.Logger == nil {
+			ao.Logger = quietLogger()
+		}
+		ao.OnDeviceEnded = func(user storage.UserID, device storage.DeviceID) {
+			bmu.Lock()
+			bb := b
+			bmu.Unlock()
+			if bb != nil {
+				bb.DevicesEnded(user, []storage.DeviceID{device})
+			}
+		}
+		if accts, err = identity.OpenAccounts(filepath.Join(n.Dir, "identity"), ao); err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		so := n.opts.Identity
+		if len(so.Countries) == 0 {
+			so.Countries = []int{7}
+		}
+		signer := token.NewSigner(n.key)
+		so.Sender, so.Accounts, so.Signer = n.sms, accts, func() *token.Signer { return signer }
+		if so.Now == nil {
+			so.Now = n.opts.Now
+		}
+		if so.Logger == nil {
+			so.Logger = quietLogger()
+		}
+		if svc, err = identity.NewService(so); err != nil {
+			accts.Close()
+			st.Close()
+			t.Fatal(err)
+		}
+		bo.Accounts = svc
+	}
+	bmu.Lock()
+	b, err = broker.New(st, v, bo)
+	bmu.Unlock()
 	if err != nil {
+		if svc != nil {
+			svc.Close()
+			accts.Close()
+		}
 		st.Close()
 		t.Fatal(err)
 	}
@@ -166,6 +228,7 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	go func() { served <- b.ServeTCP(tln) }()
 	n.mu.Lock()
 	n.Addr, n.TCPAddr, n.store, n.broker, n.served, n.quic, n.tcp = addr, tln.Addr().String(), st, b, served, ln, tln
+	n.svc, n.accts = svc, accts
 	n.mu.Unlock()
 }
 
@@ -280,8 +343,8 @@ func (n *Node) Stop() { n.stop(time.Second) }
 // the store.
 func (n *Node) stop(grace time.Duration) {
 	n.mu.Lock()
-	st, b, served := n.store, n.broker, n.served
-	n.store, n.broker, n.served = nil, nil, nil
+	st, b, served, svc, accts := n.store, n.broker, n.served, n.svc, n.accts
+	n.store, n.broker, n.served, n.svc, n.accts = nil, nil, nil, nil, nil
 	n.mu.Unlock()
 	if b == nil {
 		return
@@ -291,6 +354,10 @@ func (n *Node) stop(grace time.Duration) {
 	cancel()
 	<-served
 	<-served
+	if svc != nil {
+		svc.Close()
+		accts.Close()
+	}
 	st.Close()
 }
 
