@@ -3,12 +3,14 @@ package identity
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -340,5 +342,119 @@ func TestAccountsRefusesOtherKey(t *testing.T) {
 	c := openTestAccounts(t, dir, AccountsOptions{})
 	if r := mustLogin(t, c, "+441234567890", "a2", acctT0); r.Created {
 		t.Fatal("the right key no longer finds the account")
+	}
+}
+
+// Fifty concurrent logins of one new number make one account with fifty
+// devices: the phone stripe keeps the second login out until the first
+// has committed the phone index entry. Pebble publishes a batch before its
+// fsync, so the window is short: each round releases its logins at once.
+func TestAccountsLoginSameNewNumberConcurrently(t *testing.T) {
+	a := openTestAccounts(t, t.TempDir(), AccountsOptions{})
+	const rounds, n = 10, 50
+	var prev storage.UserID
+	for round := range rounds {
+		phone := "+7916123450" + strconv.Itoa(round)
+		res := make([]LoginResult, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				res[i], errs[i] = a.Login(context.Background(), phone, DeviceInfo{Name: "d"}, acctT0)
+			})
+		}
+		close(start)
+		wg.Wait()
+		created := 0
+		devs := map[storage.DeviceID]bool{}
+		for i, r := range res {
+			if errs[i] != nil {
+				t.Fatalf("%s: login %d: %v", phone, i, errs[i])
+			}
+			if r.User != res[0].User {
+				t.Fatalf("%s: login %d got user %d, login 0 user %d", phone, i, r.User, res[0].User)
+			}
+			if r.Created {
+				created++
+			}
+			devs[r.Device] = true
+		}
+		if created != 1 || len(devs) != n {
+			t.Fatalf("%s: %d accounts created, %d distinct devices; want 1 and %d", phone, created, len(devs), n)
+		}
+		if round > 0 && res[0].User != prev+1 {
+			t.Fatalf("%s: user %d after %d: an id was allocated twice or skipped", phone, res[0].User, prev)
+		}
+		prev = res[0].User
+	}
+}
+
+// New user ids never repeat across a reopen after concurrent logins, and
+// never go below an id persisted by an older version.
+func TestAccountsNewIDsNeverRepeat(t *testing.T) {
+	dir := t.TempDir()
+	seen := map[storage.UserID]string{}
+	phone := 0
+	round := func(a *Accounts) {
+		t.Helper()
+		const goroutines, each = 8, 10
+		res := make([]LoginResult, goroutines*each)
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range each {
+					n := g*each + i
+					r, err := a.Login(context.Background(), "+4420"+strconv.Itoa(7000000+phone+n), DeviceInfo{}, acctT0)
+					if err != nil {
+						t.Errorf("login: %v", err)
+					}
+					res[n] = r
+				}
+			})
+		}
+		wg.Wait()
+		for n, r := range res {
+			p := strconv.Itoa(phone + n)
+			if !r.Created {
+				t.Fatalf("login of new number %s found an account: %+v", p, r)
+			}
+			if was, ok := seen[r.User]; ok {
+				t.Fatalf("user id %d given to number %s and again to %s", r.User, was, p)
+			}
+			seen[r.User] = p
+		}
+		phone += len(res)
+	}
+	for range 3 {
+		a, err := OpenAccounts(dir, AccountsOptions{Key: acctTestKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		round(a)
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 240 {
+		t.Fatalf("%d distinct ids, want 240", len(seen))
+	}
+
+	// A store whose older version persisted a next id above its highest
+	// user (an allocation it skipped) still starts there.
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(acctKeyNext, binary.BigEndian.AppendUint64(nil, 1<<32+1000), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := openTestAccounts(t, dir, AccountsOptions{})
+	if r := mustLogin(t, a, "+79160000001", "x", acctT0); r.User != 1<<32+1000 {
+		t.Fatalf("after a persisted next of %d, new user %d", 1<<32+1000, r.User)
 	}
 }

@@ -69,7 +69,10 @@ func (a *Accounts) refresh(ctx context.Context, tok string, addr netip.Addr, now
 	if err != nil || !ok {
 		return 0, 0, "", refreshErr(err)
 	}
-	mu := a.stripe(t.User)
+	// The user's stripe, not a global lock, is held across the synced
+	// commit: refreshes of other users (but for the few on this stripe)
+	// commit concurrently and share an fsync.
+	mu := a.userStripe(t.User)
 	mu.Lock()
 	defer mu.Unlock()
 	// Read again under the user's lock: a concurrent call may have rotated

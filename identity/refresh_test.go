@@ -150,26 +150,6 @@ func TestRefreshConcurrent(t *testing.T) {
 	}
 }
 
-func BenchmarkRefresh(b *testing.B) {
-	a, err := OpenAccounts(b.TempDir(), AccountsOptions{Key: acctTestKey})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	ctx := context.Background()
-	r, err := a.Login(ctx, "+79161234567", DeviceInfo{Name: "a"}, acctT0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tok := r.Refresh
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, tok, err = a.Refresh(ctx, tok, netip.Addr{}, acctT0); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // FuzzRefresh presents arbitrary strings as refresh tokens: none is
 // accepted, none changes the live device, nothing panics.
 func FuzzRefresh(f *testing.F) {
