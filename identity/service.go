@@ -224,6 +224,9 @@ func (s *Service) AccessTTL() time.Duration { return s.opts.AccessTTL }
 // a *RateLimitError, ErrSMSRetry (wrapping the Sender's error). None
 // depends on whether the number has an account.
 func (s *Service) Start(ctx context.Context, raw string, addr netip.Addr) (LoginCode, error) {
+	if !addr.IsValid() {
+		addr = netip.IPv6Unspecified()
+	}
 	ph, err := ParsePhone(raw, s.opts.Countries)
 	if err != nil {
 		switch {
@@ -281,6 +284,10 @@ func (s *Service) Start(ctx context.Context, raw string, addr netip.Addr) (Login
 // *WrongCodeError with the tries left), ErrCodeExpired, ErrTooManyTries,
 // ErrDeviceInfo, ErrTooManyDevices, and the store's.
 func (s *Service) Verify(ctx context.Context, attempt, code string, dev DeviceInfo) (Tokens, error) {
+	// A bad device name must not spend the code.
+	if !acctValidText(dev.Name, MaxDeviceName) || !acctValidText(dev.Platform, MaxDevicePlatform) {
+		return Tokens{}, ErrDeviceInfo
+	}
 	now := s.opts.Now()
 	phone, err := s.codes.Verify(attempt, code, now)
 	if err != nil {
