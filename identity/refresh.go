@@ -126,13 +126,13 @@ func (a *Accounts) issueToken(b *pebble.Batch, user storage.UserID, d *devRecord
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])
 	h := sha256.Sum256([]byte(tok))
 	d.Gen++
-	d.Tokens = append(d.Tokens, h)
-	if n := len(d.Tokens) - refreshHistory; n > 0 {
+	if n := len(d.Tokens) - refreshHistory + 1; n > 0 {
 		for _, old := range d.Tokens[:n] {
 			b.Delete(acctTokenKey(old), nil)
 		}
-		d.Tokens = append(d.Tokens[:0:0], d.Tokens[n:]...)
+		d.Tokens = d.Tokens[:copy(d.Tokens, d.Tokens[n:])]
 	}
+	d.Tokens = append(d.Tokens, h)
 	t := tokenRecord{User: user, Device: d.ID, Gen: d.Gen, Expires: now.Add(a.opts.RefreshTTL)}
 	if err := b.Set(acctTokenKey(h), t.encode(), nil); err != nil {
 		return "", fmt.Errorf("identity: refresh token: %w", err)
@@ -183,7 +183,7 @@ type tokenRecord struct {
 }
 
 func (t tokenRecord) encode() []byte {
-	b := []byte{1}
+	b := append(make([]byte, 0, 1+4*binary.MaxVarintLen64), 1)
 	b = binary.AppendUvarint(b, uint64(t.User))
 	b = binary.AppendUvarint(b, uint64(t.Device))
 	b = binary.AppendUvarint(b, t.Gen)
@@ -216,7 +216,9 @@ type devRecord struct {
 }
 
 func (r devRecord) encode() []byte {
-	b := []byte{1}
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen16+len(r.Name)+len(r.Platform)+2*binary.MaxVarintLen64+
+		binary.MaxVarintLen16+18+2*binary.MaxVarintLen64+32*len(r.Tokens))
+	b = append(b, 1)
 	b = acctAppendString(b, r.Name)
 	b = acctAppendString(b, r.Platform)
 	b = binary.AppendVarint(b, r.Created.UnixNano())
