@@ -35,12 +35,13 @@ import (
 // docs/operations.md documents each key and docs/gonets.example.toml lists
 // them all.
 type config struct {
-	Node    nodeConfig    `toml:"node"`
-	TLS     tlsConfig     `toml:"tls"`
-	Auth    authConfig    `toml:"auth"`
-	Storage storageConfig `toml:"storage"`
-	Broker  brokerConfig  `toml:"broker"`
-	Calls   callsConfig   `toml:"calls"`
+	Node     nodeConfig     `toml:"node"`
+	TLS      tlsConfig      `toml:"tls"`
+	Auth     authConfig     `toml:"auth"`
+	Storage  storageConfig  `toml:"storage"`
+	Broker   brokerConfig   `toml:"broker"`
+	Calls    callsConfig    `toml:"calls"`
+	Identity identityConfig `toml:"identity"`
 }
 
 // nodeConfig is the [node] section.
@@ -215,7 +216,8 @@ func defaultConfig() config {
 			ShutdownTimeout: duration(defaultShutdownTimeout),
 			LogLevel:        slog.LevelInfo,
 		},
-		Calls: callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true, TURNPort: defaultTURNPort},
+		Calls:    callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true, TURNPort: defaultTURNPort},
+		Identity: defaultIdentity(),
 	}
 }
 
@@ -252,6 +254,9 @@ func loadConfig(path string) (config, error) {
 	for i := range c.Auth.PublicKeys {
 		resolve(&c.Auth.PublicKeys[i], "auth", "public_keys")
 	}
+	resolve(&c.Identity.Registry, "identity", "registry")
+	resolve(&c.Identity.SMSOutbox, "identity", "sms_outbox")
+	resolve(&c.Identity.KeyFile, "identity", "key_file")
 	return c, nil
 }
 
@@ -286,6 +291,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("broker.call_ring_timeout %v is negative", time.Duration(c.Broker.CallRingTimeout))
 	}
 	if err := c.validateCalls(); err != nil {
+		return err
+	}
+	if err := c.validateIdentity(); err != nil {
 		return err
 	}
 	for _, a := range c.listenAddrs() {

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -423,7 +424,7 @@ func configKeys() []string {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			name := prefix + f.Tag.Get("toml")
-			if f.Type.Kind() == reflect.Struct {
+			if f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
 				walk(name+".", f.Type)
 				continue
 			}

@@ -330,6 +330,7 @@ type node struct {
 	quicLn  *broker.Listener
 	tcpLn   *broker.TCPListener // nil when node.tcp_addr is off
 	sfu     *callsfu.SFU        // nil when calls.enabled is off
+	ident   *identityNode       // nil when identity.enabled is off
 	turn    *callsfu.TURN       // nil when calls.turn is off
 	httpLn  net.Listener
 	http    *http.Server
@@ -425,9 +426,25 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 			bopts.CallICEServers = turnICEServers(n.turn)
 		}
 	}
+	var ended atomic.Pointer[broker.Broker] // set once the broker is built
+	if cfg.Identity.Enabled {
+		signer := token.NewSigner(nodeKey)
+		if n.ident, err = startIdentity(cfg, n.dataDir, log.With("component", "identity"), n.brokerMetrics,
+			func() *token.Signer { return signer },
+			func(u storage.UserID, d storage.DeviceID) {
+				if b := ended.Load(); b != nil {
+					b.DevicesEnded(u, []storage.DeviceID{d})
+				}
+			}); err != nil {
+			return nil, err
+		}
+		undo = append(undo, n.ident.close)
+		bopts.Accounts = n.ident.svc
+	}
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
 	}
+	ended.Store(n.broker)
 	n.recoverRecordings()
 	recoverLive(filepath.Join(n.dataDir, liveDir), n.broker.AnnounceLive, time.Now(), n.log)
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
@@ -594,6 +611,12 @@ func dialable(addr string) string {
 // run serves until ctx is done or a listener fails, then shuts down
 // within node.shutdown_timeout (stop).
 func (n *node) run(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadDone := make(chan struct{})
+	defer close(reloadDone)
+	go n.reloadOn(hup, reloadDone)
 	errc := make(chan error, 4)
 	pending := 2
 	if n.public != nil {
@@ -706,6 +729,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	} else {
 		collect()
 	}
+	n.ident.close() // after the broker: its sessions used the accounts
 	var err error
 	if !within(deadline, func() {
 		if cerr := n.store.Close(); cerr != nil {
@@ -749,6 +773,20 @@ func within(deadline time.Time, f func()) bool {
 			return true
 		default:
 			return false
+		}
+	}
+}
+
+// reloadOn reloads what the node reads from files while it runs (the
+// numbering registry) on each SIGHUP, until done is closed.
+func (n *node) reloadOn(hup <-chan os.Signal, done <-chan struct{}) {
+	for {
+		select {
+		case <-hup:
+			n.log.Info("SIGHUP: reloading")
+			n.ident.reloadRegistry()
+		case <-done:
+			return
 		}
 	}
 }
