@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -96,23 +97,24 @@ type Options struct {
 	CacheSize int
 }
 
-// Verifier checks tokens against a fixed set of public keys.
+// Verifier checks tokens against a set of public keys, which SetKeys may
+// replace while it runs (key rotation).
 type Verifier struct {
-	keys   map[string]ed25519.PublicKey
 	leeway time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
 
+	// keys maps a key id to its key. The map is never changed once
+	// stored; SetKeys stores another, with mu held.
+	keys atomic.Pointer[map[string]ed25519.PublicKey]
+
 	cacheSize int
-	mu        sync.Mutex // guards the following
-	verified  map[string]Claims
+	mu        sync.Mutex        // guards the following
+	verified  map[string]Claims // verified under the keys now stored
 }
 
 // NewVerifier returns a Verifier for opts.
 func NewVerifier(opts Options) (*Verifier, error) {
-	if len(opts.Keys) == 0 {
-		return nil, errors.New("token: no verification keys")
-	}
 	if opts.Leeway == 0 {
 		opts.Leeway = 30 * time.Second
 	}
@@ -125,18 +127,49 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = 1 << 16
 	}
-	v := &Verifier{keys: make(map[string]ed25519.PublicKey), leeway: opts.Leeway, now: opts.Now,
+	v := &Verifier{leeway: opts.Leeway, now: opts.Now,
 		cacheSize: max(opts.CacheSize, 0), verified: make(map[string]Claims)}
-	for _, k := range opts.Keys {
-		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("token: public key of %d bytes", len(k))
-		}
-		v.keys[KeyID(k)] = k
+	keys, err := keyMap(opts.Keys)
+	if err != nil {
+		return nil, err
 	}
+	v.keys.Store(&keys)
 	// Expiry is checked below against our clock, so that the leeway and the
 	// error are ours; the parser checks only the signature and algorithm.
 	v.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithoutClaimsValidation())
 	return v, nil
+}
+
+// keyMap maps each of keys by its key id.
+func keyMap(keys []ed25519.PublicKey) (map[string]ed25519.PublicKey, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("token: no verification keys")
+	}
+	m := make(map[string]ed25519.PublicKey, len(keys))
+	for _, k := range keys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("token: public key of %d bytes", len(k))
+		}
+		m[KeyID(k)] = k
+	}
+	return m, nil
+}
+
+// SetKeys replaces the keys tokens may be signed with. It is safe to call
+// while Verify runs: a Verify that returns after SetKeys has returned
+// checks against the new keys, and the cache of verified tokens is
+// dropped, so a token of a key no longer in keys stops verifying at once.
+// keys must be non-empty, as for NewVerifier; on error nothing changes.
+func (v *Verifier) SetKeys(keys []ed25519.PublicKey) error {
+	m, err := keyMap(keys)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys.Store(&m)
+	clear(v.verified)
+	return nil
 }
 
 // Verify checks tok's signature and expiry and returns its claims.
@@ -145,11 +178,12 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 	c, seen := v.verified[tok]
 	v.mu.Unlock()
 	if !seen {
+		keys := v.keys.Load()
 		var err error
-		if c, err = v.verifySignature(tok); err != nil {
+		if c, err = v.verifySignature(tok, *keys); err != nil {
 			return Claims{}, err
 		}
-		v.remember(tok, c)
+		v.remember(tok, c, keys)
 	}
 	if !v.now().Before(c.Expires.Add(v.leeway)) {
 		return Claims{}, fmt.Errorf("%w at %s", ErrExpired, c.Expires.UTC().Format(time.RFC3339))
@@ -157,14 +191,19 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 	return c, nil
 }
 
-// remember caches a verified token's claims, dropping arbitrary ones
-// (map order) when the cache is full.
-func (v *Verifier) remember(tok string, c Claims) {
+// remember caches the claims of a token verified under keys, dropping
+// arbitrary ones (map order) when the cache is full. If SetKeys has
+// replaced keys since, it caches nothing: the cache holds only tokens of
+// the keys now stored.
+func (v *Verifier) remember(tok string, c Claims, keys *map[string]ed25519.PublicKey) {
 	if v.cacheSize == 0 {
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.keys.Load() != keys {
+		return
+	}
 	for k := range v.verified {
 		if len(v.verified) < v.cacheSize {
 			break
@@ -174,12 +213,13 @@ func (v *Verifier) remember(tok string, c Claims) {
 	v.verified[tok] = c
 }
 
-// verifySignature checks tok's signature and claims' shape.
-func (v *Verifier) verifySignature(tok string) (Claims, error) {
+// verifySignature checks tok's signature against keys and its claims'
+// shape.
+func (v *Verifier) verifySignature(tok string, keys map[string]ed25519.PublicKey) (Claims, error) {
 	var jc jwtClaims
 	_, err := v.parser.ParseWithClaims(tok, &jc, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		k, ok := v.keys[kid]
+		k, ok := keys[kid]
 		if !ok {
 			return nil, ErrForged
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -177,5 +178,98 @@ func TestVerifierCache(t *testing.T) {
 	// A forged token is never cached or accepted.
 	if _, err := v.Verify(tok[:len(tok)-2] + "AA"); err == nil {
 		t.Fatal("a tampered token verified")
+	}
+}
+
+func TestVerifierSetKeys(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	pubA, pubB := a.Public().(ed25519.PublicKey), b.Public().(ed25519.PublicKey)
+	v, err := NewVerifier(Options{Keys: []ed25519.PublicKey{pubA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	tokA, _ := NewSigner(a).Sign(Claims{User: 1, Device: 1, Expires: exp})
+	tokB, _ := NewSigner(b).Sign(Claims{User: 2, Device: 1, Expires: exp})
+	f := func(name, tok string, want error) {
+		t.Helper()
+		if _, err := v.Verify(tok); !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", name, err, want)
+		}
+	}
+	f("A under A", tokA, nil) // now cached
+	f("B under A", tokB, ErrForged)
+	for _, bad := range [][]ed25519.PublicKey{nil, {pubB[:5]}} {
+		if err := v.SetKeys(bad); err == nil {
+			t.Fatalf("SetKeys(%v) accepted", bad)
+		}
+	}
+	f("A after refused SetKeys", tokA, nil)
+	if err := v.SetKeys([]ed25519.PublicKey{pubB, pubA}); err != nil {
+		t.Fatal(err)
+	}
+	f("A under B, A", tokA, nil)
+	f("B under B, A", tokB, nil)
+	if err := v.SetKeys([]ed25519.PublicKey{pubB}); err != nil {
+		t.Fatal(err)
+	}
+	f("cached A under B", tokA, ErrForged)
+	f("B under B", tokB, nil)
+}
+
+// SetKeys is safe while Verify runs; once it has returned, a dropped
+// key's token never verifies, not even from the cache.
+func TestVerifierSetKeysConcurrent(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	pubA, pubB := a.Public().(ed25519.PublicKey), b.Public().(ed25519.PublicKey)
+	v, err := NewVerifier(Options{Keys: []ed25519.PublicKey{pubA, pubB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	tokA, _ := NewSigner(a).Sign(Claims{User: 1, Device: 1, Expires: exp})
+	tokB, _ := NewSigner(b).Sign(Claims{User: 2, Device: 1, Expires: exp})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := v.Verify(tokB); err != nil {
+					t.Error(err)
+					return
+				}
+				v.Verify(tokA)
+			}
+		})
+	}
+	for range 200 {
+		if err := v.SetKeys([]ed25519.PublicKey{pubA, pubB}); err != nil {
+			t.Fatal(err)
+		}
+		spin(100 * time.Microsecond) // let Verifies of tokA start under A
+		if err := v.SetKeys([]ed25519.PublicKey{pubB}); err != nil {
+			t.Fatal(err)
+		}
+		// A Verify of tokA that started under the old keys may end now:
+		// it must not leave tokA in the cache.
+		for deadline := time.Now().Add(200 * time.Microsecond); time.Now().Before(deadline); runtime.Gosched() {
+			if _, err := v.Verify(tokA); !errors.Is(err, ErrForged) {
+				t.Fatalf("dropped key's token after SetKeys: %v", err)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// spin yields for d, letting other goroutines run.
+func spin(d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		runtime.Gosched()
 	}
 }
