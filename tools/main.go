@@ -16,6 +16,7 @@ type command struct {
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
 	"chat":          {summary: "create a chat", run: runChat},
+	"keys":          {summary: "rotate or show the node's token signing keys", run: runKeys},
 	"send":          {summary: "send a text message and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
