@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -30,6 +31,18 @@ const maxOwn = 256
 // RemoveMember, Leave, Typing and the call requests are not repeated: they
 // fail with ErrConnLost and may or may not have taken effect (a lost
 // connection takes the device out of its call anyway).
+//
+// With Options.Refresh the Client keeps its access token alive: a
+// goroutine of its own (refresher) trades the refresh token for a new
+// pair at about three quarters of the access token's life, hands the
+// pair to Options.OnTokens, sends the new access token with Auth and
+// opens later connections with it; a connection refused TOKEN_EXPIRED
+// is renewed and retried the same way. A request that reaches the node
+// after its token expired is refused TOKEN_EXPIRED (the node did not act
+// on it) and the session closes; the Client renews and reconnects. A
+// refresh token is sent once: when a refresh's answer is lost the Client
+// stops with ErrRefreshLost rather than risk a second use, which the
+// node takes for theft and answers by ending the device.
 type Client struct {
 	opts     Options
 	addr     string
@@ -48,9 +61,12 @@ type Client struct {
 	wg       sync.WaitGroup
 	user     uint64
 	device   uint64
+	ref      *refresher // nil without Options.Refresh
 
 	mu        sync.Mutex // guards the following
 	token     string
+	authed    string        // the token the current (or next) session opened with or last sent in Auth
+	failed    error         // set by fail: the client stops with it instead of reconnecting
 	sess      *session      // the current session; nil while reconnecting
 	transport Transport     // the latest session's
 	changed   chan struct{} // closed and replaced whenever sess changes
@@ -70,8 +86,9 @@ type Client struct {
 // it races the two transports (see Options.Via), and every reconnection
 // races them again, the transport that worked last first. A node that
 // rejects the token or the protocol version returns an *Error
-// (UNAUTHENTICATED, TOKEN_EXPIRED, UNSUPPORTED_VERSION); Dial does not
-// retry. Delivery starts in the background: read Events (or set
+// (UNAUTHENTICATED, TOKEN_EXPIRED, DEVICE_ENDED, UNSUPPORTED_VERSION);
+// Dial does not retry, except that with Options.Refresh it renews a
+// token refused as expired (or an empty one) first. Delivery starts in the background: read Events (or set
 // Options.OnEvent).
 func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error) {
 	o, err := opts.ensureDefaults()
@@ -97,29 +114,12 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 	if o.FromNow {
 		c.pos = newPosition(SyncState{Transport: o.State.Transport}.clone())
 	}
-	keepAlive := o.keepAlivePeriod()
-	c.dialer = &dialer{
-		via:        o.Via,
-		addr:       addr,
-		tcpAddr:    cmp.Or(o.TCPAddr, addr),
-		tls:        tlsConf,
-		quic:       o.quicConfig(keepAlive),
-		udp:        o.Transport,
-		dialTCP:    o.DialTCP,
-		keepAlive:  keepAlive,
-		idle:       o.IdleTimeout,
-		delay:      o.fallbackDelay,
-		ids:        &c.frameIDs,
-		name:       o.Name,
-		maxRecv:    o.MaxReceiveBytes,
-		pushBuffer: o.PushBuffer,
-		dropped:    &c.stats.droppedPushes,
-	}
+	c.dialer = newDialer(o, addr, tlsConf, &c.frameIDs, &c.stats.droppedPushes)
 	c.dl = &delivery{pos: c.pos, page: o.HistoryPage, log: c.log, emit: c.emit, stats: &c.stats, hold: o.GapHold}
 	if o.OnEvent == nil && !o.SendOnly {
 		c.events = make(chan Event, o.EventBuffer)
 	}
-	s, err := c.connect(ctx)
+	s, err := c.connectFirst(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +135,65 @@ func Dial(ctx context.Context, addr, token string, opts Options) (*Client, error
 	c.cancel = cancel
 	c.wg.Add(1)
 	go c.run(runCtx, s)
+	if c.ref != nil {
+		c.wg.Add(1)
+		go c.ref.run(runCtx)
+	}
 	return c, nil
 }
 
+// newDialer returns the dialer of o (its defaults filled) for the node
+// at addr.
+func newDialer(o Options, addr string, tlsConf *tls.Config, ids, dropped *atomic.Uint64) *dialer {
+	keepAlive := o.keepAlivePeriod()
+	return &dialer{
+		via:        o.Via,
+		addr:       addr,
+		tcpAddr:    cmp.Or(o.TCPAddr, addr),
+		tls:        tlsConf,
+		quic:       o.quicConfig(keepAlive),
+		udp:        o.Transport,
+		dialTCP:    o.DialTCP,
+		keepAlive:  keepAlive,
+		idle:       o.IdleTimeout,
+		delay:      o.fallbackDelay,
+		ids:        ids,
+		name:       o.Name,
+		maxRecv:    o.MaxReceiveBytes,
+		pushBuffer: o.PushBuffer,
+		dropped:    dropped,
+	}
+}
+
+// connectFirst opens Dial's session. With Options.Refresh it renews the
+// access token first when there is none, and once when the node refuses
+// it as expired.
+func (c *Client) connectFirst(ctx context.Context, token string) (*session, error) {
+	if c.opts.Refresh == "" {
+		return c.connect(ctx)
+	}
+	c.ref = newRefresher(c, c.opts.Refresh, token)
+	renewed := token == ""
+	if renewed {
+		if err := c.ref.renew(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s, err := c.connect(ctx)
+	if err == nil || renewed || !errors.Is(err, ErrTokenExpired) {
+		return s, err
+	}
+	if err := c.ref.renew(ctx); err != nil {
+		return nil, err
+	}
+	return c.connect(ctx)
+}
+
 // Close ends the session and waits for the client's goroutines. Requests
-// still waiting fail with ErrClosed, and Events closes. It must not be
-// called from Options.OnEvent.
+// still waiting fail with ErrClosed, and Events closes. A token refresh
+// already sent is let finish (up to Options.DialTimeout), so that
+// Options.OnTokens gets the pair the node issued. It must not be called
+// from Options.OnEvent.
 func (c *Client) Close() error {
 	c.cancel()
 	c.wg.Wait()
@@ -256,13 +309,17 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	c.mu.Unlock()
 	s, err := c.dialer.open(ctx, c.dialer.via.order(c.pos.lastTransport()), tok)
 	if err != nil {
-		return nil, err
+		return nil, closedWith(err)
 	}
 	c.pos.setTransport(s.transport)
+	c.mu.Lock()
+	c.authed = tok // there is no session meanwhile: this is the next one's
+	c.mu.Unlock()
 	return s, nil
 }
 
-// setSession makes s (nil: none) the session requests use.
+// setSession makes s (nil: none) the session requests use. A client that
+// must stop (fail) ends s at once.
 func (c *Client) setSession(s *session) {
 	c.mu.Lock()
 	c.sess = s
@@ -272,7 +329,47 @@ func (c *Client) setSession(s *session) {
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
+	failed := c.failed
 	c.mu.Unlock()
+	if s != nil && failed != nil {
+		s.fail(failed)
+	}
+}
+
+// fail makes the client stop with err (the first wins) instead of
+// reconnecting: the current session ends with it, and so does any the
+// run goroutine opens meanwhile (setSession).
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.failed == nil {
+		c.failed = err
+	}
+	s := c.sess
+	c.mu.Unlock()
+	if s != nil {
+		s.fail(err)
+	}
+}
+
+// failure returns what fail recorded, or nil.
+func (c *Client) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failed
+}
+
+// currentToken returns the access token connections open with.
+func (c *Client) currentToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
+
+// renews reports whether the client renews its token after err ends a
+// session instead of stopping: the token expired, and Options.Refresh is
+// set.
+func (c *Client) renews(err error) bool {
+	return c.ref != nil && errors.Is(err, ErrTokenExpired)
 }
 
 // session returns a live session, waiting for one while the client
@@ -324,8 +421,13 @@ func (c *Client) run(ctx context.Context, s *session) {
 			err = ErrClosed
 			break
 		}
+		if f := c.failure(); f != nil {
+			err = f
+			break
+		}
+		err = closedWith(err)
 		c.log.Info("client: connection lost", "addr", c.addr, "err", err)
-		if c.opts.NoReconnect || fatal(err) {
+		if c.opts.NoReconnect || fatal(err) && !c.renews(err) {
 			break
 		}
 		c.noteDisconnected(err)
@@ -381,8 +483,12 @@ type goingAway struct{ after time.Duration }
 func (g *goingAway) Error() string { return "client: node going away" }
 
 // reconnect connects again, first after wait and then with backoff, until
-// it succeeds, the node rejects the token, or the client closes.
+// it succeeds, the node rejects the token, or the client closes. With
+// Options.Refresh a token refused as expired is renewed and tried at
+// once; a token renewed that way and refused again (a node whose clock
+// is far off) stops the client.
 func (c *Client) reconnect(ctx context.Context, wait time.Duration) (*session, error) {
+	renewed := false // the previous attempt renewed the token
 	for n := 1; ; n++ {
 		t := time.NewTimer(wait)
 		select {
@@ -391,13 +497,30 @@ func (c *Client) reconnect(ctx context.Context, wait time.Duration) (*session, e
 			return nil, ErrClosed
 		case <-t.C:
 		}
+		if err := c.failure(); err != nil {
+			return nil, err
+		}
+		tok := c.currentToken()
 		s, err := c.connect(ctx)
+		again := renewed
+		renewed = false
 		switch {
 		case err == nil:
 			c.log.Info("client: reconnected", "addr", c.addr, "transport", s.transport, "attempt", n)
 			return s, nil
 		case ctx.Err() != nil:
 			return nil, ErrClosed
+		case c.renews(err) && !again:
+			if err = c.ref.ask(ctx, tok); err == nil {
+				renewed, wait = true, 0
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, ErrClosed
+			}
+			if !retryableRefresh(err) {
+				return nil, err
+			}
 		case fatal(err):
 			return nil, err
 		}

@@ -149,6 +149,27 @@ type Options struct {
 	// are not held up. Default: 50 ms; negative fetches at once.
 	GapHold time.Duration
 
+	// Refresh is the device's refresh token (from VerifyLogin or
+	// RefreshTokens), for Dial only: with it the Client renews its
+	// access token by itself, at about three quarters of its life (read
+	// from the token's exp claim) and whenever a connection is refused
+	// TOKEN_EXPIRED, sends the new one with Auth and reconnects with it;
+	// the token passed to Dial may then be empty (Dial refreshes first).
+	// Each refresh rotates the refresh token: the Client uses each once,
+	// one refresh at a time, and never sends one again whose answer was
+	// lost (it stops with ErrRefreshLost instead; see Client). A dead
+	// refresh token (REFRESH_INVALID, REFRESH_REUSED) or an ended device
+	// (DEVICE_ENDED) stops the Client. Default: none, the app renews
+	// the token itself with Auth.
+	Refresh string
+	// OnTokens, if set with Refresh, is called with each new pair of
+	// tokens the Client got, before it uses the new refresh token, so
+	// that the app persists the rotated pair: the refresh token it held
+	// is spent. Calls come one at a time, from Dial and then from the
+	// Client's refresh goroutine; it must not block for long, nor call
+	// Close. Default: none.
+	OnTokens func(Tokens)
+
 	// Logger receives connection lifecycle and error logs. Default:
 	// slog.Default().
 	Logger *slog.Logger
@@ -223,6 +244,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.PushBuffer > 0, "PushBuffer %d is not positive", o.PushBuffer)
 	check(o.ReconnectMin > 0 && o.ReconnectMax >= o.ReconnectMin, "backoff [%v, %v] is not a positive range", o.ReconnectMin, o.ReconnectMax)
 	check(o.HistoryPage > 0 && o.HistoryPage <= 1<<16, "HistoryPage %d outside [1, 65536]", o.HistoryPage)
+	check(o.OnTokens == nil || o.Refresh != "", "OnTokens without Refresh")
 	return o, errors.Join(errs...)
 }
 
