@@ -183,9 +183,10 @@ func TestAccountErrors(t *testing.T) {
 	}
 }
 
-// fakeNode serves TLS over TCP as a node would before Hello: it reads
-// one request per connection and answers what answer returns (nil: it
-// closes without answering). It counts the requests it read.
+// fakeNode serves TLS over TCP as a node would, as far as the tests
+// need: it reads the frames of each connection and writes what answer
+// returns for each (nil: it closes the connection instead). It counts the
+// frames it read.
 type fakeNode struct {
 	addr, fingerprint string
 	requests          atomic.Int32
@@ -203,8 +204,15 @@ func startFakeNode(t *testing.T, answer func(*wire.Frame) *wire.Frame) *fakeNode
 	}
 	n := &fakeNode{addr: ln.Addr().String(), fingerprint: nodecert.Fingerprint(cert.Certificate[0])}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
 	t.Cleanup(func() {
 		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -215,27 +223,33 @@ func startFakeNode(t *testing.T, answer func(*wire.Frame) *wire.Frame) *fakeNode
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(acctWait))
-				var req wire.Frame
-				if err := wire.NewReader(c, 1<<20).Read(&req); err != nil {
-					return
+				r := wire.NewReader(c, 1<<20)
+				for {
+					var req wire.Frame
+					if err := r.Read(&req); err != nil {
+						return
+					}
+					n.requests.Add(1)
+					resp := answer(&req)
+					if resp == nil {
+						return
+					}
+					resp.Id = req.Id
+					b, err := wire.AppendFrame(nil, resp, 1<<20)
+					if err != nil {
+						panic(err)
+					}
+					if _, err := c.Write(b); err != nil {
+						return
+					}
 				}
-				n.requests.Add(1)
-				resp := answer(&req)
-				if resp == nil {
-					return
-				}
-				resp.Id = req.Id
-				b, err := wire.AppendFrame(nil, resp, 1<<20)
-				if err != nil {
-					panic(err)
-				}
-				c.Write(b)
-				io.Copy(io.Discard, c) // until the client closes
 			}()
 		}
 	}()
@@ -371,6 +385,16 @@ func acctStopped(t *testing.T, c *Client, limit time.Duration) error {
 			}
 		case <-deadline:
 			t.Fatalf("client still running after %v", limit)
+		}
+	}
+}
+
+// acctWaitFor waits up to limit for cond.
+func acctWaitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v", what, limit)
 		}
 	}
 }
@@ -683,4 +707,99 @@ func TestDevicesAndEndDevice(t *testing.T) {
 			t.Fatalf("logged-out client stopped with %v", err)
 		}
 	})
+}
+
+// fakeSession answers Hello and Auth as a node would, recording the
+// tokens Auth brings, and passes other requests to refresh.
+func fakeSession(auths *[]string, mu *sync.Mutex, refresh func(*wire.Frame) *wire.Frame) func(*wire.Frame) *wire.Frame {
+	return func(f *wire.Frame) *wire.Frame {
+		switch b := f.GetBody().(type) {
+		case *wire.Frame_Hello:
+			return &wire.Frame{Body: &wire.Frame_Welcome{Welcome: &wire.Welcome{Version: 1, User: 5, Device: 2}}}
+		case *wire.Frame_Auth:
+			mu.Lock()
+			*auths = append(*auths, b.Auth.GetToken())
+			mu.Unlock()
+			return &wire.Frame{Body: &wire.Frame_Done{Done: &wire.Done{}}}
+		case *wire.Frame_Ping:
+			return &wire.Frame{Body: &wire.Frame_Pong{Pong: &wire.Pong{Nonce: b.Ping.GetNonce()}}}
+		}
+		return refresh(f)
+	}
+}
+
+// A Client whose refresh goes unanswered stops with ErrRefreshLost and
+// never sends that refresh token again.
+func TestClientRefreshLost(t *testing.T) {
+	var refreshes atomic.Int32
+	var mu sync.Mutex
+	var auths []string
+	n := startFakeNode(t, fakeSession(&auths, &mu, func(f *wire.Frame) *wire.Frame {
+		if f.GetTokenRefresh() != nil {
+			refreshes.Add(1)
+		}
+		return nil
+	}))
+	o := n.opts()
+	o.SendOnly, o.Refresh = true, "r1"
+	o.OnTokens = func(Tokens) { t.Error("OnTokens without a refresh answered") }
+	access := jwtOf(fmt.Sprintf(`{"exp":%d}`, time.Now().Add(2*time.Second).Unix()))
+	c, err := Dial(acctCtx(t), n.addr, access, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	acctWaitFor(t, 5*time.Second, "the client to stop", func() bool { return c.Err() != nil })
+	if err := c.Err(); !errors.Is(err, ErrRefreshLost) {
+		t.Fatalf("client stopped with %v, want ErrRefreshLost", err)
+	}
+	c.Close()
+	if got := refreshes.Load(); got != 1 {
+		t.Fatalf("%d refreshes sent, want 1", got)
+	}
+}
+
+// A refresh the node refuses for now (RATE_LIMITED) is tried again with
+// the same token after RetryAfter; the new pair goes to OnTokens, and the
+// new access token to the session with Auth.
+func TestClientRefreshRetried(t *testing.T) {
+	var refreshes atomic.Int32
+	var mu sync.Mutex
+	var auths []string
+	renewed := jwtOf(fmt.Sprintf(`{"exp":%d,"iat":%d}`, time.Now().Add(time.Hour).Unix(), time.Now().Unix()))
+	n := startFakeNode(t, fakeSession(&auths, &mu, func(f *wire.Frame) *wire.Frame {
+		r := f.GetTokenRefresh()
+		if r == nil || r.GetRefreshToken() != "r1" {
+			return nil
+		}
+		if refreshes.Add(1) == 1 {
+			return &wire.Frame{Body: &wire.Frame_Error{Error: &wire.Error{Code: wire.ErrorCode_ERROR_CODE_RATE_LIMITED, RetryAfterMs: 50}}}
+		}
+		return &wire.Frame{Body: &wire.Frame_LoginResult{LoginResult: &wire.LoginResult{
+			User: 5, Device: 2, AccessToken: renewed, AccessExpiresMs: time.Now().Add(time.Hour).UnixMilli(), RefreshToken: "r2"}}}
+	}))
+	o := n.opts()
+	log := newTokenLog()
+	o.SendOnly, o.Refresh, o.OnTokens = true, "r1", log.add
+	access := jwtOf(fmt.Sprintf(`{"exp":%d}`, time.Now().Add(2*time.Second).Unix()))
+	c, err := Dial(acctCtx(t), n.addr, access, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := log.wait(t, 1, 5*time.Second); got[0].Refresh != "r2" || got[0].Access != renewed {
+		t.Fatalf("OnTokens %+v", got)
+	}
+	authed := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), auths...)
+	}
+	acctWaitFor(t, 5*time.Second, "Auth", func() bool { return len(authed()) > 0 })
+	if got := authed(); len(got) != 1 || got[0] != renewed {
+		t.Fatalf("Auth sent %q, want the renewed token once", got)
+	}
+	if got := refreshes.Load(); got != 2 || c.Err() != nil {
+		t.Fatalf("%d refreshes, client err %v", got, c.Err())
+	}
 }
