@@ -84,7 +84,8 @@ type AccountsOptions struct {
 	// Key is the node's identity secret, at least 32 bytes. Two keys are
 	// derived from it with HKDF-SHA256: one for HMAC-SHA256 of phone
 	// numbers (the phone index), one for XChaCha20-Poly1305 over every
-	// account and device record. Required; losing it loses every account's phone index.
+	// account and device record. Required; losing it loses every
+	// account's phone index.
 	Key []byte
 	// UserBase is the first user id allocated. Ids grow from here on and
 	// are never reused, so they never meet ids operators minted by hand
@@ -154,9 +155,8 @@ type LoginResult struct {
 // records (which hold the number, for support and re-keying) and device
 // records (name, platform, last address) are sealed with XChaCha20-Poly1305
 // under a second derived key, with the record's key as additional data
-// (setSealed says why not AES-GCM). Refresh
-// tokens are stored only as SHA-256 hashes; their records hold ids and
-// times, nothing personal.
+// (setSealed says why not AES-GCM). Refresh tokens are stored only as
+// SHA-256 hashes; their records hold ids and times, nothing personal.
 //
 // Accounts starts no goroutines. Lock order: life (shared; Close takes it
 // exclusively), then one phone stripe (Login only: two logins of one new

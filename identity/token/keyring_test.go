@@ -278,7 +278,7 @@ func TestKeyringConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(stop)
-		for range 20 {
+		for range 10 {
 			if _, _, err := RotateKey(dir, time.Hour, true, time.Now()); err != nil {
 				t.Error(err)
 				return

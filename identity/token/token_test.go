@@ -247,7 +247,7 @@ func TestVerifierSetKeysConcurrent(t *testing.T) {
 			}
 		})
 	}
-	for range 200 {
+	for range 100 {
 		if err := v.SetKeys([]ed25519.PublicKey{pubA, pubB}); err != nil {
 			t.Fatal(err)
 		}
