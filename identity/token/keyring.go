@@ -259,6 +259,9 @@ func RotateKey(dir string, minInterval time.Duration, force bool, now time.Time)
 // it replaces) becomes PrevKeyFile, stamped now, then NextKeyFile is
 // renamed over KeyFile. Each step can be repeated after a crash.
 func finishRotation(dir string, now time.Time) error {
+	if _, err := LoadKey(filepath.Join(dir, NextKeyFile)); err != nil {
+		return err // never install a key that does not parse
+	}
 	curPath := filepath.Join(dir, KeyFile)
 	b, err := os.ReadFile(curPath)
 	if err != nil {

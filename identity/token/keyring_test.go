@@ -195,6 +195,21 @@ func TestRotateKeyInterrupted(t *testing.T) {
 	})
 }
 
+// A NextKeyFile that is not a key is never installed.
+func TestRotateKeyBadNext(t *testing.T) {
+	dir := t.TempDir()
+	a := writeKeyFile(t, dir, KeyFile)
+	if err := os.WriteFile(filepath.Join(dir, NextKeyFile), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := RotateKey(dir, 0, true, ringT0); err == nil || !strings.Contains(err.Error(), "not a PEM") {
+		t.Fatalf("RotateKey over a junk %s = %v", NextKeyFile, err)
+	}
+	if key, err := LoadKey(filepath.Join(dir, KeyFile)); err != nil || KeyID(key.Public().(ed25519.PublicKey)) != a {
+		t.Fatalf("current key after a refused finish: %v", err)
+	}
+}
+
 // TestRotateKeyKilled kills a child process that rotates in a loop, at
 // random points, and checks that the keys it leaves are the last rotation
 // it reported or the one after it, never a mix or a partial file.
