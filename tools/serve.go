@@ -18,6 +18,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -199,7 +201,7 @@ func checkConfig(cfg config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	v, err := newVerifier(cfg, nodeKey)
+	v, err := newVerifier(cfg, []ed25519.PublicKey{nodeKey.Public().(ed25519.PublicKey)})
 	if err != nil {
 		return err
 	}
@@ -241,13 +243,12 @@ func exists(path string) bool {
 
 // newVerifier returns the token verifier for cfg: the node's own key and
 // the keys of auth.public_keys.
-func newVerifier(cfg config, nodeKey ed25519.PrivateKey) (*token.Verifier, error) {
+func newVerifier(cfg config, nodeKeys []ed25519.PublicKey) (*token.Verifier, error) {
 	keys, err := loadPublicKeys(cfg.Auth.PublicKeys)
 	if err != nil {
 		return nil, err
 	}
-	keys = append([]ed25519.PublicKey{nodeKey.Public().(ed25519.PublicKey)}, keys...)
-	return token.NewVerifier(token.Options{Keys: keys, Leeway: time.Duration(cfg.Auth.Leeway)})
+	return token.NewVerifier(token.Options{Keys: append(slices.Clone(nodeKeys), keys...), Leeway: time.Duration(cfg.Auth.Leeway)})
 }
 
 // serve runs a node with cfg until ctx is done, then shuts it down
@@ -323,18 +324,24 @@ func serveNode(ctx context.Context, cfg config, nopts nodeOptions, stdout, stder
 // HTTP server. startNode opens and binds everything; run serves until its
 // ctx is done and then closes everything, in the reverse order.
 type node struct {
-	cfg     config
-	log     *slog.Logger
-	store   *storage.Store
-	broker  *broker.Broker
-	quicLn  *broker.Listener
-	tcpLn   *broker.TCPListener // nil when node.tcp_addr is off
-	sfu     *callsfu.SFU        // nil when calls.enabled is off
-	ident   *identityNode       // nil when identity.enabled is off
-	turn    *callsfu.TURN       // nil when calls.turn is off
-	httpLn  net.Listener
-	http    *http.Server
-	dataDir string // absolute
+	cfg    config
+	log    *slog.Logger
+	store  *storage.Store
+	broker *broker.Broker
+	quicLn *broker.Listener
+	tcpLn  *broker.TCPListener // nil when node.tcp_addr is off
+	sfu    *callsfu.SFU        // nil when calls.enabled is off
+	ident  *identityNode       // nil when identity.enabled is off
+
+	// keys are the node's token keys; verifier checks tokens against them
+	// and authKeys (auth.public_keys).
+	keys     *token.Keyring
+	authKeys []ed25519.PublicKey
+	verifier *token.Verifier
+	turn     *callsfu.TURN // nil when calls.turn is off
+	httpLn   net.Listener
+	http     *http.Server
+	dataDir  string // absolute
 
 	// publicLn and public are the public HTTPS listener (public.go); nil
 	// when node.public_addr is off.
@@ -384,10 +391,19 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	if err != nil {
 		return nil, err
 	}
-	v, err := newVerifier(cfg, nodeKey)
+	// The node's keys: the current one signs, the previous one (kept by
+	// gonets keys rotate) still verifies; reloadKeys picks up a rotation.
+	if n.keys, err = token.ReadKeyring(n.dataDir); err != nil {
+		return nil, err
+	}
+	if n.authKeys, err = loadPublicKeys(cfg.Auth.PublicKeys); err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(cfg, n.keys.PublicKeys())
 	if err != nil {
 		return nil, err
 	}
+	n.verifier = v
 	sopts, err := cfg.storageOptions()
 	if err != nil {
 		return nil, err
@@ -428,9 +444,8 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	}
 	var ended atomic.Pointer[broker.Broker] // set once the broker is built
 	if cfg.Identity.Enabled {
-		signer := token.NewSigner(nodeKey)
 		if n.ident, err = startIdentity(cfg, n.dataDir, log.With("component", "identity"), n.brokerMetrics,
-			func() *token.Signer { return signer },
+			n.keys.Signer,
 			func(u storage.UserID, d storage.DeviceID) {
 				if b := ended.Load(); b != nil {
 					b.DevicesEnded(u, []storage.DeviceID{d})
@@ -777,16 +792,50 @@ func within(deadline time.Time, f func()) bool {
 	}
 }
 
-// reloadOn reloads what the node reads from files while it runs (the
-// numbering registry) on each SIGHUP, until done is closed.
+// keysPoll is how often the node looks for a key rotation
+// (gonets keys rotate) besides SIGHUP.
+var keysPoll = 10 * time.Second
+
+// reloadOn reloads what the node reads from files while it runs: the
+// token keys on each SIGHUP and every keysPoll, the numbering registry on
+// each SIGHUP; until done is closed.
 func (n *node) reloadOn(hup <-chan os.Signal, done <-chan struct{}) {
+	t := time.NewTicker(keysPoll)
+	defer t.Stop()
 	for {
 		select {
 		case <-hup:
 			n.log.Info("SIGHUP: reloading")
+			n.reloadKeys()
 			n.ident.reloadRegistry()
+		case <-t.C:
+			n.reloadKeys()
 		case <-done:
 			return
 		}
 	}
+}
+
+// reloadKeys re-reads the token keys and, when they changed, verifies
+// with the new set: new tokens are signed with the new current key, and
+// those of the previous one verify until they expire.
+func (n *node) reloadKeys() {
+	changed, err := n.keys.Reload()
+	if err != nil {
+		n.log.Error("token keys not reloaded; the keys in force stay", "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	keys := n.keys.PublicKeys()
+	if err := n.verifier.SetKeys(append(keys, n.authKeys...)); err != nil {
+		n.log.Error("token keys not reloaded; the keys in force stay", "err", err)
+		return
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = token.KeyID(k)
+	}
+	n.log.Info("token keys reloaded", "current", ids[0], "verifying", strings.Join(ids, ","))
 }

@@ -257,7 +257,7 @@ func TestNewVerifier(t *testing.T) {
 	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
 	c := defaultConfig()
 	c.Auth.PublicKeys = []string{writePublicKey(t, dir, "idp.pub", idp.Public().(ed25519.PublicKey))}
-	v, err := newVerifier(c, nodeKey)
+	v, err := newVerifier(c, []ed25519.PublicKey{nodeKey.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
