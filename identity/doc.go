@@ -5,6 +5,10 @@
 // accounts' devices and refresh tokens. The session token itself stays the
 // token package's format; identity decides who gets one.
 //
+// Service ties them into the login the broker serves before a session's
+// Hello: Start (number checks, limits, a code by SMS), Verify (the account
+// and a new device with its tokens) and Refresh.
+//
 // Outside systems are reached through small interfaces with one real client
 // each and a simulator for tests and the demo (design.md, "Outside
 // systems"): SMS gateways through Sender.
