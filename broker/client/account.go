@@ -78,8 +78,9 @@ type Device struct {
 }
 
 // smsAnswerWait is the least StartLogin waits for its answer: the node
-// answers once the SMS gateway took the code, and a gateway retries.
-const smsAnswerWait = 30 * time.Second
+// answers once the SMS gateway took the code (a gateway retries), and
+// gives up after 30 s.
+const smsAnswerWait = 35 * time.Second
 
 // StartLogin asks the node at addr to send a login code by SMS to phone
 // (international form: "+", the country code, the number). The answer is
@@ -88,7 +89,7 @@ const smsAnswerWait = 30 * time.Second
 // RATE_LIMITED (RetryAfter, Limit), SMS_UNAVAILABLE (RetryAfter),
 // ACCOUNTS_OFF. opts configure the connection as for Dial (TLS, Via,
 // TCPAddr, DialTimeout); the answer is awaited for DialTimeout, and at
-// least 30 s.
+// least 35 s (the node gives up on the SMS gateway after 30).
 func StartLogin(ctx context.Context, addr, phone string, opts Options) (LoginCode, error) {
 	p, err := newPreauth(addr, opts)
 	if err != nil {
@@ -253,7 +254,12 @@ func (p *preauth) refresh(ctx context.Context, refresh string) (Tokens, error) {
 	resp, out, err := p.exchange(ctx, f, p.timeout, true)
 	switch {
 	case err == nil:
-		return tokensOf(resp)
+		t, err := tokensOf(resp)
+		if err != nil {
+			// An answer, but not one to take a new pair from.
+			return Tokens{}, fmt.Errorf("%w: %w", ErrRefreshLost, err)
+		}
+		return t, nil
 	case out == notSent:
 		return Tokens{}, err
 	case out == answered && !errors.Is(err, ErrInternal):

@@ -285,6 +285,11 @@ func TestRefreshOutcomes(t *testing.T) {
 		t.Fatalf("INTERNAL: %v", err)
 	}
 
+	odd := startFakeNode(t, func(*wire.Frame) *wire.Frame { return &wire.Frame{Body: &wire.Frame_Done{Done: &wire.Done{}}} })
+	if _, err := RefreshTokens(ctx, odd.addr, "r1", odd.opts()); !errors.Is(err, ErrRefreshLost) || !errors.Is(err, ErrProtocol) || retryableRefresh(err) {
+		t.Fatalf("refresh answered Done: %v", err)
+	}
+
 	reused := startFakeNode(t, refusal(wire.ErrorCode_ERROR_CODE_REFRESH_REUSED))
 	_, err = RefreshTokens(ctx, reused.addr, "r1", reused.opts())
 	var e *Error
