@@ -77,10 +77,12 @@ type Device struct {
 	Current bool
 }
 
-// smsAnswerWait is the least StartLogin waits for its answer: the node
-// answers once the SMS gateway took the code (a gateway retries), and
-// gives up after 30 s.
-const smsAnswerWait = 35 * time.Second
+// answerWait is the least a pre-auth request waits for its answer: the
+// node gives each up to 30 s (StartLogin's SMS gateway retries) and then
+// answers with an error. An answer that does not come leaves the caller
+// not knowing what the node did, which for a refresh costs a new login,
+// so the wait is the node's bound rather than DialTimeout.
+const answerWait = 35 * time.Second
 
 // StartLogin asks the node at addr to send a login code by SMS to phone
 // (international form: "+", the country code, the number). The answer is
@@ -88,15 +90,16 @@ const smsAnswerWait = 35 * time.Second
 // *Error: BAD_PHONE, NOT_MOBILE, NUMBER_NOT_ALLOWED, VIRTUAL_NUMBER,
 // RATE_LIMITED (RetryAfter, Limit), SMS_UNAVAILABLE (RetryAfter),
 // ACCOUNTS_OFF. opts configure the connection as for Dial (TLS, Via,
-// TCPAddr, DialTimeout); the answer is awaited for DialTimeout, and at
-// least 35 s (the node gives up on the SMS gateway after 30).
+// TCPAddr, DialTimeout); once the request is sent, the answer is awaited
+// for up to 35 s, or DialTimeout if longer (the node gives up on the SMS
+// gateway after 30 s).
 func StartLogin(ctx context.Context, addr, phone string, opts Options) (LoginCode, error) {
 	p, err := newPreauth(addr, opts)
 	if err != nil {
 		return LoginCode{}, err
 	}
 	f := &wire.Frame{Body: &wire.Frame_LoginStart{LoginStart: &wire.LoginStart{Phone: phone}}}
-	resp, out, err := p.exchange(ctx, f, max(p.timeout, smsAnswerWait), false)
+	resp, out, err := p.exchange(ctx, f, p.answerWait(), false)
 	if err != nil {
 		return LoginCode{}, lostIfSent(out, err)
 	}
@@ -115,8 +118,8 @@ func StartLogin(ctx context.Context, addr, phone string, opts Options) (LoginCod
 // login (Tokens.Created). A refusal is an *Error: WRONG_CODE (TriesLeft),
 // CODE_EXPIRED or TOO_MANY_TRIES (start again), TOO_MANY_DEVICES,
 // BAD_REQUEST (dev too long). Once sent, the request is answered or
-// times out (DialTimeout) whatever ctx does, so that tokens the node
-// issued reach the caller; an answer lost on the way is ErrConnLost
+// times out (35 s, as StartLogin) whatever ctx does, so that tokens the
+// node issued reach the caller; an answer lost on the way is ErrConnLost
 // (wrapped), after which the code may be spent (CODE_EXPIRED).
 func VerifyLogin(ctx context.Context, addr, attempt, code string, dev DeviceName, opts Options) (Tokens, error) {
 	p, err := newPreauth(addr, opts)
@@ -124,7 +127,7 @@ func VerifyLogin(ctx context.Context, addr, attempt, code string, dev DeviceName
 		return Tokens{}, err
 	}
 	f := &wire.Frame{Body: &wire.Frame_LoginVerify{LoginVerify: &wire.LoginVerify{Attempt: attempt, Code: code, DeviceName: dev.Name, Platform: dev.Platform}}}
-	resp, out, err := p.exchange(ctx, f, p.timeout, true)
+	resp, out, err := p.exchange(ctx, f, p.answerWait(), true)
 	if err != nil {
 		return Tokens{}, lostIfSent(out, err)
 	}
@@ -141,10 +144,10 @@ func VerifyLogin(ctx context.Context, addr, attempt, code string, dev DeviceName
 // from a thief's and ends the device. An error that is neither an *Error
 // nor ErrRefreshLost means the request was not sent (the connection
 // failed first): retrying with the same token is safe. Once it is sent,
-// it is answered or times out (DialTimeout) whatever ctx does, so that a
-// pair the node issued reaches the caller; if no answer comes, or the
-// node fails with INTERNAL, the node may or may not have rotated the
-// token, and RefreshTokens returns ErrRefreshLost (wrapped, with the
+// it is answered or times out (35 s, as StartLogin) whatever ctx does,
+// so that a pair the node issued reaches the caller; if no answer comes,
+// or the node fails with INTERNAL, the node may or may not have rotated
+// the token, and RefreshTokens returns ErrRefreshLost (wrapped, with the
 // cause): discard that refresh token and log in again. (Trying it again
 // would end the device if the node had rotated it, and cannot be told
 // apart from a stolen token's use.)
@@ -178,6 +181,9 @@ func newPreauth(addr string, opts Options) (*preauth, error) {
 	d := newDialer(o, addr, tlsConf, new(atomic.Uint64), new(atomic.Uint64))
 	return &preauth{d: d, order: o.Via.order(o.State.Transport), timeout: o.DialTimeout}, nil
 }
+
+// answerWait returns how long a sent request waits for its answer.
+func (p *preauth) answerWait() time.Duration { return max(p.timeout, answerWait) }
 
 // outcome is how far a pre-auth request got.
 type outcome uint8
@@ -251,7 +257,7 @@ func (p *preauth) exchange(ctx context.Context, f *wire.Frame, wait time.Duratio
 // documents: not sent, refused (*Error), or lost (ErrRefreshLost).
 func (p *preauth) refresh(ctx context.Context, refresh string) (Tokens, error) {
 	f := &wire.Frame{Body: &wire.Frame_TokenRefresh{TokenRefresh: &wire.TokenRefresh{RefreshToken: refresh}}}
-	resp, out, err := p.exchange(ctx, f, p.timeout, true)
+	resp, out, err := p.exchange(ctx, f, p.answerWait(), true)
 	switch {
 	case err == nil:
 		t, err := tokensOf(resp)

@@ -191,7 +191,7 @@ func (c *Client) connectFirst(ctx context.Context, token string) (*session, erro
 
 // Close ends the session and waits for the client's goroutines. Requests
 // still waiting fail with ErrClosed, and Events closes. A token refresh
-// already sent is let finish (up to Options.DialTimeout), so that
+// already sent is let finish (its answer awaited up to 35 s), so that
 // Options.OnTokens gets the pair the node issued. It must not be called
 // from Options.OnEvent.
 func (c *Client) Close() error {
