@@ -20,6 +20,13 @@ func (c *Client) call(ctx context.Context, f *wire.Frame, repeat bool) (*wire.Fr
 			return nil, err
 		}
 		resp, err := s.call(ctx, f)
+		if c.renews(err) {
+			// The node refused the request unread, its session's token
+			// past its expiry: the client renews it and reconnects, and
+			// the request goes again on the new session.
+			c.log.Debug("client: repeating a request after renewing the token", "type", fmt.Sprintf("%T", f.GetBody()))
+			continue
+		}
 		if err == nil || !repeat || !errors.Is(err, ErrConnLost) {
 			return resp, err
 		}

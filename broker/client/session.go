@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/quic-go/quic-go"
 
 	"github.com/gonets/gonets/broker/wire"
 )
@@ -364,13 +363,7 @@ func (s *session) signal(f *wire.Frame) error {
 
 // nodeClosed turns a connection closed by the node with a protocol error
 // code (Error frames may not arrive before the close) into that *Error.
-func nodeClosed(err error) error {
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode > 0 && ae.ErrorCode <= quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_INTERNAL) {
-		return &Error{Code: wire.ErrorCode(ae.ErrorCode), Message: ae.ErrorMessage}
-	}
-	return err
-}
+func nodeClosed(err error) error { return closedWith(err) }
 
 // history reads up to limit messages of chat from seq from on.
 func (s *session) history(ctx context.Context, chat, from uint64, limit int) (HistoryPage, error) {
