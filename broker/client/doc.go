@@ -75,6 +75,19 @@
 // client then catches up from history (SyncRequest from its sync point,
 // HistoryRequest for every chat behind).
 //
+// # Accounts
+//
+// StartLogin and VerifyLogin log a device in by phone number and return
+// its Tokens; RefreshTokens trades a refresh token for a new pair. They
+// are pre-authentication requests, each on a connection of its own, sent
+// once: a refresh token must never be sent twice (the node ends the
+// device on a second use), so a refresh whose answer was lost returns
+// ErrRefreshLost rather than retry. With Options.Refresh a Client renews
+// its access token itself, at about three quarters of its life and when
+// the node refuses it TOKEN_EXPIRED, one refresh at a time, and hands
+// each new pair to Options.OnTokens before using it. Devices, EndDevice
+// and EndOtherDevices manage the user's devices.
+//
 // # Reconnection
 //
 // When a connection breaks (not on Close) the client reconnects with
