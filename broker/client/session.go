@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-
 	"github.com/gonets/gonets/broker/wire"
 )
 
