@@ -136,6 +136,7 @@ type identityNode struct {
 	plan     *identity.Plan
 	registry string // the registry file, "" for none
 	file     *identity.FileSender
+	outbox   string // the file adapter's outbox
 	http     *identity.HTTPSender
 	log      *slog.Logger
 }
@@ -183,6 +184,7 @@ func startIdentity(cfg config, dataDir string, log *slog.Logger, set *metrics.Se
 		sender = in.http
 	default:
 		path := cmpPath(ic.SMSOutbox, dataDir, defaultSMSOutbox)
+		in.outbox = path
 		if in.file, err = identity.NewFileSender(identity.FileSenderOptions{Path: path}); err != nil {
 			return nil, fmt.Errorf("identity.sms_outbox: %w", err)
 		}

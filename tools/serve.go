@@ -599,7 +599,15 @@ func (n *node) printBanner(w io.Writer) {
 	n.printPublic(w)
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
-	fmt.Fprintf(w, "  try   gonets tail --server %s --fingerprint %s --token T\n", dialable(quicAddr), n.fingerprint)
+	switch {
+	case n.ident == nil:
+		fmt.Fprintf(w, "  login off  (identity.enabled = false: sessions from gonets token only)\n")
+	case n.ident.file != nil:
+		fmt.Fprintf(w, "  login %s  (phone login; identity.sms = \"file\": the codes are written here, for development only)\n", n.ident.outbox)
+	default:
+		fmt.Fprintf(w, "  login sms gateway  (phone login; codes by identity.sms_http)\n")
+	}
+	fmt.Fprintf(w, "  try   gonets login --server %s --fingerprint %s --phone +79000000001\n", dialable(quicAddr), n.fingerprint)
 }
 
 // mediaTCP says whether ICE-TCP shares the media port, for the banner.
