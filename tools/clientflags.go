@@ -51,26 +51,55 @@ const clientNotes = `Certificates, the first that applies:
   directory, or a chain to the system roots valid for the host;
   for any other node, a chain to the system roots valid for the host.`
 
-// clientFlags are the flags the client commands (chat, send, tail) share.
+// clientProfileNotes is the --help text of the client commands on
+// saved logins.
+const clientProfileNotes = `Login, the first that applies:
+  --token TOKEN      a session token (gonets token mints one);
+  --profile NAME     the login gonets login --profile NAME saved;
+  $` + tokenEnv + `
+  the "default" profile, when gonets login has saved one.
+A profile names its node, so --server and the certificate flags are
+needed only to override it; its access token is refreshed when it is
+near expiry, and the rotated pair saved (profiles live in
+$` + configDirEnv + `/profiles, or else your config directory's
+gonets/profiles).`
+
+// clientFlags are the flags the client commands (chat, send, tail,
+// devices) share.
 type clientFlags struct {
 	fs          *flagSet
 	server      string
 	tcpServer   string
 	token       string
+	profile     string
 	fingerprint string
 	ca          string
 	insecure    bool
 	data        string
 	dialTimeout time.Duration
 	transport   client.Transport
+
+	// Set by login from a profile.
+	dataSet bool         // the profile names a data directory
+	pf      *profileFile // nil: no profile in use
+	prof    *profile     // its contents, tokens current
 }
 
-// addClientFlags defines the shared client flags on fs.
+// addClientFlags defines the shared client flags on fs: how to reach
+// and trust the node, and the login (--token or --profile).
 func addClientFlags(fs *flagSet) *clientFlags {
+	f := addConnFlags(fs)
+	fs.StringVar(&f.token, "token", "", "session `token` (default: $"+tokenEnv+", else the default profile)")
+	fs.StringVar(&f.profile, "profile", "", "use the login gonets login saved under this `name` (default: \""+defaultProfile+"\" when saved and no token is given)")
+	fs.notes = clientNotes + "\n\n" + clientProfileNotes
+	return f
+}
+
+// addConnFlags defines on fs the flags that reach and trust the node.
+func addConnFlags(fs *flagSet) *clientFlags {
 	f := &clientFlags{fs: fs}
 	fs.StringVar(&f.server, "server", defaultServer, "the node's `address`, host:port: QUIC over UDP, and TLS over TCP on the same port")
 	fs.StringVar(&f.tcpServer, "tcp-server", "", "the node's TLS-over-TCP `address`, host:port, when not --server's")
-	fs.StringVar(&f.token, "token", "", "session `token` (default: $"+tokenEnv+")")
 	fs.StringVar(&f.fingerprint, "fingerprint", "", "accept only the node certificate with this SHA-256 `hex` fingerprint")
 	fs.StringVar(&f.ca, "ca", "", "verify the node's certificate against the system roots and the CA certificates in this PEM `file`")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip the node's certificate checks (tests only)")
@@ -89,19 +118,26 @@ func (e *usageError) Error() string { return e.msg }
 
 // Usage errors of the shared flags.
 var (
-	errNoToken     = &usageError{"no session token: pass --token or set " + tokenEnv}
+	errNoToken     = &usageError{"no session token: pass --token or set " + tokenEnv + ", or log in first: gonets login --phone +NUMBER"}
+	errTokenProf   = &usageError{"--token and --profile are exclusive: pass one"}
 	errExclusive   = &usageError{"--insecure, --fingerprint and --ca are exclusive: pass one"}
 	errDialTimeout = &usageError{"--dial-timeout must be positive"}
 )
 
 // options maps the flags onto the SDK's options, on top of base.
 func (f *clientFlags) options(base client.Options) (client.Options, error) {
-	if f.token == "" {
+	if f.token == "" && f.pf == nil {
 		f.token = os.Getenv(tokenEnv)
 	}
 	if f.token == "" {
 		return base, errNoToken
 	}
+	return f.connOptions(base)
+}
+
+// connOptions maps the flags but the token onto the SDK's options, on
+// top of base: how to reach the node and trust it.
+func (f *clientFlags) connOptions(base client.Options) (client.Options, error) {
 	if f.dialTimeout <= 0 {
 		return base, errDialTimeout
 	}
@@ -131,9 +167,9 @@ func (f *clientFlags) options(base client.Options) (client.Options, error) {
 			return base, err
 		}
 		v.roots, v.ca = pool, f.ca
-	case f.fs.isSet("data") || isLocalHost(v.host):
+	case f.dataGiven() || isLocalHost(v.host):
 		path := filepath.Join(f.data, nodecert.CertFile)
-		if !f.fs.isSet("data") && !exists(path) {
+		if !f.dataGiven() && !exists(path) {
 			break // no local node here: the system roots decide
 		}
 		fp, err := localFingerprint(f.data)
@@ -145,6 +181,10 @@ func (f *clientFlags) options(base client.Options) (client.Options, error) {
 	base.TLS = v.config()
 	return base, nil
 }
+
+// dataGiven reports whether --data, or the profile in use, names a data
+// directory.
+func (f *clientFlags) dataGiven() bool { return f.dataSet || f.fs.isSet("data") }
 
 // serverHost returns the host of a host:port address.
 func serverHost(addr string) string {
@@ -294,36 +334,201 @@ func localFingerprint(dir string) (string, error) {
 	return nodecert.Fingerprint(block.Bytes), nil
 }
 
-// dial connects with the flags' options on top of base. Nothing
-// answering at the address, and a certificate the flags do not trust,
-// come back as errors that say so and what to do.
+// cliName names the command line in Hello, for the node's logs.
+var cliName = "gonets-cli/" + Version
+
+// dial connects with the flags' options on top of base, after settling
+// the login (see login). Nothing answering at the address, and a
+// certificate the flags do not trust, come back as errors that say so
+// and what to do.
 func (f *clientFlags) dial(ctx context.Context, base client.Options) (*client.Client, error) {
+	if err := f.login(ctx); err != nil {
+		return nil, err
+	}
 	o, err := f.options(base)
 	if err != nil {
 		return nil, err
 	}
 	if o.Name == "" {
-		o.Name = "gonets-cli/" + Version
+		o.Name = cliName
 	}
+	c, err := client.Dial(ctx, f.server, f.token, o)
+	if err != nil {
+		err = f.dialError(ctx, o, err)
+		if f.pf != nil && (errors.Is(err, client.ErrDeviceEnded) || errors.Is(err, client.ErrUnauthenticated)) {
+			err = fmt.Errorf("%w; log in again: %s", err, f.pf.loginHint(f.prof))
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialError explains err, from a request to the node made with o under
+// ctx: nothing answering, an untrusted certificate, or the node's own.
+func (f *clientFlags) dialError(ctx context.Context, o client.Options, err error) error {
 	wait := o.DialTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 		wait = time.Until(dl)
 	}
-	c, err := client.Dial(ctx, f.server, f.token, o)
 	var ce *certError
 	var hte *quic.HandshakeTimeoutError
 	var ite *quic.IdleTimeoutError // what quic-go may report for a handshake that heard nothing
 	switch {
 	case err == nil:
-		return c, nil
+		return nil
 	case errors.As(err, &ce):
-		return nil, ce
+		return ce
 	case errors.Is(err, client.ErrProtocol):
-		return nil, err // something answered that does not speak gonets/1
+		return err // something answered that does not speak gonets/1
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &hte), errors.As(err, &ite), errors.Is(err, syscall.ECONNREFUSED):
-		return nil, &noAnswerError{addr: f.server, via: o.Via, wait: wait.Round(100 * time.Millisecond)}
+		return &noAnswerError{addr: f.server, via: o.Via, wait: max(wait, 0).Round(100 * time.Millisecond)}
 	}
-	return nil, err
+	return err
+}
+
+// login settles the session token: --token; else the login saved under
+// --profile; else $GONETS_TOKEN; else the "default" profile, when saved.
+// A profile names the node and how to trust it, where no flag overrides
+// them, and its access token is refreshed first when near expiry.
+func (f *clientFlags) login(ctx context.Context) error {
+	named := f.fs.isSet("profile")
+	switch {
+	case named && f.fs.isSet("token"):
+		return errTokenProf
+	case f.token != "":
+		return nil
+	case !named && os.Getenv(tokenEnv) != "":
+		return nil // options takes it
+	}
+	name := f.profile
+	if !named {
+		name = defaultProfile
+	}
+	pf, err := openProfile(name)
+	if err != nil {
+		return err
+	}
+	if !named && !pf.exists() {
+		return errNoToken
+	}
+	return f.useProfile(ctx, pf)
+}
+
+// useProfile takes the login saved in pf, refreshing its access token
+// when near expiry.
+func (f *clientFlags) useProfile(ctx context.Context, pf *profileFile) error {
+	p, err := pf.load()
+	if err != nil {
+		return err
+	}
+	f.applyConn(p.nodeConn)
+	if p, err = pf.current(ctx, time.Now(), refreshMargin, f.refresher()); err != nil {
+		return err
+	}
+	f.pf, f.prof, f.token = pf, p, p.Access
+	return nil
+}
+
+// applyConn takes the node's address and how to trust it from c, a
+// saved login, where no flag overrides them.
+func (f *clientFlags) applyConn(c nodeConn) {
+	if !f.fs.isSet("server") {
+		f.server = c.Server
+		if !f.fs.isSet("tcp-server") {
+			f.tcpServer = c.TCPServer
+		}
+	}
+	for _, name := range []string{"insecure", "fingerprint", "ca", "data"} {
+		if f.fs.isSet(name) {
+			return
+		}
+	}
+	f.insecure, f.fingerprint, f.ca = c.Insecure, c.Fingerprint, c.CA
+	if c.Data != "" {
+		f.data, f.dataSet = c.Data, true
+	}
+}
+
+// refresher returns the refresher of the flags' node.
+func (f *clientFlags) refresher() refresher {
+	return func(ctx context.Context, refresh string) (client.Tokens, error) {
+		o, err := f.connOptions(client.Options{Name: cliName})
+		if err != nil {
+			return client.Tokens{}, err
+		}
+		t, err := client.RefreshTokens(ctx, f.server, refresh, o)
+		return t, f.dialError(ctx, o, err)
+	}
+}
+
+// keep starts keepFresh for c, a long-running command's client, and
+// returns the func that stops it and waits for it; call that before
+// c.Close:
+//
+//	defer c.Close()
+//	defer cf.keep(c, stderr, "tail")()
+func (f *clientFlags) keep(c *client.Client, stderr io.Writer, cmd string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { f.keepFresh(ctx, c, stderr, cmd) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// keepFresh renews c's access token from the profile in use before it
+// expires, for the commands that run long (tail): under the profile's
+// lock, taking the pair another process saved if it renewed first, and
+// hands the token to c with Auth. It returns when ctx ends or c closes,
+// at once without a profile.
+//
+// The SDK's own renewal (Options.Refresh) is not used: it would present
+// the refresh token it holds without the lock, and a second gonets on the
+// same profile (another tail, a send near expiry) may have spent that
+// token already, which ends the device.
+func (f *clientFlags) keepFresh(ctx context.Context, c *client.Client, stderr io.Writer, cmd string) {
+	if f.pf == nil {
+		return
+	}
+	held := f.prof.AccessExpires
+	wait := renewAfter(held)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(max(wait, time.Second)):
+		}
+		wait = 10 * time.Second // after a failure
+		// Fresh unless saved with a later expiry than the token held.
+		p, err := f.pf.current(ctx, time.Now(), time.Until(held)+time.Second, f.refresher())
+		if err != nil {
+			fmt.Fprintf(stderr, "gonets %s: renewing the access token: %v\n", cmd, err)
+			if isDeadLogin(err) {
+				return
+			}
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = c.Auth(actx, p.Access)
+		cancel()
+		switch {
+		case errors.Is(err, client.ErrClosed) || ctx.Err() != nil:
+			return
+		case err != nil:
+			fmt.Fprintf(stderr, "gonets %s: renewing the access token: %v\n", cmd, err)
+			continue
+		}
+		held = p.AccessExpires
+		wait = renewAfter(held)
+	}
+}
+
+// renewAfter is when to renew an access token that expires at exp: at
+// three quarters of the life it has left, counted to the whole second
+// before exp, as the token's own expiry is (a JWT's exp claim).
+func renewAfter(exp time.Time) time.Duration {
+	return (time.Until(exp) - time.Second) * 3 / 4
 }
 
 // cliFail reports err for command cmd and returns its exit code: 2 for

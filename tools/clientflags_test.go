@@ -347,3 +347,29 @@ func TestCertVerifier(t *testing.T) {
 		}
 	}
 }
+
+// A profile supplies the node's address and how to trust it where no
+// flag does; a trust flag given replaces all of the profile's.
+func TestApplyConn(t *testing.T) {
+	saved := nodeConn{Server: "node:1", TCPServer: "node:2", Fingerprint: "ab", Data: "/srv/gonets-data"}
+	f := func(args []string, want clientFlags) {
+		t.Helper()
+		fs := newFlagSet("test", "", io.Discard, io.Discard)
+		cf := addClientFlags(fs)
+		if _, ok := fs.parse(args); !ok {
+			t.Fatalf("parse %q", args)
+		}
+		cf.applyConn(saved)
+		got := [...]any{cf.server, cf.tcpServer, cf.fingerprint, cf.ca, cf.insecure, cf.data, cf.dataGiven()}
+		exp := [...]any{want.server, want.tcpServer, want.fingerprint, want.ca, want.insecure, want.data, want.dataSet}
+		if got != exp {
+			t.Fatalf("flags %q: %v, want %v", args, got, exp)
+		}
+	}
+	f(nil, clientFlags{server: "node:1", tcpServer: "node:2", fingerprint: "ab", data: "/srv/gonets-data", dataSet: true})
+	f([]string{"--server", "other:1"}, clientFlags{server: "other:1", fingerprint: "ab", data: "/srv/gonets-data", dataSet: true})
+	f([]string{"--tcp-server", "other:2"}, clientFlags{server: "node:1", tcpServer: "other:2", fingerprint: "ab", data: "/srv/gonets-data", dataSet: true})
+	f([]string{"--insecure"}, clientFlags{server: "node:1", tcpServer: "node:2", insecure: true, data: defaultDataDir})
+	f([]string{"--ca", "ca.pem"}, clientFlags{server: "node:1", tcpServer: "node:2", ca: "ca.pem", data: defaultDataDir})
+	f([]string{"--data", "d"}, clientFlags{server: "node:1", tcpServer: "node:2", data: "d", dataSet: true})
+}
