@@ -17,6 +17,9 @@ type command struct {
 var commands = map[string]command{
 	"chat":          {summary: "create a chat", run: runChat},
 	"keys":          {summary: "rotate or show the node's token signing keys", run: runKeys},
+	"devices":       {summary: "list the devices of the login's user, or end some", run: runDevices},
+	"login":         {summary: "log in by phone number and save the login as a profile", run: runLogin},
+	"logout":        {summary: "end a saved login's device and delete the profile", run: runLogout},
 	"send":          {summary: "send a text message and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
