@@ -509,6 +509,11 @@ func (f *clientFlags) keepFresh(ctx context.Context, c *client.Client, stderr io
 			}
 			continue
 		}
+		if p.User != c.User() || p.Device != c.Device() {
+			fmt.Fprintf(stderr, "gonets %s: profile %s now holds another login (user %d device %d): this session's token is no longer renewed\n",
+				cmd, f.pf.name, p.User, p.Device)
+			return
+		}
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = c.Auth(actx, p.Access)
 		cancel()
