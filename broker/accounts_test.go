@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity"
@@ -423,3 +424,32 @@ func TestAccountsOff(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestAccountsPreAuthOutlivesHelloWindow: the node's own time on a
+// pre-authentication request (a slow SMS gateway) does not count against
+// the hello window: the answer comes, and the client still has its window
+// for the Hello.
+func TestAccountsPreAuthOutlivesHelloWindow(t *testing.T) {
+	for _, via := range []string{"quic", "tcp"} {
+		t.Run(via, func(t *testing.T) {
+			n := accountsNode(t, brokertest.Options{Broker: broker.Options{HelloTimeout: 500 * time.Millisecond}})
+			n.SMS().Delay(time.Second)
+			c := dialVia(t, n, via)
+			resp := c.do(&wire.Frame{Body: &wire.Frame_LoginStart{LoginStart: &wire.LoginStart{Phone: "+79000000040"}}})
+			lc := resp.GetLoginCode()
+			if lc == nil {
+				t.Fatalf("login_start with a gateway slower than the hello window: %v", resp)
+			}
+			n.SMS().Delay(0)
+			resp = c.do(&wire.Frame{Body: &wire.Frame_LoginVerify{LoginVerify: &wire.LoginVerify{
+				Attempt: lc.Attempt, Code: n.Code(t, lc.Phone), DeviceName: "phone", Platform: "test"}}})
+			lr := resp.GetLoginResult()
+			if lr == nil {
+				t.Fatalf("login_verify: %v", resp)
+			}
+			if w := hello(t, c, lr.AccessToken).GetWelcome(); w == nil {
+				t.Fatal("hello after the login refused")
+			}
+		})
+	}
+}

@@ -38,7 +38,8 @@ type Options struct {
 	// Outbox bounds each session's queue of pushes.
 	Outbox OutboxOptions
 	// HelloTimeout is how long a new connection may take to authenticate.
-	// Default: 10 s.
+	// The node's time on its pre-authentication requests (each at most
+	// 30 s) does not count. Default: 10 s.
 	HelloTimeout time.Duration
 	// MaxUnauthenticated caps the connections that have not yet sent a
 	// verified Hello. A new one beyond it evicts the oldest, so that a

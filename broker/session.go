@@ -59,6 +59,10 @@ type Session struct {
 	lastWrite atomic.Int64
 }
 
+// errHelloLate is hello's error for a connection whose deadline passed
+// while its pre-authentication request came in.
+var errHelloLate = errors.New("broker: no hello in time")
+
 // maxHelloBytes caps the first frame, read before the client is known.
 const maxHelloBytes = 16 << 10
 
@@ -113,8 +117,12 @@ func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time
 	var f wire.Frame
 	var err error
 	// Before Hello, a client may log in or refresh its tokens: a few
-	// pre-authentication requests, each answered in turn, all within the
-	// hello deadline.
+	// pre-authentication requests, each answered in turn. The hello
+	// deadline bounds the client's time, not the node's: it stops while a
+	// request is served (each bounded by preAuthTimeout) and moves on by
+	// what that took, so that a slow SMS gateway or a commit near the
+	// deadline does not close the connection on an answer (a refresh token
+	// rotated, a code sent) the client then never gets.
 	for n := 0; ; n++ {
 		f.Reset()
 		err = r.Read(&f)
@@ -122,16 +130,23 @@ func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time
 			break
 		}
 		r.Release()
+		if !timer.Stop() {
+			// The deadline passed as the request came in: the timer is
+			// closing the connection, so the request is not acted on.
+			return nil, errHelloLate
+		}
+		began := time.Now()
 		resp := b.preAuth(ctx, &f, remoteAddr(c))
 		buf, werr := wire.AppendFrame(nil, resp, b.opts.MaxFrameBytes)
 		if werr == nil {
 			werr = b.writeTimed(c, buf)
 		}
 		if werr != nil {
-			timer.Stop()
 			c.Close(0, "")
 			return nil, werr
 		}
+		by = by.Add(time.Since(began))
+		timer.Reset(time.Until(by))
 	}
 	timer.Stop()
 	r.Release()

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gonets/gonets/identity"
 )
@@ -13,14 +14,27 @@ import (
 // SMSBox is the in-memory SMS gateway of a node with Accounts: it keeps
 // each number's last message.
 type SMSBox struct {
-	mu   sync.Mutex
-	last map[string]string
-	sent int
-	fail int // the next fail sends fail
+	mu    sync.Mutex
+	last  map[string]string
+	sent  int
+	fail  int           // the next fail sends fail
+	delay time.Duration // each send takes this long
 }
 
-// Send keeps m, or fails while FailNext allows.
+// Send keeps m, or fails while FailNext allows, after the Delay.
 func (s *SMSBox) Send(ctx context.Context, m identity.SMS) error {
+	s.mu.Lock()
+	d := s.delay
+	s.mu.Unlock()
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", identity.ErrSMSUnavailable, ctx.Err())
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail > 0 {
@@ -39,6 +53,13 @@ func (s *SMSBox) Send(ctx context.Context, m identity.SMS) error {
 func (s *SMSBox) FailNext(n int) {
 	s.mu.Lock()
 	s.fail = n
+	s.mu.Unlock()
+}
+
+// Delay makes each send take d, as a slow gateway's does.
+func (s *SMSBox) Delay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
 	s.mu.Unlock()
 }
 
