@@ -4,15 +4,21 @@
 //
 // Subcommands today:
 //
-//	gonets serve         runs a node: store, broker on QUIC, HTTP health and metrics
-//	gonets token         mints a session token with the node's own key
+//	gonets serve         runs a node: store, broker on QUIC and TCP, accounts, calls, HTTP health and metrics
+//	gonets login         logs in by phone number with an SMS code and saves the login as a profile
+//	gonets logout        ends the profile's device and deletes the profile
+//	gonets devices       lists the user's devices; devices end ID (or --others) ends them
+//	gonets keys          rotates the node's token signing key (keys rotate), shows the keys (keys show)
+//	gonets token         mints a session token with the node's own key (the operator's tool)
 //	gonets chat create   creates a chat and prints its id
 //	gonets send          sends a text message and prints the ack
 //	gonets tail          prints every message delivered to a user, as JSON lines
 //	gonets version       prints the build's version, Go version and VCS commit
 //
 // The client commands use the Go SDK (broker/client) and share the flags in
-// clientflags.go.
+// clientflags.go; they authenticate with --token, $GONETS_TOKEN or a saved
+// login (--profile, profile.go), whose tokens they renew under a file lock
+// so that no refresh token is ever sent twice.
 //
 // Each subcommand is a func(args, stdout, stderr) int registered in
 // commands; Main dispatches to it and returns the process exit code: 0 on

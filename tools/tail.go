@@ -110,6 +110,7 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 		return cliFail(stderr, "tail", err)
 	}
 	defer c.Close()
+	defer cf.keep(c, stderr, "tail")() // a profile's token renewed as it runs out
 	fmt.Fprintf(stderr, "gonets tail: connected to %s over %v as user %d device %d\n", cf.server, c.Transport(), c.User(), c.Device())
 	return tailEvents(ctx, c, *count, json.NewEncoder(stdout), stderr)
 }
