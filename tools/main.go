@@ -20,6 +20,7 @@ var commands = map[string]command{
 	"devices":       {summary: "list the devices of the login's user, or end some", run: runDevices},
 	"login":         {summary: "log in by phone number and save the login as a profile", run: runLogin},
 	"logout":        {summary: "end a saved login's device and delete the profile", run: runLogout},
+	"whoami":        {summary: "print the user id of a saved login", run: runWhoami},
 	"send":          {summary: "send a text message and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
