@@ -7,6 +7,7 @@
 //	gonets serve         runs a node: store, broker on QUIC and TCP, accounts, calls, HTTP health and metrics
 //	gonets login         logs in by phone number with an SMS code and saves the login as a profile
 //	gonets logout        ends the profile's device and deletes the profile
+//	gonets whoami        prints the user id of a saved login
 //	gonets devices       lists the user's devices; devices end ID (or --others) ends them
 //	gonets keys          rotates the node's token signing key (keys rotate), shows the keys (keys show)
 //	gonets token         mints a session token with the node's own key (the operator's tool)
