@@ -156,15 +156,19 @@ func (b *Broker) postService(ctx context.Context, from, user storage.UserID, msg
 // checkDevice fails with ErrDeviceEnded when user's device is an account
 // device that was ended. Users below the accounts' first id (tokens an
 // operator minted with gonets token) have no device records to check.
+// When the accounts cannot tell (closed, a read failing) it fails with
+// their error, never ErrDeviceEnded: a client told DEVICE_ENDED drops
+// its tokens for good.
 func (b *Broker) checkDevice(user storage.UserID, device storage.DeviceID) error {
 	svc := b.opts.Accounts
 	if svc == nil || user < svc.UserBase() {
 		return nil
 	}
-	if !svc.Accounts().DeviceActive(user, device) {
+	err := svc.Accounts().CheckDevice(user, device)
+	if errors.Is(err, identity.ErrUnknownDevice) {
 		return ErrDeviceEnded
 	}
-	return nil
+	return err
 }
 
 // DevicesEnded closes the sessions of user's ended devices within a

@@ -453,3 +453,16 @@ func TestAccountsPreAuthOutlivesHelloWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestAccountsUnavailableIsNotEnded: when the accounts cannot say whether
+// a device is live (closed here; a failing read alike), its Hello is
+// refused UNAVAILABLE, to retry, never DEVICE_ENDED, which makes a client
+// drop its tokens for good.
+func TestAccountsUnavailableIsNotEnded(t *testing.T) {
+	n := accountsNode(t, brokertest.Options{})
+	lr := login(t, n, dialVia(t, n, "quic"), "+79000000041", "phone")
+	if err := n.Accounts().Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "hello with the accounts closed", hello(t, dialVia(t, n, "quic"), lr.AccessToken), wire.ErrorCode_ERROR_CODE_UNAVAILABLE)
+}

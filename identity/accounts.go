@@ -452,15 +452,29 @@ func (a *Accounts) Devices(user storage.UserID) ([]Device, error) {
 // DeviceActive reports whether device is a live device of user: logged in
 // and not ended. A device whose refresh token expired stays live until it
 // is ended or a Login of its account needs the room. It is false on any
-// error, and after Close.
+// error, and after Close: CheckDevice tells those apart from an end.
 func (a *Accounts) DeviceActive(user storage.UserID, device storage.DeviceID) bool {
+	return a.CheckDevice(user, device) == nil
+}
+
+// CheckDevice returns nil when device is a live device of user (see
+// DeviceActive), ErrUnknownDevice when it is not (never was, or ended),
+// ErrAccountsClosed after Close, and the store's error when it cannot
+// tell: only ErrUnknownDevice says that the device has no way in.
+func (a *Accounts) CheckDevice(user storage.UserID, device storage.DeviceID) error {
 	a.life.RLock()
 	defer a.life.RUnlock()
 	if a.closed {
-		return false
+		return ErrAccountsClosed
 	}
 	_, ok, err := a.get(acctDeviceKey(user, device))
-	return ok && err == nil
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return ErrUnknownDevice
+	}
+	return nil
 }
 
 // EndDevice ends one of user's devices: its refresh tokens die.
