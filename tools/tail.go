@@ -13,6 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/wire"
 )
@@ -33,6 +36,10 @@ type messageLine struct {
 	// Body carries, base64, a body that is not UTF-8 text (Text is then
 	// empty).
 	Body []byte `json:"body,omitempty"`
+	// Service is a service message's or call record's body, decoded
+	// (wire.Service, wire.CallRecord as protobuf JSON): a new login's
+	// note, a live stream's start, a recording.
+	Service json.RawMessage `json:"service,omitempty"`
 }
 
 // newMessageLine converts a delivered message.
@@ -45,6 +52,19 @@ func newMessageLine(m client.Message) messageLine {
 		Time:   m.Time.UTC().Format(time.RFC3339Nano),
 		Kind:   kindName(m.Kind),
 		Target: m.Target,
+	}
+	var body proto.Message
+	switch m.Kind {
+	case wire.MsgKind_MSG_KIND_SERVICE:
+		body = &wire.Service{}
+	case wire.MsgKind_MSG_KIND_CALL:
+		body = &wire.CallRecord{}
+	}
+	if body != nil && proto.Unmarshal(m.Body, body) == nil {
+		if b, err := protojson.Marshal(body); err == nil {
+			l.Service = b
+			return l
+		}
 	}
 	if utf8.Valid(m.Body) {
 		l.Text = string(m.Body)

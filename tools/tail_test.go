@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gonets/gonets/broker/brokertest"
+	"github.com/gonets/gonets/broker/client"
+	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/storage/storagetest"
 )
 
@@ -174,4 +178,21 @@ func TestClientTransports(t *testing.T) {
 	f(n, "quic", "quic")
 	f(brokertest.Start(t, brokertest.Options{}), "tcp", "tcp")
 	f(brokertest.Start(t, brokertest.Options{NoQUIC: true}), "auto", "tcp")
+}
+
+// A service message's body is printed decoded, as protobuf JSON.
+func TestTailServiceLine(t *testing.T) {
+	body, err := proto.Marshal(&wire.Service{Event: &wire.Service_NewLogin{NewLogin: &wire.NewLogin{Device: 2, DeviceName: "laptop", Platform: "cli"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newMessageLine(client.Message{Chat: 1, Seq: 1, Kind: wire.MsgKind_MSG_KIND_SERVICE, Body: body})
+	if l.Text != "" || l.Body != nil || !strings.Contains(string(l.Service), `"newLogin"`) || !strings.Contains(string(l.Service), `"deviceName":"laptop"`) {
+		t.Fatalf("service line %+v (%s)", l, l.Service)
+	}
+	// A body that is no Service stays as it came.
+	l = newMessageLine(client.Message{Kind: wire.MsgKind_MSG_KIND_SERVICE, Body: []byte{0xff, 0xff}})
+	if l.Service != nil || l.Body == nil {
+		t.Fatalf("undecodable service line %+v", l)
+	}
 }
