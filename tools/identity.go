@@ -289,5 +289,14 @@ func loadIdentityKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("identity key: %w", err)
 	}
 	os.Remove(tmp)
+	// The link must be durable before the accounts store writes anything
+	// sealed under the key: a key lost in a crash loses every account.
+	if err := syncIdentityKeyDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
 	return key, nil
 }
+
+// syncIdentityKeyDir syncs the directory of a new identity key; tests
+// replace it.
+var syncIdentityKeyDir = syncDir

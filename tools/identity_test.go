@@ -147,3 +147,28 @@ func kidOf(t *testing.T, tok string) string {
 	}
 	return hdr.Kid
 }
+
+// TestIdentityKeyDurable: a new identity key's directory entry is synced
+// before the key is used, so that a crash cannot keep the accounts
+// sealed under it and lose the key.
+func TestIdentityKeyDurable(t *testing.T) {
+	var synced []string
+	defer func(f func(string) error) { syncIdentityKeyDir = f }(syncIdentityKeyDir)
+	syncIdentityKeyDir = func(d string) error {
+		synced = append(synced, d)
+		return syncDir(d)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "identity.key")
+	k1, err := loadIdentityKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != dir {
+		t.Fatalf("directories synced after making the key: %q, want [%q]", synced, dir)
+	}
+	k2, err := loadIdentityKey(path)
+	if err != nil || string(k1) != string(k2) {
+		t.Fatalf("key read back: %x, %v; want %x", k2, err, k1)
+	}
+}
