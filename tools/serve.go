@@ -283,6 +283,12 @@ func serveNode(ctx context.Context, cfg config, nopts nodeOptions, stdout, stder
 		n   *node
 		err error
 	}
+	// SIGHUP (reload) is caught from here on: left to its default it would
+	// kill the process during the start-up, which may take a while (the
+	// store's WAL replay). One that comes then is handled once run starts.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	startc := make(chan started, 1)
 	go func() {
 		n, err := startNode(cfg, log, nopts)
@@ -294,6 +300,7 @@ func serveNode(ctx context.Context, cfg config, nopts nodeOptions, stdout, stder
 			return s.err
 		}
 		s.n.printBanner(stdout)
+		s.n.hup = hup
 		return s.n.run(ctx)
 	case <-ctx.Done():
 	}
@@ -355,6 +362,9 @@ type node struct {
 
 	serving  atomic.Bool // set while the QUIC accept loop runs
 	stopping atomic.Bool // set when shutdown begins: /readyz fails from then on
+	// hup is SIGHUP's channel when serveNode caught it from before the
+	// start-up; nil: run catches it.
+	hup chan os.Signal
 }
 
 // startNode opens the store, builds the broker and binds the QUIC and
@@ -634,9 +644,12 @@ func dialable(addr string) string {
 // run serves until ctx is done or a listener fails, then shuts down
 // within node.shutdown_timeout (stop).
 func (n *node) run(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := n.hup
+	if hup == nil {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	reloadDone := make(chan struct{})
 	defer close(reloadDone)
 	go n.reloadOn(hup, reloadDone)

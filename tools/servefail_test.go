@@ -265,3 +265,36 @@ func TestServeShutdownBounded(t *testing.T) {
 		return true
 	})
 }
+
+// TestServeSIGHUPDuringStartup: a SIGHUP (an operator reloading the keys
+// or the registry) that comes while the node starts up does not kill it,
+// as its default action would: the node starts and serves, and stops
+// cleanly. Before, the process died here, and the test binary with it.
+func TestServeSIGHUPDuringStartup(t *testing.T) {
+	cfg := testConfig(t)
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpLock && once.CompareAndSwap(false, true) {
+			close(blocked)
+			<-release
+		}
+		return nil
+	}))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- serveNode(ctx, cfg, nodeOptions{storageFS: fs}, &out, io.Discard) }()
+	<-blocked
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the signal's default action would have run by now
+	close(release)
+	time.Sleep(200 * time.Millisecond)
+	cancel(errors.New("test over"))
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v, want nil", err)
+	}
+}
