@@ -19,7 +19,7 @@ import (
 const DefaultStepStart = 1000.0
 
 // Scenarios are the names Run accepts.
-var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage", "call", "stream"}
+var Scenarios = []string{"chat", "group", "channel", "connect", "sync", "storage", "call", "stream", "login"}
 
 // Config is one bench run's parameters. The zero value of a field means
 // its default, given in the comment.
@@ -75,8 +75,18 @@ type Config struct {
 	Rate float64
 
 	// Users is the chat scenario's connected sessions (in pairs). Default:
-	// 10,000.
+	// 10,000. In the login scenario, how many new users sign up, every
+	// one measured; 0 (its default) signs new users up for the whole
+	// warm-up and window.
 	Users int
+	// Concurrency is the login scenario's users logging in or refreshing
+	// at once, each on its own connection. Default: 64.
+	Concurrency int
+	// Outbox is a running node's SMS outbox file (identity.sms_outbox,
+	// with identity.sms = "file"), which the login scenario reads the
+	// codes from. Default: the data directory's, for a node the bench
+	// starts.
+	Outbox string
 	// Groups and Members shape the group scenario. Default: 100 × 100.
 	Groups, Members int
 	// Subscribers is the channel's online audience. Default: 10,000.
@@ -128,7 +138,10 @@ func (c Config) withDefaults(scenario string) Config {
 		}
 	}
 	def(&c.Size, 256)
-	def(&c.Users, 10000)
+	if scenario != "login" {
+		def(&c.Users, 10000)
+	}
+	def(&c.Concurrency, 64)
 	def(&c.Groups, 100)
 	def(&c.Members, 100)
 	if scenario != "call" {
@@ -182,7 +195,11 @@ func (c Config) validate(scenario string) error {
 		}
 	}
 	check(c.Size >= stampBytes, "--size %d below %d bytes (the send time travels in the body)", c.Size, stampBytes)
-	check(c.Users >= 2 && c.Users%2 == 0, "--users %d: an even number of at least 2 (they chat in pairs)", c.Users)
+	if scenario == "login" {
+		check(c.Users >= 0 && c.Concurrency > 0, "--users %d --concurrency %d: users not negative, concurrency positive", c.Users, c.Concurrency)
+	} else {
+		check(c.Users >= 2 && c.Users%2 == 0, "--users %d: an even number of at least 2 (they chat in pairs)", c.Users)
+	}
 	check(c.Groups > 0 && c.Members >= 2, "--groups %d --members %d: at least 1 group of 2", c.Groups, c.Members)
 	if scenario == "call" {
 		check(c.Calls > 0 && c.Publishers > 0 && c.Subscribers >= 0 && c.Publishers+c.Subscribers >= 2,
@@ -284,6 +301,8 @@ func Run(ctx context.Context, scenario string, cfg Config) (*result.Result, erro
 		err = runSync(ctx, cfg, t, res)
 	case "call", "stream":
 		err = runMedia(ctx, scenario, cfg, t, res)
+	case "login":
+		err = runLogin(ctx, cfg, t, res)
 	}
 	if err != nil {
 		return res, err

@@ -20,7 +20,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream)"
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream, login)"
 
 // runBench runs one bench scenario and prints its result:
 //
@@ -51,7 +51,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Idle, "idle", 0, "quiet window between setup and load, for the node's idle CPU; longer than the SDK's 25 s keep-alive (default 30s)")
 	fs.IntVar(&cfg.Size, "size", 0, "message body `bytes` (default 256)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered messages (chat) or posts (group, channel) per second; chat: 0 runs a step search")
-	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000)")
+	fs.IntVar(&cfg.Users, "users", 0, "chat: connected sessions, in pairs (default 10000); login: new users to sign up, all measured (default: as many as the warm-up and window take)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "login: users logging in or refreshing at once, each on its own connection (default 64)")
+	fs.StringVar(&cfg.Outbox, "sms-outbox", "", "login with --server: the node's SMS outbox `file` (identity.sms_outbox, sms = \"file\"), where the codes are read")
 	fs.IntVar(&cfg.Groups, "groups", 0, "group: groups (default 100)")
 	fs.IntVar(&cfg.Members, "members", 0, "group: members per group (default 100)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "channel: online subscribers (default 10000); call: participants per call who only receive (default 0)")
@@ -94,6 +96,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	if *peer != "" && (scenario == "call" || scenario == "stream") {
 		fmt.Fprintf(stderr, "gonets bench: --peer: NATS carries no media; the %s scenario has no peer\n", scenario)
+		return 2
+	}
+	if *peer != "" && scenario == "login" {
+		fmt.Fprintln(stderr, "gonets bench: --peer: NATS has no accounts; the login scenario has no peer")
 		return 2
 	}
 	if isTerminal(stderr) {
