@@ -288,6 +288,11 @@ func (s *Service) Verify(ctx context.Context, attempt, code string, dev DeviceIn
 	if !acctValidText(dev.Name, MaxDeviceName) || !acctValidText(dev.Platform, MaxDevicePlatform) {
 		return Tokens{}, ErrDeviceInfo
 	}
+	// A caller gone already must not spend the code; once it is spent,
+	// the login completes whatever the caller does next.
+	if err := ctx.Err(); err != nil {
+		return Tokens{}, err
+	}
 	now := s.opts.Now()
 	phone, err := s.codes.Verify(attempt, code, now)
 	if err != nil {
@@ -301,7 +306,7 @@ func (s *Service) Verify(ctx context.Context, attempt, code string, dev DeviceIn
 		}
 		return Tokens{}, err
 	}
-	res, err := s.opts.Accounts.Login(ctx, phone, dev, now)
+	res, err := s.opts.Accounts.Login(context.WithoutCancel(ctx), phone, dev, now)
 	if err != nil {
 		return Tokens{}, err
 	}
