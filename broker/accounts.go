@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -284,4 +285,57 @@ func remoteAddr(c Conn) netip.Addr {
 		}
 	}
 	return netip.IPv6Unspecified()
+}
+
+// evictedReason is the close reason of a connection evicted by the
+// unauthenticated-connection bounds.
+const evictedReason = "too many unauthenticated connections; reconnect"
+
+// errEvicted is hello's error for a connection evicted by those bounds.
+var errEvicted = errors.New("broker: evicted: " + evictedReason)
+
+// evictGuard lets a connection the bounds evict finish the
+// pre-authentication request the node is serving on it: its answer (a
+// code on its way, a refresh token rotated) is written, then hello
+// closes it. An idle one is closed at once. A nil guard does nothing.
+type evictGuard struct {
+	close func() // closes the connection at once
+
+	mu      sync.Mutex // guards the following
+	busy    bool       // a request is being served
+	evicted bool
+}
+
+// evict is the admission's eviction of the connection.
+func (g *evictGuard) evict() {
+	g.mu.Lock()
+	g.evicted = true
+	busy := g.busy
+	g.mu.Unlock()
+	if !busy {
+		g.close()
+	}
+}
+
+// begin marks a request served; false if the connection was evicted.
+func (g *evictGuard) begin() bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.busy = !g.evicted
+	return g.busy
+}
+
+// end marks the request answered and reports whether the connection was
+// evicted meanwhile: the caller closes it.
+func (g *evictGuard) end() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.busy = false
+	return g.evicted
 }

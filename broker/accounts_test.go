@@ -17,6 +17,7 @@ import (
 	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/storage"
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 // rawConn is a connection speaking frames, over QUIC or TLS on TCP.
@@ -465,4 +466,37 @@ func TestAccountsUnavailableIsNotEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, "hello with the accounts closed", hello(t, dialVia(t, n, "quic"), lr.AccessToken), wire.ErrorCode_ERROR_CODE_UNAVAILABLE)
+}
+
+// TestAccountsPreAuthSurvivesEviction: a flood of unauthenticated
+// connections evicts the oldest, but one the node is answering a
+// pre-authentication request on (its SMS on the way, a refresh token
+// rotated) gets its answer first, and is closed after it.
+func TestAccountsPreAuthSurvivesEviction(t *testing.T) {
+	for _, via := range []string{"quic", "tcp"} {
+		t.Run(via, func(t *testing.T) {
+			n := accountsNode(t, brokertest.Options{Broker: broker.Options{MaxUnauthenticated: 2, MaxUnauthenticatedPerAddr: 2}})
+			n.SMS().Delay(500 * time.Millisecond)
+			c := dialVia(t, n, via)
+			got := make(chan *wire.Frame, 1)
+			go func() {
+				got <- c.do(&wire.Frame{Body: &wire.Frame_LoginStart{LoginStart: &wire.LoginStart{Phone: "+79000000042"}}})
+			}()
+			storagetest.WaitFor(t, "the code's send to start", func() bool { return n.SMS().Sending() == 1 })
+			for range 3 {
+				dialVia(t, n, via) // each evicts the oldest
+			}
+			select {
+			case f := <-got:
+				if f.GetLoginCode() == nil {
+					t.Fatalf("the evicted connection's login_start: %v", f)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no answer to the evicted connection's login_start")
+			}
+			if !c.closed() {
+				t.Fatal("the evicted connection stayed open after its answer")
+			}
+		})
+	}
 }

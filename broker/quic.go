@@ -293,9 +293,10 @@ func (b *Broker) serveQUICConn(c *quic.Conn) {
 	if ua, ok := c.RemoteAddr().(*net.UDPAddr); ok {
 		addr, _ = netip.AddrFromSlice(ua.IP)
 	}
-	p := b.admit.admit(addr, func() {
-		c.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_UNAVAILABLE), "too many unauthenticated connections; reconnect")
-	})
+	g := &evictGuard{close: func() {
+		c.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_CODE_UNAVAILABLE), evictedReason)
+	}}
+	p := b.admit.admit(addr, g.evict)
 	defer b.admit.leave(p)
 	ctx, cancel := context.WithDeadline(c.Context(), deadline)
 	stop := context.AfterFunc(b.stop, cancel)
@@ -319,7 +320,7 @@ func (b *Broker) serveQUICConn(c *quic.Conn) {
 		return
 	}
 	qc := &quicConn{c: c, st: st}
-	if err := b.serve(c.Context(), qc, deadline, func() { b.admit.leave(p) }); err != nil {
+	if err := b.serve(c.Context(), qc, deadline, func() { b.admit.leave(p) }, g); err != nil {
 		b.log.Debug("broker: session ended", "remote", c.RemoteAddr(), "err", err)
 	}
 }

@@ -89,18 +89,19 @@ func putBuf(b *[]byte) {
 // Serve runs one client connection until it ends: the hello, then the
 // session's requests. It returns nil when the client closed cleanly.
 func (b *Broker) Serve(ctx context.Context, c Conn) error {
-	return b.serve(ctx, c, time.Now().Add(b.opts.HelloTimeout), nil)
+	return b.serve(ctx, c, time.Now().Add(b.opts.HelloTimeout), nil, nil)
 }
 
-// serve is Serve with the time by which the Hello must be verified, and
-// a function called once it is.
-func (b *Broker) serve(ctx context.Context, c Conn, helloBy time.Time, authed func()) error {
+// serve is Serve with the time by which the Hello must be verified, a
+// function called once it is, and the guard of the connection's eviction
+// (nil: none).
+func (b *Broker) serve(ctx context.Context, c Conn, helloBy time.Time, authed func(), g *evictGuard) error {
 	if !b.track(c) {
 		c.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, "node shutting down")
 		return ErrShutdown
 	}
 	defer b.untrack(c)
-	s, err := b.hello(ctx, c, wire.NewReader(c, maxHelloBytes), helloBy, authed)
+	s, err := b.hello(ctx, c, wire.NewReader(c, maxHelloBytes), helloBy, authed, g)
 	if err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func (b *Broker) serve(ctx context.Context, c Conn, helloBy time.Time, authed fu
 }
 
 // hello reads and checks the first frame and registers the session.
-func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time, authed func()) (*Session, error) {
+func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time, authed func(), g *evictGuard) (*Session, error) {
 	timer := time.AfterFunc(time.Until(by), func() {
 		b.m.helloTimeouts.Inc()
 		c.Close(wire.ErrorCode_ERROR_CODE_BAD_FRAME, "no hello in time")
@@ -135,15 +136,25 @@ func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time
 			// closing the connection, so the request is not acted on.
 			return nil, errHelloLate
 		}
+		if !g.begin() {
+			return nil, errEvicted // evict is closing the connection
+		}
 		began := time.Now()
 		resp := b.preAuth(ctx, &f, remoteAddr(c))
 		buf, werr := wire.AppendFrame(nil, resp, b.opts.MaxFrameBytes)
 		if werr == nil {
 			werr = b.writeTimed(c, buf)
 		}
+		evicted := g.end()
 		if werr != nil {
 			c.Close(0, "")
 			return nil, werr
+		}
+		if evicted {
+			// Evicted while the node worked on the request: closed now
+			// that its answer is out, the client given time to read it.
+			c.Close(wire.ErrorCode_ERROR_CODE_UNAVAILABLE, evictedReason)
+			return nil, errEvicted
 		}
 		by = by.Add(time.Since(began))
 		timer.Reset(time.Until(by))

@@ -264,7 +264,8 @@ func (b *Broker) serveTCPConn(c net.Conn, l *TCPListener) {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		addr, _ = netip.AddrFromSlice(ta.IP)
 	}
-	p := b.admit.admit(addr, func() { c.Close() })
+	g := &evictGuard{close: func() { c.Close() }}
+	p := b.admit.admit(addr, g.evict)
 	defer b.admit.leave(p)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	stop := context.AfterFunc(b.stop, cancel)
@@ -289,7 +290,7 @@ func (b *Broker) serveTCPConn(c net.Conn, l *TCPListener) {
 		conn.beats = l.beats // listed at its first write
 		defer l.beats.remove(conn)
 	}
-	if err := b.serve(sctx, conn, deadline, func() { b.admit.leave(p) }); err != nil {
+	if err := b.serve(sctx, conn, deadline, func() { b.admit.leave(p) }, g); err != nil {
 		b.log.Debug("broker: session ended", "remote", c.RemoteAddr(), "err", err)
 	}
 }

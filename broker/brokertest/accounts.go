@@ -14,18 +14,25 @@ import (
 // SMSBox is the in-memory SMS gateway of a node with Accounts: it keeps
 // each number's last message.
 type SMSBox struct {
-	mu    sync.Mutex
-	last  map[string]string
-	sent  int
-	fail  int           // the next fail sends fail
-	delay time.Duration // each send takes this long
+	mu      sync.Mutex
+	last    map[string]string
+	sent    int
+	fail    int           // the next fail sends fail
+	delay   time.Duration // each send takes this long
+	sending int           // sends under way
 }
 
 // Send keeps m, or fails while FailNext allows, after the Delay.
 func (s *SMSBox) Send(ctx context.Context, m identity.SMS) error {
 	s.mu.Lock()
 	d := s.delay
+	s.sending++
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.sending--
+		s.mu.Unlock()
+	}()
 	if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -61,6 +68,13 @@ func (s *SMSBox) Delay(d time.Duration) {
 	s.mu.Lock()
 	s.delay = d
 	s.mu.Unlock()
+}
+
+// Sending returns how many sends are under way.
+func (s *SMSBox) Sending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sending
 }
 
 // Sent returns how many messages were sent.
