@@ -841,7 +841,10 @@ func (n *node) reloadOn(hup <-chan os.Signal, done <-chan struct{}) {
 // with the new set: new tokens are signed with the new current key, and
 // those of the previous one verify until they expire.
 func (n *node) reloadKeys() {
-	changed, err := n.keys.Reload()
+	// The verifier learns the new keys before the signer uses one.
+	changed, err := n.keys.ReloadWith(func(keys []ed25519.PublicKey) error {
+		return n.verifier.SetKeys(append(slices.Clone(keys), n.authKeys...))
+	})
 	if err != nil {
 		n.log.Error("token keys not reloaded; the keys in force stay", "err", err)
 		return
@@ -850,10 +853,6 @@ func (n *node) reloadKeys() {
 		return
 	}
 	keys := n.keys.PublicKeys()
-	if err := n.verifier.SetKeys(append(keys, n.authKeys...)); err != nil {
-		n.log.Error("token keys not reloaded; the keys in force stay", "err", err)
-		return
-	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = token.KeyID(k)

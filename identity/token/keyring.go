@@ -97,10 +97,19 @@ func (k *Keyring) Rotated() time.Time {
 }
 
 // Reload re-reads the key files and reports whether the keys changed.
-// On error the keys stay as they were. The running node calls it on
-// SIGHUP and every few seconds, then gives PublicKeys to
-// Verifier.SetKeys.
+// On error the keys stay as they were.
 func (k *Keyring) Reload() (changed bool, err error) {
+	return k.ReloadWith(nil)
+}
+
+// ReloadWith is Reload that, when the keys changed, first hands the new
+// public keys (as PublicKeys orders them) to install, a Verifier's
+// SetKeys, and switches the signer only once install has returned nil:
+// no token is signed with a key its verifier does not know yet, which
+// would refuse it. On install's error nothing changes. Signer waits while
+// install runs. The running node calls it on SIGHUP and every few
+// seconds.
+func (k *Keyring) ReloadWith(install func([]ed25519.PublicKey) error) (changed bool, err error) {
 	st, err := readKeyState(k.dir)
 	if err != nil {
 		return false, err
@@ -108,6 +117,11 @@ func (k *Keyring) Reload() (changed bool, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	changed = !st.sameKeys(k.st)
+	if changed && install != nil {
+		if err := install(st.publicKeys()); err != nil {
+			return false, err
+		}
+	}
 	k.st.rotated = st.rotated
 	if changed {
 		k.st, k.signer = st, NewSigner(st.cur)

@@ -339,3 +339,66 @@ func TestKeyringConcurrent(t *testing.T) {
 		t.Fatalf("signer %s, first public key %s", got, want)
 	}
 }
+
+// TestKeyringReloadWithInstallsFirst: ReloadWith gives the new keys to
+// the verifier before the signer uses one, so that a token signed at any
+// moment of a rotation verifies; and when install fails, nothing changes.
+func TestKeyringReloadWithInstallsFirst(t *testing.T) {
+	dir := t.TempDir()
+	k, err := LoadKeyring(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(Options{Keys: k.PublicKeys(), CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := KeyID(k.PublicKeys()[0])
+	if _, _, err := RotateKey(dir, time.Hour, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("refused")
+	if changed, err := k.ReloadWith(func([]ed25519.PublicKey) error { return refused }); !errors.Is(err, refused) || changed {
+		t.Fatalf("ReloadWith, install failing = %v, %v", changed, err)
+	}
+	if got := keyIDs(k.PublicKeys()); len(got) != 1 || got[0] != old {
+		t.Fatalf("keys after a failed install: %v, want [%s]", got, old)
+	}
+	if _, err := v.Verify(mustSign(t, k.Signer())); err != nil {
+		t.Fatalf("the signer changed though install failed: %v", err)
+	}
+
+	// One rotation at a time drops no key a signer used: every token
+	// signed meanwhile verifies.
+	for round := range 20 {
+		if round > 0 {
+			if _, _, err := RotateKey(dir, time.Hour, true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tok, err := k.Signer().Sign(Claims{User: 1, Device: 1, Expires: time.Now().Add(time.Hour)})
+				if err == nil {
+					_, err = v.Verify(tok)
+				}
+				if err != nil {
+					t.Errorf("round %d: a token signed during the reload: %v", round, err)
+					return
+				}
+			}
+		})
+		if _, err := k.ReloadWith(v.SetKeys); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+	}
+}
