@@ -44,7 +44,9 @@ type Options struct {
 	// MaxUnauthenticated caps the connections that have not yet sent a
 	// verified Hello. A new one beyond it evicts the oldest, so that a
 	// flood of idle connections cannot keep an honest client, which
-	// authenticates in milliseconds, out. Default: 1,024.
+	// authenticates in milliseconds, out. One evicted while the node
+	// serves its pre-authentication request is closed once answered.
+	// Default: 1,024.
 	MaxUnauthenticated int
 	// MaxUnauthenticatedPerAddr caps those connections per source IP
 	// address; a new one beyond it evicts that address's oldest. It is a
