@@ -270,6 +270,9 @@ func (s *HTTPSender) attempt(ctx context.Context, body []byte) (attemptResult, t
 	// Drain (bounded) so the connection can be reused. A read error does not
 	// change the outcome: the status line already said what happened.
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, s.opts.MaxResponse))
+	// The body goes into the error and the log: a gateway may echo the
+	// number and the text, whose code is a secret.
+	snippet = redactDigits(snippet)
 	if len(snippet) > 128 {
 		snippet = snippet[:128]
 	}
@@ -332,4 +335,38 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// redactDigits replaces each run of digits and the characters numbers are
+// written with ("+-(). ") that holds 4 digits or more, such as a phone
+// number or a code, with "…"; shorter ones (a status, a count) stay.
+func redactDigits(b []byte) []byte {
+	isNum := func(c byte) bool { return c >= '0' && c <= '9' || strings.IndexByte("+-(). ", c) >= 0 }
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); {
+		if !isNum(b[i]) {
+			out = append(out, b[i])
+			i++
+			continue
+		}
+		j, digits := i, 0
+		for j < len(b) && isNum(b[j]) {
+			if b[j] >= '0' && b[j] <= '9' {
+				digits++
+			}
+			j++
+		}
+		run := b[i:j]
+		if digits >= 4 {
+			lead := len(run) - len(bytes.TrimLeft(run, " "))
+			trail := len(run) - len(bytes.TrimRight(run, " "))
+			out = append(out, run[:lead]...)
+			out = append(out, "…"...)
+			out = append(out, run[len(run)-trail:]...)
+		} else {
+			out = append(out, run...)
+		}
+		i = j
+	}
+	return out
 }

@@ -453,3 +453,39 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A gateway's error body may echo the number and the text (its code): the
+// error and the log line keep the gist of the body but neither of those.
+func TestHTTPSenderErrorBodyHidesNumberAndCode(t *testing.T) {
+	smsLeakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":"number +7 916 123-45-67 (79161234567) barred","text":"Your code: 123456"}`)
+	}))
+	t.Cleanup(srv.Close)
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	s, err := NewHTTPSender(HTTPSenderOptions{
+		URL:    srv.URL + "/send",
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf, mu: &logMu}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	err = s.Send(context.Background(), smsTestMsg)
+	if !errors.Is(err, ErrSMSRejected) {
+		t.Fatalf("Send refused 400: %v, want ErrSMSRejected", err)
+	}
+	logMu.Lock()
+	logged := logBuf.String()
+	logMu.Unlock()
+	for _, secret := range []string{"123-45-67", "1234567", "123456", "916 123"} {
+		if strings.Contains(err.Error(), secret) || strings.Contains(logged, secret) {
+			t.Fatalf("%q leaked:\nerr: %v\nlog: %s", secret, err, logged)
+		}
+	}
+	if !strings.Contains(err.Error(), "barred") {
+		t.Fatalf("the error lost the gateway's words: %v", err)
+	}
+}
