@@ -154,6 +154,12 @@ func (b *Broker) postService(ctx context.Context, from, user storage.UserID, msg
 	return err
 }
 
+// CheckDevice is checkDevice, for the node's other ways in (WHIP and
+// WHEP) that take session tokens.
+func (b *Broker) CheckDevice(user storage.UserID, device storage.DeviceID) error {
+	return b.checkDevice(user, device)
+}
+
 // checkDevice fails with ErrDeviceEnded when user's device is an account
 // device that was ended. Users below the accounts' first id (tokens an
 // operator minted with gonets token) have no device records to check.

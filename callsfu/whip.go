@@ -619,3 +619,30 @@ func (h *WHIP) refuse(w http.ResponseWriter, status int, code, msg string) strin
 	_ = json.NewEncoder(w).Encode(whipError{Code: code, Message: msg, ID: id})
 	return id
 }
+
+// EndPeer ends every WHIP and WHEP session of peer, as a DELETE of each
+// would (a publisher's stream stops), and returns how many it ended: the
+// node calls it when peer's device is ended, whose token may still be
+// valid for the sessions it opened.
+func (h *WHIP) EndPeer(peer Peer) int {
+	type ending struct {
+		s *whipSession
+		p *Participant
+	}
+	h.mu.Lock()
+	all := make([]*whipSession, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	var ends []ending
+	for _, s := range all { // s.mu outside h.mu
+		if p := s.participantOrNil(); p != nil && p.Peer() == peer {
+			ends = append(ends, ending{s, p})
+		}
+	}
+	for _, e := range ends {
+		h.end(e.s, e.p)
+	}
+	return len(ends)
+}

@@ -114,7 +114,7 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	}
 	live := newLiveStreams(n.broker.AnnounceLive, n.log)
 	live.dir = filepath.Join(n.dataDir, liveDir)
-	streams := &channelStreams{sfu: n.sfu, store: n.store, verifier: v, live: live}
+	streams := &channelStreams{sfu: n.sfu, store: n.store, verifier: v, live: live, device: n.broker.CheckDevice}
 	whip, err := callsfu.NewWHIP(n.sfu, callsfu.WHIPOptions{
 		Authorizer: n.withTURN(streams),
 		Logger:     n.log,
@@ -124,6 +124,7 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	}
 	mux.Handle("/whip/", whip)
 	mux.Handle("/whep/", whip)
+	n.whip.Store(whip)
 	demo, err := newCallDemo()
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gonets/gonets/broker/nodecert"
 	"github.com/gonets/gonets/callsfu"
+	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -394,4 +395,43 @@ func TestServePublicPortInUse(t *testing.T) {
 		t.Fatalf("reopen the store: %v", err)
 	}
 	st.Close()
+}
+
+// An account device that is ended loses its WHIP and WHEP sessions at
+// once, and its access token, still unexpired, opens no new one.
+func TestServeStreamsEndedDevice(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s := startStreamNode(t, testConfig(t))
+	defer s.stop()
+	ctx := context.Background()
+	acc := s.n.ident.accounts
+	res, err := acc.Login(ctx, "+79000000001", identity.DeviceInfo{Name: "obs", Platform: "linux"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.n.store.CreateChat(ctx, storage.ChatSpec{Kind: storage.ChatChannel, Creator: res.User})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.signer.Sign(token.Claims{User: uint64(res.User), Device: uint64(res.Device), Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := publishLive(t, s, ch.ID, tok)
+	defer stop()
+	seq := func() uint64 {
+		c, err := s.n.store.Chat(ch.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.LastSeq
+	}
+	waitUntil(t, "the live_started note", func() bool { return seq() == 1 })
+	if err := acc.EndDevice(res.User, res.Device); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the live_ended note of the ended device's stream", func() bool { return seq() == 2 })
+	if status, body, code := s.post("/whip/"+strconv.FormatUint(uint64(ch.ID), 10), tok, "v=0"); status != http.StatusUnauthorized || code != "unauthorized" {
+		t.Fatalf("an ended device's publish: %d %s", status, body)
+	}
 }

@@ -342,6 +342,10 @@ type node struct {
 
 	// keys are the node's token keys; verifier checks tokens against them
 	// and authKeys (auth.public_keys).
+	// whip serves WHIP and WHEP (nil while calls are off or the public
+	// listener is not up): an ended device's sessions are ended there.
+	whip atomic.Pointer[callsfu.WHIP]
+
 	keys     *token.Keyring
 	authKeys []ed25519.PublicKey
 	verifier *token.Verifier
@@ -459,6 +463,12 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 			func(u storage.UserID, d storage.DeviceID) {
 				if b := ended.Load(); b != nil {
 					b.DevicesEnded(u, []storage.DeviceID{d})
+				}
+				if w := n.whip.Load(); w != nil {
+					// Its WHIP and WHEP sessions end too: a
+					// participant's close may wait on its
+					// connections, which the end does not.
+					go w.EndPeer(callsfu.Peer{User: uint64(u), Device: uint64(d)})
 				}
 			}); err != nil {
 			return nil, err

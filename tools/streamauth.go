@@ -28,6 +28,10 @@ type channelStreams struct {
 	store    *storage.Store
 	verifier *token.Verifier
 	live     *liveStreams // nil: no announcements
+	// device fails for an account device that was ended (its access token
+	// lives on until it expires), as the broker's Hello does; nil: no
+	// check.
+	device func(storage.UserID, storage.DeviceID) error
 }
 
 // Authorize implements callsfu.Authorizer.
@@ -36,8 +40,19 @@ func (a *channelStreams) Authorize(ctx context.Context, req callsfu.AuthRequest)
 	if err == nil && storage.DeviceID(claims.Device) == storage.DeviceNode {
 		err = fmt.Errorf("%w: device %d is the node's own", token.ErrForged, claims.Device)
 	}
+	if err == nil && storage.IsServiceUser(storage.UserID(claims.User)) {
+		err = fmt.Errorf("%w: user %d is one of the node's service users", token.ErrForged, claims.User)
+	}
 	if err != nil {
 		return callsfu.Grant{}, fmt.Errorf("%w: %w", callsfu.ErrUnauthorized, err)
+	}
+	if a.device != nil {
+		switch err := a.device(storage.UserID(claims.User), storage.DeviceID(claims.Device)); {
+		case errors.Is(err, broker.ErrDeviceEnded):
+			return callsfu.Grant{}, fmt.Errorf("%w: %w", callsfu.ErrUnauthorized, err)
+		case err != nil:
+			return callsfu.Grant{}, err
+		}
 	}
 	call, id, ok := streamCall(req.Call)
 	if !ok {
