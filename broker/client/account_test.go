@@ -640,7 +640,7 @@ func TestClientStopsOnReusedRefresh(t *testing.T) {
 		n := acctNode(t, brokertest.Options{Identity: identity.ServiceOptions{AccessTTL: 3 * time.Second}})
 		o := acctOpts(n, via)
 		t1 := acctLogin(t, n, o, "+79000000015", "phone")
-		o.Refresh = t1.Refresh
+		o.Refresh, o.OnTokens = t1.Refresh, func(Tokens) {}
 		c := acctDial(t, n, t1.Access, o)
 		if _, err := RefreshTokens(acctCtx(t), n.Addr, t1.Refresh, o); err != nil {
 			t.Fatal(err)

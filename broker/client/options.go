@@ -162,12 +162,14 @@ type Options struct {
 	// (DEVICE_ENDED) stops the Client. Default: none, the app renews
 	// the token itself with Auth.
 	Refresh string
-	// OnTokens, if set with Refresh, is called with each new pair of
-	// tokens the Client got, before it uses the new refresh token, so
-	// that the app persists the rotated pair: the refresh token it held
-	// is spent. Calls come one at a time, from Dial and then from the
+	// OnTokens is called with each new pair of tokens the Client got,
+	// before it uses the new refresh token, so that the app persists the
+	// rotated pair: the refresh token it held is spent, and sent again
+	// after a restart it would end the device. Required with Refresh (an
+	// app that keeps nothing across restarts says so with a function that
+	// does nothing). Calls come one at a time, from Dial and then from the
 	// Client's refresh goroutine; it must not block for long, nor call
-	// Close. Default: none.
+	// Close.
 	OnTokens func(Tokens)
 
 	// Logger receives connection lifecycle and error logs. Default:
@@ -245,6 +247,7 @@ func (o Options) ensureDefaults() (Options, error) {
 	check(o.ReconnectMin > 0 && o.ReconnectMax >= o.ReconnectMin, "backoff [%v, %v] is not a positive range", o.ReconnectMin, o.ReconnectMax)
 	check(o.HistoryPage > 0 && o.HistoryPage <= 1<<16, "HistoryPage %d outside [1, 65536]", o.HistoryPage)
 	check(o.OnTokens == nil || o.Refresh != "", "OnTokens without Refresh")
+	check(o.Refresh == "" || o.OnTokens != nil, "Refresh without OnTokens: the rotated refresh token would be lost")
 	return o, errors.Join(errs...)
 }
 

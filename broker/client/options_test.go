@@ -43,6 +43,8 @@ func TestOptionsInvalid(t *testing.T) {
 	f(Options{Via: 7}, "unknown transport")
 	f(Options{TCPAddr: "nowhere"}, "not host:port")
 	f(Options{PushBuffer: -1}, "PushBuffer")
+	f(Options{Refresh: "r"}, "Refresh without OnTokens")
+	f(Options{OnTokens: func(Tokens) {}}, "OnTokens without Refresh")
 	if _, err := (&Options{Fingerprint: "xyz"}).tlsConfig(); err == nil {
 		t.Fatal("a bad fingerprint was accepted")
 	}
