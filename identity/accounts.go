@@ -860,7 +860,11 @@ func acctValidText(s string, max int) bool {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		// Control characters, and the invisible format characters
+		// (bidirectional overrides and isolates, zero-width joiners,
+		// the BOM: Unicode's Cf) with which a name could show as another
+		// in a device list.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 	}

@@ -87,6 +87,8 @@ func TestAccountsLoginBadInput(t *testing.T) {
 	f("+79161234567", DeviceInfo{Name: string(bytes.Repeat([]byte{'x'}, MaxDeviceName+1))}, ErrDeviceInfo)
 	f("+79161234567", DeviceInfo{Name: "a\nb"}, ErrDeviceInfo)
 	f("+79161234567", DeviceInfo{Platform: "\xff"}, ErrDeviceInfo)
+	f("+79161234567", DeviceInfo{Name: "Anna\u202e's phone"}, ErrDeviceInfo) // a right-to-left override
+	f("+79161234567", DeviceInfo{Name: "pho\u200dne"}, ErrDeviceInfo)        // a zero-width joiner
 	// Nothing was written: the first good login still creates user base.
 	if r := mustLogin(t, a, "+79161234567", "x", acctT0); r.User != 1<<32 || !r.Created {
 		t.Fatalf("after bad input: %+v", r)
