@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -177,6 +178,8 @@ func (r *room) admitPlayer(p *Participant) error {
 	var plan []*publishedTrack
 	if r.ended {
 		err = fmt.Errorf("callsfu: play call %d for %s: %w", r.call, p.peer, ErrUnknownCall)
+	} else if r.awaitingLocked(time.Now()) {
+		err = fmt.Errorf("callsfu: play call %d for %s: %w: a publisher's tracks are still coming", r.call, p.peer, ErrNotLive)
 	} else if plan = r.playableLocked(p.sub); len(plan) == 0 {
 		err = fmt.Errorf("callsfu: play call %d for %s: %w", r.call, p.peer, ErrNotLive)
 	} else if cerr := checkPlayable(p.sub.RemoteDescription().SDP, plan); cerr != nil {
@@ -196,6 +199,54 @@ func (r *room) admitPlayer(p *Participant) error {
 		old.remove(ReasonReplaced)
 	}
 	return nil
+}
+
+// playWait is how long, at most, players are refused ErrNotLive after a
+// publisher joined while a media section its offer sends has no track
+// yet: a player's answer cannot gain a track later (WHEP has no
+// renegotiation), so one admitted when the video of a stream had come
+// and its audio not yet would play no sound for good.
+const playWait = 3 * time.Second
+
+// awaitingLocked reports whether a publisher that joined less than
+// playWait before now has published fewer tracks than its offer sends
+// audio or video sections.
+func (r *room) awaitingLocked(now time.Time) bool {
+	for pub := range r.publishers {
+		if now.Sub(pub.joined) >= playWait {
+			continue
+		}
+		pub.mu.Lock()
+		pc := pub.pub
+		pub.mu.Unlock()
+		if pc == nil {
+			continue
+		}
+		rd := pc.RemoteDescription()
+		if rd == nil {
+			continue
+		}
+		d, err := rd.Unmarshal()
+		if err != nil {
+			continue
+		}
+		offered := 0
+		for _, m := range d.MediaDescriptions {
+			if kind := m.MediaName.Media; (kind == "audio" || kind == "video") && m.MediaName.Port.Value != 0 && sends(m) {
+				offered++
+			}
+		}
+		published := 0
+		for _, t := range r.tracks {
+			if t.owner == pub {
+				published++
+			}
+		}
+		if published < offered {
+			return true
+		}
+	}
+	return false
 }
 
 // playableLocked returns the tracks a player's PeerConnection, with the

@@ -1,6 +1,7 @@
 package callsfu
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -179,4 +180,78 @@ func TestJoinPublisherCodecRefused(t *testing.T) {
 		t.Errorf("the refusal changed the call: %d participants, %d publishers, joined %v",
 			len(r.participants), len(r.publishers), r.joined)
 	}
+}
+
+// TestPlayWaitsForEveryOfferedTrack: a player is refused ErrNotLive while
+// an encoder that joined moments ago has sent media on only some of the
+// sections it offered (its video came, its audio not yet): admitted then,
+// the player could never get the audio (WHEP has no renegotiation). Once
+// every offered track is up, it plays them all.
+func TestPlayWaitsForEveryOfferedTrack(t *testing.T) {
+	s := newTestSFU(t, Options{})
+	if err := s.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	enc := newClient(t, "encoder", 2)
+	if err := enc.addTracks(nil); err != nil {
+		t.Fatal(err)
+	}
+	enc.pub.OnICECandidate(func(*webrtc.ICECandidate) {})
+	enc.mu.Lock()
+	all := slices.Clone(enc.sending)
+	var video []*sentTrack
+	for _, st := range all {
+		if st.kind == webrtc.RTPCodecTypeVideo {
+			video = append(video, st)
+		}
+	}
+	enc.sending = video
+	enc.mu.Unlock()
+	encoder, answer, err := s.JoinPublisher(1, Peer{2, 1}, gatheredOffer(t, enc.pub), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	enc.startSending()
+	waitFor(t, "the encoder's video published", func() bool {
+		encoder.room.mu.Lock()
+		defer encoder.room.mu.Unlock()
+		return len(encoder.room.tracks) == 1
+	})
+	play := func() (*testPeer, error) {
+		pl := newClient(t, "player", 0)
+		var err error
+		if pl.sub, err = newTestAPI(t, peerOptions{}, TargetSubscriber).NewPeerConnection(webrtc.Configuration{}); err != nil {
+			t.Fatal(err)
+		}
+		pl.sub.OnTrack(pl.onTrack)
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			if _, err := pl.sub.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, answer, err := s.Play(1, Peer{3, 1}, gatheredOffer(t, pl.sub), nil)
+		if err != nil {
+			return nil, err
+		}
+		return pl, pl.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+	}
+	if _, err := play(); !errors.Is(err, ErrNotLive) {
+		t.Fatalf("play with the encoder's audio not yet up: %v, want ErrNotLive", err)
+	}
+	enc.mu.Lock()
+	enc.sending = all
+	enc.mu.Unlock()
+	waitFor(t, "the encoder's audio published", func() bool {
+		encoder.room.mu.Lock()
+		defer encoder.room.mu.Unlock()
+		return len(encoder.room.tracks) == 2
+	})
+	pl, err := play()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the player receiving audio and video", func() bool { return len(pl.publishedTrackIDs()) == 2 })
 }
