@@ -454,13 +454,13 @@ func (p *sdkPeer) pump() {
 		case client.EventCallOffer:
 			// A context canceled is the test ending: its request contexts
 			// are canceled by cleanups that run before the peer's close.
-			if err := p.answer(ev.Call.SDP); err != nil && !errors.Is(err, context.Canceled) {
+			if err := p.answer(ev.Call.SDP); err != nil && !errors.Is(err, context.Canceled) && !p.closing() {
 				p.t.Errorf("%s: answer the SFU's offer: %v", p.name, err)
 			}
 		case client.EventCallCandidate:
 			cand := ev.Call.Candidate
 			mid, index := cand.SDPMid, cand.SDPMLineIndex
-			if err := p.sub.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: &mid, SDPMLineIndex: &index}); err != nil {
+			if err := p.sub.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: &mid, SDPMLineIndex: &index}); err != nil && !p.closing() {
 				p.t.Errorf("%s: the SFU's candidate: %v", p.name, err)
 			}
 		default:
@@ -625,6 +625,17 @@ func (p *sdkPeer) next(kind client.EventKind) client.Event {
 }
 
 // close stops sending and closes the client and its PeerConnections.
+// closing reports whether close has begun: a request that fails then
+// failed because the client is being closed under it.
+func (p *sdkPeer) closing() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *sdkPeer) close() {
 	select {
 	case <-p.stop:
