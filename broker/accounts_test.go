@@ -279,9 +279,14 @@ func TestAccountsRefusals(t *testing.T) {
 	}
 	n := accountsNode(t, brokertest.Options{Now: clock, Identity: identity.ServiceOptions{Plan: plan}})
 	// A connection takes 8 pre-authentication requests: each here gets
-	// its own.
+	// its own, over QUIC and TLS on TCP in turn.
+	conns := 0
+	via := func() string {
+		conns++
+		return []string{"quic", "tcp"}[conns%2]
+	}
 	start := func(phone string) *wire.Frame {
-		return dialVia(t, n, "quic").do(&wire.Frame{Body: &wire.Frame_LoginStart{LoginStart: &wire.LoginStart{Phone: phone}}})
+		return dialVia(t, n, via()).do(&wire.Frame{Body: &wire.Frame_LoginStart{LoginStart: &wire.LoginStart{Phone: phone}}})
 	}
 	for _, tc := range []struct {
 		phone string
@@ -311,7 +316,7 @@ func TestAccountsRefusals(t *testing.T) {
 	// Expired and burnt codes.
 	lc := start("+79000000012").GetLoginCode()
 	verify := func(attempt, code string) *wire.Frame {
-		return dialVia(t, n, "quic").do(&wire.Frame{Body: &wire.Frame_LoginVerify{LoginVerify: &wire.LoginVerify{Attempt: attempt, Code: code, DeviceName: "p", Platform: "t"}}})
+		return dialVia(t, n, via()).do(&wire.Frame{Body: &wire.Frame_LoginVerify{LoginVerify: &wire.LoginVerify{Attempt: attempt, Code: code, DeviceName: "p", Platform: "t"}}})
 	}
 	code := n.Code(t, "+79000000012")
 	now.Add(int64(5*time.Minute + time.Second))
