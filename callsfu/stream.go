@@ -226,8 +226,11 @@ func (r *room) awaitingLocked(now time.Time) bool {
 		if rd == nil {
 			continue
 		}
-		d, err := rd.Unmarshal()
-		if err != nil {
+		// Parsed into a description of our own: rd is the
+		// PeerConnection's, and its Unmarshal caches the parse in it,
+		// racing pion's own readers.
+		var d sdp.SessionDescription
+		if err := d.UnmarshalString(rd.SDP); err != nil {
 			continue
 		}
 		offered := 0
