@@ -24,6 +24,10 @@ const DeviceNode DeviceID = 1<<64 - 1
 // one chat with every user.
 const (
 	FirstServiceUser UserID = 1<<32 - 256
+	// GosuslugiUser is the state services' account ("Госуслуги"): its
+	// service chat with a user carries the statuses of the user's
+	// applications and what the state-service adapters report.
+	GosuslugiUser UserID = 1<<32 - 2
 	// ServiceUser is the node's own service account ("Gonets").
 	ServiceUser UserID = 1<<32 - 1
 )
