@@ -108,8 +108,10 @@ func (r *room) admitLocked(p *Participant) *Participant {
 	}
 	for _, t := range r.tracks {
 		if t.owner != old {
-			p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
+			// Subscribed first: a client told of the track may ask for
+			// one of its layers at once.
 			p.subscribe(t)
+			p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 		}
 	}
 	return old
@@ -164,11 +166,11 @@ func (r *room) publish(t *publishedTrack) bool {
 	r.recordLocked(t)
 	var subscribed []*Participant
 	for _, p := range r.participants {
-		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 		if p != t.owner && p.role == roleMember {
 			p.subscribe(t)
 			subscribed = append(subscribed, p)
 		}
+		p.emit(Event{Kind: EventTrackPublished, Peer: t.info.Peer, Track: t.describe()})
 	}
 	r.mu.Unlock()
 	negotiateAll(subscribed)

@@ -1,6 +1,7 @@
 package callsfu
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
@@ -29,8 +30,9 @@ type testPeer struct {
 	part  *Participant
 	ready chan struct{} // closed once part is set
 
-	pub *webrtc.PeerConnection
-	sub *webrtc.PeerConnection
+	pcMu sync.Mutex // guards sub against close
+	pub  *webrtc.PeerConnection
+	sub  *webrtc.PeerConnection
 
 	mu       sync.Mutex // guards the following
 	events   []Event
@@ -330,7 +332,18 @@ func (c *testPeer) answer(offer string) error {
 		if err != nil {
 			return err
 		}
+		// close stops c before it reads c.sub under pcMu: a PeerConnection
+		// made after that is closed here, never left running.
+		c.pcMu.Lock()
+		select {
+		case <-c.stop:
+			c.pcMu.Unlock()
+			_ = pc.Close()
+			return errors.New("test peer closed")
+		default:
+		}
 		c.sub = pc
+		c.pcMu.Unlock()
 		pc.OnTrack(c.onTrack)
 		pc.OnICECandidate(func(cand *webrtc.ICECandidate) { c.trickle(TargetSubscriber, cand) })
 	}
@@ -657,7 +670,10 @@ func (c *testPeer) close() {
 	default:
 		close(c.stop)
 	}
-	for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
+	c.pcMu.Lock()
+	pcs := []*webrtc.PeerConnection{c.pub, c.sub}
+	c.pcMu.Unlock()
+	for _, pc := range pcs {
 		if pc != nil {
 			_ = pc.GracefulClose()
 		}
