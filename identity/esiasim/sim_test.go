@@ -31,7 +31,7 @@ const (
 // clock is a settable clock shared by a sim and its clients.
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // env is a simulator on 127.0.0.1 and what a test needs around it.
