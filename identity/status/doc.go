@@ -1,0 +1,80 @@
+// Package status follows the statuses of a user's applications to the state
+// services ("life situations": a passport, a benefit, a registration) and
+// posts each new one, once, as a message in the user's "Госуслуги" service
+// chat.
+//
+// # Source
+//
+// Source reads a person's applications from the state-service side. The
+// real client, HTTPSource, speaks this polling API (statussim serves the
+// same API for tests and the demo):
+//
+//	GET {base}/v1/persons/{oid}/applications?snils={snils}
+//	{AuthHeader}: {AuthValue}
+//
+// {oid} is the person's ESIA object id (path-escaped), {snils} their SNILS
+// as the linked account holds it (the query parameter is left out when it
+// is unknown). Answers:
+//
+//	200 {"applications":[{"order_id":"…","service":"…","statuses":[
+//	      {"code":"…","title":"…","at":"2026-01-02T15:04:05+03:00","final":false}]}]}
+//	404 the person has no applications
+//	4xx the request is refused (bad credentials, unknown person): not retried
+//	5xx, 429, network errors: retried with backoff (the call is a GET)
+//
+// Statuses are listed in the order they happened; "at" is RFC 3339 and
+// required; "final" marks a status after which the application does not
+// change. Unknown fields are ignored. An answer is refused whole
+// (ErrInvalidResponse) when it is over MaxResponse bytes, has more than
+// MaxApplications applications or MaxStatuses statuses in one, repeats an
+// order_id, or a field breaks the limits Validate checks (order_id
+// non-empty, at most MaxOrderID bytes; code non-empty, at most MaxCode;
+// service and title at most MaxService and MaxTitle; valid UTF-8 without
+// control characters except newlines and tabs in titles).
+//
+// # Poller
+//
+// Poller polls every user with a linked account about once an Interval and
+// posts what is new through the Post callback; the node owns the chat
+// itself. Run is one dispatcher goroutine that lists the linked users
+// (Users) at start and each Interval, keeps one schedule entry per linked
+// user (the schedule is bounded by the number of linked users; users no
+// longer listed are dropped after a complete listing), and starts at most
+// Concurrency poll goroutines, which it waits for before it returns. New
+// users are spread at random over the first Interval; after a poll a user
+// is due again after Interval ± Jitter, after a failed one after Interval
+// doubled per consecutive failure, capped at BackoffMax.
+//
+// # Posting once
+//
+// A cursor per (user, application) in the KV records the statuses already
+// posted as digests of code, time and title, so a source that returns the
+// history in another order, or sends an old status again, posts nothing
+// twice, and a status that is new anywhere in the history is posted. A
+// cursor keeps the last MaxSeen statuses of an application; the times of
+// those it has forgotten become a floor, and a status unknown to the cursor
+// but at or before the floor counts as posted. The source shows at most
+// MaxStatuses statuses of an application at once, so only a source that
+// rewrote an application's history several times over could meet the floor.
+// A status whose title or time the source corrects is a new status.
+//
+// New statuses of a poll are posted in time order, each Post followed by
+// the cursor's update. A crash, or a failed KV write, between the two posts
+// the status again at the next poll with the same Event.MsgID, derived from
+// the user, the order and the status: the node posts with it as the
+// client message id and the store answers a repeated one with the message
+// it already holds, so the chat shows the status once. A failed Post
+// stops the poll; that status and the later ones are posted at a later
+// poll.
+//
+// Cursor keys hold the user id and a hash of the order id, not the order id
+// itself; values hold digests and times only. Cursors are dropped by Forget
+// when the user unlinks their account, not when the source stops listing an
+// application (it may list it again).
+//
+// # Locks
+//
+// Poller.mu guards the schedule and is a leaf: nothing is called with it
+// held. Polls of one user (Run's, PollNow's) and Forget take the user's
+// lock, outside mu, so they never run at once for one user.
+package status

@@ -1,0 +1,308 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/net/http/httpguts"
+)
+
+// HTTPOptions configures an HTTPSource.
+type HTTPOptions struct {
+	// BaseURL is the API's root, http or https, without a query; requests
+	// go to {BaseURL}/v1/persons/…. Required.
+	BaseURL string
+	// AuthHeader and AuthValue set one request header with the
+	// credentials ("Authorization", "Bearer …"). Default: none.
+	AuthHeader string
+	AuthValue  string
+	// Timeout bounds each attempt (connect, request, reading the answer).
+	// Default: 10 s.
+	Timeout time.Duration
+	// Retries is the number of attempts after the first on a network
+	// error, a timeout, 429 or 5xx. Default: 3; negative means none.
+	Retries int
+	// BackoffBase is the wait before the first retry; it doubles each
+	// retry up to BackoffMax, each wait jittered to between half and all
+	// of it. Default: 200 ms.
+	BackoffBase time.Duration
+	// BackoffMax caps one wait between attempts. Default: 5 s.
+	BackoffMax time.Duration
+	// Client sends the requests. Default: a client of its own that does
+	// not follow redirects (they would carry the credentials elsewhere).
+	Client *http.Client
+	// Metrics receives gonets_identity_status_source_requests_total{result},
+	// …_retries_total and …_request_duration_seconds. Default: a private set.
+	Metrics *metrics.Set
+	// Log receives one line per failed call: the error, which names the
+	// API's host but never the person. Default: slog.Default().
+	Log *slog.Logger
+}
+
+// HTTPSource is the Source that speaks the polling API in the package
+// documentation. Safe for concurrent use.
+type HTTPSource struct {
+	opts   HTTPOptions
+	base   string // BaseURL without a trailing slash
+	logURL string // scheme and host only: the path and query name the person
+	own    *http.Transport
+
+	ok, none, rejected, invalid, unavailable *metrics.Counter
+	retries                                      *metrics.Counter
+	latency                                      *metrics.Histogram
+}
+
+// NewHTTPSource validates o, fills defaults and returns a source. Invalid
+// options return ErrConfig.
+func NewHTTPSource(o HTTPOptions) (*HTTPSource, error) {
+	u, err := url.Parse(o.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: base URL %q is not an http(s) URL without a query", ErrConfig, o.BaseURL)
+	}
+	if o.AuthHeader != "" && (!httpguts.ValidHeaderFieldName(o.AuthHeader) || !httpguts.ValidHeaderFieldValue(o.AuthValue)) {
+		return nil, fmt.Errorf("%w: auth header %q is not a valid header", ErrConfig, o.AuthHeader)
+	}
+	if o.AuthHeader == "" && o.AuthValue != "" {
+		return nil, fmt.Errorf("%w: auth value without a header name", ErrConfig)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Retries == 0 {
+		o.Retries = 3
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.BackoffBase == 0 {
+		o.BackoffBase = 200 * time.Millisecond
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = 5 * time.Second
+	}
+	if o.Timeout < 0 || o.BackoffBase < 0 || o.BackoffMax < o.BackoffBase {
+		return nil, fmt.Errorf("%w: negative timeout or backoff", ErrConfig)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	s := &HTTPSource{opts: o, base: strings.TrimRight(u.String(), "/"), logURL: u.Scheme + "://" + u.Host}
+	if s.opts.Client == nil {
+		s.own = http.DefaultTransport.(*http.Transport).Clone()
+		s.opts.Client = &http.Client{
+			Transport:     s.own,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	m := o.Metrics
+	const req = "gonets_identity_status_source_requests_total"
+	s.ok = m.GetOrCreateCounter(req + `{result="ok"}`)
+	s.none = m.GetOrCreateCounter(req + `{result="none"}`)
+	s.rejected = m.GetOrCreateCounter(req + `{result="rejected"}`)
+	s.invalid = m.GetOrCreateCounter(req + `{result="invalid"}`)
+	s.unavailable = m.GetOrCreateCounter(req + `{result="unavailable"}`)
+	s.retries = m.GetOrCreateCounter("gonets_identity_status_source_retries_total")
+	s.latency = m.GetOrCreateHistogram("gonets_identity_status_source_request_duration_seconds")
+	return s, nil
+}
+
+// Close releases the idle connections of the source's own client (not of
+// a Client passed in the options). Calls may still be made after it.
+func (s *HTTPSource) Close() {
+	if s.own != nil {
+		s.own.CloseIdleConnections()
+	}
+}
+
+// History implements Source: one GET, retried with backoff on network
+// errors, timeouts, 429 and 5xx within ctx.
+func (s *HTTPSource) History(ctx context.Context, p Person) ([]Application, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	apps, err := s.history(ctx, p)
+	s.latency.UpdateDuration(start)
+	switch {
+	case err == nil && apps == nil:
+		s.none.Inc()
+	case err == nil:
+		s.ok.Inc()
+	case errors.Is(err, ErrRejected):
+		s.rejected.Inc()
+	case errors.Is(err, ErrInvalidResponse):
+		s.invalid.Inc()
+	default:
+		s.unavailable.Inc()
+	}
+	if err != nil {
+		s.opts.Log.Warn("status: state service call failed", "err", err)
+	}
+	return apps, err
+}
+
+// attempt outcomes.
+const (
+	attemptDone  = iota // apps or a final error
+	attemptRetry        // network error, timeout, 429, 5xx
+)
+
+func (s *HTTPSource) history(ctx context.Context, p Person) ([]Application, error) {
+	u := s.base + "/v1/persons/" + url.PathEscape(p.OID) + "/applications"
+	if p.SNILS != "" {
+		u += "?snils=" + url.QueryEscape(p.SNILS)
+	}
+	for attempt := 0; ; attempt++ {
+		outcome, apps, err := s.attempt(ctx, u)
+		if outcome == attemptDone {
+			return apps, err
+		}
+		if attempt >= s.opts.Retries {
+			return nil, fmt.Errorf("%w: after %d attempts: %w", ErrUnavailable, attempt+1, err)
+		}
+		wait := s.backoff(attempt)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return nil, fmt.Errorf("%w: next attempt in %v is past the deadline (last: %w)", ErrUnavailable, wait, err)
+		}
+		s.retries.Inc()
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w: %w (last: %w)", ErrUnavailable, ctx.Err(), err)
+		}
+	}
+}
+
+// backoff returns the jittered wait before retry number attempt+1.
+func (s *HTTPSource) backoff(attempt int) time.Duration {
+	d := s.opts.BackoffBase
+	for i := 0; i < attempt && d < s.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.opts.BackoffMax)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// attempt makes one request under the per-attempt timeout.
+func (s *HTTPSource) attempt(ctx context.Context, u string) (int, []Application, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return attemptDone, nil, fmt.Errorf("%w: build request: %w", ErrInvalidPerson, redactURL(err, s.logURL))
+	}
+	req.Header.Set("Accept", "application/json")
+	if s.opts.AuthHeader != "" {
+		req.Header.Set(s.opts.AuthHeader, s.opts.AuthValue)
+	}
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		return attemptRetry, nil, fmt.Errorf("request: %w", redactURL(err, s.logURL))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	code := resp.StatusCode
+	switch {
+	case code == http.StatusOK:
+		if err != nil {
+			return attemptRetry, nil, fmt.Errorf("read answer: %w", redactURL(err, s.logURL))
+		}
+		if len(body) > MaxResponse {
+			return attemptDone, nil, fmt.Errorf("%w: answer over %d bytes", ErrInvalidResponse, MaxResponse)
+		}
+		apps, err := decodeHistory(body)
+		if err != nil {
+			return attemptDone, nil, err
+		}
+		return attemptDone, apps, nil
+	case code == http.StatusNotFound:
+		return attemptDone, nil, nil
+	case code == http.StatusTooManyRequests || code >= 500:
+		return attemptRetry, nil, fmt.Errorf("status %d from %s", code, s.logURL)
+	case code >= 400:
+		return attemptDone, nil, fmt.Errorf("%w: status %d from %s", ErrRejected, code, s.logURL)
+	default:
+		return attemptDone, nil, fmt.Errorf("%w: status %d from %s (redirects are not followed)", ErrInvalidResponse, code, s.logURL)
+	}
+}
+
+// redactURL replaces the URL a client error quotes, whose path and query
+// name the person, with the API's scheme and host.
+func redactURL(err error, logURL string) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = logURL
+	}
+	return err
+}
+
+// The answer's JSON.
+type (
+	wireHistory struct {
+		Applications *[]wireApplication `json:"applications"`
+	}
+	wireApplication struct {
+		OrderID  string       `json:"order_id"`
+		Service  string       `json:"service"`
+		Statuses []wireStatus `json:"statuses"`
+	}
+	wireStatus struct {
+		Code  string `json:"code"`
+		Title string `json:"title"`
+		At    string `json:"at"`
+		Final bool   `json:"final"`
+	}
+)
+
+// decodeHistory parses and validates a 200 answer's body. Errors wrap
+// ErrInvalidResponse. A person with no applications is nil.
+func decodeHistory(body []byte) ([]Application, error) {
+	var h wireHistory
+	if err := json.Unmarshal(body, &h); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
+	}
+	if h.Applications == nil {
+		return nil, fmt.Errorf("%w: no applications list", ErrInvalidResponse)
+	}
+	wa := *h.Applications
+	if len(wa) > MaxApplications {
+		return nil, fmt.Errorf("%w: %d applications, at most %d", ErrInvalidResponse, len(wa), MaxApplications)
+	}
+	if len(wa) == 0 {
+		return nil, nil
+	}
+	apps := make([]Application, len(wa))
+	for i, a := range wa {
+		if len(a.Statuses) > MaxStatuses {
+			return nil, fmt.Errorf("%w: application %d: %d statuses, at most %d", ErrInvalidResponse, i, len(a.Statuses), MaxStatuses)
+		}
+		apps[i] = Application{OrderID: a.OrderID, Service: a.Service, Statuses: make([]Status, len(a.Statuses))}
+		for j, st := range a.Statuses {
+			at, err := time.Parse(time.RFC3339Nano, st.At)
+			if err != nil {
+				return nil, fmt.Errorf("%w: application %d status %d: at is not RFC 3339", ErrInvalidResponse, i, j)
+			}
+			apps[i].Statuses[j] = Status{Code: st.Code, Title: st.Title, At: at, Final: st.Final}
+		}
+	}
+	if err := Validate(apps); err != nil {
+		return nil, err
+	}
+	return apps, nil
+}
