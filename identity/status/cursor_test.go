@@ -164,7 +164,10 @@ func TestValidate(t *testing.T) {
 		"repeated order": func(a []Application) []Application { return append(a, a[0]) },
 		"long service":   func(a []Application) []Application { a[0].Service = strings.Repeat("s", MaxService+1); return a },
 		"no code":        func(a []Application) []Application { a[0].Statuses[0].Code = ""; return a },
-		"long title":     func(a []Application) []Application { a[0].Statuses[0].Title = strings.Repeat("t", MaxTitle+1); return a },
+		"long title": func(a []Application) []Application {
+			a[0].Statuses[0].Title = strings.Repeat("t", MaxTitle+1)
+			return a
+		},
 		"bad utf8 title": func(a []Application) []Application { a[0].Statuses[0].Title = "\xff"; return a },
 		"no time":        func(a []Application) []Application { a[0].Statuses[0].At = time.Time{}; return a },
 		"many statuses":  func(a []Application) []Application { a[0].Statuses = many; return a },

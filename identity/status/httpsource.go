@@ -58,8 +58,8 @@ type HTTPSource struct {
 	own    *http.Transport
 
 	ok, none, rejected, invalid, unavailable *metrics.Counter
-	retries                                      *metrics.Counter
-	latency                                      *metrics.Histogram
+	retries                                  *metrics.Counter
+	latency                                  *metrics.Histogram
 }
 
 // NewHTTPSource validates o, fills defaults and returns a source. Invalid

@@ -30,7 +30,7 @@ func st(code string, min int) status.Status {
 type chat struct {
 	mu     sync.Mutex // guards the following
 	events []status.Event
-	fail   int                    // the next posts that fail
+	fail   int                   // the next posts that fail
 	after  func(ev status.Event) // called after a successful post
 }
 

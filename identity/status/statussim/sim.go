@@ -21,7 +21,7 @@ import (
 
 // Sim is an in-memory state-service side. Safe for concurrent use.
 type Sim struct {
-	mu         sync.Mutex // guards the following
+	mu         sync.Mutex                       // guards the following
 	people     map[string][]*status.Application // by OID, applications in the order added
 	fail       int
 	calls      int
