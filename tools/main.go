@@ -23,6 +23,7 @@ var commands = map[string]command{
 	"whoami":        {summary: "print the user id of a saved login", run: runWhoami},
 	"send":          {summary: "send a text message and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
+	"sim":           {summary: "run a simulator of an outside system (esia) for demos", run: runSim},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
 	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
 	"bench-summary": {summary: "the medians of gonets bench --out files, as a markdown table", run: runBenchSummary},
