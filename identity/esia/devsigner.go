@@ -49,6 +49,9 @@ func (s *DevSigner) Sign(ctx context.Context, data []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("esia: sign: %w", err)
 	}
+	if s.cert == nil || s.key == nil {
+		return nil, fmt.Errorf("%w: dev signer without a certificate or key", ErrConfig)
+	}
 	sd, err := pkcs7.NewSignedData(data)
 	if err != nil {
 		return nil, fmt.Errorf("esia: sign: %w", err)

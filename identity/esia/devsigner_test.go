@@ -50,6 +50,9 @@ func TestDevKeyFiles(t *testing.T) {
 		t.Fatalf("a signature with the loaded key: %v", err)
 	}
 
+	if _, err := NewDevSigner(nil, nil).Sign(context.Background(), []byte("x")); !errors.Is(err, ErrConfig) {
+		t.Fatalf("a signer without a key: %v", err)
+	}
 	// A key and a certificate that do not belong together are refused.
 	other, _, err := GenerateDevKey("other")
 	if err != nil {
