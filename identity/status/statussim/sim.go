@@ -73,12 +73,11 @@ func (m *Sim) Calls() int {
 	return m.calls
 }
 
-// call counts a call and reports whether it is to fail, and the person's
-// applications (a deep copy; nil when none).
-func (m *Sim) call(oid string) (fail bool, apps []status.Application) {
+// answer reports whether a call is to fail, and the person's applications
+// (a deep copy; nil when none).
+func (m *Sim) answer(oid string) (fail bool, apps []status.Application) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.calls++
 	if m.fail > 0 {
 		m.fail--
 		return true, nil
@@ -98,7 +97,10 @@ func (s source) History(ctx context.Context, p status.Person) ([]status.Applicat
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", status.ErrUnavailable, err)
 	}
-	fail, apps := s.m.call(p.OID)
+	s.m.mu.Lock()
+	s.m.calls++
+	s.m.mu.Unlock()
+	fail, apps := s.m.answer(p.OID)
 	if fail {
 		return nil, fmt.Errorf("%w: statussim: simulated failure", status.ErrUnavailable)
 	}
@@ -128,6 +130,7 @@ type (
 // 401 without the credentials RequireAuth set.
 func (m *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
+	m.calls++
 	header, value := m.authHeader, m.authValue
 	m.mu.Unlock()
 	if header != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(header)), []byte(value)) != 1 {
@@ -149,7 +152,7 @@ func (m *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "bad oid")
 		return
 	}
-	fail, apps := m.call(oid)
+	fail, apps := m.answer(oid)
 	if fail {
 		httpError(w, http.StatusServiceUnavailable, "simulated failure")
 		return
