@@ -113,7 +113,11 @@ func New(o Options) (*Sim, error) {
 	if (o.Cert == nil) != (o.Key == nil) {
 		return nil, errors.New("signsim: Cert and Key go together")
 	}
-	if o.Cert == nil {
+	if o.Cert != nil {
+		if pub, ok := o.Key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(o.Cert.PublicKey) {
+			return nil, errors.New("signsim: Key is not Cert's")
+		}
+	} else {
 		cert, key, err := generate(o.Now())
 		if err != nil {
 			return nil, err
