@@ -11,11 +11,32 @@ import (
 // its last event, once the function catches up: what the events function
 // feeds (the broker's call, a WHIP session, a live stream's note) learns
 // that it is gone, as it does of every other removal.
+//
+// Each step waits until the other participants drained their events, and
+// none of them is ever sent more than the queue holds at once: on a
+// starved machine a burst would overflow their queues too, and the call
+// would end empty under the test.
 func TestSlowEventsRemovedHeard(t *testing.T) {
 	s := newTestSFU(t, Options{EventQueue: 2})
 	if err := s.Start(1); err != nil {
 		t.Fatal(err)
 	}
+	var others atomic.Int64
+	var want int64
+	drained := func(add int64) {
+		want += add
+		waitFor(t, "the others' events", func() bool { return others.Load() >= want })
+	}
+	parts := map[uint64]*Participant{}
+	for i := range 3 { // peers 2, 3, 4: the one joining hears of the i before it, and they of it
+		p, err := s.Join(1, Peer{uint64(2 + i), 1}, func(Event) { others.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[uint64(2+i)] = p
+		drained(int64(2 * i))
+	}
+
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
@@ -31,19 +52,13 @@ func TestSlowEventsRemovedHeard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The others drain their events, and each join waits until they
-	// have: with a queue of 2 they would be removed as slow themselves on
-	// a starved machine, the last one leaving ending the call.
-	var others atomic.Int64
-	var want int64
-	for i := range 5 {
-		if _, err := s.Join(1, Peer{uint64(2 + i), 1}, func(Event) { others.Add(1) }); err != nil {
-			t.Fatal(err)
-		}
-		// The new one hears of a and of the i before it; those i hear of it.
-		want += int64(2*i + 1)
-		waitFor(t, "the others' events", func() bool { return others.Load() >= want })
-	}
+	drained(3) // a hears of the three; they of a
+	// Two leave: a is sent five events in all, its function holding the
+	// first and its queue two.
+	parts[2].Leave()
+	drained(2)
+	parts[3].Leave()
+	drained(1)
 	waitFor(t, "the slow participant removed", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
