@@ -23,10 +23,9 @@ func userPrefix(user uint64) []byte {
 // cursorKey is the key of user's cursor of orderID: the user and a hash of
 // the order id, which stays out of the store's keys.
 func cursorKey(user uint64, orderID string) []byte {
-	h := sha256.New()
-	h.Write([]byte("gonets status order\x00"))
-	h.Write([]byte(orderID))
-	return h.Sum(userPrefix(user))[:len(keyPrefix)+8+16]
+	var buf [32 + MaxOrderID]byte
+	h := sha256.Sum256(append(append(buf[:0], "gonets status order\x00"...), orderID...))
+	return append(userPrefix(user), h[:16]...)
 }
 
 // digest identifies a status within an application.
@@ -34,35 +33,31 @@ type digest [16]byte
 
 // digestOf hashes s's code, time and title.
 func digestOf(s Status) digest {
-	h := sha256.New()
-	var b []byte
-	b = append(b, "gonets status\x00"...)
+	var buf [64 + MaxCode + MaxTitle]byte
+	b := append(buf[:0], "gonets status\x00"...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Code)))
 	b = append(b, s.Code...)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.At.UnixNano()))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Title)))
 	b = append(b, s.Title...)
-	h.Write(b)
-	var d digest
-	copy(d[:], h.Sum(nil))
-	return d
+	h := sha256.Sum256(b)
+	return digest(h[:16])
 }
 
 // msgID derives Event.MsgID from the user, the order and the status's
 // digest: stable across polls and restarts, never zero.
 func msgID(user uint64, orderID string, d digest) uint64 {
-	h := sha256.New()
-	b := append([]byte("gonets status msg\x00"), 0, 0, 0, 0, 0, 0, 0, 0)
-	binary.BigEndian.PutUint64(b[len(b)-8:], user)
+	var buf [64 + MaxOrderID]byte
+	b := append(buf[:0], "gonets status msg\x00"...)
+	b = binary.BigEndian.AppendUint64(b, user)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(orderID)))
 	b = append(b, orderID...)
 	b = append(b, d[:]...)
-	h.Write(b)
-	id := binary.BigEndian.Uint64(h.Sum(nil))
-	if id == 0 {
-		id = 1
+	h := sha256.Sum256(b)
+	if id := binary.BigEndian.Uint64(h[:]); id != 0 {
+		return id
 	}
-	return id
+	return 1
 }
 
 // seen is one posted status in a cursor.

@@ -62,8 +62,10 @@
 // the cursor's update. A crash, or a failed KV write, between the two posts
 // the status again at the next poll with the same Event.MsgID, derived from
 // the user, the order and the status: the node posts with it as the
-// client message id and the store answers a repeated one with the message
-// it already holds, so the chat shows the status once. A failed Post
+// client message id and the store answers a repeated one, within its
+// dedupe window (a day by default; the next poll is minutes away), with the
+// message it already holds, so the chat shows the status once. MsgIDs are
+// hashes, not increasing numbers: the store looks each one up. A failed Post
 // stops the poll; that status and the later ones are posted at a later
 // poll.
 //

@@ -45,7 +45,7 @@ type PollerOptions struct {
 	// lists the linked users. Default: 5 min.
 	Interval time.Duration
 	// Jitter spreads a user's next poll over Interval ± Jitter×Interval.
-	// Default: 0.2; negative means none; at most 1.
+	// Default: 0.2; negative means none; at most 0.5.
 	Jitter float64
 	// Concurrency caps the users polled at once by Run. Default: 8.
 	Concurrency int
@@ -109,8 +109,8 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 	if o.BackoffMax == 0 {
 		o.BackoffMax = time.Hour
 	}
-	if o.Interval < 0 || o.Jitter > 1 || o.Concurrency < 0 || o.Timeout < 0 || o.BackoffMax < 0 {
-		return nil, fmt.Errorf("%w: negative interval, concurrency, timeout or backoff, or jitter over 1", ErrConfig)
+	if o.Interval < 0 || o.Jitter > 0.5 || o.Concurrency < 0 || o.Timeout < 0 || o.BackoffMax < 0 {
+		return nil, fmt.Errorf("%w: negative interval, concurrency, timeout or backoff, or jitter over 0.5", ErrConfig)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -342,7 +344,7 @@ func TestNewPollerOptions(t *testing.T) {
 		"no kv":             func(o *status.PollerOptions) { o.KV = nil },
 		"no post":           func(o *status.PollerOptions) { o.Post = nil },
 		"negative interval": func(o *status.PollerOptions) { o.Interval = -1 },
-		"jitter over 1":     func(o *status.PollerOptions) { o.Jitter = 1.5 },
+		"jitter over 0.5":   func(o *status.PollerOptions) { o.Jitter = 0.6 },
 	} {
 		o := ok
 		mod(&o)
@@ -353,5 +355,57 @@ func TestNewPollerOptions(t *testing.T) {
 	p := newPoller(t, ok)
 	if err := p.Run(t.Context()); !errors.Is(err, status.ErrConfig) {
 		t.Errorf("Run without Users: %v", err)
+	}
+}
+
+func TestPollTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck := sourceFunc(func(ctx context.Context, _ status.Person) ([]status.Application, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		p := newPoller(t, status.PollerOptions{Source: stuck, KV: identity.NewMemKV(), Post: (&chat{}).post, Timeout: 30 * time.Second})
+		start := time.Now()
+		if _, err := p.PollNow(t.Context(), 7, alice); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("stuck source: %v", err)
+		}
+		if d := time.Since(start); d != 30*time.Second {
+			t.Fatalf("gave up after %v, want the 30 s Timeout", d)
+		}
+	})
+}
+
+type sourceFunc func(context.Context, status.Person) ([]status.Application, error)
+
+func (f sourceFunc) History(ctx context.Context, p status.Person) ([]status.Application, error) {
+	return f(ctx, p)
+}
+
+// BenchmarkPollUnchanged is the cost of one user's poll that finds
+// nothing new: 50 applications of 10 statuses, each checked against its
+// cursor.
+func BenchmarkPollUnchanged(b *testing.B) {
+	src := &scripted{}
+	var apps []status.Application
+	for i := range 50 {
+		a := app(fmt.Sprint("order-", i))
+		for j := range 10 {
+			a.Statuses = append(a.Statuses, st(fmt.Sprint("code-", j), i*10+j))
+		}
+		apps = append(apps, a)
+	}
+	src.set(apps...)
+	p, err := status.NewPoller(status.PollerOptions{Source: src, KV: identity.NewMemKV(), Post: (&chat{}).post, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n, err := p.PollNow(b.Context(), 7, alice); n != 500 || err != nil {
+		b.Fatal(n, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := p.PollNow(b.Context(), 7, alice); n != 0 || err != nil {
+			b.Fatal(n, err)
+		}
 	}
 }
