@@ -36,14 +36,17 @@
 //
 // Poller polls every user with a linked account about once an Interval and
 // posts what is new through the Post callback; the node owns the chat
-// itself. Run is one dispatcher goroutine that lists the linked users
-// (Users) at start and each Interval, keeps one schedule entry per linked
-// user (the schedule is bounded by the number of linked users; users no
-// longer listed are dropped after a complete listing), and starts at most
-// Concurrency poll goroutines, which it waits for before it returns. New
-// users are spread at random over the first Interval; after a poll a user
-// is due again after Interval ± Jitter, after a failed one after Interval
-// doubled per consecutive failure, capped at BackoffMax.
+// itself. Run is a dispatcher loop, in its caller's goroutine, that lists
+// the linked users (Users) at start and each Interval, keeps one schedule
+// entry per linked user (the user id, their Person, the next due time and
+// the failure count: the schedule is bounded by the number of linked users;
+// users no longer listed are dropped after a complete listing), and starts
+// at most Concurrency poll goroutines, which it waits for before it
+// returns. New users are spread at random over the first Interval; after a
+// poll a user is due again after Interval ± Jitter, after a failed one
+// after Interval doubled per consecutive failure, capped at BackoffMax. A
+// failed Post counts as a failed poll. A newly linked user's first poll
+// posts their whole history, oldest first.
 //
 // # Posting once
 //
