@@ -25,6 +25,9 @@ func Present(sdjwt string, holder crypto.Signer, disclose []string, aud, nonce s
 	if aud == "" || nonce == "" {
 		return "", errors.New("digitalid: present: aud and nonce are required")
 	}
+	if holder == nil {
+		return "", fmt.Errorf("digitalid: present: no holder key: %w", ErrHolderKey)
+	}
 	jwt, ds, kb, err := split(sdjwt)
 	if err != nil {
 		return "", err

@@ -120,7 +120,7 @@ func Verify(presentation string, o VerifyOptions) (*Result, error) {
 	}
 
 	if kb == "" {
-		return nil, ErrNoKeyBinding
+		return nil, fmt.Errorf("digitalid: presentation ends in '~', no KB-JWT: %w", ErrNoKeyBinding)
 	}
 	holder, alg, err := parseHolderJWK(c.Cnf.JWK)
 	if err != nil {
@@ -139,7 +139,7 @@ func Verify(presentation string, o VerifyOptions) (*Result, error) {
 		return nil, fmt.Errorf("digitalid: KB-JWT claims: %w", ErrMalformed)
 	}
 	if k.SDHash != digest(presentation[:len(presentation)-len(kb)]) {
-		return nil, ErrSDHash
+		return nil, fmt.Errorf("digitalid: sd_hash does not cover the disclosures sent: %w", ErrSDHash)
 	}
 	if age := o.Now.Sub(time.Unix(k.Iat, 0)); age > o.MaxAge || age < -FutureSkew {
 		return nil, fmt.Errorf("digitalid: KB-JWT iat %s old: %w", age, ErrStale)
@@ -148,7 +148,7 @@ func Verify(presentation string, o VerifyOptions) (*Result, error) {
 		return nil, fmt.Errorf("digitalid: aud %q: %w", k.Aud, ErrAudience)
 	}
 	if k.Nonce != o.Nonce {
-		return nil, ErrNonce
+		return nil, fmt.Errorf("digitalid: nonce %q: %w", k.Nonce, ErrNonce)
 	}
 
 	claims := make(map[string]any, len(discl))
@@ -164,7 +164,7 @@ func Verify(presentation string, o VerifyOptions) (*Result, error) {
 		}
 	}
 	if o.Replay != nil && !o.Replay.Use(k.Nonce, o.Now) {
-		return nil, ErrReplay
+		return nil, fmt.Errorf("digitalid: nonce %q: %w", k.Nonce, ErrReplay)
 	}
 	return &Result{
 		Issuer:   c.Iss,

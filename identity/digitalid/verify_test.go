@@ -108,6 +108,21 @@ func TestVerifyRefusals(t *testing.T) {
 	plainJWT := signIssuer(t, credential{Iss: testIssuer, Sub: "s", Iat: t0.Unix(), Exp: t0.Add(time.Hour).Unix(), Vct: VCT,
 		Cnf: cnf{JWK: holderJWK(t, holderEd.Public())}, SD: []string{}, SDAlg: sdAlg}, "JWT")
 
+	// The issuer JWT re-signed with the issuer's key embedded in its header.
+	embed := func() string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: issuerKey},
+			(&jose.SignerOptions{EmbedJWK: true}).WithType(TypeSDJWT).WithHeader("kid", testKID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := signer.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := obj.CompactSerialize()
+		return out
+	}()
+
 	// alg none.
 	none := b64.EncodeToString([]byte(`{"alg":"none","typ":"dc+sd-jwt","kid":"node-1"}`)) + "." + seg[1] + "."
 
@@ -139,6 +154,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{name: "issuer payload tampered", p: goodKB(tampered + "~" + d18 + "~"), want: ErrSignature, reason: "tampered"},
 		{name: "issuer signature cut", p: goodKB(seg[0] + "." + seg[1] + ".~"), want: ErrSignature},
 		{name: "alg none", p: goodKB(none + "~"), want: ErrMalformed, reason: "malformed"},
+		{name: "issuer header embeds a jwk", p: goodKB(embed + "~" + d18 + "~"), want: ErrMalformed},
 		{name: "issuer typ JWT", p: goodKB(plainJWT + "~"), want: ErrMalformed},
 		{name: "unknown credential claim", p: goodKB(extra + "~"), want: ErrMalformed},
 		{name: "expired", p: p18, opt: func(o *VerifyOptions) { o.Now = t0.Add(30 * 24 * time.Hour) }, want: ErrExpired, reason: "expired"},
