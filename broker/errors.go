@@ -183,6 +183,14 @@ func accountCode(err error) (wire.ErrorCode, bool) {
 		return wire.ErrorCode_ERROR_CODE_UNKNOWN_DEVICE, true
 	case errors.Is(err, identity.ErrDeviceInfo), errors.Is(err, identity.ErrCodeNumber):
 		return wire.ErrorCode_ERROR_CODE_BAD_REQUEST, true
+	case errors.Is(err, identity.ErrStateOff):
+		return wire.ErrorCode_ERROR_CODE_STATE_SERVICES_OFF, true
+	case errors.Is(err, identity.ErrNotLinked):
+		return wire.ErrorCode_ERROR_CODE_NOT_LINKED, true
+	case errors.Is(err, identity.ErrUnknownRequest):
+		return wire.ErrorCode_ERROR_CODE_UNKNOWN_REQUEST, true
+	case errors.Is(err, identity.ErrRequestEnded):
+		return wire.ErrorCode_ERROR_CODE_REQUEST_ENDED, true
 	case errors.Is(err, identity.ErrAccountsClosed):
 		return wire.ErrorCode_ERROR_CODE_UNAVAILABLE, true
 	}

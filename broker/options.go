@@ -22,6 +22,13 @@ type Options struct {
 	// sessions come with tokens its operator minted.
 	Accounts *identity.Service
 
+	// State serves the state-service requests (linking a state account,
+	// digital IDs, document signing). Nil: STATE_SERVICES_OFF.
+	State StateServices
+	// SigningTTL is how long a signing request waits for its signature
+	// before it ends expired. Default: 24 h.
+	SigningTTL time.Duration
+
 	// Name names the node in Welcome. Default: the host name.
 	Name string
 	// MaxFrameBytes caps one frame in either direction. Default: 1 MiB.

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"time"
 )
 
@@ -43,3 +44,16 @@ func (a Attributes) Birth() (time.Time, bool) {
 	t, err := time.Parse(time.DateOnly, a.BirthDate)
 	return t, err == nil
 }
+
+// Errors of the state services, which the broker maps to error codes.
+var (
+	// ErrStateOff is returned for a state-service request the node has no
+	// adapter for (not configured).
+	ErrStateOff = errors.New("identity: this node has no such state service")
+	// ErrUnknownRequest is returned for a signing request that does not
+	// exist, or whose signer is someone else.
+	ErrUnknownRequest = errors.New("identity: no such signing request")
+	// ErrRequestEnded is returned for a signing request already decided
+	// or ended.
+	ErrRequestEnded = errors.New("identity: the signing request was already decided or ended")
+)

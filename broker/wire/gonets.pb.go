@@ -233,6 +233,17 @@ const (
 	// DEVICE_ENDED: the session's device was ended (from another device,
 	// or by a reused refresh token): its token no longer opens sessions.
 	ErrorCode_ERROR_CODE_DEVICE_ENDED ErrorCode = 34
+	// STATE_SERVICES_OFF: the node has no state-service adapter for the
+	// request (not configured).
+	ErrorCode_ERROR_CODE_STATE_SERVICES_OFF ErrorCode = 35
+	// NOT_LINKED: the request needs a linked state account (or verified
+	// attributes it lacks): link one first.
+	ErrorCode_ERROR_CODE_NOT_LINKED ErrorCode = 36
+	// UNKNOWN_REQUEST: no such signing request, or the user is not its
+	// signer.
+	ErrorCode_ERROR_CODE_UNKNOWN_REQUEST ErrorCode = 37
+	// REQUEST_ENDED: the signing request was already decided or ended.
+	ErrorCode_ERROR_CODE_REQUEST_ENDED ErrorCode = 38
 )
 
 // Enum value maps for ErrorCode.
@@ -273,6 +284,10 @@ var (
 		32: "ERROR_CODE_TOO_MANY_DEVICES",
 		33: "ERROR_CODE_UNKNOWN_DEVICE",
 		34: "ERROR_CODE_DEVICE_ENDED",
+		35: "ERROR_CODE_STATE_SERVICES_OFF",
+		36: "ERROR_CODE_NOT_LINKED",
+		37: "ERROR_CODE_UNKNOWN_REQUEST",
+		38: "ERROR_CODE_REQUEST_ENDED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -310,6 +325,10 @@ var (
 		"ERROR_CODE_TOO_MANY_DEVICES":    32,
 		"ERROR_CODE_UNKNOWN_DEVICE":      33,
 		"ERROR_CODE_DEVICE_ENDED":        34,
+		"ERROR_CODE_STATE_SERVICES_OFF":  35,
+		"ERROR_CODE_NOT_LINKED":          36,
+		"ERROR_CODE_UNKNOWN_REQUEST":     37,
+		"ERROR_CODE_REQUEST_ENDED":       38,
 	}
 )
 
@@ -833,6 +852,15 @@ type Frame struct {
 	//	*Frame_Devices
 	//	*Frame_DeviceList
 	//	*Frame_DeviceEnd
+	//	*Frame_StateLinkStart
+	//	*Frame_StateLinkUrl
+	//	*Frame_LinkedRequest
+	//	*Frame_LinkedAccount
+	//	*Frame_StateUnlink
+	//	*Frame_CredentialRequest
+	//	*Frame_Credential
+	//	*Frame_SignRequest
+	//	*Frame_SignDecision
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1368,6 +1396,87 @@ func (x *Frame) GetDeviceEnd() *DeviceEnd {
 	return nil
 }
 
+func (x *Frame) GetStateLinkStart() *StateLinkStart {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_StateLinkStart); ok {
+			return x.StateLinkStart
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetStateLinkUrl() *StateLinkURL {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_StateLinkUrl); ok {
+			return x.StateLinkUrl
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLinkedRequest() *LinkedRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LinkedRequest); ok {
+			return x.LinkedRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLinkedAccount() *LinkedAccount {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LinkedAccount); ok {
+			return x.LinkedAccount
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetStateUnlink() *StateUnlink {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_StateUnlink); ok {
+			return x.StateUnlink
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCredentialRequest() *CredentialRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CredentialRequest); ok {
+			return x.CredentialRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCredential() *Credential {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Credential); ok {
+			return x.Credential
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetSignRequest() *SignRequestSend {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SignRequest); ok {
+			return x.SignRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetSignDecision() *SignDecision {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SignDecision); ok {
+			return x.SignDecision
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -1603,6 +1712,53 @@ type Frame_DeviceEnd struct {
 	DeviceEnd *DeviceEnd `protobuf:"bytes,63,opt,name=device_end,json=deviceEnd,proto3,oneof"`
 }
 
+type Frame_StateLinkStart struct {
+	// State services (docs/identity.md). state_link_start asks for the
+	// provider's authorisation URL the user opens to link their state
+	// account; answered by state_link_url. linked_request reads the
+	// linked account, answered by linked_account; state_unlink erases it,
+	// answered by linked_account (now unlinked).
+	StateLinkStart *StateLinkStart `protobuf:"bytes,64,opt,name=state_link_start,json=stateLinkStart,proto3,oneof"`
+}
+
+type Frame_StateLinkUrl struct {
+	StateLinkUrl *StateLinkURL `protobuf:"bytes,65,opt,name=state_link_url,json=stateLinkUrl,proto3,oneof"`
+}
+
+type Frame_LinkedRequest struct {
+	LinkedRequest *LinkedRequest `protobuf:"bytes,66,opt,name=linked_request,json=linkedRequest,proto3,oneof"`
+}
+
+type Frame_LinkedAccount struct {
+	LinkedAccount *LinkedAccount `protobuf:"bytes,67,opt,name=linked_account,json=linkedAccount,proto3,oneof"`
+}
+
+type Frame_StateUnlink struct {
+	StateUnlink *StateUnlink `protobuf:"bytes,68,opt,name=state_unlink,json=stateUnlink,proto3,oneof"`
+}
+
+type Frame_CredentialRequest struct {
+	// credential_request asks for a digital ID bound to the device's key;
+	// answered by credential.
+	CredentialRequest *CredentialRequest `protobuf:"bytes,69,opt,name=credential_request,json=credentialRequest,proto3,oneof"`
+}
+
+type Frame_Credential struct {
+	Credential *Credential `protobuf:"bytes,70,opt,name=credential,proto3,oneof"`
+}
+
+type Frame_SignRequest struct {
+	// sign_request sends a document to sign to a member of a chat; it is
+	// posted there as a service message (Service.sign_request) and
+	// answered by ack. sign_decision is the signer's answer, answered by
+	// done; the outcome comes later as Service.sign_result in the chat.
+	SignRequest *SignRequestSend `protobuf:"bytes,71,opt,name=sign_request,json=signRequest,proto3,oneof"`
+}
+
+type Frame_SignDecision struct {
+	SignDecision *SignDecision `protobuf:"bytes,72,opt,name=sign_decision,json=signDecision,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -1710,6 +1866,24 @@ func (*Frame_Devices) isFrame_Body() {}
 func (*Frame_DeviceList) isFrame_Body() {}
 
 func (*Frame_DeviceEnd) isFrame_Body() {}
+
+func (*Frame_StateLinkStart) isFrame_Body() {}
+
+func (*Frame_StateLinkUrl) isFrame_Body() {}
+
+func (*Frame_LinkedRequest) isFrame_Body() {}
+
+func (*Frame_LinkedAccount) isFrame_Body() {}
+
+func (*Frame_StateUnlink) isFrame_Body() {}
+
+func (*Frame_CredentialRequest) isFrame_Body() {}
+
+func (*Frame_Credential) isFrame_Body() {}
+
+func (*Frame_SignRequest) isFrame_Body() {}
+
+func (*Frame_SignDecision) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -4854,6 +5028,11 @@ type Service struct {
 	//	*Service_LiveStarted
 	//	*Service_LiveEnded
 	//	*Service_NewLogin
+	//	*Service_AccountLinked
+	//	*Service_AccountUnlinked
+	//	*Service_SignRequest
+	//	*Service_SignResult
+	//	*Service_ApplicationStatus
 	Event         isService_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4932,6 +5111,51 @@ func (x *Service) GetNewLogin() *NewLogin {
 	return nil
 }
 
+func (x *Service) GetAccountLinked() *StateAccountEvent {
+	if x != nil {
+		if x, ok := x.Event.(*Service_AccountLinked); ok {
+			return x.AccountLinked
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetAccountUnlinked() *StateAccountEvent {
+	if x != nil {
+		if x, ok := x.Event.(*Service_AccountUnlinked); ok {
+			return x.AccountUnlinked
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetSignRequest() *SignRequest {
+	if x != nil {
+		if x, ok := x.Event.(*Service_SignRequest); ok {
+			return x.SignRequest
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetSignResult() *SignResult {
+	if x != nil {
+		if x, ok := x.Event.(*Service_SignResult); ok {
+			return x.SignResult
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetApplicationStatus() *ApplicationStatus {
+	if x != nil {
+		if x, ok := x.Event.(*Service_ApplicationStatus); ok {
+			return x.ApplicationStatus
+		}
+	}
+	return nil
+}
+
 type isService_Event interface {
 	isService_Event()
 }
@@ -4956,6 +5180,33 @@ type Service_NewLogin struct {
 	NewLogin *NewLogin `protobuf:"bytes,4,opt,name=new_login,json=newLogin,proto3,oneof"`
 }
 
+type Service_AccountLinked struct {
+	// account_linked and account_unlinked are posted in the user's
+	// service chat when a state account is linked or unlinked.
+	AccountLinked *StateAccountEvent `protobuf:"bytes,5,opt,name=account_linked,json=accountLinked,proto3,oneof"`
+}
+
+type Service_AccountUnlinked struct {
+	AccountUnlinked *StateAccountEvent `protobuf:"bytes,6,opt,name=account_unlinked,json=accountUnlinked,proto3,oneof"`
+}
+
+type Service_SignRequest struct {
+	// sign_request is a document sent to a chat member to sign (from
+	// the requester); sign_result its outcome (from the signer, by the
+	// node's device), posted once.
+	SignRequest *SignRequest `protobuf:"bytes,7,opt,name=sign_request,json=signRequest,proto3,oneof"`
+}
+
+type Service_SignResult struct {
+	SignResult *SignResult `protobuf:"bytes,8,opt,name=sign_result,json=signResult,proto3,oneof"`
+}
+
+type Service_ApplicationStatus struct {
+	// application_status is a new status of the user's state-service
+	// application, posted once in the "Госуслуги" service chat.
+	ApplicationStatus *ApplicationStatus `protobuf:"bytes,9,opt,name=application_status,json=applicationStatus,proto3,oneof"`
+}
+
 func (*Service_CallRecorded) isService_Event() {}
 
 func (*Service_LiveStarted) isService_Event() {}
@@ -4963,6 +5214,911 @@ func (*Service_LiveStarted) isService_Event() {}
 func (*Service_LiveEnded) isService_Event() {}
 
 func (*Service_NewLogin) isService_Event() {}
+
+func (*Service_AccountLinked) isService_Event() {}
+
+func (*Service_AccountUnlinked) isService_Event() {}
+
+func (*Service_SignRequest) isService_Event() {}
+
+func (*Service_SignResult) isService_Event() {}
+
+func (*Service_ApplicationStatus) isService_Event() {}
+
+// StateAccountEvent reports a linked state account's change; no personal
+// data, only what was linked and when.
+type StateAccountEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Provider      string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	Trusted       bool                   `protobuf:"varint,2,opt,name=trusted,proto3" json:"trusted,omitempty"`
+	VerifiedAtMs  int64                  `protobuf:"varint,3,opt,name=verified_at_ms,json=verifiedAtMs,proto3" json:"verified_at_ms,omitempty"`
+	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateAccountEvent) Reset() {
+	*x = StateAccountEvent{}
+	mi := &file_gonets_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateAccountEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateAccountEvent) ProtoMessage() {}
+
+func (x *StateAccountEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateAccountEvent.ProtoReflect.Descriptor instead.
+func (*StateAccountEvent) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *StateAccountEvent) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *StateAccountEvent) GetTrusted() bool {
+	if x != nil {
+		return x.Trusted
+	}
+	return false
+}
+
+func (x *StateAccountEvent) GetVerifiedAtMs() int64 {
+	if x != nil {
+		return x.VerifiedAtMs
+	}
+	return 0
+}
+
+func (x *StateAccountEvent) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// SignRequest is a document to sign: posted in a chat by the requester.
+type SignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the request in sign_decision and sign_result.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Requester     uint64 `protobuf:"varint,2,opt,name=requester,proto3" json:"requester,omitempty"`
+	Signer        uint64 `protobuf:"varint,3,opt,name=signer,proto3" json:"signer,omitempty"`
+	Title         string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Document      []byte `protobuf:"bytes,6,opt,name=document,proto3" json:"document,omitempty"`
+	ExpiresMs     int64  `protobuf:"varint,7,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignRequest) Reset() {
+	*x = SignRequest{}
+	mi := &file_gonets_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignRequest) ProtoMessage() {}
+
+func (x *SignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
+func (*SignRequest) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *SignRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SignRequest) GetRequester() uint64 {
+	if x != nil {
+		return x.Requester
+	}
+	return 0
+}
+
+func (x *SignRequest) GetSigner() uint64 {
+	if x != nil {
+		return x.Signer
+	}
+	return 0
+}
+
+func (x *SignRequest) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *SignRequest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SignRequest) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *SignRequest) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+// SignResult ends a signing request: state is "signed" (signature holds
+// the detached CMS signature over the document), "declined", "expired" or
+// "failed" (reason says why).
+type SignResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// request_seq is the seq of the sign_request message in the chat.
+	RequestSeq    uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtMs          int64  `protobuf:"varint,6,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignResult) Reset() {
+	*x = SignResult{}
+	mi := &file_gonets_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignResult) ProtoMessage() {}
+
+func (x *SignResult) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
+func (*SignResult) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SignResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SignResult) GetRequestSeq() uint64 {
+	if x != nil {
+		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *SignResult) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SignResult) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SignResult) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+// ApplicationStatus is one status of a state-service application.
+type ApplicationStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Code    string                 `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Title   string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	AtMs    int64                  `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// final: the application's last status.
+	Final bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
+	// text is the message as a person reads it.
+	Text          string `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplicationStatus) Reset() {
+	*x = ApplicationStatus{}
+	mi := &file_gonets_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplicationStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplicationStatus) ProtoMessage() {}
+
+func (x *ApplicationStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplicationStatus.ProtoReflect.Descriptor instead.
+func (*ApplicationStatus) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ApplicationStatus) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *ApplicationStatus) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *ApplicationStatus) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// StateLinkStart asks to link a state account; provider is "esia".
+type StateLinkStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Provider      string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateLinkStart) Reset() {
+	*x = StateLinkStart{}
+	mi := &file_gonets_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateLinkStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateLinkStart) ProtoMessage() {}
+
+func (x *StateLinkStart) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateLinkStart.ProtoReflect.Descriptor instead.
+func (*StateLinkStart) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *StateLinkStart) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+// StateLinkURL is where the user consents to the link (open it in a
+// browser); it works once, until expires_ms. When the provider sends the
+// user back, the node links the account and posts account_linked.
+type StateLinkURL struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,2,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateLinkURL) Reset() {
+	*x = StateLinkURL{}
+	mi := &file_gonets_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateLinkURL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateLinkURL) ProtoMessage() {}
+
+func (x *StateLinkURL) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateLinkURL.ProtoReflect.Descriptor instead.
+func (*StateLinkURL) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *StateLinkURL) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *StateLinkURL) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+type LinkedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedRequest) Reset() {
+	*x = LinkedRequest{}
+	mi := &file_gonets_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedRequest) ProtoMessage() {}
+
+func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedRequest.ProtoReflect.Descriptor instead.
+func (*LinkedRequest) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{56}
+}
+
+type StateUnlink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateUnlink) Reset() {
+	*x = StateUnlink{}
+	mi := &file_gonets_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateUnlink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateUnlink) ProtoMessage() {}
+
+func (x *StateUnlink) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateUnlink.ProtoReflect.Descriptor instead.
+func (*StateUnlink) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{57}
+}
+
+// LinkedAccount is the user's linked state account and the attributes it
+// verified (only those the granted scopes cover).
+type LinkedAccount struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Linked       bool                   `protobuf:"varint,1,opt,name=linked,proto3" json:"linked,omitempty"`
+	Provider     string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Trusted      bool                   `protobuf:"varint,3,opt,name=trusted,proto3" json:"trusted,omitempty"`
+	VerifiedAtMs int64                  `protobuf:"varint,4,opt,name=verified_at_ms,json=verifiedAtMs,proto3" json:"verified_at_ms,omitempty"`
+	Scopes       []string               `protobuf:"bytes,5,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	FirstName    string                 `protobuf:"bytes,6,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	LastName     string                 `protobuf:"bytes,7,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	MiddleName   string                 `protobuf:"bytes,8,opt,name=middle_name,json=middleName,proto3" json:"middle_name,omitempty"`
+	// birth_date is "2006-01-02".
+	BirthDate     string `protobuf:"bytes,9,opt,name=birth_date,json=birthDate,proto3" json:"birth_date,omitempty"`
+	Snils         string `protobuf:"bytes,10,opt,name=snils,proto3" json:"snils,omitempty"`
+	Student       *bool  `protobuf:"varint,11,opt,name=student,proto3,oneof" json:"student,omitempty"`
+	Pensioner     *bool  `protobuf:"varint,12,opt,name=pensioner,proto3,oneof" json:"pensioner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedAccount) Reset() {
+	*x = LinkedAccount{}
+	mi := &file_gonets_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedAccount) ProtoMessage() {}
+
+func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedAccount.ProtoReflect.Descriptor instead.
+func (*LinkedAccount) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *LinkedAccount) GetLinked() bool {
+	if x != nil {
+		return x.Linked
+	}
+	return false
+}
+
+func (x *LinkedAccount) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetTrusted() bool {
+	if x != nil {
+		return x.Trusted
+	}
+	return false
+}
+
+func (x *LinkedAccount) GetVerifiedAtMs() int64 {
+	if x != nil {
+		return x.VerifiedAtMs
+	}
+	return 0
+}
+
+func (x *LinkedAccount) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *LinkedAccount) GetFirstName() string {
+	if x != nil {
+		return x.FirstName
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetMiddleName() string {
+	if x != nil {
+		return x.MiddleName
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetBirthDate() string {
+	if x != nil {
+		return x.BirthDate
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetSnils() string {
+	if x != nil {
+		return x.Snils
+	}
+	return ""
+}
+
+func (x *LinkedAccount) GetStudent() bool {
+	if x != nil && x.Student != nil {
+		return *x.Student
+	}
+	return false
+}
+
+func (x *LinkedAccount) GetPensioner() bool {
+	if x != nil && x.Pensioner != nil {
+		return *x.Pensioner
+	}
+	return false
+}
+
+// CredentialRequest asks for a digital ID (an SD-JWT) bound to the key
+// the proof is signed with: proof is a compact JWS, typ
+// "openid4vci-proof+jwt", alg EdDSA or ES256, the public key as "jwk" in
+// its header, its payload {"aud": the node's issuer URL, "iat": now}.
+type CredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proof         string                 `protobuf:"bytes,1,opt,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialRequest) Reset() {
+	*x = CredentialRequest{}
+	mi := &file_gonets_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialRequest) ProtoMessage() {}
+
+func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialRequest.ProtoReflect.Descriptor instead.
+func (*CredentialRequest) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CredentialRequest) GetProof() string {
+	if x != nil {
+		return x.Proof
+	}
+	return ""
+}
+
+// Credential is the SD-JWT with every disclosure ("<jwt>~<d1>~...~").
+type Credential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SdJwt         string                 `protobuf:"bytes,1,opt,name=sd_jwt,json=sdJwt,proto3" json:"sd_jwt,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,2,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_gonets_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *Credential) GetSdJwt() string {
+	if x != nil {
+		return x.SdJwt
+	}
+	return ""
+}
+
+func (x *Credential) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+// SignRequestSend sends a document to signer, a member of chat, to sign.
+// sha256 must be the document's digest.
+type SignRequestSend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chat          uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	ClientMsgId   uint64                 `protobuf:"varint,2,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Signer        uint64                 `protobuf:"varint,3,opt,name=signer,proto3" json:"signer,omitempty"`
+	Title         string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Document      []byte                 `protobuf:"bytes,5,opt,name=document,proto3" json:"document,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignRequestSend) Reset() {
+	*x = SignRequestSend{}
+	mi := &file_gonets_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignRequestSend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignRequestSend) ProtoMessage() {}
+
+func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignRequestSend.ProtoReflect.Descriptor instead.
+func (*SignRequestSend) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *SignRequestSend) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *SignRequestSend) GetClientMsgId() uint64 {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return 0
+}
+
+func (x *SignRequestSend) GetSigner() uint64 {
+	if x != nil {
+		return x.Signer
+	}
+	return 0
+}
+
+func (x *SignRequestSend) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *SignRequestSend) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *SignRequestSend) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// SignDecision is the signer's answer to a signing request: approve sends
+// it to the signing service, where the user confirms.
+type SignDecision struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Approve       bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignDecision) Reset() {
+	*x = SignDecision{}
+	mi := &file_gonets_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignDecision) ProtoMessage() {}
+
+func (x *SignDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignDecision.ProtoReflect.Descriptor instead.
+func (*SignDecision) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SignDecision) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SignDecision) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
 
 // LiveStream is a channel's live stream, announced when it starts (the
 // first media of its encoder arrived: WHEP players can play it from now)
@@ -4989,7 +6145,7 @@ type LiveStream struct {
 
 func (x *LiveStream) Reset() {
 	*x = LiveStream{}
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5001,7 +6157,7 @@ func (x *LiveStream) String() string {
 func (*LiveStream) ProtoMessage() {}
 
 func (x *LiveStream) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5014,7 +6170,7 @@ func (x *LiveStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveStream.ProtoReflect.Descriptor instead.
 func (*LiveStream) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{50}
+	return file_gonets_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *LiveStream) GetStartedUs() int64 {
@@ -5073,7 +6229,7 @@ type CallRecorded struct {
 
 func (x *CallRecorded) Reset() {
 	*x = CallRecorded{}
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5085,7 +6241,7 @@ func (x *CallRecorded) String() string {
 func (*CallRecorded) ProtoMessage() {}
 
 func (x *CallRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5098,7 +6254,7 @@ func (x *CallRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
 func (*CallRecorded) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{51}
+	return file_gonets_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CallRecorded) GetCall() uint64 {
@@ -5176,7 +6332,7 @@ type CallRecordedFile struct {
 
 func (x *CallRecordedFile) Reset() {
 	*x = CallRecordedFile{}
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5188,7 +6344,7 @@ func (x *CallRecordedFile) String() string {
 func (*CallRecordedFile) ProtoMessage() {}
 
 func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5201,7 +6357,7 @@ func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
 func (*CallRecordedFile) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{52}
+	return file_gonets_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CallRecordedFile) GetName() string {
@@ -5289,7 +6445,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[53]
+	mi := &file_gonets_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5301,7 +6457,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[53]
+	mi := &file_gonets_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5314,7 +6470,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{53}
+	return file_gonets_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -5390,7 +6546,7 @@ type LoginStart struct {
 
 func (x *LoginStart) Reset() {
 	*x = LoginStart{}
-	mi := &file_gonets_proto_msgTypes[54]
+	mi := &file_gonets_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5402,7 +6558,7 @@ func (x *LoginStart) String() string {
 func (*LoginStart) ProtoMessage() {}
 
 func (x *LoginStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[54]
+	mi := &file_gonets_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5415,7 +6571,7 @@ func (x *LoginStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginStart.ProtoReflect.Descriptor instead.
 func (*LoginStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{54}
+	return file_gonets_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LoginStart) GetPhone() string {
@@ -5444,7 +6600,7 @@ type LoginCode struct {
 
 func (x *LoginCode) Reset() {
 	*x = LoginCode{}
-	mi := &file_gonets_proto_msgTypes[55]
+	mi := &file_gonets_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5456,7 +6612,7 @@ func (x *LoginCode) String() string {
 func (*LoginCode) ProtoMessage() {}
 
 func (x *LoginCode) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[55]
+	mi := &file_gonets_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5469,7 +6625,7 @@ func (x *LoginCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginCode.ProtoReflect.Descriptor instead.
 func (*LoginCode) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{55}
+	return file_gonets_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LoginCode) GetAttempt() string {
@@ -5527,7 +6683,7 @@ type LoginVerify struct {
 
 func (x *LoginVerify) Reset() {
 	*x = LoginVerify{}
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5539,7 +6695,7 @@ func (x *LoginVerify) String() string {
 func (*LoginVerify) ProtoMessage() {}
 
 func (x *LoginVerify) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5552,7 +6708,7 @@ func (x *LoginVerify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginVerify.ProtoReflect.Descriptor instead.
 func (*LoginVerify) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{56}
+	return file_gonets_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LoginVerify) GetAttempt() string {
@@ -5596,7 +6752,7 @@ type TokenRefresh struct {
 
 func (x *TokenRefresh) Reset() {
 	*x = TokenRefresh{}
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5608,7 +6764,7 @@ func (x *TokenRefresh) String() string {
 func (*TokenRefresh) ProtoMessage() {}
 
 func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5621,7 +6777,7 @@ func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRefresh.ProtoReflect.Descriptor instead.
 func (*TokenRefresh) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{57}
+	return file_gonets_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *TokenRefresh) GetRefreshToken() string {
@@ -5652,7 +6808,7 @@ type LoginResult struct {
 
 func (x *LoginResult) Reset() {
 	*x = LoginResult{}
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5664,7 +6820,7 @@ func (x *LoginResult) String() string {
 func (*LoginResult) ProtoMessage() {}
 
 func (x *LoginResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5677,7 +6833,7 @@ func (x *LoginResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
 func (*LoginResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{58}
+	return file_gonets_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *LoginResult) GetUser() uint64 {
@@ -5738,7 +6894,7 @@ type DevicesRequest struct {
 
 func (x *DevicesRequest) Reset() {
 	*x = DevicesRequest{}
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5750,7 +6906,7 @@ func (x *DevicesRequest) String() string {
 func (*DevicesRequest) ProtoMessage() {}
 
 func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5763,7 +6919,7 @@ func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
 func (*DevicesRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{59}
+	return file_gonets_proto_rawDescGZIP(), []int{72}
 }
 
 // DeviceList is the user's live devices in id order.
@@ -5778,7 +6934,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5790,7 +6946,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5803,7 +6959,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{60}
+	return file_gonets_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeviceList) GetDevices() []*DeviceInfo {
@@ -5839,7 +6995,7 @@ type DeviceInfo struct {
 
 func (x *DeviceInfo) Reset() {
 	*x = DeviceInfo{}
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5851,7 +7007,7 @@ func (x *DeviceInfo) String() string {
 func (*DeviceInfo) ProtoMessage() {}
 
 func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5864,7 +7020,7 @@ func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
 func (*DeviceInfo) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{61}
+	return file_gonets_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeviceInfo) GetId() uint64 {
@@ -5931,7 +7087,7 @@ type DeviceEnd struct {
 
 func (x *DeviceEnd) Reset() {
 	*x = DeviceEnd{}
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5943,7 +7099,7 @@ func (x *DeviceEnd) String() string {
 func (*DeviceEnd) ProtoMessage() {}
 
 func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5956,7 +7112,7 @@ func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceEnd.ProtoReflect.Descriptor instead.
 func (*DeviceEnd) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{62}
+	return file_gonets_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DeviceEnd) GetDevice() uint64 {
@@ -5988,7 +7144,7 @@ type NewLogin struct {
 
 func (x *NewLogin) Reset() {
 	*x = NewLogin{}
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6000,7 +7156,7 @@ func (x *NewLogin) String() string {
 func (*NewLogin) ProtoMessage() {}
 
 func (x *NewLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6013,7 +7169,7 @@ func (x *NewLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewLogin.ProtoReflect.Descriptor instead.
 func (*NewLogin) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{63}
+	return file_gonets_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *NewLogin) GetDevice() uint64 {
@@ -6055,7 +7211,7 @@ var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\xec\x16\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\xc0\x1b\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -6128,7 +7284,18 @@ const file_gonets_proto_rawDesc = "" +
 	"\vdevice_list\x18> \x01(\v2\x15.gonets.v1.DeviceListH\x00R\n" +
 	"deviceList\x125\n" +
 	"\n" +
-	"device_end\x18? \x01(\v2\x14.gonets.v1.DeviceEndH\x00R\tdeviceEndB\x06\n" +
+	"device_end\x18? \x01(\v2\x14.gonets.v1.DeviceEndH\x00R\tdeviceEnd\x12E\n" +
+	"\x10state_link_start\x18@ \x01(\v2\x19.gonets.v1.StateLinkStartH\x00R\x0estateLinkStart\x12?\n" +
+	"\x0estate_link_url\x18A \x01(\v2\x17.gonets.v1.StateLinkURLH\x00R\fstateLinkUrl\x12A\n" +
+	"\x0elinked_request\x18B \x01(\v2\x18.gonets.v1.LinkedRequestH\x00R\rlinkedRequest\x12A\n" +
+	"\x0elinked_account\x18C \x01(\v2\x18.gonets.v1.LinkedAccountH\x00R\rlinkedAccount\x12;\n" +
+	"\fstate_unlink\x18D \x01(\v2\x16.gonets.v1.StateUnlinkH\x00R\vstateUnlink\x12M\n" +
+	"\x12credential_request\x18E \x01(\v2\x1c.gonets.v1.CredentialRequestH\x00R\x11credentialRequest\x127\n" +
+	"\n" +
+	"credential\x18F \x01(\v2\x15.gonets.v1.CredentialH\x00R\n" +
+	"credential\x12?\n" +
+	"\fsign_request\x18G \x01(\v2\x1a.gonets.v1.SignRequestSendH\x00R\vsignRequest\x12>\n" +
+	"\rsign_decision\x18H \x01(\v2\x17.gonets.v1.SignDecisionH\x00R\fsignDecisionB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -6350,14 +7517,97 @@ const file_gonets_proto_rawDesc = "" +
 	"\x12CallRecordingStart\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\"'\n" +
 	"\x11CallRecordingStop\x12\x12\n" +
-	"\x04call\x18\x01 \x01(\x04R\x04call\"\xfa\x01\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\xd2\x04\n" +
 	"\aService\x12>\n" +
 	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecorded\x12:\n" +
 	"\flive_started\x18\x02 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\vliveStarted\x126\n" +
 	"\n" +
 	"live_ended\x18\x03 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\tliveEnded\x122\n" +
-	"\tnew_login\x18\x04 \x01(\v2\x13.gonets.v1.NewLoginH\x00R\bnewLoginB\a\n" +
-	"\x05event\"\xaa\x01\n" +
+	"\tnew_login\x18\x04 \x01(\v2\x13.gonets.v1.NewLoginH\x00R\bnewLogin\x12E\n" +
+	"\x0eaccount_linked\x18\x05 \x01(\v2\x1c.gonets.v1.StateAccountEventH\x00R\raccountLinked\x12I\n" +
+	"\x10account_unlinked\x18\x06 \x01(\v2\x1c.gonets.v1.StateAccountEventH\x00R\x0faccountUnlinked\x12;\n" +
+	"\fsign_request\x18\a \x01(\v2\x16.gonets.v1.SignRequestH\x00R\vsignRequest\x128\n" +
+	"\vsign_result\x18\b \x01(\v2\x15.gonets.v1.SignResultH\x00R\n" +
+	"signResult\x12M\n" +
+	"\x12application_status\x18\t \x01(\v2\x1c.gonets.v1.ApplicationStatusH\x00R\x11applicationStatusB\a\n" +
+	"\x05event\"\x87\x01\n" +
+	"\x11StateAccountEvent\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x18\n" +
+	"\atrusted\x18\x02 \x01(\bR\atrusted\x12$\n" +
+	"\x0everified_at_ms\x18\x03 \x01(\x03R\fverifiedAtMs\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\"\xbc\x01\n" +
+	"\vSignRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\trequester\x18\x02 \x01(\x04R\trequester\x12\x16\n" +
+	"\x06signer\x18\x03 \x01(\x04R\x06signer\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
+	"\bdocument\x18\x06 \x01(\fR\bdocument\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\a \x01(\x03R\texpiresMs\"\x9e\x01\n" +
+	"\n" +
+	"SignResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
+	"requestSeq\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x13\n" +
+	"\x05at_ms\x18\x06 \x01(\x03R\x04atMs\"\xb1\x01\n" +
+	"\x11ApplicationStatus\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12\x14\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final\x12\x12\n" +
+	"\x04text\x18\a \x01(\tR\x04text\",\n" +
+	"\x0eStateLinkStart\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\"?\n" +
+	"\fStateLinkURL\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\x0f\n" +
+	"\rLinkedRequest\"\r\n" +
+	"\vStateUnlink\"\x89\x03\n" +
+	"\rLinkedAccount\x12\x16\n" +
+	"\x06linked\x18\x01 \x01(\bR\x06linked\x12\x1a\n" +
+	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x18\n" +
+	"\atrusted\x18\x03 \x01(\bR\atrusted\x12$\n" +
+	"\x0everified_at_ms\x18\x04 \x01(\x03R\fverifiedAtMs\x12\x16\n" +
+	"\x06scopes\x18\x05 \x03(\tR\x06scopes\x12\x1d\n" +
+	"\n" +
+	"first_name\x18\x06 \x01(\tR\tfirstName\x12\x1b\n" +
+	"\tlast_name\x18\a \x01(\tR\blastName\x12\x1f\n" +
+	"\vmiddle_name\x18\b \x01(\tR\n" +
+	"middleName\x12\x1d\n" +
+	"\n" +
+	"birth_date\x18\t \x01(\tR\tbirthDate\x12\x14\n" +
+	"\x05snils\x18\n" +
+	" \x01(\tR\x05snils\x12\x1d\n" +
+	"\astudent\x18\v \x01(\bH\x00R\astudent\x88\x01\x01\x12!\n" +
+	"\tpensioner\x18\f \x01(\bH\x01R\tpensioner\x88\x01\x01B\n" +
+	"\n" +
+	"\b_studentB\f\n" +
+	"\n" +
+	"_pensioner\")\n" +
+	"\x11CredentialRequest\x12\x14\n" +
+	"\x05proof\x18\x01 \x01(\tR\x05proof\"B\n" +
+	"\n" +
+	"Credential\x12\x15\n" +
+	"\x06sd_jwt\x18\x01 \x01(\tR\x05sdJwt\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xab\x01\n" +
+	"\x0fSignRequestSend\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\"\n" +
+	"\rclient_msg_id\x18\x02 \x01(\x04R\vclientMsgId\x12\x16\n" +
+	"\x06signer\x18\x03 \x01(\x04R\x06signer\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1a\n" +
+	"\bdocument\x18\x05 \x01(\fR\bdocument\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\"8\n" +
+	"\fSignDecision\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aapprove\x18\x02 \x01(\bR\aapprove\"\xaa\x01\n" +
 	"\n" +
 	"LiveStream\x12\x1d\n" +
 	"\n" +
@@ -6467,7 +7717,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x15CHAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHAT_KIND_DIRECT\x10\x01\x12\x13\n" +
 	"\x0fCHAT_KIND_GROUP\x10\x02\x12\x15\n" +
-	"\x11CHAT_KIND_CHANNEL\x10\x03*\x8e\b\n" +
+	"\x11CHAT_KIND_CHANNEL\x10\x03*\x8a\t\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -6504,7 +7754,11 @@ const file_gonets_proto_rawDesc = "" +
 	"\x19ERROR_CODE_REFRESH_REUSED\x10\x1f\x12\x1f\n" +
 	"\x1bERROR_CODE_TOO_MANY_DEVICES\x10 \x12\x1d\n" +
 	"\x19ERROR_CODE_UNKNOWN_DEVICE\x10!\x12\x1b\n" +
-	"\x17ERROR_CODE_DEVICE_ENDED\x10\"*M\n" +
+	"\x17ERROR_CODE_DEVICE_ENDED\x10\"\x12!\n" +
+	"\x1dERROR_CODE_STATE_SERVICES_OFF\x10#\x12\x19\n" +
+	"\x15ERROR_CODE_NOT_LINKED\x10$\x12\x1e\n" +
+	"\x1aERROR_CODE_UNKNOWN_REQUEST\x10%\x12\x1c\n" +
+	"\x18ERROR_CODE_REQUEST_ENDED\x10&*M\n" +
 	"\x06CallPc\x12\x17\n" +
 	"\x13CALL_PC_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCALL_PC_PUBLISH\x10\x01\x12\x15\n" +
@@ -6564,7 +7818,7 @@ func file_gonets_proto_rawDescGZIP() []byte {
 }
 
 var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -6626,20 +7880,33 @@ var file_gonets_proto_goTypes = []any{
 	(*CallRecordingStart)(nil), // 57: gonets.v1.CallRecordingStart
 	(*CallRecordingStop)(nil),  // 58: gonets.v1.CallRecordingStop
 	(*Service)(nil),            // 59: gonets.v1.Service
-	(*LiveStream)(nil),         // 60: gonets.v1.LiveStream
-	(*CallRecorded)(nil),       // 61: gonets.v1.CallRecorded
-	(*CallRecordedFile)(nil),   // 62: gonets.v1.CallRecordedFile
-	(*CallRecord)(nil),         // 63: gonets.v1.CallRecord
-	(*LoginStart)(nil),         // 64: gonets.v1.LoginStart
-	(*LoginCode)(nil),          // 65: gonets.v1.LoginCode
-	(*LoginVerify)(nil),        // 66: gonets.v1.LoginVerify
-	(*TokenRefresh)(nil),       // 67: gonets.v1.TokenRefresh
-	(*LoginResult)(nil),        // 68: gonets.v1.LoginResult
-	(*DevicesRequest)(nil),     // 69: gonets.v1.DevicesRequest
-	(*DeviceList)(nil),         // 70: gonets.v1.DeviceList
-	(*DeviceInfo)(nil),         // 71: gonets.v1.DeviceInfo
-	(*DeviceEnd)(nil),          // 72: gonets.v1.DeviceEnd
-	(*NewLogin)(nil),           // 73: gonets.v1.NewLogin
+	(*StateAccountEvent)(nil),  // 60: gonets.v1.StateAccountEvent
+	(*SignRequest)(nil),        // 61: gonets.v1.SignRequest
+	(*SignResult)(nil),         // 62: gonets.v1.SignResult
+	(*ApplicationStatus)(nil),  // 63: gonets.v1.ApplicationStatus
+	(*StateLinkStart)(nil),     // 64: gonets.v1.StateLinkStart
+	(*StateLinkURL)(nil),       // 65: gonets.v1.StateLinkURL
+	(*LinkedRequest)(nil),      // 66: gonets.v1.LinkedRequest
+	(*StateUnlink)(nil),        // 67: gonets.v1.StateUnlink
+	(*LinkedAccount)(nil),      // 68: gonets.v1.LinkedAccount
+	(*CredentialRequest)(nil),  // 69: gonets.v1.CredentialRequest
+	(*Credential)(nil),         // 70: gonets.v1.Credential
+	(*SignRequestSend)(nil),    // 71: gonets.v1.SignRequestSend
+	(*SignDecision)(nil),       // 72: gonets.v1.SignDecision
+	(*LiveStream)(nil),         // 73: gonets.v1.LiveStream
+	(*CallRecorded)(nil),       // 74: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 75: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 76: gonets.v1.CallRecord
+	(*LoginStart)(nil),         // 77: gonets.v1.LoginStart
+	(*LoginCode)(nil),          // 78: gonets.v1.LoginCode
+	(*LoginVerify)(nil),        // 79: gonets.v1.LoginVerify
+	(*TokenRefresh)(nil),       // 80: gonets.v1.TokenRefresh
+	(*LoginResult)(nil),        // 81: gonets.v1.LoginResult
+	(*DevicesRequest)(nil),     // 82: gonets.v1.DevicesRequest
+	(*DeviceList)(nil),         // 83: gonets.v1.DeviceList
+	(*DeviceInfo)(nil),         // 84: gonets.v1.DeviceInfo
+	(*DeviceEnd)(nil),          // 85: gonets.v1.DeviceEnd
+	(*NewLogin)(nil),           // 86: gonets.v1.NewLogin
 }
 var file_gonets_proto_depIdxs = []int32{
 	11, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
@@ -6688,47 +7955,61 @@ var file_gonets_proto_depIdxs = []int32{
 	56, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
 	57, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
 	58, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
-	64, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
-	65, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
-	66, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
-	67, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
-	68, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
-	69, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
-	70, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
-	72, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
-	0,  // 54: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 55: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	16, // 56: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	17, // 57: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 58: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	20, // 59: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	17, // 60: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 61: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 62: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 63: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	41, // 64: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	43, // 65: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
-	3,  // 66: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,  // 67: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,  // 68: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,  // 69: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,  // 70: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,  // 71: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,  // 72: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	61, // 73: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	60, // 74: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
-	60, // 75: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
-	73, // 76: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
-	9,  // 77: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
-	62, // 78: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,  // 79: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,  // 80: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	71, // 81: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
-	82, // [82:82] is the sub-list for method output_type
-	82, // [82:82] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	77, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
+	78, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
+	79, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
+	80, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
+	81, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
+	82, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
+	83, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
+	85, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
+	64, // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
+	65, // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
+	66, // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
+	68, // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
+	67, // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
+	69, // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
+	70, // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
+	71, // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
+	72, // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
+	0,  // 63: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,  // 64: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	16, // 65: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	17, // 66: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,  // 67: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	20, // 68: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	17, // 69: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,  // 70: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,  // 71: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,  // 72: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	41, // 73: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	43, // 74: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,  // 75: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,  // 76: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,  // 77: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,  // 78: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,  // 79: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,  // 80: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,  // 81: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	74, // 82: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	73, // 83: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	73, // 84: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	86, // 85: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
+	60, // 86: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
+	60, // 87: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
+	61, // 88: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
+	62, // 89: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
+	63, // 90: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
+	9,  // 91: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	75, // 92: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,  // 93: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,  // 94: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	84, // 95: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
+	96, // [96:96] is the sub-list for method output_type
+	96, // [96:96] is the sub-list for method input_type
+	96, // [96:96] is the sub-list for extension type_name
+	96, // [96:96] is the sub-list for extension extendee
+	0,  // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -6791,20 +8072,35 @@ func file_gonets_proto_init() {
 		(*Frame_Devices)(nil),
 		(*Frame_DeviceList)(nil),
 		(*Frame_DeviceEnd)(nil),
+		(*Frame_StateLinkStart)(nil),
+		(*Frame_StateLinkUrl)(nil),
+		(*Frame_LinkedRequest)(nil),
+		(*Frame_LinkedAccount)(nil),
+		(*Frame_StateUnlink)(nil),
+		(*Frame_CredentialRequest)(nil),
+		(*Frame_Credential)(nil),
+		(*Frame_SignRequest)(nil),
+		(*Frame_SignDecision)(nil),
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
 		(*Service_LiveStarted)(nil),
 		(*Service_LiveEnded)(nil),
 		(*Service_NewLogin)(nil),
+		(*Service_AccountLinked)(nil),
+		(*Service_AccountUnlinked)(nil),
+		(*Service_SignRequest)(nil),
+		(*Service_SignResult)(nil),
+		(*Service_ApplicationStatus)(nil),
 	}
+	file_gonets_proto_msgTypes[58].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   64,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

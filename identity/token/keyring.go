@@ -81,6 +81,15 @@ func (k *Keyring) Signer() *Signer {
 	return k.signer
 }
 
+// Current returns the current private key and its KeyID: what the node
+// signs its other statements with (the digital IDs it issues), so that
+// one rotation covers them and the JWKS lists what PublicKeys does.
+func (k *Keyring) Current() (ed25519.PrivateKey, string) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.st.cur, KeyID(k.st.cur.Public().(ed25519.PublicKey))
+}
+
 // PublicKeys returns the keys tokens may be signed with: the current one
 // first, then the previous one if there is one.
 func (k *Keyring) PublicKeys() []ed25519.PublicKey {

@@ -1,0 +1,74 @@
+package statesvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity"
+	"github.com/gonets/gonets/identity/signing"
+	"github.com/gonets/gonets/storage"
+)
+
+// SubmitSigning implements broker.StateServices: the signer must have a
+// linked account, whose person the signing service is asked to sign as.
+func (s *Services) SubmitSigning(ctx context.Context, r broker.SigningRequest) error {
+	if s.signing == nil {
+		return fmt.Errorf("%w: document signing is off", identity.ErrStateOff)
+	}
+	attrs, err := s.o.Accounts.Linked(r.Signer)
+	if err != nil {
+		if errors.Is(err, identity.ErrNotLinked) {
+			return fmt.Errorf("%w: the signer has not linked a state account", identity.ErrNotLinked)
+		}
+		return err
+	}
+	err = s.signing.Submit(ctx, signing.Request{
+		ID: r.ID, Chat: uint64(r.Chat), Message: r.Seq, Requester: uint64(r.Requester), Signer: uint64(r.Signer),
+		Person: signing.Signer{OID: attrs.Subject, SNILS: attrs.SNILS},
+		Title:  r.Title, Document: r.Document, SHA256: r.SHA256, Created: r.Created, Expires: r.Expires,
+	})
+	return signingErr(err)
+}
+
+// DecideSigning implements broker.StateServices.
+func (s *Services) DecideSigning(ctx context.Context, id string, user storage.UserID, approve bool) error {
+	if s.signing == nil {
+		return fmt.Errorf("%w: document signing is off", identity.ErrStateOff)
+	}
+	return signingErr(s.signing.Decide(ctx, id, uint64(user), approve))
+}
+
+// signingErr maps the signing manager's errors to those the broker knows.
+// A request of someone else's is as unknown as one that never was.
+func signingErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, signing.ErrUnknownRequest), errors.Is(err, signing.ErrNotSigner):
+		return fmt.Errorf("%w (%v)", identity.ErrUnknownRequest, err)
+	case errors.Is(err, signing.ErrEnded):
+		return fmt.Errorf("%w (%v)", identity.ErrRequestEnded, err)
+	case errors.Is(err, signing.ErrHashMismatch), errors.Is(err, signing.ErrBadRequest):
+		return fmt.Errorf("%w: %v", broker.ErrBadRequest, err)
+	case errors.Is(err, signing.ErrTooLarge):
+		return fmt.Errorf("%w: %v", storage.ErrTooLarge, err)
+	case errors.Is(err, signing.ErrTooMany):
+		return fmt.Errorf("%w: %v", broker.ErrRateLimited, err)
+	}
+	return err
+}
+
+// finishSigning posts a request's outcome in its chat: the signing
+// manager calls it until it succeeds, and the post is once per request.
+func (s *Services) finishSigning(ctx context.Context, o signing.Outcome) error {
+	p, err := s.poster()
+	if err != nil {
+		return err
+	}
+	r := o.Request
+	return p.PostSigningResult(ctx, storage.ChatID(r.Chat), r.Message, storage.UserID(r.Signer), storage.UserID(r.Requester),
+		&wire.SignResult{State: o.State.String(), Signature: o.Signature, Reason: o.Reason, AtMs: o.At.UnixMilli()})
+}

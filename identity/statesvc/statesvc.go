@@ -1,0 +1,368 @@
+// Package statesvc joins the state-service adapters to the node: linking
+// a Gosuslugi (ESIA) account, digital IDs issued from what it verified,
+// document signing and application statuses. It implements the broker's
+// StateServices for sessions, serves the provider's redirect back to the
+// node, and runs the signing requests and the status poller. Each part is
+// on only when the node's config names its adapter (docs/identity.md).
+package statesvc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/identity"
+	"github.com/gonets/gonets/identity/digitalid"
+	"github.com/gonets/gonets/identity/esia"
+	"github.com/gonets/gonets/identity/signing"
+	"github.com/gonets/gonets/identity/status"
+	"github.com/gonets/gonets/storage"
+)
+
+// Poster writes the services' messages into chats: the broker.
+type Poster interface {
+	// PostService posts ev into user's service chat with service user
+	// from, once per msgID.
+	PostService(ctx context.Context, from, user storage.UserID, msgID uint64, ev *wire.Service) error
+	// PostSigningResult posts a signing request's outcome in its chat,
+	// once per request.
+	PostSigningResult(ctx context.Context, chat storage.ChatID, seq uint64, signer, requester storage.UserID, res *wire.SignResult) error
+}
+
+// Options configures Services.
+type Options struct {
+	// Accounts keeps the linked accounts and the adapters' tables.
+	// Required.
+	Accounts *identity.Accounts
+	// ESIA links Gosuslugi accounts; nil: linking is off.
+	ESIA *esia.Client
+	// LinkTTL is how long a link URL works. Default: 10 min.
+	LinkTTL time.Duration
+	// Keys returns the node's current signing key and its id: digital IDs
+	// are signed with it. Nil: digital IDs are off.
+	Keys func() (ed25519.PrivateKey, string)
+	// IssuerURL is the digital IDs' iss and the audience of a credential
+	// request's proof: the node's public URL.
+	IssuerURL string
+	// CredentialTTL is a digital ID's life. Default: 30 days.
+	CredentialTTL time.Duration
+	// Signing is the signing service; nil: document signing is off.
+	Signing signing.Provider
+	// SigningExpiry is how long a signing request waits. Default: 24 h.
+	SigningExpiry time.Duration
+	// SigningPollMin and SigningPollMax bound the polling of the signing
+	// service. Defaults: 1 s and 30 s.
+	SigningPollMin, SigningPollMax time.Duration
+	// Status reads application statuses; nil: statuses are off.
+	Status status.Source
+	// StatusInterval is how often each linked user's statuses are read;
+	// StatusConcurrency how many users at once. Defaults: 5 min, 8.
+	StatusInterval    time.Duration
+	StatusConcurrency int
+
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *metrics.Set
+}
+
+// Services is the node's state services.
+type Services struct {
+	o    Options
+	post atomic.Pointer[Poster]
+
+	links   sync.Mutex
+	pending map[string]pendingLink // by state
+	byUser  map[storage.UserID]string
+
+	signing *signing.Manager
+	poller  *status.Poller
+
+	linked, linkFailed, issued *metrics.Counter
+}
+
+type pendingLink struct {
+	user    storage.UserID
+	expires time.Time
+}
+
+// maxPendingLinks bounds the link URLs handed out and not yet used: one
+// per user at most (a new one replaces the user's last), and at most this
+// many in all.
+const maxPendingLinks = 100_000
+
+// New returns the services o configures; call Attach, then Run.
+func New(o Options) (*Services, error) {
+	if o.Accounts == nil {
+		return nil, errors.New("statesvc: Accounts is required")
+	}
+	if o.Keys != nil && o.IssuerURL == "" {
+		return nil, errors.New("statesvc: digital IDs need IssuerURL")
+	}
+	if o.LinkTTL <= 0 {
+		o.LinkTTL = 10 * time.Minute
+	}
+	if o.CredentialTTL <= 0 {
+		o.CredentialTTL = 30 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	s := &Services{o: o, pending: map[string]pendingLink{}, byUser: map[storage.UserID]string{},
+		linked:     o.Metrics.GetOrCreateCounter(`gonets_state_links_total{outcome="linked"}`),
+		linkFailed: o.Metrics.GetOrCreateCounter(`gonets_state_links_total{outcome="failed"}`),
+		issued:     o.Metrics.GetOrCreateCounter("gonets_state_credentials_issued_total"),
+	}
+	if o.Signing != nil {
+		kv, err := o.Accounts.Table("signing")
+		if err != nil {
+			return nil, err
+		}
+		s.signing, err = signing.NewManager(signing.ManagerOptions{
+			KV: kv, Provider: o.Signing, Finish: s.finishSigning,
+			Expiry: o.SigningExpiry, PollMin: o.SigningPollMin, PollMax: o.SigningPollMax,
+			Now: o.Now, Log: o.Log, Metrics: o.Metrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if o.Status != nil {
+		kv, err := o.Accounts.Table("status")
+		if err != nil {
+			return nil, err
+		}
+		s.poller, err = status.NewPoller(status.PollerOptions{
+			Source: o.Status, KV: kv, Users: s.linkedUsers, Post: s.postStatus,
+			Interval: o.StatusInterval, Concurrency: o.StatusConcurrency,
+			Now: o.Now, Log: o.Log, Metrics: o.Metrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Attach gives the services the broker they post through; before Run.
+func (s *Services) Attach(p Poster) { s.post.Store(&p) }
+
+func (s *Services) poster() (Poster, error) {
+	p := s.post.Load()
+	if p == nil {
+		return nil, errors.New("statesvc: not attached to a broker")
+	}
+	return *p, nil
+}
+
+// Run runs the signing requests and the status poller until ctx ends.
+func (s *Services) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if s.signing != nil {
+		wg.Go(func() { errs <- s.signing.Run(ctx) })
+	}
+	if s.poller != nil {
+		wg.Go(func() { errs <- s.poller.Run(ctx) })
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// LinkStart implements broker.StateServices.
+func (s *Services) LinkStart(ctx context.Context, user storage.UserID, provider string) (string, time.Time, error) {
+	if provider != "esia" || s.o.ESIA == nil {
+		return "", time.Time{}, fmt.Errorf("%w: no provider %q to link", identity.ErrStateOff, provider)
+	}
+	state := esia.NewState()
+	url, err := s.o.ESIA.AuthURL(ctx, state)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := s.o.Now()
+	exp := now.Add(s.o.LinkTTL)
+	s.links.Lock()
+	defer s.links.Unlock()
+	if old, ok := s.byUser[user]; ok {
+		delete(s.pending, old)
+	}
+	if len(s.pending) >= maxPendingLinks {
+		for st, p := range s.pending {
+			if now.After(p.expires) {
+				delete(s.pending, st)
+				delete(s.byUser, p.user)
+			}
+		}
+		if len(s.pending) >= maxPendingLinks {
+			return "", time.Time{}, fmt.Errorf("%w: too many links under way; retry in a minute", broker.ErrRateLimited)
+		}
+	}
+	s.pending[state] = pendingLink{user: user, expires: exp}
+	s.byUser[user] = state
+	return url, exp, nil
+}
+
+// takeLink returns and forgets the user a link state was handed to.
+func (s *Services) takeLink(state string) (storage.UserID, bool) {
+	s.links.Lock()
+	defer s.links.Unlock()
+	p, ok := s.pending[state]
+	if !ok {
+		return 0, false
+	}
+	delete(s.pending, state)
+	if s.byUser[p.user] == state {
+		delete(s.byUser, p.user)
+	}
+	return p.user, !s.o.Now().After(p.expires)
+}
+
+// link finishes a link: the code traded, the person read, the attributes
+// stored, the user told, the statuses read.
+func (s *Services) link(ctx context.Context, user storage.UserID, code, state string) error {
+	tok, err := s.o.ESIA.Exchange(ctx, code, state)
+	if err != nil {
+		return err
+	}
+	p, err := s.o.ESIA.Person(ctx, tok)
+	if err != nil {
+		return err
+	}
+	now := s.o.Now()
+	attrs := p.Attributes(tok.Scopes, now)
+	if err := s.o.Accounts.Link(user, attrs); err != nil {
+		return err
+	}
+	s.note(ctx, user, "linked", &wire.Service{Event: &wire.Service_AccountLinked{AccountLinked: accountEvent(attrs)}})
+	if s.poller != nil {
+		who := status.Person{OID: attrs.Subject, SNILS: attrs.SNILS}
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := s.poller.PollNow(pctx, uint64(user), who); err != nil {
+				s.o.Log.Warn("statesvc: first status poll failed", "user", user, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func accountEvent(a identity.Attributes) *wire.StateAccountEvent {
+	return &wire.StateAccountEvent{Provider: a.Provider, Trusted: a.Trusted, VerifiedAtMs: a.VerifiedAt.UnixMilli(), Scopes: a.Scopes}
+}
+
+// note posts ev into user's node service chat; a failure is logged: what
+// it reports stands.
+func (s *Services) note(ctx context.Context, user storage.UserID, what string, ev *wire.Service) {
+	p, err := s.poster()
+	if err == nil {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "gonets state %s %d %d", what, user, s.o.Now().UnixNano())
+		err = p.PostService(ctx, storage.ServiceUser, user, h.Sum64()|1, ev)
+	}
+	if err != nil {
+		s.o.Log.Warn("statesvc: service note not posted", "user", user, "what", what, "err", err)
+	}
+}
+
+// Unlink implements broker.StateServices.
+func (s *Services) Unlink(ctx context.Context, user storage.UserID) error {
+	attrs, err := s.o.Accounts.Linked(user)
+	if err != nil {
+		return err
+	}
+	if err := s.o.Accounts.Unlink(user); err != nil {
+		return err
+	}
+	if s.poller != nil {
+		if err := s.poller.Forget(uint64(user)); err != nil {
+			s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
+		}
+	}
+	s.note(ctx, user, "unlinked", &wire.Service{Event: &wire.Service_AccountUnlinked{AccountUnlinked: &wire.StateAccountEvent{
+		Provider: attrs.Provider, VerifiedAtMs: s.o.Now().UnixMilli()}}})
+	return nil
+}
+
+// IssueCredential implements broker.StateServices.
+func (s *Services) IssueCredential(ctx context.Context, user storage.UserID, device storage.DeviceID, proof string) (string, time.Time, error) {
+	if s.o.Keys == nil {
+		return "", time.Time{}, fmt.Errorf("%w: digital IDs are off", identity.ErrStateOff)
+	}
+	attrs, err := s.o.Accounts.Linked(user)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := s.o.Now()
+	holder, err := verifyProof(proof, s.o.IssuerURL, now)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %v", broker.ErrBadRequest, err)
+	}
+	claims := digitalid.Claims(attrs, now)
+	if len(claims) == 0 {
+		return "", time.Time{}, fmt.Errorf("%w: the linked account verified nothing a digital ID holds", identity.ErrNotLinked)
+	}
+	key, kid := s.o.Keys()
+	iss, err := digitalid.NewIssuer(digitalid.IssuerOptions{Issuer: s.o.IssuerURL, Key: key, KeyID: kid,
+		TTL: s.o.CredentialTTL, Now: func() time.Time { return now }})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	sdjwt, err := iss.Issue(subject(user), holder, claims)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s.issued.Inc()
+	return sdjwt, now.Add(s.o.CredentialTTL), nil
+}
+
+// subject is a digital ID's sub: the node's user id, which a verifier
+// learns from every presentation (a verifier that must not link two
+// presentations of one person is not served by this format).
+func subject(user storage.UserID) string { return strconv.FormatUint(uint64(user), 10) }
+
+// linkedUsers gives the status poller every linked user.
+func (s *Services) linkedUsers(ctx context.Context, fn func(user uint64, p status.Person) bool) error {
+	return s.o.Accounts.LinkedUsers(func(user storage.UserID, a identity.Attributes) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		return fn(uint64(user), status.Person{OID: a.Subject, SNILS: a.SNILS})
+	})
+}
+
+// postStatus writes one application status in the user's Госуслуги chat.
+func (s *Services) postStatus(ctx context.Context, ev status.Event) error {
+	p, err := s.poster()
+	if err != nil {
+		return err
+	}
+	st := ev.Status
+	text := fmt.Sprintf("%s, заявление %s: %s", ev.Service, ev.OrderID, st.Title)
+	return p.PostService(ctx, storage.GosuslugiUser, storage.UserID(ev.User), ev.MsgID, &wire.Service{Event: &wire.Service_ApplicationStatus{
+		ApplicationStatus: &wire.ApplicationStatus{OrderId: ev.OrderID, Service: ev.Service, Code: st.Code, Title: st.Title,
+			AtMs: st.At.UnixMilli(), Final: st.Final, Text: text}}})
+}
