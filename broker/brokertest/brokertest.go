@@ -21,6 +21,7 @@ import (
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
 	"github.com/gonets/gonets/identity"
+	"github.com/gonets/gonets/identity/statesvc"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -52,6 +53,11 @@ type Options struct {
 	// AccountsOptions configure the accounts store; Key, Logger and
 	// OnDeviceEnded are filled in.
 	AccountsOptions identity.AccountsOptions
+	// State, when set, builds the node's state services at each start,
+	// from its accounts (Accounts must be on) and its token key: the
+	// broker serves them, is attached to them, and they run until the
+	// node stops.
+	State func(accts *identity.Accounts, key ed25519.PrivateKey) (*statesvc.Services, error)
 }
 
 // Node is a running test node.
@@ -69,19 +75,21 @@ type Node struct {
 	// Dir is the data directory.
 	Dir string
 
-	opts   Options
-	key    ed25519.PrivateKey
-	cert   tls.Certificate
-	pool   *x509.CertPool
-	mu     sync.Mutex // guards the following
-	store  *storage.Store
-	broker *broker.Broker
-	quic   *broker.Listener // nil with NoQUIC
-	tcp    *broker.TCPListener
-	served chan error
-	svc    *identity.Service  // with Accounts
-	accts  *identity.Accounts // with Accounts
-	sms    *SMSBox
+	opts      Options
+	key       ed25519.PrivateKey
+	cert      tls.Certificate
+	pool      *x509.CertPool
+	mu        sync.Mutex // guards the following
+	store     *storage.Store
+	broker    *broker.Broker
+	quic      *broker.Listener // nil with NoQUIC
+	tcp       *broker.TCPListener
+	served    chan error
+	svc       *identity.Service  // with Accounts
+	accts     *identity.Accounts // with Accounts
+	stateStop context.CancelFunc // stops the state services
+	stateDone chan struct{}      // closed when they stopped
+	sms       *SMSBox
 }
 
 // Start starts a node and stops it when the test ends.
@@ -180,6 +188,19 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		}
 		bo.Accounts = svc
 	}
+	var state *statesvc.Services
+	if n.opts.State != nil {
+		if accts == nil {
+			t.Fatal("brokertest: State needs Accounts")
+		}
+		if state, err = n.opts.State(accts, n.key); err != nil {
+			svc.Close()
+			accts.Close()
+			st.Close()
+			t.Fatal(err)
+		}
+		bo.State = state
+	}
 	bmu.Lock()
 	b, err = broker.New(st, v, bo)
 	bmu.Unlock()
@@ -190,6 +211,17 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		}
 		st.Close()
 		t.Fatal(err)
+	}
+	stateDone := make(chan struct{})
+	stateCtx, stateStop := context.WithCancel(context.Background())
+	if state != nil {
+		state.Attach(b)
+		go func() {
+			defer close(stateDone)
+			state.Run(stateCtx)
+		}()
+	} else {
+		close(stateDone)
 	}
 	var ln *broker.Listener
 	if !n.opts.NoQUIC {
@@ -229,6 +261,7 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	n.mu.Lock()
 	n.Addr, n.TCPAddr, n.store, n.broker, n.served, n.quic, n.tcp = addr, tln.Addr().String(), st, b, served, ln, tln
 	n.svc, n.accts = svc, accts
+	n.stateStop, n.stateDone = stateStop, stateDone
 	n.mu.Unlock()
 }
 
@@ -344,11 +377,16 @@ func (n *Node) Stop() { n.stop(time.Second) }
 func (n *Node) stop(grace time.Duration) {
 	n.mu.Lock()
 	st, b, served, svc, accts := n.store, n.broker, n.served, n.svc, n.accts
+	stateStop, stateDone := n.stateStop, n.stateDone
 	n.store, n.broker, n.served, n.svc, n.accts = nil, nil, nil, nil, nil
 	n.mu.Unlock()
 	if b == nil {
 		return
 	}
+	// The state services stop first: they post through the broker and
+	// keep their records in the accounts' store.
+	stateStop()
+	<-stateDone
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	b.Shutdown(ctx)
 	cancel()
