@@ -38,6 +38,7 @@
 //	jwks, _ := digitalid.JWKS(map[string]ed25519.PublicKey{"k1": key.Public().(ed25519.PublicKey)})
 //
 //	// verifier: shows a QR code with its id and a nonce
+//	cache := digitalid.NewNonceCache(time.Minute, 0) // one per verifier
 //	nonce := digitalid.NewNonce()
 //
 //	// holder's device
