@@ -331,6 +331,10 @@ func (n *Node) ForgedToken(t testing.TB, user, device uint64) string {
 	return tok
 }
 
+// PublicKey returns the node's token key: what its session tokens and
+// digital IDs verify with.
+func (n *Node) PublicKey() ed25519.PublicKey { return n.key.Public().(ed25519.PublicKey) }
+
 // ClientTLS returns a client TLS config that trusts the node's
 // certificate (ALPN gonets/1).
 func (n *Node) ClientTLS() *tls.Config {

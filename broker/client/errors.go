@@ -116,6 +116,10 @@ var (
 	ErrTooManyDevices    = &Error{Code: wire.ErrorCode_ERROR_CODE_TOO_MANY_DEVICES}
 	ErrUnknownDevice     = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_DEVICE}
 	ErrDeviceEnded       = &Error{Code: wire.ErrorCode_ERROR_CODE_DEVICE_ENDED}
+	ErrStateServicesOff  = &Error{Code: wire.ErrorCode_ERROR_CODE_STATE_SERVICES_OFF}
+	ErrNotLinked         = &Error{Code: wire.ErrorCode_ERROR_CODE_NOT_LINKED}
+	ErrUnknownRequest    = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_REQUEST}
+	ErrRequestEnded      = &Error{Code: wire.ErrorCode_ERROR_CODE_REQUEST_ENDED}
 )
 
 // Errors of the client itself.

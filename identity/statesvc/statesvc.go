@@ -317,7 +317,7 @@ func (s *Services) IssueCredential(ctx context.Context, user storage.UserID, dev
 		return "", time.Time{}, err
 	}
 	now := s.o.Now()
-	holder, err := verifyProof(proof, s.o.IssuerURL, now)
+	holder, err := digitalid.VerifyProof(proof, s.o.IssuerURL, now)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %v", broker.ErrBadRequest, err)
 	}

@@ -1,4 +1,4 @@
-package statesvc
+package digitalid
 
 import (
 	"crypto"
@@ -13,9 +13,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// proofTyp is a credential request's proof's typ, as OpenID for
+// ProofType is a credential request's proof's typ, as OpenID for
 // Verifiable Credential Issuance names it.
-const proofTyp = "openid4vci-proof+jwt"
+const ProofType = "openid4vci-proof+jwt"
 
 // proofSkew is how far a proof's iat may be from the node's clock.
 const proofSkew = 5 * time.Minute
@@ -23,11 +23,11 @@ const proofSkew = 5 * time.Minute
 // maxProof bounds a proof's size.
 const maxProof = 4 << 10
 
-// verifyProof checks a credential request's proof of possession: a
+// VerifyProof checks a credential request's proof of possession: a
 // compact JWS, typ openid4vci-proof+jwt, EdDSA or ES256, signed by the
 // key in its header's jwk, whose payload names aud (the node) and an iat
 // near now. It returns that key: the holder's.
-func verifyProof(proof, aud string, now time.Time) (crypto.PublicKey, error) {
+func VerifyProof(proof, aud string, now time.Time) (crypto.PublicKey, error) {
 	if proof == "" || len(proof) > maxProof {
 		return nil, errors.New("a credential request needs a proof of at most 4 KiB")
 	}
@@ -39,8 +39,8 @@ func verifyProof(proof, aud string, now time.Time) (crypto.PublicKey, error) {
 		return nil, errors.New("proof: one signature expected")
 	}
 	h := jws.Signatures[0].Header
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != proofTyp {
-		return nil, fmt.Errorf("proof: typ must be %s", proofTyp)
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != ProofType {
+		return nil, fmt.Errorf("proof: typ must be %s", ProofType)
 	}
 	jwk := h.JSONWebKey
 	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
@@ -100,7 +100,7 @@ func audHas(raw json.RawMessage, want string) bool {
 }
 
 // Proof makes a credential request's proof with the holder's key: what
-// a client sends (the SDK and the CLI use it).
+// a client sends with a credential request (the SDK and the CLI use it).
 func Proof(holder crypto.Signer, aud string, now time.Time) (string, error) {
 	var alg jose.SignatureAlgorithm
 	switch k := holder.Public().(type) {
@@ -108,16 +108,16 @@ func Proof(holder crypto.Signer, aud string, now time.Time) (string, error) {
 		alg = jose.EdDSA
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() {
-			return "", errors.New("statesvc: the holder key must be Ed25519 or P-256")
+			return "", errors.New("digitalid: the holder key must be Ed25519 or P-256")
 		}
 		alg = jose.ES256
 	default:
-		return "", errors.New("statesvc: the holder key must be Ed25519 or P-256")
+		return "", errors.New("digitalid: the holder key must be Ed25519 or P-256")
 	}
-	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(proofTyp)
+	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(ProofType)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: holder}, opts)
 	if err != nil {
-		return "", fmt.Errorf("statesvc: proof: %w", err)
+		return "", fmt.Errorf("digitalid: proof: %w", err)
 	}
 	payload, err := json.Marshal(map[string]any{"aud": aud, "iat": now.Unix()})
 	if err != nil {
@@ -125,7 +125,7 @@ func Proof(holder crypto.Signer, aud string, now time.Time) (string, error) {
 	}
 	jws, err := signer.Sign(payload)
 	if err != nil {
-		return "", fmt.Errorf("statesvc: proof: %w", err)
+		return "", fmt.Errorf("digitalid: proof: %w", err)
 	}
 	return jws.CompactSerialize()
 }
