@@ -427,6 +427,7 @@ func TestDecideRacesExpiry(t *testing.T) {
 	kv, fin := identity.NewMemKV(), newFinisher(0)
 	m := newManager(t, kv, sim.Provider(), fin, func(o *signing.ManagerOptions) {
 		o.PollMin, o.PollMax = time.Millisecond, 2*time.Millisecond
+		o.Expiry = 2 * time.Millisecond
 	})
 	r := run(m)
 	defer r.stop(t)
@@ -438,8 +439,7 @@ func TestDecideRacesExpiry(t *testing.T) {
 	results := make([]chan result, n)
 	id := func(i int) string { return "race-" + strconv.Itoa(i) }
 	for i := range n {
-		req := newRequest(id(i), docFor(id(i)))
-		req.Expires = time.Now().Add(time.Duration(1+i%3) * time.Millisecond)
+		req := newRequest(id(i), docFor(id(i))) // expires 2 ms after Submit
 		if err := m.Submit(t.Context(), req); err != nil {
 			t.Fatal(err)
 		}
@@ -502,6 +502,61 @@ func TestTombstoneRetention(t *testing.T) {
 		n := 0
 		if err := kv.Scan([]byte("signing/"), func(k, v []byte) (bool, error) { n++; return true, nil }); err != nil || n != 0 {
 			t.Fatalf("%d keys left, %v", n, err)
+		}
+	})
+}
+
+// slowProvider counts the Status calls in flight.
+type slowProvider struct {
+	signing.Provider
+	inFlight, most atomic.Int32
+}
+
+func (p *slowProvider) Status(ctx context.Context, op string) (signing.Status, error) {
+	n := p.inFlight.Add(1)
+	defer p.inFlight.Add(-1)
+	for {
+		m := p.most.Load()
+		if n <= m || p.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	return p.Provider.Status(ctx, op)
+}
+
+func TestConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, signsim.Options{Delay: 2})
+		p := &slowProvider{Provider: sim.Provider()}
+		fin := newFinisher(0)
+		m := newManager(t, identity.NewMemKV(), p, fin, func(o *signing.ManagerOptions) { o.Concurrency = 3 })
+		r := run(m)
+		defer r.stop(t)
+		synctest.Wait() // the first Run is waiting
+		if err := m.Run(t.Context()); err == nil {
+			t.Fatal("a second Run ran")
+		}
+		const n = 20
+		for i := range n {
+			id := strconv.Itoa(i)
+			if err := m.Submit(t.Context(), newRequest(id, docFor(id))); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Decide(t.Context(), id, testSigner, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "all finished", func() bool {
+			for i := range n {
+				if len(fin.acknowledged(strconv.Itoa(i))) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		if most := p.most.Load(); most != 3 {
+			t.Fatalf("at most %d polls in flight, want 3 (Concurrency)", most)
 		}
 	})
 }
