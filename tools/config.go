@@ -42,6 +42,7 @@ type config struct {
 	Broker   brokerConfig   `toml:"broker"`
 	Calls    callsConfig    `toml:"calls"`
 	Identity identityConfig `toml:"identity"`
+	State    stateConfig    `toml:"state"`
 }
 
 // nodeConfig is the [node] section.
@@ -218,6 +219,7 @@ func defaultConfig() config {
 		},
 		Calls:    callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true, TURNPort: defaultTURNPort},
 		Identity: defaultIdentity(),
+		State:    defaultState(),
 	}
 }
 
@@ -257,6 +259,7 @@ func loadConfig(path string) (config, error) {
 	resolve(&c.Identity.Registry, "identity", "registry")
 	resolve(&c.Identity.SMSOutbox, "identity", "sms_outbox")
 	resolve(&c.Identity.KeyFile, "identity", "key_file")
+	resolve(&c.State.ESIA.DevKeyDir, "state", "esia", "dev_key_dir")
 	return c, nil
 }
 
@@ -294,6 +297,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.validateIdentity(); err != nil {
+		return err
+	}
+	if err := c.validateState(); err != nil {
 		return err
 	}
 	for _, a := range c.listenAddrs() {

@@ -186,6 +186,23 @@ var metricHelp = map[string]string{
 	"gonets_identity_codes_pending":                 "Login codes issued and not yet used, expired or burnt.",
 	"gonets_identity_refused_total":                 "Login requests refused, by reason: bad_phone, country, not_mobile, unknown_range, virtual, rate_number, rate_address, rate_prefix, wrong_code, code_expired, too_many_tries.",
 
+	// identity/statesvc, identity/esia, identity/signing, identity/status (tools/state.go)
+	"gonets_state_links_total":                     "Gosuslugi links finished at the callback, by outcome: linked, failed (a used or expired link, the user's refusal, or ESIA's error).",
+	"gonets_state_credentials_issued_total":        "Digital IDs issued.",
+	"gonets_esia_requests_total":                   "Calls to ESIA and its signer, by endpoint (ac, te, prns, signer) and outcome (ok, denied, invalid_grant, rejected, protocol, unavailable, canceled).",
+	"gonets_signing_submitted_total":               "Signing requests the signer approved and the node handed to the signing service.",
+	"gonets_signing_provider_errors_total":         "Calls to the signing service that failed; the request is tried again later.",
+	"gonets_signing_finish_errors_total":           "Signing outcomes that could not be posted in their chat; posted again later.",
+	"gonets_signing_kv_errors_total":               "Writes of signing requests to the accounts store that failed.",
+	"gonets_signing_pending_requests":              "Signing requests not yet ended.",
+	"gonets_identity_status_polls_total":           "Polls of a linked user's application statuses, by result: ok, failed.",
+	"gonets_identity_status_posted_total":          "Application statuses posted in users' Gosuslugi chats.",
+	"gonets_identity_status_post_failures_total":   "Application statuses that could not be posted; posted at the next poll.",
+	"gonets_identity_status_list_failures_total":   "Walks of the linked users that failed.",
+	"gonets_identity_status_users_scheduled":       "Linked users whose statuses are polled.",
+	"gonets_identity_status_source_requests_total": "Requests to the status API, by result: ok, none, rejected, invalid, unavailable.",
+	"gonets_identity_status_source_retries_total":  "Requests to the status API retried after a network error, a timeout, 429 or 5xx.",
+
 	// callsfu/sfu.go
 	"gonets_calls_rooms":                           "Calls whose media the SFU carries now.",
 	"gonets_calls_participants":                    "Devices with PeerConnections in the SFU now.",

@@ -31,6 +31,7 @@ func scrapeNode(t *testing.T) ([]byte, map[string]*dto.MetricFamily) {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.Calls.TURN, cfg.Calls.TURNPort = true, 0 // its metrics too
+	stateMetricsConfig(t, &cfg)                  // and the state services'
 	n, err := startNode(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

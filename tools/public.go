@@ -65,14 +65,40 @@ func (c *config) validatePublic() error {
 	return nil
 }
 
-// listenPublic binds node.public_addr, unless it is off, and builds its
-// HTTPS server: the node's certificate and key-exchange groups (base, the
-// TCP listener's config, cloned), over HTTP/2 or HTTP/1.1 and TLS 1.2 or
-// later (WHIP encoders and players are HTTP clients with their own TLS
-// stacks, not the SDK), and the public mux.
-func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
+// bindPublic binds node.public_addr, unless it is off. listenPublic
+// builds its HTTPS server once the broker is built.
+func (n *node) bindPublic() error {
 	addr := n.cfg.publicAddr()
 	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("node.public_addr %s is in use (TCP): stop what holds it, or give the public listener another port: %w", addr, err)
+	case err != nil:
+		return fmt.Errorf("node.public_addr: %w", err)
+	}
+	n.publicLn = ln
+	return nil
+}
+
+// publicPort returns the bound public listener's port, "" when it is off.
+func (n *node) publicPort() string {
+	if n.publicLn == nil {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(n.publicLn.Addr().String())
+	return port
+}
+
+// listenPublic builds the HTTPS server of the listener bindPublic bound,
+// unless it is off: the node's certificate and key-exchange groups (base,
+// the TCP listener's config, cloned), over HTTP/2 or HTTP/1.1 and TLS 1.2
+// or later (WHIP encoders and players are HTTP clients with their own TLS
+// stacks, not the SDK), and the public mux.
+func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
+	if n.publicLn == nil {
 		return nil
 	}
 	h, err := n.publicHandler(v)
@@ -82,14 +108,7 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 	conf := base.Clone()
 	conf.MinVersion = tls.VersionTLS12
 	conf.NextProtos = []string{"h2", "http/1.1"}
-	ln, err := net.Listen("tcp", addr)
-	switch {
-	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("node.public_addr %s is in use (TCP): stop what holds it, or give the public listener another port: %w", addr, err)
-	case err != nil:
-		return fmt.Errorf("node.public_addr: %w", err)
-	}
-	n.publicLn = tls.NewListener(ln, conf)
+	n.publicLn = tls.NewListener(n.publicLn, conf)
 	n.public = &http.Server{
 		Handler:           h,
 		TLSConfig:         conf,
@@ -101,14 +120,16 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 	return nil
 }
 
-// publicHandler returns the public listener's mux: WHIP and WHEP on /whip/
-// and /whep/ and the browser call demo on /calls/demo when calls are on,
-// and a JSON 404 for everything else.
+// publicHandler returns the public listener's mux: the state services'
+// JWKS and ESIA callback when they are on (state.go), WHIP and WHEP on
+// /whip/ and /whep/ and the browser call demo on /calls/demo when calls
+// are on, and a JSON 404 for everything else.
 func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		publicError(w, http.StatusNotFound, "not_found", "no such path")
 	})
+	n.state.routes(mux, n.keys)
 	if n.sfu == nil {
 		return mux, nil
 	}

@@ -339,6 +339,7 @@ type node struct {
 	tcpLn  *broker.TCPListener // nil when node.tcp_addr is off
 	sfu    *callsfu.SFU        // nil when calls.enabled is off
 	ident  *identityNode       // nil when identity.enabled is off
+	state  *stateNode          // nil when no state service is on (state.go)
 
 	// keys are the node's token keys; verifier checks tokens against them
 	// and authKeys (auth.public_keys).
@@ -456,6 +457,12 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 			bopts.CallICEServers = turnICEServers(n.turn)
 		}
 	}
+	// The public port is bound before the state services, whose default
+	// public URL carries it; its HTTPS server comes after the broker.
+	if err := n.bindPublic(); err != nil {
+		return nil, err
+	}
+	undo = append(undo, n.closePublicListener)
 	var ended atomic.Pointer[broker.Broker] // set once the broker is built
 	if cfg.Identity.Enabled {
 		if n.ident, err = startIdentity(cfg, n.dataDir, log.With("component", "identity"), n.brokerMetrics,
@@ -475,6 +482,15 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		}
 		undo = append(undo, n.ident.close)
 		bopts.Accounts = n.ident.svc
+		if n.state, err = startState(cfg, n.dataDir, n.publicPort(), n.ident.accounts, n.keys,
+			log.With("component", "state"), n.brokerMetrics); err != nil {
+			return nil, err
+		}
+		if n.state != nil {
+			undo = append(undo, n.state.close)
+			bopts.State = n.state.svc
+			bopts.SigningTTL = time.Duration(cfg.State.Signing.Expiry)
+		}
 	}
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
@@ -483,6 +499,8 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	n.recoverRecordings()
 	recoverLive(filepath.Join(n.dataDir, liveDir), n.broker.AnnounceLive, time.Now(), n.log)
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
+	n.state.start(n.broker)
+	undo = append(undo, func() { n.state.stop(time.Now().Add(time.Duration(cfg.Node.ShutdownTimeout))) })
 	curves, err := cfg.tlsCurves()
 	if err != nil {
 		return nil, err
@@ -617,6 +635,7 @@ func (n *node) printBanner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  http  %s  (/metrics /healthz /readyz)\n", n.httpLn.Addr())
 	n.printPublic(w)
+	n.printState(w)
 	fmt.Fprintf(w, "  data  %s\n", n.dataDir)
 	fmt.Fprintf(w, "  tls   %s  (SHA-256; %s)\n", n.fingerprint, n.certSource)
 	switch {
@@ -748,6 +767,8 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	drain := deadline.Add(-reserve)
 	sctx, cancel := context.WithDeadline(context.Background(), drain)
 	defer cancel()
+	// The state services post through the broker: they stop first.
+	n.state.stop(drain)
 	if !within(drain, func() {
 		if err := n.broker.Shutdown(sctx); err != nil {
 			n.log.Warn("sessions did not finish in time; closed them", "timeout", total, "err", err)
@@ -775,6 +796,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	} else {
 		collect()
 	}
+	n.state.close()
 	n.ident.close() // after the broker: its sessions used the accounts
 	var err error
 	if !within(deadline, func() {
