@@ -31,6 +31,7 @@ type flaky struct {
 	body     string
 	requests int
 	noAuth   int
+	lose     int // the next lose requests reach h, but their answers are replaced by 502
 }
 
 func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +39,13 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests++
 	if r.Header.Get("Authorization") != "Bearer secret" {
 		f.noAuth++
+	}
+	if f.lose > 0 {
+		f.lose--
+		f.mu.Unlock()
+		f.h.ServeHTTP(httptest.NewRecorder(), r)
+		w.WriteHeader(http.StatusBadGateway)
+		return
 	}
 	if f.fail > 0 {
 		f.fail--
@@ -186,6 +194,28 @@ func TestHTTPRetries(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestHTTPLostAnswer: a Start whose answer is lost after the service
+// acted on it is retried and gets the same operation.
+func TestHTTPLostAnswer(t *testing.T) {
+	sim := newSim(t, signsim.Options{})
+	p, front := newHTTP(t, sim, nil)
+	front.mu.Lock()
+	front.lose = 1
+	front.mu.Unlock()
+	doc := []byte("contract")
+	d := signing.Document{RequestID: "lost", Signer: signing.Signer{OID: "1"}, Data: doc, SHA256: sha256.Sum256(doc)}
+	op, err := p.Start(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := sim.Starts("lost"); n != 2 {
+		t.Fatalf("Starts = %d, want 2", n)
+	}
+	if again, err := p.Start(t.Context(), d); err != nil || again != op {
+		t.Fatalf("Start again = %q, %v; want %q", again, err, op)
 	}
 }
 

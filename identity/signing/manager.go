@@ -19,7 +19,9 @@ import (
 
 // ManagerOptions configures a Manager.
 type ManagerOptions struct {
-	// KV keeps the requests. Required.
+	// KV keeps the requests: documents and the signers' identifiers, so
+	// give it a sealed table (identity.Accounts.Table). Keys hold only
+	// request IDs. Required.
 	KV identity.KV
 	// Provider is the signing service. Required.
 	Provider Provider
@@ -99,7 +101,7 @@ type entry struct {
 	lastErr string // the last provider error, for an Expired reason
 }
 
-// ManagerDefaults.
+// Defaults and limits.
 const (
 	defaultExpiry    = 24 * time.Hour
 	defaultRetention = 30 * 24 * time.Hour
@@ -211,9 +213,12 @@ func (m *Manager) load() error {
 }
 
 // Submit validates r and persists it, awaiting the signer's decision; it
-// is durable when Submit returns nil. Submitting an ID again (pending or
-// ended) is a no-op returning nil. Refusals: ErrBadRequest,
-// ErrHashMismatch, ErrTooLarge, ErrTooMany.
+// is durable when Submit returns nil. Submitting an ID again, pending or
+// ended within Retention, is a no-op returning nil (the first request
+// stays, whatever the second holds). Refusals: ErrBadRequest (no ID or
+// one over 128 bytes, no chat, requester, signer or person, a title over
+// 1 KiB, an empty document, a deadline already past), ErrHashMismatch,
+// ErrTooLarge, ErrTooMany.
 func (m *Manager) Submit(ctx context.Context, r Request) error {
 	now := m.o.Now()
 	if err := m.validate(&r, now); err != nil {

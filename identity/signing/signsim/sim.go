@@ -1,14 +1,3 @@
-// Package signsim simulates the signing service of package signing: the
-// same API as an http.Handler (the contract in signing's documentation)
-// and as an in-process signing.Provider, both backed by one Sim, for tests
-// and the demo.
-//
-// A Sim answers Start with an operation per request ID (the same ID, the
-// same operation), answers the first Delay polls of an operation pending,
-// then asks Options.Approve what the person did: Signed produces a real
-// detached CMS SignedData (SHA-256, ECDSA) over the document with the
-// sim's certificate embedded. Everything is kept in memory; a Sim is safe
-// for concurrent use.
 package signsim
 
 import (
