@@ -205,6 +205,9 @@ func checkConfig(cfg config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkState(cfg); err != nil {
+		return err
+	}
 	sopts, err := cfg.storageOptions()
 	if err != nil {
 		return err

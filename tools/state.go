@@ -278,7 +278,7 @@ func startState(cfg config, dataDir, publicPort string, accounts *identity.Accou
 	}
 	sc := cfg.State
 	sn := &stateNode{publicURL: strings.TrimRight(sc.PublicURL, "/"), digitalID: digital, signing: signingOn, status: statusOn, log: log}
-	if sn.publicURL == "" {
+	if sn.publicURL == "" && publicPort != "" {
 		sn.publicURL = "https://" + net.JoinHostPort("localhost", publicPort)
 	}
 	defer func() {
@@ -368,6 +368,38 @@ func newESIAClient(e stateESIAConfig, publicURL, dataDir string, log *slog.Logge
 		return nil, fmt.Errorf("state.esia: %w", err)
 	}
 	return c, nil
+}
+
+// checkState builds the outside systems' clients of [state] as startState
+// would, for --check-config: the ESIA dev key pair must load, the URLs
+// and credentials' headers must be valid. It opens no connection.
+func checkState(cfg config) error {
+	_, esiaOn, signingOn, statusOn := cfg.stateParts()
+	set, log := metrics.NewSet(), slog.New(slog.DiscardHandler)
+	if esiaOn {
+		if _, err := newESIAClient(cfg.State.ESIA, "https://localhost", cfg.Node.DataDir, log, set); err != nil {
+			return err
+		}
+	}
+	if signingOn == "http" {
+		h := cfg.State.Signing.HTTP
+		p, err := signing.NewHTTPProvider(signing.HTTPOptions{BaseURL: h.BaseURL, AuthHeader: h.HeaderName,
+			AuthValue: h.HeaderValue, Timeout: time.Duration(h.Timeout), Metrics: set, Log: log})
+		if err != nil {
+			return fmt.Errorf("state.signing.http: %w", err)
+		}
+		p.Close()
+	}
+	if statusOn == "http" {
+		h := cfg.State.Status.HTTP
+		s, err := status.NewHTTPSource(status.HTTPOptions{BaseURL: h.BaseURL, AuthHeader: h.HeaderName,
+			AuthValue: h.HeaderValue, Timeout: time.Duration(h.Timeout), Metrics: set, Log: log})
+		if err != nil {
+			return fmt.Errorf("state.status.http: %w", err)
+		}
+		s.Close()
+	}
+	return nil
 }
 
 // describe names the services that are on, for the log and the banner.
@@ -487,6 +519,10 @@ func (n *node) printState(w io.Writer) {
 		if n.state.esia != "" {
 			what += "; callback " + statesvc.CallbackPath
 		}
-		fmt.Fprintf(w, "  state %s  (%s)\n", n.state.publicURL, what)
+		url := n.state.publicURL
+		if url == "" {
+			url = "on" // no public listener: nothing needs the URL
+		}
+		fmt.Fprintf(w, "  state %s  (%s)\n", url, what)
 	}
 }

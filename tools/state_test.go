@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,6 +95,21 @@ func TestStateConfig(t *testing.T) {
 	bad(func(c *config) { c.State.Status.Concurrency = -1 }, "state.status.concurrency -1 is negative")
 	bad(func(c *config) { c.State.CredentialTTL = duration(-time.Hour) }, "state.credential_ttl -1h0m0s is negative")
 	bad(func(c *config) { c.State.PublicURL = "https://chat.example.org/?x=1" }, "state.public_url:")
+
+	// --check-config loads the ESIA dev key pair as serve would.
+	c := testConfig(t)
+	esiaOn(&c)
+	if err := checkConfig(c, io.Discard); err == nil || !strings.Contains(err.Error(), "gonets sim esia --dir") {
+		t.Errorf("checkConfig without the dev key pair = %v, want the command that writes it", err)
+	}
+	writeDevKey(t, c.Node.DataDir)
+	if err := checkConfig(c, io.Discard); err != nil {
+		t.Errorf("checkConfig with the dev key pair: %v", err)
+	}
+	c.State.Status.Source, c.State.Status.HTTP.BaseURL, c.State.Status.HTTP.HeaderName = "http", "http://127.0.0.1:9", "Bad Header"
+	if err := checkConfig(c, io.Discard); err == nil || !strings.Contains(err.Error(), "state.status.http") {
+		t.Errorf("checkConfig with a bad header name = %v, want a state.status.http error", err)
+	}
 
 	parts := func(change func(*config), digital, esiaOn bool, signing, status string) {
 		t.Helper()
@@ -363,4 +379,54 @@ func applicationStatuses(t *testing.T, ctx context.Context, c *client.Client) []
 		}
 	}
 	return out
+}
+
+// TestPublicJWKS: the JWKS follows a key rotation at once, the callback
+// is not served while ESIA linking is off, and the banner says which
+// state services are on.
+func TestPublicJWKS(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := testConfig(t)
+	cfg.Calls.Enabled = false
+	s := startStreamNode(t, cfg)
+	defer s.stop()
+	kids := func() []string {
+		t.Helper()
+		resp, err := s.client.Get(s.base + jwksPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		ks, err := digitalid.ParseJWKS(b)
+		if err != nil {
+			t.Fatalf("GET %s: %d %s: %v", jwksPath, resp.StatusCode, b, err)
+		}
+		return ks.KeyIDs()
+	}
+	_, before := s.n.keys.Current()
+	if got := kids(); len(got) != 1 || got[0] != before {
+		t.Fatalf("JWKS kids %q, want [%s]", got, before)
+	}
+	cur, _, err := token.RotateKey(cfg.Node.DataDir, time.Hour, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n.reloadKeys()
+	if got := kids(); len(got) != 2 || !slices.Contains(got, cur) || !slices.Contains(got, before) {
+		t.Fatalf("JWKS kids after the rotation %q, want %s and %s", got, cur, before)
+	}
+	resp, err := s.client.Get(s.base + statesvc.CallbackPath + "?state=x&code=y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the callback with ESIA off: %d, want 404", resp.StatusCode)
+	}
+	var b strings.Builder
+	s.n.printBanner(&b)
+	if want := "  state https://localhost:" + s.n.publicPort() + "  (digital IDs; JWKS " + jwksPath + ")\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("banner lacks %q:\n%s", want, b.String())
+	}
 }
