@@ -2,6 +2,7 @@ package status
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -51,4 +52,28 @@ func FuzzDecodeHistory(f *testing.F) {
 			t.Fatalf("decoded answer fails Validate: %v", err)
 		}
 	})
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                               0,
+		"7":                              7 * time.Second,
+		" 120 ":                          2 * time.Minute,
+		"0":                              0,
+		"-3":                             0,
+		"1.5":                            0,
+		"soon":                           0,
+		"99999999999999999999":           0, // over uint63: malformed
+		"9223372036":                     9223372036 * time.Second,
+		"9223372037":                     math.MaxInt64,
+		"Sun, 01 Mar 2026 09:01:30 GMT":  90 * time.Second,
+		"Sunday, 01-Mar-26 09:00:10 GMT": 10 * time.Second,
+		"Sun Mar  1 09:00:05 2026":       5 * time.Second,
+		"Sun, 01 Mar 2026 08:00:00 GMT":  0, // past
+	} {
+		if got := retryAfter(v, now); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", v, got, want)
+		}
+	}
 }

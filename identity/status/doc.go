@@ -20,7 +20,9 @@
 //	      {"code":"…","title":"…","at":"2026-01-02T15:04:05+03:00","final":false}]}]}
 //	404 the person has no applications
 //	4xx the request is refused (bad credentials, unknown person): not retried
-//	5xx, 429, network errors: retried with backoff (the call is a GET)
+//	5xx, 429, network errors: retried with backoff (the call is a GET); a
+//	    429's Retry-After, in seconds or an HTTP date, is waited for, capped
+//	    at HTTPOptions.BackoffMax
 //
 // Statuses are listed in the order they happened; "at" is RFC 3339 and
 // required; "final" marks a status after which the application does not
@@ -71,6 +73,14 @@
 // hashes, not increasing numbers: the store looks each one up. A failed Post
 // stops the poll; that status and the later ones are posted at a later
 // poll.
+//
+// Exactly once has two limits, both intended. A re-post after a crash is
+// deduplicated by the store only within its dedupe window (24 h by
+// default): a node down longer than that between a Post and its cursor's
+// write posts that status twice. And a user who unlinks their account and
+// links it again gets their application history posted again, with the
+// same MsgIDs: the cursors are personal data and are erased with the link,
+// so nothing remembers what was posted before.
 //
 // Cursor keys hold the user id and a hash of the order id, not the order id
 // itself; values hold digests and times only. Cursors are dropped by Forget

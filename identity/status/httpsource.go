@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +32,9 @@ type HTTPOptions struct {
 	// Default: 10 s.
 	Timeout time.Duration
 	// Retries is the number of attempts after the first on a network
-	// error, a timeout, 429 or 5xx. Default: 3; negative means none.
+	// error, a timeout, 429 or 5xx. Default: 3; negative means none. A 429
+	// with a Retry-After (seconds or an HTTP date) waits that long, capped
+	// at BackoffMax, or the backoff if longer.
 	Retries int
 	// BackoffBase is the wait before the first retry; it doubles each
 	// retry up to BackoffMax, each wait jittered to between half and all
@@ -41,8 +45,10 @@ type HTTPOptions struct {
 	// Client sends the requests. Default: a client of its own that does
 	// not follow redirects (they would carry the credentials elsewhere).
 	Client *http.Client
-	// Metrics receives gonets_identity_status_source_requests_total{result},
-	// …_retries_total and …_request_duration_seconds. Default: a private set.
+	// Metrics receives gonets_identity_status_source_requests_total{result}
+	// (ok, none, rejected, invalid, 429: the last attempt was rate limited,
+	// unavailable), …_retries_total and …_request_duration_seconds.
+	// Default: a private set.
 	Metrics *metrics.Set
 	// Log receives one line per failed call: the error, which names the
 	// API's host but never the person. Default: slog.Default().
@@ -57,9 +63,9 @@ type HTTPSource struct {
 	logURL string // scheme and host only: the path and query name the person
 	own    *http.Transport
 
-	ok, none, rejected, invalid, unavailable *metrics.Counter
-	retries                                  *metrics.Counter
-	latency                                  *metrics.Histogram
+	ok, none, rejected, invalid, limited, unavailable *metrics.Counter
+	retries                                           *metrics.Counter
+	latency                                           *metrics.Histogram
 }
 
 // NewHTTPSource validates o, fills defaults and returns a source. Invalid
@@ -112,6 +118,7 @@ func NewHTTPSource(o HTTPOptions) (*HTTPSource, error) {
 	s.none = m.GetOrCreateCounter(req + `{result="none"}`)
 	s.rejected = m.GetOrCreateCounter(req + `{result="rejected"}`)
 	s.invalid = m.GetOrCreateCounter(req + `{result="invalid"}`)
+	s.limited = m.GetOrCreateCounter(req + `{result="429"}`)
 	s.unavailable = m.GetOrCreateCounter(req + `{result="unavailable"}`)
 	s.retries = m.GetOrCreateCounter("gonets_identity_status_source_retries_total")
 	s.latency = m.GetOrCreateHistogram("gonets_identity_status_source_request_duration_seconds")
@@ -127,7 +134,7 @@ func (s *HTTPSource) Close() {
 }
 
 // History implements Source: one GET, retried with backoff on network
-// errors, timeouts, 429 and 5xx within ctx.
+// errors, timeouts, 429 (after its Retry-After) and 5xx within ctx.
 func (s *HTTPSource) History(ctx context.Context, p Person) ([]Application, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
@@ -144,6 +151,8 @@ func (s *HTTPSource) History(ctx context.Context, p Person) ([]Application, erro
 		s.rejected.Inc()
 	case errors.Is(err, ErrInvalidResponse):
 		s.invalid.Inc()
+	case errors.Is(err, errRateLimited):
+		s.limited.Inc()
 	default:
 		s.unavailable.Inc()
 	}
@@ -165,14 +174,14 @@ func (s *HTTPSource) history(ctx context.Context, p Person) ([]Application, erro
 		u += "?snils=" + url.QueryEscape(p.SNILS)
 	}
 	for attempt := 0; ; attempt++ {
-		outcome, apps, err := s.attempt(ctx, u)
+		outcome, apps, after, err := s.attempt(ctx, u)
 		if outcome == attemptDone {
 			return apps, err
 		}
 		if attempt >= s.opts.Retries {
 			return nil, fmt.Errorf("%w: after %d attempts: %w", ErrUnavailable, attempt+1, err)
 		}
-		wait := s.backoff(attempt)
+		wait := max(s.backoff(attempt), min(after, s.opts.BackoffMax))
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return nil, fmt.Errorf("%w: next attempt in %v is past the deadline (last: %w)", ErrUnavailable, wait, err)
 		}
@@ -200,13 +209,18 @@ func (s *HTTPSource) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// attempt makes one request under the per-attempt timeout.
-func (s *HTTPSource) attempt(ctx context.Context, u string) (int, []Application, error) {
+// errRateLimited marks a 429 answer, counted apart from the other
+// failures; the error History returns wraps ErrUnavailable too.
+var errRateLimited = errors.New("rate limited")
+
+// attempt makes one request under the per-attempt timeout. after is the
+// wait a 429 asks for in its Retry-After, 0 when none.
+func (s *HTTPSource) attempt(ctx context.Context, u string) (outcome int, apps []Application, after time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return attemptDone, nil, fmt.Errorf("%w: build request: %w", ErrInvalidPerson, redactURL(err, s.logURL))
+		return attemptDone, nil, 0, fmt.Errorf("%w: build request: %w", ErrInvalidPerson, redactURL(err, s.logURL))
 	}
 	req.Header.Set("Accept", "application/json")
 	if s.opts.AuthHeader != "" {
@@ -214,7 +228,7 @@ func (s *HTTPSource) attempt(ctx context.Context, u string) (int, []Application,
 	}
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
-		return attemptRetry, nil, fmt.Errorf("request: %w", redactURL(err, s.logURL))
+		return attemptRetry, nil, 0, fmt.Errorf("request: %w", redactURL(err, s.logURL))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
@@ -222,25 +236,48 @@ func (s *HTTPSource) attempt(ctx context.Context, u string) (int, []Application,
 	switch {
 	case code == http.StatusOK:
 		if err != nil {
-			return attemptRetry, nil, fmt.Errorf("read answer: %w", redactURL(err, s.logURL))
+			return attemptRetry, nil, 0, fmt.Errorf("read answer: %w", redactURL(err, s.logURL))
 		}
 		if len(body) > MaxResponse {
-			return attemptDone, nil, fmt.Errorf("%w: answer over %d bytes", ErrInvalidResponse, MaxResponse)
+			return attemptDone, nil, 0, fmt.Errorf("%w: answer over %d bytes", ErrInvalidResponse, MaxResponse)
 		}
 		apps, err := decodeHistory(body)
 		if err != nil {
-			return attemptDone, nil, err
+			return attemptDone, nil, 0, err
 		}
-		return attemptDone, apps, nil
+		return attemptDone, apps, 0, nil
 	case code == http.StatusNotFound:
-		return attemptDone, nil, nil
-	case code == http.StatusTooManyRequests || code >= 500:
-		return attemptRetry, nil, fmt.Errorf("status %d from %s", code, s.logURL)
+		return attemptDone, nil, 0, nil
+	case code == http.StatusTooManyRequests:
+		after = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return attemptRetry, nil, after, fmt.Errorf("%w: status %d from %s", errRateLimited, code, s.logURL)
+	case code >= 500:
+		return attemptRetry, nil, 0, fmt.Errorf("status %d from %s", code, s.logURL)
 	case code >= 400:
-		return attemptDone, nil, fmt.Errorf("%w: status %d from %s", ErrRejected, code, s.logURL)
+		return attemptDone, nil, 0, fmt.Errorf("%w: status %d from %s", ErrRejected, code, s.logURL)
 	default:
-		return attemptDone, nil, fmt.Errorf("%w: status %d from %s (redirects are not followed)", ErrInvalidResponse, code, s.logURL)
+		return attemptDone, nil, 0, fmt.Errorf("%w: status %d from %s (redirects are not followed)", ErrInvalidResponse, code, s.logURL)
 	}
+}
+
+// retryAfter parses a Retry-After value, delay seconds or an HTTP date,
+// into the wait from now: 0 when it is absent, malformed or past.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 63); err == nil {
+		if n > uint64(math.MaxInt64/time.Second) {
+			return math.MaxInt64
+		}
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return max(t.Sub(now), 0)
 }
 
 // redactURL replaces the URL a client error quotes, whose path and query

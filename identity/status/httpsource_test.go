@@ -2,6 +2,7 @@ package status_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -260,4 +261,96 @@ func TestPollerOverHTTP(t *testing.T) {
 	pollNow(t, p, 7, alice, 1)
 	pollNow(t, p, 7, alice, 0)
 	wantCodes(t, c, "accepted", "done")
+}
+
+// limiter answers 429 with a Retry-After to its next limited calls, then
+// 404 (no applications).
+type limiter struct {
+	mu      sync.Mutex // guards the following
+	limited int
+	after   string
+	calls   int
+}
+
+func (l *limiter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if l.limited > 0 {
+		l.limited--
+		if l.after != "" {
+			w.Header().Set("Retry-After", l.after)
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	w.WriteHeader(http.StatusNotFound)
+}
+
+func (l *limiter) set(limited int, after string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.limited, l.after, l.calls = limited, after, 0
+}
+
+func (l *limiter) callCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+func TestHTTPSourceRetryAfter(t *testing.T) {
+	checkLeaks(t)
+	l := &limiter{}
+	srv := httptest.NewServer(l)
+	defer srv.Close()
+	set := metrics.NewSet()
+	// BackoffMax allows an hour: a Retry-After of an hour is waited for,
+	// and since that is past the call's deadline the call gives up at
+	// once instead of retrying after the 1 ms backoff.
+	patient := newHTTPSource(t, status.HTTPOptions{BaseURL: srv.URL, BackoffBase: time.Millisecond, BackoffMax: time.Hour, Metrics: set})
+	for name, after := range map[string]string{
+		"seconds":   "3600",
+		"HTTP date": time.Now().Add(time.Hour + time.Minute).UTC().Format(http.TimeFormat),
+	} {
+		l.set(1, after)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := patient.History(ctx, alice)
+		cancel()
+		if !errors.Is(err, status.ErrUnavailable) || !strings.Contains(err.Error(), "past the deadline") || l.callCount() != 1 {
+			t.Errorf("%s: %v after %d calls, want ErrUnavailable past the deadline after 1", name, err, l.callCount())
+		}
+	}
+	// Without a Retry-After, the backoff: retried and answered.
+	l.set(1, "")
+	if apps, err := patient.History(t.Context(), alice); apps != nil || err != nil || l.callCount() != 2 {
+		t.Fatalf("429 without Retry-After: %v after %d calls, want an answer after 2", err, l.callCount())
+	}
+
+	// A Retry-After over BackoffMax waits BackoffMax.
+	capped := newHTTPSource(t, status.HTTPOptions{BaseURL: srv.URL, BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond, Metrics: set})
+	l.set(2, "3600")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if apps, err := capped.History(ctx, alice); apps != nil || err != nil || l.callCount() != 3 {
+		t.Fatalf("Retry-After over BackoffMax: %v after %d calls, want an answer after 3", err, l.callCount())
+	}
+	// Limited past the retries.
+	l.set(10, "0")
+	if _, err := capped.History(t.Context(), alice); !errors.Is(err, status.ErrUnavailable) || l.callCount() != 4 {
+		t.Fatalf("429 throughout: %v after %d calls, want ErrUnavailable after 4", err, l.callCount())
+	}
+
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for _, line := range []string{
+		`gonets_identity_status_source_requests_total{result="429"} 3`,
+		`gonets_identity_status_source_requests_total{result="none"} 2`,
+		`gonets_identity_status_source_requests_total{result="unavailable"} 0`,
+		"gonets_identity_status_source_retries_total 6",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("metrics lack %q:\n%s", line, b.String())
+		}
+	}
 }
