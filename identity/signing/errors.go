@@ -12,8 +12,11 @@ var (
 	// ErrTooLarge is returned by Submit for a document over MaxDocument.
 	ErrTooLarge = errors.New("signing: document too large")
 	// ErrTooMany is returned by Submit while MaxPending requests await their
-	// end.
+	// end, or MaxPerRequester of the requester's or MaxPerSigner of the
+	// signer's: the wrapping message says which.
 	ErrTooMany = errors.New("signing: too many pending requests")
+	// ErrRunning is returned by Run while another Run works.
+	ErrRunning = errors.New("signing: Run already running")
 	// ErrUnknownRequest is returned by Decide for an ID the manager never
 	// accepted (or whose tombstone retention passed).
 	ErrUnknownRequest = errors.New("signing: unknown request")
@@ -41,4 +44,8 @@ var (
 	// ErrSignature is returned by Verify for a signature that is not a valid
 	// detached CMS over the document.
 	ErrSignature = errors.New("signing: bad signature")
+	// ErrOtherSigner is returned by CheckSigner for a signature whose
+	// certificate names another person than the request's signer (or,
+	// with ManagerOptions.RequireSNILS, names nobody).
+	ErrOtherSigner = errors.New("signing: signed by another person")
 )

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -47,6 +46,14 @@ type ManagerOptions struct {
 	// MaxPending caps the requests not yet acknowledged; Submit refuses
 	// beyond with ErrTooMany. Default: 100,000.
 	MaxPending int
+	// MaxPerRequester caps the requests not yet acknowledged that one
+	// user asked for; Submit refuses beyond with ErrTooMany. Default:
+	// 1,000.
+	MaxPerRequester int
+	// MaxPerSigner caps the requests not yet acknowledged that one user
+	// is asked to sign; Submit refuses beyond with ErrTooMany. Default:
+	// 100.
+	MaxPerSigner int
 	// MaxDocument caps a document in bytes. Default: 1 MiB.
 	MaxDocument int
 	// Retention is how long a tombstone (an acknowledged request, without
@@ -57,6 +64,13 @@ type ManagerOptions struct {
 	// to; when nil only the signature's integrity over the document is
 	// checked (see Verify).
 	Roots *x509.CertPool
+	// RequireSNILS refuses a signature whose certificate carries no SNILS
+	// (see CheckSigner): the request ends Failed. A certificate that
+	// carries one must match the signer's whatever this says. Production
+	// deployments behind a qualified-signature provider, whose
+	// certificates always carry the holder's SNILS, should set it (and
+	// Roots). Default: false, a certificate without a SNILS passes.
+	RequireSNILS bool
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Log receives lifecycle lines and errors; never a document or a
@@ -77,17 +91,21 @@ type Manager struct {
 
 	submitted, finishErrors, providerErrors, kvErrors *metrics.Counter
 
-	mu      sync.Mutex // guards the following
-	pending map[string]*entry
-	queue   entryQueue
+	mu           sync.Mutex // guards the following
+	pending      map[string]*entry
+	queue        entryQueue
+	perRequester map[uint64]int // pending entries by requester
+	perSigner    map[uint64]int // pending entries by signer
 }
 
 // entry is a request not yet acknowledged: all the manager keeps of it in
 // memory. Its transitions are made under mu; the step that works on it
 // (busy) owns attempt and lastErr.
 type entry struct {
-	id string
-	mu sync.Mutex // serializes the request's reads and writes in the KV; taken before Manager.mu
+	id        string
+	requester uint64     // counted in Manager.perRequester while pending
+	signer    uint64     // counted in Manager.perSigner while pending
+	mu        sync.Mutex // serializes the request's reads and writes in the KV; taken before Manager.mu
 
 	// Guarded by Manager.mu.
 	due     time.Time
@@ -134,6 +152,12 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 	if o.MaxPending == 0 {
 		o.MaxPending = 100000
 	}
+	if o.MaxPerRequester == 0 {
+		o.MaxPerRequester = 1000
+	}
+	if o.MaxPerSigner == 0 {
+		o.MaxPerSigner = 100
+	}
 	if o.MaxDocument == 0 {
 		o.MaxDocument = 1 << 20
 	}
@@ -141,7 +165,8 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 		o.Retention = defaultRetention
 	}
 	if o.Expiry < 0 || o.PollMin < 0 || o.PollMax < o.PollMin || o.CallTimeout < 0 ||
-		o.Concurrency < 0 || o.MaxPending < 0 || o.MaxDocument < 0 || o.Retention < 0 {
+		o.Concurrency < 0 || o.MaxPending < 0 || o.MaxPerRequester < 0 || o.MaxPerSigner < 0 ||
+		o.MaxDocument < 0 || o.Retention < 0 {
 		return nil, fmt.Errorf("%w: negative duration or limit, or PollMax below PollMin", ErrConfig)
 	}
 	if o.Now == nil {
@@ -157,6 +182,8 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 		o:              o,
 		wake:           make(chan struct{}, 1),
 		pending:        make(map[string]*entry),
+		perRequester:   make(map[uint64]int),
+		perSigner:      make(map[uint64]int),
 		submitted:      o.Metrics.GetOrCreateCounter("gonets_signing_submitted_total"),
 		finishErrors:   o.Metrics.GetOrCreateCounter("gonets_signing_finish_errors_total"),
 		providerErrors: o.Metrics.GetOrCreateCounter("gonets_signing_provider_errors_total"),
@@ -174,37 +201,42 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 }
 
 // load puts every unacknowledged record in the KV in memory, due at once
-// unless it awaits the signer's decision.
+// unless it awaits the signer's decision. It reads the heads in one Scan
+// and looks for tombstones after it: no KV call is made inside a Scan
+// callback (a table may hold a read lock for the Scan, and a writer
+// waiting between it and a nested read would deadlock them).
 func (m *Manager) load() error {
 	now := m.o.Now()
-	var stale []string
+	var heads []storedHead
 	err := m.o.KV.Scan([]byte(recordPrefix), func(key, value []byte) (bool, error) {
 		var h storedHead
 		if err := json.Unmarshal(value, &h); err != nil {
 			return false, fmt.Errorf("signing: load %q: %w", key, err)
 		}
-		id := h.Request.ID
-		if _, found, err := m.o.KV.Get(tombstoneKey(id)); err != nil {
-			return false, fmt.Errorf("signing: load %q: %w", id, err)
-		} else if found { // acknowledged, then the node stopped before deleting the record
-			stale = append(stale, id)
-			return true, nil
-		}
-		e := &entry{id: id, index: -1, due: now}
-		if h.Phase == Awaiting && now.Before(h.Request.Expires) {
-			e.due = h.Request.Expires
-		}
-		m.pending[id] = e
-		heap.Push(&m.queue, e)
+		heads = append(heads, h)
 		return true, nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, id := range stale {
-		if err := m.o.KV.Delete(recordKey(id)); err != nil {
-			return fmt.Errorf("signing: load: delete acknowledged %q: %w", id, err)
+	for _, h := range heads {
+		id := h.Request.ID
+		if _, found, err := m.o.KV.Get(tombstoneKey(id)); err != nil {
+			return fmt.Errorf("signing: load %q: %w", id, err)
+		} else if found { // acknowledged, then the node stopped before deleting the record
+			if err := m.o.KV.Delete(recordKey(id)); err != nil {
+				return fmt.Errorf("signing: load: delete acknowledged %q: %w", id, err)
+			}
+			continue
 		}
+		e := &entry{id: id, requester: h.Request.Requester, signer: h.Request.Signer, index: -1, due: now}
+		if h.Phase == Awaiting && now.Before(h.Request.Expires) {
+			e.due = h.Request.Expires
+		}
+		m.pending[id] = e
+		m.perRequester[e.requester]++
+		m.perSigner[e.signer]++
+		heap.Push(&m.queue, e)
 	}
 	if n := len(m.pending); n > 0 {
 		m.o.Log.Info("signing: resumed requests", "pending", n)
@@ -218,7 +250,8 @@ func (m *Manager) load() error {
 // stays, whatever the second holds). Refusals: ErrBadRequest (no ID or
 // one over 128 bytes, no chat, requester, signer or person, a title over
 // 1 KiB, an empty document, a deadline already past), ErrHashMismatch,
-// ErrTooLarge, ErrTooMany.
+// ErrTooLarge, ErrTooMany (MaxPending, MaxPerRequester or MaxPerSigner
+// reached).
 func (m *Manager) Submit(ctx context.Context, r Request) error {
 	now := m.o.Now()
 	if err := m.validate(&r, now); err != nil {
@@ -226,7 +259,7 @@ func (m *Manager) Submit(ctx context.Context, r Request) error {
 	}
 	r.Document = append([]byte(nil), r.Document...)
 	for {
-		e, created, err := m.reserve(r.ID)
+		e, created, err := m.reserve(&r)
 		if err != nil {
 			return err
 		}
@@ -247,24 +280,54 @@ func (m *Manager) Submit(ctx context.Context, r Request) error {
 	}
 }
 
-// reserve returns id's entry with its mu held, creating it (created true)
-// when there is none and MaxPending allows.
-func (m *Manager) reserve(id string) (*entry, bool, error) {
+// reserve returns r's entry with its mu held, creating it (created true)
+// when there is none and MaxPending, MaxPerRequester and MaxPerSigner
+// allow.
+func (m *Manager) reserve(r *Request) (*entry, bool, error) {
 	m.mu.Lock()
-	if e, ok := m.pending[id]; ok {
+	if e, ok := m.pending[r.ID]; ok {
 		m.mu.Unlock()
 		e.mu.Lock()
 		return e, false, nil
 	}
-	if len(m.pending) >= m.o.MaxPending {
-		m.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %d awaiting", ErrTooMany, m.o.MaxPending)
+	var err error
+	switch {
+	case len(m.pending) >= m.o.MaxPending:
+		err = fmt.Errorf("%w: %d awaiting", ErrTooMany, m.o.MaxPending)
+	case m.perRequester[r.Requester] >= m.o.MaxPerRequester:
+		err = fmt.Errorf("%w: the requester has %d awaiting (MaxPerRequester)", ErrTooMany, m.o.MaxPerRequester)
+	case m.perSigner[r.Signer] >= m.o.MaxPerSigner:
+		err = fmt.Errorf("%w: the signer has %d awaiting (MaxPerSigner)", ErrTooMany, m.o.MaxPerSigner)
 	}
-	e := &entry{id: id, index: -1, busy: true}
+	if err != nil {
+		m.mu.Unlock()
+		return nil, false, err
+	}
+	e := &entry{id: r.ID, requester: r.Requester, signer: r.Signer, index: -1, busy: true}
 	e.mu.Lock() // new: nobody else can hold it
-	m.pending[id] = e
+	m.pending[r.ID] = e
+	m.perRequester[r.Requester]++
+	m.perSigner[r.Signer]++
 	m.mu.Unlock()
 	return e, true, nil
+}
+
+// forgetLocked removes e from the pending set and its counts; m.mu is
+// held and e is not queued.
+func (m *Manager) forgetLocked(e *entry) {
+	if e.removed {
+		return
+	}
+	e.removed = true
+	delete(m.pending, e.id)
+	for _, c := range []struct {
+		counts map[uint64]int
+		user   uint64
+	}{{m.perRequester, e.requester}, {m.perSigner, e.signer}} {
+		if c.counts[c.user]--; c.counts[c.user] <= 0 {
+			delete(c.counts, c.user)
+		}
+	}
 }
 
 // submitLocked persists r under its new entry e, or drops e when r's ID
@@ -272,8 +335,7 @@ func (m *Manager) reserve(id string) (*entry, bool, error) {
 func (m *Manager) submitLocked(e *entry, r *Request) error {
 	drop := func() {
 		m.mu.Lock()
-		e.removed = true
-		delete(m.pending, e.id)
+		m.forgetLocked(e)
 		m.mu.Unlock()
 	}
 	for _, key := range [][]byte{tombstoneKey(r.ID), recordKey(r.ID)} {
@@ -419,6 +481,72 @@ func (m *Manager) decideLocked(e *entry, user uint64, approve bool) error {
 	return nil
 }
 
+// CancelSigner ends every request of signer that has not ended yet as
+// Failed with reason (for when the signer's state account is unlinked),
+// and returns how many it ended. Each is finished by Run as usual: Finish
+// is called with this outcome until it returns nil. A request that
+// already ended (by Decide, a poll, or its deadline) keeps its outcome,
+// and one ended here cannot end otherwise: the change is made under the
+// request's mutex, as every transition is. An operation the signing
+// service holds is not withdrawn there (the API has no call for it); a
+// signature it produces later is ignored. Requests submitted while
+// CancelSigner works may be left pending. It stops early, returning
+// ctx's error with the count so far, when ctx ends.
+func (m *Manager) CancelSigner(ctx context.Context, signer uint64, reason string) (int, error) {
+	if reason == "" {
+		reason = "canceled"
+	}
+	m.mu.Lock()
+	var es []*entry
+	for _, e := range m.pending {
+		if e.signer == signer {
+			es = append(es, e)
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, e := range es {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("signing: cancel signer: %w", err)
+		}
+		ended, err := m.cancel(e, reason)
+		if err != nil {
+			return n, fmt.Errorf("signing: cancel signer: %w", err)
+		}
+		if ended {
+			n++
+		}
+	}
+	if n > 0 {
+		m.o.Log.Info("signing: canceled the signer's requests", "requests", n)
+	}
+	return n, nil
+}
+
+// cancel ends e Failed with reason unless it already ended or is gone.
+func (m *Manager) cancel(e *entry, reason string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m.mu.Lock()
+	removed := e.removed
+	m.mu.Unlock()
+	if removed {
+		return false, nil
+	}
+	rec, found, err := m.getLocked(e.id)
+	if err != nil {
+		return false, err
+	}
+	if !found || rec.Phase == Ended {
+		return false, nil
+	}
+	if err := m.endLocked(rec, Failed, nil, reason, m.o.Now()); err != nil {
+		return false, err
+	}
+	m.kickLocked(e)
+	return true, nil
+}
+
 // kickLocked makes e due at once; e.mu is held.
 func (m *Manager) kickLocked(e *entry) {
 	m.mu.Lock()
@@ -508,6 +636,3 @@ func (m *Manager) endLocked(rec *Record, st State, sig []byte, reason string, no
 	m.o.Log.Info("signing: request ended", "id", rec.Request.ID, "state", st.String(), "reason", reason)
 	return nil
 }
-
-// errRunning is returned by a second Run.
-var errRunning = errors.New("signing: Run already running")

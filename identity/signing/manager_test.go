@@ -423,15 +423,16 @@ func TestForeignSignatureRefused(t *testing.T) {
 // about the same time, many times: each request ends once, and as Decide
 // said.
 func TestDecideRacesExpiry(t *testing.T) {
+	const n = 200
 	sim := newSim(t, signsim.Options{Delay: -1})
 	kv, fin := identity.NewMemKV(), newFinisher(0)
 	m := newManager(t, kv, sim.Provider(), fin, func(o *signing.ManagerOptions) {
 		o.PollMin, o.PollMax = time.Millisecond, 2*time.Millisecond
 		o.Expiry = 2 * time.Millisecond
+		o.MaxPerSigner = n // one signer has them all
 	})
 	r := run(m)
 	defer r.stop(t)
-	const n = 200
 	type result struct {
 		approve bool
 		err     error
@@ -534,8 +535,8 @@ func TestConcurrency(t *testing.T) {
 		r := run(m)
 		defer r.stop(t)
 		synctest.Wait() // the first Run is waiting
-		if err := m.Run(t.Context()); err == nil {
-			t.Fatal("a second Run ran")
+		if err := m.Run(t.Context()); !errors.Is(err, signing.ErrRunning) {
+			t.Fatalf("a second Run = %v, want ErrRunning", err)
 		}
 		const n = 20
 		for i := range n {

@@ -23,7 +23,7 @@ const maxWait = time.Minute
 // work at a time.
 func (m *Manager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
-		return errRunning
+		return ErrRunning
 	}
 	defer m.running.Store(false)
 	sem := make(chan struct{}, m.o.Concurrency)
@@ -121,8 +121,7 @@ func (m *Manager) requeue(e *entry, due time.Time) {
 func (m *Manager) drop(e *entry) {
 	m.mu.Lock()
 	e.busy = false
-	e.removed = true
-	delete(m.pending, e.id)
+	m.forgetLocked(e)
 	m.mu.Unlock()
 }
 
@@ -249,7 +248,11 @@ func (m *Manager) poll(ctx context.Context, e *entry, rec *Record) (time.Time, b
 		e.attempt++
 		return now.Add(jitter(backoff(m.o.PollMin, m.o.PollMax, e.attempt))), false
 	case Signed:
-		if _, err := Verify(rec.Request.Document, st.Signature, m.o.Roots, now); err != nil {
+		cert, err := Verify(rec.Request.Document, st.Signature, m.o.Roots, now)
+		if err == nil {
+			err = CheckSigner(cert, rec.Request.Person, m.o.RequireSNILS)
+		}
+		if err != nil {
 			m.o.Log.Warn("signing: signature refused", "id", e.id, "err", err)
 			return m.end(ctx, e, Failed, nil, "the signature was refused: "+err.Error())
 		}

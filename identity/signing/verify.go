@@ -2,7 +2,9 @@ package signing
 
 import (
 	"crypto/x509"
+	"encoding/asn1"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/smallstep/pkcs7"
@@ -41,4 +43,67 @@ func Verify(doc, sig []byte, roots *x509.CertPool, now time.Time) (*x509.Certifi
 		return nil, fmt.Errorf("%w: %w", ErrSignature, err)
 	}
 	return cert, nil
+}
+
+// OIDSNILS is the subject attribute in which Russian qualified
+// certificates carry the holder's SNILS: 11 digits, a NumericString,
+// without separators.
+var OIDSNILS = asn1.ObjectIdentifier{1, 2, 643, 100, 3}
+
+// NormalizeSNILS returns s without its separators (spaces and hyphens):
+// "123-456-789 64" → "12345678964", the form a certificate carries.
+func NormalizeSNILS(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// CertSNILS returns the SNILS the subject of cert carries (OIDSNILS), or
+// found false when it carries none. A subject carrying it more than once
+// with different values returns the first value and found true;
+// CheckSigner refuses such a certificate.
+func CertSNILS(cert *x509.Certificate) (snils string, found bool) {
+	if all := certSNILS(cert); len(all) > 0 {
+		return all[0], true
+	}
+	return "", false
+}
+
+// certSNILS returns every SNILS value in cert's subject.
+func certSNILS(cert *x509.Certificate) []string {
+	var out []string
+	for _, atv := range cert.Subject.Names {
+		if !atv.Type.Equal(OIDSNILS) {
+			continue
+		}
+		s, _ := atv.Value.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// CheckSigner checks that cert (the signer's certificate, as Verify
+// returns it) belongs to person: when its subject carries a SNILS, it
+// must equal person.SNILS without separators, or CheckSigner returns
+// ErrOtherSigner. A certificate without a SNILS passes unless
+// requireSNILS, when it returns ErrOtherSigner too. The errors never
+// carry either SNILS.
+func CheckSigner(cert *x509.Certificate, person Signer, requireSNILS bool) error {
+	got := certSNILS(cert)
+	if len(got) == 0 {
+		if requireSNILS {
+			return fmt.Errorf("%w: the certificate carries no SNILS", ErrOtherSigner)
+		}
+		return nil
+	}
+	want := NormalizeSNILS(person.SNILS)
+	for _, s := range got {
+		if want == "" || s != want {
+			return fmt.Errorf("%w: the certificate's SNILS is not the signer's", ErrOtherSigner)
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,13 +36,18 @@ type Options struct {
 	// Delay is how many polls of an operation are answered pending before
 	// the decision shows. Default: 1; negative means none.
 	Delay int
-	// Cert and Key sign; Key must be Cert's. Default: a generated ECDSA
-	// P-256 self-signed "Signing simulator" certificate.
+	// Cert and Key are the sim's CA: it issues each person's certificate
+	// with them (and Sign signs with them); Key must be Cert's, and Cert
+	// should be a CA. Default: a generated ECDSA P-256 self-signed
+	// "Signing simulator" CA certificate.
 	Cert *x509.Certificate
 	Key  crypto.Signer
-	// Now is the clock for the generated certificate's validity. Default:
-	// time.Now.
+	// Now is the clock for the certificates' validity. Default: time.Now.
 	Now func() time.Time
+	// MaxCertificates caps the person certificates kept (one per SNILS);
+	// past it the oldest is forgotten, and issued anew when needed.
+	// Default: 10,000.
+	MaxCertificates int
 	// MaxOperations caps the operations kept; Start refuses beyond with
 	// 503. Default: 100,000.
 	MaxOperations int
@@ -57,6 +64,16 @@ type Sim struct {
 	byReq  map[string]string // request ID → operation ID
 	starts map[string]int    // request ID → Start calls
 	next   int
+
+	certMu sync.Mutex       // guards the following
+	leaves map[string]*leaf // SNILS without separators → its certificate
+	order  []string         // the keys of leaves, oldest first
+}
+
+// leaf is a person's certificate, issued by the sim's CA.
+type leaf struct {
+	cert *x509.Certificate
+	key  crypto.Signer
 }
 
 // operation is one signature at the Sim.
@@ -96,6 +113,9 @@ func New(o Options) (*Sim, error) {
 	if o.MaxOperations <= 0 {
 		o.MaxOperations = 100000
 	}
+	if o.MaxCertificates <= 0 {
+		o.MaxCertificates = 10000
+	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = 4 << 20
 	}
@@ -113,18 +133,21 @@ func New(o Options) (*Sim, error) {
 		}
 		o.Cert, o.Key = cert, key
 	}
-	return &Sim{o: o, ops: map[string]*operation{}, byReq: map[string]string{}, starts: map[string]int{}}, nil
+	return &Sim{
+		o: o, ops: map[string]*operation{}, byReq: map[string]string{}, starts: map[string]int{},
+		leaves: map[string]*leaf{},
+	}, nil
 }
 
-// generate makes the default self-signed ECDSA P-256 certificate.
+// generate makes the default self-signed ECDSA P-256 CA certificate.
 func generate(now time.Time) (*x509.Certificate, crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("signsim: generate key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := newSerial()
 	if err != nil {
-		return nil, nil, fmt.Errorf("signsim: serial: %w", err)
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -147,8 +170,130 @@ func generate(now time.Time) (*x509.Certificate, crypto.Signer, error) {
 	return cert, key, nil
 }
 
-// Certificate returns the certificate the Sim signs with.
+// newSerial returns a random certificate serial number.
+func newSerial() (*big.Int, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, fmt.Errorf("signsim: serial: %w", err)
+	}
+	return serial, nil
+}
+
+// Certificate returns the sim's CA certificate: it issued the certificate
+// of every signature the Sim hands out (and signs Sign's).
 func (s *Sim) Certificate() *x509.Certificate { return s.o.Cert }
+
+// Roots returns a pool holding the sim's CA certificate, for
+// signing.ManagerOptions.Roots and signing.Verify.
+func (s *Sim) Roots() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(s.o.Cert)
+	return p
+}
+
+// PersonCertificate returns the certificate the Sim signs with for the
+// person with snils (separators ignored): issued by the sim's CA, its
+// subject carrying the SNILS (signing.OIDSNILS) unless snils is empty.
+// The same SNILS gets the same certificate while it is cached (see
+// MaxCertificates) and valid.
+func (s *Sim) PersonCertificate(snils string) (*x509.Certificate, error) {
+	l, err := s.leaf(signing.NormalizeSNILS(snils))
+	if err != nil {
+		return nil, err
+	}
+	return l.cert, nil
+}
+
+// leaf returns the cached certificate for snils (normalized), issuing it
+// when missing or expired.
+func (s *Sim) leaf(snils string) (*leaf, error) {
+	now := s.o.Now()
+	s.certMu.Lock()
+	defer s.certMu.Unlock()
+	if l, ok := s.leaves[snils]; ok && now.Before(l.cert.NotAfter) {
+		return l, nil
+	}
+	l, err := s.issue(snils, now)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.leaves[snils]; !ok {
+		for len(s.leaves) >= s.o.MaxCertificates {
+			delete(s.leaves, s.order[0])
+			s.order[0] = ""
+			s.order = s.order[1:]
+		}
+		s.order = append(s.order, snils)
+	}
+	s.leaves[snils] = l
+	return l, nil
+}
+
+// issue makes a person's certificate for snils with the sim's CA, valid
+// for a year (not past the CA's end).
+func (s *Sim) issue(snils string, now time.Time) (*leaf, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("signsim: generate key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	subject, err := personSubject(snils)
+	if err != nil {
+		return nil, err
+	}
+	ca := s.o.Cert
+	notBefore, notAfter := now.Add(-time.Hour), now.Add(365*24*time.Hour)
+	if notBefore.Before(ca.NotBefore) {
+		notBefore = ca.NotBefore
+	}
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		RawSubject:   subject,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), s.o.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signsim: person certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("signsim: person certificate: %w", err)
+	}
+	return &leaf{cert: cert, key: key}, nil
+}
+
+// oidCommonName is the subject's commonName attribute.
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// personSubject encodes a person certificate's subject: a common name
+// and, unless snils is empty, the SNILS as qualified certificates carry
+// it (a NumericString; a UTF8String when it is not all digits).
+func personSubject(snils string) ([]byte, error) {
+	name := pkix.RDNSequence{{{Type: oidCommonName, Value: "Simulated signer"}}}
+	if snils != "" {
+		tag := asn1.TagNumericString
+		if strings.Trim(snils, "0123456789") != "" {
+			tag = asn1.TagUTF8String
+		}
+		name = append(name, pkix.RelativeDistinguishedNameSET{{
+			Type: signing.OIDSNILS, Value: asn1.RawValue{Class: asn1.ClassUniversal, Tag: tag, Bytes: []byte(snils)},
+		}})
+	}
+	b, err := asn1.Marshal(name)
+	if err != nil {
+		return nil, fmt.Errorf("signsim: person subject: %w", err)
+	}
+	return b, nil
+}
 
 // Starts returns how many times Start was called for requestID (over HTTP
 // or in process).
@@ -158,15 +303,34 @@ func (s *Sim) Starts(requestID string) int {
 	return s.starts[requestID]
 }
 
-// Sign returns a detached CMS SignedData over data by the Sim's key, as
-// the Sim hands out for a signed operation.
+// Sign returns a detached CMS SignedData over data by the sim's CA key,
+// its certificate embedded: a signature that names no person (its
+// certificate carries no SNILS). Signed operations get SignAs's.
 func (s *Sim) Sign(data []byte) ([]byte, error) {
+	return sign(data, s.o.Cert, s.o.Key)
+}
+
+// SignAs returns a detached CMS SignedData over data by the person with
+// snils (see PersonCertificate), that certificate embedded: what the Sim
+// hands out for a signed operation, snils being the document's
+// Signer.SNILS.
+func (s *Sim) SignAs(data []byte, snils string) ([]byte, error) {
+	l, err := s.leaf(signing.NormalizeSNILS(snils))
+	if err != nil {
+		return nil, err
+	}
+	return sign(data, l.cert, l.key)
+}
+
+// sign returns a detached CMS SignedData (SHA-256) over data by key,
+// cert embedded.
+func sign(data []byte, cert *x509.Certificate, key crypto.Signer) ([]byte, error) {
 	sd, err := pkcs7.NewSignedData(data)
 	if err != nil {
 		return nil, fmt.Errorf("signsim: sign: %w", err)
 	}
 	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSigner(s.o.Cert, s.o.Key, pkcs7.SignerInfoConfig{}); err != nil {
+	if err := sd.AddSigner(cert, key, pkcs7.SignerInfoConfig{}); err != nil {
 		return nil, fmt.Errorf("signsim: sign: %w", err)
 	}
 	sd.Detach()
@@ -177,15 +341,15 @@ func (s *Sim) Sign(data []byte) ([]byte, error) {
 	return der, nil
 }
 
-// VerifySignature checks that sig is a detached CMS over doc by cert's
-// key.
+// VerifySignature checks that sig is a detached CMS over doc whose
+// signer's certificate is cert or was issued by cert (a Sim's
+// Certificate, a CA: its person certificates chain to it), valid at the
+// signing time the CMS states.
 func VerifySignature(doc, sig []byte, cert *x509.Certificate) error {
-	got, err := signing.Verify(doc, sig, nil, time.Time{})
-	if err != nil {
-		return err
-	}
-	if !got.Equal(cert) {
-		return fmt.Errorf("signsim: signed by %q, not by %q", got.Subject, cert.Subject)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	if _, err := signing.Verify(doc, sig, roots, time.Time{}); err != nil {
+		return fmt.Errorf("signsim: not signed under %q: %w", cert.Subject, err)
 	}
 	return nil
 }
@@ -237,7 +401,7 @@ func (s *Sim) status(id string) (signing.Status, error) {
 	state, reason := s.o.Approve(doc)
 	switch state {
 	case signing.Signed:
-		sig, err := s.Sign(doc.Data)
+		sig, err := s.SignAs(doc.Data, doc.Signer.SNILS)
 		if err != nil {
 			st = signing.Status{State: signing.Failed, Reason: err.Error()}
 		} else {
