@@ -91,7 +91,7 @@ func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
 		return s.devices()
 	case *wire.Frame_DeviceEnd:
 		return s.deviceEnd(body.DeviceEnd)
-	case *wire.Frame_StateLinkStart, *wire.Frame_LinkedRequest, *wire.Frame_StateUnlink,
+	case *wire.Frame_StateLinkStart, *wire.Frame_StateLinkFinish, *wire.Frame_LinkedRequest, *wire.Frame_StateUnlink,
 		*wire.Frame_CredentialRequest, *wire.Frame_SignRequest, *wire.Frame_SignDecision:
 		return s.stateRequest(f)
 	}

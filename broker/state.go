@@ -26,6 +26,12 @@ type StateServices interface {
 	// LinkStart returns the URL where user consents to link their
 	// account at provider, valid until expires.
 	LinkStart(ctx context.Context, user storage.UserID, provider string) (url string, expires time.Time, err error)
+	// LinkFinish links to user the person whose consent the provider's
+	// redirect handed code for; the code works once, for that user.
+	LinkFinish(ctx context.Context, user storage.UserID, code string) (identity.Attributes, error)
+	// CheckSigning reports whether a signing request to signer could be
+	// taken now (signing on, the signer linked), before it is posted.
+	CheckSigning(signer storage.UserID) error
 	// Unlink erases user's linked account (identity.ErrNotLinked if
 	// none) and what the node keeps because of it.
 	Unlink(ctx context.Context, user storage.UserID) error
@@ -74,7 +80,14 @@ const stateTimeout = 15 * time.Second
 func (s *Session) stateRequest(f *wire.Frame) (*wire.Frame, error) {
 	ctx, cancel := context.WithTimeout(work, stateTimeout)
 	defer cancel()
+	// Every request spends from the session's send rate: linking asks the
+	// operator's remote signer, issuing signs, and none may be flooded.
+	if err := s.spend(); err != nil {
+		return nil, err
+	}
 	switch body := f.Body.(type) {
+	case *wire.Frame_StateLinkFinish:
+		return s.linkFinish(ctx, body.StateLinkFinish)
 	case *wire.Frame_StateLinkStart:
 		return s.linkStart(ctx, body.StateLinkStart)
 	case *wire.Frame_LinkedRequest:
@@ -112,6 +125,21 @@ func (s *Session) linkStart(ctx context.Context, req *wire.StateLinkStart) (*wir
 		return nil, err
 	}
 	return &wire.Frame{Body: &wire.Frame_StateLinkUrl{StateLinkUrl: &wire.StateLinkURL{Url: url, ExpiresMs: exp.UnixMilli()}}}, nil
+}
+
+func (s *Session) linkFinish(ctx context.Context, req *wire.StateLinkFinish) (*wire.Frame, error) {
+	st, err := s.state()
+	if err != nil {
+		return nil, err
+	}
+	if req.Code == "" || len(req.Code) > 64 {
+		return nil, fmt.Errorf("%w: a link finish needs the code the provider's redirect gave", ErrBadRequest)
+	}
+	a, err := st.LinkFinish(ctx, s.user, req.Code)
+	if err != nil {
+		return nil, err
+	}
+	return linkedFrame(&a), nil
 }
 
 func (s *Session) linked() (*wire.Frame, error) {
@@ -189,10 +217,29 @@ func (s *Session) signRequest(ctx context.Context, req *wire.SignRequestSend) (*
 	}
 	chat := storage.ChatID(req.Chat)
 	signer := storage.UserID(req.Signer)
+	// The requester's own access first: a stranger learns nothing of the
+	// chat's members.
+	info, err := s.b.st.Chat(chat)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.b.st.Member(chat, s.user); err != nil {
+		return nil, err
+	}
+	if info.Kind == storage.ChatChannel {
+		return nil, fmt.Errorf("%w: documents are sent to sign in direct chats and groups, not channels", ErrBadRequest)
+	}
 	if _, err := s.b.st.Member(chat, signer); err != nil {
 		if errors.Is(err, storage.ErrNotMember) {
 			return nil, fmt.Errorf("%w: the signer is not a member of the chat", ErrBadRequest)
 		}
+		return nil, err
+	}
+	// Checked before the request is posted, so that none is posted that
+	// could not be taken. (Submit checks again: an unlink in between
+	// leaves the posted request undecidable; the client's resend with
+	// the same id submits it again once the signer links.)
+	if err := st.CheckSigning(signer); err != nil {
 		return nil, err
 	}
 	now := s.b.opts.Now()
@@ -207,17 +254,37 @@ func (s *Session) signRequest(ctx context.Context, req *wire.SignRequestSend) (*
 	if err != nil {
 		return nil, err
 	}
-	if ack.Duplicate {
-		// The resend's expiry is the first one's: its message says so.
-		exp = time.UnixMicro(ack.Time).Add(s.b.signTTL())
-		now = time.UnixMicro(ack.Time)
-	}
 	r := SigningRequest{ID: SigningID(chat, ack.Seq), Chat: chat, Seq: ack.Seq, Requester: s.user, Signer: signer,
 		Title: req.Title, Document: req.Document, SHA256: sum, Created: now, Expires: exp}
+	if ack.Duplicate {
+		// What is submitted is what the chat shows: the posted request,
+		// whatever this resend holds.
+		if r, err = s.b.postedSigning(chat, ack.Seq); err != nil {
+			return nil, err
+		}
+	}
 	if err := st.SubmitSigning(ctx, r); err != nil {
 		return nil, err
 	}
 	return &wire.Frame{Body: &wire.Frame_Ack{Ack: &wire.Ack{Chat: req.Chat, Seq: ack.Seq, TimeUs: ack.Time, Duplicate: ack.Duplicate}}}, nil
+}
+
+// postedSigning reads the signing request posted as message seq of chat.
+func (b *Broker) postedSigning(chat storage.ChatID, seq uint64) (SigningRequest, error) {
+	rec, err := b.st.Get(chat, seq)
+	if err != nil {
+		return SigningRequest{}, err
+	}
+	var ev wire.Service
+	if rec.Kind != storage.MsgService || proto.Unmarshal(rec.Body, &ev) != nil || ev.GetSignRequest() == nil {
+		return SigningRequest{}, fmt.Errorf("%w: client_msg_id %d names a message that is no signing request", ErrBadRequest, rec.ClientMsgID)
+	}
+	sr := ev.GetSignRequest()
+	r := SigningRequest{ID: SigningID(chat, seq), Chat: chat, Seq: seq, Requester: rec.Sender,
+		Signer: storage.UserID(sr.Signer), Title: sr.Title, Document: sr.Document,
+		Created: time.UnixMicro(rec.Time), Expires: time.UnixMilli(sr.ExpiresMs)}
+	copy(r.SHA256[:], sr.Sha256)
+	return r, nil
 }
 
 func (s *Session) signDecision(ctx context.Context, req *wire.SignDecision) (*wire.Frame, error) {
@@ -258,7 +325,8 @@ func (b *Broker) PostService(ctx context.Context, from, user storage.UserID, msg
 // sign_request message at r.Seq of r.Chat) into its chat, as the signer
 // from the node's device, once: its client message id is derived from
 // the request, so posting it again writes nothing. A signer no longer in
-// the chat is stood in for by the requester.
+// the chat is stood in for by the requester; with both gone, or the chat
+// gone, there is nobody to tell and it returns nil.
 func (b *Broker) PostSigningResult(ctx context.Context, chat storage.ChatID, seq uint64, signer, requester storage.UserID, res *wire.SignResult) error {
 	res.RequestSeq = seq
 	res.Id = SigningID(chat, seq)
@@ -270,17 +338,22 @@ func (b *Broker) PostSigningResult(ctx context.Context, chat storage.ChatID, seq
 	h.Write([]byte("gonets sign result "))
 	h.Write([]byte(res.Id))
 	msgID := h.Sum64() | 1
-	var last error
 	for _, sender := range []storage.UserID{signer, requester} {
 		m := storage.Message{Chat: chat, Sender: sender, Device: storage.DeviceNode, ClientMsgID: msgID,
 			Kind: storage.MsgService, Body: body}
 		e := b.chats.pin(chat)
 		_, err := b.commit(ctx, e, m, nil)
 		b.unpin(e)
-		if !errors.Is(err, storage.ErrNotMember) {
+		if !errors.Is(err, storage.ErrNotMember) && !errors.Is(err, storage.ErrNotAllowed) {
+			if errors.Is(err, storage.ErrUnknownChat) {
+				// The chat is gone: there is nowhere to post, for good.
+				b.log.Warn("broker: a signing result's chat is gone", "chat", chat, "request", res.Id)
+				return nil
+			}
 			return err
 		}
-		last = err
 	}
-	return last
+	// Both left the chat: nobody is there to read it, for good.
+	b.log.Warn("broker: a signing result has nobody to post it", "chat", chat, "request", res.Id)
+	return nil
 }

@@ -187,9 +187,10 @@ var metricHelp = map[string]string{
 	"gonets_identity_refused_total":                 "Login requests refused, by reason: bad_phone, country, not_mobile, unknown_range, virtual, rate_number, rate_address, rate_prefix, wrong_code, code_expired, too_many_tries.",
 
 	// identity/statesvc, identity/esia, identity/signing, identity/status (tools/state.go)
-	"gonets_state_links_total":                     "Gosuslugi links finished at the callback, by outcome: linked, failed (a used or expired link, the user's refusal, or ESIA's error).",
+	"gonets_state_links_total":                     "Gosuslugi links, by outcome: linked (the app finished it with its code), failed (a used or expired link or code, the user's refusal, or ESIA's error).",
 	"gonets_state_credentials_issued_total":        "Digital IDs issued.",
 	"gonets_esia_requests_total":                   "Calls to ESIA and its signer, by endpoint (ac, te, prns, signer) and outcome (ok, denied, invalid_grant, rejected, protocol, unavailable, canceled).",
+	"gonets_esia_request_duration_seconds":         "Time of a call to ESIA or its signer, by endpoint.",
 	"gonets_signing_submitted_total":               "Signing requests the signer approved and the node handed to the signing service.",
 	"gonets_signing_provider_errors_total":         "Calls to the signing service that failed; the request is tried again later.",
 	"gonets_signing_finish_errors_total":           "Signing outcomes that could not be posted in their chat; posted again later.",

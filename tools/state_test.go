@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -222,18 +223,27 @@ func TestServeState(t *testing.T) {
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the node's self-signed certificate
 	defer tr.CloseIdleConnections()
-	browser := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	// The browser follows ESIA's redirect to the callback, which sends
+	// it on to the app's deep link with the code that finishes the link.
+	browser := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			if req.URL.Scheme == "gonets" {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}}
 	resp, err := browser.Get(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "Госуслуги привязаны") ||
-		resp.Request.URL.Path != statesvc.CallbackPath {
-		t.Fatalf("the link's last page %s: %d\n%s", resp.Request.URL, resp.StatusCode, page)
+	app, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || err != nil || app.Scheme != "gonets" || app.Query().Get("code") == "" ||
+		!strings.Contains(string(page), "Вернитесь в приложение") || resp.Request.URL.Path != statesvc.CallbackPath {
+		t.Fatalf("the link's last page %s: %d %q\n%s", resp.Request.URL, resp.StatusCode, resp.Header.Get("Location"), page)
 	}
-	acct, err := c.Linked(rctx)
+	acct, err := c.LinkFinish(rctx, app.Query().Get("code"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +309,7 @@ func TestServeState(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := []byte("Договор аренды № 7")
-	ack, err := other.SignRequest(rctx, chat.Chat, c.User(), "Договор", doc)
+	ack, err := other.SignRequest(rctx, client.SignRequestOptions{Chat: chat.Chat, Signer: c.User(), Title: "Договор", Document: doc})
 	if err != nil {
 		t.Fatal(err)
 	}

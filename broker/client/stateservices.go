@@ -27,8 +27,10 @@ type LinkedAccount struct {
 
 // LinkStart asks for the URL where the user consents to link their
 // Gosuslugi account (provider "esia"); the app opens it in a browser. When
-// the provider sends the browser back the node links the account and
-// posts account_linked in the user's service chat. The URL works once,
+// the provider sends the browser back the node holds the person's record
+// and sends the browser to the app's deep link with a one-time code;
+// LinkFinish with it links the account (account_linked is posted in the
+// user's service chat). The URL works once,
 // until the time returned. STATE_SERVICES_OFF when the node has no such
 // provider.
 func (c *Client) LinkStart(ctx context.Context, provider string) (string, time.Time, error) {
@@ -41,6 +43,15 @@ func (c *Client) LinkStart(ctx context.Context, provider string) (string, time.T
 		return "", time.Time{}, unexpected("StateLinkURL", resp)
 	}
 	return u.GetUrl(), time.UnixMilli(u.GetExpiresMs()), nil
+}
+
+// LinkFinish completes a link with the one-time code the node's callback
+// handed the app (its deep link, "gonets://link?code=..."): the person who
+// consented is linked to this user and returned. BAD_REQUEST for a code
+// unknown, used, expired or another user's. Not repeated after a lost
+// connection (the code works once): call Linked to learn the outcome.
+func (c *Client) LinkFinish(ctx context.Context, code string) (LinkedAccount, error) {
+	return c.linkedAccount(ctx, &wire.Frame{Body: &wire.Frame_StateLinkFinish{StateLinkFinish: &wire.StateLinkFinish{Code: code}}}, false)
 }
 
 // Linked returns the user's linked state account; Linked false when none.
@@ -91,16 +102,32 @@ func (c *Client) IssueCredential(ctx context.Context, proof string) (string, tim
 	return cr.GetSdJwt(), time.UnixMilli(cr.GetExpiresMs()), nil
 }
 
-// SignRequest sends signer, a member of chat, a document to sign. It is
-// posted in the chat as a sign_request service message, whose seq the
+// SignRequestOptions describe a document sent to sign.
+type SignRequestOptions struct {
+	// Chat is a direct chat or group of the sender and Signer.
+	Chat, Signer uint64
+	Title        string
+	Document     []byte
+	// ClientMsgID names the request's message, as SendOptions' does; 0
+	// takes a fresh one. An app that keeps an outbox across restarts
+	// takes one from NextClientMsgID and stores it with the request.
+	ClientMsgID uint64
+}
+
+// SignRequest sends o.Signer, a member of o.Chat, a document to sign. It
+// is posted in the chat as a sign_request service message, whose seq the
 // returned Ack carries; the request's id is "<chat>.<seq>". The outcome
 // comes later in the chat as a sign_result. The signer must have linked
 // a state account (NOT_LINKED). The request goes again after a lost
-// connection with the same client message id: the node posts it once.
-func (c *Client) SignRequest(ctx context.Context, chat, signer uint64, title string, document []byte) (Ack, error) {
-	sum := sha256.Sum256(document)
-	req := &wire.SignRequestSend{Chat: chat, ClientMsgId: c.NextClientMsgID(), Signer: signer, Title: title,
-		Document: document, Sha256: sum[:]}
+// connection with the same client message id: the node posts it once,
+// and a resend submits what the chat shows.
+func (c *Client) SignRequest(ctx context.Context, o SignRequestOptions) (Ack, error) {
+	if o.ClientMsgID == 0 {
+		o.ClientMsgID = c.NextClientMsgID()
+	}
+	sum := sha256.Sum256(o.Document)
+	req := &wire.SignRequestSend{Chat: o.Chat, ClientMsgId: o.ClientMsgID, Signer: o.Signer, Title: o.Title,
+		Document: o.Document, Sha256: sum[:]}
 	resp, err := c.call(ctx, &wire.Frame{Body: &wire.Frame_SignRequest{SignRequest: req}}, true)
 	if err != nil {
 		return Ack{}, err

@@ -861,6 +861,7 @@ type Frame struct {
 	//	*Frame_Credential
 	//	*Frame_SignRequest
 	//	*Frame_SignDecision
+	//	*Frame_StateLinkFinish
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1477,6 +1478,15 @@ func (x *Frame) GetSignDecision() *SignDecision {
 	return nil
 }
 
+func (x *Frame) GetStateLinkFinish() *StateLinkFinish {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_StateLinkFinish); ok {
+			return x.StateLinkFinish
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -1759,6 +1769,12 @@ type Frame_SignDecision struct {
 	SignDecision *SignDecision `protobuf:"bytes,72,opt,name=sign_decision,json=signDecision,proto3,oneof"`
 }
 
+type Frame_StateLinkFinish struct {
+	// state_link_finish completes a link with the one-time code the
+	// provider's redirect handed the app; answered by linked_account.
+	StateLinkFinish *StateLinkFinish `protobuf:"bytes,73,opt,name=state_link_finish,json=stateLinkFinish,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -1884,6 +1900,8 @@ func (*Frame_Credential) isFrame_Body() {}
 func (*Frame_SignRequest) isFrame_Body() {}
 
 func (*Frame_SignDecision) isFrame_Body() {}
+
+func (*Frame_StateLinkFinish) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -5672,6 +5690,55 @@ func (x *StateLinkURL) GetExpiresMs() int64 {
 	return 0
 }
 
+// StateLinkFinish completes a link: code is the one-time code the node's
+// callback page handed the app (its deep link, "gonets://link?code=..."),
+// valid 5 minutes, for the user who started the link. Until it comes the
+// person's record is held, not linked: a link URL sent to someone else
+// links nothing to the sender.
+type StateLinkFinish struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateLinkFinish) Reset() {
+	*x = StateLinkFinish{}
+	mi := &file_gonets_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateLinkFinish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateLinkFinish) ProtoMessage() {}
+
+func (x *StateLinkFinish) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateLinkFinish.ProtoReflect.Descriptor instead.
+func (*StateLinkFinish) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *StateLinkFinish) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 type LinkedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -5680,7 +5747,7 @@ type LinkedRequest struct {
 
 func (x *LinkedRequest) Reset() {
 	*x = LinkedRequest{}
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5692,7 +5759,7 @@ func (x *LinkedRequest) String() string {
 func (*LinkedRequest) ProtoMessage() {}
 
 func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5705,7 +5772,7 @@ func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedRequest.ProtoReflect.Descriptor instead.
 func (*LinkedRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{56}
+	return file_gonets_proto_rawDescGZIP(), []int{57}
 }
 
 type StateUnlink struct {
@@ -5716,7 +5783,7 @@ type StateUnlink struct {
 
 func (x *StateUnlink) Reset() {
 	*x = StateUnlink{}
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5728,7 +5795,7 @@ func (x *StateUnlink) String() string {
 func (*StateUnlink) ProtoMessage() {}
 
 func (x *StateUnlink) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5741,7 +5808,7 @@ func (x *StateUnlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateUnlink.ProtoReflect.Descriptor instead.
 func (*StateUnlink) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{57}
+	return file_gonets_proto_rawDescGZIP(), []int{58}
 }
 
 // LinkedAccount is the user's linked state account and the attributes it
@@ -5767,7 +5834,7 @@ type LinkedAccount struct {
 
 func (x *LinkedAccount) Reset() {
 	*x = LinkedAccount{}
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5779,7 +5846,7 @@ func (x *LinkedAccount) String() string {
 func (*LinkedAccount) ProtoMessage() {}
 
 func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5792,7 +5859,7 @@ func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedAccount.ProtoReflect.Descriptor instead.
 func (*LinkedAccount) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{58}
+	return file_gonets_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *LinkedAccount) GetLinked() bool {
@@ -5892,7 +5959,7 @@ type CredentialRequest struct {
 
 func (x *CredentialRequest) Reset() {
 	*x = CredentialRequest{}
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5904,7 +5971,7 @@ func (x *CredentialRequest) String() string {
 func (*CredentialRequest) ProtoMessage() {}
 
 func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5917,7 +5984,7 @@ func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CredentialRequest.ProtoReflect.Descriptor instead.
 func (*CredentialRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{59}
+	return file_gonets_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CredentialRequest) GetProof() string {
@@ -5938,7 +6005,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5950,7 +6017,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5963,7 +6030,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{60}
+	return file_gonets_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Credential) GetSdJwt() string {
@@ -5996,7 +6063,7 @@ type SignRequestSend struct {
 
 func (x *SignRequestSend) Reset() {
 	*x = SignRequestSend{}
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6008,7 +6075,7 @@ func (x *SignRequestSend) String() string {
 func (*SignRequestSend) ProtoMessage() {}
 
 func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6021,7 +6088,7 @@ func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestSend.ProtoReflect.Descriptor instead.
 func (*SignRequestSend) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{61}
+	return file_gonets_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SignRequestSend) GetChat() uint64 {
@@ -6078,7 +6145,7 @@ type SignDecision struct {
 
 func (x *SignDecision) Reset() {
 	*x = SignDecision{}
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6090,7 +6157,7 @@ func (x *SignDecision) String() string {
 func (*SignDecision) ProtoMessage() {}
 
 func (x *SignDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6103,7 +6170,7 @@ func (x *SignDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignDecision.ProtoReflect.Descriptor instead.
 func (*SignDecision) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{62}
+	return file_gonets_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SignDecision) GetId() string {
@@ -6145,7 +6212,7 @@ type LiveStream struct {
 
 func (x *LiveStream) Reset() {
 	*x = LiveStream{}
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6157,7 +6224,7 @@ func (x *LiveStream) String() string {
 func (*LiveStream) ProtoMessage() {}
 
 func (x *LiveStream) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6170,7 +6237,7 @@ func (x *LiveStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveStream.ProtoReflect.Descriptor instead.
 func (*LiveStream) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{63}
+	return file_gonets_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *LiveStream) GetStartedUs() int64 {
@@ -6229,7 +6296,7 @@ type CallRecorded struct {
 
 func (x *CallRecorded) Reset() {
 	*x = CallRecorded{}
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6241,7 +6308,7 @@ func (x *CallRecorded) String() string {
 func (*CallRecorded) ProtoMessage() {}
 
 func (x *CallRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6254,7 +6321,7 @@ func (x *CallRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
 func (*CallRecorded) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{64}
+	return file_gonets_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CallRecorded) GetCall() uint64 {
@@ -6332,7 +6399,7 @@ type CallRecordedFile struct {
 
 func (x *CallRecordedFile) Reset() {
 	*x = CallRecordedFile{}
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6344,7 +6411,7 @@ func (x *CallRecordedFile) String() string {
 func (*CallRecordedFile) ProtoMessage() {}
 
 func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6357,7 +6424,7 @@ func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
 func (*CallRecordedFile) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{65}
+	return file_gonets_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CallRecordedFile) GetName() string {
@@ -6445,7 +6512,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6457,7 +6524,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6470,7 +6537,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{66}
+	return file_gonets_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -6546,7 +6613,7 @@ type LoginStart struct {
 
 func (x *LoginStart) Reset() {
 	*x = LoginStart{}
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6558,7 +6625,7 @@ func (x *LoginStart) String() string {
 func (*LoginStart) ProtoMessage() {}
 
 func (x *LoginStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6571,7 +6638,7 @@ func (x *LoginStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginStart.ProtoReflect.Descriptor instead.
 func (*LoginStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{67}
+	return file_gonets_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LoginStart) GetPhone() string {
@@ -6600,7 +6667,7 @@ type LoginCode struct {
 
 func (x *LoginCode) Reset() {
 	*x = LoginCode{}
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6612,7 +6679,7 @@ func (x *LoginCode) String() string {
 func (*LoginCode) ProtoMessage() {}
 
 func (x *LoginCode) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6625,7 +6692,7 @@ func (x *LoginCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginCode.ProtoReflect.Descriptor instead.
 func (*LoginCode) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{68}
+	return file_gonets_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LoginCode) GetAttempt() string {
@@ -6683,7 +6750,7 @@ type LoginVerify struct {
 
 func (x *LoginVerify) Reset() {
 	*x = LoginVerify{}
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6695,7 +6762,7 @@ func (x *LoginVerify) String() string {
 func (*LoginVerify) ProtoMessage() {}
 
 func (x *LoginVerify) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6708,7 +6775,7 @@ func (x *LoginVerify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginVerify.ProtoReflect.Descriptor instead.
 func (*LoginVerify) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{69}
+	return file_gonets_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *LoginVerify) GetAttempt() string {
@@ -6752,7 +6819,7 @@ type TokenRefresh struct {
 
 func (x *TokenRefresh) Reset() {
 	*x = TokenRefresh{}
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6764,7 +6831,7 @@ func (x *TokenRefresh) String() string {
 func (*TokenRefresh) ProtoMessage() {}
 
 func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6777,7 +6844,7 @@ func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRefresh.ProtoReflect.Descriptor instead.
 func (*TokenRefresh) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{70}
+	return file_gonets_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *TokenRefresh) GetRefreshToken() string {
@@ -6808,7 +6875,7 @@ type LoginResult struct {
 
 func (x *LoginResult) Reset() {
 	*x = LoginResult{}
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6820,7 +6887,7 @@ func (x *LoginResult) String() string {
 func (*LoginResult) ProtoMessage() {}
 
 func (x *LoginResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6833,7 +6900,7 @@ func (x *LoginResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
 func (*LoginResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{71}
+	return file_gonets_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LoginResult) GetUser() uint64 {
@@ -6894,7 +6961,7 @@ type DevicesRequest struct {
 
 func (x *DevicesRequest) Reset() {
 	*x = DevicesRequest{}
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6906,7 +6973,7 @@ func (x *DevicesRequest) String() string {
 func (*DevicesRequest) ProtoMessage() {}
 
 func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6919,7 +6986,7 @@ func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
 func (*DevicesRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{72}
+	return file_gonets_proto_rawDescGZIP(), []int{73}
 }
 
 // DeviceList is the user's live devices in id order.
@@ -6934,7 +7001,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6946,7 +7013,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6959,7 +7026,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{73}
+	return file_gonets_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeviceList) GetDevices() []*DeviceInfo {
@@ -6995,7 +7062,7 @@ type DeviceInfo struct {
 
 func (x *DeviceInfo) Reset() {
 	*x = DeviceInfo{}
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7007,7 +7074,7 @@ func (x *DeviceInfo) String() string {
 func (*DeviceInfo) ProtoMessage() {}
 
 func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7020,7 +7087,7 @@ func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
 func (*DeviceInfo) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{74}
+	return file_gonets_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DeviceInfo) GetId() uint64 {
@@ -7087,7 +7154,7 @@ type DeviceEnd struct {
 
 func (x *DeviceEnd) Reset() {
 	*x = DeviceEnd{}
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7099,7 +7166,7 @@ func (x *DeviceEnd) String() string {
 func (*DeviceEnd) ProtoMessage() {}
 
 func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7112,7 +7179,7 @@ func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceEnd.ProtoReflect.Descriptor instead.
 func (*DeviceEnd) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{75}
+	return file_gonets_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeviceEnd) GetDevice() uint64 {
@@ -7144,7 +7211,7 @@ type NewLogin struct {
 
 func (x *NewLogin) Reset() {
 	*x = NewLogin{}
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7156,7 +7223,7 @@ func (x *NewLogin) String() string {
 func (*NewLogin) ProtoMessage() {}
 
 func (x *NewLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7169,7 +7236,7 @@ func (x *NewLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewLogin.ProtoReflect.Descriptor instead.
 func (*NewLogin) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{76}
+	return file_gonets_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *NewLogin) GetDevice() uint64 {
@@ -7211,7 +7278,7 @@ var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\xc0\x1b\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\x8a\x1c\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -7295,7 +7362,8 @@ const file_gonets_proto_rawDesc = "" +
 	"credential\x18F \x01(\v2\x15.gonets.v1.CredentialH\x00R\n" +
 	"credential\x12?\n" +
 	"\fsign_request\x18G \x01(\v2\x1a.gonets.v1.SignRequestSendH\x00R\vsignRequest\x12>\n" +
-	"\rsign_decision\x18H \x01(\v2\x17.gonets.v1.SignDecisionH\x00R\fsignDecisionB\x06\n" +
+	"\rsign_decision\x18H \x01(\v2\x17.gonets.v1.SignDecisionH\x00R\fsignDecision\x12H\n" +
+	"\x11state_link_finish\x18I \x01(\v2\x1a.gonets.v1.StateLinkFinishH\x00R\x0fstateLinkFinishB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -7567,7 +7635,9 @@ const file_gonets_proto_rawDesc = "" +
 	"\fStateLinkURL\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\x0f\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"%\n" +
+	"\x0fStateLinkFinish\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\"\x0f\n" +
 	"\rLinkedRequest\"\r\n" +
 	"\vStateUnlink\"\x89\x03\n" +
 	"\rLinkedAccount\x12\x16\n" +
@@ -7818,7 +7888,7 @@ func file_gonets_proto_rawDescGZIP() []byte {
 }
 
 var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -7886,27 +7956,28 @@ var file_gonets_proto_goTypes = []any{
 	(*ApplicationStatus)(nil),  // 63: gonets.v1.ApplicationStatus
 	(*StateLinkStart)(nil),     // 64: gonets.v1.StateLinkStart
 	(*StateLinkURL)(nil),       // 65: gonets.v1.StateLinkURL
-	(*LinkedRequest)(nil),      // 66: gonets.v1.LinkedRequest
-	(*StateUnlink)(nil),        // 67: gonets.v1.StateUnlink
-	(*LinkedAccount)(nil),      // 68: gonets.v1.LinkedAccount
-	(*CredentialRequest)(nil),  // 69: gonets.v1.CredentialRequest
-	(*Credential)(nil),         // 70: gonets.v1.Credential
-	(*SignRequestSend)(nil),    // 71: gonets.v1.SignRequestSend
-	(*SignDecision)(nil),       // 72: gonets.v1.SignDecision
-	(*LiveStream)(nil),         // 73: gonets.v1.LiveStream
-	(*CallRecorded)(nil),       // 74: gonets.v1.CallRecorded
-	(*CallRecordedFile)(nil),   // 75: gonets.v1.CallRecordedFile
-	(*CallRecord)(nil),         // 76: gonets.v1.CallRecord
-	(*LoginStart)(nil),         // 77: gonets.v1.LoginStart
-	(*LoginCode)(nil),          // 78: gonets.v1.LoginCode
-	(*LoginVerify)(nil),        // 79: gonets.v1.LoginVerify
-	(*TokenRefresh)(nil),       // 80: gonets.v1.TokenRefresh
-	(*LoginResult)(nil),        // 81: gonets.v1.LoginResult
-	(*DevicesRequest)(nil),     // 82: gonets.v1.DevicesRequest
-	(*DeviceList)(nil),         // 83: gonets.v1.DeviceList
-	(*DeviceInfo)(nil),         // 84: gonets.v1.DeviceInfo
-	(*DeviceEnd)(nil),          // 85: gonets.v1.DeviceEnd
-	(*NewLogin)(nil),           // 86: gonets.v1.NewLogin
+	(*StateLinkFinish)(nil),    // 66: gonets.v1.StateLinkFinish
+	(*LinkedRequest)(nil),      // 67: gonets.v1.LinkedRequest
+	(*StateUnlink)(nil),        // 68: gonets.v1.StateUnlink
+	(*LinkedAccount)(nil),      // 69: gonets.v1.LinkedAccount
+	(*CredentialRequest)(nil),  // 70: gonets.v1.CredentialRequest
+	(*Credential)(nil),         // 71: gonets.v1.Credential
+	(*SignRequestSend)(nil),    // 72: gonets.v1.SignRequestSend
+	(*SignDecision)(nil),       // 73: gonets.v1.SignDecision
+	(*LiveStream)(nil),         // 74: gonets.v1.LiveStream
+	(*CallRecorded)(nil),       // 75: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 76: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 77: gonets.v1.CallRecord
+	(*LoginStart)(nil),         // 78: gonets.v1.LoginStart
+	(*LoginCode)(nil),          // 79: gonets.v1.LoginCode
+	(*LoginVerify)(nil),        // 80: gonets.v1.LoginVerify
+	(*TokenRefresh)(nil),       // 81: gonets.v1.TokenRefresh
+	(*LoginResult)(nil),        // 82: gonets.v1.LoginResult
+	(*DevicesRequest)(nil),     // 83: gonets.v1.DevicesRequest
+	(*DeviceList)(nil),         // 84: gonets.v1.DeviceList
+	(*DeviceInfo)(nil),         // 85: gonets.v1.DeviceInfo
+	(*DeviceEnd)(nil),          // 86: gonets.v1.DeviceEnd
+	(*NewLogin)(nil),           // 87: gonets.v1.NewLogin
 }
 var file_gonets_proto_depIdxs = []int32{
 	11, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
@@ -7955,61 +8026,62 @@ var file_gonets_proto_depIdxs = []int32{
 	56, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
 	57, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
 	58, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
-	77, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
-	78, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
-	79, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
-	80, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
-	81, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
-	82, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
-	83, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
-	85, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
+	78, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
+	79, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
+	80, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
+	81, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
+	82, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
+	83, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
+	84, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
+	86, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
 	64, // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
 	65, // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
-	66, // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
-	68, // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
-	67, // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
-	69, // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
-	70, // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
-	71, // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
-	72, // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
-	0,  // 63: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 64: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	16, // 65: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	17, // 66: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 67: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	20, // 68: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	17, // 69: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 70: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 71: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 72: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	41, // 73: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	43, // 74: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
-	3,  // 75: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,  // 76: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,  // 77: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,  // 78: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,  // 79: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,  // 80: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,  // 81: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	74, // 82: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	73, // 83: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
-	73, // 84: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
-	86, // 85: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
-	60, // 86: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
-	60, // 87: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
-	61, // 88: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
-	62, // 89: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
-	63, // 90: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
-	9,  // 91: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
-	75, // 92: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,  // 93: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,  // 94: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	84, // 95: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
-	96, // [96:96] is the sub-list for method output_type
-	96, // [96:96] is the sub-list for method input_type
-	96, // [96:96] is the sub-list for extension type_name
-	96, // [96:96] is the sub-list for extension extendee
-	0,  // [0:96] is the sub-list for field type_name
+	67, // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
+	69, // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
+	68, // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
+	70, // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
+	71, // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
+	72, // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
+	73, // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
+	66, // 63: gonets.v1.Frame.state_link_finish:type_name -> gonets.v1.StateLinkFinish
+	0,  // 64: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,  // 65: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	16, // 66: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	17, // 67: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,  // 68: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	20, // 69: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	17, // 70: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,  // 71: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,  // 72: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,  // 73: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	41, // 74: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	43, // 75: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,  // 76: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,  // 77: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,  // 78: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,  // 79: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,  // 80: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,  // 81: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,  // 82: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	75, // 83: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	74, // 84: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	74, // 85: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	87, // 86: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
+	60, // 87: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
+	60, // 88: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
+	61, // 89: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
+	62, // 90: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
+	63, // 91: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
+	9,  // 92: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	76, // 93: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,  // 94: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,  // 95: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	85, // 96: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
+	97, // [97:97] is the sub-list for method output_type
+	97, // [97:97] is the sub-list for method input_type
+	97, // [97:97] is the sub-list for extension type_name
+	97, // [97:97] is the sub-list for extension extendee
+	0,  // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -8081,6 +8153,7 @@ func file_gonets_proto_init() {
 		(*Frame_Credential)(nil),
 		(*Frame_SignRequest)(nil),
 		(*Frame_SignDecision)(nil),
+		(*Frame_StateLinkFinish)(nil),
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
@@ -8093,14 +8166,14 @@ func file_gonets_proto_init() {
 		(*Service_SignResult)(nil),
 		(*Service_ApplicationStatus)(nil),
 	}
-	file_gonets_proto_msgTypes[58].OneofWrappers = []any{}
+	file_gonets_proto_msgTypes[59].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   77,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

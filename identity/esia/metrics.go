@@ -21,13 +21,13 @@ const (
 type callMetrics struct {
 	set      *metrics.Set
 	endpoint string
-	latency  *metrics.Histogram
+	latency  *metrics.PrometheusHistogram
 }
 
 func newCallMetrics(set *metrics.Set, endpoint string) *callMetrics {
 	m := &callMetrics{set: set, endpoint: endpoint,
-		latency: set.GetOrCreateHistogram(`gonets_esia_request_duration_seconds{endpoint="` + endpoint + `"}`)}
-	for _, o := range []string{outcomeOK, outcomeInvalidGrant, outcomeRejected, outcomeProtocol, outcomeUnavailable, outcomeCanceled} {
+		latency: set.GetOrCreatePrometheusHistogram(`gonets_esia_request_duration_seconds{endpoint="` + endpoint + `"}`)}
+	for _, o := range []string{outcomeOK, outcomeDenied, outcomeInvalidGrant, outcomeRejected, outcomeProtocol, outcomeUnavailable, outcomeCanceled} {
 		m.counter(o)
 	}
 	return m

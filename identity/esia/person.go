@@ -3,6 +3,7 @@ package esia
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -87,10 +88,11 @@ func cloneBool(b *bool) *bool {
 // validate checks the fields whose format ESIA defines.
 func (p Person) validate() error {
 	if p.BirthDate != "" && p.BirthDateISO() == "" {
-		return fmt.Errorf("birthDate %q is not dd.mm.yyyy", p.BirthDate)
+		// The value stays out of the message: errors are logged.
+		return errors.New("birthDate is not dd.mm.yyyy")
 	}
 	if p.SNILS != "" && !ValidSNILS(p.SNILS) {
-		return fmt.Errorf("snils %q is not a valid SNILS", p.SNILS)
+		return errors.New("snils is not a valid SNILS")
 	}
 	return nil
 }

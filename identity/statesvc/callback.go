@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gonets/gonets/identity/esia"
@@ -20,7 +21,7 @@ const CallbackPath = "/esia/callback"
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><title>{{.Title}}</title></head>
-<body><h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
+<body><h1>{{.Title}}</h1><p>{{.Text}}</p>{{if .Link}}<p><a href="{{.Link}}">Открыть приложение</a></p>{{end}}</body></html>
 `))
 
 // Callback serves CallbackPath: the browser comes back from the provider
@@ -55,23 +56,35 @@ func (s *Services) Callback() http.Handler {
 			answer(w, http.StatusBadGateway, "Не удалось привязать", "Госуслуги вернули ошибку. Попробуйте позже.")
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)
+		// Not cancelled with the browser's request: the state is used
+		// up, and a closed tab should not waste the person's consent.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), callbackTimeout)
 		defer cancel()
-		if err := s.link(ctx, user, q.Get("code"), state); err != nil {
+		finish, err := s.consent(ctx, user, q.Get("code"), state)
+		if err != nil {
 			s.linkFailed.Inc()
 			s.o.Log.Warn("statesvc: link failed", "user", user, "err", err)
 			answer(w, http.StatusBadGateway, "Не удалось привязать", "Не удалось получить данные с Госуслуг. Попробуйте позже.")
 			return
 		}
-		s.linked.Inc()
-		answer(w, http.StatusOK, "Госуслуги привязаны", "Учётная запись Госуслуг привязана. Вернитесь в приложение.")
+		back := s.o.AppRedirect + "?code=" + url.QueryEscape(finish)
+		w.Header().Set("Location", back)
+		answerLink(w, http.StatusSeeOther, "Вернитесь в приложение", "Согласие получено. Откройте приложение, чтобы завершить привязку.", back)
 	})
 }
 
 func answer(w http.ResponseWriter, code int, title, text string) {
+	answerLink(w, code, title, text, "")
+}
+
+// answerLink is answer with a link back to the app.
+func answerLink(w http.ResponseWriter, code int, title, text, link string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(code)
-	page.Execute(w, struct{ Title, Text string }{title, text})
+	page.Execute(w, struct {
+		Title, Text string
+		Link        template.URL
+	}{title, text, template.URL(link)})
 }

@@ -152,14 +152,60 @@ func (w *world) link(t *testing.T, c *client.Client) {
 	}
 	rec := httptest.NewRecorder()
 	w.services().Callback().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, statesvc.CallbackPath+"?"+back.RawQuery, nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("callback answered %d: %s", rec.Code, rec.Body)
+	app, err := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusSeeOther || err != nil || app.Scheme+"://"+app.Host != statesvc.DefaultAppRedirect || app.Query().Get("code") == "" {
+		t.Fatalf("callback answered %d to %q: %s", rec.Code, rec.Header().Get("Location"), rec.Body)
 	}
 	// The state works once.
 	rec = httptest.NewRecorder()
 	w.services().Callback().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, statesvc.CallbackPath+"?"+back.RawQuery, nil))
 	if rec.Code != http.StatusBadRequest {
 		t.Fatalf("a used link state answered %d", rec.Code)
+	}
+	if la, err := c.Linked(ctx); err != nil || la.Linked {
+		t.Fatalf("linked before the app finished: %+v, %v", la, err)
+	}
+	if _, err := c.LinkFinish(ctx, "not-the-code"); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("a wrong link code: %v, want BAD_REQUEST", err)
+	}
+	if _, err := c.LinkFinish(ctx, app.Query().Get("code")); err != nil {
+		t.Fatalf("LinkFinish: %v", err)
+	}
+	if _, err := c.LinkFinish(ctx, app.Query().Get("code")); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("a used link code: %v, want BAD_REQUEST", err)
+	}
+}
+
+// TestLinkPhished: a link URL someone else consents to links nothing to
+// the one who asked for it; only the consenting browser's app could
+// finish it, and a code is good only for the user who started the link.
+func TestLinkPhished(t *testing.T) {
+	w := newWorld(t)
+	attacker, _ := w.login(t, "+79161234567")
+	other, _ := w.login(t, "+79161234568")
+	ctx := ctxT(t)
+	u, _, err := attacker.LinkStart(ctx, "esia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim opens it and consents; the code goes to the victim's
+	// browser. The attacker never sees it; the other user who got hold
+	// of it cannot use it either.
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	back, _ := url.Parse(resp.Header.Get("Location"))
+	rec := httptest.NewRecorder()
+	w.services().Callback().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, statesvc.CallbackPath+"?"+back.RawQuery, nil))
+	app, _ := url.Parse(rec.Header().Get("Location"))
+	if _, err := other.LinkFinish(ctx, app.Query().Get("code")); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("another user's code: %v, want BAD_REQUEST", err)
+	}
+	if la, err := attacker.Linked(ctx); err != nil || la.Linked {
+		t.Fatalf("the attacker is linked: %+v, %v", la, err)
 	}
 }
 
@@ -323,11 +369,11 @@ func TestSignDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := []byte("Договор №1: кредит 100 000 ₽")
-	if _, err := bank.SignRequest(ctx, chat.Chat, utok.User, "Кредитный договор", doc); !errors.Is(err, client.ErrNotLinked) {
+	if _, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Кредитный договор", Document: doc}); !errors.Is(err, client.ErrNotLinked) {
 		t.Fatalf("a request to a signer without a linked account: %v, want NOT_LINKED", err)
 	}
 	w.link(t, user)
-	ack, err := bank.SignRequest(ctx, chat.Chat, utok.User, "Кредитный договор", doc)
+	ack, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Кредитный договор", Document: doc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,5 +461,63 @@ func TestStatusesOnceAcrossRestart(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if got := count(again); got["accepted"] != 1 || got["review"] != 1 || got["ready"] != 1 {
 		t.Fatalf("statuses after restart = %v, want each once", got)
+	}
+}
+
+// TestSignRequestRefusals: a resend of a signing request submits what the
+// chat shows, whatever the resend holds; a stranger to the chat, a
+// channel and a signer outside the chat are refused, and nothing is
+// posted for them.
+func TestSignRequestRefusals(t *testing.T) {
+	w := newWorld(t)
+	user, utok := w.login(t, "+79161234567")
+	bank, _ := w.login(t, "+79161234568")
+	stranger, _ := w.login(t, "+79161234569")
+	w.link(t, user)
+	ctx := ctxT(t)
+	chat, err := bank.CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{utok.User}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Чужой", Document: []byte("x")}); !errors.Is(err, client.ErrNotMember) {
+		t.Fatalf("a stranger's request: %v, want NOT_MEMBER", err)
+	}
+	channel, err := bank.CreateChat(ctx, wire.ChatKind_CHAT_KIND_CHANNEL, []uint64{utok.User}, "Новости банка")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: channel.Chat, Signer: utok.User, Title: "В канале", Document: []byte("x")}); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("a request in a channel: %v, want BAD_REQUEST", err)
+	}
+	// The resend: same client_msg_id, another document.
+	id := bank.NextClientMsgID()
+	doc := []byte("Договор A")
+	first, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Договор", Document: doc, ClientMsgID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Договор", Document: []byte("Договор B, другой"), ClientMsgID: id})
+	if err != nil || !second.Duplicate || second.Seq != first.Seq {
+		t.Fatalf("the resend: %+v, %v", second, err)
+	}
+	if err := user.SignDecision(ctx, fmtID(chat.Chat, first.Seq), true); err != nil {
+		t.Fatal(err)
+	}
+	var result *wire.SignResult
+	waitFor(t, "the sign_result", func() bool {
+		page, err := bank.History(ctx, chat.Chat, 1, 100)
+		if err != nil {
+			return false
+		}
+		for _, m := range page.Messages {
+			var ev wire.Service
+			if m.Kind == wire.MsgKind_MSG_KIND_SERVICE && proto.Unmarshal(m.Body, &ev) == nil && ev.GetSignResult() != nil {
+				result = ev.GetSignResult()
+			}
+		}
+		return result != nil
+	})
+	if err := signsim.VerifySignature(doc, result.Signature, w.signSim.Certificate()); err != nil {
+		t.Fatalf("the signature is not over the posted document: %v", err)
 	}
 }

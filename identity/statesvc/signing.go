@@ -33,6 +33,20 @@ func (s *Services) SubmitSigning(ctx context.Context, r broker.SigningRequest) e
 	return signingErr(err)
 }
 
+// CheckSigning implements broker.StateServices.
+func (s *Services) CheckSigning(signer storage.UserID) error {
+	if s.signing == nil {
+		return fmt.Errorf("%w: document signing is off", identity.ErrStateOff)
+	}
+	if _, err := s.o.Accounts.Linked(signer); err != nil {
+		if errors.Is(err, identity.ErrNotLinked) {
+			return fmt.Errorf("%w: the signer has not linked a state account", identity.ErrNotLinked)
+		}
+		return err
+	}
+	return nil
+}
+
 // DecideSigning implements broker.StateServices.
 func (s *Services) DecideSigning(ctx context.Context, id string, user storage.UserID, approve bool) error {
 	if s.signing == nil {
@@ -48,7 +62,8 @@ func signingErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, signing.ErrUnknownRequest), errors.Is(err, signing.ErrNotSigner):
-		return fmt.Errorf("%w (%v)", identity.ErrUnknownRequest, err)
+		// Bare: a stranger learns nothing of whether the id is a request.
+		return identity.ErrUnknownRequest
 	case errors.Is(err, signing.ErrEnded):
 		return fmt.Errorf("%w (%v)", identity.ErrRequestEnded, err)
 	case errors.Is(err, signing.ErrHashMismatch), errors.Is(err, signing.ErrBadRequest):

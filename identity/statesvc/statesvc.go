@@ -49,6 +49,10 @@ type Options struct {
 	ESIA *esia.Client
 	// LinkTTL is how long a link URL works. Default: 10 min.
 	LinkTTL time.Duration
+	// AppRedirect is where the callback sends the browser with the
+	// one-time code that finishes a link: the app's deep link. Default:
+	// "gonets://link".
+	AppRedirect string
 	// Keys returns the node's current signing key and its id: digital IDs
 	// are signed with it. Nil: digital IDs are off.
 	Keys func() (ed25519.PrivateKey, string)
@@ -84,6 +88,13 @@ type Services struct {
 	links   sync.Mutex
 	pending map[string]pendingLink // by state
 	byUser  map[storage.UserID]string
+	held    map[string]heldLink // consented persons awaiting LinkFinish, by code
+	heldBy  map[storage.UserID]string
+
+	// bg counts the goroutines a link starts (its first status poll); Run
+	// waits for them, and runCtx (Run's) bounds them.
+	bg     sync.WaitGroup
+	runCtx atomic.Pointer[context.Context]
 
 	signing *signing.Manager
 	poller  *status.Poller
@@ -95,6 +106,20 @@ type pendingLink struct {
 	user    storage.UserID
 	expires time.Time
 }
+
+// heldLink is a person the provider vouched for, held until the user's
+// app finishes the link with the code.
+type heldLink struct {
+	user    storage.UserID
+	attrs   identity.Attributes
+	expires time.Time
+}
+
+// heldTTL is how long a consented person waits for LinkFinish.
+const heldTTL = 5 * time.Minute
+
+// DefaultAppRedirect is the app's deep link a finished consent goes to.
+const DefaultAppRedirect = "gonets://link"
 
 // maxPendingLinks bounds the link URLs handed out and not yet used: one
 // per user at most (a new one replaces the user's last), and at most this
@@ -112,6 +137,9 @@ func New(o Options) (*Services, error) {
 	if o.LinkTTL <= 0 {
 		o.LinkTTL = 10 * time.Minute
 	}
+	if o.AppRedirect == "" {
+		o.AppRedirect = DefaultAppRedirect
+	}
 	if o.CredentialTTL <= 0 {
 		o.CredentialTTL = 30 * 24 * time.Hour
 	}
@@ -125,6 +153,7 @@ func New(o Options) (*Services, error) {
 		o.Metrics = metrics.NewSet()
 	}
 	s := &Services{o: o, pending: map[string]pendingLink{}, byUser: map[storage.UserID]string{},
+		held: map[string]heldLink{}, heldBy: map[storage.UserID]string{},
 		linked:     o.Metrics.GetOrCreateCounter(`gonets_state_links_total{outcome="linked"}`),
 		linkFailed: o.Metrics.GetOrCreateCounter(`gonets_state_links_total{outcome="failed"}`),
 		issued:     o.Metrics.GetOrCreateCounter("gonets_state_credentials_issued_total"),
@@ -171,8 +200,11 @@ func (s *Services) poster() (Poster, error) {
 	return *p, nil
 }
 
-// Run runs the signing requests and the status poller until ctx ends.
+// Run runs the signing requests and the status poller until ctx ends,
+// and waits for what links started.
 func (s *Services) Run(ctx context.Context) error {
+	s.runCtx.Store(&ctx)
+	defer s.bg.Wait()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	if s.signing != nil {
@@ -240,47 +272,101 @@ func (s *Services) takeLink(state string) (storage.UserID, bool) {
 	return p.user, !s.o.Now().After(p.expires)
 }
 
-// link finishes a link: the code traded, the person read, the attributes
-// stored, the user told, the statuses read.
-func (s *Services) link(ctx context.Context, user storage.UserID, code, state string) error {
+// consent reads the person the provider's code stands for and holds it
+// for user under a new one-time code, which the callback hands the app:
+// the link is made only when a session of user presents it (LinkFinish).
+// A link URL someone sent to another person thus links nothing to the
+// sender: the code goes to the browser of whoever consented.
+func (s *Services) consent(ctx context.Context, user storage.UserID, code, state string) (string, error) {
 	tok, err := s.o.ESIA.Exchange(ctx, code, state)
 	if err != nil {
-		return err
+		return "", err
 	}
 	p, err := s.o.ESIA.Person(ctx, tok)
 	if err != nil {
-		return err
+		return "", err
 	}
+	attrs := p.Attributes(tok.Scopes, s.o.Now())
+	finish := esia.NewState()
 	now := s.o.Now()
-	attrs := p.Attributes(tok.Scopes, now)
-	if err := s.o.Accounts.Link(user, attrs); err != nil {
-		return err
+	s.links.Lock()
+	defer s.links.Unlock()
+	if old, ok := s.heldBy[user]; ok {
+		delete(s.held, old)
 	}
-	s.note(ctx, user, "linked", &wire.Service{Event: &wire.Service_AccountLinked{AccountLinked: accountEvent(attrs)}})
-	if s.poller != nil {
-		who := status.Person{OID: attrs.Subject, SNILS: attrs.SNILS}
-		go func() {
-			pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if _, err := s.poller.PollNow(pctx, uint64(user), who); err != nil {
-				s.o.Log.Warn("statesvc: first status poll failed", "user", user, "err", err)
+	if len(s.held) >= maxPendingLinks {
+		for c, h := range s.held {
+			if now.After(h.expires) {
+				delete(s.held, c)
+				delete(s.heldBy, h.user)
 			}
-		}()
+		}
+		if len(s.held) >= maxPendingLinks {
+			return "", errors.New("statesvc: too many links awaiting their app")
+		}
 	}
-	return nil
+	s.held[finish] = heldLink{user: user, attrs: attrs, expires: now.Add(heldTTL)}
+	s.heldBy[user] = finish
+	return finish, nil
+}
+
+// LinkFinish implements broker.StateServices: it links the person held
+// under code, if code is user's and alive, tells the user, and reads
+// their statuses.
+func (s *Services) LinkFinish(ctx context.Context, user storage.UserID, code string) (identity.Attributes, error) {
+	if s.o.ESIA == nil {
+		return identity.Attributes{}, fmt.Errorf("%w: no provider to link", identity.ErrStateOff)
+	}
+	s.links.Lock()
+	h, ok := s.held[code]
+	if ok && h.user == user {
+		delete(s.held, code)
+		delete(s.heldBy, user)
+	}
+	s.links.Unlock()
+	if !ok || h.user != user || s.o.Now().After(h.expires) {
+		s.linkFailed.Inc()
+		return identity.Attributes{}, fmt.Errorf("%w: the link code is unknown, used or expired: link again", broker.ErrBadRequest)
+	}
+	if err := s.o.Accounts.Link(user, h.attrs); err != nil {
+		return identity.Attributes{}, err
+	}
+	s.linked.Inc()
+	s.note(ctx, user, "linked", h.attrs.VerifiedAt, &wire.Service{Event: &wire.Service_AccountLinked{AccountLinked: accountEvent(h.attrs)}})
+	s.pollSoon(user, status.Person{OID: h.attrs.Subject, SNILS: h.attrs.SNILS})
+	return h.attrs, nil
+}
+
+// pollSoon reads a newly linked user's statuses now, in the background,
+// within Run's life: without a running Run the scheduled poll finds them.
+func (s *Services) pollSoon(user storage.UserID, who status.Person) {
+	rc := s.runCtx.Load()
+	if s.poller == nil || rc == nil || (*rc).Err() != nil {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(*rc, time.Minute)
+		defer cancel()
+		if _, err := s.poller.PollNow(ctx, uint64(user), who); err != nil && ctx.Err() == nil {
+			s.o.Log.Warn("statesvc: first status poll failed", "user", user, "err", err)
+		}
+	}()
 }
 
 func accountEvent(a identity.Attributes) *wire.StateAccountEvent {
 	return &wire.StateAccountEvent{Provider: a.Provider, Trusted: a.Trusted, VerifiedAtMs: a.VerifiedAt.UnixMilli(), Scopes: a.Scopes}
 }
 
-// note posts ev into user's node service chat; a failure is logged: what
-// it reports stands.
-func (s *Services) note(ctx context.Context, user storage.UserID, what string, ev *wire.Service) {
+// note posts ev into user's node service chat, once per (what, user,
+// at): a retry posts nothing twice. A failure is logged: what it reports
+// stands.
+func (s *Services) note(ctx context.Context, user storage.UserID, what string, at time.Time, ev *wire.Service) {
 	p, err := s.poster()
 	if err == nil {
 		h := fnv.New64a()
-		fmt.Fprintf(h, "gonets state %s %d %d", what, user, s.o.Now().UnixNano())
+		fmt.Fprintf(h, "gonets state %s %d %d", what, user, at.UnixNano())
 		err = p.PostService(ctx, storage.ServiceUser, user, h.Sum64()|1, ev)
 	}
 	if err != nil {
@@ -298,12 +384,13 @@ func (s *Services) Unlink(ctx context.Context, user storage.UserID) error {
 		return err
 	}
 	if s.poller != nil {
-		if err := s.poller.Forget(uint64(user)); err != nil {
+		if err := s.poller.Forget(ctx, uint64(user)); err != nil {
 			s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
 		}
 	}
-	s.note(ctx, user, "unlinked", &wire.Service{Event: &wire.Service_AccountUnlinked{AccountUnlinked: &wire.StateAccountEvent{
-		Provider: attrs.Provider, VerifiedAtMs: s.o.Now().UnixMilli()}}})
+	now := s.o.Now()
+	s.note(ctx, user, "unlinked", now, &wire.Service{Event: &wire.Service_AccountUnlinked{AccountUnlinked: &wire.StateAccountEvent{
+		Provider: attrs.Provider, VerifiedAtMs: now.UnixMilli()}}})
 	return nil
 }
 
