@@ -54,6 +54,9 @@ type stateESIAConfig struct {
 	// RedirectURI is ESIA's way back; default PublicURL + CallbackPath.
 	RedirectURI string   `toml:"redirect_uri"`
 	LinkTTL     duration `toml:"link_ttl"`
+	// AppRedirect is the app's deep link the callback sends the browser
+	// to with the code that finishes a link; default "gonets://link".
+	AppRedirect string `toml:"app_redirect"`
 	// Signer makes the client_secret: "dev" (the key pair in DevKeyDir,
 	// as gonets sim esia writes it) or "http" (SignerHTTP).
 	Signer     string                `toml:"signer"`
@@ -291,6 +294,7 @@ func startState(cfg config, dataDir, publicPort string, accounts *identity.Accou
 		IssuerURL:         sn.publicURL,
 		CredentialTTL:     time.Duration(sc.CredentialTTL),
 		LinkTTL:           time.Duration(sc.ESIA.LinkTTL),
+		AppRedirect:       sc.ESIA.AppRedirect,
 		SigningExpiry:     time.Duration(sc.Signing.Expiry),
 		StatusInterval:    time.Duration(sc.Status.Interval),
 		StatusConcurrency: sc.Status.Concurrency,
