@@ -103,6 +103,13 @@ func NewHTTPProvider(o HTTPOptions) (*HTTPProvider, error) {
 		o.Log = slog.Default()
 	}
 	p := &HTTPProvider{opts: o, base: strings.TrimRight(u.String(), "/"), logURL: u.Scheme + "://" + u.Host}
+	// Every series exists from the start, so a scrape shows the zeros.
+	for _, endpoint := range []string{"start", "status"} {
+		o.Metrics.GetOrCreatePrometheusHistogram(`gonets_signing_provider_call_seconds{endpoint="` + endpoint + `"}`)
+		for _, name := range outcomeNames {
+			o.Metrics.GetOrCreateCounter(`gonets_signing_provider_calls_total{endpoint="` + endpoint + `",outcome="` + name + `"}`)
+		}
+	}
 	if p.opts.Client == nil {
 		p.own = http.DefaultTransport.(*http.Transport).Clone()
 		p.opts.Client = &http.Client{
@@ -252,7 +259,7 @@ func (p *HTTPProvider) attempt(ctx context.Context, endpoint, method, u string, 
 	start := time.Now()
 	defer func() {
 		p.opts.Metrics.GetOrCreateCounter(`gonets_signing_provider_calls_total{endpoint="` + endpoint + `",outcome="` + outcomeNames[res] + `"}`).Inc()
-		p.opts.Metrics.GetOrCreateHistogram(`gonets_signing_provider_call_seconds{endpoint="` + endpoint + `"}`).UpdateDuration(start)
+		p.opts.Metrics.GetOrCreatePrometheusHistogram(`gonets_signing_provider_call_seconds{endpoint="` + endpoint + `"}`).UpdateDuration(start)
 	}()
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()

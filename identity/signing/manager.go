@@ -189,6 +189,9 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 		providerErrors: o.Metrics.GetOrCreateCounter("gonets_signing_provider_errors_total"),
 		kvErrors:       o.Metrics.GetOrCreateCounter("gonets_signing_kv_errors_total"),
 	}
+	for _, st := range []State{Signed, Declined, Expired, Failed} {
+		o.Metrics.GetOrCreateCounter(`gonets_signing_ended_total{state="` + st.String() + `"}`)
+	}
 	o.Metrics.GetOrCreateGauge("gonets_signing_pending_requests", func() float64 {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -438,6 +441,9 @@ func (m *Manager) decideGone(id string, user uint64) error {
 	}
 	if rec.Request.Signer != user {
 		return fmt.Errorf("%w: %q", ErrNotSigner, id)
+	}
+	if rec.Outcome == nil {
+		return fmt.Errorf("%w: %q ended", ErrEnded, id)
 	}
 	return fmt.Errorf("%w: %q ended %v", ErrEnded, id, rec.Outcome.State)
 }

@@ -348,6 +348,9 @@ func (m *Manager) sweep(now time.Time) {
 	var old [][]byte
 	err := m.o.KV.Scan([]byte(tombstonePrefix), func(key, value []byte) (bool, error) {
 		rec, err := decodeRecord(value)
+		if err == nil && rec.Outcome == nil {
+			err = fmt.Errorf("signing: tombstone in phase %v", rec.Phase)
+		}
 		if err != nil {
 			m.o.Log.Error("signing: sweep: bad tombstone, deleting it", "key", string(key), "err", err)
 			old = append(old, key)
