@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gonets/gonets/identity"
@@ -182,4 +183,50 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrInvalidResponse", name, err)
 		}
 	}
+}
+
+// The marks Forget leaves for polls in flight go when those polls end.
+func TestForgetMarksDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		src := sourceFunc(func(ctx context.Context, _ Person) ([]Application, error) {
+			<-gate
+			return nil, nil
+		})
+		p, err := NewPoller(PollerOptions{Source: src, KV: identity.NewMemKV(), Post: func(context.Context, Event) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes := func() (int, int) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return len(p.begun), len(p.forgotAt)
+		}
+		if err := p.Forget(t.Context(), 9); err != nil {
+			t.Fatal(err)
+		}
+		if b, f := sizes(); b != 0 || f != 0 {
+			t.Fatalf("no poll: %d polls, %d marks; want none", b, f)
+		}
+		done := make(chan error, 2)
+		go func() { _, err := p.PollNow(t.Context(), 7, Person{OID: "1"}); done <- err }()
+		synctest.Wait()
+		if err := p.Forget(t.Context(), 8); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- p.Forget(t.Context(), 7) }()
+		synctest.Wait()
+		if b, f := sizes(); b != 1 || f != 2 {
+			t.Fatalf("while a poll runs: %d polls, %d marks; want 1, 2", b, f)
+		}
+		close(gate)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, f := sizes(); b != 0 || f != 0 {
+			t.Fatalf("after the poll: %d polls, %d marks; want none", b, f)
+		}
+	})
 }

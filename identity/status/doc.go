@@ -82,14 +82,34 @@
 // same MsgIDs: the cursors are personal data and are erased with the link,
 // so nothing remembers what was posted before.
 //
+// # Forgetting
+//
 // Cursor keys hold the user id and a hash of the order id, not the order id
 // itself; values hold digests and times only. Cursors are dropped by Forget
 // when the user unlinks their account, not when the source stops listing an
 // application (it may list it again).
 //
+// A poll may be under way when the user unlinks, or about to start with a
+// person read before: PollNow's, or Run's with the person from an earlier
+// listing. The poller counts Forget calls; a poll notes the count when its
+// person was read (PollNow: when it is called; Run's: when the listing
+// began), and Forget, before it waits for the user's lock, marks the user
+// with the new count while polls are in flight (a mark goes once no poll
+// in flight read its person before it). A poll that holds the user's lock checks
+// the mark before the Source call, before each Post and before each
+// cursor write, and a poll of a forgotten user stops there: it calls the
+// Source (which would send the person's SNILS) no more, posts no more and
+// writes no cursor once the Forget began, even when the Forget's context
+// ends before it gets the lock (it then returns the error and the cursors
+// written before stay until a Forget completes). A Post already in flight
+// is not taken back. A PollNow called after Forget began is a poll of a
+// newly linked user: the node calls PollNow only after linking.
+//
 // # Locks
 //
 // Poller.mu guards the schedule and is a leaf: nothing is called with it
-// held. Polls of one user (Run's, PollNow's) and Forget take the user's
-// lock, outside mu, so they never run at once for one user.
+// held; it also guards the Forget count and marks. Polls of one user
+// (Run's, PollNow's) and Forget take the user's lock, outside mu, so they
+// never run at once for one user; a poll holding it takes mu briefly to
+// read the user's mark.
 package status

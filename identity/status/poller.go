@@ -3,8 +3,11 @@ package status
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -61,7 +64,8 @@ type PollerOptions struct {
 	// Log receives failed polls and listings (the user id and the error,
 	// never the person). Default: slog.Default().
 	Log *slog.Logger
-	// Metrics receives gonets_identity_status_polls_total{result},
+	// Metrics receives gonets_identity_status_polls_total{result} (ok,
+	// failed, forgotten: stopped by a Forget of the user),
 	// …_posted_total, …_post_failures_total, …_poll_duration_seconds,
 	// …_list_failures_total and the gauge …_users_scheduled. Default: a
 	// private set.
@@ -74,8 +78,8 @@ type Poller struct {
 	opts  PollerOptions
 	locks userLocks
 
-	pollsOK, pollsFailed, posted, postFailed, listFailed *metrics.Counter
-	latency                                              *metrics.Histogram
+	pollsOK, pollsFailed, pollsForgotten, posted, postFailed, listFailed *metrics.Counter
+	latency                                                              *metrics.Histogram
 
 	mu        sync.Mutex // guards the following
 	running   bool
@@ -84,6 +88,9 @@ type Poller struct {
 	gen       uint64              // listings started
 	listing   bool                // a listing is under way
 	forgotten map[uint64]struct{} // users forgotten during the listing
+	forgets   uint64              // Forget calls so far
+	forgotAt  map[uint64]uint64   // user → forgets after their last Forget, while polls begun earlier run
+	begun     map[uint64]int      // forgets when a poll's person was read → such polls in flight
 }
 
 // NewPoller validates o, fills defaults and returns a poller. Invalid
@@ -123,14 +130,17 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 	}
 	m := o.Metrics
 	p := &Poller{
-		opts:        o,
-		pollsOK:     m.GetOrCreateCounter(`gonets_identity_status_polls_total{result="ok"}`),
-		pollsFailed: m.GetOrCreateCounter(`gonets_identity_status_polls_total{result="failed"}`),
-		posted:      m.GetOrCreateCounter("gonets_identity_status_posted_total"),
-		postFailed:  m.GetOrCreateCounter("gonets_identity_status_post_failures_total"),
-		listFailed:  m.GetOrCreateCounter("gonets_identity_status_list_failures_total"),
-		latency:     m.GetOrCreateHistogram("gonets_identity_status_poll_duration_seconds"),
-		sched:       make(map[uint64]*entry),
+		opts:           o,
+		pollsOK:        m.GetOrCreateCounter(`gonets_identity_status_polls_total{result="ok"}`),
+		pollsFailed:    m.GetOrCreateCounter(`gonets_identity_status_polls_total{result="failed"}`),
+		pollsForgotten: m.GetOrCreateCounter(`gonets_identity_status_polls_total{result="forgotten"}`),
+		posted:         m.GetOrCreateCounter("gonets_identity_status_posted_total"),
+		postFailed:     m.GetOrCreateCounter("gonets_identity_status_post_failures_total"),
+		listFailed:     m.GetOrCreateCounter("gonets_identity_status_list_failures_total"),
+		latency:        m.GetOrCreateHistogram("gonets_identity_status_poll_duration_seconds"),
+		sched:          make(map[uint64]*entry),
+		forgotAt:       make(map[uint64]uint64),
+		begun:          make(map[uint64]int),
 	}
 	m.GetOrCreateGauge("gonets_identity_status_users_scheduled", func() float64 {
 		p.mu.Lock()
@@ -143,11 +153,30 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 // PollNow polls user now and posts what is new, returning how many
 // statuses it posted (a status posted whose cursor could not be saved
 // counts, with the error). The node calls it right after an account is
-// linked. It waits for a poll of the same user under way.
+// linked. It waits for a poll of the same user under way. A Forget of user
+// that starts before it ends stops it: it calls the Source, posts and
+// writes cursors no more, and returns what it posted before, without an
+// error.
 func (p *Poller) PollNow(ctx context.Context, user uint64, who Person) (posted int, err error) {
+	p.mu.Lock()
+	since := p.forgets
+	p.beginLocked(since)
+	p.mu.Unlock()
+	defer p.end(since)
+	return p.pollCounted(ctx, user, who, since)
+}
+
+// pollCounted polls user, whose person was read when the Forget calls
+// numbered since, and counts and logs the outcome. The caller has
+// registered the poll (beginLocked).
+func (p *Poller) pollCounted(ctx context.Context, user uint64, who Person, since uint64) (posted int, err error) {
 	start := time.Now()
-	posted, err = p.poll(ctx, user, who)
+	posted, err = p.poll(ctx, user, who, since)
 	p.latency.UpdateDuration(start)
+	if errors.Is(err, errForgotten) {
+		p.pollsForgotten.Inc()
+		return posted, nil
+	}
 	if err != nil {
 		p.pollsFailed.Inc()
 		p.opts.Log.Warn("status: poll failed", "user", user, "posted", posted, "err", err)
@@ -164,7 +193,46 @@ type pending struct {
 	d   digest
 }
 
-func (p *Poller) poll(ctx context.Context, user uint64, who Person) (int, error) {
+// errForgotten stops a poll of a user forgotten after its person was read.
+var errForgotten = errors.New("status: user forgotten")
+
+// beginLocked registers a poll whose person was read when the Forget calls
+// numbered since: a later Forget of its user stops it. end unregisters it.
+func (p *Poller) beginLocked(since uint64) { p.begun[since]++ }
+
+// end unregisters a poll begun with since and drops the Forget marks no
+// poll in flight is older than.
+func (p *Poller) end(since uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.begun[since]--; p.begun[since] == 0 {
+		delete(p.begun, since)
+	}
+	if len(p.forgotAt) == 0 {
+		return
+	}
+	if len(p.begun) == 0 {
+		clear(p.forgotAt)
+		return
+	}
+	oldest := uint64(math.MaxUint64)
+	for s := range p.begun {
+		oldest = min(oldest, s)
+	}
+	maps.DeleteFunc(p.forgotAt, func(_, f uint64) bool { return f <= oldest })
+}
+
+// forgottenSince reports whether user was forgotten after the Forget calls
+// numbered since.
+func (p *Poller) forgottenSince(user, since uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forgotAt[user] > since
+}
+
+// poll polls user, whose person was read when the Forget calls numbered
+// since; errForgotten when a Forget of user came later.
+func (p *Poller) poll(ctx context.Context, user uint64, who Person, since uint64) (int, error) {
 	if err := who.validate(); err != nil {
 		return 0, fmt.Errorf("status: poll user %d: %w", user, err)
 	}
@@ -175,6 +243,9 @@ func (p *Poller) poll(ctx context.Context, user uint64, who Person) (int, error)
 		return 0, fmt.Errorf("status: poll user %d: wait for the poll under way: %w", user, err)
 	}
 	defer unlock()
+	if p.forgottenSince(user, since) {
+		return 0, errForgotten
+	}
 	apps, err := p.opts.Source.History(ctx, who)
 	if err != nil {
 		return 0, fmt.Errorf("status: poll user %d: %w", user, err)
@@ -204,12 +275,20 @@ func (p *Poller) poll(ctx context.Context, user uint64, who Person) (int, error)
 	for _, q := range todo {
 		a := apps[q.app]
 		ev := Event{User: user, OrderID: a.OrderID, Service: a.Service, Status: q.st, MsgID: msgID(user, a.OrderID, q.d)}
+		// A Forget waits for the user's lock, which the poll holds: it
+		// marks the user first, and the poll stops at the mark.
+		if p.forgottenSince(user, since) {
+			return posted, errForgotten
+		}
 		if err := p.opts.Post(ctx, ev); err != nil {
 			p.postFailed.Inc()
 			return posted, fmt.Errorf("status: post user %d order %q status %q: %w", user, a.OrderID, q.st.Code, err)
 		}
 		p.posted.Inc()
 		posted++
+		if p.forgottenSince(user, since) {
+			return posted, errForgotten // the Post is out; the cursor would outlive the link
+		}
 		c := &cursors[q.app]
 		c.add(q.d, q.st.At.UnixNano())
 		if err := p.opts.KV.Set(cursorKey(user, a.OrderID), c.marshal()); err != nil {
@@ -236,10 +315,19 @@ func (p *Poller) loadCursor(user uint64, orderID string) (cursor, error) {
 }
 
 // Forget drops user's cursors and schedule entry: the user unlinked their
-// account. It waits for a poll of the user under way. A user linked again
-// later has their whole history posted again (with the same MsgIDs).
-func (p *Poller) Forget(user uint64) error {
+// account. Polls of the user begun before it, and Run's polls whose person
+// came from a listing begun before it, stop: they call the Source, post and
+// write cursors no more (a Post under way is not taken back). Forget waits
+// for a poll of the user under way, or until ctx ends: then it returns the
+// context's error with the cursors kept (call it again), while the polls
+// still stop. A user linked again later has their whole history posted
+// again (with the same MsgIDs).
+func (p *Poller) Forget(ctx context.Context, user uint64) error {
 	p.mu.Lock()
+	p.forgets++
+	if len(p.begun) > 0 {
+		p.forgotAt[user] = p.forgets
+	}
 	p.dropLocked(user)
 	if p.listing {
 		if p.forgotten == nil {
@@ -248,9 +336,9 @@ func (p *Poller) Forget(user uint64) error {
 		p.forgotten[user] = struct{}{}
 	}
 	p.mu.Unlock()
-	unlock, err := p.locks.lock(context.Background(), user)
+	unlock, err := p.locks.lock(ctx, user)
 	if err != nil {
-		return fmt.Errorf("status: forget user %d: %w", user, err)
+		return fmt.Errorf("status: forget user %d: wait for the poll under way: %w", user, err)
 	}
 	defer unlock()
 	var keys [][]byte

@@ -319,7 +319,7 @@ func TestForget(t *testing.T) {
 	if keys() != 3 {
 		t.Fatalf("%d cursors, want 3", keys())
 	}
-	if err := p.Forget(7); err != nil {
+	if err := p.Forget(t.Context(), 7); err != nil {
 		t.Fatal(err)
 	}
 	if keys() != 1 {
@@ -332,7 +332,7 @@ func TestForget(t *testing.T) {
 	if after[0] != before[0] || after[1] != before[1] {
 		t.Fatalf("after Forget posted %+v, want %+v", after, before[:2])
 	}
-	if err := p.Forget(99); err != nil {
+	if err := p.Forget(t.Context(), 99); err != nil {
 		t.Fatalf("Forget of an unknown user: %v", err)
 	}
 }

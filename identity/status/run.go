@@ -66,13 +66,15 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.mu.Lock()
 		for inflight < p.opts.Concurrency && len(p.due) > 0 && !p.due[0].next.After(now) {
 			e := heap.Pop(&p.due).(*entry)
+			p.beginLocked(e.since)
 			inflight++
 			wg.Add(1)
-			go func(user uint64, who Person) {
+			go func(user uint64, who Person, since uint64) {
 				defer wg.Done()
-				_, err := p.PollNow(ctx, user, who)
+				_, err := p.pollCounted(ctx, user, who, since)
+				p.end(since)
 				results <- result{e: e, err: err}
-			}(e.user, e.who)
+			}(e.user, e.who, e.since)
 		}
 		wake := nextList
 		if inflight < p.opts.Concurrency && len(p.due) > 0 && p.due[0].next.Before(wake) {
@@ -117,7 +119,7 @@ func (p *Poller) finish(r result) {
 func (p *Poller) list(ctx context.Context) error {
 	p.mu.Lock()
 	p.gen++
-	gen := p.gen
+	gen, since := p.gen, p.forgets
 	p.listing = true
 	p.mu.Unlock()
 	defer func() {
@@ -131,9 +133,9 @@ func (p *Poller) list(ctx context.Context) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if e := p.sched[user]; e != nil {
-			e.who, e.gen = who, gen
+			e.who, e.gen, e.since = who, gen, since
 		} else if _, gone := p.forgotten[user]; !gone {
-			e = &entry{user: user, who: who, gen: gen, next: now.Add(rand.N(p.opts.Interval + 1))}
+			e = &entry{user: user, who: who, gen: gen, since: since, next: now.Add(rand.N(p.opts.Interval + 1))}
 			p.sched[user] = e
 			heap.Push(&p.due, e)
 		}

@@ -265,7 +265,7 @@ func TestRunForgetStopsPolls(t *testing.T) {
 		users.mu.Lock()
 		delete(users.users, 1)
 		users.mu.Unlock()
-		if err := p.Forget(1); err != nil {
+		if err := p.Forget(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}
 		n := len(rec.times("1001"))

@@ -14,6 +14,7 @@ type entry struct {
 	next    time.Time // when the user is due
 	fails   int       // consecutive failed polls
 	gen     uint64    // the last listing that named the user
+	since   uint64    // Poller.forgets when that listing began
 	index   int       // in the heap; -1 while polled or removed
 	removed bool      // dropped while polled: not put back
 }
