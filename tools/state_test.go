@@ -43,7 +43,7 @@ func stateMetricsConfig(t *testing.T, cfg *config) {
 	t.Helper()
 	writeDevKey(t, cfg.Node.DataDir)
 	cfg.State.ESIA.Enabled, cfg.State.ESIA.ClientID, cfg.State.ESIA.BaseURL = true, "gonets", "http://127.0.0.1:9"
-	cfg.State.Signing.Provider = "sim"
+	cfg.State.Signing.Provider, cfg.State.Signing.HTTP.BaseURL = "http", "http://127.0.0.1:9"
 	cfg.State.Status.Source, cfg.State.Status.HTTP.BaseURL = "http", "http://127.0.0.1:9"
 }
 

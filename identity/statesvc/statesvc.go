@@ -383,6 +383,12 @@ func (s *Services) Unlink(ctx context.Context, user storage.UserID) error {
 	if err := s.o.Accounts.Unlink(user); err != nil {
 		return err
 	}
+	if s.signing != nil {
+		// The person's requests end: nobody is left to sign them as.
+		if _, err := s.signing.CancelSigner(ctx, uint64(user), "the signer unlinked their state account"); err != nil {
+			s.o.Log.Warn("statesvc: signing requests not all ended at unlink", "user", user, "err", err)
+		}
+	}
 	if s.poller != nil {
 		if err := s.poller.Forget(ctx, uint64(user)); err != nil {
 			s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
