@@ -45,6 +45,14 @@
 // chain is verified too. The check is the Manager's rather than the
 // provider's because Status sees only an operation, not the document.
 //
+// The signature must also be the signer's (CheckSigner): Russian
+// qualified certificates carry the holder's SNILS in the subject
+// (OIDSNILS, 1.2.643.100.3, 11 digits), and when the certificate carries
+// one it must equal the request's Person.SNILS without separators, or the
+// request ends Failed ("signed by another person"). A certificate without
+// a SNILS passes unless ManagerOptions.RequireSNILS, which production
+// deployments behind a qualified provider should set, with Roots.
+//
 // # State machine
 //
 // Each request has one record in the KV (key signing/r/<id>, the document
@@ -68,6 +76,10 @@
 // record. The tombstone is written before the record is deleted; a
 // restart between the two deletes the record without calling Finish.
 //
+// CancelSigner (when a signer unlinks their account) ends each of the
+// signer's requests that has not ended as Failed, under the request's
+// mutex like any transition, and Run finishes them as usual.
+//
 // After a restart NewManager loads every record: approved → Start again
 // (the service answers the same operation for the request ID); signing →
 // poll; ended → Finish again; awaiting → wait for Decide or the deadline.
@@ -79,9 +91,12 @@
 // # Memory, retention and goroutines
 //
 // In memory the Manager keeps only the pending requests' IDs and when
-// they are due (a heap); documents stay in the KV, read when a step needs
-// them. MaxPending caps the requests not yet acknowledged; Submit refuses
-// beyond with ErrTooMany. Tombstones (the request without its document,
+// they are due (a heap), and how many each requester and each signer
+// has; documents stay in the KV, read when a step needs them. MaxPending
+// caps the requests not yet acknowledged, MaxPerRequester (1,000) those
+// one user asked for and MaxPerSigner (100) those one user is asked to
+// sign; Submit refuses beyond with ErrTooMany. The counts are rebuilt
+// from the KV at load. Tombstones (the request without its document,
 // the outcome with its signature) answer Get and a late Decide for
 // Retention (30 days), then Run's hourly sweep deletes them.
 //
@@ -89,5 +104,7 @@
 // a goroutine of its own, at most Concurrency at once, which makes one
 // step (expire, Start, poll, Finish) and puts the request back with its
 // next due time. A request is in at most one step at a time. Lock order:
-// a request's mutex, then the Manager's.
+// a request's mutex, then the Manager's. No KV call is made inside a KV
+// Scan callback (a sealed table holds a read lock for the Scan: a nested
+// read would deadlock with a writer waiting between the two).
 package signing

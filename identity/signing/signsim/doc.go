@@ -6,8 +6,13 @@
 // A Sim answers Start with an operation per request ID (the same ID, the
 // same operation), answers the first Delay polls of an operation pending,
 // then asks Options.Approve what the person did: Signed produces a real
-// detached CMS SignedData (SHA-256, ECDSA) over the document with the
-// sim's certificate embedded. Everything is kept in memory; a Sim is safe
+// detached CMS SignedData (SHA-256, ECDSA) over the document by the
+// signer's certificate, embedded. The sim is a small CA: it issues each
+// person a certificate (PersonCertificate) whose subject carries the
+// document's Signer.SNILS as qualified certificates do (signing.OIDSNILS,
+// a NumericString without separators), cached per SNILS up to
+// MaxCertificates, so the Manager's signer check is exercised. Roots (or
+// VerifySignature with Certificate) verifies these signatures. Everything is kept in memory; a Sim is safe
 // for concurrent use.
 //
 // Over HTTP a Start answers 201; errors carry {"error","message"}: 400
