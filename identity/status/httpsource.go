@@ -65,7 +65,7 @@ type HTTPSource struct {
 
 	ok, none, rejected, invalid, limited, unavailable *metrics.Counter
 	retries                                           *metrics.Counter
-	latency                                           *metrics.Histogram
+	latency                                           *metrics.PrometheusHistogram
 }
 
 // NewHTTPSource validates o, fills defaults and returns a source. Invalid
@@ -121,7 +121,7 @@ func NewHTTPSource(o HTTPOptions) (*HTTPSource, error) {
 	s.limited = m.GetOrCreateCounter(req + `{result="429"}`)
 	s.unavailable = m.GetOrCreateCounter(req + `{result="unavailable"}`)
 	s.retries = m.GetOrCreateCounter("gonets_identity_status_source_retries_total")
-	s.latency = m.GetOrCreateHistogram("gonets_identity_status_source_request_duration_seconds")
+	s.latency = m.GetOrCreatePrometheusHistogram("gonets_identity_status_source_request_duration_seconds")
 	return s, nil
 }
 

@@ -79,7 +79,7 @@ type Poller struct {
 	locks userLocks
 
 	pollsOK, pollsFailed, pollsForgotten, posted, postFailed, listFailed *metrics.Counter
-	latency                                                              *metrics.Histogram
+	latency                                                              *metrics.PrometheusHistogram
 
 	mu        sync.Mutex // guards the following
 	running   bool
@@ -137,7 +137,7 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 		posted:         m.GetOrCreateCounter("gonets_identity_status_posted_total"),
 		postFailed:     m.GetOrCreateCounter("gonets_identity_status_post_failures_total"),
 		listFailed:     m.GetOrCreateCounter("gonets_identity_status_list_failures_total"),
-		latency:        m.GetOrCreateHistogram("gonets_identity_status_poll_duration_seconds"),
+		latency:        m.GetOrCreatePrometheusHistogram("gonets_identity_status_poll_duration_seconds"),
 		sched:          make(map[uint64]*entry),
 		forgotAt:       make(map[uint64]uint64),
 		begun:          make(map[uint64]int),
