@@ -41,10 +41,11 @@ type nonceEntry struct {
 }
 
 // NewNonceCache returns a cache that remembers each nonce for life (default:
-// 30 s) and at most max nonces at once (default: 65536).
+// 1 min; Verify wants at least its MaxAge + FutureSkew) and at most max
+// nonces at once (default: 65536).
 func NewNonceCache(life time.Duration, max int) *NonceCache {
 	if life <= 0 {
-		life = 30 * time.Second
+		life = time.Minute
 	}
 	if max <= 0 {
 		max = 1 << 16

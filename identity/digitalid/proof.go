@@ -31,14 +31,16 @@ func VerifyProof(proof, aud string, now time.Time) (crypto.PublicKey, error) {
 	if proof == "" || len(proof) > maxProof {
 		return nil, errors.New("a credential request needs a proof of at most 4 KiB")
 	}
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256})
+	// Compact only: its one header is all signed (the JSON form may carry
+	// unprotected values, which go-jose merges into Header).
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("proof: %v", err)
 	}
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("proof: one signature expected")
 	}
-	h := jws.Signatures[0].Header
+	h := jws.Signatures[0].Protected
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != ProofType {
 		return nil, fmt.Errorf("proof: typ must be %s", ProofType)
 	}

@@ -85,6 +85,11 @@ func Verify(presentation string, o VerifyOptions) (*Result, error) {
 	if o.MaxAge <= 0 {
 		o.MaxAge = 30 * time.Second
 	}
+	if o.Replay != nil && o.Replay.life < o.MaxAge+FutureSkew {
+		// A nonce forgotten while its presentation is still young enough
+		// to pass would pass again.
+		return nil, fmt.Errorf("digitalid: verify: the replay cache's life %v is below MaxAge + %v", o.Replay.life, FutureSkew)
+	}
 
 	jwt, ds, kb, err := split(presentation)
 	if err != nil {
