@@ -260,6 +260,7 @@ func loadConfig(path string) (config, error) {
 	resolve(&c.Identity.SMSOutbox, "identity", "sms_outbox")
 	resolve(&c.Identity.KeyFile, "identity", "key_file")
 	resolve(&c.State.ESIA.DevKeyDir, "state", "esia", "dev_key_dir")
+	resolve(&c.State.Signing.Roots, "state", "signing", "roots")
 	return c, nil
 }
 

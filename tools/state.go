@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -79,6 +81,12 @@ type stateSigningConfig struct {
 	Provider string          `toml:"provider"`
 	Expiry   duration        `toml:"expiry"`
 	HTTP     stateHTTPConfig `toml:"http"`
+	// Roots is a PEM file of the CAs a signature's certificate must
+	// chain to; "" checks only the signature over the document.
+	Roots string `toml:"roots"`
+	// RequireSNILS refuses a signature whose certificate does not name
+	// the signer's SNILS (a qualified certificate does).
+	RequireSNILS bool `toml:"require_snils"`
 }
 
 // stateStatusConfig is [state.status]: application statuses.
@@ -289,17 +297,31 @@ func startState(cfg config, dataDir, publicPort string, accounts *identity.Accou
 			sn.close()
 		}
 	}()
+	var signingRoots *x509.CertPool
+	if sc.Signing.Provider != "" && sc.Signing.Roots != "" {
+		pem, err := os.ReadFile(sc.Signing.Roots)
+		if err != nil {
+			return nil, fmt.Errorf("state.signing.roots: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("state.signing.roots: %s holds no PEM certificate", sc.Signing.Roots)
+		}
+		signingRoots = roots
+	}
 	opts := statesvc.Options{
-		Accounts:          accounts,
-		IssuerURL:         sn.publicURL,
-		CredentialTTL:     time.Duration(sc.CredentialTTL),
-		LinkTTL:           time.Duration(sc.ESIA.LinkTTL),
-		AppRedirect:       sc.ESIA.AppRedirect,
-		SigningExpiry:     time.Duration(sc.Signing.Expiry),
-		StatusInterval:    time.Duration(sc.Status.Interval),
-		StatusConcurrency: sc.Status.Concurrency,
-		Log:               log,
-		Metrics:           set,
+		SigningRoots:        signingRoots,
+		Accounts:            accounts,
+		IssuerURL:           sn.publicURL,
+		CredentialTTL:       time.Duration(sc.CredentialTTL),
+		LinkTTL:             time.Duration(sc.ESIA.LinkTTL),
+		AppRedirect:         sc.ESIA.AppRedirect,
+		SigningExpiry:       time.Duration(sc.Signing.Expiry),
+		SigningRequireSNILS: sc.Signing.RequireSNILS,
+		StatusInterval:      time.Duration(sc.Status.Interval),
+		StatusConcurrency:   sc.Status.Concurrency,
+		Log:                 log,
+		Metrics:             set,
 	}
 	if digital {
 		opts.Keys = keys.Current

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -171,6 +172,13 @@ func TestServeState(t *testing.T) {
 
 	cfg.State.ESIA.Enabled, cfg.State.ESIA.BaseURL, cfg.State.ESIA.ClientID = true, esiaSrv.URL, "gonets"
 	cfg.State.Signing.Provider, cfg.State.Signing.HTTP.BaseURL = "http", signSrv.URL
+	// As in production: the signature must chain to the (simulated)
+	// qualified CA and name the signer's SNILS.
+	rootsFile := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(rootsFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signSim.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.State.Signing.Roots, cfg.State.Signing.RequireSNILS = rootsFile, true
 	cfg.State.Status.Source, cfg.State.Status.HTTP.BaseURL = "http", statusSrv.URL
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)

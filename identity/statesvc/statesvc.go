@@ -9,6 +9,7 @@ package statesvc
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -65,6 +66,11 @@ type Options struct {
 	Signing signing.Provider
 	// SigningExpiry is how long a signing request waits. Default: 24 h.
 	SigningExpiry time.Duration
+	// SigningRoots, when set, are the CAs a signature's certificate must
+	// chain to; SigningRequireSNILS refuses a certificate that does not
+	// name the signer's SNILS (see signing.ManagerOptions).
+	SigningRoots        *x509.CertPool
+	SigningRequireSNILS bool
 	// SigningPollMin and SigningPollMax bound the polling of the signing
 	// service. Defaults: 1 s and 30 s.
 	SigningPollMin, SigningPollMax time.Duration
@@ -166,6 +172,7 @@ func New(o Options) (*Services, error) {
 		s.signing, err = signing.NewManager(signing.ManagerOptions{
 			KV: kv, Provider: o.Signing, Finish: s.finishSigning,
 			Expiry: o.SigningExpiry, PollMin: o.SigningPollMin, PollMax: o.SigningPollMax,
+			Roots: o.SigningRoots, RequireSNILS: o.SigningRequireSNILS,
 			Now: o.Now, Log: o.Log, Metrics: o.Metrics,
 		})
 		if err != nil {
