@@ -212,17 +212,6 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		st.Close()
 		t.Fatal(err)
 	}
-	stateDone := make(chan struct{})
-	stateCtx, stateStop := context.WithCancel(context.Background())
-	if state != nil {
-		state.Attach(b)
-		go func() {
-			defer close(stateDone)
-			state.Run(stateCtx)
-		}()
-	} else {
-		close(stateDone)
-	}
 	var ln *broker.Listener
 	if !n.opts.NoQUIC {
 		ln, err = listen(addr, n.cert, n.key.Seed())
@@ -249,6 +238,20 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		}
 		st.Close()
 		t.Fatal(err)
+	}
+	// The state services run once nothing above can fail the start.
+	stateDone := make(chan struct{})
+	stateCtx, stateStop := context.WithCancel(context.Background())
+	if state != nil {
+		state.Attach(b)
+		go func() {
+			defer close(stateDone)
+			if err := state.Run(stateCtx); err != nil {
+				t.Errorf("brokertest: state services: %v", err)
+			}
+		}()
+	} else {
+		close(stateDone)
 	}
 	served := make(chan error, 2)
 	if ln != nil {

@@ -356,6 +356,11 @@ func (s *Services) pollSoon(user storage.UserID, who status.Person) {
 		defer s.bg.Done()
 		ctx, cancel := context.WithTimeout(*rc, time.Minute)
 		defer cancel()
+		// An unlink since the link: nothing to read (the poller's Forget
+		// stops a poll it overlaps; this one may have begun after it).
+		if a, err := s.o.Accounts.Linked(user); err != nil || a.Subject != who.OID {
+			return
+		}
 		if _, err := s.poller.PollNow(ctx, uint64(user), who); err != nil && ctx.Err() == nil {
 			s.o.Log.Warn("statesvc: first status poll failed", "user", user, "err", err)
 		}
