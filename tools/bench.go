@@ -20,7 +20,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream, login)"
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream, login, id)"
 
 // runBench runs one bench scenario and prints its result:
 //
@@ -71,6 +71,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.StepFactor, "step-factor", 0, "chat: the step search's rate factor (default 1.5)")
 	fs.IntVar(&cfg.MaxSteps, "max-steps", 0, "chat: the step search's most steps (default 20)")
 	fs.StringVar(&cfg.NodeProfile, "node-cpuprofile", "", "write a CPU profile of the node over the measured window to `file`")
+	var idc bench.IDConfig
+	fs.IntVar(&idc.Credentials, "credentials", 0, "id: distinct credentials issued, presented and verified a run (default 20000)")
+	fs.IntVar(&idc.Runs, "runs", 0, "id: timed runs; the figures are their medians (default 5)")
+	fs.IntVar(&idc.Cores, "cores", 0, "id: GOMAXPROCS and goroutines of the verify phase (default 1)")
+	fs.Float64Var(&idc.Ed25519Share, "ed25519-share", 0.2, "id: share of holders with an Ed25519 device key; the rest P-256")
+	fs.Float64Var(&idc.TamperedShare, "tampered", 0, "id: share of presentations with a forged age_over_18, each to be refused")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `file`")
 	asJSON := fs.Bool("json", false, "print one JSON document per run instead of a table")
 	out := fs.String("out", "", "append each run's JSON document, one per line, to `file`")
@@ -102,8 +108,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gonets bench: --peer: NATS has no accounts; the login scenario has no peer")
 		return 2
 	}
+	if *peer != "" && scenario == bench.IDScenario {
+		fmt.Fprintln(stderr, "gonets bench: --peer: NATS issues no credentials; the id scenario has no peer")
+		return 2
+	}
 	if isTerminal(stderr) {
 		cfg.Live = stderr
+		idc.Live = stderr
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -125,7 +136,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := bench.Run(ctx, scenario, cfg)
+	var res *result.Result
+	var err error
+	if scenario == bench.IDScenario {
+		res, err = bench.RunDigitalID(ctx, idc)
+	} else {
+		res, err = bench.Run(ctx, scenario, cfg)
+	}
 	if err != nil {
 		// A run that failed measured nothing worth keeping.
 		fmt.Fprintf(stderr, "gonets bench: %v\n", err)
@@ -160,6 +177,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		for _, r := range runs {
 			enc.Encode(r)
 		}
+	} else if scenario == bench.IDScenario {
+		bench.WriteDigitalID(stdout, res)
 	} else {
 		printTable(stdout, runs)
 	}
