@@ -16,13 +16,16 @@ type command struct {
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
 	"chat":          {summary: "create a chat", run: runChat},
+	"id":            {summary: "a digital ID: issue, present, verify, nonce", run: runID},
 	"keys":          {summary: "rotate or show the node's token signing keys", run: runKeys},
+	"link":          {summary: "link a Gosuslugi account to a login (esia), show or remove it", run: runLink},
 	"devices":       {summary: "list the devices of the login's user, or end some", run: runDevices},
 	"login":         {summary: "log in by phone number and save the login as a profile", run: runLogin},
 	"logout":        {summary: "end a saved login's device and delete the profile", run: runLogout},
 	"whoami":        {summary: "print the user id of a saved login", run: runWhoami},
 	"send":          {summary: "send a text message and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
+	"sign":          {summary: "send a document to sign, or approve or decline a signing request", run: runSign},
 	"sim":           {summary: "run a simulator of an outside system (esia) for demos", run: runSim},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
 	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage", run: runBench},
