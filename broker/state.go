@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -81,9 +82,12 @@ func (s *Session) stateRequest(f *wire.Frame) (*wire.Frame, error) {
 	ctx, cancel := context.WithTimeout(work, stateTimeout)
 	defer cancel()
 	// Every request spends from the session's send rate: linking asks the
-	// operator's remote signer, issuing signs, and none may be flooded.
-	if err := s.spend(); err != nil {
-		return nil, err
+	// operator's remote signer, issuing signs, and none may be flooded. A
+	// signing request spends as the message it posts.
+	if _, posts := f.Body.(*wire.Frame_SignRequest); !posts {
+		if err := s.spend(); err != nil {
+			return nil, err
+		}
 	}
 	switch body := f.Body.(type) {
 	case *wire.Frame_StateLinkFinish:
@@ -264,9 +268,25 @@ func (s *Session) signRequest(ctx context.Context, req *wire.SignRequestSend) (*
 		}
 	}
 	if err := st.SubmitSigning(ctx, r); err != nil {
-		return nil, err
+		// A resend of a request submitted before whose time has passed:
+		// what was posted stands, and the client hears its Ack.
+		if !ack.Duplicate || !errors.Is(err, ErrBadRequest) {
+			return nil, err
+		}
+		s.b.log.Info("broker: a signing request's resend was not submitted again", "chat", chat, "seq", ack.Seq, "err", err)
 	}
 	return &wire.Frame{Body: &wire.Frame_Ack{Ack: &wire.Ack{Chat: req.Chat, Seq: ack.Seq, TimeUs: ack.Time, Duplicate: ack.Duplicate}}}, nil
+}
+
+// parseSigningID splits a SigningID.
+func parseSigningID(id string) (storage.ChatID, uint64, bool) {
+	c, q, ok := strings.Cut(id, ".")
+	chat, err1 := strconv.ParseUint(c, 10, 64)
+	seq, err2 := strconv.ParseUint(q, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return storage.ChatID(chat), seq, true
 }
 
 // postedSigning reads the signing request posted as message seq of chat.
@@ -294,6 +314,16 @@ func (s *Session) signDecision(ctx context.Context, req *wire.SignDecision) (*wi
 	}
 	if req.Id == "" || len(req.Id) > 64 {
 		return nil, fmt.Errorf("%w: a signing decision needs the request's id", ErrBadRequest)
+	}
+	if req.Approve {
+		// A request whose message was deleted is withdrawn: nothing is
+		// signed for it (it ends when it expires).
+		if chat, seq, ok := parseSigningID(req.Id); ok {
+			rec, err := s.b.st.Get(chat, seq)
+			if err == nil && len(rec.Body) == 0 {
+				return nil, fmt.Errorf("%w: the request was withdrawn", identity.ErrRequestEnded)
+			}
+		}
 	}
 	if err := st.DecideSigning(ctx, req.Id, s.user, req.Approve); err != nil {
 		return nil, err

@@ -521,3 +521,71 @@ func TestSignRequestRefusals(t *testing.T) {
 		t.Fatalf("the signature is not over the posted document: %v", err)
 	}
 }
+
+// signResults returns the sign_results in chat, by request id.
+func signResults(t *testing.T, c *client.Client, chat uint64) map[string]*wire.SignResult {
+	t.Helper()
+	page, err := c.History(ctxT(t), chat, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*wire.SignResult{}
+	for _, m := range page.Messages {
+		var ev wire.Service
+		if m.Kind == wire.MsgKind_MSG_KIND_SERVICE && proto.Unmarshal(m.Body, &ev) == nil && ev.GetSignResult() != nil {
+			if out[ev.GetSignResult().Id] != nil {
+				t.Fatalf("two sign_results for %s", ev.GetSignResult().Id)
+			}
+			out[ev.GetSignResult().Id] = ev.GetSignResult()
+		}
+	}
+	return out
+}
+
+// TestSignWithdrawnAndUnlinked: a request whose message the requester
+// deleted is not signed; a signer who unlinks ends their pending requests
+// as failed, with the node's words in the chat, and cannot approve them.
+func TestSignWithdrawnAndUnlinked(t *testing.T) {
+	w := newWorld(t)
+	user, utok := w.login(t, "+79161234567")
+	bank, _ := w.login(t, "+79161234568")
+	w.link(t, user)
+	ctx := ctxT(t)
+	chat, err := bank.CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{utok.User}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(title string) string {
+		ack, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: title, Document: []byte(title)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmtID(chat.Chat, ack.Seq)
+	}
+	withdrawn := send("Отозванный")
+	pending := send("Ожидающий")
+	seq, _ := strconv.ParseUint(withdrawn[len(strconv.FormatUint(chat.Chat, 10))+1:], 10, 64)
+	if _, err := bank.Delete(ctx, chat.Chat, seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := user.SignDecision(ctx, withdrawn, true); !errors.Is(err, client.ErrRequestEnded) {
+		t.Fatalf("approving a withdrawn request: %v, want REQUEST_ENDED", err)
+	}
+	if err := user.Unlink(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := user.SignDecision(ctx, pending, true); !errors.Is(err, client.ErrRequestEnded) && !errors.Is(err, client.ErrNotLinked) {
+		t.Fatalf("approving after the unlink: %v, want REQUEST_ENDED or NOT_LINKED", err)
+	}
+	var res *wire.SignResult
+	waitFor(t, "the unlinked signer's request ended", func() bool {
+		res = signResults(t, bank, chat.Chat)[pending]
+		return res != nil
+	})
+	if res.State != signing.Failed.String() || res.Reason != "the signature could not be made" || len(res.Signature) != 0 {
+		t.Fatalf("sign_result after the unlink = %+v", res)
+	}
+	if w.signSim.Starts(pending) != 0 {
+		t.Fatal("the signing service was asked to sign for an unlinked signer")
+	}
+}

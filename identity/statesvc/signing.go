@@ -52,6 +52,14 @@ func (s *Services) DecideSigning(ctx context.Context, id string, user storage.Us
 	if s.signing == nil {
 		return fmt.Errorf("%w: document signing is off", identity.ErrStateOff)
 	}
+	if approve {
+		// Signed only as the person the request was made for, if the
+		// user is still linked to them (an unlink or a relink since).
+		if rec, ok, err := s.signing.Get(id); err == nil && ok && rec.Request.Signer == uint64(user) &&
+			!s.linkedAs(user, rec.Request.Person.OID) {
+			return fmt.Errorf("%w: the state account the request was made for is no longer linked", identity.ErrNotLinked)
+		}
+	}
 	return signingErr(s.signing.Decide(ctx, id, uint64(user), approve))
 }
 
@@ -84,6 +92,24 @@ func (s *Services) finishSigning(ctx context.Context, o signing.Outcome) error {
 		return err
 	}
 	r := o.Request
+	if o.Reason != "" {
+		s.o.Log.Info("statesvc: signing request ended", "request", r.ID, "state", o.State.String(), "reason", o.Reason)
+	}
 	return p.PostSigningResult(ctx, storage.ChatID(r.Chat), r.Message, storage.UserID(r.Signer), storage.UserID(r.Requester),
-		&wire.SignResult{State: o.State.String(), Signature: o.Signature, Reason: o.Reason, AtMs: o.At.UnixMilli()})
+		&wire.SignResult{State: o.State.String(), Signature: o.Signature, Reason: chatReason(o), AtMs: o.At.UnixMilli()})
+}
+
+// chatReason is what a chat's members read of why a request ended: words
+// of the node's, never the signing service's own text (which may quote
+// the person); the detail is in the node's log.
+func chatReason(o signing.Outcome) string {
+	switch o.State {
+	case signing.Declined:
+		return "declined"
+	case signing.Expired:
+		return "not signed in time"
+	case signing.Failed:
+		return "the signature could not be made"
+	}
+	return ""
 }

@@ -97,10 +97,14 @@ type Services struct {
 	held    map[string]heldLink // consented persons awaiting LinkFinish, by code
 	heldBy  map[storage.UserID]string
 
-	// bg counts the goroutines a link starts (its first status poll); Run
-	// waits for them, and runCtx (Run's) bounds them.
-	bg     sync.WaitGroup
-	runCtx atomic.Pointer[context.Context]
+	// bg counts the goroutines links and unlinks start (a first status
+	// poll, a forget that outlived its request); Run waits for them, and
+	// runCtx (Run's) bounds them. bgMu orders goAdd's Add before Run's
+	// Wait: none is added once bgClosed.
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup
+	runCtx   atomic.Pointer[context.Context]
 
 	signing *signing.Manager
 	poller  *status.Poller
@@ -211,7 +215,12 @@ func (s *Services) poster() (Poster, error) {
 // and waits for what links started.
 func (s *Services) Run(ctx context.Context) error {
 	s.runCtx.Store(&ctx)
-	defer s.bg.Wait()
+	defer func() {
+		s.bgMu.Lock()
+		s.bgClosed = true
+		s.bgMu.Unlock()
+		s.bg.Wait()
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	if s.signing != nil {
@@ -335,8 +344,14 @@ func (s *Services) LinkFinish(ctx context.Context, user storage.UserID, code str
 		s.linkFailed.Inc()
 		return identity.Attributes{}, fmt.Errorf("%w: the link code is unknown, used or expired: link again", broker.ErrBadRequest)
 	}
+	old, oldErr := s.o.Accounts.Linked(user)
 	if err := s.o.Accounts.Link(user, h.attrs); err != nil {
 		return identity.Attributes{}, err
+	}
+	if oldErr == nil && old.Subject != h.attrs.Subject {
+		// Another person than before: what the node kept for that one
+		// goes, as at an unlink.
+		s.dropPerson(ctx, user)
 	}
 	s.linked.Inc()
 	s.note(ctx, user, "linked", h.attrs.VerifiedAt, &wire.Service{Event: &wire.Service_AccountLinked{AccountLinked: accountEvent(h.attrs)}})
@@ -344,27 +359,87 @@ func (s *Services) LinkFinish(ctx context.Context, user storage.UserID, code str
 	return h.attrs, nil
 }
 
-// pollSoon reads a newly linked user's statuses now, in the background,
-// within Run's life: without a running Run the scheduled poll finds them.
-func (s *Services) pollSoon(user storage.UserID, who status.Person) {
+// goBackground runs fn on a goroutine within Run's life, with Run's
+// context; false when Run is not running (or has ended).
+func (s *Services) goBackground(fn func(ctx context.Context)) bool {
 	rc := s.runCtx.Load()
-	if s.poller == nil || rc == nil || (*rc).Err() != nil {
-		return
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if rc == nil || s.bgClosed || (*rc).Err() != nil {
+		return false
 	}
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(*rc, time.Minute)
+		fn(*rc)
+	}()
+	return true
+}
+
+// pollSoon reads a newly linked user's statuses now, in the background,
+// within Run's life: without a running Run the scheduled poll finds them.
+func (s *Services) pollSoon(user storage.UserID, who status.Person) {
+	if s.poller == nil {
+		return
+	}
+	s.goBackground(func(rctx context.Context) {
+		ctx, cancel := context.WithTimeout(rctx, time.Minute)
 		defer cancel()
 		// An unlink since the link: nothing to read (the poller's Forget
 		// stops a poll it overlaps; this one may have begun after it).
-		if a, err := s.o.Accounts.Linked(user); err != nil || a.Subject != who.OID {
+		if !s.linkedAs(user, who.OID) {
 			return
 		}
 		if _, err := s.poller.PollNow(ctx, uint64(user), who); err != nil && ctx.Err() == nil {
 			s.o.Log.Warn("statesvc: first status poll failed", "user", user, "err", err)
 		}
-	}()
+		// An unlink that came between the check and the poll's start is
+		// one the poll did not see: what it wrote is forgotten again.
+		if !s.linkedAs(user, who.OID) {
+			s.forget(ctx, user)
+		}
+	})
+}
+
+// linkedAs reports whether user is linked to the person subject.
+func (s *Services) linkedAs(user storage.UserID, subject string) bool {
+	a, err := s.o.Accounts.Linked(user)
+	return err == nil && a.Subject == subject
+}
+
+// forget drops user's status cursors; when ctx ends first (a poll of the
+// user was under way) it goes on in the background, within Run's life.
+func (s *Services) forget(ctx context.Context, user storage.UserID) {
+	if s.poller == nil {
+		return
+	}
+	err := s.poller.Forget(ctx, uint64(user))
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil && s.goBackground(func(rctx context.Context) {
+		fctx, cancel := context.WithTimeout(rctx, 2*time.Minute)
+		defer cancel()
+		if err := s.poller.Forget(fctx, uint64(user)); err != nil && rctx.Err() == nil {
+			s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
+		}
+	}) {
+		return
+	}
+	s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
+}
+
+// dropPerson ends what the node keeps for user's linked person beyond the
+// link itself: the person's pending signing requests and the status
+// cursors.
+func (s *Services) dropPerson(ctx context.Context, user storage.UserID) {
+	if s.signing != nil {
+		// The person's requests end: nobody is left to sign them as.
+		if _, err := s.signing.CancelSigner(ctx, uint64(user), "the signer unlinked their state account"); err != nil {
+			s.o.Log.Warn("statesvc: signing requests not all ended at unlink", "user", user, "err", err)
+		}
+	}
+	s.forget(ctx, user)
 }
 
 func accountEvent(a identity.Attributes) *wire.StateAccountEvent {
@@ -395,17 +470,7 @@ func (s *Services) Unlink(ctx context.Context, user storage.UserID) error {
 	if err := s.o.Accounts.Unlink(user); err != nil {
 		return err
 	}
-	if s.signing != nil {
-		// The person's requests end: nobody is left to sign them as.
-		if _, err := s.signing.CancelSigner(ctx, uint64(user), "the signer unlinked their state account"); err != nil {
-			s.o.Log.Warn("statesvc: signing requests not all ended at unlink", "user", user, "err", err)
-		}
-	}
-	if s.poller != nil {
-		if err := s.poller.Forget(ctx, uint64(user)); err != nil {
-			s.o.Log.Warn("statesvc: status cursors not dropped", "user", user, "err", err)
-		}
-	}
+	s.dropPerson(ctx, user)
 	now := s.o.Now()
 	s.note(ctx, user, "unlinked", now, &wire.Service{Event: &wire.Service_AccountUnlinked{AccountUnlinked: &wire.StateAccountEvent{
 		Provider: attrs.Provider, VerifiedAtMs: now.UnixMilli()}}})
