@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/gonets/gonets/identity/digitalid"
 )
 
@@ -17,6 +19,7 @@ import (
 // refused, the rates and latencies measured, GOMAXPROCS restored. It
 // asserts no speed.
 func TestDigitalIDScenarioSmall(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	procs := runtime.GOMAXPROCS(0)
 	for _, cores := range []int{1, 2} {
 		r, err := RunDigitalID(context.Background(), IDConfig{Credentials: 50, Runs: 2, Cores: cores, Ed25519Share: 0.2, TamperedShare: 0.1})
