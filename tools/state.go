@@ -35,7 +35,8 @@ import (
 type stateConfig struct {
 	// PublicURL is the node's public URL: the digital IDs' iss, the aud
 	// of a credential request's proof and the base of ESIA's redirect
-	// URI. Default: https://localhost:<the public listener's port>.
+	// URI. Default: https://127.0.0.1:<the public listener's port>, where
+	// `gonets sim esia` and the CLI's --issuer look by default.
 	PublicURL string `toml:"public_url"`
 	// DigitalID issues digital IDs to users with a linked account; on
 	// only while the accounts and the public listener (which serves the
@@ -290,7 +291,7 @@ func startState(cfg config, dataDir, publicPort string, accounts *identity.Accou
 	sc := cfg.State
 	sn := &stateNode{publicURL: strings.TrimRight(sc.PublicURL, "/"), digitalID: digital, signing: signingOn, status: statusOn, log: log}
 	if sn.publicURL == "" && publicPort != "" {
-		sn.publicURL = "https://" + net.JoinHostPort("localhost", publicPort)
+		sn.publicURL = "https://" + net.JoinHostPort("127.0.0.1", publicPort)
 	}
 	defer func() {
 		if err != nil {

@@ -189,7 +189,7 @@ func TestServeState(t *testing.T) {
 	b, errc := startServe(t, ctx, cfg, io.Discard)
 	publicURL := b["state"][0]
 	_, port, _ := strings.Cut(b["https"][0], "127.0.0.1:")
-	if publicURL != "https://localhost:"+port {
+	if publicURL != "https://127.0.0.1:"+port {
 		t.Fatalf("state banner line %q, want the default public URL on the public port %s", b["state"], port)
 	}
 	s, err := esiasim.New(esiasim.Options{ClientID: "gonets", RedirectURIs: []string{publicURL + statesvc.CallbackPath},
@@ -224,7 +224,7 @@ func TestServeState(t *testing.T) {
 	defer c.Close()
 
 	// Link: the browser goes to ESIA, which approves and sends it back
-	// to the node's callback ("localhost" there is the public listener).
+	// to the node's callback ("127.0.0.1" there is the public listener).
 	link, _, err := c.LinkStart(rctx, "esia")
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +444,7 @@ func TestPublicJWKS(t *testing.T) {
 	}
 	var b strings.Builder
 	s.n.printBanner(&b)
-	if want := "  state https://localhost:" + s.n.publicPort() + "  (digital IDs; JWKS " + jwksPath + ")\n"; !strings.Contains(b.String(), want) {
+	if want := "  state https://127.0.0.1:" + s.n.publicPort() + "  (digital IDs; JWKS " + jwksPath + ")\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("banner lacks %q:\n%s", want, b.String())
 	}
 }
