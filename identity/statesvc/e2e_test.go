@@ -55,7 +55,7 @@ type world struct {
 	svc *statesvc.Services // of the node's current start
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, signOpts ...signsim.Options) *world {
 	t.Helper()
 	w := &world{person: esiasim.DevPerson(), statuses: statussim.New()}
 	cert, key, err := esia.GenerateDevKey("gonets test operator")
@@ -70,7 +70,11 @@ func newWorld(t *testing.T) *world {
 	srv := httptest.NewServer(w.esiaSim)
 	t.Cleanup(srv.Close)
 	w.esiaURL = srv.URL
-	if w.signSim, err = signsim.New(signsim.Options{}); err != nil {
+	so := signsim.Options{}
+	if len(signOpts) > 0 {
+		so = signOpts[0]
+	}
+	if w.signSim, err = signsim.New(so); err != nil {
 		t.Fatal(err)
 	}
 	signer := esia.NewDevSigner(cert, key)
@@ -587,5 +591,55 @@ func TestSignWithdrawnAndUnlinked(t *testing.T) {
 	}
 	if w.signSim.Starts(pending) != 0 {
 		t.Fatal("the signing service was asked to sign for an unlinked signer")
+	}
+}
+
+// TestSignAcrossRestart: a request approved, the node restarted while the
+// signing service still waits for the person: after the restart the node
+// polls on and the signature is posted once, the service asked once.
+func TestSignAcrossRestart(t *testing.T) {
+	w := newWorld(t, signsim.Options{Delay: 10})
+	user, utok := w.login(t, "+79161234567")
+	bank, btok := w.login(t, "+79161234568")
+	w.link(t, user)
+	ctx := ctxT(t)
+	chat, err := bank.CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{utok.User}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte("Договор, подписанный через рестарт")
+	ack, err := bank.SignRequest(ctx, client.SignRequestOptions{Chat: chat.Chat, Signer: utok.User, Title: "Договор", Document: doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmtID(chat.Chat, ack.Seq)
+	if err := user.SignDecision(ctx, id, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the signing service asked", func() bool { return w.signSim.Starts(id) == 1 })
+	w.node.Restart(t)
+	o := client.Options{TCPAddr: w.node.TCPAddr, Fingerprint: w.node.Fingerprint, Logger: quiet, DialTimeout: 5 * time.Second}
+	again, err := client.Dial(ctx, w.node.Addr, btok.Access, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var res *wire.SignResult
+	waitFor(t, "the signature after the restart", func() bool {
+		res = signResults(t, again, chat.Chat)[id]
+		return res != nil
+	})
+	if res.State != signing.Signed.String() {
+		t.Fatalf("sign_result = %+v", res)
+	}
+	if err := signsim.VerifySignature(doc, res.Signature, w.signSim.Certificate()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // polls that might post again
+	if n := len(signResults(t, again, chat.Chat)); n != 1 {
+		t.Fatalf("%d sign_results", n)
+	}
+	if n := w.signSim.Starts(id); n != 1 {
+		t.Fatalf("the signing service was asked %d times", n)
 	}
 }
