@@ -1,7 +1,6 @@
 package esia
 
 import (
-	"bytes"
 	"context"
 	"encoding/asn1"
 	"encoding/base64"
@@ -9,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"math"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/gonets/gonets/identity/internal/httpapi"
 )
 
 // Signer makes the client_secret: a detached CMS (PKCS#7) signature, DER,
@@ -109,7 +110,6 @@ func (s *HTTPSigner) Sign(ctx context.Context, data []byte) (sig []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("esia: sign: %w", err)
 	}
-	wait := s.opts.Backoff
 	for try := 1; ; try++ {
 		sig, retry, err := s.attempt(ctx, body)
 		if err == nil {
@@ -118,14 +118,14 @@ func (s *HTTPSigner) Sign(ctx context.Context, data []byte) (sig []byte, err err
 		if !retry || try == signerTries {
 			return nil, fmt.Errorf("esia: sign (try %d): %w", try, err)
 		}
-		d := wait/2 + rand.N(wait/2+1)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		// Uncapped: signerTries bounds the doubling.
+		d := httpapi.Delay(s.opts.Backoff, math.MaxInt64, try-1, 0)
+		if !httpapi.FitsDeadline(ctx, d) {
 			return nil, fmt.Errorf("esia: sign (try %d, no time left to retry): %w", try, err)
 		}
-		if serr := sleepCtx(ctx, d); serr != nil {
+		if serr := httpapi.Sleep(ctx, d); serr != nil {
 			return nil, fmt.Errorf("esia: sign (try %d): %w (last: %w)", try, serr, err)
 		}
-		wait *= 2
 	}
 }
 
@@ -133,21 +133,13 @@ func (s *HTTPSigner) Sign(ctx context.Context, data []byte) (sig []byte, err err
 func (s *HTTPSigner) attempt(ctx context.Context, body []byte) (sig []byte, retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(body))
+	req, err := httpapi.NewRequest(ctx, http.MethodPost, s.opts.URL, body, s.opts.AuthHeader, s.opts.AuthValue)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: build request: %w", ErrConfig, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if s.opts.AuthHeader != "" {
-		req.Header.Set(s.opts.AuthHeader, s.opts.AuthValue)
-	}
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			ue.URL = s.logURL
-		}
-		return nil, true, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, true, fmt.Errorf("%w: %w", ErrUnavailable, httpapi.RedactURL(err, s.logURL))
 	}
 	defer resp.Body.Close()
 	b, err := readBody(resp.Body)
@@ -183,14 +175,11 @@ const maxBody = 1 << 20
 
 // readBody reads up to maxBody bytes of r; a longer body is ErrProtocol.
 func readBody(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
-	if err != nil {
-		return b, err
+	b, err := httpapi.ReadAtMost(r, maxBody)
+	if errors.Is(err, httpapi.ErrTooLarge) {
+		return b, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, maxBody)
 	}
-	if len(b) > maxBody {
-		return b[:maxBody], fmt.Errorf("%w: answer over %d bytes", ErrProtocol, maxBody)
-	}
-	return b, nil
+	return b, err
 }
 
 // snippet returns at most the first 200 bytes of b, for an error.
@@ -203,25 +192,12 @@ func snippet(b []byte) string {
 
 // noRedirectClient returns a client that returns a redirect as the answer.
 func noRedirectClient() *http.Client {
-	return &http.Client{
-		Transport: http.DefaultTransport.(*http.Transport).Clone(),
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
+	c, _ := httpapi.NewClient()
+	return c
 }
 
 // sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return httpapi.Sleep(ctx, d) }
 
 // outcomeOf returns the metric outcome of err.
 func outcomeOf(err error) string {

@@ -1,23 +1,21 @@
 package signing
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/net/http/httpguts"
+
+	"github.com/gonets/gonets/identity/internal/httpapi"
 )
 
 // HTTPOptions configures an HTTPProvider.
@@ -66,36 +64,19 @@ type HTTPProvider struct {
 // NewHTTPProvider validates o, fills defaults and returns a provider.
 // Invalid options return ErrConfig.
 func NewHTTPProvider(o HTTPOptions) (*HTTPProvider, error) {
-	u, err := url.Parse(o.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: base URL %q is not an http(s) URL without query", ErrConfig, o.BaseURL)
+	ho := httpapi.Options{
+		BaseURL: o.BaseURL, AuthHeader: o.AuthHeader, AuthValue: o.AuthValue,
+		Timeout: o.Timeout, Retries: o.Retries, BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax,
+		MaxResponse: o.MaxResponse,
 	}
-	if o.AuthHeader != "" && (!httpguts.ValidHeaderFieldName(o.AuthHeader) || !httpguts.ValidHeaderFieldValue(o.AuthValue)) {
-		return nil, fmt.Errorf("%w: auth header %q is not a valid header", ErrConfig, o.AuthHeader)
+	u, err := ho.Normalize(httpapi.Options{
+		Timeout: 10 * time.Second, Retries: 3, BackoffBase: 200 * time.Millisecond, BackoffMax: 5 * time.Second,
+		MaxResponse: 1 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if o.AuthHeader == "" && o.AuthValue != "" {
-		return nil, fmt.Errorf("%w: auth value without a header name", ErrConfig)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.Retries == 0 {
-		o.Retries = 3
-	} else if o.Retries < 0 {
-		o.Retries = 0
-	}
-	if o.BackoffBase == 0 {
-		o.BackoffBase = 200 * time.Millisecond
-	}
-	if o.BackoffMax == 0 {
-		o.BackoffMax = 5 * time.Second
-	}
-	if o.MaxResponse == 0 {
-		o.MaxResponse = 1 << 20
-	}
-	if o.Timeout < 0 || o.BackoffBase < 0 || o.BackoffMax < o.BackoffBase || o.MaxResponse < 0 {
-		return nil, fmt.Errorf("%w: negative timeout, backoff or limit", ErrConfig)
-	}
+	o.Timeout, o.Retries, o.BackoffBase, o.BackoffMax, o.MaxResponse = ho.Timeout, ho.Retries, ho.BackoffBase, ho.BackoffMax, ho.MaxResponse
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewSet()
 	}
@@ -111,11 +92,7 @@ func NewHTTPProvider(o HTTPOptions) (*HTTPProvider, error) {
 		}
 	}
 	if p.opts.Client == nil {
-		p.own = http.DefaultTransport.(*http.Transport).Clone()
-		p.opts.Client = &http.Client{
-			Transport:     p.own,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		p.opts.Client, p.own = httpapi.NewClient()
 	}
 	return p, nil
 }
@@ -248,7 +225,7 @@ func (p *HTTPProvider) call(ctx context.Context, endpoint, method, u string, bod
 			p.opts.Log.Warn("signing: signing service unreachable", "endpoint", endpoint, "attempts", attempt+1, "err", err)
 			return fmt.Errorf("%w: %s after %d attempts: %w", ErrUnavailable, endpoint, attempt+1, err)
 		}
-		if serr := sleepCtx(ctx, jitter(backoff(p.opts.BackoffBase, p.opts.BackoffMax, attempt))); serr != nil {
+		if serr := httpapi.Sleep(ctx, httpapi.Delay(p.opts.BackoffBase, p.opts.BackoffMax, attempt, 0)); serr != nil {
 			return fmt.Errorf("%w: %s: %w (last: %w)", ErrUnavailable, endpoint, serr, err)
 		}
 	}
@@ -263,38 +240,24 @@ func (p *HTTPProvider) attempt(ctx context.Context, endpoint, method, u string, 
 	}()
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := httpapi.NewRequest(ctx, method, u, body, p.opts.AuthHeader, p.opts.AuthValue)
 	if err != nil {
 		return outcomeBad, fmt.Errorf("build request: %w", err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	if p.opts.AuthHeader != "" {
-		req.Header.Set(p.opts.AuthHeader, p.opts.AuthValue)
-	}
 	resp, err := p.opts.Client.Do(req)
 	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			ue.URL = p.logURL
-		}
-		return outcomeRetry, err
+		return outcomeRetry, httpapi.RedactURL(err, p.logURL)
 	}
 	defer resp.Body.Close()
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxResponse+1))
+	data, rerr := httpapi.ReadAtMost(resp.Body, p.opts.MaxResponse)
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code < 300:
+		if errors.Is(rerr, httpapi.ErrTooLarge) {
+			return outcomeBad, fmt.Errorf("answer over %d bytes", p.opts.MaxResponse)
+		}
 		if rerr != nil {
 			return outcomeRetry, fmt.Errorf("read answer: %w", rerr)
-		}
-		if int64(len(data)) > p.opts.MaxResponse {
-			return outcomeBad, fmt.Errorf("answer over %d bytes", p.opts.MaxResponse)
 		}
 		if err := json.Unmarshal(data, out); err != nil {
 			return outcomeBad, fmt.Errorf("decode answer: %w", err)
@@ -328,29 +291,8 @@ func apiError(code int, data []byte) error {
 
 // backoff returns base doubled attempt times, capped at max.
 func backoff(base, max time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
+	return httpapi.Backoff(base, max, attempt)
 }
 
 // jitter returns between half and all of d.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func jitter(d time.Duration) time.Duration { return httpapi.Jitter(d) }

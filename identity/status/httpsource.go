@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,7 +14,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/net/http/httpguts"
+
+	"github.com/gonets/gonets/identity/internal/httpapi"
 )
 
 // HTTPOptions configures an HTTPSource.
@@ -71,33 +70,18 @@ type HTTPSource struct {
 // NewHTTPSource validates o, fills defaults and returns a source. Invalid
 // options return ErrConfig.
 func NewHTTPSource(o HTTPOptions) (*HTTPSource, error) {
-	u, err := url.Parse(o.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: base URL %q is not an http(s) URL without a query", ErrConfig, o.BaseURL)
+	ho := httpapi.Options{
+		BaseURL: o.BaseURL, AuthHeader: o.AuthHeader, AuthValue: o.AuthValue,
+		Timeout: o.Timeout, Retries: o.Retries, BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax,
 	}
-	if o.AuthHeader != "" && (!httpguts.ValidHeaderFieldName(o.AuthHeader) || !httpguts.ValidHeaderFieldValue(o.AuthValue)) {
-		return nil, fmt.Errorf("%w: auth header %q is not a valid header", ErrConfig, o.AuthHeader)
+	// No MaxResponse default: the limit is the package's MaxResponse.
+	u, err := ho.Normalize(httpapi.Options{
+		Timeout: 10 * time.Second, Retries: 3, BackoffBase: 200 * time.Millisecond, BackoffMax: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if o.AuthHeader == "" && o.AuthValue != "" {
-		return nil, fmt.Errorf("%w: auth value without a header name", ErrConfig)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.Retries == 0 {
-		o.Retries = 3
-	} else if o.Retries < 0 {
-		o.Retries = 0
-	}
-	if o.BackoffBase == 0 {
-		o.BackoffBase = 200 * time.Millisecond
-	}
-	if o.BackoffMax == 0 {
-		o.BackoffMax = 5 * time.Second
-	}
-	if o.Timeout < 0 || o.BackoffBase < 0 || o.BackoffMax < o.BackoffBase {
-		return nil, fmt.Errorf("%w: negative timeout or backoff", ErrConfig)
-	}
+	o.Timeout, o.Retries, o.BackoffBase, o.BackoffMax = ho.Timeout, ho.Retries, ho.BackoffBase, ho.BackoffMax
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewSet()
 	}
@@ -106,11 +90,7 @@ func NewHTTPSource(o HTTPOptions) (*HTTPSource, error) {
 	}
 	s := &HTTPSource{opts: o, base: strings.TrimRight(u.String(), "/"), logURL: u.Scheme + "://" + u.Host}
 	if s.opts.Client == nil {
-		s.own = http.DefaultTransport.(*http.Transport).Clone()
-		s.opts.Client = &http.Client{
-			Transport:     s.own,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		s.opts.Client, s.own = httpapi.NewClient()
 	}
 	m := o.Metrics
 	const req = "gonets_identity_status_source_requests_total"
@@ -181,32 +161,15 @@ func (s *HTTPSource) history(ctx context.Context, p Person) ([]Application, erro
 		if attempt >= s.opts.Retries {
 			return nil, fmt.Errorf("%w: after %d attempts: %w", ErrUnavailable, attempt+1, err)
 		}
-		wait := max(s.backoff(attempt), min(after, s.opts.BackoffMax))
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait := httpapi.Delay(s.opts.BackoffBase, s.opts.BackoffMax, attempt, after)
+		if !httpapi.FitsDeadline(ctx, wait) {
 			return nil, fmt.Errorf("%w: next attempt in %v is past the deadline (last: %w)", ErrUnavailable, wait, err)
 		}
 		s.retries.Inc()
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%w: %w (last: %w)", ErrUnavailable, ctx.Err(), err)
+		if serr := httpapi.Sleep(ctx, wait); serr != nil {
+			return nil, fmt.Errorf("%w: %w (last: %w)", ErrUnavailable, serr, err)
 		}
 	}
-}
-
-// backoff returns the jittered wait before retry number attempt+1.
-func (s *HTTPSource) backoff(attempt int) time.Duration {
-	d := s.opts.BackoffBase
-	for i := 0; i < attempt && d < s.opts.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, s.opts.BackoffMax)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // errRateLimited marks a 429 answer, counted apart from the other
@@ -218,28 +181,24 @@ var errRateLimited = errors.New("rate limited")
 func (s *HTTPSource) attempt(ctx context.Context, u string) (outcome int, apps []Application, after time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := httpapi.NewRequest(ctx, http.MethodGet, u, nil, s.opts.AuthHeader, s.opts.AuthValue)
 	if err != nil {
-		return attemptDone, nil, 0, fmt.Errorf("%w: build request: %w", ErrInvalidPerson, redactURL(err, s.logURL))
-	}
-	req.Header.Set("Accept", "application/json")
-	if s.opts.AuthHeader != "" {
-		req.Header.Set(s.opts.AuthHeader, s.opts.AuthValue)
+		return attemptDone, nil, 0, fmt.Errorf("%w: build request: %w", ErrInvalidPerson, httpapi.RedactURL(err, s.logURL))
 	}
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
-		return attemptRetry, nil, 0, fmt.Errorf("request: %w", redactURL(err, s.logURL))
+		return attemptRetry, nil, 0, fmt.Errorf("request: %w", httpapi.RedactURL(err, s.logURL))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	body, err := httpapi.ReadAtMost(resp.Body, MaxResponse)
 	code := resp.StatusCode
 	switch {
 	case code == http.StatusOK:
-		if err != nil {
-			return attemptRetry, nil, 0, fmt.Errorf("read answer: %w", redactURL(err, s.logURL))
-		}
-		if len(body) > MaxResponse {
+		if errors.Is(err, httpapi.ErrTooLarge) {
 			return attemptDone, nil, 0, fmt.Errorf("%w: answer over %d bytes", ErrInvalidResponse, MaxResponse)
+		}
+		if err != nil {
+			return attemptRetry, nil, 0, fmt.Errorf("read answer: %w", httpapi.RedactURL(err, s.logURL))
 		}
 		apps, err := decodeHistory(body)
 		if err != nil {
@@ -278,15 +237,6 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	return max(t.Sub(now), 0)
-}
-
-// redactURL replaces the URL a client error quotes, whose path and query
-// name the person, with the API's scheme and host.
-func redactURL(err error, logURL string) error {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		ue.URL = logURL
-	}
-	return err
 }
 
 // The answer's JSON.
