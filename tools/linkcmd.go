@@ -315,7 +315,7 @@ func linkError(err error) error {
 	case wire.ErrorCode_ERROR_CODE_NOT_LINKED:
 		return fmt.Errorf("%w (link one first: gonets link esia)", err)
 	case wire.ErrorCode_ERROR_CODE_BAD_REQUEST:
-		return fmt.Errorf("%w (the code works once, for the login that started the link, for 10 minutes: run gonets link esia again)", err)
+		return fmt.Errorf("%w (the code works once, for the login that started the link, within 5 minutes of the consent: run gonets link esia again)", err)
 	}
 	return err
 }
