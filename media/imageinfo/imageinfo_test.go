@@ -142,11 +142,11 @@ func TestOrient(t *testing.T) {
 }
 
 func TestTransparencyOnWhite(t *testing.T) {
-	clear := halves(100, 100, 0)
+	clear := halves(1000, 1000, 0)
 	for format, data := range map[string][]byte{
 		"png":  encPNG(t, clear),
-		"gif":  encGIF(t, image.NewPaletted(image.Rect(0, 0, 100, 100), color.Palette{color.Transparent, color.Black})),
-		"webp": encWebP(100, 100, color.NRGBA{R: 255}),
+		"gif":  encGIF(t, image.NewPaletted(image.Rect(0, 0, 1000, 1000), color.Palette{color.Transparent, color.Black})),
+		"webp": encWebP(1000, 1000, color.NRGBA{R: 255}),
 	} {
 		thumb, _, err := Thumbnail(bytes.NewReader(data), 50)
 		if err != nil {
@@ -235,5 +235,39 @@ func TestReadError(t *testing.T) {
 	_, _, err := Thumbnail(r, 0)
 	if !errors.Is(err, io.ErrClosedPipe) || errors.Is(err, ErrCorrupt) {
 		t.Errorf("read error: %v, want it wrapped, not ErrCorrupt", err)
+	}
+}
+
+func TestLargeShrunkFirst(t *testing.T) {
+	// 3000×1500 is shrunk 4× by the box filter before CatmullRom: colours
+	// and halves survive on both paths (YCbCr and the generic one).
+	m := halves(3000, 1500, 255)
+	for format, data := range map[string][]byte{"jpeg": encJPEG(t, m), "png": encPNG(t, m)} {
+		thumb, _, err := Thumbnail(bytes.NewReader(data), 320)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		d := decodeThumb(t, thumb)
+		if d.Bounds().Size() != image.Pt(320, 160) || !near(d.At(10, 80), 255, 0, 0) || !near(d.At(310, 80), 0, 0, 255) {
+			t.Errorf("%s: %v, left %v, right %v", format, d.Bounds(), d.At(10, 80), d.At(310, 80))
+		}
+	}
+	// A one-pixel checkerboard averages to grey rather than aliasing to
+	// black or white.
+	g := image.NewGray(image.Rect(0, 0, 2000, 1000))
+	for i := range g.Pix {
+		if (i%2000+i/2000)%2 == 0 {
+			g.Pix[i] = 255
+		}
+	}
+	thumb, _, err := Thumbnail(bytes.NewReader(encPNG(t, g)), 320)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := decodeThumb(t, thumb)
+	for _, p := range []image.Point{{5, 5}, {160, 80}, {300, 150}, {161, 81}} {
+		if !near(d.At(p.X, p.Y), 128, 128, 128) {
+			t.Errorf("checkerboard at %v: %v, want grey", p, d.At(p.X, p.Y))
+		}
 	}
 }

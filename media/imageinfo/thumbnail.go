@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/color"
 	"image/jpeg"
 	"io"
-
-	"golang.org/x/image/draw"
 )
 
 // DefaultThumbnail is the longer side of a thumbnail when Thumbnail is
@@ -58,50 +55,6 @@ func (l Limits) Thumbnail(r io.Reader, max int) (thumb []byte, img Image, err er
 		return nil, Image{}, fmt.Errorf("imageinfo: encode thumbnail: %w", err)
 	}
 	return out.Bytes(), img, nil
-}
-
-// fit returns w×h scaled so that the longer side is at most max, at least
-// one pixel each.
-func fit(w, h, max int) (int, int) {
-	if w <= max && h <= max {
-		return w, h
-	}
-	if w >= h {
-		return max, clamp1(int((int64(h)*int64(max) + int64(w)/2) / int64(w)))
-	}
-	return clamp1(int((int64(w)*int64(max) + int64(h)/2) / int64(h))), max
-}
-
-func clamp1(n int) int {
-	if n < 1 {
-		return 1
-	}
-	return n
-}
-
-// scale draws m, stored orientation, onto a white RGBA of the thumbnail's
-// size.
-func scale(m image.Image, max int) *image.RGBA {
-	b := m.Bounds()
-	w, h := fit(b.Dx(), b.Dy(), max)
-	dst := image.NewRGBA(image.Rect(0, 0, w, h))
-	op := draw.Src
-	if !opaque(m) {
-		draw.Draw(dst, dst.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-		op = draw.Over
-	}
-	draw.CatmullRom.Scale(dst, dst.Bounds(), m, b, op, nil)
-	return dst
-}
-
-// opaque reports whether m cannot hold transparent pixels, without scanning
-// it.
-func opaque(m image.Image) bool {
-	switch m.(type) {
-	case *image.YCbCr, *image.Gray, *image.CMYK:
-		return true
-	}
-	return false
 }
 
 // orient applies the EXIF orientation o to m.
