@@ -139,6 +139,7 @@ func (s *Store) receive(ctx context.Context, user uint64, r io.Reader, size int6
 	defer bufPool.Put(bp)
 	buf := *bp
 	h := sha256.New()
+	mime = http.DetectContentType(nil)
 	for {
 		if err := checkCtx(ctx); err != nil {
 			return fail(err)
@@ -167,7 +168,7 @@ func (s *Store) receive(ctx context.Context, user uint64, r io.Reader, size int6
 				return fail(err)
 			}
 		}
-		if n == 0 {
+		if n == 0 && k > 0 {
 			mime = http.DetectContentType(buf[:k])
 		}
 		h.Write(buf[:k])

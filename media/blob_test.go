@@ -94,7 +94,10 @@ func TestPutSizeChecks(t *testing.T) {
 		{1000, -1, nil},
 		{0, 0, nil},
 	} {
-		_, err := s.Put(ctx, 1, bytes.NewReader(randBytes(2, tc.body)), tc.size, Meta{})
+		info, err := s.Put(ctx, 1, bytes.NewReader(randBytes(2, tc.body)), tc.size, Meta{})
+		if err == nil && (info.Size != int64(tc.body) || info.MIME == "") {
+			t.Errorf("body %d: info %+v", tc.body, info)
+		}
 		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 			t.Errorf("body %d size %d: err %v, want %v", tc.body, tc.size, err, tc.want)
 		}
@@ -315,12 +318,17 @@ func TestRefRacingGC(t *testing.T) {
 	}
 }
 
-// heapReader yields size pseudo-random bytes, sampling the heap every
-// 8 MiB.
+// heapReader yields size bytes of a repeated 64 KiB pseudo-random
+// pattern, sampling the heap every 8 MiB.
 type heapReader struct {
 	left, sinceSample int64
 	peak              uint64
-	state             uint64
+	pattern           []byte
+	pos               int
+}
+
+func newHeapReader(size int64, seed uint64) *heapReader {
+	return &heapReader{left: size, pattern: randBytes(seed, 64<<10)}
 }
 
 func (r *heapReader) Read(p []byte) (int, error) {
@@ -328,18 +336,20 @@ func (r *heapReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	p = p[:min(int64(len(p)), r.left)]
-	for i := range p {
-		r.state = r.state*6364136223846793005 + 1442695040888963407
-		p[i] = byte(r.state >> 56)
+	n := 0
+	for n < len(p) {
+		k := copy(p[n:], r.pattern[r.pos:])
+		n += k
+		r.pos = (r.pos + k) % len(r.pattern)
 	}
-	r.left -= int64(len(p))
-	if r.sinceSample += int64(len(p)); r.sinceSample >= 8<<20 {
+	r.left -= int64(n)
+	if r.sinceSample += int64(n); r.sinceSample >= 8<<20 {
 		r.sinceSample = 0
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		r.peak = max(r.peak, ms.HeapAlloc)
 	}
-	return len(p), nil
+	return n, nil
 }
 
 // TestPutHeapBounded: a 200 MB Put streams; the heap grows by a copy
@@ -350,11 +360,11 @@ func TestPutHeapBounded(t *testing.T) {
 	}
 	s := openStore(t, t.TempDir(), newClock(), Options{})
 	const size = 200 << 20
+	r := newHeapReader(size, 1)
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapAlloc
-	r := &heapReader{left: size, state: 1}
 	info, err := s.Put(t.Context(), 1, r, size, Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +392,7 @@ func BenchmarkPut256MiB(b *testing.B) {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if _, err := s.Put(b.Context(), 1, &heapReader{left: size, state: uint64(i) + 1}, size, Meta{}); err != nil {
+		if _, err := s.Put(b.Context(), 1, newHeapReader(size, uint64(i)+1), size, Meta{}); err != nil {
 			b.Fatal(err)
 		}
 	}

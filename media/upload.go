@@ -110,6 +110,7 @@ func (s *Store) CreateUpload(user uint64, size int64, m Meta) (Upload, error) {
 			s.quota.release(user, size, u.day)
 		}
 	}
+	snap := u.snapshotLocked() // u is not shared yet
 	s.umu.Lock()
 	if err != nil {
 		s.userOpen[user]--
@@ -124,7 +125,7 @@ func (s *Store) CreateUpload(user uint64, size int64, m Meta) (Upload, error) {
 	if err != nil {
 		return Upload{}, s.refuse(err)
 	}
-	return u.snapshotLocked(), nil
+	return snap, nil
 }
 
 // createPart creates u's part file (sparse, at its full size) and state.
@@ -293,7 +294,8 @@ func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader) 
 // references yet: the caller must Ref it within GCGrace. A crash after
 // the move but before the upload is dropped leaves the blob stored and
 // the upload gone on reopen (ErrUnknownUpload); the client's fresh upload
-// of the same content then dedupes.
+// of the same content then dedupes. If storing the blob fails (an I/O
+// error), the upload is dropped too: its part file may be gone.
 func (s *Store) Complete(ctx context.Context, user uint64, id string) (Info, error) {
 	t0 := time.Now()
 	defer s.m.completeSeconds.UpdateDuration(t0)

@@ -339,7 +339,7 @@ func TestUploadEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := s.Complete(t.Context(), 1, up.ID)
-	if err != nil || info.SHA256 != sha(nil) || info.Size != 0 {
+	if err != nil || info.SHA256 != sha(nil) || info.Size != 0 || info.MIME == "" {
 		t.Fatalf("empty upload: %+v, %v", info, err)
 	}
 }
