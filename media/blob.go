@@ -444,3 +444,7 @@ func (s *Store) collect(b *blob, now time.Time) (bool, error) {
 	}
 	return true, nil
 }
+
+// ETag returns the blob's strong entity tag, the quoted hash, for the
+// ETag header set before http.ServeContent.
+func (i Info) ETag() string { return `"` + i.SHA256 + `"` }
