@@ -18,11 +18,13 @@ func halves(w, h int, a uint8) *image.NRGBA {
 	m := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
-			c := color.NRGBA{R: 255, A: a}
-			if x >= w/2 {
-				c = color.NRGBA{B: 255, A: a}
+			px := m.Pix[m.PixOffset(x, y):]
+			if x < w/2 {
+				px[0] = 255
+			} else {
+				px[2] = 255
 			}
-			m.SetNRGBA(x, y, c)
+			px[3] = a
 		}
 	}
 	return m
