@@ -244,6 +244,16 @@ const (
 	ErrorCode_ERROR_CODE_UNKNOWN_REQUEST ErrorCode = 37
 	// REQUEST_ENDED: the signing request was already decided or ended.
 	ErrorCode_ERROR_CODE_REQUEST_ENDED ErrorCode = 38
+	// BAD_CONTENT: a MEDIA message's body is not a valid Content (too long
+	// a text, too many attachments or buttons, a malformed file address).
+	ErrorCode_ERROR_CODE_BAD_CONTENT ErrorCode = 39
+	// UNKNOWN_FILE: an attachment names a file the node does not hold (never
+	// uploaded, or collected): upload it again.
+	ErrorCode_ERROR_CODE_UNKNOWN_FILE ErrorCode = 40
+	// NO_BUTTON: a callback names no callback button of a bot's message.
+	ErrorCode_ERROR_CODE_NO_BUTTON ErrorCode = 41
+	// NO_MINI_APP: the bot declares no mini-app.
+	ErrorCode_ERROR_CODE_NO_MINI_APP ErrorCode = 42
 )
 
 // Enum value maps for ErrorCode.
@@ -288,6 +298,10 @@ var (
 		36: "ERROR_CODE_NOT_LINKED",
 		37: "ERROR_CODE_UNKNOWN_REQUEST",
 		38: "ERROR_CODE_REQUEST_ENDED",
+		39: "ERROR_CODE_BAD_CONTENT",
+		40: "ERROR_CODE_UNKNOWN_FILE",
+		41: "ERROR_CODE_NO_BUTTON",
+		42: "ERROR_CODE_NO_MINI_APP",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -329,6 +343,10 @@ var (
 		"ERROR_CODE_NOT_LINKED":          36,
 		"ERROR_CODE_UNKNOWN_REQUEST":     37,
 		"ERROR_CODE_REQUEST_ENDED":       38,
+		"ERROR_CODE_BAD_CONTENT":         39,
+		"ERROR_CODE_UNKNOWN_FILE":        40,
+		"ERROR_CODE_NO_BUTTON":           41,
+		"ERROR_CODE_NO_MINI_APP":         42,
 	}
 )
 
@@ -733,6 +751,174 @@ func (CallRemoveReason) EnumDescriptor() ([]byte, []int) {
 	return file_gonets_proto_rawDescGZIP(), []int{8}
 }
 
+type TextFormat int32
+
+const (
+	TextFormat_TEXT_FORMAT_PLAIN    TextFormat = 0
+	TextFormat_TEXT_FORMAT_MARKDOWN TextFormat = 1
+	TextFormat_TEXT_FORMAT_HTML     TextFormat = 2
+)
+
+// Enum value maps for TextFormat.
+var (
+	TextFormat_name = map[int32]string{
+		0: "TEXT_FORMAT_PLAIN",
+		1: "TEXT_FORMAT_MARKDOWN",
+		2: "TEXT_FORMAT_HTML",
+	}
+	TextFormat_value = map[string]int32{
+		"TEXT_FORMAT_PLAIN":    0,
+		"TEXT_FORMAT_MARKDOWN": 1,
+		"TEXT_FORMAT_HTML":     2,
+	}
+)
+
+func (x TextFormat) Enum() *TextFormat {
+	p := new(TextFormat)
+	*p = x
+	return p
+}
+
+func (x TextFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TextFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[9].Descriptor()
+}
+
+func (TextFormat) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[9]
+}
+
+func (x TextFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TextFormat.Descriptor instead.
+func (TextFormat) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{9}
+}
+
+type AttachmentType int32
+
+const (
+	AttachmentType_ATTACHMENT_TYPE_UNSPECIFIED AttachmentType = 0
+	AttachmentType_ATTACHMENT_TYPE_PHOTO       AttachmentType = 1
+	AttachmentType_ATTACHMENT_TYPE_VIDEO       AttachmentType = 2
+	AttachmentType_ATTACHMENT_TYPE_AUDIO       AttachmentType = 3
+	AttachmentType_ATTACHMENT_TYPE_FILE        AttachmentType = 4
+)
+
+// Enum value maps for AttachmentType.
+var (
+	AttachmentType_name = map[int32]string{
+		0: "ATTACHMENT_TYPE_UNSPECIFIED",
+		1: "ATTACHMENT_TYPE_PHOTO",
+		2: "ATTACHMENT_TYPE_VIDEO",
+		3: "ATTACHMENT_TYPE_AUDIO",
+		4: "ATTACHMENT_TYPE_FILE",
+	}
+	AttachmentType_value = map[string]int32{
+		"ATTACHMENT_TYPE_UNSPECIFIED": 0,
+		"ATTACHMENT_TYPE_PHOTO":       1,
+		"ATTACHMENT_TYPE_VIDEO":       2,
+		"ATTACHMENT_TYPE_AUDIO":       3,
+		"ATTACHMENT_TYPE_FILE":        4,
+	}
+)
+
+func (x AttachmentType) Enum() *AttachmentType {
+	p := new(AttachmentType)
+	*p = x
+	return p
+}
+
+func (x AttachmentType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AttachmentType) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[10].Descriptor()
+}
+
+func (AttachmentType) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[10]
+}
+
+func (x AttachmentType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AttachmentType.Descriptor instead.
+func (AttachmentType) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{10}
+}
+
+type ButtonType int32
+
+const (
+	ButtonType_BUTTON_TYPE_UNSPECIFIED ButtonType = 0
+	// CALLBACK sends payload to the message's bot (Callback).
+	ButtonType_BUTTON_TYPE_CALLBACK ButtonType = 1
+	// LINK opens url.
+	ButtonType_BUTTON_TYPE_LINK ButtonType = 2
+	// REQUEST_CONTACT asks the user to share their contact with the bot.
+	ButtonType_BUTTON_TYPE_REQUEST_CONTACT ButtonType = 3
+	// OPEN_APP opens the bot's mini-app (MiniAppOpen) with payload as its
+	// start parameter.
+	ButtonType_BUTTON_TYPE_OPEN_APP ButtonType = 4
+	// MESSAGE sends text as the user's message.
+	ButtonType_BUTTON_TYPE_MESSAGE ButtonType = 5
+)
+
+// Enum value maps for ButtonType.
+var (
+	ButtonType_name = map[int32]string{
+		0: "BUTTON_TYPE_UNSPECIFIED",
+		1: "BUTTON_TYPE_CALLBACK",
+		2: "BUTTON_TYPE_LINK",
+		3: "BUTTON_TYPE_REQUEST_CONTACT",
+		4: "BUTTON_TYPE_OPEN_APP",
+		5: "BUTTON_TYPE_MESSAGE",
+	}
+	ButtonType_value = map[string]int32{
+		"BUTTON_TYPE_UNSPECIFIED":     0,
+		"BUTTON_TYPE_CALLBACK":        1,
+		"BUTTON_TYPE_LINK":            2,
+		"BUTTON_TYPE_REQUEST_CONTACT": 3,
+		"BUTTON_TYPE_OPEN_APP":        4,
+		"BUTTON_TYPE_MESSAGE":         5,
+	}
+)
+
+func (x ButtonType) Enum() *ButtonType {
+	p := new(ButtonType)
+	*p = x
+	return p
+}
+
+func (x ButtonType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ButtonType) Descriptor() protoreflect.EnumDescriptor {
+	return file_gonets_proto_enumTypes[11].Descriptor()
+}
+
+func (ButtonType) Type() protoreflect.EnumType {
+	return &file_gonets_proto_enumTypes[11]
+}
+
+func (x ButtonType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ButtonType.Descriptor instead.
+func (ButtonType) EnumDescriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{11}
+}
+
 // LiveEndReason says why a live stream ended.
 type LiveEndReason int32
 
@@ -774,11 +960,11 @@ func (x LiveEndReason) String() string {
 }
 
 func (LiveEndReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_gonets_proto_enumTypes[9].Descriptor()
+	return file_gonets_proto_enumTypes[12].Descriptor()
 }
 
 func (LiveEndReason) Type() protoreflect.EnumType {
-	return &file_gonets_proto_enumTypes[9]
+	return &file_gonets_proto_enumTypes[12]
 }
 
 func (x LiveEndReason) Number() protoreflect.EnumNumber {
@@ -787,7 +973,7 @@ func (x LiveEndReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LiveEndReason.Descriptor instead.
 func (LiveEndReason) EnumDescriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{9}
+	return file_gonets_proto_rawDescGZIP(), []int{12}
 }
 
 // Frame is one unit on a stream. A client request carries an id above 0
@@ -862,6 +1048,10 @@ type Frame struct {
 	//	*Frame_SignRequest
 	//	*Frame_SignDecision
 	//	*Frame_StateLinkFinish
+	//	*Frame_Callback
+	//	*Frame_CallbackAnswer
+	//	*Frame_MiniAppOpen
+	//	*Frame_MiniAppLaunch
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1487,6 +1677,42 @@ func (x *Frame) GetStateLinkFinish() *StateLinkFinish {
 	return nil
 }
 
+func (x *Frame) GetCallback() *Callback {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Callback); ok {
+			return x.Callback
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallbackAnswer() *CallbackAnswer {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallbackAnswer); ok {
+			return x.CallbackAnswer
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetMiniAppOpen() *MiniAppOpen {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_MiniAppOpen); ok {
+			return x.MiniAppOpen
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetMiniAppLaunch() *MiniAppLaunch {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_MiniAppLaunch); ok {
+			return x.MiniAppLaunch
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -1775,6 +2001,26 @@ type Frame_StateLinkFinish struct {
 	StateLinkFinish *StateLinkFinish `protobuf:"bytes,73,opt,name=state_link_finish,json=stateLinkFinish,proto3,oneof"`
 }
 
+type Frame_Callback struct {
+	// Bots (docs/bots.md). callback presses a message's callback button,
+	// answered by done; the bot's answer comes later as callback_answer.
+	// mini_app_open asks for a bot's mini-app launch data, answered by
+	// mini_app_launch.
+	Callback *Callback `protobuf:"bytes,74,opt,name=callback,proto3,oneof"`
+}
+
+type Frame_CallbackAnswer struct {
+	CallbackAnswer *CallbackAnswer `protobuf:"bytes,75,opt,name=callback_answer,json=callbackAnswer,proto3,oneof"`
+}
+
+type Frame_MiniAppOpen struct {
+	MiniAppOpen *MiniAppOpen `protobuf:"bytes,76,opt,name=mini_app_open,json=miniAppOpen,proto3,oneof"`
+}
+
+type Frame_MiniAppLaunch struct {
+	MiniAppLaunch *MiniAppLaunch `protobuf:"bytes,77,opt,name=mini_app_launch,json=miniAppLaunch,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -1902,6 +2148,14 @@ func (*Frame_SignRequest) isFrame_Body() {}
 func (*Frame_SignDecision) isFrame_Body() {}
 
 func (*Frame_StateLinkFinish) isFrame_Body() {}
+
+func (*Frame_Callback) isFrame_Body() {}
+
+func (*Frame_CallbackAnswer) isFrame_Body() {}
+
+func (*Frame_MiniAppOpen) isFrame_Body() {}
+
+func (*Frame_MiniAppLaunch) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -5051,6 +5305,12 @@ type Service struct {
 	//	*Service_SignRequest
 	//	*Service_SignResult
 	//	*Service_ApplicationStatus
+	//	*Service_MembersAdded
+	//	*Service_MemberRemoved
+	//	*Service_TitleChanged
+	//	*Service_BotStarted
+	//	*Service_Callback
+	//	*Service_BotRemoved
 	Event         isService_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5174,6 +5434,60 @@ func (x *Service) GetApplicationStatus() *ApplicationStatus {
 	return nil
 }
 
+func (x *Service) GetMembersAdded() *MembersChanged {
+	if x != nil {
+		if x, ok := x.Event.(*Service_MembersAdded); ok {
+			return x.MembersAdded
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetMemberRemoved() *MembersChanged {
+	if x != nil {
+		if x, ok := x.Event.(*Service_MemberRemoved); ok {
+			return x.MemberRemoved
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetTitleChanged() *TitleChanged {
+	if x != nil {
+		if x, ok := x.Event.(*Service_TitleChanged); ok {
+			return x.TitleChanged
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetBotStarted() *BotStarted {
+	if x != nil {
+		if x, ok := x.Event.(*Service_BotStarted); ok {
+			return x.BotStarted
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetCallback() *CallbackPressed {
+	if x != nil {
+		if x, ok := x.Event.(*Service_Callback); ok {
+			return x.Callback
+		}
+	}
+	return nil
+}
+
+func (x *Service) GetBotRemoved() *MembersChanged {
+	if x != nil {
+		if x, ok := x.Event.(*Service_BotRemoved); ok {
+			return x.BotRemoved
+		}
+	}
+	return nil
+}
+
 type isService_Event interface {
 	isService_Event()
 }
@@ -5225,6 +5539,37 @@ type Service_ApplicationStatus struct {
 	ApplicationStatus *ApplicationStatus `protobuf:"bytes,9,opt,name=application_status,json=applicationStatus,proto3,oneof"`
 }
 
+type Service_MembersAdded struct {
+	// members_added and member_removed record a chat's membership changes
+	// in its log (a bot learns of them as user_added, bot_added,
+	// user_removed, bot_removed); title_changed a new title; bot_started a
+	// user opening a direct chat with a bot.
+	MembersAdded *MembersChanged `protobuf:"bytes,10,opt,name=members_added,json=membersAdded,proto3,oneof"`
+}
+
+type Service_MemberRemoved struct {
+	MemberRemoved *MembersChanged `protobuf:"bytes,11,opt,name=member_removed,json=memberRemoved,proto3,oneof"`
+}
+
+type Service_TitleChanged struct {
+	TitleChanged *TitleChanged `protobuf:"bytes,12,opt,name=title_changed,json=titleChanged,proto3,oneof"`
+}
+
+type Service_BotStarted struct {
+	BotStarted *BotStarted `protobuf:"bytes,13,opt,name=bot_started,json=botStarted,proto3,oneof"`
+}
+
+type Service_Callback struct {
+	// callback is a pressed callback button, posted in the bot's service
+	// chat (never in the shared chat); bot_removed tells a bot, in its
+	// service chat, that it was removed from a chat it can no longer read.
+	Callback *CallbackPressed `protobuf:"bytes,14,opt,name=callback,proto3,oneof"`
+}
+
+type Service_BotRemoved struct {
+	BotRemoved *MembersChanged `protobuf:"bytes,15,opt,name=bot_removed,json=botRemoved,proto3,oneof"`
+}
+
 func (*Service_CallRecorded) isService_Event() {}
 
 func (*Service_LiveStarted) isService_Event() {}
@@ -5243,6 +5588,882 @@ func (*Service_SignResult) isService_Event() {}
 
 func (*Service_ApplicationStatus) isService_Event() {}
 
+func (*Service_MembersAdded) isService_Event() {}
+
+func (*Service_MemberRemoved) isService_Event() {}
+
+func (*Service_TitleChanged) isService_Event() {}
+
+func (*Service_BotStarted) isService_Event() {}
+
+func (*Service_Callback) isService_Event() {}
+
+func (*Service_BotRemoved) isService_Event() {}
+
+// MembersChanged is a membership change of chat: users joined (added by
+// by, or by themselves when by is 0 or one of them), or left or were
+// removed.
+type MembersChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chat          uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	Users         []uint64               `protobuf:"varint,2,rep,packed,name=users,proto3" json:"users,omitempty"`
+	By            uint64                 `protobuf:"varint,3,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersChanged) Reset() {
+	*x = MembersChanged{}
+	mi := &file_gonets_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersChanged) ProtoMessage() {}
+
+func (x *MembersChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersChanged.ProtoReflect.Descriptor instead.
+func (*MembersChanged) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *MembersChanged) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *MembersChanged) GetUsers() []uint64 {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *MembersChanged) GetBy() uint64 {
+	if x != nil {
+		return x.By
+	}
+	return 0
+}
+
+// TitleChanged is a chat's new title, set by user by.
+type TitleChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	By            uint64                 `protobuf:"varint,2,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TitleChanged) Reset() {
+	*x = TitleChanged{}
+	mi := &file_gonets_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TitleChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TitleChanged) ProtoMessage() {}
+
+func (x *TitleChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TitleChanged.ProtoReflect.Descriptor instead.
+func (*TitleChanged) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TitleChanged) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *TitleChanged) GetBy() uint64 {
+	if x != nil {
+		return x.By
+	}
+	return 0
+}
+
+// BotStarted is a user opening (or restarting) a direct chat with a bot,
+// with the start parameter of the link that opened it.
+type BotStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          uint64                 `protobuf:"varint,1,opt,name=user,proto3" json:"user,omitempty"`
+	Payload       string                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BotStarted) Reset() {
+	*x = BotStarted{}
+	mi := &file_gonets_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BotStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BotStarted) ProtoMessage() {}
+
+func (x *BotStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BotStarted.ProtoReflect.Descriptor instead.
+func (*BotStarted) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *BotStarted) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *BotStarted) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+// CallbackPressed is a pressed callback button of the bot's message
+// chat/seq; id answers it (POST /answers?callback_id=).
+type CallbackPressed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Chat          uint64                 `protobuf:"varint,2,opt,name=chat,proto3" json:"chat,omitempty"`
+	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	User          uint64                 `protobuf:"varint,4,opt,name=user,proto3" json:"user,omitempty"`
+	Payload       string                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	AtMs          int64                  `protobuf:"varint,6,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallbackPressed) Reset() {
+	*x = CallbackPressed{}
+	mi := &file_gonets_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallbackPressed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallbackPressed) ProtoMessage() {}
+
+func (x *CallbackPressed) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallbackPressed.ProtoReflect.Descriptor instead.
+func (*CallbackPressed) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CallbackPressed) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CallbackPressed) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallbackPressed) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CallbackPressed) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *CallbackPressed) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *CallbackPressed) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+// Content is the body of a MSG_KIND_MEDIA message: text in a format,
+// attachments and an inline keyboard. The node checks it on send
+// (BAD_CONTENT, UNKNOWN_FILE) and fills what it knows of each file
+// (size, dimensions, thumbnail), so that receivers may trust those.
+type Content struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// text is at most 4,000 characters.
+	Text   string     `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	Format TextFormat `protobuf:"varint,2,opt,name=format,proto3,enum=gonets.v1.TextFormat" json:"format,omitempty"`
+	// attachments are at most 10.
+	Attachments []*Attachment `protobuf:"bytes,3,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	Keyboard    *Keyboard     `protobuf:"bytes,4,opt,name=keyboard,proto3" json:"keyboard,omitempty"`
+	// reply_to is the seq of the message this one answers, 0 for none.
+	ReplyTo       uint64 `protobuf:"varint,5,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Content) Reset() {
+	*x = Content{}
+	mi := &file_gonets_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Content) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Content) ProtoMessage() {}
+
+func (x *Content) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Content.ProtoReflect.Descriptor instead.
+func (*Content) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *Content) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Content) GetFormat() TextFormat {
+	if x != nil {
+		return x.Format
+	}
+	return TextFormat_TEXT_FORMAT_PLAIN
+}
+
+func (x *Content) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+func (x *Content) GetKeyboard() *Keyboard {
+	if x != nil {
+		return x.Keyboard
+	}
+	return nil
+}
+
+func (x *Content) GetReplyTo() uint64 {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return 0
+}
+
+// Attachment is a stored file a message carries. A client sets type,
+// sha256 (from its upload), name and, optionally, mime and duration; the
+// node sets size, and for photos width, height and thumb_sha256. Members
+// of the chat download it from the public listener (docs/media.md).
+type Attachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  AttachmentType         `protobuf:"varint,1,opt,name=type,proto3,enum=gonets.v1.AttachmentType" json:"type,omitempty"`
+	// sha256 is the file's address: lowercase hex SHA-256 of its bytes.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size   int64  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Name   string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Mime   string `protobuf:"bytes,5,opt,name=mime,proto3" json:"mime,omitempty"`
+	Width  uint32 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"`
+	Height uint32 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
+	// thumb_sha256 is a JPEG thumbnail's address (photos).
+	ThumbSha256   string `protobuf:"bytes,8,opt,name=thumb_sha256,json=thumbSha256,proto3" json:"thumb_sha256,omitempty"`
+	DurationMs    uint32 `protobuf:"varint,9,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attachment) Reset() {
+	*x = Attachment{}
+	mi := &file_gonets_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attachment) ProtoMessage() {}
+
+func (x *Attachment) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
+func (*Attachment) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *Attachment) GetType() AttachmentType {
+	if x != nil {
+		return x.Type
+	}
+	return AttachmentType_ATTACHMENT_TYPE_UNSPECIFIED
+}
+
+func (x *Attachment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Attachment) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Attachment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Attachment) GetMime() string {
+	if x != nil {
+		return x.Mime
+	}
+	return ""
+}
+
+func (x *Attachment) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *Attachment) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *Attachment) GetThumbSha256() string {
+	if x != nil {
+		return x.ThumbSha256
+	}
+	return ""
+}
+
+func (x *Attachment) GetDurationMs() uint32 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+// Keyboard is an inline keyboard below a message: at most 30 rows of at
+// most 7 buttons, 210 in all.
+type Keyboard struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*KeyboardRow         `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Keyboard) Reset() {
+	*x = Keyboard{}
+	mi := &file_gonets_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Keyboard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Keyboard) ProtoMessage() {}
+
+func (x *Keyboard) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Keyboard.ProtoReflect.Descriptor instead.
+func (*Keyboard) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Keyboard) GetRows() []*KeyboardRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+type KeyboardRow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buttons       []*Button              `protobuf:"bytes,1,rep,name=buttons,proto3" json:"buttons,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyboardRow) Reset() {
+	*x = KeyboardRow{}
+	mi := &file_gonets_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyboardRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyboardRow) ProtoMessage() {}
+
+func (x *KeyboardRow) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyboardRow.ProtoReflect.Descriptor instead.
+func (*KeyboardRow) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *KeyboardRow) GetButtons() []*Button {
+	if x != nil {
+		return x.Buttons
+	}
+	return nil
+}
+
+// Button is one button: text at most 128 characters, payload at most
+// 1,024 bytes, url at most 2,048.
+type Button struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          ButtonType             `protobuf:"varint,1,opt,name=type,proto3,enum=gonets.v1.ButtonType" json:"type,omitempty"`
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	Payload       string                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Url           string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Button) Reset() {
+	*x = Button{}
+	mi := &file_gonets_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Button) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Button) ProtoMessage() {}
+
+func (x *Button) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Button.ProtoReflect.Descriptor instead.
+func (*Button) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *Button) GetType() ButtonType {
+	if x != nil {
+		return x.Type
+	}
+	return ButtonType_BUTTON_TYPE_UNSPECIFIED
+}
+
+func (x *Button) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Button) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *Button) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+// Callback presses the callback button with payload of the bot's message
+// chat/seq; answered by done (the bot has it durably). The bot's answer
+// comes later as a CallbackAnswer push.
+type Callback struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chat          uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Payload       string                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Callback) Reset() {
+	*x = Callback{}
+	mi := &file_gonets_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Callback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Callback) ProtoMessage() {}
+
+func (x *Callback) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Callback.ProtoReflect.Descriptor instead.
+func (*Callback) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *Callback) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *Callback) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Callback) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+// CallbackAnswer is a bot's answer to a pressed button, pushed to the
+// presser's devices: a notification to show (may be empty; the message
+// itself, if the bot changed it, comes as an edit).
+type CallbackAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chat          uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	CallbackId    string                 `protobuf:"bytes,3,opt,name=callback_id,json=callbackId,proto3" json:"callback_id,omitempty"`
+	Notification  string                 `protobuf:"bytes,4,opt,name=notification,proto3" json:"notification,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallbackAnswer) Reset() {
+	*x = CallbackAnswer{}
+	mi := &file_gonets_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallbackAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallbackAnswer) ProtoMessage() {}
+
+func (x *CallbackAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallbackAnswer.ProtoReflect.Descriptor instead.
+func (*CallbackAnswer) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CallbackAnswer) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *CallbackAnswer) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CallbackAnswer) GetCallbackId() string {
+	if x != nil {
+		return x.CallbackId
+	}
+	return ""
+}
+
+func (x *CallbackAnswer) GetNotification() string {
+	if x != nil {
+		return x.Notification
+	}
+	return ""
+}
+
+// MiniAppOpen asks for the launch data of bot's mini-app, opened from chat
+// (0: from the bot's profile) with start_param (at most 512 bytes).
+type MiniAppOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bot           uint64                 `protobuf:"varint,1,opt,name=bot,proto3" json:"bot,omitempty"`
+	Chat          uint64                 `protobuf:"varint,2,opt,name=chat,proto3" json:"chat,omitempty"`
+	StartParam    string                 `protobuf:"bytes,3,opt,name=start_param,json=startParam,proto3" json:"start_param,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MiniAppOpen) Reset() {
+	*x = MiniAppOpen{}
+	mi := &file_gonets_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MiniAppOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MiniAppOpen) ProtoMessage() {}
+
+func (x *MiniAppOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MiniAppOpen.ProtoReflect.Descriptor instead.
+func (*MiniAppOpen) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *MiniAppOpen) GetBot() uint64 {
+	if x != nil {
+		return x.Bot
+	}
+	return 0
+}
+
+func (x *MiniAppOpen) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *MiniAppOpen) GetStartParam() string {
+	if x != nil {
+		return x.StartParam
+	}
+	return ""
+}
+
+// MiniAppLaunch answers MiniAppOpen: the mini-app's URL and the launch
+// data to hand it (a query string with query_id, user, chat, auth_date,
+// start_param and hash, signed for the bot: docs/bots.md).
+type MiniAppLaunch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	InitData      string                 `protobuf:"bytes,2,opt,name=init_data,json=initData,proto3" json:"init_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MiniAppLaunch) Reset() {
+	*x = MiniAppLaunch{}
+	mi := &file_gonets_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MiniAppLaunch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MiniAppLaunch) ProtoMessage() {}
+
+func (x *MiniAppLaunch) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MiniAppLaunch.ProtoReflect.Descriptor instead.
+func (*MiniAppLaunch) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *MiniAppLaunch) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *MiniAppLaunch) GetInitData() string {
+	if x != nil {
+		return x.InitData
+	}
+	return ""
+}
+
 // StateAccountEvent reports a linked state account's change; no personal
 // data, only what was linked and when.
 type StateAccountEvent struct {
@@ -5257,7 +6478,7 @@ type StateAccountEvent struct {
 
 func (x *StateAccountEvent) Reset() {
 	*x = StateAccountEvent{}
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5269,7 +6490,7 @@ func (x *StateAccountEvent) String() string {
 func (*StateAccountEvent) ProtoMessage() {}
 
 func (x *StateAccountEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[50]
+	mi := &file_gonets_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5282,7 +6503,7 @@ func (x *StateAccountEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateAccountEvent.ProtoReflect.Descriptor instead.
 func (*StateAccountEvent) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{50}
+	return file_gonets_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *StateAccountEvent) GetProvider() string {
@@ -5330,7 +6551,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5342,7 +6563,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[51]
+	mi := &file_gonets_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5355,7 +6576,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{51}
+	return file_gonets_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SignRequest) GetId() string {
@@ -5425,7 +6646,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +6658,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[52]
+	mi := &file_gonets_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +6671,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{52}
+	return file_gonets_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SignResult) GetId() string {
@@ -5513,7 +6734,7 @@ type ApplicationStatus struct {
 
 func (x *ApplicationStatus) Reset() {
 	*x = ApplicationStatus{}
-	mi := &file_gonets_proto_msgTypes[53]
+	mi := &file_gonets_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5525,7 +6746,7 @@ func (x *ApplicationStatus) String() string {
 func (*ApplicationStatus) ProtoMessage() {}
 
 func (x *ApplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[53]
+	mi := &file_gonets_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5538,7 +6759,7 @@ func (x *ApplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationStatus.ProtoReflect.Descriptor instead.
 func (*ApplicationStatus) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{53}
+	return file_gonets_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ApplicationStatus) GetOrderId() string {
@@ -5600,7 +6821,7 @@ type StateLinkStart struct {
 
 func (x *StateLinkStart) Reset() {
 	*x = StateLinkStart{}
-	mi := &file_gonets_proto_msgTypes[54]
+	mi := &file_gonets_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5612,7 +6833,7 @@ func (x *StateLinkStart) String() string {
 func (*StateLinkStart) ProtoMessage() {}
 
 func (x *StateLinkStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[54]
+	mi := &file_gonets_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5625,7 +6846,7 @@ func (x *StateLinkStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkStart.ProtoReflect.Descriptor instead.
 func (*StateLinkStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{54}
+	return file_gonets_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *StateLinkStart) GetProvider() string {
@@ -5648,7 +6869,7 @@ type StateLinkURL struct {
 
 func (x *StateLinkURL) Reset() {
 	*x = StateLinkURL{}
-	mi := &file_gonets_proto_msgTypes[55]
+	mi := &file_gonets_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5660,7 +6881,7 @@ func (x *StateLinkURL) String() string {
 func (*StateLinkURL) ProtoMessage() {}
 
 func (x *StateLinkURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[55]
+	mi := &file_gonets_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5673,7 +6894,7 @@ func (x *StateLinkURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkURL.ProtoReflect.Descriptor instead.
 func (*StateLinkURL) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{55}
+	return file_gonets_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *StateLinkURL) GetUrl() string {
@@ -5704,7 +6925,7 @@ type StateLinkFinish struct {
 
 func (x *StateLinkFinish) Reset() {
 	*x = StateLinkFinish{}
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5716,7 +6937,7 @@ func (x *StateLinkFinish) String() string {
 func (*StateLinkFinish) ProtoMessage() {}
 
 func (x *StateLinkFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[56]
+	mi := &file_gonets_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5729,7 +6950,7 @@ func (x *StateLinkFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkFinish.ProtoReflect.Descriptor instead.
 func (*StateLinkFinish) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{56}
+	return file_gonets_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StateLinkFinish) GetCode() string {
@@ -5747,7 +6968,7 @@ type LinkedRequest struct {
 
 func (x *LinkedRequest) Reset() {
 	*x = LinkedRequest{}
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5759,7 +6980,7 @@ func (x *LinkedRequest) String() string {
 func (*LinkedRequest) ProtoMessage() {}
 
 func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[57]
+	mi := &file_gonets_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5772,7 +6993,7 @@ func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedRequest.ProtoReflect.Descriptor instead.
 func (*LinkedRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{57}
+	return file_gonets_proto_rawDescGZIP(), []int{70}
 }
 
 type StateUnlink struct {
@@ -5783,7 +7004,7 @@ type StateUnlink struct {
 
 func (x *StateUnlink) Reset() {
 	*x = StateUnlink{}
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5795,7 +7016,7 @@ func (x *StateUnlink) String() string {
 func (*StateUnlink) ProtoMessage() {}
 
 func (x *StateUnlink) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[58]
+	mi := &file_gonets_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5808,7 +7029,7 @@ func (x *StateUnlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateUnlink.ProtoReflect.Descriptor instead.
 func (*StateUnlink) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{58}
+	return file_gonets_proto_rawDescGZIP(), []int{71}
 }
 
 // LinkedAccount is the user's linked state account and the attributes it
@@ -5834,7 +7055,7 @@ type LinkedAccount struct {
 
 func (x *LinkedAccount) Reset() {
 	*x = LinkedAccount{}
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5846,7 +7067,7 @@ func (x *LinkedAccount) String() string {
 func (*LinkedAccount) ProtoMessage() {}
 
 func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5859,7 +7080,7 @@ func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedAccount.ProtoReflect.Descriptor instead.
 func (*LinkedAccount) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{59}
+	return file_gonets_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LinkedAccount) GetLinked() bool {
@@ -5959,7 +7180,7 @@ type CredentialRequest struct {
 
 func (x *CredentialRequest) Reset() {
 	*x = CredentialRequest{}
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5971,7 +7192,7 @@ func (x *CredentialRequest) String() string {
 func (*CredentialRequest) ProtoMessage() {}
 
 func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5984,7 +7205,7 @@ func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CredentialRequest.ProtoReflect.Descriptor instead.
 func (*CredentialRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{60}
+	return file_gonets_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CredentialRequest) GetProof() string {
@@ -6005,7 +7226,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6017,7 +7238,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6030,7 +7251,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{61}
+	return file_gonets_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Credential) GetSdJwt() string {
@@ -6063,7 +7284,7 @@ type SignRequestSend struct {
 
 func (x *SignRequestSend) Reset() {
 	*x = SignRequestSend{}
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6075,7 +7296,7 @@ func (x *SignRequestSend) String() string {
 func (*SignRequestSend) ProtoMessage() {}
 
 func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6088,7 +7309,7 @@ func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestSend.ProtoReflect.Descriptor instead.
 func (*SignRequestSend) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{62}
+	return file_gonets_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *SignRequestSend) GetChat() uint64 {
@@ -6145,7 +7366,7 @@ type SignDecision struct {
 
 func (x *SignDecision) Reset() {
 	*x = SignDecision{}
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6157,7 +7378,7 @@ func (x *SignDecision) String() string {
 func (*SignDecision) ProtoMessage() {}
 
 func (x *SignDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6170,7 +7391,7 @@ func (x *SignDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignDecision.ProtoReflect.Descriptor instead.
 func (*SignDecision) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{63}
+	return file_gonets_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SignDecision) GetId() string {
@@ -6212,7 +7433,7 @@ type LiveStream struct {
 
 func (x *LiveStream) Reset() {
 	*x = LiveStream{}
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6224,7 +7445,7 @@ func (x *LiveStream) String() string {
 func (*LiveStream) ProtoMessage() {}
 
 func (x *LiveStream) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6237,7 +7458,7 @@ func (x *LiveStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveStream.ProtoReflect.Descriptor instead.
 func (*LiveStream) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{64}
+	return file_gonets_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *LiveStream) GetStartedUs() int64 {
@@ -6296,7 +7517,7 @@ type CallRecorded struct {
 
 func (x *CallRecorded) Reset() {
 	*x = CallRecorded{}
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6308,7 +7529,7 @@ func (x *CallRecorded) String() string {
 func (*CallRecorded) ProtoMessage() {}
 
 func (x *CallRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6321,7 +7542,7 @@ func (x *CallRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
 func (*CallRecorded) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{65}
+	return file_gonets_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *CallRecorded) GetCall() uint64 {
@@ -6399,7 +7620,7 @@ type CallRecordedFile struct {
 
 func (x *CallRecordedFile) Reset() {
 	*x = CallRecordedFile{}
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6411,7 +7632,7 @@ func (x *CallRecordedFile) String() string {
 func (*CallRecordedFile) ProtoMessage() {}
 
 func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6424,7 +7645,7 @@ func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
 func (*CallRecordedFile) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{66}
+	return file_gonets_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *CallRecordedFile) GetName() string {
@@ -6512,7 +7733,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6524,7 +7745,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6537,7 +7758,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{67}
+	return file_gonets_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -6613,7 +7834,7 @@ type LoginStart struct {
 
 func (x *LoginStart) Reset() {
 	*x = LoginStart{}
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6625,7 +7846,7 @@ func (x *LoginStart) String() string {
 func (*LoginStart) ProtoMessage() {}
 
 func (x *LoginStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6638,7 +7859,7 @@ func (x *LoginStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginStart.ProtoReflect.Descriptor instead.
 func (*LoginStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{68}
+	return file_gonets_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *LoginStart) GetPhone() string {
@@ -6667,7 +7888,7 @@ type LoginCode struct {
 
 func (x *LoginCode) Reset() {
 	*x = LoginCode{}
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6679,7 +7900,7 @@ func (x *LoginCode) String() string {
 func (*LoginCode) ProtoMessage() {}
 
 func (x *LoginCode) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6692,7 +7913,7 @@ func (x *LoginCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginCode.ProtoReflect.Descriptor instead.
 func (*LoginCode) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{69}
+	return file_gonets_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *LoginCode) GetAttempt() string {
@@ -6750,7 +7971,7 @@ type LoginVerify struct {
 
 func (x *LoginVerify) Reset() {
 	*x = LoginVerify{}
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6762,7 +7983,7 @@ func (x *LoginVerify) String() string {
 func (*LoginVerify) ProtoMessage() {}
 
 func (x *LoginVerify) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6775,7 +7996,7 @@ func (x *LoginVerify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginVerify.ProtoReflect.Descriptor instead.
 func (*LoginVerify) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{70}
+	return file_gonets_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *LoginVerify) GetAttempt() string {
@@ -6819,7 +8040,7 @@ type TokenRefresh struct {
 
 func (x *TokenRefresh) Reset() {
 	*x = TokenRefresh{}
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6831,7 +8052,7 @@ func (x *TokenRefresh) String() string {
 func (*TokenRefresh) ProtoMessage() {}
 
 func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6844,7 +8065,7 @@ func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRefresh.ProtoReflect.Descriptor instead.
 func (*TokenRefresh) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{71}
+	return file_gonets_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *TokenRefresh) GetRefreshToken() string {
@@ -6875,7 +8096,7 @@ type LoginResult struct {
 
 func (x *LoginResult) Reset() {
 	*x = LoginResult{}
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6887,7 +8108,7 @@ func (x *LoginResult) String() string {
 func (*LoginResult) ProtoMessage() {}
 
 func (x *LoginResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6900,7 +8121,7 @@ func (x *LoginResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
 func (*LoginResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{72}
+	return file_gonets_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *LoginResult) GetUser() uint64 {
@@ -6961,7 +8182,7 @@ type DevicesRequest struct {
 
 func (x *DevicesRequest) Reset() {
 	*x = DevicesRequest{}
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6973,7 +8194,7 @@ func (x *DevicesRequest) String() string {
 func (*DevicesRequest) ProtoMessage() {}
 
 func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6986,7 +8207,7 @@ func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
 func (*DevicesRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{73}
+	return file_gonets_proto_rawDescGZIP(), []int{86}
 }
 
 // DeviceList is the user's live devices in id order.
@@ -7001,7 +8222,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7013,7 +8234,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7026,7 +8247,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{74}
+	return file_gonets_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *DeviceList) GetDevices() []*DeviceInfo {
@@ -7062,7 +8283,7 @@ type DeviceInfo struct {
 
 func (x *DeviceInfo) Reset() {
 	*x = DeviceInfo{}
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7074,7 +8295,7 @@ func (x *DeviceInfo) String() string {
 func (*DeviceInfo) ProtoMessage() {}
 
 func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7087,7 +8308,7 @@ func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
 func (*DeviceInfo) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{75}
+	return file_gonets_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *DeviceInfo) GetId() uint64 {
@@ -7154,7 +8375,7 @@ type DeviceEnd struct {
 
 func (x *DeviceEnd) Reset() {
 	*x = DeviceEnd{}
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7166,7 +8387,7 @@ func (x *DeviceEnd) String() string {
 func (*DeviceEnd) ProtoMessage() {}
 
 func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7179,7 +8400,7 @@ func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceEnd.ProtoReflect.Descriptor instead.
 func (*DeviceEnd) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{76}
+	return file_gonets_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *DeviceEnd) GetDevice() uint64 {
@@ -7211,7 +8432,7 @@ type NewLogin struct {
 
 func (x *NewLogin) Reset() {
 	*x = NewLogin{}
-	mi := &file_gonets_proto_msgTypes[77]
+	mi := &file_gonets_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7223,7 +8444,7 @@ func (x *NewLogin) String() string {
 func (*NewLogin) ProtoMessage() {}
 
 func (x *NewLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[77]
+	mi := &file_gonets_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7236,7 +8457,7 @@ func (x *NewLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewLogin.ProtoReflect.Descriptor instead.
 func (*NewLogin) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{77}
+	return file_gonets_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *NewLogin) GetDevice() uint64 {
@@ -7278,7 +8499,7 @@ var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\x8a\x1c\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\x85\x1e\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -7363,7 +8584,11 @@ const file_gonets_proto_rawDesc = "" +
 	"credential\x12?\n" +
 	"\fsign_request\x18G \x01(\v2\x1a.gonets.v1.SignRequestSendH\x00R\vsignRequest\x12>\n" +
 	"\rsign_decision\x18H \x01(\v2\x17.gonets.v1.SignDecisionH\x00R\fsignDecision\x12H\n" +
-	"\x11state_link_finish\x18I \x01(\v2\x1a.gonets.v1.StateLinkFinishH\x00R\x0fstateLinkFinishB\x06\n" +
+	"\x11state_link_finish\x18I \x01(\v2\x1a.gonets.v1.StateLinkFinishH\x00R\x0fstateLinkFinish\x121\n" +
+	"\bcallback\x18J \x01(\v2\x13.gonets.v1.CallbackH\x00R\bcallback\x12D\n" +
+	"\x0fcallback_answer\x18K \x01(\v2\x19.gonets.v1.CallbackAnswerH\x00R\x0ecallbackAnswer\x12<\n" +
+	"\rmini_app_open\x18L \x01(\v2\x16.gonets.v1.MiniAppOpenH\x00R\vminiAppOpen\x12B\n" +
+	"\x0fmini_app_launch\x18M \x01(\v2\x18.gonets.v1.MiniAppLaunchH\x00R\rminiAppLaunchB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -7585,7 +8810,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x12CallRecordingStart\x12\x12\n" +
 	"\x04call\x18\x01 \x01(\x04R\x04call\"'\n" +
 	"\x11CallRecordingStop\x12\x12\n" +
-	"\x04call\x18\x01 \x01(\x04R\x04call\"\xd2\x04\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\"\xca\a\n" +
 	"\aService\x12>\n" +
 	"\rcall_recorded\x18\x01 \x01(\v2\x17.gonets.v1.CallRecordedH\x00R\fcallRecorded\x12:\n" +
 	"\flive_started\x18\x02 \x01(\v2\x15.gonets.v1.LiveStreamH\x00R\vliveStarted\x126\n" +
@@ -7597,8 +8822,80 @@ const file_gonets_proto_rawDesc = "" +
 	"\fsign_request\x18\a \x01(\v2\x16.gonets.v1.SignRequestH\x00R\vsignRequest\x128\n" +
 	"\vsign_result\x18\b \x01(\v2\x15.gonets.v1.SignResultH\x00R\n" +
 	"signResult\x12M\n" +
-	"\x12application_status\x18\t \x01(\v2\x1c.gonets.v1.ApplicationStatusH\x00R\x11applicationStatusB\a\n" +
-	"\x05event\"\x87\x01\n" +
+	"\x12application_status\x18\t \x01(\v2\x1c.gonets.v1.ApplicationStatusH\x00R\x11applicationStatus\x12@\n" +
+	"\rmembers_added\x18\n" +
+	" \x01(\v2\x19.gonets.v1.MembersChangedH\x00R\fmembersAdded\x12B\n" +
+	"\x0emember_removed\x18\v \x01(\v2\x19.gonets.v1.MembersChangedH\x00R\rmemberRemoved\x12>\n" +
+	"\rtitle_changed\x18\f \x01(\v2\x17.gonets.v1.TitleChangedH\x00R\ftitleChanged\x128\n" +
+	"\vbot_started\x18\r \x01(\v2\x15.gonets.v1.BotStartedH\x00R\n" +
+	"botStarted\x128\n" +
+	"\bcallback\x18\x0e \x01(\v2\x1a.gonets.v1.CallbackPressedH\x00R\bcallback\x12<\n" +
+	"\vbot_removed\x18\x0f \x01(\v2\x19.gonets.v1.MembersChangedH\x00R\n" +
+	"botRemovedB\a\n" +
+	"\x05event\"J\n" +
+	"\x0eMembersChanged\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\x04R\x05users\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\x04R\x02by\"4\n" +
+	"\fTitleChanged\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\x04R\x02by\":\n" +
+	"\n" +
+	"BotStarted\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\tR\apayload\"\x8a\x01\n" +
+	"\x0fCallbackPressed\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\x04R\x04user\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload\x12\x13\n" +
+	"\x05at_ms\x18\x06 \x01(\x03R\x04atMs\"\xd1\x01\n" +
+	"\aContent\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12-\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x15.gonets.v1.TextFormatR\x06format\x127\n" +
+	"\vattachments\x18\x03 \x03(\v2\x15.gonets.v1.AttachmentR\vattachments\x12/\n" +
+	"\bkeyboard\x18\x04 \x01(\v2\x13.gonets.v1.KeyboardR\bkeyboard\x12\x19\n" +
+	"\breply_to\x18\x05 \x01(\x04R\areplyTo\"\x81\x02\n" +
+	"\n" +
+	"Attachment\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.gonets.v1.AttachmentTypeR\x04type\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
+	"\x04mime\x18\x05 \x01(\tR\x04mime\x12\x14\n" +
+	"\x05width\x18\x06 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\a \x01(\rR\x06height\x12!\n" +
+	"\fthumb_sha256\x18\b \x01(\tR\vthumbSha256\x12\x1f\n" +
+	"\vduration_ms\x18\t \x01(\rR\n" +
+	"durationMs\"6\n" +
+	"\bKeyboard\x12*\n" +
+	"\x04rows\x18\x01 \x03(\v2\x16.gonets.v1.KeyboardRowR\x04rows\":\n" +
+	"\vKeyboardRow\x12+\n" +
+	"\abuttons\x18\x01 \x03(\v2\x11.gonets.v1.ButtonR\abuttons\"s\n" +
+	"\x06Button\x12)\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x15.gonets.v1.ButtonTypeR\x04type\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\tR\apayload\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\"J\n" +
+	"\bCallback\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\tR\apayload\"{\n" +
+	"\x0eCallbackAnswer\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1f\n" +
+	"\vcallback_id\x18\x03 \x01(\tR\n" +
+	"callbackId\x12\"\n" +
+	"\fnotification\x18\x04 \x01(\tR\fnotification\"T\n" +
+	"\vMiniAppOpen\x12\x10\n" +
+	"\x03bot\x18\x01 \x01(\x04R\x03bot\x12\x12\n" +
+	"\x04chat\x18\x02 \x01(\x04R\x04chat\x12\x1f\n" +
+	"\vstart_param\x18\x03 \x01(\tR\n" +
+	"startParam\">\n" +
+	"\rMiniAppLaunch\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1b\n" +
+	"\tinit_data\x18\x02 \x01(\tR\binitData\"\x87\x01\n" +
 	"\x11StateAccountEvent\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x18\n" +
 	"\atrusted\x18\x02 \x01(\bR\atrusted\x12$\n" +
@@ -7787,7 +9084,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\x15CHAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHAT_KIND_DIRECT\x10\x01\x12\x13\n" +
 	"\x0fCHAT_KIND_GROUP\x10\x02\x12\x15\n" +
-	"\x11CHAT_KIND_CHANNEL\x10\x03*\x8a\t\n" +
+	"\x11CHAT_KIND_CHANNEL\x10\x03*\xf9\t\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -7828,7 +9125,11 @@ const file_gonets_proto_rawDesc = "" +
 	"\x1dERROR_CODE_STATE_SERVICES_OFF\x10#\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LINKED\x10$\x12\x1e\n" +
 	"\x1aERROR_CODE_UNKNOWN_REQUEST\x10%\x12\x1c\n" +
-	"\x18ERROR_CODE_REQUEST_ENDED\x10&*M\n" +
+	"\x18ERROR_CODE_REQUEST_ENDED\x10&\x12\x1a\n" +
+	"\x16ERROR_CODE_BAD_CONTENT\x10'\x12\x1b\n" +
+	"\x17ERROR_CODE_UNKNOWN_FILE\x10(\x12\x18\n" +
+	"\x14ERROR_CODE_NO_BUTTON\x10)\x12\x1a\n" +
+	"\x16ERROR_CODE_NO_MINI_APP\x10**M\n" +
 	"\x06CallPc\x12\x17\n" +
 	"\x13CALL_PC_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCALL_PC_PUBLISH\x10\x01\x12\x15\n" +
@@ -7868,7 +9169,26 @@ const file_gonets_proto_rawDesc = "" +
 	"\x1cCALL_REMOVE_REASON_LEFT_CHAT\x10\x02\x12!\n" +
 	"\x1dCALL_REMOVE_REASON_ICE_FAILED\x10\x03\x12\x1d\n" +
 	"\x19CALL_REMOVE_REASON_SILENT\x10\x04\x12\x1c\n" +
-	"\x18CALL_REMOVE_REASON_MEDIA\x10\x05*\x85\x01\n" +
+	"\x18CALL_REMOVE_REASON_MEDIA\x10\x05*S\n" +
+	"\n" +
+	"TextFormat\x12\x15\n" +
+	"\x11TEXT_FORMAT_PLAIN\x10\x00\x12\x18\n" +
+	"\x14TEXT_FORMAT_MARKDOWN\x10\x01\x12\x14\n" +
+	"\x10TEXT_FORMAT_HTML\x10\x02*\x9c\x01\n" +
+	"\x0eAttachmentType\x12\x1f\n" +
+	"\x1bATTACHMENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ATTACHMENT_TYPE_PHOTO\x10\x01\x12\x19\n" +
+	"\x15ATTACHMENT_TYPE_VIDEO\x10\x02\x12\x19\n" +
+	"\x15ATTACHMENT_TYPE_AUDIO\x10\x03\x12\x18\n" +
+	"\x14ATTACHMENT_TYPE_FILE\x10\x04*\xad\x01\n" +
+	"\n" +
+	"ButtonType\x12\x1b\n" +
+	"\x17BUTTON_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14BUTTON_TYPE_CALLBACK\x10\x01\x12\x14\n" +
+	"\x10BUTTON_TYPE_LINK\x10\x02\x12\x1f\n" +
+	"\x1bBUTTON_TYPE_REQUEST_CONTACT\x10\x03\x12\x18\n" +
+	"\x14BUTTON_TYPE_OPEN_APP\x10\x04\x12\x17\n" +
+	"\x13BUTTON_TYPE_MESSAGE\x10\x05*\x85\x01\n" +
 	"\rLiveEndReason\x12\x1f\n" +
 	"\x1bLIVE_END_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17LIVE_END_REASON_STOPPED\x10\x01\x12\x18\n" +
@@ -7887,8 +9207,8 @@ func file_gonets_proto_rawDescGZIP() []byte {
 	return file_gonets_proto_rawDescData
 }
 
-var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -7899,189 +9219,222 @@ var file_gonets_proto_goTypes = []any{
 	(CallUpdateKind)(0),        // 6: gonets.v1.CallUpdateKind
 	(CallEndReason)(0),         // 7: gonets.v1.CallEndReason
 	(CallRemoveReason)(0),      // 8: gonets.v1.CallRemoveReason
-	(LiveEndReason)(0),         // 9: gonets.v1.LiveEndReason
-	(*Frame)(nil),              // 10: gonets.v1.Frame
-	(*Hello)(nil),              // 11: gonets.v1.Hello
-	(*Welcome)(nil),            // 12: gonets.v1.Welcome
-	(*Auth)(nil),               // 13: gonets.v1.Auth
-	(*Send)(nil),               // 14: gonets.v1.Send
-	(*Ack)(nil),                // 15: gonets.v1.Ack
-	(*Reaction)(nil),           // 16: gonets.v1.Reaction
-	(*Message)(nil),            // 17: gonets.v1.Message
-	(*Deliver)(nil),            // 18: gonets.v1.Deliver
-	(*SyncRequest)(nil),        // 19: gonets.v1.SyncRequest
-	(*Dialog)(nil),             // 20: gonets.v1.Dialog
-	(*SyncResult)(nil),         // 21: gonets.v1.SyncResult
-	(*HistoryRequest)(nil),     // 22: gonets.v1.HistoryRequest
-	(*HistoryResult)(nil),      // 23: gonets.v1.HistoryResult
-	(*Receipt)(nil),            // 24: gonets.v1.Receipt
-	(*Edit)(nil),               // 25: gonets.v1.Edit
-	(*Delete)(nil),             // 26: gonets.v1.Delete
-	(*React)(nil),              // 27: gonets.v1.React
-	(*CreateChat)(nil),         // 28: gonets.v1.CreateChat
-	(*ChatInfo)(nil),           // 29: gonets.v1.ChatInfo
-	(*AddMembers)(nil),         // 30: gonets.v1.AddMembers
-	(*RemoveMember)(nil),       // 31: gonets.v1.RemoveMember
-	(*Leave)(nil),              // 32: gonets.v1.Leave
-	(*Typing)(nil),             // 33: gonets.v1.Typing
-	(*Ping)(nil),               // 34: gonets.v1.Ping
-	(*Pong)(nil),               // 35: gonets.v1.Pong
-	(*Error)(nil),              // 36: gonets.v1.Error
-	(*GoingAway)(nil),          // 37: gonets.v1.GoingAway
-	(*Resync)(nil),             // 38: gonets.v1.Resync
-	(*Done)(nil),               // 39: gonets.v1.Done
-	(*CallStart)(nil),          // 40: gonets.v1.CallStart
-	(*CallPeer)(nil),           // 41: gonets.v1.CallPeer
-	(*CallInfo)(nil),           // 42: gonets.v1.CallInfo
-	(*IceServer)(nil),          // 43: gonets.v1.IceServer
-	(*CallAccept)(nil),         // 44: gonets.v1.CallAccept
-	(*CallDecline)(nil),        // 45: gonets.v1.CallDecline
-	(*CallJoin)(nil),           // 46: gonets.v1.CallJoin
-	(*CallLeave)(nil),          // 47: gonets.v1.CallLeave
-	(*CallHangUp)(nil),         // 48: gonets.v1.CallHangUp
-	(*CallSdp)(nil),            // 49: gonets.v1.CallSdp
-	(*CallCandidate)(nil),      // 50: gonets.v1.CallCandidate
-	(*CallMute)(nil),           // 51: gonets.v1.CallMute
-	(*CallLayers)(nil),         // 52: gonets.v1.CallLayers
-	(*CallRing)(nil),           // 53: gonets.v1.CallRing
-	(*CallUpdate)(nil),         // 54: gonets.v1.CallUpdate
-	(*CallSpeaker)(nil),        // 55: gonets.v1.CallSpeaker
-	(*CallRemoved)(nil),        // 56: gonets.v1.CallRemoved
-	(*CallRecordingStart)(nil), // 57: gonets.v1.CallRecordingStart
-	(*CallRecordingStop)(nil),  // 58: gonets.v1.CallRecordingStop
-	(*Service)(nil),            // 59: gonets.v1.Service
-	(*StateAccountEvent)(nil),  // 60: gonets.v1.StateAccountEvent
-	(*SignRequest)(nil),        // 61: gonets.v1.SignRequest
-	(*SignResult)(nil),         // 62: gonets.v1.SignResult
-	(*ApplicationStatus)(nil),  // 63: gonets.v1.ApplicationStatus
-	(*StateLinkStart)(nil),     // 64: gonets.v1.StateLinkStart
-	(*StateLinkURL)(nil),       // 65: gonets.v1.StateLinkURL
-	(*StateLinkFinish)(nil),    // 66: gonets.v1.StateLinkFinish
-	(*LinkedRequest)(nil),      // 67: gonets.v1.LinkedRequest
-	(*StateUnlink)(nil),        // 68: gonets.v1.StateUnlink
-	(*LinkedAccount)(nil),      // 69: gonets.v1.LinkedAccount
-	(*CredentialRequest)(nil),  // 70: gonets.v1.CredentialRequest
-	(*Credential)(nil),         // 71: gonets.v1.Credential
-	(*SignRequestSend)(nil),    // 72: gonets.v1.SignRequestSend
-	(*SignDecision)(nil),       // 73: gonets.v1.SignDecision
-	(*LiveStream)(nil),         // 74: gonets.v1.LiveStream
-	(*CallRecorded)(nil),       // 75: gonets.v1.CallRecorded
-	(*CallRecordedFile)(nil),   // 76: gonets.v1.CallRecordedFile
-	(*CallRecord)(nil),         // 77: gonets.v1.CallRecord
-	(*LoginStart)(nil),         // 78: gonets.v1.LoginStart
-	(*LoginCode)(nil),          // 79: gonets.v1.LoginCode
-	(*LoginVerify)(nil),        // 80: gonets.v1.LoginVerify
-	(*TokenRefresh)(nil),       // 81: gonets.v1.TokenRefresh
-	(*LoginResult)(nil),        // 82: gonets.v1.LoginResult
-	(*DevicesRequest)(nil),     // 83: gonets.v1.DevicesRequest
-	(*DeviceList)(nil),         // 84: gonets.v1.DeviceList
-	(*DeviceInfo)(nil),         // 85: gonets.v1.DeviceInfo
-	(*DeviceEnd)(nil),          // 86: gonets.v1.DeviceEnd
-	(*NewLogin)(nil),           // 87: gonets.v1.NewLogin
+	(TextFormat)(0),            // 9: gonets.v1.TextFormat
+	(AttachmentType)(0),        // 10: gonets.v1.AttachmentType
+	(ButtonType)(0),            // 11: gonets.v1.ButtonType
+	(LiveEndReason)(0),         // 12: gonets.v1.LiveEndReason
+	(*Frame)(nil),              // 13: gonets.v1.Frame
+	(*Hello)(nil),              // 14: gonets.v1.Hello
+	(*Welcome)(nil),            // 15: gonets.v1.Welcome
+	(*Auth)(nil),               // 16: gonets.v1.Auth
+	(*Send)(nil),               // 17: gonets.v1.Send
+	(*Ack)(nil),                // 18: gonets.v1.Ack
+	(*Reaction)(nil),           // 19: gonets.v1.Reaction
+	(*Message)(nil),            // 20: gonets.v1.Message
+	(*Deliver)(nil),            // 21: gonets.v1.Deliver
+	(*SyncRequest)(nil),        // 22: gonets.v1.SyncRequest
+	(*Dialog)(nil),             // 23: gonets.v1.Dialog
+	(*SyncResult)(nil),         // 24: gonets.v1.SyncResult
+	(*HistoryRequest)(nil),     // 25: gonets.v1.HistoryRequest
+	(*HistoryResult)(nil),      // 26: gonets.v1.HistoryResult
+	(*Receipt)(nil),            // 27: gonets.v1.Receipt
+	(*Edit)(nil),               // 28: gonets.v1.Edit
+	(*Delete)(nil),             // 29: gonets.v1.Delete
+	(*React)(nil),              // 30: gonets.v1.React
+	(*CreateChat)(nil),         // 31: gonets.v1.CreateChat
+	(*ChatInfo)(nil),           // 32: gonets.v1.ChatInfo
+	(*AddMembers)(nil),         // 33: gonets.v1.AddMembers
+	(*RemoveMember)(nil),       // 34: gonets.v1.RemoveMember
+	(*Leave)(nil),              // 35: gonets.v1.Leave
+	(*Typing)(nil),             // 36: gonets.v1.Typing
+	(*Ping)(nil),               // 37: gonets.v1.Ping
+	(*Pong)(nil),               // 38: gonets.v1.Pong
+	(*Error)(nil),              // 39: gonets.v1.Error
+	(*GoingAway)(nil),          // 40: gonets.v1.GoingAway
+	(*Resync)(nil),             // 41: gonets.v1.Resync
+	(*Done)(nil),               // 42: gonets.v1.Done
+	(*CallStart)(nil),          // 43: gonets.v1.CallStart
+	(*CallPeer)(nil),           // 44: gonets.v1.CallPeer
+	(*CallInfo)(nil),           // 45: gonets.v1.CallInfo
+	(*IceServer)(nil),          // 46: gonets.v1.IceServer
+	(*CallAccept)(nil),         // 47: gonets.v1.CallAccept
+	(*CallDecline)(nil),        // 48: gonets.v1.CallDecline
+	(*CallJoin)(nil),           // 49: gonets.v1.CallJoin
+	(*CallLeave)(nil),          // 50: gonets.v1.CallLeave
+	(*CallHangUp)(nil),         // 51: gonets.v1.CallHangUp
+	(*CallSdp)(nil),            // 52: gonets.v1.CallSdp
+	(*CallCandidate)(nil),      // 53: gonets.v1.CallCandidate
+	(*CallMute)(nil),           // 54: gonets.v1.CallMute
+	(*CallLayers)(nil),         // 55: gonets.v1.CallLayers
+	(*CallRing)(nil),           // 56: gonets.v1.CallRing
+	(*CallUpdate)(nil),         // 57: gonets.v1.CallUpdate
+	(*CallSpeaker)(nil),        // 58: gonets.v1.CallSpeaker
+	(*CallRemoved)(nil),        // 59: gonets.v1.CallRemoved
+	(*CallRecordingStart)(nil), // 60: gonets.v1.CallRecordingStart
+	(*CallRecordingStop)(nil),  // 61: gonets.v1.CallRecordingStop
+	(*Service)(nil),            // 62: gonets.v1.Service
+	(*MembersChanged)(nil),     // 63: gonets.v1.MembersChanged
+	(*TitleChanged)(nil),       // 64: gonets.v1.TitleChanged
+	(*BotStarted)(nil),         // 65: gonets.v1.BotStarted
+	(*CallbackPressed)(nil),    // 66: gonets.v1.CallbackPressed
+	(*Content)(nil),            // 67: gonets.v1.Content
+	(*Attachment)(nil),         // 68: gonets.v1.Attachment
+	(*Keyboard)(nil),           // 69: gonets.v1.Keyboard
+	(*KeyboardRow)(nil),        // 70: gonets.v1.KeyboardRow
+	(*Button)(nil),             // 71: gonets.v1.Button
+	(*Callback)(nil),           // 72: gonets.v1.Callback
+	(*CallbackAnswer)(nil),     // 73: gonets.v1.CallbackAnswer
+	(*MiniAppOpen)(nil),        // 74: gonets.v1.MiniAppOpen
+	(*MiniAppLaunch)(nil),      // 75: gonets.v1.MiniAppLaunch
+	(*StateAccountEvent)(nil),  // 76: gonets.v1.StateAccountEvent
+	(*SignRequest)(nil),        // 77: gonets.v1.SignRequest
+	(*SignResult)(nil),         // 78: gonets.v1.SignResult
+	(*ApplicationStatus)(nil),  // 79: gonets.v1.ApplicationStatus
+	(*StateLinkStart)(nil),     // 80: gonets.v1.StateLinkStart
+	(*StateLinkURL)(nil),       // 81: gonets.v1.StateLinkURL
+	(*StateLinkFinish)(nil),    // 82: gonets.v1.StateLinkFinish
+	(*LinkedRequest)(nil),      // 83: gonets.v1.LinkedRequest
+	(*StateUnlink)(nil),        // 84: gonets.v1.StateUnlink
+	(*LinkedAccount)(nil),      // 85: gonets.v1.LinkedAccount
+	(*CredentialRequest)(nil),  // 86: gonets.v1.CredentialRequest
+	(*Credential)(nil),         // 87: gonets.v1.Credential
+	(*SignRequestSend)(nil),    // 88: gonets.v1.SignRequestSend
+	(*SignDecision)(nil),       // 89: gonets.v1.SignDecision
+	(*LiveStream)(nil),         // 90: gonets.v1.LiveStream
+	(*CallRecorded)(nil),       // 91: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 92: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 93: gonets.v1.CallRecord
+	(*LoginStart)(nil),         // 94: gonets.v1.LoginStart
+	(*LoginCode)(nil),          // 95: gonets.v1.LoginCode
+	(*LoginVerify)(nil),        // 96: gonets.v1.LoginVerify
+	(*TokenRefresh)(nil),       // 97: gonets.v1.TokenRefresh
+	(*LoginResult)(nil),        // 98: gonets.v1.LoginResult
+	(*DevicesRequest)(nil),     // 99: gonets.v1.DevicesRequest
+	(*DeviceList)(nil),         // 100: gonets.v1.DeviceList
+	(*DeviceInfo)(nil),         // 101: gonets.v1.DeviceInfo
+	(*DeviceEnd)(nil),          // 102: gonets.v1.DeviceEnd
+	(*NewLogin)(nil),           // 103: gonets.v1.NewLogin
 }
 var file_gonets_proto_depIdxs = []int32{
-	11, // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
-	12, // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
-	13, // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
-	14, // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
-	15, // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
-	18, // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
-	19, // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
-	21, // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
-	22, // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
-	23, // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
-	24, // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
-	25, // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
-	26, // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
-	27, // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
-	28, // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
-	29, // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
-	30, // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
-	31, // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
-	32, // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
-	33, // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
-	34, // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
-	35, // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
-	36, // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
-	37, // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
-	38, // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
-	39, // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
-	40, // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
-	42, // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
-	44, // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
-	45, // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
-	46, // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
-	47, // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
-	48, // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
-	49, // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
-	49, // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
-	49, // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
-	49, // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
-	50, // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
-	51, // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
-	52, // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
-	53, // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
-	54, // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
-	55, // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
-	56, // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
-	57, // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
-	58, // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
-	78, // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
-	79, // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
-	80, // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
-	81, // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
-	82, // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
-	83, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
-	84, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
-	86, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
-	64, // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
-	65, // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
-	67, // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
-	69, // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
-	68, // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
-	70, // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
-	71, // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
-	72, // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
-	73, // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
-	66, // 63: gonets.v1.Frame.state_link_finish:type_name -> gonets.v1.StateLinkFinish
-	0,  // 64: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,  // 65: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	16, // 66: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	17, // 67: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,  // 68: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	20, // 69: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	17, // 70: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,  // 71: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,  // 72: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,  // 73: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	41, // 74: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	43, // 75: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
-	3,  // 76: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,  // 77: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,  // 78: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,  // 79: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,  // 80: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,  // 81: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,  // 82: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	75, // 83: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	74, // 84: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
-	74, // 85: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
-	87, // 86: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
-	60, // 87: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
-	60, // 88: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
-	61, // 89: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
-	62, // 90: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
-	63, // 91: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
-	9,  // 92: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
-	76, // 93: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,  // 94: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,  // 95: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	85, // 96: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
-	97, // [97:97] is the sub-list for method output_type
-	97, // [97:97] is the sub-list for method input_type
-	97, // [97:97] is the sub-list for extension type_name
-	97, // [97:97] is the sub-list for extension extendee
-	0,  // [0:97] is the sub-list for field type_name
+	14,  // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
+	15,  // 1: gonets.v1.Frame.welcome:type_name -> gonets.v1.Welcome
+	16,  // 2: gonets.v1.Frame.auth:type_name -> gonets.v1.Auth
+	17,  // 3: gonets.v1.Frame.send:type_name -> gonets.v1.Send
+	18,  // 4: gonets.v1.Frame.ack:type_name -> gonets.v1.Ack
+	21,  // 5: gonets.v1.Frame.deliver:type_name -> gonets.v1.Deliver
+	22,  // 6: gonets.v1.Frame.sync:type_name -> gonets.v1.SyncRequest
+	24,  // 7: gonets.v1.Frame.sync_result:type_name -> gonets.v1.SyncResult
+	25,  // 8: gonets.v1.Frame.history:type_name -> gonets.v1.HistoryRequest
+	26,  // 9: gonets.v1.Frame.history_result:type_name -> gonets.v1.HistoryResult
+	27,  // 10: gonets.v1.Frame.receipt:type_name -> gonets.v1.Receipt
+	28,  // 11: gonets.v1.Frame.edit:type_name -> gonets.v1.Edit
+	29,  // 12: gonets.v1.Frame.delete:type_name -> gonets.v1.Delete
+	30,  // 13: gonets.v1.Frame.react:type_name -> gonets.v1.React
+	31,  // 14: gonets.v1.Frame.create_chat:type_name -> gonets.v1.CreateChat
+	32,  // 15: gonets.v1.Frame.chat:type_name -> gonets.v1.ChatInfo
+	33,  // 16: gonets.v1.Frame.add_members:type_name -> gonets.v1.AddMembers
+	34,  // 17: gonets.v1.Frame.remove_member:type_name -> gonets.v1.RemoveMember
+	35,  // 18: gonets.v1.Frame.leave:type_name -> gonets.v1.Leave
+	36,  // 19: gonets.v1.Frame.typing:type_name -> gonets.v1.Typing
+	37,  // 20: gonets.v1.Frame.ping:type_name -> gonets.v1.Ping
+	38,  // 21: gonets.v1.Frame.pong:type_name -> gonets.v1.Pong
+	39,  // 22: gonets.v1.Frame.error:type_name -> gonets.v1.Error
+	40,  // 23: gonets.v1.Frame.going_away:type_name -> gonets.v1.GoingAway
+	41,  // 24: gonets.v1.Frame.resync:type_name -> gonets.v1.Resync
+	42,  // 25: gonets.v1.Frame.done:type_name -> gonets.v1.Done
+	43,  // 26: gonets.v1.Frame.call_start:type_name -> gonets.v1.CallStart
+	45,  // 27: gonets.v1.Frame.call_info:type_name -> gonets.v1.CallInfo
+	47,  // 28: gonets.v1.Frame.call_accept:type_name -> gonets.v1.CallAccept
+	48,  // 29: gonets.v1.Frame.call_decline:type_name -> gonets.v1.CallDecline
+	49,  // 30: gonets.v1.Frame.call_join:type_name -> gonets.v1.CallJoin
+	50,  // 31: gonets.v1.Frame.call_leave:type_name -> gonets.v1.CallLeave
+	51,  // 32: gonets.v1.Frame.call_hang_up:type_name -> gonets.v1.CallHangUp
+	52,  // 33: gonets.v1.Frame.call_publish:type_name -> gonets.v1.CallSdp
+	52,  // 34: gonets.v1.Frame.call_answer:type_name -> gonets.v1.CallSdp
+	52,  // 35: gonets.v1.Frame.call_offer:type_name -> gonets.v1.CallSdp
+	52,  // 36: gonets.v1.Frame.call_subscriber_answer:type_name -> gonets.v1.CallSdp
+	53,  // 37: gonets.v1.Frame.call_candidate:type_name -> gonets.v1.CallCandidate
+	54,  // 38: gonets.v1.Frame.call_mute:type_name -> gonets.v1.CallMute
+	55,  // 39: gonets.v1.Frame.call_layers:type_name -> gonets.v1.CallLayers
+	56,  // 40: gonets.v1.Frame.call_ring:type_name -> gonets.v1.CallRing
+	57,  // 41: gonets.v1.Frame.call_update:type_name -> gonets.v1.CallUpdate
+	58,  // 42: gonets.v1.Frame.call_speaker:type_name -> gonets.v1.CallSpeaker
+	59,  // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
+	60,  // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
+	61,  // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
+	94,  // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
+	95,  // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
+	96,  // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
+	97,  // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
+	98,  // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
+	99,  // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
+	100, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
+	102, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
+	80,  // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
+	81,  // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
+	83,  // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
+	85,  // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
+	84,  // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
+	86,  // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
+	87,  // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
+	88,  // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
+	89,  // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
+	82,  // 63: gonets.v1.Frame.state_link_finish:type_name -> gonets.v1.StateLinkFinish
+	72,  // 64: gonets.v1.Frame.callback:type_name -> gonets.v1.Callback
+	73,  // 65: gonets.v1.Frame.callback_answer:type_name -> gonets.v1.CallbackAnswer
+	74,  // 66: gonets.v1.Frame.mini_app_open:type_name -> gonets.v1.MiniAppOpen
+	75,  // 67: gonets.v1.Frame.mini_app_launch:type_name -> gonets.v1.MiniAppLaunch
+	0,   // 68: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,   // 69: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	19,  // 70: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	20,  // 71: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,   // 72: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	23,  // 73: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	20,  // 74: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,   // 75: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,   // 76: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,   // 77: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	44,  // 78: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	46,  // 79: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,   // 80: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,   // 81: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,   // 82: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,   // 83: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,   // 84: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,   // 85: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,   // 86: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	91,  // 87: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	90,  // 88: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	90,  // 89: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	103, // 90: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
+	76,  // 91: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
+	76,  // 92: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
+	77,  // 93: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
+	78,  // 94: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
+	79,  // 95: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
+	63,  // 96: gonets.v1.Service.members_added:type_name -> gonets.v1.MembersChanged
+	63,  // 97: gonets.v1.Service.member_removed:type_name -> gonets.v1.MembersChanged
+	64,  // 98: gonets.v1.Service.title_changed:type_name -> gonets.v1.TitleChanged
+	65,  // 99: gonets.v1.Service.bot_started:type_name -> gonets.v1.BotStarted
+	66,  // 100: gonets.v1.Service.callback:type_name -> gonets.v1.CallbackPressed
+	63,  // 101: gonets.v1.Service.bot_removed:type_name -> gonets.v1.MembersChanged
+	9,   // 102: gonets.v1.Content.format:type_name -> gonets.v1.TextFormat
+	68,  // 103: gonets.v1.Content.attachments:type_name -> gonets.v1.Attachment
+	69,  // 104: gonets.v1.Content.keyboard:type_name -> gonets.v1.Keyboard
+	10,  // 105: gonets.v1.Attachment.type:type_name -> gonets.v1.AttachmentType
+	70,  // 106: gonets.v1.Keyboard.rows:type_name -> gonets.v1.KeyboardRow
+	71,  // 107: gonets.v1.KeyboardRow.buttons:type_name -> gonets.v1.Button
+	11,  // 108: gonets.v1.Button.type:type_name -> gonets.v1.ButtonType
+	12,  // 109: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	92,  // 110: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,   // 111: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,   // 112: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	101, // 113: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
+	114, // [114:114] is the sub-list for method output_type
+	114, // [114:114] is the sub-list for method input_type
+	114, // [114:114] is the sub-list for extension type_name
+	114, // [114:114] is the sub-list for extension extendee
+	0,   // [0:114] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -8154,6 +9507,10 @@ func file_gonets_proto_init() {
 		(*Frame_SignRequest)(nil),
 		(*Frame_SignDecision)(nil),
 		(*Frame_StateLinkFinish)(nil),
+		(*Frame_Callback)(nil),
+		(*Frame_CallbackAnswer)(nil),
+		(*Frame_MiniAppOpen)(nil),
+		(*Frame_MiniAppLaunch)(nil),
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
@@ -8165,15 +9522,21 @@ func file_gonets_proto_init() {
 		(*Service_SignRequest)(nil),
 		(*Service_SignResult)(nil),
 		(*Service_ApplicationStatus)(nil),
+		(*Service_MembersAdded)(nil),
+		(*Service_MemberRemoved)(nil),
+		(*Service_TitleChanged)(nil),
+		(*Service_BotStarted)(nil),
+		(*Service_Callback)(nil),
+		(*Service_BotRemoved)(nil),
 	}
-	file_gonets_proto_msgTypes[59].OneofWrappers = []any{}
+	file_gonets_proto_msgTypes[72].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   78,
+			NumEnums:      13,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
