@@ -29,6 +29,13 @@ type Options struct {
 	// before it ends expired. Default: 24 h.
 	SigningTTL time.Duration
 
+	// Attachments holds the files MEDIA messages carry. Nil: a message
+	// with attachments is refused (UNKNOWN_FILE).
+	Attachments Attachments
+	// PublicURL is the base URL of the node's public HTTPS listener,
+	// sent in Welcome so that clients find uploads. Default: none.
+	PublicURL string
+
 	// Name names the node in Welcome. Default: the host name.
 	Name string
 	// MaxFrameBytes caps one frame in either direction. Default: 1 MiB.

@@ -240,6 +240,7 @@ func (b *Broker) hello(ctx context.Context, c Conn, r *wire.Reader, by time.Time
 		MaxFrameBytes: b.welcome.maxFrame,
 		MaxBodyBytes:  b.welcome.maxBody,
 		Server:        b.opts.Name,
+		PublicUrl:     b.opts.PublicURL,
 	}}}
 	buf, err := wire.AppendFrame(nil, welcome, b.opts.MaxFrameBytes)
 	if err == nil {

@@ -2244,7 +2244,11 @@ type Welcome struct {
 	// max_body_bytes is the largest message body the server accepts.
 	MaxBodyBytes uint32 `protobuf:"varint,6,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
 	// server names the node, for logs.
-	Server        string `protobuf:"bytes,7,opt,name=server,proto3" json:"server,omitempty"`
+	Server string `protobuf:"bytes,7,opt,name=server,proto3" json:"server,omitempty"`
+	// public_url is the base URL of the node's public HTTPS listener
+	// (uploads and downloads of attachments: docs/media.md), "" when it
+	// has none.
+	PublicUrl     string `protobuf:"bytes,8,opt,name=public_url,json=publicUrl,proto3" json:"public_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2324,6 +2328,13 @@ func (x *Welcome) GetMaxBodyBytes() uint32 {
 func (x *Welcome) GetServer() string {
 	if x != nil {
 		return x.Server
+	}
+	return ""
+}
+
+func (x *Welcome) GetPublicUrl() string {
+	if x != nil {
+		return x.PublicUrl
 	}
 	return ""
 }
@@ -8594,7 +8605,7 @@ const file_gonets_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x12\x16\n" +
 	"\x06client\x18\x03 \x01(\tR\x06client\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\tR\x05token\"\xd9\x01\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\"\xf8\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x12\x12\n" +
@@ -8602,7 +8613,9 @@ const file_gonets_proto_rawDesc = "" +
 	"\x06device\x18\x04 \x01(\x04R\x06device\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x05 \x01(\rR\rmaxFrameBytes\x12$\n" +
 	"\x0emax_body_bytes\x18\x06 \x01(\rR\fmaxBodyBytes\x12\x16\n" +
-	"\x06server\x18\a \x01(\tR\x06server\"\x1c\n" +
+	"\x06server\x18\a \x01(\tR\x06server\x12\x1d\n" +
+	"\n" +
+	"public_url\x18\b \x01(\tR\tpublicUrl\"\x1c\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"z\n" +
 	"\x04Send\x12\x12\n" +
