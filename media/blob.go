@@ -36,14 +36,23 @@ type Info struct {
 	Name, MIME string
 	// Created is when the blob was first stored.
 	Created time.Time
+	// Width and Height are a picture's dimensions as displayed, and
+	// ThumbSHA256 the address of its JPEG thumbnail (a blob of its own),
+	// once SetImage recorded them; zero and "" otherwise.
+	Width, Height int
+	ThumbSHA256   string
 }
 
 // blob is one stored blob. info never changes after the blob is
-// published in Store.blobs.
+// published in Store.blobs; the image fields, which SetImage adds later,
+// live under mu.
 type blob struct {
 	info Info
 
 	mu        sync.Mutex // guards the following
+	width     int
+	height    int
+	thumb     string
 	refs      int64
 	zeroSince time.Time // when refs last became 0 (or the blob was last uploaded at 0 refs)
 	gone      bool      // removed by GC or by a failed create; no longer in Store.blobs
@@ -57,14 +66,24 @@ type blobMeta struct {
 	Created   time.Time `json:"created"`
 	Refs      int64     `json:"refs"`
 	ZeroSince time.Time `json:"zero_since"`
+	Width     int       `json:"width,omitempty"`
+	Height    int       `json:"height,omitempty"`
+	Thumb     string    `json:"thumb_sha256,omitempty"`
 }
 
 // writeMetaLocked persists b's meta. b.mu must be held.
 func (s *Store) writeMetaLocked(b *blob) error {
 	return writeJSONAtomic(s.blobPath(b.info.SHA256)+".meta", blobMeta{
 		Size: b.info.Size, Name: b.info.Name, MIME: b.info.MIME, Created: b.info.Created,
-		Refs: b.refs, ZeroSince: b.zeroSince,
+		Refs: b.refs, ZeroSince: b.zeroSince, Width: b.width, Height: b.height, Thumb: b.thumb,
 	})
+}
+
+// infoLocked returns b's Info with its image fields. b.mu must be held.
+func (b *blob) infoLocked() Info {
+	i := b.info
+	i.Width, i.Height, i.ThumbSHA256 = b.width, b.height, b.thumb
+	return i
 }
 
 func checkMeta(m Meta) error {
@@ -238,12 +257,12 @@ func (s *Store) publish(src, sha string, size int64, m Meta) (Info, error) {
 			b.zeroSince = s.now()
 			err = s.writeMetaLocked(b)
 		}
+		info := b.infoLocked()
 		b.mu.Unlock()
 		if err != nil {
 			return Info{}, fmt.Errorf("media: dedupe %s: %w", sha, err)
 		}
 		s.m.dedup.Inc()
-		info := b.info
 		info.Name, info.MIME = m.Name, m.MIME
 		return info, nil
 	}
@@ -311,7 +330,85 @@ func (s *Store) Open(sha string) (*os.File, Info, error) {
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("media: open %s: %w", sha, err)
 	}
-	return f, b.info, nil
+	b.mu.Lock()
+	info := b.infoLocked()
+	b.mu.Unlock()
+	return f, info, nil
+}
+
+// Stat returns what the store knows of blob sha, or ErrNotFound.
+func (s *Store) Stat(sha string) (Info, error) {
+	if err := s.checkOpen(); err != nil {
+		return Info{}, err
+	}
+	b, err := s.lookup(sha)
+	if err != nil {
+		return Info{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
+		return Info{}, fmt.Errorf("%w: blob %s was collected", ErrNotFound, sha)
+	}
+	return b.infoLocked(), nil
+}
+
+// SetImage records, durably in its .meta, that blob sha is a picture of
+// width×height pixels (as displayed) whose thumbnail is blob thumb (""
+// for none). The HTTP layer calls it once it has probed a completed
+// upload; Stat and Open then report them. It takes no reference on thumb:
+// whoever references the picture references its thumbnail too.
+func (s *Store) SetImage(sha string, width, height int, thumb string) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if width < 0 || height < 0 || (thumb != "" && !validSHA(thumb)) {
+		return fmt.Errorf("media: set image %s: bad dimensions or thumbnail", sha)
+	}
+	b, err := s.lookup(sha)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
+		return fmt.Errorf("%w: blob %s was collected", ErrNotFound, sha)
+	}
+	ow, oh, ot := b.width, b.height, b.thumb
+	b.width, b.height, b.thumb = width, height, thumb
+	if err := s.writeMetaLocked(b); err != nil {
+		b.width, b.height, b.thumb = ow, oh, ot
+		return fmt.Errorf("media: set image %s: %w", sha, err)
+	}
+	return nil
+}
+
+// Touch restarts the grace of blob sha when it has no references, as a
+// new upload of its content would: a picture uploaded again keeps its
+// thumbnail. It fails with ErrNotFound when the blob is not stored.
+func (s *Store) Touch(sha string) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	b, err := s.lookup(sha)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
+		return fmt.Errorf("%w: blob %s was collected", ErrNotFound, sha)
+	}
+	if b.refs > 0 {
+		return nil
+	}
+	old := b.zeroSince
+	b.zeroSince = s.now()
+	if err := s.writeMetaLocked(b); err != nil {
+		b.zeroSince = old
+		return fmt.Errorf("media: touch %s: %w", sha, err)
+	}
+	return nil
 }
 
 // Ref adds n (≥ 1) references to blob sha, durably: the node calls it when

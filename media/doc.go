@@ -10,7 +10,8 @@
 // Under Options.Dir:
 //
 //	blobs/<aa>/<sha256 hex>        a file's content, at its address
-//	blobs/<aa>/<sha256 hex>.meta   JSON: size, name, MIME, created, refs, zero_since
+//	blobs/<aa>/<sha256 hex>.meta   JSON: size, name, MIME, created, refs, zero_since,
+//	                               and a picture's width, height, thumb_sha256 (SetImage)
 //	uploads/<id>.part              a resumable upload's bytes, sparse, at full size
 //	uploads/<id>.state             JSON: its owner, size, meta and received ranges
 //	tmp/                           single-request uploads in progress

@@ -204,8 +204,14 @@ func (s *Store) loadBlob(sha string) error {
 		s.opts.Log.Error("media: blob size differs from its meta", "sha256", sha, "meta", bm.Size, "file", st.Size())
 		bm.Size = st.Size()
 	}
+	if bm.Thumb != "" && !validSHA(bm.Thumb) {
+		bm.Thumb = ""
+	}
 	s.blobs[sha] = &blob{
 		info:      Info{SHA256: sha, Size: bm.Size, Name: bm.Name, MIME: bm.MIME, Created: bm.Created},
+		width:     max(bm.Width, 0),
+		height:    max(bm.Height, 0),
+		thumb:     bm.Thumb,
 		refs:      bm.Refs,
 		zeroSince: bm.ZeroSince,
 	}
@@ -232,6 +238,11 @@ func sniffFile(path string) string {
 	n, _ := readFull(f, head[:])
 	return http.DetectContentType(head[:n])
 }
+
+// Options returns the store's options, defaults filled in: the HTTP
+// layer bounds request bodies by MaxFile and MaxChunk and keeps its own
+// records under Dir for GCGrace and UploadTTL.
+func (s *Store) Options() Options { return s.opts }
 
 // now returns the store's clock.
 func (s *Store) now() time.Time { return s.opts.Now() }
