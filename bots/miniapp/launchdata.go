@@ -89,6 +89,23 @@ func Sign(botToken string, d LaunchData) (string, error) {
 	if botToken == "" {
 		return "", fmt.Errorf("miniapp: sign: empty bot token")
 	}
+	return SignWithKey(SecretKey(botToken), d)
+}
+
+// SecretKey returns the key launch data of botToken are signed with:
+// HMAC-SHA256 keyed with "WebAppData" over the token. A node keeps it
+// instead of the token.
+func SecretKey(botToken string) []byte {
+	secret := hmac.New(sha256.New, []byte("WebAppData"))
+	secret.Write([]byte(botToken))
+	return secret.Sum(nil)
+}
+
+// SignWithKey is Sign with the bot's SecretKey instead of its token.
+func SignWithKey(key []byte, d LaunchData) (string, error) {
+	if len(key) == 0 {
+		return "", fmt.Errorf("miniapp: sign: empty key")
+	}
 	fields, err := d.fields()
 	if err != nil {
 		return "", fmt.Errorf("miniapp: sign: %w", err)
@@ -102,7 +119,7 @@ func Sign(botToken string, d LaunchData) (string, error) {
 		b.WriteByte('&')
 	}
 	b.WriteString(keyHash + "=")
-	b.WriteString(hex.EncodeToString(checkHash(botToken, fields, keys)))
+	b.WriteString(hex.EncodeToString(checkHash(key, fields, keys)))
 	return b.String(), nil
 }
 
@@ -125,7 +142,7 @@ func Validate(initData, botToken string, maxAge time.Duration, now time.Time) (L
 	if err != nil || len(want) != sha256.Size {
 		return LaunchData{}, fmt.Errorf("%w: hash is not %d hex bytes", ErrBadHash, sha256.Size)
 	}
-	if !hmac.Equal(want, checkHash(botToken, fields, sortedKeys(fields))) {
+	if !hmac.Equal(want, checkHash(SecretKey(botToken), fields, sortedKeys(fields))) {
 		return LaunchData{}, ErrBadHash
 	}
 	d, err := decode(fields)
@@ -279,12 +296,10 @@ func checkField(k, v string) error {
 	return nil
 }
 
-// checkHash is HMAC_SHA256(HMAC_SHA256("WebAppData", botToken),
+// checkHash is HMAC_SHA256(key = SecretKey(botToken),
 // data_check_string) over fields in the order of keys (sorted).
-func checkHash(botToken string, fields map[string]string, keys []string) []byte {
-	secret := hmac.New(sha256.New, []byte("WebAppData"))
-	secret.Write([]byte(botToken))
-	mac := hmac.New(sha256.New, secret.Sum(nil))
+func checkHash(key []byte, fields map[string]string, keys []string) []byte {
+	mac := hmac.New(sha256.New, key)
 	for i, k := range keys {
 		if i > 0 {
 			mac.Write([]byte{'\n'})
