@@ -184,6 +184,8 @@ type Accounts struct {
 
 	macs sync.Pool // of hash.Hash: HMAC-SHA256 under macKey
 
+	bots botIndex // the bot accounts in memory (bots.go)
+
 	logins, created, refreshes, reused, invalid, ended *metrics.Counter
 }
 
@@ -260,6 +262,10 @@ func OpenAccounts(dir string, opts AccountsOptions) (*Accounts, error) {
 		return nil, fmt.Errorf("identity: open %q: %w", dir, err)
 	}
 	a.nextUser.Store(uint64(next))
+	if err := a.loadBots(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("identity: open %q: %w", dir, err)
+	}
 	return a, nil
 }
 
