@@ -141,12 +141,17 @@ type AttachmentPayload struct {
 
 // Button is a keyboard button: Type "callback" (Payload), "link" (URL),
 // "request_contact", "open_app" (Payload as its start parameter) or
-// "message".
+// "message". Intent ("default", "positive", "negative") colours a
+// callback button; WebApp and ContactID are what MAX's SDK may send with
+// open_app (the bot whose mini-app opens).
 type Button struct {
-	Type    string `json:"type"`
-	Text    string `json:"text"`
-	Payload string `json:"payload,omitempty"`
-	URL     string `json:"url,omitempty"`
+	Type      string `json:"type"`
+	Text      string `json:"text"`
+	Payload   string `json:"payload,omitempty"`
+	URL       string `json:"url,omitempty"`
+	Intent    string `json:"intent,omitempty"`
+	WebApp    string `json:"web_app,omitempty"`
+	ContactID int64  `json:"contact_id,omitempty"`
 }
 
 // NewMessageBody is what a bot sends or edits. Format is "markdown",
