@@ -49,6 +49,14 @@ func codeOf(err error) wire.ErrorCode {
 		return c
 	}
 	switch {
+	case errors.Is(err, ErrBadContent):
+		return wire.ErrorCode_ERROR_CODE_BAD_CONTENT
+	case errors.Is(err, ErrUnknownFile):
+		return wire.ErrorCode_ERROR_CODE_UNKNOWN_FILE
+	case errors.Is(err, ErrNoButton):
+		return wire.ErrorCode_ERROR_CODE_NO_BUTTON
+	case errors.Is(err, ErrNoMiniApp):
+		return wire.ErrorCode_ERROR_CODE_NO_MINI_APP
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, storage.ErrTooLarge):
 		return wire.ErrorCode_ERROR_CODE_TOO_LARGE
 	case errors.Is(err, wire.ErrBadFrame), errors.Is(err, wire.ErrTruncated):

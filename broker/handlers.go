@@ -94,6 +94,10 @@ func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
 	case *wire.Frame_StateLinkStart, *wire.Frame_StateLinkFinish, *wire.Frame_LinkedRequest, *wire.Frame_StateUnlink,
 		*wire.Frame_CredentialRequest, *wire.Frame_SignRequest, *wire.Frame_SignDecision:
 		return s.stateRequest(f)
+	case *wire.Frame_Callback:
+		return s.callback(body.Callback)
+	case *wire.Frame_MiniAppOpen:
+		return s.miniAppOpen(body.MiniAppOpen)
 	}
 	if resp, ok, err := s.handleCall(f); ok {
 		return resp, err
@@ -226,7 +230,36 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 		return storage.Ack{}, err
 	}
 	m.Sender, m.Device = s.user, s.device
-	return s.b.commit(ctx, e, m, s)
+	return s.b.commitContent(ctx, e, m, s)
+}
+
+// commitContent is commit for a record that may carry a Content (a
+// MEDIA message): its body is checked and its files referenced first,
+// and the references given back when the message was not stored.
+func (b *Broker) commitContent(ctx context.Context, e *chatEntry, m storage.Message, except *Session) (storage.Ack, error) {
+	switch m.Kind {
+	case storage.MsgMedia:
+	case storage.MsgEdit:
+		// An edit of a MEDIA message replaces its Content.
+		t, err := b.st.Get(m.Chat, m.Target)
+		if err != nil || t.Kind != storage.MsgMedia {
+			return b.commit(ctx, e, m, except) // the store judges the target
+		}
+	default:
+		return b.commit(ctx, e, m, except)
+	}
+	body, atts, err := b.prepareContent(ctx, m.Sender, m.Body)
+	if err != nil {
+		return storage.Ack{}, err
+	}
+	m.Body = body
+	ack, err := b.commit(ctx, e, m, except)
+	if err != nil || ack.Duplicate {
+		// A failed append stored nothing; a duplicate's references were
+		// taken by its first send.
+		b.releaseContent(atts)
+	}
+	return ack, err
 }
 
 // commit appends m to the chat of e, which the caller pinned, and
@@ -500,6 +533,11 @@ func (s *Session) createChat(ctx context.Context, req *wire.CreateChat) (*wire.F
 		for _, u := range members {
 			s.b.memberJoined(c.ID, u, role, kind)
 		}
+		if kind == storage.ChatDirect {
+			s.b.directOpened(c.ID, s.user, members[0])
+		} else if len(members) > 0 {
+			s.b.membersChanged(c.ID, kind, true, members, s.user)
+		}
 	}
 	return &wire.Frame{Body: &wire.Frame_Chat{Chat: &wire.ChatInfo{
 		Chat: uint64(c.ID), Kind: wire.ChatKind(c.Kind), Title: c.Title, Creator: uint64(c.Creator),
@@ -525,81 +563,105 @@ func (s *Session) addMembers(ctx context.Context, req *wire.AddMembers) (*wire.F
 		}
 		users[i] = storage.UserID(u)
 	}
-	c, err := s.b.st.Chat(chat)
-	if err != nil {
+	if err := s.b.addMembers(ctx, s.user, chat, users, s.spendN); err != nil {
 		return nil, err
 	}
-	me, err := s.b.st.Member(chat, s.user)
+	return done(), nil
+}
+
+// addMembers adds users to chat as user by (see Session.addMembers),
+// spending from by's send bucket with spend (nil: no limit).
+func (b *Broker) addMembers(ctx context.Context, by storage.UserID, chat storage.ChatID, users []storage.UserID, spend func(int) error) error {
+	c, err := b.st.Chat(chat)
+	if err != nil {
+		return err
+	}
+	me, err := b.st.Member(chat, by)
 	member := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotMember) {
-		return nil, err
+		return err
 	}
-	selfJoin := len(users) == 1 && users[0] == s.user
+	selfJoin := len(users) == 1 && users[0] == by
 	switch {
 	case c.Kind == storage.ChatDirect:
-		return nil, fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
+		return fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
 	case c.Kind == storage.ChatChannel && selfJoin:
 	case c.Kind == storage.ChatChannel && me.Role < storage.RoleAdmin:
-		return nil, fmt.Errorf("%w: only the owner and admins add channel subscribers", ErrForbidden)
+		return fmt.Errorf("%w: only the owner and admins add channel subscribers", ErrForbidden)
 	case !member:
-		return nil, fmt.Errorf("%w: chat %d", ErrNotMember, chat)
+		return fmt.Errorf("%w: chat %d", ErrNotMember, chat)
 	}
-	if err := s.spendN(1 + len(users)/membersPerToken); err != nil {
-		return nil, err
+	if spend != nil {
+		if err := spend(1 + len(users)/membersPerToken); err != nil {
+			return err
+		}
 	}
 	role := storage.RoleMember
 	if c.Kind == storage.ChatChannel {
 		role = storage.RoleSubscriber
 	}
-	added, err := s.b.st.AddMembers(ctx, chat, users, role)
+	added, err := b.st.AddMembers(ctx, chat, users, role)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, u := range added {
-		s.b.memberJoined(chat, u, role, c.Kind)
+		b.memberJoined(chat, u, role, c.Kind)
 	}
-	return done(), nil
+	if len(added) > 0 {
+		b.membersChanged(chat, c.Kind, true, added, by)
+	}
+	return nil
 }
 
 // removeMember removes a user: oneself (leave), or anyone below the owner
 // by an admin or the owner. The removal completes or fails as one,
 // whatever the client does next, and the index follows what committed.
 func (s *Session) removeMember(ctx context.Context, chat storage.ChatID, user storage.UserID) (*wire.Frame, error) {
-	if chat == 0 || user == 0 {
-		return nil, fmt.Errorf("%w: zero chat or user", ErrBadRequest)
-	}
-	c, err := s.b.st.Chat(chat)
-	if err != nil {
-		return nil, err
-	}
-	if c.Kind == storage.ChatDirect {
-		return nil, fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
-	}
-	if user != s.user {
-		me, err := s.b.st.Member(chat, s.user)
-		if err != nil {
-			return nil, err
-		}
-		them, err := s.b.st.Member(chat, user)
-		if errors.Is(err, storage.ErrNotMember) {
-			s.b.memberLeft(chat, user)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if me.Role < storage.RoleAdmin || them.Role >= me.Role {
-			return nil, fmt.Errorf("%w: removing a %v takes a higher role than %v", ErrForbidden, them.Role, me.Role)
-		}
-	}
-	err = s.b.st.RemoveMember(ctx, chat, user)
-	if err == nil || errors.Is(err, storage.ErrNotMember) {
-		s.b.memberLeft(chat, user)
-		s.b.callMemberLeft(chat, user)
-	}
-	if err != nil {
+	if err := s.b.removeMember(ctx, s.user, chat, user); err != nil {
 		return nil, err
 	}
 	return done(), nil
+}
+
+// removeMember removes user from chat as user by (see
+// Session.removeMember).
+func (b *Broker) removeMember(ctx context.Context, by storage.UserID, chat storage.ChatID, user storage.UserID) error {
+	if chat == 0 || user == 0 {
+		return fmt.Errorf("%w: zero chat or user", ErrBadRequest)
+	}
+	c, err := b.st.Chat(chat)
+	if err != nil {
+		return err
+	}
+	if c.Kind == storage.ChatDirect {
+		return fmt.Errorf("%w: a direct chat has fixed members", ErrForbidden)
+	}
+	if user != by {
+		me, err := b.st.Member(chat, by)
+		if err != nil {
+			return err
+		}
+		them, err := b.st.Member(chat, user)
+		if errors.Is(err, storage.ErrNotMember) {
+			b.memberLeft(chat, user)
+		}
+		if err != nil {
+			return err
+		}
+		if me.Role < storage.RoleAdmin || them.Role >= me.Role {
+			return fmt.Errorf("%w: removing a %v takes a higher role than %v", ErrForbidden, them.Role, me.Role)
+		}
+	}
+	err = b.st.RemoveMember(ctx, chat, user)
+	if err == nil || errors.Is(err, storage.ErrNotMember) {
+		b.memberLeft(chat, user)
+		b.callMemberLeft(chat, user)
+	}
+	if err != nil {
+		return err
+	}
+	b.membersChanged(chat, c.Kind, false, []storage.UserID{user}, by)
+	return nil
 }
 
 // reauth replaces the session's token with a fresh one for the same user

@@ -32,6 +32,9 @@ type Options struct {
 	// Attachments holds the files MEDIA messages carry. Nil: a message
 	// with attachments is refused (UNKNOWN_FILE).
 	Attachments Attachments
+	// Bots is the node's bot platform. Nil: no user is a bot, callbacks
+	// and mini-apps are refused.
+	Bots Bots
 	// PublicURL is the base URL of the node's public HTTPS listener,
 	// sent in Welcome so that clients find uploads. Default: none.
 	PublicURL string

@@ -58,6 +58,10 @@ type Options struct {
 	// broker serves them, is attached to them, and they run until the
 	// node stops.
 	State func(accts *identity.Accounts, key ed25519.PrivateKey) (*statesvc.Services, error)
+	// Bots, when set, builds the node's bot platform at each start from
+	// its accounts (Accounts must be on); attach is called with the
+	// broker once it is built.
+	Bots func(accts *identity.Accounts) (bots broker.Bots, attach func(*broker.Broker))
 }
 
 // Node is a running test node.
@@ -201,6 +205,13 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 		}
 		bo.State = state
 	}
+	var attachBots func(*broker.Broker)
+	if n.opts.Bots != nil {
+		if accts == nil {
+			t.Fatal("brokertest: Bots needs Accounts")
+		}
+		bo.Bots, attachBots = n.opts.Bots(accts)
+	}
 	bmu.Lock()
 	b, err = broker.New(st, v, bo)
 	bmu.Unlock()
@@ -242,6 +253,9 @@ func (n *Node) start(t testing.TB, addr, tcpAddr string) {
 	// The state services run once nothing above can fail the start.
 	stateDone := make(chan struct{})
 	stateCtx, stateStop := context.WithCancel(context.Background())
+	if attachBots != nil {
+		attachBots(b)
+	}
 	if state != nil {
 		state.Attach(b)
 		go func() {

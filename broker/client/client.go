@@ -606,6 +606,9 @@ func (c *Client) push(ctx context.Context, s *session, f *wire.Frame) error {
 		return c.emit(ctx, Event{Kind: EventReceipt, Receipt: Receipt{Chat: r.GetChat(), User: r.GetUser(), Delivered: r.GetDelivered(), Read: r.GetRead()}})
 	case *wire.Frame_Typing:
 		return c.emit(ctx, Event{Kind: EventTyping, Typing: Typing{Chat: b.Typing.GetChat(), User: b.Typing.GetUser()}})
+	case *wire.Frame_CallbackAnswer:
+		a := b.CallbackAnswer
+		return c.emit(ctx, Event{Kind: EventCallbackAnswer, CallbackAnswer: CallbackAnswer{Chat: a.GetChat(), Seq: a.GetSeq(), ID: a.GetCallbackId(), Notification: a.GetNotification()}})
 	case *wire.Frame_Resync:
 		c.stats.resyncs.Add(1)
 		if err := c.dl.resync(ctx, s); err != nil {

@@ -120,6 +120,10 @@ var (
 	ErrNotLinked         = &Error{Code: wire.ErrorCode_ERROR_CODE_NOT_LINKED}
 	ErrUnknownRequest    = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_REQUEST}
 	ErrRequestEnded      = &Error{Code: wire.ErrorCode_ERROR_CODE_REQUEST_ENDED}
+	ErrBadContent        = &Error{Code: wire.ErrorCode_ERROR_CODE_BAD_CONTENT}
+	ErrUnknownFile       = &Error{Code: wire.ErrorCode_ERROR_CODE_UNKNOWN_FILE}
+	ErrNoButton          = &Error{Code: wire.ErrorCode_ERROR_CODE_NO_BUTTON}
+	ErrNoMiniApp         = &Error{Code: wire.ErrorCode_ERROR_CODE_NO_MINI_APP}
 )
 
 // Errors of the client itself.

@@ -42,6 +42,9 @@ const (
 	// EventCallRemoved carries Call: the node took this device out of the
 	// call (Call.Removed, Call.Message).
 	EventCallRemoved
+	// EventCallbackAnswer carries CallbackAnswer: a bot answered a button
+	// this user pressed (Client.PressButton).
+	EventCallbackAnswer
 )
 
 // String returns the kind's name.
@@ -71,6 +74,8 @@ func (k EventKind) String() string {
 		return "call speaker"
 	case EventCallRemoved:
 		return "call removed"
+	case EventCallbackAnswer:
+		return "callback answer"
 	}
 	return "unknown"
 }
@@ -84,7 +89,9 @@ type Event struct {
 	Receipt Receipt  // EventReceipt
 	Typing  Typing   // EventTyping
 	Call    CallPush // EventCall*
-	Err     error    // EventDisconnected
+	// CallbackAnswer is a bot's answer (EventCallbackAnswer).
+	CallbackAnswer CallbackAnswer
+	Err            error // EventDisconnected
 	// Transport carries the connection (EventConnected).
 	Transport Transport
 }
