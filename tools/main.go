@@ -15,6 +15,7 @@ type command struct {
 
 // commands maps a subcommand name to its implementation.
 var commands = map[string]command{
+	"bot":           {summary: "create, list, revoke or change the node's bots, and issue their tokens", run: runBot},
 	"chat":          {summary: "create a chat", run: runChat},
 	"id":            {summary: "a digital ID: issue, present, verify, nonce", run: runID},
 	"keys":          {summary: "rotate or show the node's token signing keys", run: runKeys},
