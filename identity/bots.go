@@ -264,7 +264,9 @@ func (a *Accounts) Authenticate(tok string) (storage.UserID, error) {
 	if len(tok) != botTokenLen {
 		return 0, ErrUnknownBotToken
 	}
-	h := sha256.Sum256([]byte(tok))
+	var buf [botTokenLen]byte // hashed from the stack: no allocation
+	copy(buf[:], tok)
+	h := sha256.Sum256(buf[:])
 	a.life.RLock()
 	defer a.life.RUnlock()
 	if a.closed {
