@@ -1,0 +1,77 @@
+package mediahttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/media"
+)
+
+// Options configures a Server. The zero value of each optional field
+// means its default.
+type Options struct {
+	// Store holds the files. Required.
+	Store *media.Store
+	// Authenticate verifies a session token, sent as "Authorization:
+	// Bearer <token>", and returns its user. Required.
+	Authenticate func(token string) (user uint64, err error)
+	// Access returns message seq of chat, its body and kind, when user is
+	// a member of chat, and an error otherwise (not a member, no such
+	// message). It must not block on the network. Required.
+	Access func(ctx context.Context, user, chat, seq uint64) (body []byte, kind wire.MsgKind, err error)
+	// PublicURL is the base URL of the node's public HTTPS listener, such
+	// as https://127.0.0.1:7445, without a trailing slash; the upload and
+	// signed URLs the server hands out start with it. Required.
+	PublicURL string
+	// Key is the HMAC-SHA256 key of signed download URLs and bot upload
+	// tokens, at least 32 bytes; keep it across restarts, or those URLs
+	// and tokens stop working. Required.
+	Key []byte
+	// ThumbnailSize is the longer side of a picture's thumbnail, in
+	// pixels. Default: 320.
+	ThumbnailSize int
+	// MaxThumbnails caps the pictures decoded at once: decoding holds a
+	// picture's pixels (up to 200 MB for 50 MP), so this bounds that
+	// memory. Default: 2.
+	MaxThumbnails int
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Log receives lifecycle events and errors. Default: slog.Default().
+	Log *slog.Logger
+}
+
+func (o *Options) fill() error {
+	var errs []error
+	check := func(ok bool, what string) {
+		if !ok {
+			errs = append(errs, errors.New("mediahttp: "+what))
+		}
+	}
+	check(o.Store != nil, "Options.Store is required")
+	check(o.Authenticate != nil, "Options.Authenticate is required")
+	check(o.Access != nil, "Options.Access is required")
+	check(len(o.Key) >= 32, "Options.Key must be at least 32 bytes")
+	o.PublicURL = strings.TrimRight(o.PublicURL, "/")
+	if u, err := url.Parse(o.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("mediahttp: Options.PublicURL %q is not an http(s) base URL", o.PublicURL))
+	}
+	if o.ThumbnailSize <= 0 {
+		o.ThumbnailSize = 320
+	}
+	if o.MaxThumbnails <= 0 {
+		o.MaxThumbnails = 2
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return errors.Join(errs...)
+}
