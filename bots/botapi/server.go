@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Server serves the Bot API over a Backend. Register adds its paths to a
@@ -61,34 +62,45 @@ type endpoint func(ctx context.Context, c *call) (any, error)
 // call is one request to an endpoint.
 type call struct {
 	r    *http.Request
+	rc   *http.ResponseController
 	bot  int64
 	body []byte // the request body, for POST, PUT and PATCH
 }
 
-// route is one path of the API with the endpoint of each method.
+// Deadlines of a request other than a long poll: reading its body,
+// Backend's work and writing the answer. A long poll gets its timeout
+// and pollGrace more.
+const (
+	bodyTimeout = 30 * time.Second
+	callTimeout = 30 * time.Second
+)
+
+// route is one path of the API with the endpoint of each method. A
+// long route sets its own deadlines (GET /updates).
 type route struct {
 	path    string
 	methods []string
 	eps     []endpoint
+	long    bool
 }
 
 // routes returns the API's paths.
 func (s *Server) routes() []route {
 	return []route{
-		{"/me", []string{"GET"}, []endpoint{s.me}},
-		{"/me/commands", []string{"PATCH"}, []endpoint{s.setCommands}},
-		{"/chats", []string{"GET"}, []endpoint{s.chats}},
-		{"/chats/{chat_id}", []string{"GET", "PATCH"}, []endpoint{s.chat, s.editChat}},
-		{"/chats/{chat_id}/actions", []string{"POST"}, []endpoint{s.action}},
-		{"/chats/{chat_id}/members", []string{"GET", "POST", "DELETE"}, []endpoint{s.members, s.addMembers, s.removeMember}},
-		{"/chats/{chat_id}/members/me", []string{"GET", "DELETE"}, []endpoint{s.membership, s.leave}},
-		{"/chats/{chat_id}/members/admins", []string{"GET"}, []endpoint{s.admins}},
-		{"/messages", []string{"GET", "POST", "PUT", "DELETE"}, []endpoint{s.messages, s.send, s.edit, s.delete}},
-		{"/messages/{message_id}", []string{"GET"}, []endpoint{s.message}},
-		{"/answers", []string{"POST"}, []endpoint{s.answer}},
-		{"/uploads", []string{"POST"}, []endpoint{s.upload}},
-		{"/updates", []string{"GET"}, []endpoint{s.updates}},
-		{"/subscriptions", []string{"GET", "POST", "DELETE"}, []endpoint{s.subscriptions, s.subscribe, s.unsubscribe}},
+		{"/me", []string{"GET"}, []endpoint{s.me}, false},
+		{"/me/commands", []string{"PATCH"}, []endpoint{s.setCommands}, false},
+		{"/chats", []string{"GET"}, []endpoint{s.chats}, false},
+		{"/chats/{chat_id}", []string{"GET", "PATCH"}, []endpoint{s.chat, s.editChat}, false},
+		{"/chats/{chat_id}/actions", []string{"POST"}, []endpoint{s.action}, false},
+		{"/chats/{chat_id}/members", []string{"GET", "POST", "DELETE"}, []endpoint{s.members, s.addMembers, s.removeMember}, false},
+		{"/chats/{chat_id}/members/me", []string{"GET", "DELETE"}, []endpoint{s.membership, s.leave}, false},
+		{"/chats/{chat_id}/members/admins", []string{"GET"}, []endpoint{s.admins}, false},
+		{"/messages", []string{"GET", "POST", "PUT", "DELETE"}, []endpoint{s.messages, s.send, s.edit, s.delete}, false},
+		{"/messages/{message_id}", []string{"GET"}, []endpoint{s.message}, false},
+		{"/answers", []string{"POST"}, []endpoint{s.answer}, false},
+		{"/uploads", []string{"POST"}, []endpoint{s.upload}, false},
+		{"/updates", []string{"GET"}, []endpoint{s.updates}, true},
+		{"/subscriptions", []string{"GET", "POST", "DELETE"}, []endpoint{s.subscriptions, s.subscribe, s.unsubscribe}, false},
 	}
 }
 
@@ -98,7 +110,7 @@ func (s *Server) routes() []route {
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.routes() {
 		for i, m := range rt.methods {
-			mux.Handle(m+" "+rt.path, s.handler(rt.eps[i]))
+			mux.Handle(m+" "+rt.path, s.handler(rt.eps[i], rt.long))
 		}
 		allow := strings.Join(rt.methods, ", ")
 		if strings.Contains(allow, "GET") {
@@ -112,8 +124,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 // handler wraps an endpoint: it authenticates the bot, applies its rate
-// limit, reads the body, runs the endpoint and writes its answer.
-func (s *Server) handler(ep endpoint) http.Handler {
+// limit, reads the body, runs the endpoint and writes its answer, under
+// the deadlines above unless the endpoint is long.
+func (s *Server) handler(ep endpoint, long bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.closed.Load() {
 			writeError(w, ErrUnavailable)
@@ -129,15 +142,25 @@ func (s *Server) handler(ep endpoint) http.Handler {
 			writeError(w, ErrTooManyRequests)
 			return
 		}
-		c := &call{r: r, bot: bot}
+		c := &call{r: r, rc: http.NewResponseController(w), bot: bot}
+		ctx := r.Context()
+		if !long {
+			// Not every ResponseWriter has deadlines (test recorders);
+			// the node's http.Server's do.
+			c.rc.SetWriteDeadline(time.Now().Add(bodyTimeout + callTimeout))
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, callTimeout)
+			defer cancel()
+		}
 		switch r.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			c.rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 			if c.body, err = readBody(w, r, s.o.MaxBody); err != nil {
 				s.fail(w, r, err)
 				return
 			}
 		}
-		v, err := ep(r.Context(), c)
+		v, err := ep(ctx, c)
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -47,6 +47,7 @@ func (s *Server) updates(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.rc.SetWriteDeadline(time.Now().Add(q.Timeout + 2*pollGrace))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(s.stop, func() { cancel(errClosing) })
