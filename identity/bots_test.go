@@ -421,3 +421,35 @@ func BenchmarkBotAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// Readers see each token change whole: a token authenticates as its bot
+// or not at all, while tokens are replaced under them.
+func TestBotAuthenticateDuringRotation(t *testing.T) {
+	a := openTestAccounts(t, t.TempDir(), AccountsOptions{})
+	b, tok := mustCreateBot(t, a, "Rot", "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			if _, err := a.NewBotToken(b.User); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if _, err := a.Authenticate(tok); !errors.Is(err, ErrUnknownBotToken) {
+				t.Fatalf("the first token after 20 rotations: %v", err)
+			}
+			return
+		default:
+		}
+		if u, err := a.Authenticate(tok); err == nil && u != b.User {
+			t.Fatalf("token of %d authenticated as %d", b.User, u)
+		}
+		a.IsBot(b.User)
+		a.Bots()
+	}
+}
