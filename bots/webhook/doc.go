@@ -1,0 +1,59 @@
+// Package webhook delivers the updates of the node's bots to their
+// webhooks, as MAX's Bot API does for bots that subscribed with
+// POST /subscriptions.
+//
+// # Subscriptions
+//
+// A Store keeps each bot's subscriptions (URL, optional secret, the
+// update types it takes, the time it was made) in a durable identity.KV,
+// one record per bot, with a copy in memory that every read uses. A bot
+// has at most five; adding a URL it already has replaces that
+// subscription. While a bot has any, its updates go to its webhooks and
+// the Bot API refuses it long polling (Store.Active), as MAX does.
+//
+// # URL policy
+//
+// A webhook URL is https (http only when allowed), at most 2,048 bytes,
+// without user info. Its host must not be, or resolve to, a loopback,
+// private (RFC 1918, fc00::/7), link-local, unspecified, multicast,
+// carrier-grade NAT (100.64.0.0/10) or other reserved address, unless
+// allowed: IPv4-mapped and NAT64 addresses are checked as the IPv4
+// address they carry. The Store checks when a URL is added, resolving
+// its host with a timeout; the Deliverer's dialer checks again every
+// address it dials, after resolution, so a name that changes what it
+// resolves to (DNS rebinding) cannot reach a refused address. Redirects
+// are never followed, for the same reason. Refusals are
+// botapi.ErrWebhookURL with a message that says why.
+//
+// # Delivery
+//
+// Deliverer.Run runs a goroutine per bot with subscriptions, started
+// and ended as the Store changes (the Store tells the running
+// Deliverer). Each reads a batch of the bot's updates from the Source
+// (up to 100, waiting up to 30 s), posts each update in order as JSON to
+// every subscription that takes its type (at once when there are
+// several), with the secret in the X-Max-Bot-Api-Secret header, and
+// retries a failure (a network error, a timeout, a redirect, a status
+// other than 2xx) with a backoff from 1 s doubling up to MaxBackoff,
+// jittered, honouring a Retry-After up to the same cap. An update still
+// failing GiveUpAfter after its first attempt is dropped for that
+// webhook and counted, and the next one goes. When every update of a
+// batch is delivered or dropped, the batch is acknowledged by reading
+// the next one with its marker. Updates are thus delivered at least
+// once and in order per bot: a batch not acknowledged when the node
+// stops is delivered again after a restart. A batch abandoned because
+// the bot unsubscribed is not acknowledged either, so long polling
+// reads it again.
+//
+// MaxConcurrent caps the requests in flight, all bots together; a bot
+// waiting between attempts holds none. Response bodies are read up to
+// 4 KiB and closed.
+//
+// # Goroutines and locks
+//
+// Run owns the bots' goroutines and waits for them before it returns;
+// each owns the goroutines of one update's deliveries to several
+// webhooks. Locks are held briefly and never across I/O: Deliverer.mu
+// is taken before Store.mu and botLoop.mu, which take no other. The
+// Store calls the Deliverer's Notify outside its lock.
+package webhook
