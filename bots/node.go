@@ -60,6 +60,9 @@ type Webhooks interface {
 	Remove(bot int64, url string) error
 	// Notify tells the deliverer that bot's subscriptions changed.
 	Notify(bot int64)
+	// Active reports whether bot has subscriptions: its updates go to
+	// them, and long polling is refused.
+	Active(bot int64) bool
 }
 
 // Options configure a Node.

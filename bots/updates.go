@@ -58,8 +58,34 @@ func (n *Node) nextMarker() int64 {
 	return n.markerBase
 }
 
-// Updates implements botapi.Backend.
+// errWebhookActive refuses long polling to a bot with webhooks, as MAX
+// does: the webhooks take its updates.
+var errWebhookActive = &botapi.APIError{Status: 409, Code: "webhook.active", Message: "the bot has webhook subscriptions: its updates go there (DELETE /subscriptions to poll)"}
+
+// Updates implements botapi.Backend: long polling, refused while the bot
+// has webhooks.
 func (n *Node) Updates(ctx context.Context, bot int64, marker int64, limit int, types []string, timeout time.Duration) (botapi.UpdateList, error) {
+	if n.o.Webhooks != nil && n.o.Webhooks.Active(bot) {
+		return botapi.UpdateList{}, errWebhookActive
+	}
+	return n.updates(ctx, bot, marker, limit, types, timeout)
+}
+
+// Source returns the bots' update queues for webhook delivery.
+func (n *Node) Source() Source { return source{n} }
+
+// Source gives a bot's updates as Updates does, webhooks or not.
+type Source interface {
+	Updates(ctx context.Context, bot int64, marker int64, limit int, types []string, timeout time.Duration) (botapi.UpdateList, error)
+}
+
+type source struct{ n *Node }
+
+func (s source) Updates(ctx context.Context, bot int64, marker int64, limit int, types []string, timeout time.Duration) (botapi.UpdateList, error) {
+	return s.n.updates(ctx, bot, marker, limit, types, timeout)
+}
+
+func (n *Node) updates(ctx context.Context, bot int64, marker int64, limit int, types []string, timeout time.Duration) (botapi.UpdateList, error) {
 	_, st, err := n.broker()
 	if err != nil {
 		return botapi.UpdateList{}, err

@@ -43,6 +43,8 @@ type config struct {
 	Calls    callsConfig    `toml:"calls"`
 	Identity identityConfig `toml:"identity"`
 	State    stateConfig    `toml:"state"`
+	Media    mediaConfig    `toml:"media"`
+	Bots     botsConfig     `toml:"bots"`
 }
 
 // nodeConfig is the [node] section.
@@ -220,6 +222,8 @@ func defaultConfig() config {
 		Calls:    callsConfig{Enabled: true, UDPPort: defaultMediaPort, ICETCP: true, TURNPort: defaultTURNPort},
 		Identity: defaultIdentity(),
 		State:    defaultState(),
+		Media:    defaultMedia(),
+		Bots:     defaultBots(),
 	}
 }
 
@@ -307,6 +311,9 @@ func (c *config) validate() error {
 		if err := checkHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.key, a.addr, err)
 		}
+	}
+	if err := c.validateBots(); err != nil {
+		return err
 	}
 	if err := c.validatePublic(); err != nil {
 		return err

@@ -130,6 +130,7 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 		publicError(w, http.StatusNotFound, "not_found", "no such path")
 	})
 	n.state.routes(mux, n.keys)
+	n.botRoutes(mux)
 	if n.sfu == nil {
 		return mux, nil
 	}

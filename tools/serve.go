@@ -343,6 +343,11 @@ type node struct {
 	sfu    *callsfu.SFU        // nil when calls.enabled is off
 	ident  *identityNode       // nil when identity.enabled is off
 	state  *stateNode          // nil when no state service is on (state.go)
+	media  *mediaNode          // nil when media or the public listener is off (botsnode.go)
+	bots   *botsNode           // nil when bots, identity or the public listener is off
+	// adminToken authorises the admin API on the metrics listener
+	// (gonets bot ...); "" while identity is off.
+	adminToken string
 
 	// keys are the node's token keys; verifier checks tokens against them
 	// and authKeys (auth.public_keys).
@@ -485,6 +490,9 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		}
 		undo = append(undo, n.ident.close)
 		bopts.Accounts = n.ident.svc
+		if n.adminToken, err = loadOrCreateAdminToken(n.dataDir); err != nil {
+			return nil, err
+		}
 		if n.state, err = startState(cfg, n.dataDir, n.publicPort(), n.ident.accounts, n.keys,
 			log.With("component", "state"), n.brokerMetrics); err != nil {
 			return nil, err
@@ -495,6 +503,25 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 			bopts.SigningTTL = time.Duration(cfg.State.Signing.Expiry)
 		}
 	}
+	if n.media, err = n.startMedia(v, nodeKey, n.brokerMetrics, ended.Load); err != nil {
+		return nil, err
+	}
+	if n.media != nil {
+		undo = append(undo, n.media.close)
+		bopts.Attachments = n.media.srv
+	}
+	if n.ident != nil {
+		if n.bots, err = n.startBots(n.ident.accounts, n.media, nodeKey, log.With("component", "bots")); err != nil {
+			return nil, err
+		}
+		if n.bots != nil {
+			undo = append(undo, n.bots.close)
+			bopts.Bots = n.bots.node
+		}
+	}
+	if n.publicLn != nil {
+		bopts.PublicURL = n.publicURL()
+	}
 	if n.broker, err = broker.New(n.store, v, bopts); err != nil {
 		return nil, err
 	}
@@ -503,6 +530,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	recoverLive(filepath.Join(n.dataDir, liveDir), n.broker.AnnounceLive, time.Now(), n.log)
 	undo = append(undo, func() { n.broker.Shutdown(context.Background()) })
 	n.state.start(n.broker)
+	n.bots.start(n.broker)
 	undo = append(undo, func() { n.state.stop(time.Now().Add(time.Duration(cfg.Node.ShutdownTimeout))) })
 	curves, err := cfg.tlsCurves()
 	if err != nil {
@@ -603,6 +631,9 @@ func (n *node) handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	if n.ident != nil && n.adminToken != "" {
+		mux.Handle("/admin/", newBotAdminHandler(n.ident.accounts, n.adminToken))
+	}
 	if n.cfg.Node.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -772,6 +803,9 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 	defer cancel()
 	// The state services post through the broker: they stop first.
 	n.state.stop(drain)
+	// So do the bots; their long polls end now, not when the public
+	// listener's shutdown would wait them out.
+	n.bots.close()
 	if !within(drain, func() {
 		if err := n.broker.Shutdown(sctx); err != nil {
 			n.log.Warn("sessions did not finish in time; closed them", "timeout", total, "err", err)
@@ -800,6 +834,7 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 		collect()
 	}
 	n.state.close()
+	n.media.close() // after the public listener: its uploads used it
 	n.ident.close() // after the broker: its sessions used the accounts
 	var err error
 	if !within(deadline, func() {
