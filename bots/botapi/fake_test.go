@@ -16,10 +16,13 @@ type fakeBackend struct {
 
 	// pollStarted is signalled when Updates starts waiting.
 	pollStarted chan struct{}
-	updates     UpdateList
-	subs        []Subscription
-	failed      []int64
-	next        int64
+	// pollOnce answers updates to a poll without a marker only; the
+	// others wait for their timeout.
+	pollOnce bool
+	updates  UpdateList
+	subs     []Subscription
+	failed   []int64
+	next     int64
 }
 
 const (
@@ -159,6 +162,14 @@ func (f *fakeBackend) Updates(ctx context.Context, bot int64, marker int64, limi
 		f.pollStarted <- struct{}{}
 		<-ctx.Done()
 		return UpdateList{}, ctx.Err()
+	}
+	if f.pollOnce && marker != 0 {
+		select {
+		case <-ctx.Done():
+			return UpdateList{}, ctx.Err()
+		case <-time.After(timeout):
+			return UpdateList{Marker: marker}, nil
+		}
 	}
 	return f.updates, nil
 }
