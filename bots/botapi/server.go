@@ -37,15 +37,18 @@ func New(o Options) *Server {
 	s := &Server{o: o, lim: newLimiters(o.RateLimit, o.Burst, o.MaxLimiters)}
 	s.stop, s.quit = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, ErrNotFound)
-	})
+	s.mux.HandleFunc("/", NotFound)
 	s.Register(s.mux)
 	return s
 }
 
 // ServeHTTP serves the Bot API's paths at the root.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// NotFound answers MAX's 404, {"code":"not.found"}: the Server's answer
+// to unknown paths, for a mux that Register added the API to to use as
+// its catch-all.
+func NotFound(w http.ResponseWriter, _ *http.Request) { writeError(w, ErrNotFound) }
 
 // Close makes the Server answer 503 service.unavailable from now on and
 // ends the long polls in flight with it (the SDK retries those with its
@@ -106,7 +109,9 @@ func (s *Server) routes() []route {
 
 // Register adds the API's patterns to mux: "METHOD /path" for each
 // endpoint and "/path" answering 405 (with Allow) for other methods. It
-// registers no catch-all: mux's own "/" answers unknown paths.
+// registers no catch-all: mux's own "/" answers unknown paths (NotFound
+// answers them as MAX does). It panics, as mux does, when a pattern
+// conflicts with one mux has.
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.routes() {
 		for i, m := range rt.methods {

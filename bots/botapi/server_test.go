@@ -203,8 +203,12 @@ func TestAuth(t *testing.T) {
 func TestNotFoundAndMethods(t *testing.T) {
 	s, _ := newTestServer(t)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, ErrNotFound) })
+	mux.HandleFunc("/", NotFound)
+	// The node's other handlers on the public listener.
 	mux.HandleFunc("/media/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("media")) })
+	for _, p := range []string{"/whip/", "/whep/", "/calls/demo", "/calls/demo/", "GET /.well-known/jwks.json"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {})
+	}
 	s.Register(mux)
 	for name, h := range map[string]http.Handler{"server": s, "mux": mux} {
 		t.Run(name, func(t *testing.T) {
