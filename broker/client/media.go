@@ -1,0 +1,509 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gonets/gonets/broker/wire"
+)
+
+// ErrNoPublicURL is returned by UploadFile and Download when the node
+// announced no public HTTPS listener (Welcome.public_url), so it stores
+// no files.
+var ErrNoPublicURL = errors.New("client: the node has no public URL for files")
+
+// HTTPError is an answer of the node's media API other than success
+// (docs/media.md): its HTTP status and stable code, such as too_large,
+// quota, overlap, bad_range or not_found. Branch on Code.
+type HTTPError struct {
+	Status  int
+	Code    string
+	Message string
+	// ID names an internal failure in the node's log.
+	ID string
+}
+
+// Error returns "gonets: media: CODE (STATUS): message".
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("gonets: media: %s (%d): %s", e.Code, e.Status, e.Message)
+}
+
+// PublicURL returns the base URL of the node's public HTTPS listener, as
+// of the latest connection, or "" when it has none.
+func (c *Client) PublicURL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.TrimRight(c.welcome.GetPublicUrl(), "/")
+}
+
+// UploadOptions shape UploadFile. The zero value of every field means its
+// default.
+type UploadOptions struct {
+	// Name is the file's name in the message. Default: the path's base
+	// name.
+	Name string
+	// MIME is the file's type. Default: from the name's extension, else
+	// sniffed by the node from its first bytes.
+	MIME string
+	// ChunkSize is the size of the chunks of a resumable upload; a file
+	// smaller than it goes in one request. Default: 8 MiB.
+	ChunkSize int64
+	// Parallel is the chunks sent at once. Default: 4.
+	Parallel int
+	// RequestTimeout bounds each HTTP request (one chunk, or the whole of
+	// a small file). Default: 2 minutes.
+	RequestTimeout time.Duration
+	// Attempts is how many times a request is sent before the upload
+	// fails: a dropped or failed request (a network error, a 5xx answer)
+	// is sent again after the client asked the node what it has. Default:
+	// 5.
+	Attempts int
+}
+
+func (o *UploadOptions) fill(path string) {
+	if o.Name == "" {
+		o.Name = filepath.Base(path)
+	}
+	if o.MIME == "" {
+		o.MIME = mime.TypeByExtension(strings.ToLower(filepath.Ext(o.Name)))
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 8 << 20
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 2 * time.Minute
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 5
+	}
+}
+
+// AttachmentTypeOf is the attachment type of a MIME type: image/* is a
+// photo, video/* a video, audio/* audio, anything else a file.
+func AttachmentTypeOf(mimeType string) wire.AttachmentType {
+	switch {
+	case strings.HasPrefix(mimeType, "image/"):
+		return wire.AttachmentType_ATTACHMENT_TYPE_PHOTO
+	case strings.HasPrefix(mimeType, "video/"):
+		return wire.AttachmentType_ATTACHMENT_TYPE_VIDEO
+	case strings.HasPrefix(mimeType, "audio/"):
+		return wire.AttachmentType_ATTACHMENT_TYPE_AUDIO
+	}
+	return wire.AttachmentType_ATTACHMENT_TYPE_FILE
+}
+
+// mediaFile is the node's description of a stored file.
+type mediaFile struct {
+	SHA256      string `json:"sha256"`
+	Size        int64  `json:"size"`
+	Name        string `json:"name"`
+	MIME        string `json:"mime"`
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	ThumbSHA256 string `json:"thumb_sha256"`
+}
+
+// uploadStatus is what the node has of a resumable upload.
+type uploadStatus struct {
+	ID       string     `json:"id"`
+	URL      string     `json:"url"`
+	Size     int64      `json:"size"`
+	Received [][2]int64 `json:"received"`
+	Complete bool       `json:"complete"`
+	File     *mediaFile `json:"file"`
+}
+
+// has reports whether every byte of [lo, hi) was received.
+func (s *uploadStatus) has(lo, hi int64) bool {
+	for _, r := range s.Received {
+		if r[0] <= lo && hi <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// UploadFile uploads the file at path to the node's public listener with
+// the client's session token and returns the attachment to send (with
+// SendContent): its type from the MIME type (AttachmentTypeOf), address,
+// size, name and MIME type, and a picture's dimensions and thumbnail. A
+// file smaller than ChunkSize goes in one request; a larger one in
+// chunks, Parallel at once, and a chunk whose request fails is sent again
+// once the client asked the node what it has, so a dropped connection
+// costs at most the chunks in flight. The file is stored on the node but
+// held only once a message references it (within the node's grace, 24 h
+// by default).
+func (c *Client) UploadFile(ctx context.Context, path string, o UploadOptions) (*wire.Attachment, error) {
+	base := c.PublicURL()
+	if base == "" {
+		return nil, ErrNoPublicURL
+	}
+	o.fill(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("client: upload: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("client: upload: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("client: upload %s: not a regular file", path)
+	}
+	hc, err := c.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	defer hc.CloseIdleConnections()
+	u := &uploader{c: c, hc: hc, base: base, f: f, size: st.Size(), o: o}
+	var mf *mediaFile
+	if u.size < o.ChunkSize {
+		mf, err = u.single(ctx)
+	} else {
+		mf, err = u.chunked(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	typ := mf.MIME
+	if typ == "" {
+		typ = o.MIME
+	}
+	return &wire.Attachment{
+		Type: AttachmentTypeOf(typ), Sha256: mf.SHA256, Size: mf.Size, Name: o.Name, Mime: typ,
+		Width: uint32(mf.Width), Height: uint32(mf.Height), ThumbSha256: mf.ThumbSHA256,
+	}, nil
+}
+
+// httpClient returns an HTTP client that verifies the node as the
+// client's connections do (its TLS configuration, for HTTP/2 and 1.1).
+func (c *Client) httpClient() (*http.Client, error) {
+	cfg := c.dialer.tls.Clone()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	t := &http.Transport{
+		TLSClientConfig:       cfg,
+		ForceAttemptHTTP2:     true,
+		DialContext:           (&net.Dialer{Timeout: c.opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   c.opts.DialTimeout,
+		ResponseHeaderTimeout: 5 * time.Minute,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   16,
+	}
+	return &http.Client{Transport: t}, nil
+}
+
+// uploader is one UploadFile.
+type uploader struct {
+	c    *Client
+	hc   *http.Client
+	base string
+	f    *os.File
+	size int64
+	o    UploadOptions
+}
+
+// do sends one request with the session token, bounded by
+// RequestTimeout, and decodes a JSON answer into out.
+func (u *uploader) do(ctx context.Context, method, url string, body io.Reader, n int64, hdr map[string]string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, u.o.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return fmt.Errorf("client: media: %w", err)
+	}
+	if body != nil {
+		req.ContentLength = n
+		if n == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	req.Header.Set("Authorization", "Bearer "+u.c.currentToken())
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return doJSON(u.hc, req, out)
+}
+
+// doJSON sends req and decodes a 2xx JSON answer into out, or returns an
+// *HTTPError.
+func doJSON(hc *http.Client, req *http.Request, out any) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: media: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("client: media: read answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return httpError(resp.StatusCode, b)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("client: media: answer: %w", err)
+	}
+	return nil
+}
+
+func httpError(status int, body []byte) *HTTPError {
+	e := &HTTPError{Status: status}
+	if json.Unmarshal(body, e) != nil || e.Code == "" {
+		e.Code, e.Message = "http_"+strconv.Itoa(status), strings.TrimSpace(string(body))
+	}
+	return e
+}
+
+// retryable reports whether a request that failed with err is worth
+// sending again: the network failed, or the node did (5xx), or a chunk
+// met one still in flight (overlap, after a dropped request).
+func retryable(err error) bool {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.Status >= 500 || he.Code == "overlap" || he.Status == http.StatusUnauthorized
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// pause waits before attempt (1, 2, ...): 100 ms doubling up to 5 s.
+func pause(ctx context.Context, attempt int) error {
+	d := min(100*time.Millisecond<<min(attempt-1, 6), 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (u *uploader) fileHeaders() map[string]string {
+	h := map[string]string{"X-File-Name": u.o.Name, "Content-Type": "application/octet-stream"}
+	if u.o.MIME != "" {
+		h["Content-Type"] = u.o.MIME
+	}
+	return h
+}
+
+// single uploads the file in one request, sent again on failure (the
+// node deduplicates).
+func (u *uploader) single(ctx context.Context) (*mediaFile, error) {
+	var mf mediaFile
+	var err error
+	for attempt := 1; attempt <= u.o.Attempts; attempt++ {
+		if attempt > 1 {
+			if perr := pause(ctx, attempt-1); perr != nil {
+				return nil, perr
+			}
+		}
+		err = u.do(ctx, "POST", u.base+"/media/upload", io.NewSectionReader(u.f, 0, u.size), u.size, u.fileHeaders(), &mf)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &mf, nil
+}
+
+// chunked uploads the file resumably, Parallel chunks at once.
+func (u *uploader) chunked(ctx context.Context) (*mediaFile, error) {
+	create, _ := json.Marshal(map[string]any{"size": u.size, "name": u.o.Name, "mime": u.o.MIME})
+	var st uploadStatus
+	if err := u.do(ctx, "POST", u.base+"/media/uploads", bytes.NewReader(create), int64(len(create)), map[string]string{"Content-Type": "application/json"}, &st); err != nil {
+		return nil, err
+	}
+	if st.Complete && st.File != nil {
+		return st.File, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex // guards the following
+		file    *mediaFile
+		failure error
+	)
+	next := make(chan int64)
+	var wg sync.WaitGroup
+	for range u.o.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lo := range next {
+				f, err := u.chunk(ctx, st.URL, lo, min(lo+u.o.ChunkSize, u.size))
+				mu.Lock()
+				if f != nil && file == nil {
+					file = f
+				}
+				if err != nil && failure == nil {
+					failure = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for lo := int64(0); lo < u.size; lo += u.o.ChunkSize {
+		select {
+		case next <- lo:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if failure != nil {
+		return nil, failure
+	}
+	if file != nil {
+		return file, nil
+	}
+	// Every chunk is in but the completing answer was lost (or came to
+	// another request): ask.
+	if err := u.do(ctx, "GET", st.URL, nil, 0, nil, &st); err != nil {
+		return nil, err
+	}
+	if !st.Complete || st.File == nil {
+		return nil, fmt.Errorf("client: upload %s: every chunk sent, the node has %v", st.ID, st.Received)
+	}
+	return st.File, nil
+}
+
+// chunk sends [lo, hi) of the file, again after a failure once the node
+// says it lacks it. It returns the file when this chunk completed the
+// upload.
+func (u *uploader) chunk(ctx context.Context, url string, lo, hi int64) (*mediaFile, error) {
+	hdr := map[string]string{
+		"Content-Range": fmt.Sprintf("bytes %d-%d/%d", lo, hi-1, u.size),
+		"Content-Type":  "application/octet-stream",
+	}
+	var err error
+	for attempt := 1; attempt <= u.o.Attempts; attempt++ {
+		if attempt > 1 {
+			if perr := pause(ctx, attempt-1); perr != nil {
+				return nil, perr
+			}
+			var st uploadStatus
+			if serr := u.do(ctx, "GET", url, nil, 0, nil, &st); serr == nil {
+				if st.Complete {
+					return st.File, nil
+				}
+				if st.has(lo, hi) {
+					return nil, nil
+				}
+			}
+		}
+		var st uploadStatus
+		err = u.do(ctx, "PUT", url, io.NewSectionReader(u.f, lo, hi-lo), hi-lo, hdr, &st)
+		if err == nil {
+			if st.Complete {
+				return st.File, nil
+			}
+			return nil, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("client: upload chunk %d-%d: %w", lo, hi-1, err)
+}
+
+// downloadStall is how long a download may receive nothing before it is
+// abandoned.
+const downloadStall = time.Minute
+
+// Download writes file sha, an attachment (or thumbnail) of message seq in
+// chat, to w, checking its SHA-256. It fails with *HTTPError not_found
+// when the message does not carry it or the user is not in the chat. A
+// download that receives nothing for a minute fails.
+func (c *Client) Download(ctx context.Context, chat, seq uint64, sha string, w io.Writer) error {
+	base := c.PublicURL()
+	if base == "" {
+		return ErrNoPublicURL
+	}
+	hc, err := c.httpClient()
+	if err != nil {
+		return err
+	}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	u := fmt.Sprintf("%s/media/files/%s?chat=%d&seq=%d", base, url.PathEscape(sha), chat, seq)
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return fmt.Errorf("client: download: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.currentToken())
+	stall := time.AfterFunc(downloadStall, cancel)
+	defer stall.Stop()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: download: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return httpError(resp.StatusCode, b)
+	}
+	h := sha256.New()
+	body := &stallReader{r: resp.Body, t: stall}
+	if _, err := io.Copy(io.MultiWriter(w, h), body); err != nil {
+		return fmt.Errorf("client: download: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+		return fmt.Errorf("client: download: content hashes to %s, want %s", got, sha)
+	}
+	return nil
+}
+
+// stallReader restarts t on each read that makes progress.
+type stallReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.t.Reset(downloadStall)
+	}
+	return n, err
+}
+
+// SendContent sends a MEDIA message: content (text, attachments from
+// UploadFile, keyboard) as its body. The node checks it and fills what it
+// knows of each file; a file it does not hold is refused UNKNOWN_FILE.
+func (c *Client) SendContent(ctx context.Context, chat uint64, content *wire.Content) (Ack, error) {
+	body, err := proto.Marshal(content)
+	if err != nil {
+		return Ack{}, fmt.Errorf("client: content: %w", err)
+	}
+	return c.SendMsg(ctx, SendOptions{Chat: chat, Kind: wire.MsgKind_MSG_KIND_MEDIA, Body: body})
+}
