@@ -19,10 +19,12 @@ type fakeBackend struct {
 	// pollOnce answers updates to a poll without a marker only; the
 	// others wait for their timeout.
 	pollOnce bool
-	updates  UpdateList
-	subs     []Subscription
-	failed   []int64
-	next     int64
+	// hang makes Me wait until its context ends.
+	hang    bool
+	updates UpdateList
+	subs    []Subscription
+	failed  []int64
+	next    int64
 }
 
 const (
@@ -61,6 +63,10 @@ func (f *fakeBackend) Authenticate(token string) (int64, error) {
 
 func (f *fakeBackend) Me(ctx context.Context, bot int64) (BotInfo, error) {
 	u := "echo_bot"
+	if f.hang {
+		<-ctx.Done()
+		return BotInfo{}, ctx.Err()
+	}
 	return BotInfo{User: User{UserID: bot, FirstName: "Echo", Name: "Echo", Username: &u, IsBot: true}}, f.record("Me bot=%d", bot)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -424,4 +425,24 @@ func TestDefaultRateLimit(t *testing.T) {
 	if got := w.Header().Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After = %q, want 1", got)
 	}
+}
+
+// TestCallDeadline checks that a Backend call that does not return is
+// given up after callTimeout with a 500, and a long poll after its
+// timeout and pollGrace.
+func TestCallDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeBackend{hang: true, pollStarted: make(chan struct{}, 1)}
+		s := New(Options{Backend: f, Log: slog.New(slog.DiscardHandler)})
+		start := time.Now()
+		wantError(t, do(t, s, "GET", "/me", ""), http.StatusInternalServerError, "internal")
+		if d := time.Since(start); d != callTimeout {
+			t.Errorf("gave up after %s, want %s", d, callTimeout)
+		}
+		start = time.Now()
+		wantError(t, do(t, s, "GET", "/updates?timeout=5", ""), http.StatusInternalServerError, "internal")
+		if d, want := time.Since(start), 5*time.Second+pollGrace; d != want {
+			t.Errorf("poll gave up after %s, want %s", d, want)
+		}
+	})
 }
