@@ -127,3 +127,27 @@ func TestDialControl(t *testing.T) {
 		t.Errorf("control with AllowPrivate = %v", err)
 	}
 }
+
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"https://public.example/webhook/abc", "http://127.0.0.1:8080/", "https://user:pw@h/",
+		"https:opaque", "https:///x", "https://[fe80::1%25eth0]/", "https://%zz/", "HTTPS://H.EXAMPLE:443/p?q#f",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, p := range []policy{{}, {allowHTTP: true}} {
+			u, err := p.parseURL(raw)
+			if err != nil {
+				if !errors.Is(err, botapi.ErrWebhookURL) {
+					t.Fatalf("parseURL(%q) = %v, not ErrWebhookURL", raw, err)
+				}
+				continue
+			}
+			if len(raw) > MaxURLLen || u.User != nil || u.Hostname() == "" ||
+				(u.Scheme != "https" && !(p.allowHTTP && u.Scheme == "http")) {
+				t.Fatalf("parseURL(%q) accepted %#v", raw, u)
+			}
+		}
+	})
+}

@@ -213,6 +213,24 @@ func (s *Store) Remove(bot int64, url string) error {
 	return nil
 }
 
+// RemoveAll unsubscribes every webhook of bot: call it when the bot is
+// deleted.
+func (s *Store) RemoveAll(bot int64) error {
+	s.mu.Lock()
+	if len(s.subs[bot]) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	err := s.putLocked(bot, nil)
+	watchers := s.watchersLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	notify(watchers, bot)
+	return nil
+}
+
 // putLocked writes bot's subscriptions to the KV, then to memory.
 func (s *Store) putLocked(bot int64, recs []record) error {
 	key := binary.BigEndian.AppendUint64([]byte(storePrefix), uint64(bot))

@@ -76,6 +76,15 @@ func TestStoreAddListRemove(t *testing.T) {
 	if fmt.Sprint(s3.Bots()) != "[1]" || len(s3.List(1)) != 1 {
 		t.Fatalf("after removals and reload: bots %v, %+v", s3.Bots(), s3.List(1))
 	}
+	if err := s.RemoveAll(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAll(1); err != nil {
+		t.Fatal(err)
+	}
+	if s.Active(1) || len(newTestStore(t, kv).Bots()) != 0 {
+		t.Fatal("RemoveAll left subscriptions")
+	}
 }
 
 func TestStoreLimits(t *testing.T) {
