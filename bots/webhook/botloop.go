@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -277,7 +278,13 @@ func (d *Deliverer) post(ctx context.Context, r record, body []byte) (retryAfter
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return 0, false, err
+		// Name the host only: a webhook's path can be its credential
+		// (the SDK's default is derived from the bot's token).
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, false, fmt.Errorf("webhook: post to %s: %w", req.URL.Host, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	resp.Body.Close()

@@ -150,7 +150,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 		})
 	})
 	store, src := newTestStore(t, identity.NewMemKV()), newFakeSource()
-	if err := store.Add(context.Background(), 1, redirector.srv.URL, "", nil); err != nil {
+	if err := store.Add(context.Background(), 1, redirector.srv.URL+"/webhook/pathsecret", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	var log logBuffer
@@ -163,8 +163,8 @@ func TestRedirectNotFollowed(t *testing.T) {
 	if target.tries() != 0 || redirector.tries() == 0 {
 		t.Fatalf("target got %d requests, redirector %d", target.tries(), redirector.tries())
 	}
-	if !strings.Contains(log.String(), "redirect") {
-		t.Fatalf("log does not say why:\n%s", log.String())
+	if !strings.Contains(log.String(), "redirect") || strings.Contains(log.String(), "pathsecret") {
+		t.Fatalf("log does not say why, or names the URL's path:\n%s", log.String())
 	}
 }
 
