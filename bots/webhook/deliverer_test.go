@@ -456,3 +456,31 @@ type noWrite struct{ http.ResponseWriter }
 
 func (noWrite) WriteHeader(int)             {}
 func (noWrite) Write(p []byte) (int, error) { return len(p), nil }
+
+// flakySource fails its first calls.
+type flakySource struct {
+	*fakeSource
+	fails atomic.Int32
+}
+
+func (s *flakySource) Updates(ctx context.Context, bot, marker int64, limit int, types []string, timeout time.Duration) (botapi.UpdateList, error) {
+	if s.fails.Add(-1) >= 0 {
+		return botapi.UpdateList{}, errors.New("store unavailable")
+	}
+	return s.fakeSource.Updates(ctx, bot, marker, limit, types, timeout)
+}
+
+func TestSourceErrorsRetried(t *testing.T) {
+	h := newHook(t, nil)
+	store, src := newTestStore(t, identity.NewMemKV()), &flakySource{fakeSource: newFakeSource()}
+	src.fails.Store(3)
+	if err := store.Add(context.Background(), 1, h.srv.URL, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	src.push(1, msgs(1, 2)...)
+	runDeliverer(t, testOptions(store, src, h))
+	waitFor(t, "2 updates", func() bool { return len(h.received()) == 2 })
+	if got := h.received(); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("received %v", got)
+	}
+}

@@ -49,6 +49,16 @@
 // waiting between attempts holds none. Response bodies are read up to
 // 4 KiB and closed.
 //
+// # Use
+//
+// The node makes one Store over a table of its store and one
+// Deliverer over the Store and its botapi.Backend (the Source), and runs
+// Run for the node's life. Its Backend's Subscriptions, Subscribe and
+// Unsubscribe are Store.List, Store.Add and Store.Remove; nothing else
+// is needed, the Store tells the Deliverer. The Bot API's GET /updates
+// is refused while Store.Active, but the Backend's Updates must not
+// refuse: the Deliverer reads through it.
+//
 // # Goroutines and locks
 //
 // Run owns the bots' goroutines and waits for them before it returns;
