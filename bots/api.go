@@ -164,15 +164,24 @@ func (n *Node) Chat(ctx context.Context, bot, chat int64) (botapi.Chat, error) {
 	return n.chat(st, c, storage.UserID(bot)), nil
 }
 
-// EditChat implements botapi.Backend. The node's chats change their
-// title only at creation for now: a title change is refused.
+// EditChat implements botapi.Backend: a new title, as a member of the
+// group (or an admin of the channel) may set it.
 func (n *Node) EditChat(ctx context.Context, bot, chat int64, title *string) (botapi.Chat, error) {
 	st, c, _, err := n.memberChat(bot, chat)
 	if err != nil {
 		return botapi.Chat{}, err
 	}
 	if title != nil && *title != c.Title {
-		return botapi.Chat{}, botapi.Errorf(botapi.ErrBadRequest, "this node does not change chat titles")
+		b, _, err := n.broker()
+		if err != nil {
+			return botapi.Chat{}, err
+		}
+		if err := b.SetTitleAs(ctx, storage.UserID(bot), c.ID, *title); err != nil {
+			return botapi.Chat{}, apiError(err)
+		}
+		if c, err = st.Chat(c.ID); err != nil {
+			return botapi.Chat{}, apiError(err)
+		}
 	}
 	return n.chat(st, c, storage.UserID(bot)), nil
 }

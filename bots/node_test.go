@@ -207,13 +207,27 @@ func TestBotGroupEvents(t *testing.T) {
 	if err := a.RemoveMember(ctx, g.Chat, bob); err != nil {
 		t.Fatal(err)
 	}
-	var marker int64
-	ups := w.poll(t, &marker, 3)
-	if got := types(ups); !slices.Equal(got, []string{"bot_added", "user_added", "user_removed"}) {
-		t.Fatalf("updates %v", got)
+	if err := a.SetTitle(ctx, g.Chat, "Team 2"); err != nil {
+		t.Fatal(err)
 	}
-	if ups[1].User.UserID != bob || *ups[1].InviterID != alice || ups[0].ChatID != int64(g.Chat) {
-		t.Fatalf("user_added %+v", ups[1])
+	var marker int64
+	ups := w.poll(t, &marker, 4)
+	// In order per chat: the membership changes (in the bot's service
+	// chat) in theirs, the title (in the group) in its own.
+	var members []botapi.Update
+	var title *botapi.Update
+	for i, u := range ups {
+		if u.UpdateType == "chat_title_changed" {
+			title = &ups[i]
+		} else {
+			members = append(members, u)
+		}
+	}
+	if got := types(members); !slices.Equal(got, []string{"bot_added", "user_added", "user_removed"}) || title == nil || title.Title != "Team 2" || title.User.UserID != alice {
+		t.Fatalf("updates %v", types(ups))
+	}
+	if members[1].User.UserID != bob || *members[1].InviterID != alice || members[0].ChatID != int64(g.Chat) {
+		t.Fatalf("user_added %+v", members[1])
 	}
 	if err := a.RemoveMember(ctx, g.Chat, uint64(w.bot)); err != nil {
 		t.Fatal(err)

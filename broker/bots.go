@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -173,8 +175,15 @@ func (b *Broker) PostAs(ctx context.Context, user storage.UserID, dev storage.De
 	m.Sender, m.Device = user, dev
 	e := b.chats.pin(m.Chat)
 	defer b.unpin(e)
-	// An entry new to the index learns where the chat's order stands
-	// before this append, as a session's access check does.
+	prime(e, c)
+	return b.commitContent(ctx, e, m, nil)
+}
+
+// prime tells an entry new to the index where chat c's order stands
+// before an append, as a session's access check does: c was read before
+// the append, so every seq up to its LastSeq was published already, or
+// will be, late, by an append in flight.
+func prime(e *chatEntry, c storage.Chat) {
 	e.mu.Lock()
 	if e.kind == 0 {
 		e.kind = c.Kind
@@ -183,7 +192,6 @@ func (b *Broker) PostAs(ctx context.Context, user storage.UserID, dev storage.De
 		e.next = c.LastSeq + 1
 	}
 	e.mu.Unlock()
-	return b.commitContent(ctx, e, m, nil)
 }
 
 // DirectChat returns the direct chat of user and peer, creating it (as
@@ -248,3 +256,53 @@ func (b *Broker) PushCallbackAnswer(user storage.UserID, ans *wire.CallbackAnswe
 // Store returns the broker's store, for the node's other ways in (the
 // Bot API) to read what they may.
 func (b *Broker) Store() *storage.Store { return b.st }
+
+// setTitle handles a SetTitle.
+func (s *Session) setTitle(req *wire.SetTitle) (*wire.Frame, error) {
+	if err := s.spend(); err != nil {
+		return nil, err
+	}
+	if err := s.b.SetTitleAs(work, s.user, storage.ChatID(req.Chat), req.Title); err != nil {
+		return nil, err
+	}
+	return done(), nil
+}
+
+// SetTitleAs renames chat as user by: a group's member, or a channel's
+// owner or admin. The change is recorded in the chat as a title_changed
+// service record from by.
+func (b *Broker) SetTitleAs(ctx context.Context, by storage.UserID, chat storage.ChatID, title string) error {
+	if chat == 0 || title == "" || len(title) > 256 {
+		return fmt.Errorf("%w: a title is 1 to 256 bytes", ErrBadRequest)
+	}
+	c, err := b.st.Chat(chat)
+	if err != nil {
+		return err
+	}
+	me, err := b.st.Member(chat, by)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Kind == storage.ChatDirect:
+		return fmt.Errorf("%w: a direct chat has no title", ErrForbidden)
+	case c.Kind == storage.ChatChannel && me.Role < storage.RoleAdmin:
+		return fmt.Errorf("%w: only the owner and admins rename channel %d", ErrForbidden, chat)
+	}
+	if err := b.st.SetTitle(ctx, chat, title); err != nil {
+		return err
+	}
+	body, err := proto.Marshal(&wire.Service{Event: &wire.Service_TitleChanged{TitleChanged: &wire.TitleChanged{Title: title, By: uint64(by)}}})
+	if err != nil {
+		return err
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	m := storage.Message{Chat: chat, Sender: by, Device: storage.DeviceNode, ClientMsgID: binary.LittleEndian.Uint64(id[:]) | 1,
+		Kind: storage.MsgService, Body: body}
+	e := b.chats.pin(chat)
+	defer b.unpin(e)
+	prime(e, c)
+	_, err = b.commit(ctx, e, m, nil)
+	return err
+}

@@ -98,6 +98,8 @@ func (s *Session) handle(f *wire.Frame) (*wire.Frame, error) {
 		return s.callback(body.Callback)
 	case *wire.Frame_MiniAppOpen:
 		return s.miniAppOpen(body.MiniAppOpen)
+	case *wire.Frame_SetTitle:
+		return s.setTitle(body.SetTitle)
 	}
 	if resp, ok, err := s.handleCall(f); ok {
 		return resp, err

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -185,5 +186,39 @@ func TestCompressionRoundTrip(t *testing.T) {
 	}
 	if _, codec := s.codec.appendEncoded(nil, bodies[3]); codec != codecNone {
 		t.Fatalf("random body compressed with codec %d", codec)
+	}
+}
+
+func TestSetTitle(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	ctx := context.Background()
+	g, err := s.CreateChat(ctx, ChatSpec{Kind: ChatGroup, Creator: 1, Title: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTitle(ctx, g.ID, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Chat(g.ID); err != nil || c.Title != "new" {
+		t.Fatalf("chat %+v %v", c, err)
+	}
+	s.Close()
+	s = openTest(t, dir, Options{})
+	if c, err := s.Chat(g.ID); err != nil || c.Title != "new" {
+		t.Fatalf("after reopening: %+v %v", c, err)
+	}
+	if err := s.SetTitle(ctx, g.ID, strings.Repeat("x", 257)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("long title: %v", err)
+	}
+	d, err := s.CreateChat(ctx, ChatSpec{Kind: ChatDirect, Creator: 1, Members: []UserID{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTitle(ctx, d.ID, "x"); !errors.Is(err, ErrNotAllowed) {
+		t.Fatalf("direct: %v", err)
+	}
+	if err := s.SetTitle(ctx, 12345, "x"); !errors.Is(err, ErrUnknownChat) {
+		t.Fatalf("unknown: %v", err)
 	}
 }

@@ -116,3 +116,40 @@ func (s *Store) opState(chat ChatID) (st *chatState, rejected, err error) {
 	}
 	return st, nil, err
 }
+
+// SetTitle sets the title of a group or channel (at most 256 bytes).
+// Direct chats have none: ErrNotAllowed.
+func (s *Store) SetTitle(ctx context.Context, chat ChatID, title string) error {
+	if chat == 0 {
+		return ErrBadID
+	}
+	if len(title) > maxTitleBytes {
+		return fmt.Errorf("storage: title of %d bytes: %w", len(title), ErrTooLarge)
+	}
+	op := &titleOp{chat: chat, title: title}
+	if err := s.submit(ctx, op, 0); err != nil {
+		return err
+	}
+	return op.err
+}
+
+type titleOp struct {
+	chat  ChatID
+	title string
+	err   error
+}
+
+func (op *titleOp) apply(s *Store, bc *batchCtx) error {
+	st, rejected, err := s.opState(op.chat)
+	if rejected != nil || err != nil {
+		op.err = rejected
+		return err
+	}
+	if st.rec.kind == ChatDirect {
+		op.err = fmt.Errorf("storage: a direct chat has no title: %w", ErrNotAllowed)
+		return nil
+	}
+	st.rec.title = op.title
+	bc.touch(st, false)
+	return nil
+}

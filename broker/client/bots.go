@@ -40,3 +40,10 @@ func (c *Client) OpenMiniApp(ctx context.Context, bot, chat uint64, start string
 	}
 	return l.GetUrl(), l.GetInitData(), nil
 }
+
+// SetTitle renames a group (any member may) or a channel (its owner and
+// admins); the chat gets a title_changed service record.
+func (c *Client) SetTitle(ctx context.Context, chat uint64, title string) error {
+	_, err := c.call(ctx, &wire.Frame{Body: &wire.Frame_SetTitle{SetTitle: &wire.SetTitle{Chat: chat, Title: title}}}, true)
+	return err
+}

@@ -1052,6 +1052,7 @@ type Frame struct {
 	//	*Frame_CallbackAnswer
 	//	*Frame_MiniAppOpen
 	//	*Frame_MiniAppLaunch
+	//	*Frame_SetTitle
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1713,6 +1714,15 @@ func (x *Frame) GetMiniAppLaunch() *MiniAppLaunch {
 	return nil
 }
 
+func (x *Frame) GetSetTitle() *SetTitle {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SetTitle); ok {
+			return x.SetTitle
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -2021,6 +2031,11 @@ type Frame_MiniAppLaunch struct {
 	MiniAppLaunch *MiniAppLaunch `protobuf:"bytes,77,opt,name=mini_app_launch,json=miniAppLaunch,proto3,oneof"`
 }
 
+type Frame_SetTitle struct {
+	// set_title renames a group or channel; answered by done.
+	SetTitle *SetTitle `protobuf:"bytes,78,opt,name=set_title,json=setTitle,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -2156,6 +2171,8 @@ func (*Frame_CallbackAnswer) isFrame_Body() {}
 func (*Frame_MiniAppOpen) isFrame_Body() {}
 
 func (*Frame_MiniAppLaunch) isFrame_Body() {}
+
+func (*Frame_SetTitle) isFrame_Body() {}
 
 // Hello opens a session: the first frame a client sends. The server answers
 // Welcome, or Error UNSUPPORTED_VERSION / UNAUTHENTICATED and closes.
@@ -6224,6 +6241,61 @@ func (x *Button) GetUrl() string {
 	return ""
 }
 
+// SetTitle renames a group (any member) or a channel (its owner and
+// admins); the node records it in the chat as Service.title_changed.
+type SetTitle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chat  uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	// title is 1 to 256 bytes.
+	Title         string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTitle) Reset() {
+	*x = SetTitle{}
+	mi := &file_gonets_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTitle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTitle) ProtoMessage() {}
+
+func (x *SetTitle) ProtoReflect() protoreflect.Message {
+	mi := &file_gonets_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTitle.ProtoReflect.Descriptor instead.
+func (*SetTitle) Descriptor() ([]byte, []int) {
+	return file_gonets_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *SetTitle) GetChat() uint64 {
+	if x != nil {
+		return x.Chat
+	}
+	return 0
+}
+
+func (x *SetTitle) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
 // Callback presses the callback button with payload of the bot's message
 // chat/seq; answered by done (the bot has it durably). The bot's answer
 // comes later as a CallbackAnswer push.
@@ -6238,7 +6310,7 @@ type Callback struct {
 
 func (x *Callback) Reset() {
 	*x = Callback{}
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6250,7 +6322,7 @@ func (x *Callback) String() string {
 func (*Callback) ProtoMessage() {}
 
 func (x *Callback) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[59]
+	mi := &file_gonets_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6263,7 +6335,7 @@ func (x *Callback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Callback.ProtoReflect.Descriptor instead.
 func (*Callback) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{59}
+	return file_gonets_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Callback) GetChat() uint64 {
@@ -6302,7 +6374,7 @@ type CallbackAnswer struct {
 
 func (x *CallbackAnswer) Reset() {
 	*x = CallbackAnswer{}
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6314,7 +6386,7 @@ func (x *CallbackAnswer) String() string {
 func (*CallbackAnswer) ProtoMessage() {}
 
 func (x *CallbackAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[60]
+	mi := &file_gonets_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6327,7 +6399,7 @@ func (x *CallbackAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackAnswer.ProtoReflect.Descriptor instead.
 func (*CallbackAnswer) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{60}
+	return file_gonets_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CallbackAnswer) GetChat() uint64 {
@@ -6371,7 +6443,7 @@ type MiniAppOpen struct {
 
 func (x *MiniAppOpen) Reset() {
 	*x = MiniAppOpen{}
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6383,7 +6455,7 @@ func (x *MiniAppOpen) String() string {
 func (*MiniAppOpen) ProtoMessage() {}
 
 func (x *MiniAppOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[61]
+	mi := &file_gonets_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6396,7 +6468,7 @@ func (x *MiniAppOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MiniAppOpen.ProtoReflect.Descriptor instead.
 func (*MiniAppOpen) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{61}
+	return file_gonets_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MiniAppOpen) GetBot() uint64 {
@@ -6433,7 +6505,7 @@ type MiniAppLaunch struct {
 
 func (x *MiniAppLaunch) Reset() {
 	*x = MiniAppLaunch{}
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6445,7 +6517,7 @@ func (x *MiniAppLaunch) String() string {
 func (*MiniAppLaunch) ProtoMessage() {}
 
 func (x *MiniAppLaunch) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[62]
+	mi := &file_gonets_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6458,7 +6530,7 @@ func (x *MiniAppLaunch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MiniAppLaunch.ProtoReflect.Descriptor instead.
 func (*MiniAppLaunch) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{62}
+	return file_gonets_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MiniAppLaunch) GetUrl() string {
@@ -6489,7 +6561,7 @@ type StateAccountEvent struct {
 
 func (x *StateAccountEvent) Reset() {
 	*x = StateAccountEvent{}
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6501,7 +6573,7 @@ func (x *StateAccountEvent) String() string {
 func (*StateAccountEvent) ProtoMessage() {}
 
 func (x *StateAccountEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[63]
+	mi := &file_gonets_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6514,7 +6586,7 @@ func (x *StateAccountEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateAccountEvent.ProtoReflect.Descriptor instead.
 func (*StateAccountEvent) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{63}
+	return file_gonets_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *StateAccountEvent) GetProvider() string {
@@ -6562,7 +6634,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6574,7 +6646,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[64]
+	mi := &file_gonets_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6587,7 +6659,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{64}
+	return file_gonets_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SignRequest) GetId() string {
@@ -6657,7 +6729,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6669,7 +6741,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[65]
+	mi := &file_gonets_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6682,7 +6754,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{65}
+	return file_gonets_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SignResult) GetId() string {
@@ -6745,7 +6817,7 @@ type ApplicationStatus struct {
 
 func (x *ApplicationStatus) Reset() {
 	*x = ApplicationStatus{}
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6757,7 +6829,7 @@ func (x *ApplicationStatus) String() string {
 func (*ApplicationStatus) ProtoMessage() {}
 
 func (x *ApplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[66]
+	mi := &file_gonets_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6770,7 +6842,7 @@ func (x *ApplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationStatus.ProtoReflect.Descriptor instead.
 func (*ApplicationStatus) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{66}
+	return file_gonets_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ApplicationStatus) GetOrderId() string {
@@ -6832,7 +6904,7 @@ type StateLinkStart struct {
 
 func (x *StateLinkStart) Reset() {
 	*x = StateLinkStart{}
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6844,7 +6916,7 @@ func (x *StateLinkStart) String() string {
 func (*StateLinkStart) ProtoMessage() {}
 
 func (x *StateLinkStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[67]
+	mi := &file_gonets_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6857,7 +6929,7 @@ func (x *StateLinkStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkStart.ProtoReflect.Descriptor instead.
 func (*StateLinkStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{67}
+	return file_gonets_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *StateLinkStart) GetProvider() string {
@@ -6880,7 +6952,7 @@ type StateLinkURL struct {
 
 func (x *StateLinkURL) Reset() {
 	*x = StateLinkURL{}
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6892,7 +6964,7 @@ func (x *StateLinkURL) String() string {
 func (*StateLinkURL) ProtoMessage() {}
 
 func (x *StateLinkURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[68]
+	mi := &file_gonets_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6905,7 +6977,7 @@ func (x *StateLinkURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkURL.ProtoReflect.Descriptor instead.
 func (*StateLinkURL) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{68}
+	return file_gonets_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StateLinkURL) GetUrl() string {
@@ -6936,7 +7008,7 @@ type StateLinkFinish struct {
 
 func (x *StateLinkFinish) Reset() {
 	*x = StateLinkFinish{}
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6948,7 +7020,7 @@ func (x *StateLinkFinish) String() string {
 func (*StateLinkFinish) ProtoMessage() {}
 
 func (x *StateLinkFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[69]
+	mi := &file_gonets_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6961,7 +7033,7 @@ func (x *StateLinkFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateLinkFinish.ProtoReflect.Descriptor instead.
 func (*StateLinkFinish) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{69}
+	return file_gonets_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *StateLinkFinish) GetCode() string {
@@ -6979,7 +7051,7 @@ type LinkedRequest struct {
 
 func (x *LinkedRequest) Reset() {
 	*x = LinkedRequest{}
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6991,7 +7063,7 @@ func (x *LinkedRequest) String() string {
 func (*LinkedRequest) ProtoMessage() {}
 
 func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[70]
+	mi := &file_gonets_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7004,7 +7076,7 @@ func (x *LinkedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedRequest.ProtoReflect.Descriptor instead.
 func (*LinkedRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{70}
+	return file_gonets_proto_rawDescGZIP(), []int{71}
 }
 
 type StateUnlink struct {
@@ -7015,7 +7087,7 @@ type StateUnlink struct {
 
 func (x *StateUnlink) Reset() {
 	*x = StateUnlink{}
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7027,7 +7099,7 @@ func (x *StateUnlink) String() string {
 func (*StateUnlink) ProtoMessage() {}
 
 func (x *StateUnlink) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[71]
+	mi := &file_gonets_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7040,7 +7112,7 @@ func (x *StateUnlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateUnlink.ProtoReflect.Descriptor instead.
 func (*StateUnlink) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{71}
+	return file_gonets_proto_rawDescGZIP(), []int{72}
 }
 
 // LinkedAccount is the user's linked state account and the attributes it
@@ -7066,7 +7138,7 @@ type LinkedAccount struct {
 
 func (x *LinkedAccount) Reset() {
 	*x = LinkedAccount{}
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7078,7 +7150,7 @@ func (x *LinkedAccount) String() string {
 func (*LinkedAccount) ProtoMessage() {}
 
 func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[72]
+	mi := &file_gonets_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7091,7 +7163,7 @@ func (x *LinkedAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedAccount.ProtoReflect.Descriptor instead.
 func (*LinkedAccount) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{72}
+	return file_gonets_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *LinkedAccount) GetLinked() bool {
@@ -7191,7 +7263,7 @@ type CredentialRequest struct {
 
 func (x *CredentialRequest) Reset() {
 	*x = CredentialRequest{}
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7203,7 +7275,7 @@ func (x *CredentialRequest) String() string {
 func (*CredentialRequest) ProtoMessage() {}
 
 func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[73]
+	mi := &file_gonets_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7216,7 +7288,7 @@ func (x *CredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CredentialRequest.ProtoReflect.Descriptor instead.
 func (*CredentialRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{73}
+	return file_gonets_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CredentialRequest) GetProof() string {
@@ -7237,7 +7309,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7249,7 +7321,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[74]
+	mi := &file_gonets_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7262,7 +7334,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{74}
+	return file_gonets_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Credential) GetSdJwt() string {
@@ -7295,7 +7367,7 @@ type SignRequestSend struct {
 
 func (x *SignRequestSend) Reset() {
 	*x = SignRequestSend{}
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7307,7 +7379,7 @@ func (x *SignRequestSend) String() string {
 func (*SignRequestSend) ProtoMessage() {}
 
 func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[75]
+	mi := &file_gonets_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7320,7 +7392,7 @@ func (x *SignRequestSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestSend.ProtoReflect.Descriptor instead.
 func (*SignRequestSend) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{75}
+	return file_gonets_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SignRequestSend) GetChat() uint64 {
@@ -7377,7 +7449,7 @@ type SignDecision struct {
 
 func (x *SignDecision) Reset() {
 	*x = SignDecision{}
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7389,7 +7461,7 @@ func (x *SignDecision) String() string {
 func (*SignDecision) ProtoMessage() {}
 
 func (x *SignDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[76]
+	mi := &file_gonets_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7402,7 +7474,7 @@ func (x *SignDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignDecision.ProtoReflect.Descriptor instead.
 func (*SignDecision) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{76}
+	return file_gonets_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *SignDecision) GetId() string {
@@ -7444,7 +7516,7 @@ type LiveStream struct {
 
 func (x *LiveStream) Reset() {
 	*x = LiveStream{}
-	mi := &file_gonets_proto_msgTypes[77]
+	mi := &file_gonets_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7456,7 +7528,7 @@ func (x *LiveStream) String() string {
 func (*LiveStream) ProtoMessage() {}
 
 func (x *LiveStream) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[77]
+	mi := &file_gonets_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7469,7 +7541,7 @@ func (x *LiveStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveStream.ProtoReflect.Descriptor instead.
 func (*LiveStream) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{77}
+	return file_gonets_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LiveStream) GetStartedUs() int64 {
@@ -7528,7 +7600,7 @@ type CallRecorded struct {
 
 func (x *CallRecorded) Reset() {
 	*x = CallRecorded{}
-	mi := &file_gonets_proto_msgTypes[78]
+	mi := &file_gonets_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7540,7 +7612,7 @@ func (x *CallRecorded) String() string {
 func (*CallRecorded) ProtoMessage() {}
 
 func (x *CallRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[78]
+	mi := &file_gonets_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7553,7 +7625,7 @@ func (x *CallRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecorded.ProtoReflect.Descriptor instead.
 func (*CallRecorded) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{78}
+	return file_gonets_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *CallRecorded) GetCall() uint64 {
@@ -7631,7 +7703,7 @@ type CallRecordedFile struct {
 
 func (x *CallRecordedFile) Reset() {
 	*x = CallRecordedFile{}
-	mi := &file_gonets_proto_msgTypes[79]
+	mi := &file_gonets_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7643,7 +7715,7 @@ func (x *CallRecordedFile) String() string {
 func (*CallRecordedFile) ProtoMessage() {}
 
 func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[79]
+	mi := &file_gonets_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7656,7 +7728,7 @@ func (x *CallRecordedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecordedFile.ProtoReflect.Descriptor instead.
 func (*CallRecordedFile) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{79}
+	return file_gonets_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *CallRecordedFile) GetName() string {
@@ -7744,7 +7816,7 @@ type CallRecord struct {
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_gonets_proto_msgTypes[80]
+	mi := &file_gonets_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7756,7 +7828,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[80]
+	mi := &file_gonets_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7769,7 +7841,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{80}
+	return file_gonets_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *CallRecord) GetCall() uint64 {
@@ -7845,7 +7917,7 @@ type LoginStart struct {
 
 func (x *LoginStart) Reset() {
 	*x = LoginStart{}
-	mi := &file_gonets_proto_msgTypes[81]
+	mi := &file_gonets_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7857,7 +7929,7 @@ func (x *LoginStart) String() string {
 func (*LoginStart) ProtoMessage() {}
 
 func (x *LoginStart) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[81]
+	mi := &file_gonets_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7870,7 +7942,7 @@ func (x *LoginStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginStart.ProtoReflect.Descriptor instead.
 func (*LoginStart) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{81}
+	return file_gonets_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *LoginStart) GetPhone() string {
@@ -7899,7 +7971,7 @@ type LoginCode struct {
 
 func (x *LoginCode) Reset() {
 	*x = LoginCode{}
-	mi := &file_gonets_proto_msgTypes[82]
+	mi := &file_gonets_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7911,7 +7983,7 @@ func (x *LoginCode) String() string {
 func (*LoginCode) ProtoMessage() {}
 
 func (x *LoginCode) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[82]
+	mi := &file_gonets_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7924,7 +7996,7 @@ func (x *LoginCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginCode.ProtoReflect.Descriptor instead.
 func (*LoginCode) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{82}
+	return file_gonets_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *LoginCode) GetAttempt() string {
@@ -7982,7 +8054,7 @@ type LoginVerify struct {
 
 func (x *LoginVerify) Reset() {
 	*x = LoginVerify{}
-	mi := &file_gonets_proto_msgTypes[83]
+	mi := &file_gonets_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7994,7 +8066,7 @@ func (x *LoginVerify) String() string {
 func (*LoginVerify) ProtoMessage() {}
 
 func (x *LoginVerify) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[83]
+	mi := &file_gonets_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8007,7 +8079,7 @@ func (x *LoginVerify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginVerify.ProtoReflect.Descriptor instead.
 func (*LoginVerify) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{83}
+	return file_gonets_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *LoginVerify) GetAttempt() string {
@@ -8051,7 +8123,7 @@ type TokenRefresh struct {
 
 func (x *TokenRefresh) Reset() {
 	*x = TokenRefresh{}
-	mi := &file_gonets_proto_msgTypes[84]
+	mi := &file_gonets_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8063,7 +8135,7 @@ func (x *TokenRefresh) String() string {
 func (*TokenRefresh) ProtoMessage() {}
 
 func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[84]
+	mi := &file_gonets_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8076,7 +8148,7 @@ func (x *TokenRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRefresh.ProtoReflect.Descriptor instead.
 func (*TokenRefresh) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{84}
+	return file_gonets_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *TokenRefresh) GetRefreshToken() string {
@@ -8107,7 +8179,7 @@ type LoginResult struct {
 
 func (x *LoginResult) Reset() {
 	*x = LoginResult{}
-	mi := &file_gonets_proto_msgTypes[85]
+	mi := &file_gonets_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8119,7 +8191,7 @@ func (x *LoginResult) String() string {
 func (*LoginResult) ProtoMessage() {}
 
 func (x *LoginResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[85]
+	mi := &file_gonets_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8132,7 +8204,7 @@ func (x *LoginResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
 func (*LoginResult) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{85}
+	return file_gonets_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *LoginResult) GetUser() uint64 {
@@ -8193,7 +8265,7 @@ type DevicesRequest struct {
 
 func (x *DevicesRequest) Reset() {
 	*x = DevicesRequest{}
-	mi := &file_gonets_proto_msgTypes[86]
+	mi := &file_gonets_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8205,7 +8277,7 @@ func (x *DevicesRequest) String() string {
 func (*DevicesRequest) ProtoMessage() {}
 
 func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[86]
+	mi := &file_gonets_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8218,7 +8290,7 @@ func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
 func (*DevicesRequest) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{86}
+	return file_gonets_proto_rawDescGZIP(), []int{87}
 }
 
 // DeviceList is the user's live devices in id order.
@@ -8233,7 +8305,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_gonets_proto_msgTypes[87]
+	mi := &file_gonets_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8245,7 +8317,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[87]
+	mi := &file_gonets_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8258,7 +8330,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{87}
+	return file_gonets_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *DeviceList) GetDevices() []*DeviceInfo {
@@ -8294,7 +8366,7 @@ type DeviceInfo struct {
 
 func (x *DeviceInfo) Reset() {
 	*x = DeviceInfo{}
-	mi := &file_gonets_proto_msgTypes[88]
+	mi := &file_gonets_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8306,7 +8378,7 @@ func (x *DeviceInfo) String() string {
 func (*DeviceInfo) ProtoMessage() {}
 
 func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[88]
+	mi := &file_gonets_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8319,7 +8391,7 @@ func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
 func (*DeviceInfo) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{88}
+	return file_gonets_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *DeviceInfo) GetId() uint64 {
@@ -8386,7 +8458,7 @@ type DeviceEnd struct {
 
 func (x *DeviceEnd) Reset() {
 	*x = DeviceEnd{}
-	mi := &file_gonets_proto_msgTypes[89]
+	mi := &file_gonets_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8398,7 +8470,7 @@ func (x *DeviceEnd) String() string {
 func (*DeviceEnd) ProtoMessage() {}
 
 func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[89]
+	mi := &file_gonets_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8411,7 +8483,7 @@ func (x *DeviceEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceEnd.ProtoReflect.Descriptor instead.
 func (*DeviceEnd) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{89}
+	return file_gonets_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *DeviceEnd) GetDevice() uint64 {
@@ -8443,7 +8515,7 @@ type NewLogin struct {
 
 func (x *NewLogin) Reset() {
 	*x = NewLogin{}
-	mi := &file_gonets_proto_msgTypes[90]
+	mi := &file_gonets_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8455,7 +8527,7 @@ func (x *NewLogin) String() string {
 func (*NewLogin) ProtoMessage() {}
 
 func (x *NewLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_gonets_proto_msgTypes[90]
+	mi := &file_gonets_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8468,7 +8540,7 @@ func (x *NewLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewLogin.ProtoReflect.Descriptor instead.
 func (*NewLogin) Descriptor() ([]byte, []int) {
-	return file_gonets_proto_rawDescGZIP(), []int{90}
+	return file_gonets_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *NewLogin) GetDevice() uint64 {
@@ -8510,7 +8582,7 @@ var File_gonets_proto protoreflect.FileDescriptor
 
 const file_gonets_proto_rawDesc = "" +
 	"\n" +
-	"\fgonets.proto\x12\tgonets.v1\"\x85\x1e\n" +
+	"\fgonets.proto\x12\tgonets.v1\"\xb9\x1e\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -8599,7 +8671,8 @@ const file_gonets_proto_rawDesc = "" +
 	"\bcallback\x18J \x01(\v2\x13.gonets.v1.CallbackH\x00R\bcallback\x12D\n" +
 	"\x0fcallback_answer\x18K \x01(\v2\x19.gonets.v1.CallbackAnswerH\x00R\x0ecallbackAnswer\x12<\n" +
 	"\rmini_app_open\x18L \x01(\v2\x16.gonets.v1.MiniAppOpenH\x00R\vminiAppOpen\x12B\n" +
-	"\x0fmini_app_launch\x18M \x01(\v2\x18.gonets.v1.MiniAppLaunchH\x00R\rminiAppLaunchB\x06\n" +
+	"\x0fmini_app_launch\x18M \x01(\v2\x18.gonets.v1.MiniAppLaunchH\x00R\rminiAppLaunch\x122\n" +
+	"\tset_title\x18N \x01(\v2\x13.gonets.v1.SetTitleH\x00R\bsetTitleB\x06\n" +
 	"\x04body\"s\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\"\n" +
@@ -8890,7 +8963,10 @@ const file_gonets_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.gonets.v1.ButtonTypeR\x04type\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\tR\apayload\x12\x10\n" +
-	"\x03url\x18\x04 \x01(\tR\x03url\"J\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\"4\n" +
+	"\bSetTitle\x12\x12\n" +
+	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\"J\n" +
 	"\bCallback\x12\x12\n" +
 	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -9221,7 +9297,7 @@ func file_gonets_proto_rawDescGZIP() []byte {
 }
 
 var file_gonets_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
-var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_gonets_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_gonets_proto_goTypes = []any{
 	(MsgKind)(0),               // 0: gonets.v1.MsgKind
 	(ChatKind)(0),              // 1: gonets.v1.ChatKind
@@ -9295,38 +9371,39 @@ var file_gonets_proto_goTypes = []any{
 	(*Keyboard)(nil),           // 69: gonets.v1.Keyboard
 	(*KeyboardRow)(nil),        // 70: gonets.v1.KeyboardRow
 	(*Button)(nil),             // 71: gonets.v1.Button
-	(*Callback)(nil),           // 72: gonets.v1.Callback
-	(*CallbackAnswer)(nil),     // 73: gonets.v1.CallbackAnswer
-	(*MiniAppOpen)(nil),        // 74: gonets.v1.MiniAppOpen
-	(*MiniAppLaunch)(nil),      // 75: gonets.v1.MiniAppLaunch
-	(*StateAccountEvent)(nil),  // 76: gonets.v1.StateAccountEvent
-	(*SignRequest)(nil),        // 77: gonets.v1.SignRequest
-	(*SignResult)(nil),         // 78: gonets.v1.SignResult
-	(*ApplicationStatus)(nil),  // 79: gonets.v1.ApplicationStatus
-	(*StateLinkStart)(nil),     // 80: gonets.v1.StateLinkStart
-	(*StateLinkURL)(nil),       // 81: gonets.v1.StateLinkURL
-	(*StateLinkFinish)(nil),    // 82: gonets.v1.StateLinkFinish
-	(*LinkedRequest)(nil),      // 83: gonets.v1.LinkedRequest
-	(*StateUnlink)(nil),        // 84: gonets.v1.StateUnlink
-	(*LinkedAccount)(nil),      // 85: gonets.v1.LinkedAccount
-	(*CredentialRequest)(nil),  // 86: gonets.v1.CredentialRequest
-	(*Credential)(nil),         // 87: gonets.v1.Credential
-	(*SignRequestSend)(nil),    // 88: gonets.v1.SignRequestSend
-	(*SignDecision)(nil),       // 89: gonets.v1.SignDecision
-	(*LiveStream)(nil),         // 90: gonets.v1.LiveStream
-	(*CallRecorded)(nil),       // 91: gonets.v1.CallRecorded
-	(*CallRecordedFile)(nil),   // 92: gonets.v1.CallRecordedFile
-	(*CallRecord)(nil),         // 93: gonets.v1.CallRecord
-	(*LoginStart)(nil),         // 94: gonets.v1.LoginStart
-	(*LoginCode)(nil),          // 95: gonets.v1.LoginCode
-	(*LoginVerify)(nil),        // 96: gonets.v1.LoginVerify
-	(*TokenRefresh)(nil),       // 97: gonets.v1.TokenRefresh
-	(*LoginResult)(nil),        // 98: gonets.v1.LoginResult
-	(*DevicesRequest)(nil),     // 99: gonets.v1.DevicesRequest
-	(*DeviceList)(nil),         // 100: gonets.v1.DeviceList
-	(*DeviceInfo)(nil),         // 101: gonets.v1.DeviceInfo
-	(*DeviceEnd)(nil),          // 102: gonets.v1.DeviceEnd
-	(*NewLogin)(nil),           // 103: gonets.v1.NewLogin
+	(*SetTitle)(nil),           // 72: gonets.v1.SetTitle
+	(*Callback)(nil),           // 73: gonets.v1.Callback
+	(*CallbackAnswer)(nil),     // 74: gonets.v1.CallbackAnswer
+	(*MiniAppOpen)(nil),        // 75: gonets.v1.MiniAppOpen
+	(*MiniAppLaunch)(nil),      // 76: gonets.v1.MiniAppLaunch
+	(*StateAccountEvent)(nil),  // 77: gonets.v1.StateAccountEvent
+	(*SignRequest)(nil),        // 78: gonets.v1.SignRequest
+	(*SignResult)(nil),         // 79: gonets.v1.SignResult
+	(*ApplicationStatus)(nil),  // 80: gonets.v1.ApplicationStatus
+	(*StateLinkStart)(nil),     // 81: gonets.v1.StateLinkStart
+	(*StateLinkURL)(nil),       // 82: gonets.v1.StateLinkURL
+	(*StateLinkFinish)(nil),    // 83: gonets.v1.StateLinkFinish
+	(*LinkedRequest)(nil),      // 84: gonets.v1.LinkedRequest
+	(*StateUnlink)(nil),        // 85: gonets.v1.StateUnlink
+	(*LinkedAccount)(nil),      // 86: gonets.v1.LinkedAccount
+	(*CredentialRequest)(nil),  // 87: gonets.v1.CredentialRequest
+	(*Credential)(nil),         // 88: gonets.v1.Credential
+	(*SignRequestSend)(nil),    // 89: gonets.v1.SignRequestSend
+	(*SignDecision)(nil),       // 90: gonets.v1.SignDecision
+	(*LiveStream)(nil),         // 91: gonets.v1.LiveStream
+	(*CallRecorded)(nil),       // 92: gonets.v1.CallRecorded
+	(*CallRecordedFile)(nil),   // 93: gonets.v1.CallRecordedFile
+	(*CallRecord)(nil),         // 94: gonets.v1.CallRecord
+	(*LoginStart)(nil),         // 95: gonets.v1.LoginStart
+	(*LoginCode)(nil),          // 96: gonets.v1.LoginCode
+	(*LoginVerify)(nil),        // 97: gonets.v1.LoginVerify
+	(*TokenRefresh)(nil),       // 98: gonets.v1.TokenRefresh
+	(*LoginResult)(nil),        // 99: gonets.v1.LoginResult
+	(*DevicesRequest)(nil),     // 100: gonets.v1.DevicesRequest
+	(*DeviceList)(nil),         // 101: gonets.v1.DeviceList
+	(*DeviceInfo)(nil),         // 102: gonets.v1.DeviceInfo
+	(*DeviceEnd)(nil),          // 103: gonets.v1.DeviceEnd
+	(*NewLogin)(nil),           // 104: gonets.v1.NewLogin
 }
 var file_gonets_proto_depIdxs = []int32{
 	14,  // 0: gonets.v1.Frame.hello:type_name -> gonets.v1.Hello
@@ -9375,79 +9452,80 @@ var file_gonets_proto_depIdxs = []int32{
 	59,  // 43: gonets.v1.Frame.call_removed:type_name -> gonets.v1.CallRemoved
 	60,  // 44: gonets.v1.Frame.call_recording_start:type_name -> gonets.v1.CallRecordingStart
 	61,  // 45: gonets.v1.Frame.call_recording_stop:type_name -> gonets.v1.CallRecordingStop
-	94,  // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
-	95,  // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
-	96,  // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
-	97,  // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
-	98,  // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
-	99,  // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
-	100, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
-	102, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
-	80,  // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
-	81,  // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
-	83,  // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
-	85,  // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
-	84,  // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
-	86,  // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
-	87,  // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
-	88,  // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
-	89,  // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
-	82,  // 63: gonets.v1.Frame.state_link_finish:type_name -> gonets.v1.StateLinkFinish
-	72,  // 64: gonets.v1.Frame.callback:type_name -> gonets.v1.Callback
-	73,  // 65: gonets.v1.Frame.callback_answer:type_name -> gonets.v1.CallbackAnswer
-	74,  // 66: gonets.v1.Frame.mini_app_open:type_name -> gonets.v1.MiniAppOpen
-	75,  // 67: gonets.v1.Frame.mini_app_launch:type_name -> gonets.v1.MiniAppLaunch
-	0,   // 68: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
-	0,   // 69: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
-	19,  // 70: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
-	20,  // 71: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
-	1,   // 72: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
-	23,  // 73: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
-	20,  // 74: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
-	1,   // 75: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
-	1,   // 76: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
-	2,   // 77: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
-	44,  // 78: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
-	46,  // 79: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
-	3,   // 80: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
-	4,   // 81: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
-	5,   // 82: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
-	6,   // 83: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
-	7,   // 84: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
-	4,   // 85: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
-	8,   // 86: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
-	91,  // 87: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
-	90,  // 88: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
-	90,  // 89: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
-	103, // 90: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
-	76,  // 91: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
-	76,  // 92: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
-	77,  // 93: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
-	78,  // 94: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
-	79,  // 95: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
-	63,  // 96: gonets.v1.Service.members_added:type_name -> gonets.v1.MembersChanged
-	63,  // 97: gonets.v1.Service.member_removed:type_name -> gonets.v1.MembersChanged
-	64,  // 98: gonets.v1.Service.title_changed:type_name -> gonets.v1.TitleChanged
-	65,  // 99: gonets.v1.Service.bot_started:type_name -> gonets.v1.BotStarted
-	66,  // 100: gonets.v1.Service.callback:type_name -> gonets.v1.CallbackPressed
-	63,  // 101: gonets.v1.Service.bot_removed:type_name -> gonets.v1.MembersChanged
-	9,   // 102: gonets.v1.Content.format:type_name -> gonets.v1.TextFormat
-	68,  // 103: gonets.v1.Content.attachments:type_name -> gonets.v1.Attachment
-	69,  // 104: gonets.v1.Content.keyboard:type_name -> gonets.v1.Keyboard
-	10,  // 105: gonets.v1.Attachment.type:type_name -> gonets.v1.AttachmentType
-	70,  // 106: gonets.v1.Keyboard.rows:type_name -> gonets.v1.KeyboardRow
-	71,  // 107: gonets.v1.KeyboardRow.buttons:type_name -> gonets.v1.Button
-	11,  // 108: gonets.v1.Button.type:type_name -> gonets.v1.ButtonType
-	12,  // 109: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
-	92,  // 110: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
-	4,   // 111: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
-	7,   // 112: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
-	101, // 113: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
-	114, // [114:114] is the sub-list for method output_type
-	114, // [114:114] is the sub-list for method input_type
-	114, // [114:114] is the sub-list for extension type_name
-	114, // [114:114] is the sub-list for extension extendee
-	0,   // [0:114] is the sub-list for field type_name
+	95,  // 46: gonets.v1.Frame.login_start:type_name -> gonets.v1.LoginStart
+	96,  // 47: gonets.v1.Frame.login_code:type_name -> gonets.v1.LoginCode
+	97,  // 48: gonets.v1.Frame.login_verify:type_name -> gonets.v1.LoginVerify
+	98,  // 49: gonets.v1.Frame.token_refresh:type_name -> gonets.v1.TokenRefresh
+	99,  // 50: gonets.v1.Frame.login_result:type_name -> gonets.v1.LoginResult
+	100, // 51: gonets.v1.Frame.devices:type_name -> gonets.v1.DevicesRequest
+	101, // 52: gonets.v1.Frame.device_list:type_name -> gonets.v1.DeviceList
+	103, // 53: gonets.v1.Frame.device_end:type_name -> gonets.v1.DeviceEnd
+	81,  // 54: gonets.v1.Frame.state_link_start:type_name -> gonets.v1.StateLinkStart
+	82,  // 55: gonets.v1.Frame.state_link_url:type_name -> gonets.v1.StateLinkURL
+	84,  // 56: gonets.v1.Frame.linked_request:type_name -> gonets.v1.LinkedRequest
+	86,  // 57: gonets.v1.Frame.linked_account:type_name -> gonets.v1.LinkedAccount
+	85,  // 58: gonets.v1.Frame.state_unlink:type_name -> gonets.v1.StateUnlink
+	87,  // 59: gonets.v1.Frame.credential_request:type_name -> gonets.v1.CredentialRequest
+	88,  // 60: gonets.v1.Frame.credential:type_name -> gonets.v1.Credential
+	89,  // 61: gonets.v1.Frame.sign_request:type_name -> gonets.v1.SignRequestSend
+	90,  // 62: gonets.v1.Frame.sign_decision:type_name -> gonets.v1.SignDecision
+	83,  // 63: gonets.v1.Frame.state_link_finish:type_name -> gonets.v1.StateLinkFinish
+	73,  // 64: gonets.v1.Frame.callback:type_name -> gonets.v1.Callback
+	74,  // 65: gonets.v1.Frame.callback_answer:type_name -> gonets.v1.CallbackAnswer
+	75,  // 66: gonets.v1.Frame.mini_app_open:type_name -> gonets.v1.MiniAppOpen
+	76,  // 67: gonets.v1.Frame.mini_app_launch:type_name -> gonets.v1.MiniAppLaunch
+	72,  // 68: gonets.v1.Frame.set_title:type_name -> gonets.v1.SetTitle
+	0,   // 69: gonets.v1.Send.kind:type_name -> gonets.v1.MsgKind
+	0,   // 70: gonets.v1.Message.kind:type_name -> gonets.v1.MsgKind
+	19,  // 71: gonets.v1.Message.reactions:type_name -> gonets.v1.Reaction
+	20,  // 72: gonets.v1.Deliver.message:type_name -> gonets.v1.Message
+	1,   // 73: gonets.v1.Dialog.kind:type_name -> gonets.v1.ChatKind
+	23,  // 74: gonets.v1.SyncResult.dialogs:type_name -> gonets.v1.Dialog
+	20,  // 75: gonets.v1.HistoryResult.messages:type_name -> gonets.v1.Message
+	1,   // 76: gonets.v1.CreateChat.kind:type_name -> gonets.v1.ChatKind
+	1,   // 77: gonets.v1.ChatInfo.kind:type_name -> gonets.v1.ChatKind
+	2,   // 78: gonets.v1.Error.code:type_name -> gonets.v1.ErrorCode
+	44,  // 79: gonets.v1.CallInfo.participants:type_name -> gonets.v1.CallPeer
+	46,  // 80: gonets.v1.CallInfo.ice_servers:type_name -> gonets.v1.IceServer
+	3,   // 81: gonets.v1.CallCandidate.pc:type_name -> gonets.v1.CallPc
+	4,   // 82: gonets.v1.CallMute.track:type_name -> gonets.v1.CallTrack
+	5,   // 83: gonets.v1.CallLayers.quality:type_name -> gonets.v1.CallQuality
+	6,   // 84: gonets.v1.CallUpdate.kind:type_name -> gonets.v1.CallUpdateKind
+	7,   // 85: gonets.v1.CallUpdate.reason:type_name -> gonets.v1.CallEndReason
+	4,   // 86: gonets.v1.CallUpdate.track:type_name -> gonets.v1.CallTrack
+	8,   // 87: gonets.v1.CallRemoved.reason:type_name -> gonets.v1.CallRemoveReason
+	92,  // 88: gonets.v1.Service.call_recorded:type_name -> gonets.v1.CallRecorded
+	91,  // 89: gonets.v1.Service.live_started:type_name -> gonets.v1.LiveStream
+	91,  // 90: gonets.v1.Service.live_ended:type_name -> gonets.v1.LiveStream
+	104, // 91: gonets.v1.Service.new_login:type_name -> gonets.v1.NewLogin
+	77,  // 92: gonets.v1.Service.account_linked:type_name -> gonets.v1.StateAccountEvent
+	77,  // 93: gonets.v1.Service.account_unlinked:type_name -> gonets.v1.StateAccountEvent
+	78,  // 94: gonets.v1.Service.sign_request:type_name -> gonets.v1.SignRequest
+	79,  // 95: gonets.v1.Service.sign_result:type_name -> gonets.v1.SignResult
+	80,  // 96: gonets.v1.Service.application_status:type_name -> gonets.v1.ApplicationStatus
+	63,  // 97: gonets.v1.Service.members_added:type_name -> gonets.v1.MembersChanged
+	63,  // 98: gonets.v1.Service.member_removed:type_name -> gonets.v1.MembersChanged
+	64,  // 99: gonets.v1.Service.title_changed:type_name -> gonets.v1.TitleChanged
+	65,  // 100: gonets.v1.Service.bot_started:type_name -> gonets.v1.BotStarted
+	66,  // 101: gonets.v1.Service.callback:type_name -> gonets.v1.CallbackPressed
+	63,  // 102: gonets.v1.Service.bot_removed:type_name -> gonets.v1.MembersChanged
+	9,   // 103: gonets.v1.Content.format:type_name -> gonets.v1.TextFormat
+	68,  // 104: gonets.v1.Content.attachments:type_name -> gonets.v1.Attachment
+	69,  // 105: gonets.v1.Content.keyboard:type_name -> gonets.v1.Keyboard
+	10,  // 106: gonets.v1.Attachment.type:type_name -> gonets.v1.AttachmentType
+	70,  // 107: gonets.v1.Keyboard.rows:type_name -> gonets.v1.KeyboardRow
+	71,  // 108: gonets.v1.KeyboardRow.buttons:type_name -> gonets.v1.Button
+	11,  // 109: gonets.v1.Button.type:type_name -> gonets.v1.ButtonType
+	12,  // 110: gonets.v1.LiveStream.reason:type_name -> gonets.v1.LiveEndReason
+	93,  // 111: gonets.v1.CallRecorded.files:type_name -> gonets.v1.CallRecordedFile
+	4,   // 112: gonets.v1.CallRecordedFile.track:type_name -> gonets.v1.CallTrack
+	7,   // 113: gonets.v1.CallRecord.reason:type_name -> gonets.v1.CallEndReason
+	102, // 114: gonets.v1.DeviceList.devices:type_name -> gonets.v1.DeviceInfo
+	115, // [115:115] is the sub-list for method output_type
+	115, // [115:115] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_gonets_proto_init() }
@@ -9524,6 +9602,7 @@ func file_gonets_proto_init() {
 		(*Frame_CallbackAnswer)(nil),
 		(*Frame_MiniAppOpen)(nil),
 		(*Frame_MiniAppLaunch)(nil),
+		(*Frame_SetTitle)(nil),
 	}
 	file_gonets_proto_msgTypes[49].OneofWrappers = []any{
 		(*Service_CallRecorded)(nil),
@@ -9542,14 +9621,14 @@ func file_gonets_proto_init() {
 		(*Service_Callback)(nil),
 		(*Service_BotRemoved)(nil),
 	}
-	file_gonets_proto_msgTypes[72].OneofWrappers = []any{}
+	file_gonets_proto_msgTypes[73].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gonets_proto_rawDesc), len(file_gonets_proto_rawDesc)),
 			NumEnums:      13,
-			NumMessages:   91,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
