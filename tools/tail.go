@@ -2,12 +2,15 @@ package tools
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -20,7 +23,15 @@ import (
 	"github.com/gonets/gonets/broker/wire"
 )
 
-const tailUsage = "usage: gonets tail [flags] [--all | --since V] [--count N]"
+const tailUsage = "usage: gonets tail [flags] [--all | --since V] [--count N] [--save DIR]"
+
+const tailNotes = `
+A MEDIA message's line carries its text and its attachments (type, name,
+size, mime, sha256, and a picture's width, height and thumb_sha256). With
+--save DIR each attachment printed is first downloaded into DIR, under its
+name (made safe; with its hash's first 12 digits added when that name is
+taken by other content), and its line gives the path as "saved"; a failed
+download is reported on stderr and the line printed without it.`
 
 // messageLine is the JSON line tail prints per message.
 type messageLine struct {
@@ -40,6 +51,8 @@ type messageLine struct {
 	// (wire.Service, wire.CallRecord as protobuf JSON): a new login's
 	// note, a live stream's start, a recording.
 	Service json.RawMessage `json:"service,omitempty"`
+	// Attachments are a MEDIA message's files (Text is its text).
+	Attachments []attachmentLine `json:"attachments,omitempty"`
 }
 
 // newMessageLine converts a delivered message.
@@ -52,6 +65,16 @@ func newMessageLine(m client.Message) messageLine {
 		Time:   m.Time.UTC().Format(time.RFC3339Nano),
 		Kind:   kindName(m.Kind),
 		Target: m.Target,
+	}
+	if m.Kind == wire.MsgKind_MSG_KIND_MEDIA {
+		var c wire.Content
+		if proto.Unmarshal(m.Body, &c) == nil {
+			l.Text = c.GetText()
+			for _, a := range c.GetAttachments() {
+				l.Attachments = append(l.Attachments, newAttachmentLine(a))
+			}
+			return l
+		}
 	}
 	var body proto.Message
 	switch m.Kind {
@@ -84,21 +107,24 @@ func kindName(k wire.MsgKind) string {
 // line, until SIGINT or SIGTERM (exit 0), --count messages (exit 0), or
 // the node rejecting the session for good (exit 1):
 //
-//	gonets tail --server H:P --token T [--all | --since V] [--count N]
+//	gonets tail --server H:P --token T [--all | --since V] [--count N] [--save DIR]
 //
 // By default it prints only messages appended after it connected; --all
 // prints every retained message of every chat first, and --since V the
 // messages of the chats that changed after sync point V (each from its
 // first retained message). After a lost connection it reconnects and
 // first prints what it missed, in order, so nothing is skipped or printed
-// twice while it runs.
+// twice while it runs. With --save DIR it downloads the attachments of
+// the MEDIA messages it prints into DIR.
 func runTail(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", tailUsage, stdout, stderr)
+	fs.notes = tailNotes
 	cf := addClientFlags(fs)
 	all := fs.Bool("all", false, "print every retained message of every chat first")
 	since := fs.Uint64("since", 0, "print first the chats changed after sync `point` V")
 	count := fs.Int("count", 0, "exit after `N` messages (0: run until interrupted)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the first connection may take, finding where to start included")
+	save := fs.String("save", "", "download each attachment printed into `dir`ectory DIR")
 	if code, ok := fs.parse(args); !ok {
 		return code
 	}
@@ -111,6 +137,11 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 		return fs.usage("--count %d is negative", *count)
 	case *timeout <= 0:
 		return fs.usage("--timeout %v must be positive", *timeout)
+	}
+	if *save != "" {
+		if st, err := os.Stat(*save); err != nil || !st.IsDir() {
+			return fs.usage("--save %s: not a directory", *save)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -132,12 +163,12 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	defer cf.keep(c, stderr, "tail")() // a profile's token renewed as it runs out
 	fmt.Fprintf(stderr, "gonets tail: connected to %s over %v as user %d device %d\n", cf.server, c.Transport(), c.User(), c.Device())
-	return tailEvents(ctx, c, *count, json.NewEncoder(stdout), stderr)
+	return tailEvents(ctx, c, *count, *save, json.NewEncoder(stdout), stderr)
 }
 
 // tailEvents prints c's messages until ctx ends, count are printed, or c
-// stops.
-func tailEvents(ctx context.Context, c *client.Client, count int, out *json.Encoder, stderr io.Writer) int {
+// stops; with save, it downloads their attachments there first.
+func tailEvents(ctx context.Context, c *client.Client, count int, save string, out *json.Encoder, stderr io.Writer) int {
 	printed := 0
 	for {
 		select {
@@ -154,7 +185,11 @@ func tailEvents(ctx context.Context, c *client.Client, count int, out *json.Enco
 			}
 			switch ev.Kind {
 			case client.EventMessage:
-				if err := out.Encode(newMessageLine(ev.Message)); err != nil {
+				l := newMessageLine(ev.Message)
+				if save != "" {
+					saveAttachments(ctx, c, save, ev.Message, l.Attachments, stderr)
+				}
+				if err := out.Encode(l); err != nil {
 					fmt.Fprintf(stderr, "gonets tail: %v\n", err)
 					return 1
 				}
@@ -168,4 +203,87 @@ func tailEvents(ctx context.Context, c *client.Client, count int, out *json.Enco
 			}
 		}
 	}
+}
+
+// saveAttachments downloads the attachments of m, printed as atts, into
+// dir and records each path in its line.
+func saveAttachments(ctx context.Context, c *client.Client, dir string, m client.Message, atts []attachmentLine, stderr io.Writer) {
+	for i := range atts {
+		a := &atts[i]
+		p, err := saveAttachment(ctx, c, dir, m, a)
+		if err != nil {
+			fmt.Fprintf(stderr, "gonets tail: save %s of chat %d seq %d: %v\n", a.SHA256, m.Chat, m.Seq, err)
+			continue
+		}
+		a.Saved = p
+	}
+}
+
+// saveAttachment downloads a into dir, under its name made safe, and
+// returns the path. A file of that name with other content is kept: the
+// name then gets the hash's first 12 digits. It writes a temporary file
+// and renames it, so a failed download leaves nothing behind.
+func saveAttachment(ctx context.Context, c *client.Client, dir string, m client.Message, a *attachmentLine) (string, error) {
+	if len(a.SHA256) != 64 {
+		return "", fmt.Errorf("bad sha256 %q", a.SHA256)
+	}
+	name := safeFileName(a.Name)
+	if name == "" {
+		name = a.SHA256
+	}
+	p := filepath.Join(dir, name)
+	if st, err := os.Stat(p); err == nil {
+		if st.Size() == a.Size && fileSHA256(p) == a.SHA256 {
+			return p, nil // saved before
+		}
+		ext := filepath.Ext(name)
+		p = filepath.Join(dir, strings.TrimSuffix(name, ext)+"-"+a.SHA256[:12]+ext)
+	}
+	f, err := os.CreateTemp(dir, ".gonets-download-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	err = c.Download(ctx, m.Chat, m.Seq, a.SHA256, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return p, nil
+}
+
+// safeFileName keeps a name's last path element, without control
+// characters, leading dots or separators.
+func safeFileName(n string) string {
+	n = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' || r == ':' {
+			return '_'
+		}
+		return r
+	}, filepath.Base(strings.ReplaceAll(n, "\\", "/")))
+	n = strings.TrimLeft(n, ".")
+	if len(n) > 200 {
+		n = strings.ToValidUTF8(n[:200], "")
+	}
+	return n
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at p, "" on error.
+func fileSHA256(p string) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

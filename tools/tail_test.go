@@ -2,9 +2,11 @@ package tools
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,5 +196,59 @@ func TestTailServiceLine(t *testing.T) {
 	l = newMessageLine(client.Message{Kind: wire.MsgKind_MSG_KIND_SERVICE, Body: []byte{0xff, 0xff}})
 	if l.Service != nil || l.Body == nil {
 		t.Fatalf("undecodable service line %+v", l)
+	}
+}
+
+func TestTailMediaSave(t *testing.T) {
+	checkClientLeaks(t)
+	n, _ := startMediaNode(t)
+	alice, bob := n.Token(t, 1, 1), n.Token(t, 2, 1)
+	chat := createChat(t, n, alice, "--kind", "direct", "--member", "2")
+	pic, doc := testPNG(t, 64, 48), []byte("report body")
+	send(t, n, alice, chat, "--file", tempFile(t, "p.png", pic), "--file", tempFile(t, "r.txt", doc), "--", "see", "these")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "r.txt"), []byte("something else"), 0o600) // kept
+	r := startTail(t, append(clientArgs(n, bob), "--all", "--count", "1", "--save", dir)...)
+	if code := r.exit(t); code != 0 {
+		t.Fatalf("tail: exit %d: %s", code, r.err.String())
+	}
+	ls := r.lines(t)
+	if len(ls) != 1 || ls[0].Kind != "media" || ls[0].Text != "see these" || len(ls[0].Attachments) != 2 {
+		t.Fatalf("lines %+v", ls)
+	}
+	p, d := ls[0].Attachments[0], ls[0].Attachments[1]
+	if p.Type != "photo" || p.Width != 64 || p.Height != 48 || p.Size != int64(len(pic)) || p.SHA256 != sha256Hex(pic) || p.MIME != "image/png" {
+		t.Fatalf("photo %+v", p)
+	}
+	if d.Name != "r.txt" || d.Size != int64(len(doc)) {
+		t.Fatalf("file %+v", d)
+	}
+	for _, c := range []struct {
+		a    attachmentLine
+		path string
+		data []byte
+	}{{p, filepath.Join(dir, "p.png"), pic}, {d, filepath.Join(dir, "r-"+d.SHA256[:12]+".txt"), doc}} {
+		got, err := os.ReadFile(c.path)
+		if c.a.Saved != c.path || err != nil || !bytes.Equal(got, c.data) {
+			t.Fatalf("saved %q (want %q): %v", c.a.Saved, c.path, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "r.txt")); string(b) != "something else" {
+		t.Fatal("--save overwrote another file")
+	}
+	code, _, errOut := run(append(append([]string{"tail"}, clientArgs(n, bob)...), "--save", filepath.Join(dir, "nodir"))...)
+	if code != 2 || !strings.Contains(errOut, "not a directory") {
+		t.Fatalf("--save to a missing directory: exit %d, %s", code, errOut)
+	}
+}
+
+func TestSafeFileName(t *testing.T) {
+	for in, want := range map[string]string{
+		"a.txt": "a.txt", "../../etc/passwd": "passwd", `C:\x\y.doc`: "y.doc", "..hidden": "hidden",
+		"": "", ".": "", "a\x00b": "a_b", "dir/": "dir",
+	} {
+		if got := safeFileName(in); got != want {
+			t.Errorf("safeFileName(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
