@@ -55,9 +55,10 @@
 // Deliverer over the Store and its botapi.Backend (the Source), and runs
 // Run for the node's life. Its Backend's Subscriptions, Subscribe and
 // Unsubscribe are Store.List, Store.Add and Store.Remove; nothing else
-// is needed, the Store tells the Deliverer. The Bot API's GET /updates
-// is refused while Store.Active, but the Backend's Updates must not
-// refuse: the Deliverer reads through it.
+// is needed, the Store tells the Deliverer. A bot's long polling is
+// refused while Store.Active, in the Backend's Updates that GET /updates
+// calls; the Deliverer's Source must then be a reader of the same
+// queue that does not refuse.
 //
 // # Goroutines and locks
 //
