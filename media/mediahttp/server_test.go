@@ -594,3 +594,50 @@ func (f *fixture) req(user uint64, method, path string, body io.Reader, hdr map[
 	code, _, b := f.do(user, method, path, body, hdr)
 	return code, b
 }
+
+// TestResumeAfterRestart: the node restarts mid-upload; the client asks
+// what it has and sends the rest.
+func TestResumeAfterRestart(t *testing.T) {
+	f := newFixture(t, media.Options{})
+	data := randBytes(9, 200_000)
+	up := decode[UploadStatus](t)(f.req(1, "POST", "/media/uploads", strings.NewReader(`{"size":200000,"name":"r.bin"}`), nil))
+	f.putChunks(1, up.URL, data, 50_000, []int{2, 0})
+	f.open()
+	st := decode[UploadStatus](t)(f.req(1, "GET", up.URL, nil, nil))
+	if len(st.Received) != 2 || st.Received[0] != [2]int64{0, 50_000} || st.Received[1] != [2]int64{100_000, 150_000} {
+		t.Fatalf("after restart: %+v", st.Received)
+	}
+	var file *File
+	for _, a := range f.putChunks(1, up.URL, data, 50_000, []int{1, 3}) {
+		if a.Complete {
+			file = a.File
+		}
+	}
+	if file == nil || file.SHA256 != shaOf(data) || file.Name != "r.bin" {
+		t.Fatalf("resumed: %+v", file)
+	}
+}
+
+// TestRunGC: the GC loop collects an unreferenced file after its grace
+// and returns when its context ends.
+func TestRunGC(t *testing.T) {
+	f := newFixture(t, media.Options{GCGrace: time.Minute})
+	file := decode[File](t)(f.req(1, "POST", "/media/upload", strings.NewReader("short-lived"), nil))
+	f.clock.Advance(time.Minute)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.srv.RunGC(ctx, time.Millisecond)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := f.store.Stat(file.SHA256); errors.Is(err, media.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("GC did not collect the file")
+		}
+	}
+	cancel()
+	<-done
+}
