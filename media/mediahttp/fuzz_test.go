@@ -87,7 +87,6 @@ func FuzzMessageMeta(f *testing.F) {
 	})
 }
 
-
 // newBareServer returns a Server on a store in a temporary directory,
 // for calling directly (no listener); session tokens are "tok-<user>".
 func newBareServer(tb testing.TB, mo media.Options) *Server {
