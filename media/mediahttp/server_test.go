@@ -641,3 +641,20 @@ func TestRunGC(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestQuotaAndEmpty(t *testing.T) {
+	f := newFixture(t, media.Options{MaxPerUserDay: 1000, MaxUploadsPerUser: 1})
+	code, body := f.req(1, "POST", "/media/upload", bytes.NewReader(randBytes(1, 1001)), nil)
+	wantErr(t, code, body, 429, CodeQuota)
+	// An empty file is complete as soon as it is created.
+	up := decode[UploadStatus](t)(f.req(1, "POST", "/media/uploads", strings.NewReader(`{"size":0,"name":"empty"}`), nil))
+	if !up.Complete || up.File == nil || up.File.Size != 0 || up.File.SHA256 != shaOf(nil) {
+		t.Fatalf("empty upload: %+v", up)
+	}
+	if file := decode[File](t)(f.req(1, "POST", "/media/upload", bytes.NewReader(nil), nil)); file.SHA256 != shaOf(nil) {
+		t.Fatalf("empty single upload: %+v", file)
+	}
+	decode[UploadStatus](t)(f.req(1, "POST", "/media/uploads", strings.NewReader(`{"size":10}`), nil))
+	code, body = f.req(1, "POST", "/media/uploads", strings.NewReader(`{"size":10}`), nil)
+	wantErr(t, code, body, 429, CodeTooManyUploads)
+}
