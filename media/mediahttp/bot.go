@@ -180,7 +180,7 @@ func (s *Server) botMultipart(w http.ResponseWriter, r *http.Request, b *botUplo
 		if err != nil {
 			return err
 		}
-		return s.bots.complete(b, s.finish(r.Context(), user, info), s.opts.Now())
+		return s.bots.complete(b, s.finishDetached(r.Context(), user, info), s.opts.Now())
 	}
 }
 
@@ -197,7 +197,7 @@ func (s *Server) botWhole(w http.ResponseWriter, r *http.Request, b *botUpload, 
 	if err != nil {
 		return err
 	}
-	return s.bots.complete(b, s.finish(r.Context(), user, info), s.opts.Now())
+	return s.bots.complete(b, s.finishDetached(r.Context(), user, info), s.opts.Now())
 }
 
 // botChunk writes one chunk of a bot's upload, creating the store's

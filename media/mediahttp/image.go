@@ -21,6 +21,15 @@ func isPicture(t string) bool {
 	return false
 }
 
+// finishDetached is finish off the request's context (bounded by
+// finishTimeout), so that a client going away does not leave a picture
+// without its thumbnail.
+func (s *Server) finishDetached(ctx context.Context, user uint64, info media.Info) File {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	return s.finish(ctx, user, info)
+}
+
 // finish returns the File of a just stored blob. A picture is probed for
 // its dimensions and gets a JPEG thumbnail, stored as its own blob and
 // recorded with the picture (media.Store.SetImage); a picture stored

@@ -115,7 +115,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, user uint64) 
 		s.failErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.finish(r.Context(), user, info))
+	writeJSON(w, http.StatusOK, s.finishDetached(r.Context(), user, info))
 }
 
 // handleCreate is POST /media/uploads: start a resumable upload.
