@@ -171,18 +171,31 @@ func (n *Node) MembersChanged(ctx context.Context, chat storage.ChatID, kind sto
 	}
 	for _, bot := range n.botsOf(st, chat, users) {
 		var s *wire.Service
-		removedBot := !added && containsUser(users, bot)
 		switch {
 		case added:
 			s = &wire.Service{Event: &wire.Service_MembersAdded{MembersAdded: ev}}
-		case removedBot:
-			s = &wire.Service{Event: &wire.Service_BotRemoved{BotRemoved: ev}}
+		case containsUser(users, bot):
+			continue // BotRemoved tells it
 		default:
 			s = &wire.Service{Event: &wire.Service_MemberRemoved{MemberRemoved: ev}}
 		}
 		if err := b.PostService(ctx, storage.ServiceUser, bot, eventID("members", uint64(chat), uint64(by), added, ev.Users), s); err != nil {
 			n.o.Log.Warn("bots: a membership change not queued for a bot", "bot", bot, "chat", chat, "err", err)
 		}
+	}
+}
+
+// BotRemoved implements broker.Bots: the bot's service chat gets
+// bot_removed, with the chat's records it had not fetched.
+func (n *Node) BotRemoved(ctx context.Context, chat storage.ChatID, bot, by storage.UserID, from, to uint64) {
+	b, _, err := n.broker()
+	if err != nil {
+		return
+	}
+	ev := &wire.MembersChanged{Chat: uint64(chat), Users: []uint64{uint64(bot)}, By: uint64(by), FromSeq: from, ToSeq: to}
+	s := &wire.Service{Event: &wire.Service_BotRemoved{BotRemoved: ev}}
+	if err := b.PostService(ctx, storage.ServiceUser, bot, eventID("removed", uint64(chat), uint64(by), false, []uint64{from, to}), s); err != nil {
+		n.o.Log.Warn("bots: bot_removed not queued", "bot", bot, "chat", chat, "err", err)
 	}
 }
 

@@ -232,9 +232,11 @@ func TestBotGroupEvents(t *testing.T) {
 	if err := a.RemoveMember(ctx, g.Chat, uint64(w.bot)); err != nil {
 		t.Fatal(err)
 	}
-	ups = w.poll(t, &marker, 1)
-	if ups[0].UpdateType != "bot_removed" || ups[0].ChatID != int64(g.Chat) {
-		t.Fatalf("updates %+v", ups)
+	// The group's records the bot had not acknowledged (the title: the
+	// poll above was not acknowledged yet) come again before bot_removed.
+	ups = w.poll(t, &marker, 2)
+	if got := types(ups); !slices.Equal(got, []string{"chat_title_changed", "bot_removed"}) || ups[1].ChatID != int64(g.Chat) {
+		t.Fatalf("updates %v", got)
 	}
 	if _, err := w.bots.Send(ctx, w.bot, int64(g.Chat), 0, botapi.NewMessageBody{Text: new(string)}); err == nil {
 		t.Fatal("a removed bot sent")

@@ -241,12 +241,10 @@ func (n *Node) read(st *storage.Store, bot storage.UserID, d storage.Dialog, fro
 			return errStop
 		}
 		pos[d.Chat] = r.Seq
-		if r.Sender == bot && r.Kind != storage.MsgService {
-			return nil
-		}
-		u, ok := n.update(st, bot, d.Kind, r)
-		if ok && (len(types) == 0 || slices.Contains(types, u.UpdateType)) {
-			*ups = append(*ups, u)
+		for _, u := range n.recordUpdates(st, bot, d.Kind, r) {
+			if len(types) == 0 || slices.Contains(types, u.UpdateType) {
+				*ups = append(*ups, u)
+			}
 		}
 		return nil
 	})
@@ -261,6 +259,52 @@ type stopError struct{}
 func (stopError) Error() string { return "stop" }
 
 var errStop error = stopError{}
+
+// maxTail bounds the records of a chat a bot left that come before its
+// bot_removed; older ones are dropped (and logged).
+const maxTail = 1000
+
+// recordUpdates renders record r as bot's updates: none, one, or for a
+// bot_removed the records of the chat it had not fetched, then it.
+func (n *Node) recordUpdates(st *storage.Store, bot storage.UserID, kind storage.ChatKind, r *storage.Record) []botapi.Update {
+	if r.Sender == bot && r.Kind != storage.MsgService {
+		return nil
+	}
+	u, ok := n.update(st, bot, kind, r)
+	if !ok {
+		return nil
+	}
+	if u.UpdateType != "bot_removed" {
+		return []botapi.Update{u}
+	}
+	var s wire.Service
+	if proto.Unmarshal(r.Body, &s) != nil || s.GetBotRemoved() == nil {
+		return []botapi.Update{u}
+	}
+	e := s.GetBotRemoved()
+	var out []botapi.Update
+	chat := storage.ChatID(e.Chat)
+	c, err := st.Chat(chat)
+	if err == nil && e.ToSeq > e.FromSeq {
+		from := e.FromSeq
+		if e.ToSeq-from > maxTail {
+			n.o.Log.Warn("bots: a removed bot's unfetched records dropped", "bot", bot, "chat", chat, "dropped", e.ToSeq-from-maxTail)
+			from = e.ToSeq - maxTail
+		}
+		_, err = st.ReadRange(chat, from+1, int(e.ToSeq-from), func(t *storage.Record) error {
+			if t.Seq <= e.ToSeq && (t.Sender != bot || t.Kind == storage.MsgService) {
+				if tu, ok := n.update(st, bot, c.Kind, t); ok && tu.UpdateType != "bot_removed" {
+					out = append(out, tu)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			n.o.Log.Warn("bots: a removed bot's unfetched records not read", "bot", bot, "chat", chat, "err", err)
+		}
+	}
+	return append(out, u)
+}
 
 // update renders record r as an update for bot, ok false for a record
 // that is none.

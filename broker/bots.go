@@ -35,6 +35,10 @@ type Bots interface {
 	// kind, by user by's doing (by is one of users for a self-join or a
 	// leave).
 	MembersChanged(ctx context.Context, chat storage.ChatID, kind storage.ChatKind, added bool, users []storage.UserID, by storage.UserID)
+	// BotRemoved reports that bot left chat, by user by's doing, with
+	// the records after from (its delivered marker) up to to (the chat's
+	// last seq once it left) unfetched: they are for its queue still.
+	BotRemoved(ctx context.Context, chat storage.ChatID, bot, by storage.UserID, from, to uint64)
 	// DirectOpened reports a new direct chat between user and peer.
 	DirectOpened(ctx context.Context, chat storage.ChatID, user, peer storage.UserID)
 	// Callback records user's press of a callback button with payload on

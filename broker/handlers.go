@@ -654,6 +654,15 @@ func (b *Broker) removeMember(ctx context.Context, by storage.UserID, chat stora
 			return fmt.Errorf("%w: removing a %v takes a higher role than %v", ErrForbidden, them.Role, me.Role)
 		}
 	}
+	// A bot's unfetched records of the chat stay its updates: where it
+	// stands is read before it leaves.
+	var botFrom uint64
+	isBot := b.opts.Bots != nil && b.opts.Bots.IsBot(user)
+	if isBot {
+		if m, err := b.st.Member(chat, user); err == nil {
+			botFrom = m.Delivered
+		}
+	}
 	err = b.st.RemoveMember(ctx, chat, user)
 	if err == nil || errors.Is(err, storage.ErrNotMember) {
 		b.memberLeft(chat, user)
@@ -661,6 +670,13 @@ func (b *Broker) removeMember(ctx context.Context, by storage.UserID, chat stora
 	}
 	if err != nil {
 		return err
+	}
+	if isBot {
+		to := c.LastSeq
+		if c2, err := b.st.Chat(chat); err == nil {
+			to = c2.LastSeq
+		}
+		b.opts.Bots.BotRemoved(work, chat, user, by, botFrom, to)
 	}
 	b.membersChanged(chat, c.Kind, false, []storage.UserID{user}, by)
 	return nil

@@ -110,14 +110,23 @@ func (s *Store) validateSpec(spec *ChatSpec) error {
 	return nil
 }
 
+// Chat ids are below 2^53, so that JavaScript, whose numbers are
+// doubles, holds them exactly (MAX's bot SDK reads them as numbers):
+// direct chats' in [2^52, 2^53), derived from the pair, the others'
+// random below 2^52.
+const (
+	directIDBit = 1 << 52
+	chatIDMask  = 1<<53 - 1
+)
+
 // directID is the k-th candidate id of the direct chat between a and b.
 // Candidates are probed in order on a collision with another pair.
 func directID(a, b UserID, k uint64) ChatID {
 	if a > b {
 		a, b = b, a
 	}
-	id := mix64(mix64(uint64(a))^uint64(b)+k) | 1<<62
-	return ChatID(id &^ (1 << 63))
+	id := mix64(mix64(uint64(a))^uint64(b)+k)&chatIDMask | directIDBit
+	return ChatID(id)
 }
 
 type createOp struct {
@@ -146,7 +155,7 @@ func (op *createOp) apply(s *Store, bc *batchCtx) error {
 		}
 	} else {
 		for {
-			id := ChatID(rand.Uint64() >> 2) // below the direct-id range
+			id := ChatID(rand.Uint64() & (directIDBit - 1)) // below the direct-id range
 			if id == 0 {
 				continue
 			}

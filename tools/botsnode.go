@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -64,6 +66,9 @@ type botsConfig struct {
 	// WebhookGiveUp is how long an update is retried to a webhook
 	// before it is dropped. Default: 1 h.
 	WebhookGiveUp duration `toml:"webhook_give_up"`
+	// WebhookRoots is a PEM file of CAs that webhooks' certificates may
+	// chain to, besides the system's. Default: none.
+	WebhookRoots string `toml:"webhook_roots"`
 }
 
 func defaultMedia() mediaConfig {
@@ -237,6 +242,26 @@ func (h botHooks) Remove(bot int64, url string) error { return h.store.Remove(bo
 func (h botHooks) Notify(bot int64)                   { h.d.Notify(bot) }
 func (h botHooks) Active(bot int64) bool              { return h.store.Active(bot) }
 
+// webhookRoots returns the system's roots and the CAs in file; nil (the
+// system's) when file is "".
+func webhookRoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("bots.webhook_roots: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("bots.webhook_roots: %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
 // botsNode is the node's bot platform.
 type botsNode struct {
 	node  *bots.Node
@@ -271,8 +296,12 @@ func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey 
 	if bn.node, err = bots.New(o); err != nil {
 		return nil, err
 	}
+	roots, err := webhookRoots(bc.WebhookRoots)
+	if err != nil {
+		return nil, err
+	}
 	if bn.hooks, err = webhook.New(webhook.Options{Store: wstore, Source: bn.node.Source(), AllowPrivate: bc.WebhookAllowPrivate,
-		GiveUpAfter: time.Duration(bc.WebhookGiveUp), Log: log}); err != nil {
+		GiveUpAfter: time.Duration(bc.WebhookGiveUp), RootCAs: roots, Log: log}); err != nil {
 		return nil, err
 	}
 	hooks.d = bn.hooks

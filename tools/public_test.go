@@ -360,7 +360,7 @@ func TestStreamCall(t *testing.T) {
 		}
 	}
 	f("1", 1, true)
-	f("4611686018427387904", 1<<62, true)   // a direct chat's range
+	f("4611686018427387904", 1<<62, true)   // above every chat id today
 	f("9223372036854775807", 1<<63-1, true) // the largest chat id
 	f("9223372036854775808", 0, false)      // 2^63: no chat's
 	f("18446744073709551615", 0, false)     // 2^64-1

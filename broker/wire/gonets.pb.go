@@ -5632,10 +5632,15 @@ func (*Service_BotRemoved) isService_Event() {}
 // by, or by themselves when by is 0 or one of them), or left or were
 // removed.
 type MembersChanged struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Chat          uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
-	Users         []uint64               `protobuf:"varint,2,rep,packed,name=users,proto3" json:"users,omitempty"`
-	By            uint64                 `protobuf:"varint,3,opt,name=by,proto3" json:"by,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chat  uint64                 `protobuf:"varint,1,opt,name=chat,proto3" json:"chat,omitempty"`
+	Users []uint64               `protobuf:"varint,2,rep,packed,name=users,proto3" json:"users,omitempty"`
+	By    uint64                 `protobuf:"varint,3,opt,name=by,proto3" json:"by,omitempty"`
+	// from_seq and to_seq, in a bot_removed, are the records of chat the
+	// bot had not fetched when it left (after from_seq, up to to_seq): they
+	// come in its updates before bot_removed.
+	FromSeq       uint64 `protobuf:"varint,4,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq         uint64 `protobuf:"varint,5,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5687,6 +5692,20 @@ func (x *MembersChanged) GetUsers() []uint64 {
 func (x *MembersChanged) GetBy() uint64 {
 	if x != nil {
 		return x.By
+	}
+	return 0
+}
+
+func (x *MembersChanged) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *MembersChanged) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
 	}
 	return 0
 }
@@ -8918,11 +8937,13 @@ const file_gonets_proto_rawDesc = "" +
 	"\bcallback\x18\x0e \x01(\v2\x1a.gonets.v1.CallbackPressedH\x00R\bcallback\x12<\n" +
 	"\vbot_removed\x18\x0f \x01(\v2\x19.gonets.v1.MembersChangedH\x00R\n" +
 	"botRemovedB\a\n" +
-	"\x05event\"J\n" +
+	"\x05event\"|\n" +
 	"\x0eMembersChanged\x12\x12\n" +
 	"\x04chat\x18\x01 \x01(\x04R\x04chat\x12\x14\n" +
 	"\x05users\x18\x02 \x03(\x04R\x05users\x12\x0e\n" +
-	"\x02by\x18\x03 \x01(\x04R\x02by\"4\n" +
+	"\x02by\x18\x03 \x01(\x04R\x02by\x12\x19\n" +
+	"\bfrom_seq\x18\x04 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x05 \x01(\x04R\x05toSeq\"4\n" +
 	"\fTitleChanged\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x0e\n" +
 	"\x02by\x18\x02 \x01(\x04R\x02by\":\n" +
