@@ -42,6 +42,13 @@
 // again). A blob keeps the name and MIME type of its first upload; Put and
 // Complete return the caller's own, which the message should carry.
 //
+// A picture's dimensions and the address of its thumbnail (a blob of its
+// own, made by the HTTP layer) are recorded in its .meta by SetImage and
+// reported by Stat, Open, Put and Complete, so that a second upload of
+// the same picture reuses them; Touch restarts the thumbnail's grace with
+// the picture's. The store takes no reference on a thumbnail for its
+// picture: whoever references the picture references the thumbnail too.
+//
 // # Resumable uploads
 //
 // Chunks may arrive in any order and in parallel. A chunk whose bytes
