@@ -20,8 +20,9 @@ listener (its URL comes with the connection) and sent in one message, the
 text as their caption; each file's attachment type follows its MIME type
 (from its extension, else sniffed by the node): image/* a photo, video/* a
 video, audio/* audio, anything else a file. Large files go in resumable
-chunks, several at once. The ack line then lists the attachments as the
-node filled them (size; a picture's width, height and thumbnail).`
+chunks, several at once. The ack line then lists the attachments sent,
+as the node described each upload (size; a picture's width, height and
+thumbnail).`
 
 // ackLine is the JSON line send prints.
 type ackLine struct {
