@@ -12,7 +12,7 @@
 //	gonets keys          rotates the node's token signing key (keys rotate), shows the keys (keys show)
 //	gonets token         mints a session token with the node's own key (the operator's tool)
 //	gonets chat create   creates a chat and prints its id
-//	gonets send          sends a text message and prints the ack
+//	gonets send          sends a text message, or files (--file), and prints the ack
 //	gonets tail          prints every message delivered to a user, as JSON lines
 //	gonets version       prints the build's version, Go version and VCS commit
 //

@@ -24,7 +24,7 @@ var commands = map[string]command{
 	"login":         {summary: "log in by phone number and save the login as a profile", run: runLogin},
 	"logout":        {summary: "end a saved login's device and delete the profile", run: runLogout},
 	"whoami":        {summary: "print the user id of a saved login", run: runWhoami},
-	"send":          {summary: "send a text message and print its ack", run: runSend},
+	"send":          {summary: "send a text message, or files (--file), and print its ack", run: runSend},
 	"serve":         {summary: "run a node: QUIC for clients, HTTP for metrics and health", run: runServe},
 	"sign":          {summary: "send a document to sign, or approve or decline a signing request", run: runSign},
 	"sim":           {summary: "run a simulator of an outside system (esia) for demos", run: runSim},

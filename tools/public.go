@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gonets/gonets/bots/botapi"
 	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/identity/token"
 )
@@ -127,6 +128,10 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if n.bots != nil {
+			botapi.NotFound(w, r) // the Bot API's root: MAX's not.found
+			return
+		}
 		publicError(w, http.StatusNotFound, "not_found", "no such path")
 	})
 	n.state.routes(mux, n.keys)
@@ -205,6 +210,12 @@ func (n *node) printPublic(w io.Writer) {
 	what := "no WHIP, WHEP: calls are off"
 	if n.sfu != nil {
 		what = "WHIP /whip/{channel}, WHEP /whep/{channel}, demo /calls/demo"
+	}
+	if n.media != nil {
+		what += ", media /media/"
+	}
+	if n.bots != nil {
+		what += ", Bot API /"
 	}
 	fmt.Fprintf(w, "  https %s  (public: %s)\n", n.publicLn.Addr(), what)
 }

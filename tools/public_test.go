@@ -317,10 +317,11 @@ func TestPublicListener(t *testing.T) {
 
 	s := startStreamNode(t, testConfig(t))
 	resp, body := get(s, "/bot/x")
-	if resp.StatusCode != http.StatusNotFound || resp.ProtoMajor != 2 || !strings.Contains(body, `"code":"not_found"`) {
+	// With bots on, the root is the Bot API's: MAX's 404.
+	if resp.StatusCode != http.StatusNotFound || resp.ProtoMajor != 2 || !strings.Contains(body, `"code":"not.found"`) {
 		t.Errorf("GET /bot/x: %d %s %s", resp.StatusCode, resp.Proto, body)
 	}
-	if b := banner(s.n); !strings.Contains(b, "  https "+s.n.publicLn.Addr().String()+"  (public: WHIP /whip/{channel}, WHEP /whep/{channel}, demo /calls/demo)\n") {
+	if b := banner(s.n); !strings.Contains(b, "  https "+s.n.publicLn.Addr().String()+"  (public: WHIP /whip/{channel}, WHEP /whep/{channel}, demo /calls/demo, media /media/, Bot API /)\n") {
 		t.Errorf("banner:\n%s", b)
 	}
 	s.stop()
@@ -330,11 +331,12 @@ func TestPublicListener(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.Calls.Enabled = false
+	cfg.Bots.Enabled, cfg.Media.Enabled = false, false
 	s = startStreamNode(t, cfg)
 	if resp, body := get(s, "/whip/1"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"code":"not_found"`) {
 		t.Errorf("GET /whip/1 with calls off: %d %s", resp.StatusCode, body)
 	}
-	if b := banner(s.n); !strings.Contains(b, "(public: no WHIP, WHEP: calls are off)") {
+	if b := banner(s.n); !strings.Contains(b, "(public: no WHIP, WHEP: calls are off)\n") {
 		t.Errorf("banner:\n%s", b)
 	}
 	s.stop()
