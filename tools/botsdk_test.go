@@ -299,6 +299,37 @@ func TestBotSDK(t *testing.T) {
 		t.Fatalf("file download: %v", err)
 	}
 
+	// And a user's gonets tail receives both files, and saves them.
+	saveDir := t.TempDir()
+	var tailOut, tailErr bytes.Buffer
+	if rc := runTail([]string{"--server", s.n.quicLn.Addr().String(), "--token", s.token(alice), "--fingerprint", s.n.fingerprint,
+		"--all", "--count", strconv.FormatUint(fm.Seq, 10), "--save", saveDir}, &tailOut, &tailErr); rc != 0 {
+		t.Fatalf("gonets tail: %d %s", rc, tailErr.String())
+	}
+	saved := 0
+	for _, line := range strings.Split(strings.TrimSpace(tailOut.String()), "\n") {
+		var l messageLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("tail line %q: %v", line, err)
+		}
+		for _, at := range l.Attachments {
+			f, err := os.Open(at.Saved)
+			if err != nil {
+				t.Fatalf("tail saved %+v: %v", at, err)
+			}
+			h := sha256.New()
+			io.Copy(h, f)
+			f.Close()
+			if hex.EncodeToString(h.Sum(nil)) != at.SHA256 {
+				t.Fatalf("tail saved %s with another content", at.Saved)
+			}
+			saved++
+		}
+	}
+	if saved != 2 {
+		t.Fatalf("tail saved %d files:\n%s", saved, tailOut.String())
+	}
+
 	// Every update type: edits, deletes, a group's membership and title.
 	if _, err := a.Edit(ctx, dm.Chat, 2, []byte("hello!")); err != nil {
 		t.Fatal(err)
