@@ -89,7 +89,14 @@ udp_port = 0
 // is ready. With public, its public HTTPS listener (WHIP, WHEP) listens
 // on a free port of 127.0.0.1 too; without, it is off.
 func startNode(ctx context.Context, binary, cpus string, public bool) (*target, error) {
-	dir, err := os.MkdirTemp("", "gonets-bench-")
+	return startNodeIn(ctx, "", binary, cpus, public)
+}
+
+// startNodeIn is startNode with the data directory made under parent
+// (default: the system's temporary directory), so that a scenario can
+// put the node's data on the disk it measures (upload's --data).
+func startNodeIn(ctx context.Context, parent, binary, cpus string, public bool) (*target, error) {
+	dir, err := os.MkdirTemp(parent, "gonets-bench-")
 	if err != nil {
 		return nil, err
 	}

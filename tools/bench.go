@@ -20,7 +20,7 @@ import (
 	"github.com/gonets/gonets/broker/client"
 )
 
-const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream, login, id)"
+const benchUsage = "usage: gonets bench SCENARIO [flags]   (scenarios: " + "chat, group, channel, connect, sync, storage, call, stream, login, id, upload)"
 
 // runBench runs one bench scenario and prints its result:
 //
@@ -34,6 +34,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	scenario := args[0]
+	if scenario == bench.UploadScenario { // flags of its own: sizes with units
+		return runBenchUpload(args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench "+scenario, benchUsage, stdout, stderr)
 	var cfg bench.Config
 	fs.StringVar(&cfg.Server, "server", "", "a running node's QUIC `address` (default: start a node from this binary)")

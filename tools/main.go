@@ -29,7 +29,7 @@ var commands = map[string]command{
 	"sign":          {summary: "send a document to sign, or approve or decline a signing request", run: runSign},
 	"sim":           {summary: "run a simulator of an outside system (esia) for demos", run: runSim},
 	"tail":          {summary: "print the messages delivered to a user, as JSON lines", run: runTail},
-	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage, call, stream, login, id", run: runBench},
+	"bench":         {summary: "measure a node under load: chat, group, channel, connect, sync, storage, call, stream, login, id, upload", run: runBench},
 	"bench-summary": {summary: "the medians of gonets bench --out files, as a markdown table", run: runBenchSummary},
 	"bench-worker":  {summary: "internal: one load generator process of gonets bench --procs", run: runBenchWorker, hidden: true},
 	"token":         {summary: "mint a session token with the node's key", run: runToken},
