@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -128,7 +129,7 @@ func (n *node) listenPublic(base *tls.Config, v *token.Verifier) error {
 func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if n.bots != nil {
+		if n.bots != nil && !nodePath(r.URL.Path) {
 			botapi.NotFound(w, r) // the Bot API's root: MAX's not.found
 			return
 		}
@@ -159,6 +160,18 @@ func (n *node) publicHandler(v *token.Verifier) (http.Handler, error) {
 	mux.Handle("/calls/demo", demo)
 	mux.Handle("/calls/demo/", demo)
 	return mux, nil
+}
+
+// nodePath reports whether path is in one of the node's own spaces of
+// the public listener, not the Bot API's: their refusals keep the node's
+// codes.
+func nodePath(path string) bool {
+	for _, p := range []string{"/calls/", "/whip/", "/whep/", "/media/", "/.well-known/", "/esia/"} {
+		if strings.HasPrefix(path+"/", p) {
+			return true
+		}
+	}
+	return false
 }
 
 // publicError writes a refusal as the WHIP handler does: a status and a
