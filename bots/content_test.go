@@ -1,14 +1,20 @@
 package bots_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gonets/gonets/broker"
+	"github.com/gonets/gonets/broker/brokertest"
 	"github.com/gonets/gonets/broker/client"
 	"github.com/gonets/gonets/broker/wire"
+	"github.com/gonets/gonets/storage"
 )
 
 // MEDIA bodies are checked: each bad one is refused with its code and
@@ -71,4 +77,84 @@ func make11(sha string) []*wire.Attachment {
 		out = append(out, &wire.Attachment{Type: wire.AttachmentType_ATTACHMENT_TYPE_FILE, Sha256: sha})
 	}
 	return out
+}
+
+// fakeFiles holds every file and counts its references.
+type fakeFiles struct {
+	mu   sync.Mutex
+	refs map[string]int
+}
+
+func (f *fakeFiles) Attach(_ context.Context, _ storage.UserID, atts []*wire.Attachment) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range atts {
+		a.Size = 7
+		f.refs[a.Sha256]++
+	}
+	return nil
+}
+
+func (f *fakeFiles) Release(atts []*wire.Attachment) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range atts {
+		f.refs[a.Sha256]--
+	}
+}
+
+func (f *fakeFiles) count(sha string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refs[sha]
+}
+
+// A message's files are referenced while it holds them: a resend takes
+// none, an edit moves them to the new Content, a delete gives them back,
+// once.
+func TestContentReferences(t *testing.T) {
+	files := &fakeFiles{refs: map[string]int{}}
+	n := brokertest.Start(t, brokertest.Options{Broker: broker.Options{Attachments: files}})
+	ctx := ctxT(t)
+	o := client.Options{TCPAddr: n.TCPAddr, Fingerprint: n.Fingerprint, Logger: quiet, DialTimeout: 5 * time.Second}
+	a, err := client.Dial(ctx, n.Addr, n.Token(t, 5001, 1), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	info, err := a.CreateChat(ctx, wire.ChatKind_CHAT_KIND_DIRECT, []uint64{5002}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shaA, shaB := strings.Repeat("aa", 32), strings.Repeat("bb", 32)
+	content := func(sha string) []byte {
+		b, _ := proto.Marshal(&wire.Content{Attachments: []*wire.Attachment{{Type: wire.AttachmentType_ATTACHMENT_TYPE_FILE, Sha256: sha, Name: "f"}}})
+		return b
+	}
+	opts := client.SendOptions{Chat: info.Chat, ClientMsgID: 77, Kind: wire.MsgKind_MSG_KIND_MEDIA, Body: content(shaA)}
+	ack, err := a.SendMsg(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.SendMsg(ctx, opts); err != nil || !again.Duplicate {
+		t.Fatalf("resend: %+v %v", again, err)
+	}
+	if files.count(shaA) != 1 {
+		t.Fatalf("after a send and its resend: %d references", files.count(shaA))
+	}
+	if _, err := a.Edit(ctx, info.Chat, ack.Seq, content(shaB)); err != nil {
+		t.Fatal(err)
+	}
+	if files.count(shaA) != 0 || files.count(shaB) != 1 {
+		t.Fatalf("after the edit: A %d, B %d", files.count(shaA), files.count(shaB))
+	}
+	if _, err := a.Delete(ctx, info.Chat, ack.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Delete(ctx, info.Chat, ack.Seq); err == nil {
+		t.Fatal("a second delete")
+	}
+	if files.count(shaA) != 0 || files.count(shaB) != 0 {
+		t.Fatalf("after the delete: A %d, B %d", files.count(shaA), files.count(shaB))
+	}
 }

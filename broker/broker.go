@@ -61,6 +61,10 @@ type Stream interface {
 // checks and applies their requests, and fans acknowledged messages out to
 // every online device of every member.
 type Broker struct {
+	// revisions serialize the edits and deletes of one MEDIA message
+	// (commitRevision), striped by chat and target.
+	revisions [64]sync.Mutex
+
 	st       *storage.Store
 	verifier *token.Verifier
 	opts     Options

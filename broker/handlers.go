@@ -241,12 +241,8 @@ func (s *Session) appendOne(ctx context.Context, m storage.Message, post bool) (
 func (b *Broker) commitContent(ctx context.Context, e *chatEntry, m storage.Message, except *Session) (storage.Ack, error) {
 	switch m.Kind {
 	case storage.MsgMedia:
-	case storage.MsgEdit:
-		// An edit of a MEDIA message replaces its Content.
-		t, err := b.st.Get(m.Chat, m.Target)
-		if err != nil || t.Kind != storage.MsgMedia {
-			return b.commit(ctx, e, m, except) // the store judges the target
-		}
+	case storage.MsgEdit, storage.MsgDelete:
+		return b.commitRevision(ctx, e, m, except)
 	default:
 		return b.commit(ctx, e, m, except)
 	}
@@ -262,6 +258,40 @@ func (b *Broker) commitContent(ctx context.Context, e *chatEntry, m storage.Mess
 		b.releaseContent(atts)
 	}
 	return ack, err
+}
+
+// commitRevision commits an edit or a delete. Of a MEDIA message, an
+// edit carries a whole new Content, whose files it references; once it
+// commits, the Content it replaces gives back its references, as a
+// delete's target does. The target's revisions are serialized (a stripe
+// lock), so that the Content read before the commit is the one replaced.
+func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Message, except *Session) (storage.Ack, error) {
+	mu := &b.revisions[(uint64(m.Chat)*31+m.Target)%uint64(len(b.revisions))]
+	mu.Lock()
+	defer mu.Unlock()
+	t, err := b.st.Get(m.Chat, m.Target)
+	if err != nil || t.Kind != storage.MsgMedia || t.Deleted {
+		return b.commit(ctx, e, m, except) // the store judges the target
+	}
+	var newAtts []*wire.Attachment
+	if m.Kind == storage.MsgEdit {
+		body, atts, err := b.prepareContent(ctx, m.Sender, m.Body)
+		if err != nil {
+			return storage.Ack{}, err
+		}
+		m.Body, newAtts = body, atts
+	}
+	ack, err := b.commit(ctx, e, m, except)
+	if err != nil || ack.Duplicate {
+		b.releaseContent(newAtts)
+		return ack, err
+	}
+	// The stored Content, as Attach filled it (thumbnails included).
+	var old wire.Content
+	if proto.Unmarshal(t.Body, &old) == nil {
+		b.releaseContent(old.Attachments)
+	}
+	return ack, nil
 }
 
 // commit appends m to the chat of e, which the caller pinned, and

@@ -122,14 +122,21 @@ func readAdminToken(path string) (string, error) {
 type botAdmin struct {
 	accounts  *identity.Accounts
 	tokenHash [sha256.Size]byte // SHA-256 of the admin token; zero: refuse all
+	revoked   func(storage.UserID)
 }
 
 // newBotAdminHandler returns the bot admin endpoint over a, for requests
 // that bear adminToken. Mount it on the private listener's mux under
 // "/admin/"; paths under it that it does not know are a JSON 404. An
 // empty adminToken refuses every request.
-func newBotAdminHandler(a *identity.Accounts, adminToken string) http.Handler {
+//
+// revoked, if given, is called after a bot's token was revoked or
+// replaced: what the old token set up (webhooks) must not outlive it.
+func newBotAdminHandler(a *identity.Accounts, adminToken string, revoked ...func(storage.UserID)) http.Handler {
 	ba := &botAdmin{accounts: a}
+	if len(revoked) > 0 {
+		ba.revoked = revoked[0]
+	}
 	if adminToken != "" {
 		ba.tokenHash = sha256.Sum256([]byte(adminToken))
 	}
@@ -286,6 +293,9 @@ func (ba *botAdmin) revoke(w http.ResponseWriter, r *http.Request) {
 		botAdminError(w, err)
 		return
 	}
+	if ba.revoked != nil {
+		ba.revoked(user)
+	}
 	b, err := ba.accounts.BotInfo(user)
 	if err != nil {
 		botAdminError(w, err)
@@ -307,6 +317,9 @@ func (ba *botAdmin) token(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		botAdminError(w, err)
 		return
+	}
+	if ba.revoked != nil {
+		ba.revoked(user)
 	}
 	writeAdminJSON(w, http.StatusOK, botTokenJSON{UserID: user, Token: tok})
 }

@@ -410,3 +410,45 @@ func TestBotSDK(t *testing.T) {
 		t.Fatalf("a delivery without the secret: %d", resp.StatusCode)
 	}
 }
+
+// Revoking a bot's token, or replacing it, removes its webhooks: a
+// leaked token must not leave one delivering.
+func TestBotRevokeDropsWebhooks(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Bots.WebhookAllowPrivate = true
+	s := startStreamNode(t, cfg)
+	defer s.stop()
+	bot, tok := createBotCLI(t, s.n, "Hooked")
+	subscribe := func(tok string) int {
+		req, err := http.NewRequest("POST", s.base+"/subscriptions", strings.NewReader(`{"url":"https://127.0.0.1:9/hook","secret":"s3cret"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	admin := func(args ...string) string {
+		var out, errb bytes.Buffer
+		if rc := runBot(append(args, "--data", s.n.dataDir, "--admin", "http://"+s.n.httpLn.Addr().String()), &out, &errb); rc != 0 {
+			t.Fatalf("gonets bot %v: %d %s", args, rc, errb.String())
+		}
+		return out.String()
+	}
+	if code := subscribe(tok); code != http.StatusOK || len(s.n.bots.subs.List(int64(bot))) != 1 {
+		t.Fatalf("subscribe: %d", code)
+	}
+	admin("token", strconv.FormatUint(bot, 10))
+	if n := len(s.n.bots.subs.List(int64(bot))); n != 0 {
+		t.Fatalf("%d webhooks after a new token", n)
+	}
+	if code := subscribe(tok); code != http.StatusUnauthorized {
+		t.Fatalf("the old token subscribed: %d", code)
+	}
+}

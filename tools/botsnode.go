@@ -264,6 +264,8 @@ func webhookRoots(file string) (*x509.CertPool, error) {
 
 // botsNode is the node's bot platform.
 type botsNode struct {
+	log   *slog.Logger
+	subs  *webhook.Store
 	node  *bots.Node
 	api   *botapi.Server
 	hooks *webhook.Deliverer
@@ -290,7 +292,7 @@ func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey 
 	if files != nil {
 		o.Files = botFiles{files.srv}
 	}
-	bn := &botsNode{}
+	bn := &botsNode{log: log, subs: wstore}
 	hooks := &botHooks{store: wstore}
 	o.Webhooks = hooks
 	if bn.node, err = bots.New(o); err != nil {
@@ -307,6 +309,19 @@ func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey 
 	hooks.d = bn.hooks
 	bn.api = botapi.New(botapi.Options{Backend: bn.node, RateLimit: bc.RateLimit, Log: log})
 	return bn, nil
+}
+
+// tokenRevoked drops what a bot's old token set up when it is revoked
+// or replaced: its webhooks (someone holding a leaked token may have
+// planted one). Its long polls in flight end within their timeout; new
+// requests with the old token are refused. A nil botsNode does nothing.
+func (bn *botsNode) tokenRevoked(bot storage.UserID) {
+	if bn == nil {
+		return
+	}
+	if err := bn.subs.RemoveAll(int64(bot)); err != nil {
+		bn.log.Warn("bots: a revoked bot's webhooks not removed", "bot", bot, "err", err)
+	}
 }
 
 // start joins the platform to the broker and starts webhook delivery.

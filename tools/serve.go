@@ -632,7 +632,7 @@ func (n *node) handler() http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	if n.ident != nil && n.adminToken != "" {
-		mux.Handle("/admin/", newBotAdminHandler(n.ident.accounts, n.adminToken))
+		mux.Handle("/admin/", newBotAdminHandler(n.ident.accounts, n.adminToken, n.bots.tokenRevoked))
 	}
 	if n.cfg.Node.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
