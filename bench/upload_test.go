@@ -37,7 +37,7 @@ func TestUploadScenarioSmall(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, m[k], want)
 		}
 	}
-	for _, k := range []string{"disk_mb_per_s", "large_mb_per_s", "large_disk_ratio", "photos_per_s", "photos_mb_per_s", "photo_p50_ms",
+	for _, k := range []string{"disk_mb_per_s", "disk_before_mb_per_s", "disk_after_mb_per_s", "large_mb_per_s", "large_disk_ratio", "photos_per_s", "photos_mb_per_s", "photo_p50_ms",
 		"large_node_rss_base_bytes", "large_node_rss_peak_bytes", "large_node_rss_samples", "photos_node_rss_base_bytes", "photos_node_rss_samples"} {
 		if v, ok := m[k]; !ok || v <= 0 {
 			t.Errorf("metric %s = %v (reported %v)", k, v, ok)

@@ -35,6 +35,9 @@ func runBenchUpload(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Photos, "photos", 1000, "`n` distinct photo-sized files to upload")
 	fs.Var(&photoSize, "photo-size", "each photo's `size`")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "photo uploads in flight, each on its own HTTPS connection (default: --photos, all at once)")
+	chunk := sizeFlag(0)
+	fs.Var(&chunk, "chunk-size", "the large file's chunk `size` (default: the SDK's, 8MiB)")
+	fs.IntVar(&cfg.Parallel, "parallel", 0, "the large file's chunks sent at once (default: the SDK's, 4)")
 	fs.StringVar(&cfg.Data, "data", "", "`dir` to make the node's data directory in, on the disk to measure (default: the temporary directory)")
 	fs.StringVar(&cfg.NodeProfile, "node-cpuprofile", "", "write a CPU profile of the node over the large upload to `file` (the photos' to FILE-photos)")
 	asJSON := fs.Bool("json", false, "print the run as a JSON document instead of text")
@@ -45,7 +48,7 @@ func runBenchUpload(args []string, stdout, stderr io.Writer) int {
 	if msg := fs.noArgs(); msg != "" {
 		return fs.usage("%s", msg)
 	}
-	cfg.Size, cfg.PhotoSize = int64(size), int64(photoSize)
+	cfg.Size, cfg.PhotoSize, cfg.ChunkSize = int64(size), int64(photoSize), int64(chunk)
 	if isTerminal(stderr) {
 		cfg.Live = stderr
 	}
