@@ -17,8 +17,10 @@ import (
 const maxJSONBody = 4 << 10
 
 // finishTimeout bounds the work after a file is stored: probing a picture
-// and making its thumbnail.
-const finishTimeout = time.Minute
+// and making its thumbnail. It does not bound storing the file: hashing
+// a completed upload of up to MaxFile bytes takes as long as the disk
+// needs. A variable for tests.
+var finishTimeout = time.Minute
 
 // CreateRequest is the body of POST /media/uploads.
 type CreateRequest struct {
@@ -258,12 +260,12 @@ func (s *Server) complete(ctx context.Context, user uint64, id string) (File, er
 		}
 		return x.wait(ctx)
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	info, err := s.store.Complete(cctx, user, id)
+	// No deadline: the hash of a large file on a slow disk would time
+	// out on every try. The store's own Close ends it.
+	info, err := s.store.Complete(context.WithoutCancel(ctx), user, id)
 	var f File
 	if err == nil {
-		f = s.finish(cctx, user, info)
+		f = s.finishDetached(ctx, user, info)
 	}
 	s.done.finish(x, f, err, s.opts.Now())
 	if err != nil {
