@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	neturl "net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -102,13 +103,20 @@ func (l *botLoop) run(ctx context.Context) {
 			continue
 		}
 		failures, pending = 0, false
-		if list.Marker != 0 {
-			marker = list.Marker
-		}
 		if len(list.Updates) == 0 {
+			if list.Marker != 0 {
+				marker = list.Marker
+			}
 			continue
 		}
-		pending = l.deliverBatch(ctx, list.Updates)
+		if l.deliverBatch(ctx, list.Updates) {
+			marker, pending = list.Marker, true
+		} else {
+			// Not acknowledged: read again from the last acknowledged
+			// update, even if the bot subscribes again before the next
+			// read.
+			marker = 0
+		}
 	}
 }
 
@@ -147,68 +155,93 @@ func (l *botLoop) ack(ctx context.Context, marker int64) {
 	}
 }
 
-// deliverBatch delivers updates in order and says whether all were
-// delivered or given up. It stops early when ctx ends or the bot has
-// no subscription left: the batch is then not acknowledged, and long
-// polling reads it again.
+// outcome is how one update's delivery to one webhook ended.
+type outcome int
+
+const (
+	// delivered: the webhook answered 2xx.
+	delivered outcome = iota
+	// skipped: the subscription does not take the update's type.
+	skipped
+	// givenUp: dropped for the webhook, counted in GivenUp.
+	givenUp
+	// abandoned: the subscription was removed, or ctx ended, before the
+	// update was delivered or given up.
+	abandoned
+)
+
+// deliverBatch delivers updates in order and says whether the batch is
+// done: every update delivered, skipped or given up by at least one of
+// the subscriptions. It stops early when ctx ends or every subscription
+// abandoned an update (the bot unsubscribed): the batch is then not
+// acknowledged, and the next read (or long polling) gets it again.
 func (l *botLoop) deliverBatch(ctx context.Context, updates []botapi.Update) bool {
 	for i := range updates {
-		if ctx.Err() != nil || !l.d.o.Store.Active(l.bot) {
+		if ctx.Err() != nil || !l.deliver(ctx, &updates[i]) {
 			return false
 		}
-		l.deliver(ctx, &updates[i])
 	}
 	return ctx.Err() == nil
 }
 
 // deliver posts u to every subscription that takes its type, at once,
-// and returns when each has it or gave it up.
-func (l *botLoop) deliver(ctx context.Context, u *botapi.Update) {
+// and returns when each has it, gave it up or abandoned it. It says
+// whether u is done: false if the bot has no subscription or each
+// abandoned u.
+func (l *botLoop) deliver(ctx context.Context, u *botapi.Update) bool {
+	recs := l.d.o.Store.records(l.bot)
+	if len(recs) == 0 {
+		return false
+	}
 	var urls []string
-	for _, r := range l.d.o.Store.records(l.bot) {
+	for _, r := range recs {
 		if r.wants(u.UpdateType) {
 			urls = append(urls, r.URL)
 		}
 	}
 	if len(urls) == 0 {
-		return
+		return true
 	}
 	body, err := json.Marshal(u)
 	if err != nil {
 		l.d.givenUp.Add(uint64(len(urls)))
 		l.d.o.Log.Error("webhook: encode update", "bot", l.bot, "type", u.UpdateType, "err", err)
-		return
+		return true
 	}
 	if len(urls) == 1 {
-		l.deliverTo(ctx, urls[0], u.UpdateType, body)
-		return
+		return l.deliverTo(ctx, urls[0], u.UpdateType, body) != abandoned
 	}
+	outs := make([]outcome, len(urls))
 	var wg sync.WaitGroup
-	for _, url := range urls {
-		wg.Go(func() { l.deliverTo(ctx, url, u.UpdateType, body) })
+	for i, url := range urls {
+		wg.Go(func() { outs[i] = l.deliverTo(ctx, url, u.UpdateType, body) })
 	}
 	wg.Wait()
+	return slices.ContainsFunc(outs, func(o outcome) bool { return o != abandoned })
 }
 
 // deliverTo posts body, an update of typ, to the subscription of url
 // until it answers 2xx, GiveUpAfter passes, ctx ends, or the
 // subscription no longer takes it. Each attempt uses the subscription
 // as it is then (a new secret applies at once).
-func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) {
+func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) outcome {
 	first := l.d.o.Now()
 	for attempt := 0; ; attempt++ {
 		gen := l.generation()
 		r, ok := l.d.o.Store.lookup(l.bot, url)
-		if !ok || !r.wants(typ) {
-			return
+		if !ok {
+			return abandoned
+		}
+		if !r.wants(typ) {
+			return skipped
 		}
 		retryAfter, permanent, err := l.d.post(ctx, r, body)
 		if err == nil {
 			l.d.delivered.Add(1)
-			return
+			return delivered
 		}
 		if ctx.Err() != nil {
-			return
+			return abandoned
 		}
 		l.d.failed.Add(1)
 		l.d.o.Log.Debug("webhook: delivery failed", "bot", l.bot, "type", typ, "attempt", attempt+1, "err", err)
@@ -216,10 +249,10 @@ func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) {
 			l.d.givenUp.Add(1)
 			l.d.o.Log.Warn("webhook: update dropped", "bot", l.bot, "type", typ,
 				"attempts", attempt+1, "err", err)
-			return
+			return givenUp
 		}
 		if !l.sleep(ctx, gen, l.d.backoff(attempt, retryAfter)) {
-			return
+			return abandoned
 		}
 	}
 }

@@ -484,3 +484,79 @@ func TestSourceErrorsRetried(t *testing.T) {
 		t.Fatalf("received %v", got)
 	}
 }
+
+func TestUnsubscribeDoesNotAckLastUpdate(t *testing.T) {
+	// As TestUnsubscribeEndsRetries, but the failing update is the last
+	// of its batch (a batch of one, as a chat bot usually gets): the
+	// batch must not be acknowledged, so that long polling gets it.
+	h := newHook(t, func(botapi.Update, int) int { return http.StatusBadGateway })
+	store, src := newTestStore(t, identity.NewMemKV()), newFakeSource()
+	if err := store.Add(context.Background(), 1, h.srv.URL, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	src.push(1, msgs(1, 1)...)
+	o := testOptions(store, src, h)
+	o.MaxBackoff = time.Hour
+	d, _ := runDeliverer(t, o)
+	waitFor(t, "a failure", func() bool { return d.Stats().Failed >= 1 })
+	if err := store.Remove(1, h.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loop to end", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.loops) == 0
+	})
+	if src.ackedTo(1) != 1 {
+		t.Fatalf("undelivered update 1 acknowledged (acked to %d), stats %+v", src.ackedTo(1), d.Stats())
+	}
+}
+
+func TestAbandonedBatchReadAgain(t *testing.T) {
+	// Both webhooks of the bot unsubscribe during update 1 of a batch,
+	// and the second subscribes a third one: the batch was abandoned by
+	// both, so it is read again (from the last acknowledged update) and
+	// the new webhook gets all of it, not only what followed.
+	store, src := newTestStore(t, identity.NewMemKV()), newFakeSource()
+	ctx := context.Background()
+	c := newHook(t, nil)
+	var a, b *hook
+	var removedA atomic.Bool
+	a = newHook(t, func(u botapi.Update, _ int) int {
+		if u.Timestamp == 1 && !removedA.Swap(true) {
+			if err := store.Remove(1, a.srv.URL); err != nil {
+				t.Error(err)
+			}
+		}
+		return http.StatusBadGateway
+	})
+	var removedB atomic.Bool
+	b = newHook(t, func(u botapi.Update, _ int) int {
+		if u.Timestamp == 1 && !removedB.Swap(true) {
+			for !removedA.Load() { // A's attempt first, so that both abandon
+				time.Sleep(time.Millisecond)
+			}
+			if err := store.Remove(1, b.srv.URL); err != nil {
+				t.Error(err)
+			}
+			if err := store.Add(ctx, 1, c.srv.URL, "", nil); err != nil {
+				t.Error(err)
+			}
+		}
+		return http.StatusBadGateway
+	})
+	for _, h := range []*hook{a, b} {
+		if err := store.Add(ctx, 1, h.srv.URL, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.push(1, msgs(1, 2)...)
+	o := testOptions(store, src, a, b, c)
+	o.MaxBackoff = time.Hour
+	runDeliverer(t, o)
+	waitFor(t, "2 updates at the new webhook", func() bool { return len(c.received()) >= 2 })
+	if got := c.received(); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("new webhook received %v, want [1 2]", got)
+	}
+	waitFor(t, "the acknowledgement", func() bool { return src.ackedTo(1) == 3 })
+}
