@@ -527,14 +527,16 @@ func (ub *uploadBench) photoPhase(ctx context.Context) error {
 	return nil
 }
 
-// photoGuess is how long the photo phase may take, for its profile: the
-// photos' bytes at the large file's speed, at least a second.
+// photoGuess is how long the photo phase's profile lasts: three times
+// the photos' bytes at the large file's speed (each photo also costs a
+// TLS handshake), at least two seconds. A profile longer than the phase
+// only adds idle time, which takes no samples.
 func (ub *uploadBench) photoGuess() time.Duration {
 	rate := ub.res.Metrics["large_mb_per_s"] * 1e6
 	if rate <= 0 {
-		return time.Second
+		return 2 * time.Second
 	}
-	return max(time.Second, time.Duration(float64(int64(ub.cfg.Photos)*ub.cfg.PhotoSize)/rate*float64(time.Second)))
+	return max(2*time.Second, time.Duration(3*float64(int64(ub.cfg.Photos)*ub.cfg.PhotoSize)/rate*float64(time.Second)))
 }
 
 // tallyPhoto counts photo i's upload: its latency, or its failure when it
