@@ -17,8 +17,10 @@
 // without user info. Its host must not be, or resolve to, a loopback,
 // private (RFC 1918, fc00::/7), link-local, unspecified, multicast,
 // carrier-grade NAT (100.64.0.0/10) or other reserved address, unless
-// allowed: IPv4-mapped and NAT64 addresses are checked as the IPv4
-// address they carry. The Store checks when a URL is added, resolving
+// allowed: IPv4-mapped, NAT64 (64:ff9b::/96), 6to4 (2002::/16) and
+// Teredo (2001::/32) addresses are checked as the IPv4 addresses they
+// carry, and local-use NAT64 addresses (64:ff9b:1::/48) are refused,
+// since where they carry one is the operator's choice. The Store checks when a URL is added, resolving
 // its host with a timeout; the Deliverer's dialer checks again every
 // address it dials, after resolution, so a name that changes what it
 // resolves to (DNS rebinding) cannot reach a refused address. Redirects

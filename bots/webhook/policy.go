@@ -100,7 +100,17 @@ var (
 	// nat64 is the well-known NAT64 prefix (RFC 6052): its addresses
 	// embed an IPv4 address, checked as such.
 	nat64 = netip.MustParsePrefix("64:ff9b::/96")
-	// reserved are the ranges refused beyond those netip classifies.
+	// localNAT64 is the local-use NAT64 prefix (RFC 8215), translated by
+	// the operator's own gateway into an IPv4 address whose place in the
+	// address depends on the prefix length the operator chose: refused.
+	localNAT64 = netip.MustParsePrefix("64:ff9b:1::/48")
+	// sixToFour is 6to4 (RFC 3056): bytes 2 to 5 are an IPv4 address,
+	// checked as such.
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	// teredo is Teredo (RFC 4380): bytes 4 to 7 are the server's IPv4
+	// address and bytes 12 to 15 the client's, inverted; both are
+	// checked.
+	teredo = netip.MustParsePrefix("2001::/32")
 	reserved = []struct {
 		prefix netip.Prefix
 		kind   string
@@ -115,13 +125,31 @@ var (
 )
 
 // blocked says what kind of non-public address a is ("a loopback",
-// ...), or "" for a public one.
+// ...), or "" for a public one. An IPv6 address that carries an IPv4
+// one (IPv4-mapped, NAT64, 6to4, Teredo) is checked as that address.
 func blocked(a netip.Addr) string {
 	a = a.WithZone("").Unmap()
-	if nat64.Contains(a) {
+	if a.Is6() {
 		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
+		switch {
+		case localNAT64.Contains(a):
+			return "a local NAT64"
+		case nat64.Contains(a):
+			a = netip.AddrFrom4([4]byte(b[12:]))
+		case sixToFour.Contains(a):
+			a = netip.AddrFrom4([4]byte(b[2:6]))
+		case teredo.Contains(a):
+			if kind := blocked4(netip.AddrFrom4([4]byte(b[4:8]))); kind != "" {
+				return kind
+			}
+			a = netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})
+		}
 	}
+	return blocked4(a)
+}
+
+// blocked4 is blocked for an address that carries no other.
+func blocked4(a netip.Addr) string {
 	switch {
 	case !a.IsValid():
 		return "an invalid"

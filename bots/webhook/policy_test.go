@@ -44,12 +44,23 @@ func TestBlocked(t *testing.T) {
 	f("100.127.255.255", "a carrier-grade NAT")
 	f("255.255.255.255", "a reserved")
 	f("fec0::1", "a site-local")
+	// IPv6 addresses that carry an IPv4 one.
+	f("64:ff9b:1::a00:1", "a local NAT64")
+	f("64:ff9b:1:ff00::5db8:d822", "a local NAT64")
+	f("2002:7f00:1::1", "a loopback")              // 6to4 of 127.0.0.1
+	f("2002:a9fe:a9fe::1", "a link-local")         // 6to4 of 169.254.169.254
+	f("2002:c0a8:101::", "a private")              // 6to4 of 192.168.1.1
+	f("2001:0:a00:1::5db8:d822", "a private")      // Teredo server 10.0.0.1
+	f("2001:0:5db8:d822::80ff:fffe", "a loopback") // Teredo client ^127.0.0.1
+	f("2001:0:5db8:d822::f5ff:fffe", "a private")  // Teredo client 10.0.0.1
 	// Public.
 	f("93.184.216.34", "")
 	f("100.128.0.1", "")
 	f("172.32.0.1", "")
 	f("2606:2800:220:1::1", "")
 	f("64:ff9b::5db8:d822", "")
+	f("2002:5db8:d822::1", "")           // 6to4 of 93.184.216.34
+	f("2001:0:5db8:d822::a247:27dd", "") // Teredo, both public
 }
 
 func TestStoreURLPolicy(t *testing.T) {
