@@ -110,7 +110,7 @@ var (
 	// teredo is Teredo (RFC 4380): bytes 4 to 7 are the server's IPv4
 	// address and bytes 12 to 15 the client's, inverted; both are
 	// checked.
-	teredo = netip.MustParsePrefix("2001::/32")
+	teredo   = netip.MustParsePrefix("2001::/32")
 	reserved = []struct {
 		prefix netip.Prefix
 		kind   string
