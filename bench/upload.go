@@ -335,6 +335,7 @@ type phaseUse struct {
 	node     *procMeter
 	gen      *procMeter
 	store    mediaTimes
+	busy     time.Duration // the machine's busy CPU at the start
 	profiled chan error
 	profile  string
 }
@@ -345,6 +346,7 @@ func (ub *uploadBench) startUse(ctx context.Context, profile string, expect time
 	pid := ub.t.pid()
 	u := &phaseUse{rss: startRSS(pid), node: startMeter(pid, ""), gen: startMeter("self", ""), profiled: make(chan error, 1), profile: profile,
 		store: ub.t.mediaTimes(ctx)}
+	u.busy, _, _ = machineCPU()
 	if profile != "" {
 		go func() { u.profiled <- ub.t.profile(ctx, expect, profile) }()
 	} else {
@@ -375,6 +377,15 @@ func (ub *uploadBench) end(ctx context.Context, u *phaseUse, prefix string, secs
 	}
 	if gen != nil && secs > 0 {
 		m[prefix+"_generator_cpu_pct"] = 100 * gen.CPUSeconds / secs
+	}
+	if busy, _, err := machineCPU(); err == nil && node != nil && gen != nil && secs > 0 {
+		// Clock ticks of 10 ms: only a rough share, but enough to tell
+		// a quiet machine from a busy one.
+		other := max(0, 100*((busy-u.busy).Seconds()-node.CPUSeconds-gen.CPUSeconds)/secs)
+		m[prefix+"_other_cpu_pct"] = other
+		if other >= 10 {
+			ub.res.Notes = append(ub.res.Notes, fmt.Sprintf("in the %s phase other processes used %.0f%% CPU (100 = one core): its figures are disturbed", prefix, other))
+		}
 	}
 	if prefix == "large" {
 		ub.res.Node, ub.res.Generator = node, gen
@@ -641,9 +652,9 @@ func WriteUpload(w io.Writer, r *result.Result) {
 func writeUse(w io.Writer, m map[string]float64, prefix string, verdict func(bool) string) {
 	mib := func(k string) float64 { return m[prefix+k] / (1 << 20) }
 	growth := m[prefix+"_node_rss_growth_bytes"]
-	fmt.Fprintf(w, "        node RSS %.0f MiB at the start, peak %.0f MiB: growth %.1f MiB (goal ≤ %d: %s); node CPU %.0f%%, generator CPU %.0f%% (100 = one core)\n",
+	fmt.Fprintf(w, "        node RSS %.0f MiB at the start, peak %.0f MiB: growth %.1f MiB (goal ≤ %d: %s); CPU: node %.0f%%, generator %.0f%%, other processes %.0f%% (100 = one core)\n",
 		mib("_node_rss_base_bytes"), mib("_node_rss_peak_bytes"), growth/(1<<20), uploadGoalGrowth>>20,
-		verdict(growth <= uploadGoalGrowth), m[prefix+"_node_cpu_pct"], m[prefix+"_generator_cpu_pct"])
+		verdict(growth <= uploadGoalGrowth), m[prefix+"_node_cpu_pct"], m[prefix+"_generator_cpu_pct"], m[prefix+"_other_cpu_pct"])
 	var store []string
 	for _, k := range []struct{ key, what string }{
 		{"put", "single-request stores (receive, fsync, rename)"},
