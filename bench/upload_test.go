@@ -31,8 +31,11 @@ func TestUploadScenarioSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := r.Metrics
+	if m["photos_failed"] != 0 {
+		t.Errorf("notes: %q", r.Notes)
+	}
 	for k, want := range map[string]float64{"disk_bytes": size, "large_bytes": size, "large_stored_bytes": size,
-		"photos": photos, "photos_failed": 0, "photos_bytes": photos * photoSize, "photos_stored_bytes": photos * photoSize, "photo_sessions": 1} {
+		"photos": photos, "photos_failed": 0, "photos_bytes": photos * photoSize, "photos_stored_bytes": photos * photoSize, "photo_sessions": 3} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v", k, m[k], want)
 		}
