@@ -127,6 +127,10 @@ func (s *Server) handleBot(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	user, typ := b.rec.User, b.rec.Type
 	b.mu.Unlock()
+	if !s.uploadSlot(w, r, user) {
+		return
+	}
+	defer s.uploading.release(user)
 	ct := r.Header.Get("Content-Type")
 	switch {
 	case strings.HasPrefix(strings.ToLower(ct), "multipart/form-data"):

@@ -101,7 +101,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sha string, att *
 		}
 	}
 	h.Set("Content-Disposition", disp)
-	http.ServeContent(w, r, "", info.Created, f)
+	pw, done := s.watchWrites(w)
+	defer done()
+	http.ServeContent(pw, r, "", info.Created, f)
 }
 
 // signature returns the signature of a signed URL.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 
 	"github.com/gonets/gonets/media"
 )
@@ -40,6 +41,7 @@ const (
 	CodeUnknownUpload  = "unknown_upload"   // 404: no such upload of the caller's (or completed long ago)
 	CodeOverlap        = "overlap"          // 409: a chunk overlapping received bytes or one in flight
 	CodeIncomplete     = "incomplete"       // 409: completion before every byte arrived
+	CodeTimeout        = "timeout"          // 408: the body stalled for Options.IdleTimeout
 	CodeLengthRequired = "length_required"  // 411: no Content-Length
 	CodeTooLarge       = "too_large"        // 413: over the file or chunk limit
 	CodeBadRange       = "bad_range"        // 416: a malformed or impossible Content-Range
@@ -96,6 +98,11 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		fail(w, http.StatusRequestEntityTooLarge, CodeTooLarge, "request body too large")
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The body stalled past the read deadline; the connection is
+		// done, the answer probably unread.
+		fail(w, http.StatusRequestTimeout, CodeTimeout, "the request body stalled")
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.

@@ -40,6 +40,26 @@ type Options struct {
 	// picture's pixels (up to 200 MB for 50 MP), so this bounds that
 	// memory. Default: 2.
 	MaxThumbnails int
+	// IdleTimeout is how long an upload's body may send nothing, or a
+	// download's reader take nothing, before the request is ended: each
+	// read (write) that makes progress moves the connection's read (write)
+	// deadline to IdleTimeout from then, over HTTP/1.1 and HTTP/2 alike
+	// (http.ResponseController; a ResponseWriter wrapped by middleware
+	// must have an Unwrap method). A client that stalls thus frees its
+	// copy buffer, goroutine and upload slot, and a stalled chunk no longer
+	// blocks its upload. Default: 30 s.
+	IdleTimeout time.Duration
+	// MaxUploadsInFlightPerUser caps the upload requests (bodies being
+	// received: whole files, chunks, bot uploads) of one user at once;
+	// more are answered 429 too_many_uploads with Retry-After. Default: 8.
+	MaxUploadsInFlightPerUser int
+	// MaxUploadsInFlight caps the node's upload requests at once, all
+	// users together, likewise. Default: 256.
+	MaxUploadsInFlight int
+	// MaxBotUploadsPerUser caps a user's (a bot's) bot upload tokens that
+	// have not received their file yet; NewBotUpload then fails with
+	// ErrTooManyUploads. Default: 64.
+	MaxBotUploadsPerUser int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Log receives lifecycle events and errors. Default: slog.Default().
@@ -66,6 +86,18 @@ func (o *Options) fill() error {
 	}
 	if o.MaxThumbnails <= 0 {
 		o.MaxThumbnails = 2
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Second
+	}
+	if o.MaxUploadsInFlightPerUser <= 0 {
+		o.MaxUploadsInFlightPerUser = 8
+	}
+	if o.MaxUploadsInFlight <= 0 {
+		o.MaxUploadsInFlight = 256
+	}
+	if o.MaxBotUploadsPerUser <= 0 {
+		o.MaxBotUploadsPerUser = 64
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -40,6 +40,8 @@ type Server struct {
 	thumbs chan struct{} // semaphore of MaxThumbnails picture decodes
 	done   completions
 	bots   *botUploads
+	// uploading counts the upload bodies being received.
+	uploading inflight
 }
 
 // New returns a Server over o.Store. It loads the bot upload records kept
@@ -49,12 +51,13 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:   o,
-		store:  o.Store,
-		limits: o.Store.Options(),
-		mux:    http.NewServeMux(),
-		thumbs: make(chan struct{}, o.MaxThumbnails),
-		done:   completions{m: make(map[string]*completion)},
+		opts:      o,
+		store:     o.Store,
+		limits:    o.Store.Options(),
+		mux:       http.NewServeMux(),
+		thumbs:    make(chan struct{}, o.MaxThumbnails),
+		done:      completions{m: make(map[string]*completion)},
+		uploading: inflight{perUser: o.MaxUploadsInFlightPerUser, max: o.MaxUploadsInFlight, users: make(map[uint64]int)},
 	}
 	bots, err := loadBotUploads(s.limits.Dir, o.Now(), s.limits.UploadTTL, s.limits.GCGrace, o.Log)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,10 @@ type fixture struct {
 	srv   *Server
 	ts    *httptest.Server
 	hc    *http.Client
+	// active counts the requests in the server's handler.
+	active atomic.Int64
+
+	opt func(*Options)
 
 	mu   sync.Mutex // guards msgs
 	msgs map[msgKey]message
@@ -73,8 +78,20 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 
 func newFixture(t *testing.T, mo media.Options) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, mo: mo, msgs: make(map[msgKey]message)}
-	f.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.server().ServeHTTP(w, r) }))
+	return newFixtureWith(t, mo, false, nil)
+}
+
+// newFixtureWith is newFixture over HTTP/2 when h2 is set, with o
+// changing the server's options.
+func newFixtureWith(t *testing.T, mo media.Options, h2 bool, o func(*Options)) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, mo: mo, msgs: make(map[msgKey]message), opt: o}
+	f.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.active.Add(1)
+		defer f.active.Add(-1)
+		f.server().ServeHTTP(w, r)
+	}))
+	f.ts.EnableHTTP2 = h2
 	f.ts.StartTLS()
 	t.Cleanup(f.ts.Close)
 	f.hc = f.ts.Client()
@@ -100,7 +117,7 @@ func (f *fixture) open() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	srv, err := New(Options{
+	so := Options{
 		Store: st,
 		Authenticate: func(tok string) (uint64, error) {
 			var u uint64
@@ -114,7 +131,11 @@ func (f *fixture) open() {
 		Key:       bytes.Repeat([]byte{7}, 32),
 		Now:       f.clock.Now,
 		Log:       quietLog(),
-	})
+	}
+	if f.opt != nil {
+		f.opt(&so)
+	}
+	srv, err := New(so)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -272,10 +293,13 @@ func (f *fixture) putChunks(user uint64, url string, data []byte, n int, idx []i
 	var wg sync.WaitGroup
 	out := make([]UploadStatus, len(idx))
 	errs := make([]error, len(idx))
+	sem := make(chan struct{}, 8) // Options.MaxUploadsInFlightPerUser's default
 	for k, i := range idx {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			lo, hi := i*n, min((i+1)*n, len(data))
 			req, _ := http.NewRequest("PUT", url, bytes.NewReader(data[lo:hi]))
 			req.Header.Set("Authorization", fmt.Sprintf("Bearer tok-%d", user))

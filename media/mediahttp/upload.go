@@ -111,6 +111,10 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, user uint64) 
 		fail(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("file of %d bytes, at most %d", r.ContentLength, s.limits.MaxFile))
 		return
 	}
+	if !s.uploadSlot(w, r, user) {
+		return
+	}
+	defer s.uploading.release(user)
 	body := http.MaxBytesReader(w, r.Body, r.ContentLength+1)
 	info, err := s.store.Put(r.Context(), user, body, r.ContentLength, fileMeta(r))
 	if err != nil {
@@ -123,6 +127,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, user uint64) 
 // handleCreate is POST /media/uploads: start a resumable upload.
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, user uint64) {
 	var req CreateRequest
+	s.watchBody(w, r)
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -209,6 +214,10 @@ func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request, user uint64
 		fail(w, http.StatusRequestedRangeNotSatisfiable, CodeBadRange, fmt.Sprintf("Content-Range total %d, the upload has %d bytes", total, up.Size))
 		return
 	}
+	if !s.uploadSlot(w, r, user) {
+		return
+	}
+	defer s.uploading.release(user)
 	up, err = s.store.WriteChunk(r.Context(), user, id, start, http.MaxBytesReader(w, r.Body, n+1), n)
 	if err != nil {
 		s.failErr(w, r, err)
