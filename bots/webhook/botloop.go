@@ -32,8 +32,12 @@ const (
 	maxDrain = 4 << 10
 )
 
-// errWoken ends a read of updates when the bot's subscriptions change.
-var errWoken = errors.New("webhook: subscriptions changed")
+var (
+	// errWoken ends a read of updates when the bot's subscriptions change.
+	errWoken = errors.New("webhook: subscriptions changed")
+	// errUnsubscribed ends a request whose subscription was removed.
+	errUnsubscribed = errors.New("webhook: unsubscribed")
+)
 
 // botLoop delivers one bot's updates: it reads a batch from the Source,
 // posts each update in order to the subscriptions that take it, and
@@ -235,12 +239,14 @@ func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) o
 		if !r.wants(typ) {
 			return skipped
 		}
-		retryAfter, permanent, err := l.d.post(ctx, r, body)
+		sctx, stop := l.whileSubscribed(ctx, url, gen)
+		retryAfter, permanent, err := l.d.post(sctx, r, body)
+		stop()
 		if err == nil {
 			l.d.delivered.Add(1)
 			return delivered
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(context.Cause(sctx), errUnsubscribed) {
 			return abandoned
 		}
 		l.d.failed.Add(1)
@@ -254,6 +260,34 @@ func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) o
 		if !l.sleep(ctx, gen, l.d.backoff(attempt, retryAfter)) {
 			return abandoned
 		}
+	}
+}
+
+// whileSubscribed returns a context that ends with ctx or when the
+// bot's subscription of url is removed (seen at a wake since gen), so
+// that an unsubscribe ends a request in flight. stop ends it and waits
+// for the goroutine that watches.
+func (l *botLoop) whileSubscribed(ctx context.Context, url string, gen <-chan struct{}) (_ context.Context, stop func()) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-gen:
+				gen = l.generation()
+				if _, ok := l.d.o.Store.lookup(l.bot, url); !ok {
+					cancel(errUnsubscribed)
+					return
+				}
+			}
+		}
+	}()
+	return sctx, func() {
+		cancel(nil)
+		<-done
 	}
 }
 

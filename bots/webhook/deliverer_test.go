@@ -560,3 +560,38 @@ func TestAbandonedBatchReadAgain(t *testing.T) {
 	}
 	waitFor(t, "the acknowledgement", func() bool { return src.ackedTo(1) == 3 })
 }
+
+func TestRemoveAllStopsLoop(t *testing.T) {
+	// A request hangs; RemoveAll (the bot is deleted) cancels it and
+	// ends the bot's loop without waiting for the request's timeout.
+	inFlight := make(chan struct{})
+	var once sync.Once
+	h := newHookServer(t, true, func(botapi.Update, int) int {
+		once.Do(func() { close(inFlight) })
+		return 0
+	}, hangUntilDone)
+	other := newHook(t, nil)
+	store, src := newTestStore(t, identity.NewMemKV()), newFakeSource()
+	ctx := context.Background()
+	for _, url := range []string{h.srv.URL, other.srv.URL} {
+		if err := store.Add(ctx, 1, url, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.push(1, msgs(1, 1)...)
+	o := testOptions(store, src, h, other)
+	o.RequestTimeout = time.Hour
+	d, _ := runDeliverer(t, o)
+	<-inFlight
+	if err := store.RemoveAll(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loop to end", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.loops) == 0
+	})
+	if d.Active(1) || len(store.List(1)) != 0 {
+		t.Fatal("the bot still has subscriptions")
+	}
+}

@@ -66,7 +66,11 @@
 //
 // Run owns the bots' goroutines and waits for them before it returns;
 // each owns the goroutines of one update's deliveries to several
-// webhooks. Locks are held briefly and never across I/O: Deliverer.mu
-// is taken before Store.mu and botLoop.mu, which take no other. The
-// Store calls the Deliverer's Notify outside its lock.
+// webhooks, and each of those the one that cancels its request if the
+// subscription is removed. Locks are held briefly and never across
+// network I/O: Deliverer.mu is taken before Store.mu and botLoop.mu,
+// which take no other. Store.wmu serialises the Store's writers across
+// the KV's write, and is taken before Store.mu, which every read takes
+// and no write holds across I/O. The Store calls the Deliverer's Notify
+// outside its locks.
 package webhook

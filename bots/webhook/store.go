@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -67,6 +68,11 @@ type Store struct {
 	kv  identity.KV
 	o   StoreOptions
 	pol policy
+
+	// wmu serialises the writers: each reads the bot's subscriptions,
+	// writes the KV, then swaps the copy in memory under mu, so that mu
+	// is never held across the KV's I/O. Taken before mu.
+	wmu sync.Mutex
 
 	mu       sync.Mutex         // guards the following
 	subs     map[int64][]record // never changed in place: replaced
@@ -170,85 +176,107 @@ func (s *Store) Add(ctx context.Context, bot int64, url, secret string, types []
 		rec.UpdateTypes = slices.Compact(slices.Sorted(slices.Values(types)))
 	}
 
-	s.mu.Lock()
-	old := s.subs[bot]
-	i := slices.IndexFunc(old, func(r record) bool { return r.URL == url })
-	if i < 0 && len(old) >= s.o.MaxPerBot {
-		s.mu.Unlock()
-		return botapi.Errorf(botapi.ErrBadRequest, "a bot has at most %d webhook subscriptions", s.o.MaxPerBot)
-	}
-	recs := slices.Clone(old)
-	if i >= 0 {
-		recs[i] = rec
-	} else {
-		recs = append(recs, rec)
-	}
-	err = s.putLocked(bot, recs)
-	watchers := s.watchersLocked()
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	notify(watchers, bot)
-	return nil
+	return s.update(bot, func(old []record) ([]record, error) {
+		i := slices.IndexFunc(old, func(r record) bool { return r.URL == url })
+		if i < 0 && len(old) >= s.o.MaxPerBot {
+			return nil, botapi.Errorf(botapi.ErrBadRequest, "a bot has at most %d webhook subscriptions", s.o.MaxPerBot)
+		}
+		recs := slices.Clone(old)
+		if i >= 0 {
+			recs[i] = rec
+		} else {
+			recs = append(recs, rec)
+		}
+		return recs, nil
+	})
 }
 
 // Remove unsubscribes bot's webhook url; removing one that is not
 // subscribed is no error.
 func (s *Store) Remove(bot int64, url string) error {
-	s.mu.Lock()
-	old := s.subs[bot]
-	i := slices.IndexFunc(old, func(r record) bool { return r.URL == url })
-	if i < 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	err := s.putLocked(bot, slices.Delete(slices.Clone(old), i, i+1))
-	watchers := s.watchersLocked()
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	notify(watchers, bot)
-	return nil
+	return s.remove(bot, func(r record) bool { return r.URL == url })
+}
+
+// removeRecord removes bot's subscription r, if it is still there as
+// it was (not replaced since); it says whether it did.
+func (s *Store) removeRecord(bot int64, r record) (bool, error) {
+	removed := false
+	err := s.remove(bot, func(x record) bool {
+		removed = x.URL == r.URL && x.Time == r.Time && x.Secret == r.Secret
+		return removed
+	})
+	return removed, err
+}
+
+// remove removes bot's subscription that match says is the one.
+func (s *Store) remove(bot int64, match func(record) bool) error {
+	return s.update(bot, func(old []record) ([]record, error) {
+		i := slices.IndexFunc(old, match)
+		if i < 0 {
+			return nil, errNoChange
+		}
+		return slices.Delete(slices.Clone(old), i, i+1), nil
+	})
 }
 
 // RemoveAll unsubscribes every webhook of bot: call it when the bot is
-// deleted.
+// deleted. A running Deliverer stops delivering to them at once: a
+// request in flight is cancelled, and the batch being delivered is not
+// acknowledged.
 func (s *Store) RemoveAll(bot int64) error {
-	s.mu.Lock()
-	if len(s.subs[bot]) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	err := s.putLocked(bot, nil)
-	watchers := s.watchersLocked()
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	notify(watchers, bot)
-	return nil
+	return s.update(bot, func(old []record) ([]record, error) {
+		if len(old) == 0 {
+			return nil, errNoChange
+		}
+		return nil, nil
+	})
 }
 
-// putLocked writes bot's subscriptions to the KV, then to memory.
-func (s *Store) putLocked(bot int64, recs []record) error {
+// errNoChange is what an update's change returns to write nothing.
+var errNoChange = errors.New("webhook: no change")
+
+// update replaces bot's subscriptions with what change makes of them,
+// in the KV then in memory, and tells the watchers. A change that
+// returns errNoChange writes nothing.
+func (s *Store) update(bot int64, change func(old []record) ([]record, error)) error {
+	s.wmu.Lock()
+	old := s.records(bot)
+	recs, err := change(old)
+	if err != nil {
+		s.wmu.Unlock()
+		if errors.Is(err, errNoChange) {
+			return nil
+		}
+		return err
+	}
 	key := binary.BigEndian.AppendUint64([]byte(storePrefix), uint64(bot))
 	if len(recs) == 0 {
-		if err := s.kv.Delete(key); err != nil {
-			return fmt.Errorf("webhook: remove bot %d: %w", bot, err)
+		err = s.kv.Delete(key)
+		if err != nil {
+			err = fmt.Errorf("webhook: remove bot %d: %w", bot, err)
 		}
-		delete(s.subs, bot)
-		return nil
+	} else {
+		var v []byte
+		if v, err = json.Marshal(recs); err != nil {
+			err = fmt.Errorf("webhook: encode bot %d: %w", bot, err)
+		} else if err = s.kv.Set(key, v); err != nil {
+			err = fmt.Errorf("webhook: save bot %d: %w", bot, err)
+		}
 	}
-	v, err := json.Marshal(recs)
 	if err != nil {
-		return fmt.Errorf("webhook: encode bot %d: %w", bot, err)
+		s.wmu.Unlock()
+		return err
 	}
-	if err := s.kv.Set(key, v); err != nil {
-		return fmt.Errorf("webhook: save bot %d: %w", bot, err)
+	s.mu.Lock()
+	if len(recs) == 0 {
+		delete(s.subs, bot)
+	} else {
+		s.subs[bot] = recs
 	}
-	s.subs[bot] = recs
+	watchers := s.watchersLocked()
+	s.mu.Unlock()
+	s.wmu.Unlock()
+	notify(watchers, bot)
 	return nil
 }
 

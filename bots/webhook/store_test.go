@@ -136,3 +136,43 @@ func TestStoreKVError(t *testing.T) {
 	}
 	kv.Reopen()
 }
+
+// slowKV holds each Set until release is closed.
+type slowKV struct {
+	identity.KV
+	setting chan struct{} // one value per Set that started
+	release chan struct{}
+}
+
+func (k *slowKV) Set(key, value []byte) error {
+	k.setting <- struct{}{}
+	<-k.release
+	return k.KV.Set(key, value)
+}
+
+func TestStoreReadsDuringWrite(t *testing.T) {
+	// The Store's lock is not held while the KV writes: reads (the
+	// Deliverer's and the Bot API's) go on meanwhile.
+	kv := &slowKV{KV: identity.NewMemKV(), setting: make(chan struct{}, 1), release: make(chan struct{})}
+	s := newTestStore(t, kv)
+	done := make(chan error, 1)
+	go func() { done <- s.Add(context.Background(), 1, "https://a.example/", "", nil) }()
+	<-kv.setting
+	read := make(chan bool, 1)
+	go func() { read <- s.Active(1) || len(s.List(1)) > 0 || len(s.Bots()) > 0 }()
+	select {
+	case active := <-read:
+		if active {
+			t.Error("a subscription is visible before the KV has it")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("reads wait for the KV's write")
+	}
+	close(kv.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Active(1) {
+		t.Fatal("the subscription is not visible after the write")
+	}
+}
