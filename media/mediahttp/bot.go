@@ -40,7 +40,9 @@ const (
 // without Authorization, and its token, a capability: 128 random bits and
 // an HMAC under Options.Key. The token's record is durable before
 // NewBotUpload returns; Resolve turns the token into an attachment once
-// the file is complete.
+// the file is complete. A user may hold Options.MaxBotUploadsPerUser
+// tokens that have not received their file; one more is refused with
+// ErrTooManyUploads.
 func (s *Server) NewBotUpload(user uint64, typ string) (url, token string, err error) {
 	if _, ok := botTypes[typ]; !ok {
 		return "", "", fmt.Errorf("mediahttp: upload type %q: want image, video, audio or file", typ)
@@ -50,7 +52,7 @@ func (s *Server) NewBotUpload(user uint64, typ string) (url, token string, err e
 	copy(raw[botTokenID:], s.botMAC(raw[:botTokenID]))
 	token = base64.RawURLEncoding.EncodeToString(raw[:])
 	b := &botUpload{id: hex.EncodeToString(raw[:botTokenID]), rec: botRecord{User: user, Type: typ, Created: s.opts.Now().UTC()}}
-	if err := s.bots.add(b); err != nil {
+	if err := s.bots.add(b, s.opts.Now()); err != nil {
 		return "", "", err
 	}
 	return s.opts.PublicURL + "/media/bot/" + token, token, nil
@@ -70,7 +72,7 @@ func (s *Server) botUpload(token string) (*botUpload, error) {
 	if err != nil || len(raw) != botTokenID+botTokenMAC || !hmac.Equal(raw[botTokenID:], s.botMAC(raw[:botTokenID])) {
 		return nil, ErrUnknownToken
 	}
-	if b := s.bots.get(hex.EncodeToString(raw[:botTokenID])); b != nil {
+	if b := s.bots.get(hex.EncodeToString(raw[:botTokenID]), s.opts.Now()); b != nil {
 		return b, nil
 	}
 	return nil, ErrUnknownToken
@@ -79,8 +81,9 @@ func (s *Server) botUpload(token string) (*botUpload, error) {
 // Resolve returns the file uploaded with token by user as an attachment:
 // its type (from the upload's type), address, size, name and MIME type,
 // and for pictures their dimensions and thumbnail. It returns
-// ErrNotReady while the file is incomplete and ErrUnknownToken for a bad
-// token or another user's. The attachment still needs Attach (the
+// ErrNotReady while the file is incomplete, ErrUploadFailed when its
+// upload was lost (the bot uploads again with a new token) and
+// ErrUnknownToken for a bad, expired token or another user's. The attachment still needs Attach (the
 // broker's send does it) to hold the file.
 func (s *Server) Resolve(user uint64, token string) (*wire.Attachment, error) {
 	b, err := s.botUpload(token)
@@ -94,6 +97,9 @@ func (s *Server) Resolve(user uint64, token string) (*wire.Attachment, error) {
 	}
 	f := b.rec.File
 	if f == nil {
+		if b.rec.Failed {
+			return nil, ErrUploadFailed
+		}
 		return nil, ErrNotReady
 	}
 	return &wire.Attachment{
@@ -125,8 +131,12 @@ func (s *Server) handleBot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.mu.Lock()
-	user, typ := b.rec.User, b.rec.Type
+	user, typ, failed := b.rec.User, b.rec.Type, b.rec.Failed
 	b.mu.Unlock()
+	if failed {
+		fail(w, http.StatusBadRequest, CodeUploadFailed, "upload failed: upload again")
+		return
+	}
 	if !s.uploadSlot(w, r, user) {
 		return
 	}
@@ -235,6 +245,8 @@ func (s *Server) botChunk(w http.ResponseWriter, r *http.Request, b *botUpload, 
 			_, err = x.wait(r.Context())
 			return err
 		}
+		// Gone without a completion: expired, or its completion failed.
+		return s.botLost(b, id)
 	}
 	if err != nil {
 		return err
@@ -247,9 +259,28 @@ func (s *Server) botChunk(w http.ResponseWriter, r *http.Request, b *botUpload, 
 		return nil
 	}
 	if err != nil {
+		if _, uerr := s.store.Upload(user, id); errors.Is(uerr, media.ErrUnknownUpload) {
+			// The store dropped the upload with its failed completion.
+			if ferr := s.botLost(b, id); ferr != nil {
+				return ferr
+			}
+		}
 		return err
 	}
 	return s.bots.complete(b, f, s.opts.Now())
+}
+
+// botLost marks b failed when its store upload id is gone without a
+// file and returns the error that answers the request.
+func (s *Server) botLost(b *botUpload, id string) error {
+	failed, err := s.bots.fail(b, id)
+	if err != nil {
+		return err
+	}
+	if !failed {
+		return nil // its file arrived meanwhile
+	}
+	return errUploadFailed
 }
 
 // botRecord is a bot upload's durable record, bot-uploads/<id hex>.json
@@ -265,7 +296,14 @@ type botRecord struct {
 	// File is the completed file, and Completed when it completed.
 	File      *File     `json:"file,omitempty"`
 	Completed time.Time `json:"completed"`
+	// Failed is set when the store's upload was lost without a file (a
+	// crash between its completion and this record's update, a failed
+	// completion, or its expiry): Resolve answers ErrUploadFailed.
+	Failed bool `json:"failed,omitempty"`
 }
+
+// open reports whether the record still waits for its file.
+func (r *botRecord) open() bool { return r.File == nil && !r.Failed }
 
 type botUpload struct {
 	id string
@@ -280,17 +318,24 @@ type botUpload struct {
 type botUploads struct {
 	dir        string
 	ttl, grace time.Duration
+	max        int // open records per user
 	log        interface{ Warn(string, ...any) }
 	mu         sync.Mutex // guards the following
 	m          map[string]*botUpload
+	// open holds each user's records that wait for their file (and
+	// the ones being added), at most max.
+	open map[uint64]map[string]*botUpload
 }
 
 func (u *botUploads) path(id string) string { return filepath.Join(u.dir, id+".json") }
 
 // loadBotUploads loads the records under dir/bot-uploads, dropping
 // expired and unreadable ones.
-func loadBotUploads(dir string, now time.Time, ttl, grace time.Duration, log *slog.Logger) (*botUploads, error) {
-	u := &botUploads{dir: filepath.Join(dir, "bot-uploads"), ttl: ttl, grace: grace, log: log, m: make(map[string]*botUpload)}
+func loadBotUploads(dir string, now time.Time, ttl, grace time.Duration, max int, log *slog.Logger) (*botUploads, error) {
+	u := &botUploads{
+		dir: filepath.Join(dir, "bot-uploads"), ttl: ttl, grace: grace, max: max, log: log,
+		m: make(map[string]*botUpload), open: make(map[uint64]map[string]*botUpload),
+	}
 	if err := mkdirSynced(u.dir); err != nil {
 		return nil, fmt.Errorf("mediahttp: open bot uploads: %w", err)
 	}
@@ -316,8 +361,34 @@ func loadBotUploads(dir string, now time.Time, ttl, grace time.Duration, log *sl
 			continue
 		}
 		u.m[id] = b
+		if rec.open() {
+			u.addOpenLocked(b) // may pass max, as the records on disk are
+		}
 	}
 	return u, nil
+}
+
+// addOpenLocked counts b among its user's open records. u.mu must be
+// held (or u not shared yet).
+func (u *botUploads) addOpenLocked(b *botUpload) {
+	o := u.open[b.rec.User]
+	if o == nil {
+		o = make(map[string]*botUpload)
+		u.open[b.rec.User] = o
+	}
+	o[b.id] = b
+}
+
+// closeOpen stops counting b (of user) among the open records.
+func (u *botUploads) closeOpen(user uint64, id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if o := u.open[user]; o != nil {
+		delete(o, id)
+		if len(o) == 0 {
+			delete(u.open, user)
+		}
+	}
 }
 
 func (u *botUploads) expired(b *botUpload, now time.Time) bool {
@@ -327,9 +398,27 @@ func (u *botUploads) expired(b *botUpload, now time.Time) bool {
 	return now.Sub(b.rec.Created) >= u.ttl
 }
 
-// add persists b's record and publishes it.
-func (u *botUploads) add(b *botUpload) error {
+// add persists b's record and publishes it, unless its user has max
+// open records (expired ones dropped first): ErrTooManyUploads.
+func (u *botUploads) add(b *botUpload, now time.Time) error {
+	user := b.rec.User
+	if !u.reserve(b) {
+		// Drop the user's expired records, then try again.
+		u.mu.Lock()
+		var mine []*botUpload
+		for _, x := range u.open[user] {
+			mine = append(mine, x)
+		}
+		u.mu.Unlock()
+		for _, x := range mine {
+			u.drop(x, now)
+		}
+		if !u.reserve(b) {
+			return fmt.Errorf("%w: user %d has %d", ErrTooManyUploads, user, u.max)
+		}
+	}
 	if err := writeJSONSynced(u.path(b.id), b.rec); err != nil {
+		u.closeOpen(user, b.id)
 		return fmt.Errorf("mediahttp: new bot upload: %w", err)
 	}
 	u.mu.Lock()
@@ -338,10 +427,32 @@ func (u *botUploads) add(b *botUpload) error {
 	return nil
 }
 
-func (u *botUploads) get(id string) *botUpload {
+// reserve counts b among its user's open records if there is room.
+func (u *botUploads) reserve(b *botUpload) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.m[id]
+	if len(u.open[b.rec.User]) >= u.max {
+		return false
+	}
+	u.addOpenLocked(b)
+	return true
+}
+
+// get returns the live record id, or nil: an expired record not yet
+// dropped by GC is gone too.
+func (u *botUploads) get(id string, now time.Time) *botUpload {
+	u.mu.Lock()
+	b := u.m[id]
+	u.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if u.expired(b, now) {
+		return nil
+	}
+	return b
 }
 
 // uploadFor returns b's store upload for a file of total bytes, creating
@@ -386,7 +497,47 @@ func (u *botUploads) complete(b *botUpload, f File, now time.Time) error {
 		return fmt.Errorf("mediahttp: bot upload: %w", err)
 	}
 	b.rec = rec
+	u.closeOpen(rec.User, b.id)
 	return nil
+}
+
+// fail marks b failed, durably, if its store upload is still id and it
+// has no file; failed reports whether it did (or b was failed already).
+func (u *botUploads) fail(b *botUpload, id string) (failed bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.rec.Failed {
+		return true, nil
+	}
+	if b.rec.File != nil || b.rec.Upload != id {
+		return false, nil
+	}
+	rec := b.rec
+	rec.Failed = true
+	if err := writeJSONSynced(u.path(b.id), rec); err != nil {
+		return false, fmt.Errorf("mediahttp: bot upload: %w", err)
+	}
+	b.rec = rec
+	u.closeOpen(rec.User, b.id)
+	return true, nil
+}
+
+// drop removes b if it expired as of now and reports whether it did.
+func (u *botUploads) drop(b *botUpload, now time.Time) bool {
+	b.mu.Lock()
+	gone := u.expired(b, now)
+	if gone {
+		removeFile(u.path(b.id))
+	}
+	user := b.rec.User
+	b.mu.Unlock()
+	if gone {
+		u.mu.Lock()
+		delete(u.m, b.id)
+		u.mu.Unlock()
+		u.closeOpen(user, b.id)
+	}
+	return gone
 }
 
 // expire drops the records expired as of now and returns how many.
@@ -399,18 +550,40 @@ func (u *botUploads) expire(now time.Time) int {
 	u.mu.Unlock()
 	n := 0
 	for _, b := range all {
-		b.mu.Lock()
-		gone := u.expired(b, now)
-		if gone {
-			removeFile(u.path(b.id))
-		}
-		b.mu.Unlock()
-		if gone {
-			u.mu.Lock()
-			delete(u.m, b.id)
-			u.mu.Unlock()
+		if u.drop(b, now) {
 			n++
 		}
 	}
 	return n
+}
+
+// failLostBotUploads marks failed, at open, the records whose store
+// upload is gone without their file: a crash between the store's
+// completion of the upload and the record's update. The store keeps no
+// lookup of completed uploads, so the file cannot be found again; the
+// bot learns to upload it again instead of waiting for the token to
+// expire.
+func (s *Server) failLostBotUploads() {
+	s.bots.mu.Lock()
+	var lost []*botUpload
+	for _, b := range s.bots.m {
+		lost = append(lost, b)
+	}
+	s.bots.mu.Unlock()
+	for _, b := range lost {
+		b.mu.Lock()
+		user, id, open := b.rec.User, b.rec.Upload, b.rec.open()
+		b.mu.Unlock()
+		if !open || id == "" {
+			continue
+		}
+		if _, err := s.store.Upload(user, id); !errors.Is(err, media.ErrUnknownUpload) {
+			continue
+		}
+		if _, err := s.bots.fail(b, id); err != nil {
+			s.opts.Log.Error("mediahttp: mark a lost bot upload failed", "id", b.id, "err", err)
+			continue
+		}
+		s.opts.Log.Warn("mediahttp: bot upload lost its file; marked failed", "id", b.id, "upload", id)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 
@@ -19,7 +20,19 @@ var (
 	// ErrUnknownToken: a bot upload token that is malformed, forged,
 	// expired, or another user's.
 	ErrUnknownToken = errors.New("mediahttp: unknown upload token")
+	// ErrUploadFailed: the bot upload's file was lost before it was
+	// recorded (a crash during its completion, a failed completion, an
+	// expired upload); the bot uploads it again with a new token. The
+	// Bot API answers 400 "upload failed: upload again".
+	ErrUploadFailed = errors.New("mediahttp: upload failed: upload again")
+	// ErrTooManyUploads: NewBotUpload for a user holding
+	// Options.MaxBotUploadsPerUser tokens still waiting for their file.
+	// The Bot API answers 429.
+	ErrTooManyUploads = errors.New("mediahttp: too many open bot uploads")
 )
+
+// errUploadFailed answers a bot upload whose file was lost.
+var errUploadFailed = fmt.Errorf("%w", ErrUploadFailed)
 
 // Error is the JSON body of every error answer: a stable code, a message
 // for people and, for the node's own failures, an id under which the node
@@ -42,6 +55,7 @@ const (
 	CodeOverlap        = "overlap"          // 409: a chunk overlapping received bytes or one in flight
 	CodeIncomplete     = "incomplete"       // 409: completion before every byte arrived
 	CodeTimeout        = "timeout"          // 408: the body stalled for Options.IdleTimeout
+	CodeUploadFailed   = "upload_failed"    // 400: a bot upload whose file was lost; upload again
 	CodeLengthRequired = "length_required"  // 411: no Content-Length
 	CodeTooLarge       = "too_large"        // 413: over the file or chunk limit
 	CodeBadRange       = "bad_range"        // 416: a malformed or impossible Content-Range
@@ -67,6 +81,7 @@ var mediaCodes = []struct {
 	{media.ErrUnknownUpload, http.StatusNotFound, CodeUnknownUpload},
 	{media.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{media.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable},
+	{ErrUploadFailed, http.StatusBadRequest, CodeUploadFailed},
 }
 
 // writeJSON answers status with v as JSON.

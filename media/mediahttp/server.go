@@ -59,11 +59,12 @@ func New(o Options) (*Server, error) {
 		done:      completions{m: make(map[string]*completion)},
 		uploading: inflight{perUser: o.MaxUploadsInFlightPerUser, max: o.MaxUploadsInFlight, users: make(map[uint64]int)},
 	}
-	bots, err := loadBotUploads(s.limits.Dir, o.Now(), s.limits.UploadTTL, s.limits.GCGrace, o.Log)
+	bots, err := loadBotUploads(s.limits.Dir, o.Now(), s.limits.UploadTTL, s.limits.GCGrace, o.MaxBotUploadsPerUser, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	s.bots = bots
+	s.failLostBotUploads()
 	s.mux.HandleFunc("POST /media/upload", s.authed(s.handlePut))
 	s.mux.HandleFunc("POST /media/uploads", s.authed(s.handleCreate))
 	s.mux.HandleFunc("GET /media/uploads/{id}", s.authed(s.handleStatus))
