@@ -394,7 +394,7 @@ func (ub *uploadBench) end(ctx context.Context, u *phaseUse, prefix string, secs
 		other := max(0, 100*((busy-u.busy).Seconds()-node.CPUSeconds-gen.CPUSeconds)/secs)
 		m[prefix+"_other_cpu_pct"] = other
 		if other >= 10 {
-			ub.res.Notes = append(ub.res.Notes, fmt.Sprintf("in the %s phase other processes used %.0f%% CPU (100 = one core): its figures are disturbed", prefix, other))
+			ub.res.Notes = append(ub.res.Notes, fmt.Sprintf("in the %s phase other processes and kernel threads used %.0f%% CPU (100 = one core): the kernel's writeback and journal threads work for the node's writes, but more than that disturbs the figures", prefix, other))
 		}
 	}
 	if prefix == "large" {
@@ -688,7 +688,7 @@ func WriteUpload(w io.Writer, r *result.Result) {
 func writeUse(w io.Writer, m map[string]float64, prefix string, verdict func(bool) string) {
 	mib := func(k string) float64 { return m[prefix+k] / (1 << 20) }
 	growth := m[prefix+"_node_rss_growth_bytes"]
-	fmt.Fprintf(w, "        node RSS %.0f MiB at the start, peak %.0f MiB: growth %.1f MiB (goal ≤ %d: %s); CPU: node %.0f%%, generator %.0f%%, other processes %.0f%% (100 = one core)\n",
+	fmt.Fprintf(w, "        node RSS %.0f MiB at the start, peak %.0f MiB: growth %.1f MiB (goal ≤ %d: %s); CPU: node %.0f%%, generator %.0f%%, other processes and kernel threads %.0f%% (100 = one core)\n",
 		mib("_node_rss_base_bytes"), mib("_node_rss_peak_bytes"), growth/(1<<20), uploadGoalGrowth>>20,
 		verdict(growth <= uploadGoalGrowth), m[prefix+"_node_cpu_pct"], m[prefix+"_generator_cpu_pct"], m[prefix+"_other_cpu_pct"])
 	var store []string
