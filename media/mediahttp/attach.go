@@ -14,11 +14,15 @@ import (
 var _ broker.Attachments = (*Server)(nil)
 
 // Attach implements broker.Attachments: it checks that each attachment's
-// file is stored, takes a reference on it (and on a photo's thumbnail)
+// file is one user uploaded (holds a receipt for: within the store's
+// GCGrace, a re-upload of stored content and a bot's upload included)
+// and is stored, takes a reference on it (and on a photo's thumbnail)
 // and fills what the node knows: size, the MIME type and name when the
 // client gave none, and for photos width, height and thumb_sha256 (cleared
-// for other types, whose thumbnails the node does not hold). A missing
-// file is an error wrapping broker.ErrUnknownFile, and then every
+// for other types, whose thumbnails the node does not hold). A file
+// without the user's receipt, like a missing one, is an error wrapping
+// broker.ErrUnknownFile (the same answer, so that nobody learns whether
+// the node holds a file whose hash they know), and then every
 // reference taken is given back. It touches only the local disk.
 func (s *Server) Attach(ctx context.Context, user storage.UserID, atts []*wire.Attachment) error {
 	var taken []string
@@ -35,6 +39,10 @@ func (s *Server) Attach(ctx context.Context, user storage.UserID, atts []*wire.A
 			return err
 		}
 		sha := a.GetSha256()
+		if !s.rcpt.has(uint64(user), sha, s.opts.Now()) {
+			undo()
+			return fmt.Errorf("mediahttp: attach %.64q: %w", sha, broker.ErrUnknownFile)
+		}
 		info, err := s.store.Stat(sha)
 		if err == nil {
 			err = s.store.Ref(sha, 1)

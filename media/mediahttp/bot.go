@@ -191,6 +191,9 @@ func (s *Server) botMultipart(w http.ResponseWriter, r *http.Request, b *botUplo
 		}
 		m := media.Meta{Name: cleanName(part.FileName()), MIME: cleanMIME(part.Header.Get("Content-Type"))}
 		info, err := s.store.Put(r.Context(), user, part, -1, m)
+		if err == nil {
+			err = s.receipt(user, info.SHA256)
+		}
 		if err != nil {
 			return err
 		}
@@ -208,6 +211,9 @@ func (s *Server) botWhole(w http.ResponseWriter, r *http.Request, b *botUpload, 
 		return fmt.Errorf("%w: file of %d bytes, at most %d", media.ErrTooLarge, r.ContentLength, s.limits.MaxFile)
 	}
 	info, err := s.store.Put(r.Context(), user, http.MaxBytesReader(w, r.Body, r.ContentLength+1), r.ContentLength, fileMeta(r))
+	if err == nil {
+		err = s.receipt(user, info.SHA256)
+	}
 	if err != nil {
 		return err
 	}

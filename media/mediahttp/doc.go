@@ -43,7 +43,10 @@
 // without its file (a crash during completion) is marked failed at open. The result of a completed
 // resumable upload is remembered in memory for an hour, for a client whose
 // last answer was lost; after a restart such a client uploads again, and
-// the store deduplicates the content.
+// the store deduplicates the content. Each upload gives its user a
+// receipt for the file (receipts.go: a line appended and fsynced to
+// <media dir>/receipts/<UTC day>.log before the answer, kept GCGrace), and
+// Attach takes only files its user holds a receipt for.
 //
 // # Concurrency
 //
@@ -53,5 +56,6 @@
 // publishes its result). Each bot upload's mu serializes changes to its
 // record (held while the record is written), and botUploads.mu guards
 // the map of records; a record's mu is never taken under botUploads.mu.
+// receipts.mu guards the receipts and is held while one is appended.
 // Memory per request is the store's copy buffer, whatever the file's size.
 package mediahttp

@@ -60,6 +60,10 @@ type Options struct {
 	// have not received their file yet; NewBotUpload then fails with
 	// ErrTooManyUploads. Default: 64.
 	MaxBotUploadsPerUser int
+	// MaxReceiptsPerUser caps the upload receipts kept per user: Attach
+	// takes only a file its user uploaded within the store's GCGrace, and
+	// past this many receipts the oldest is dropped. Default: 10000.
+	MaxReceiptsPerUser int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Log receives lifecycle events and errors. Default: slog.Default().
@@ -98,6 +102,9 @@ func (o *Options) fill() error {
 	}
 	if o.MaxBotUploadsPerUser <= 0 {
 		o.MaxBotUploadsPerUser = 64
+	}
+	if o.MaxReceiptsPerUser <= 0 {
+		o.MaxReceiptsPerUser = 10000
 	}
 	if o.Now == nil {
 		o.Now = time.Now

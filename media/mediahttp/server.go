@@ -40,12 +40,15 @@ type Server struct {
 	thumbs chan struct{} // semaphore of MaxThumbnails picture decodes
 	done   completions
 	bots   *botUploads
+	// rcpt are the users' upload receipts, which Attach checks.
+	rcpt *receipts
 	// uploading counts the upload bodies being received.
 	uploading inflight
 }
 
-// New returns a Server over o.Store. It loads the bot upload records kept
-// in the store's directory (bot-uploads/).
+// New returns a Server over o.Store. It loads the bot upload records and
+// the upload receipts kept in the store's directory (bot-uploads/,
+// receipts/).
 func New(o Options) (*Server, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
@@ -65,6 +68,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.bots = bots
 	s.failLostBotUploads()
+	rcpt, err := loadReceipts(s.limits.Dir, o.Now(), s.limits.GCGrace, o.MaxReceiptsPerUser)
+	if err != nil {
+		return nil, err
+	}
+	s.rcpt = rcpt
 	s.mux.HandleFunc("POST /media/upload", s.authed(s.handlePut))
 	s.mux.HandleFunc("POST /media/uploads", s.authed(s.handleCreate))
 	s.mux.HandleFunc("GET /media/uploads/{id}", s.authed(s.handleStatus))
@@ -85,6 +93,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// receipt gives user a durable receipt for the file sha it just
+// uploaded, so that Attach takes it.
+func (s *Server) receipt(user uint64, sha string) error {
+	return s.rcpt.add(user, sha, s.opts.Now())
+}
+
 // authed wraps h with the session token check.
 func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, user uint64)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +117,8 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, user uint
 }
 
 // RunGC runs the store's GC every period (default: an hour) until ctx
-// ends, and drops expired bot upload records and remembered completions.
+// ends, and drops expired bot upload records, upload receipts and
+// remembered completions.
 // The node runs it on a goroutine it owns.
 func (s *Server) RunGC(ctx context.Context, every time.Duration) {
 	if every <= 0 {
@@ -128,6 +143,7 @@ func (s *Server) gcOnce() {
 		s.opts.Log.Error("mediahttp: gc", "err", err)
 	}
 	s.done.expire(now)
+	s.rcpt.expire(now)
 	if n := s.bots.expire(now); n > 0 {
 		s.opts.Log.Info("mediahttp: expired bot upload tokens", "count", n)
 	}

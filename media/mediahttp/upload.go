@@ -117,6 +117,9 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, user uint64) 
 	defer s.uploading.release(user)
 	body := http.MaxBytesReader(w, r.Body, r.ContentLength+1)
 	info, err := s.store.Put(r.Context(), user, body, r.ContentLength, fileMeta(r))
+	if err == nil {
+		err = s.receipt(user, info.SHA256)
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -272,6 +275,9 @@ func (s *Server) complete(ctx context.Context, user uint64, id string) (File, er
 	// No deadline: the hash of a large file on a slow disk would time
 	// out on every try. The store's own Close ends it.
 	info, err := s.store.Complete(context.WithoutCancel(ctx), user, id)
+	if err == nil {
+		err = s.receipt(user, info.SHA256)
+	}
 	var f File
 	if err == nil {
 		f = s.finishDetached(ctx, user, info)
