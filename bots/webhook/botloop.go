@@ -47,6 +47,9 @@ type botLoop struct {
 	d   *Deliverer
 	bot int64
 
+	// eps is the state of each webhook, by URL; only run uses the map.
+	eps map[string]*endpoint
+
 	mu         sync.Mutex         // guards the following
 	changed    chan struct{}      // closed and replaced by wake
 	cancelPoll context.CancelFunc // ends the read in progress, if any
@@ -174,93 +177,159 @@ const (
 	abandoned
 )
 
-// deliverBatch delivers updates in order and says whether the batch is
-// done: every update delivered, skipped or given up by at least one of
-// the subscriptions. It stops early when ctx ends or every subscription
-// abandoned an update (the bot unsubscribed): the batch is then not
-// acknowledged, and the next read (or long polling) gets it again.
+// deliverBatch delivers updates to each of the bot's subscriptions at
+// once, in order for each, and says whether the batch is done: at least
+// one subscription delivered, skipped or gave up each update. A
+// subscription that fails does not hold the others back beyond the
+// batch. It is not done when ctx ends or every subscription abandoned
+// it (the bot unsubscribed): the batch is then not acknowledged, and
+// the next read (or long polling) gets it again.
 func (l *botLoop) deliverBatch(ctx context.Context, updates []botapi.Update) bool {
-	for i := range updates {
-		if ctx.Err() != nil || !l.deliver(ctx, &updates[i]) {
-			return false
-		}
-	}
-	return ctx.Err() == nil
-}
-
-// deliver posts u to every subscription that takes its type, at once,
-// and returns when each has it, gave it up or abandoned it. It says
-// whether u is done: false if the bot has no subscription or each
-// abandoned u.
-func (l *botLoop) deliver(ctx context.Context, u *botapi.Update) bool {
 	recs := l.d.o.Store.records(l.bot)
 	if len(recs) == 0 {
 		return false
 	}
-	var urls []string
-	for _, r := range recs {
-		if r.wants(u.UpdateType) {
-			urls = append(urls, r.URL)
+	bodies := make([][]byte, len(updates))
+	for i := range updates {
+		b, err := json.Marshal(&updates[i])
+		if err != nil {
+			l.d.o.Log.Error("webhook: encode update", "bot", l.bot, "type", updates[i].UpdateType, "err", err)
+			continue
 		}
+		bodies[i] = b
 	}
-	if len(urls) == 0 {
-		return true
+	eps := l.endpoints(recs)
+	done := make([]bool, len(eps))
+	if len(eps) == 1 {
+		done[0] = l.deliverAll(ctx, eps[0], updates, bodies)
+	} else {
+		var wg sync.WaitGroup
+		for i, ep := range eps {
+			wg.Go(func() { done[i] = l.deliverAll(ctx, ep, updates, bodies) })
+		}
+		wg.Wait()
 	}
-	body, err := json.Marshal(u)
-	if err != nil {
-		l.d.givenUp.Add(uint64(len(urls)))
-		l.d.o.Log.Error("webhook: encode update", "bot", l.bot, "type", u.UpdateType, "err", err)
-		return true
-	}
-	if len(urls) == 1 {
-		return l.deliverTo(ctx, urls[0], u.UpdateType, body) != abandoned
-	}
-	outs := make([]outcome, len(urls))
-	var wg sync.WaitGroup
-	for i, url := range urls {
-		wg.Go(func() { outs[i] = l.deliverTo(ctx, url, u.UpdateType, body) })
-	}
-	wg.Wait()
-	return slices.ContainsFunc(outs, func(o outcome) bool { return o != abandoned })
+	return ctx.Err() == nil && slices.Contains(done, true)
 }
 
-// deliverTo posts body, an update of typ, to the subscription of url
-// until it answers 2xx, GiveUpAfter passes, ctx ends, or the
-// subscription no longer takes it. Each attempt uses the subscription
-// as it is then (a new secret applies at once).
-func (l *botLoop) deliverTo(ctx context.Context, url, typ string, body []byte) outcome {
+// endpoints returns the state of each of recs' webhooks, kept from the
+// last batch, and forgets those of webhooks no longer subscribed.
+func (l *botLoop) endpoints(recs []record) []*endpoint {
+	eps := make([]*endpoint, len(recs))
+	kept := make(map[string]*endpoint, len(recs))
+	for i, r := range recs {
+		ep := l.eps[r.URL]
+		if ep == nil {
+			ep = &endpoint{url: r.URL, time: r.Time}
+		}
+		ep.reset(r)
+		eps[i], kept[r.URL] = ep, ep
+	}
+	l.eps = kept
+	return eps
+}
+
+// deliverAll delivers updates, whose encodings are bodies (nil for one
+// that could not be encoded), in order to ep's webhook, and says
+// whether it did not abandon them.
+func (l *botLoop) deliverAll(ctx context.Context, ep *endpoint, updates []botapi.Update, bodies [][]byte) bool {
+	for i := range updates {
+		if ctx.Err() != nil {
+			return false
+		}
+		if bodies[i] == nil {
+			if r, ok := l.d.o.Store.lookup(l.bot, ep.url); ok && r.wants(updates[i].UpdateType) {
+				l.d.givenUp.Add(1)
+			}
+			continue
+		}
+		if l.deliverTo(ctx, ep, updates[i].UpdateType, bodies[i]) == abandoned {
+			return false
+		}
+	}
+	return true
+}
+
+// deliverTo posts body, an update of typ, to ep's subscription until it
+// answers 2xx, GiveUpAfter passes, ctx ends, or the subscription no
+// longer takes it. Each attempt uses the subscription as it is then (a
+// new secret applies at once). To a webhook given up on (ep.open) it
+// makes one attempt, a probe, at most every MaxBackoff, and gives the
+// other updates up at once. A webhook failing for DisableAfter is
+// unsubscribed.
+func (l *botLoop) deliverTo(ctx context.Context, ep *endpoint, typ string, body []byte) outcome {
 	first := l.d.o.Now()
 	for attempt := 0; ; attempt++ {
 		gen := l.generation()
-		r, ok := l.d.o.Store.lookup(l.bot, url)
+		r, ok := l.d.o.Store.lookup(l.bot, ep.url)
 		if !ok {
 			return abandoned
 		}
 		if !r.wants(typ) {
 			return skipped
 		}
-		sctx, stop := l.whileSubscribed(ctx, url, gen)
+		ep.reset(r)
+		probe := ep.open
+		if probe {
+			if now := l.d.o.Now(); now.Before(ep.probeAt) {
+				l.d.givenUp.Add(1)
+				l.disableIfDead(ep, r, now)
+				return givenUp
+			}
+		}
+		sctx, stop := l.whileSubscribed(ctx, ep.url, gen)
 		retryAfter, permanent, err := l.d.post(sctx, r, body)
 		stop()
 		if err == nil {
 			l.d.delivered.Add(1)
+			if ep.succeeded() {
+				l.d.o.Log.Info("webhook: webhook answers again", "bot", l.bot, "host", hostOf(ep.url))
+			}
 			return delivered
 		}
 		if ctx.Err() != nil || errors.Is(context.Cause(sctx), errUnsubscribed) {
 			return abandoned
 		}
+		now := l.d.o.Now()
 		l.d.failed.Add(1)
+		ep.failed(now)
 		l.d.o.Log.Debug("webhook: delivery failed", "bot", l.bot, "type", typ, "attempt", attempt+1, "err", err)
-		if permanent || l.d.o.Now().Sub(first) >= l.d.o.GiveUpAfter {
+		if l.disableIfDead(ep, r, now) {
 			l.d.givenUp.Add(1)
-			l.d.o.Log.Warn("webhook: update dropped", "bot", l.bot, "type", typ,
-				"attempts", attempt+1, "err", err)
+			return givenUp
+		}
+		if permanent || probe || now.Sub(first) >= l.d.o.GiveUpAfter {
+			l.d.givenUp.Add(1)
+			if ep.gaveUp(now, l.d.o.MaxBackoff) {
+				l.d.o.Log.Warn("webhook: update dropped; the webhook's next updates are dropped until it answers",
+					"bot", l.bot, "type", typ, "attempts", attempt+1, "err", err)
+			}
 			return givenUp
 		}
 		if !l.sleep(ctx, gen, l.d.backoff(attempt, retryAfter)) {
 			return abandoned
 		}
 	}
+}
+
+// disableIfDead unsubscribes r, ep's subscription, if it has been
+// failing for DisableAfter at now; it says whether it did.
+func (l *botLoop) disableIfDead(ep *endpoint, r record, now time.Time) bool {
+	if l.d.o.DisableAfter < 0 || ep.failingSince.IsZero() ||
+		now.Sub(ep.failingSince) < l.d.o.DisableAfter {
+		return false
+	}
+	removed, err := l.d.o.Store.removeRecord(l.bot, r)
+	if err != nil {
+		l.d.o.Log.Error("webhook: remove a failing subscription", "bot", l.bot, "host", hostOf(r.URL), "err", err)
+		return false
+	}
+	if removed {
+		l.d.disabled.Add(1)
+		l.d.o.Log.Warn("webhook: subscription removed: its webhook failed for too long",
+			"bot", l.bot, "host", hostOf(r.URL), "failing_since", ep.failingSince)
+	}
+	return removed
 }
 
 // whileSubscribed returns a context that ends with ctx or when the

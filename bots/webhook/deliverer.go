@@ -41,8 +41,16 @@ type Options struct {
 	// the next one goes. Default: 1 h.
 	GiveUpAfter time.Duration
 	// MaxBackoff caps the wait between attempts, which starts at 1 s (or
-	// MaxBackoff if less) and doubles, with jitter. Default: 1 min.
+	// MaxBackoff if less) and doubles, with jitter. It is also the wait
+	// between probes of a webhook given up on: in between, its updates
+	// are given up at once. Default: 1 min.
 	MaxBackoff time.Duration
+	// DisableAfter is how long a webhook may fail, from the first failed
+	// attempt since it last answered 2xx, before its subscription is
+	// removed from the Store (logged, counted in Disabled), as MAX does.
+	// The time counts from when this Deliverer saw the failure: not
+	// across restarts. Negative: never. Default: 24 h.
+	DisableAfter time.Duration
 	// MaxConcurrent caps the delivery attempts in flight, all bots
 	// together. Default: 64.
 	MaxConcurrent int
@@ -69,8 +77,12 @@ type Stats struct {
 	// redirect or another status than 2xx.
 	Failed uint64
 	// GivenUp counts updates dropped for a webhook: still failing after
-	// GiveUpAfter, or to a URL the Deliverer's policy refuses.
+	// GiveUpAfter, to a URL the Deliverer's policy refuses, or while the
+	// webhook is given up on (between probes).
 	GivenUp uint64
+	// Disabled counts subscriptions removed after failing for
+	// DisableAfter.
+	Disabled uint64
 }
 
 // Deliverer posts the bots' updates to their webhooks. Safe for
@@ -82,7 +94,7 @@ type Deliverer struct {
 	sem    chan struct{} // one token per attempt in flight
 	kick   chan struct{} // cap 1: dirty has bots
 
-	delivered, failed, givenUp atomic.Uint64
+	delivered, failed, givenUp, disabled atomic.Uint64
 
 	mu      sync.Mutex // guards the following
 	running bool
@@ -106,6 +118,9 @@ func New(o Options) (*Deliverer, error) {
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = time.Minute
+	}
+	if o.DisableAfter == 0 {
+		o.DisableAfter = 24 * time.Hour
 	}
 	if o.MaxConcurrent == 0 {
 		o.MaxConcurrent = 64
@@ -158,7 +173,7 @@ func (d *Deliverer) newClient() *http.Client {
 
 // Stats returns the counters.
 func (d *Deliverer) Stats() Stats {
-	return Stats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), GivenUp: d.givenUp.Load()}
+	return Stats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), GivenUp: d.givenUp.Load(), Disabled: d.disabled.Load()}
 }
 
 // Active says whether bot has webhooks: its updates go there, and the

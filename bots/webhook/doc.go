@@ -32,20 +32,32 @@
 // Deliverer.Run runs a goroutine per bot with subscriptions, started
 // and ended as the Store changes (the Store tells the running
 // Deliverer). Each reads a batch of the bot's updates from the Source
-// (up to 100, waiting up to 30 s), posts each update in order as JSON to
-// every subscription that takes its type (at once when there are
-// several), with the secret in the X-Max-Bot-Api-Secret header, and
+// (up to 100, waiting up to 30 s) and posts it to each subscription at
+// once, in order for each: every update that the subscription's types
+// take, as JSON, with the secret in the X-Max-Bot-Api-Secret header. It
 // retries a failure (a network error, a timeout, a redirect, a status
 // other than 2xx) with a backoff from 1 s doubling up to MaxBackoff,
 // jittered, honouring a Retry-After up to the same cap. An update still
 // failing GiveUpAfter after its first attempt is dropped for that
-// webhook and counted, and the next one goes. When every update of a
-// batch is delivered or dropped, the batch is acknowledged by reading
-// the next one with its marker. Updates are thus delivered at least
-// once and in order per bot: a batch not acknowledged when the node
-// stops is delivered again after a restart. A batch abandoned because
-// the bot unsubscribed is not acknowledged either, so long polling
-// reads it again.
+// webhook and counted, and the next one goes. A webhook that fails does
+// not hold the bot's other webhooks back beyond the batch. When each
+// webhook has each update of a batch delivered or dropped, the batch is
+// acknowledged by reading the next one with its marker. Updates are
+// thus delivered at least once and in order per webhook: a batch not
+// acknowledged when the node stops is delivered again after a restart.
+// A batch abandoned because the bot unsubscribed is not acknowledged
+// either: the next read starts again from the last acknowledged update,
+// so long polling (or a new subscription) reads it again. An
+// unsubscribe cancels the request in flight.
+//
+// A webhook that had an update dropped is given up on: its next
+// updates are dropped at once, without a request, but for one attempt
+// (a probe) at most every MaxBackoff; once a probe is answered 2xx,
+// delivery goes on as before. A webhook failing for DisableAfter (24 h
+// by default) from its first failure since it last answered 2xx is
+// unsubscribed: its subscription is removed from the Store, logged with
+// its host and counted, as MAX does. That time counts from when the
+// running Deliverer saw the failure, not across restarts.
 //
 // MaxConcurrent caps the requests in flight, all bots together; a bot
 // waiting between attempts holds none. Response bodies are read up to
