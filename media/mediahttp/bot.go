@@ -257,6 +257,7 @@ func (s *Server) botChunk(w http.ResponseWriter, r *http.Request, b *botUpload, 
 	if err != nil {
 		return err
 	}
+	b.touch(up.Updated)
 	if received(up) < up.Size {
 		return nil
 	}
@@ -316,11 +317,15 @@ type botUpload struct {
 
 	mu  sync.Mutex // guards the following; held while its record is written
 	rec botRecord
+	// lastChunk is when its last chunk was received: the store's upload
+	// records it durably (media.Upload.Updated), and it is reloaded from
+	// there at open.
+	lastChunk time.Time
 }
 
 // botUploads are the live bot upload records. A record lives UploadTTL
-// from its creation until it completes, then GCGrace from its completion
-// (as long as the store keeps an unreferenced file).
+// from its creation or its last chunk until it completes, then GCGrace
+// from its completion (as long as the store keeps an unreferenced file).
 type botUploads struct {
 	dir        string
 	ttl, grace time.Duration
@@ -362,7 +367,9 @@ func loadBotUploads(dir string, now time.Time, ttl, grace time.Duration, max int
 			continue
 		}
 		b := &botUpload{id: id, rec: rec}
-		if u.expired(b, now) {
+		// A record with a store upload lives from its last chunk, which
+		// the store knows: failLostBotUploads expires it.
+		if (rec.File != nil || rec.Upload == "") && u.expired(b, now) {
 			removeFile(u.path(id))
 			continue
 		}
@@ -401,7 +408,25 @@ func (u *botUploads) expired(b *botUpload, now time.Time) bool {
 	if b.rec.File != nil {
 		return now.Sub(b.rec.Completed) >= u.grace
 	}
-	return now.Sub(b.rec.Created) >= u.ttl
+	return now.Sub(b.active()) >= u.ttl
+}
+
+// active returns when b last showed activity: its creation or its last
+// chunk. b.mu must be held.
+func (b *botUpload) active() time.Time {
+	if b.lastChunk.After(b.rec.Created) {
+		return b.lastChunk
+	}
+	return b.rec.Created
+}
+
+// touch records a chunk received as of at.
+func (b *botUpload) touch(at time.Time) {
+	b.mu.Lock()
+	if at.After(b.lastChunk) {
+		b.lastChunk = at
+	}
+	b.mu.Unlock()
 }
 
 // add persists b's record and publishes it, unless its user has max
@@ -563,13 +588,16 @@ func (u *botUploads) expire(now time.Time) int {
 	return n
 }
 
-// failLostBotUploads marks failed, at open, the records whose store
+// failLostBotUploads reloads, at open, when each record's last chunk
+// arrived (from its store upload), drops the records expired as of then,
+// and marks failed the records whose store
 // upload is gone without their file: a crash between the store's
 // completion of the upload and the record's update. The store keeps no
 // lookup of completed uploads, so the file cannot be found again; the
 // bot learns to upload it again instead of waiting for the token to
 // expire.
 func (s *Server) failLostBotUploads() {
+	now := s.opts.Now()
 	s.bots.mu.Lock()
 	var lost []*botUpload
 	for _, b := range s.bots.m {
@@ -583,7 +611,11 @@ func (s *Server) failLostBotUploads() {
 		if !open || id == "" {
 			continue
 		}
-		if _, err := s.store.Upload(user, id); !errors.Is(err, media.ErrUnknownUpload) {
+		up, err := s.store.Upload(user, id)
+		if err == nil {
+			b.touch(up.Updated)
+		}
+		if s.bots.drop(b, now) || !errors.Is(err, media.ErrUnknownUpload) {
 			continue
 		}
 		if _, err := s.bots.fail(b, id); err != nil {

@@ -109,3 +109,27 @@ func TestBotChunkCrashWindow(t *testing.T) {
 		t.Fatalf("Resolve of the new token: %v %v", att, err)
 	}
 }
+
+// TestBotUploadLivesFromLastChunk: a bot upload's token lives UploadTTL
+// from its last chunk, not from its creation, across a restart too.
+func TestBotUploadLivesFromLastChunk(t *testing.T) {
+	f := newFixture(t, media.Options{UploadTTL: time.Hour})
+	url, tok, err := f.srv.NewBotUpload(5, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randBytes(11, 3000)
+	for i := range 3 {
+		f.clock.Advance(50 * time.Minute)
+		f.srv.gcOnce()
+		if code, body := f.botChunk(url, data, i*1000, (i+1)*1000); code != 200 {
+			t.Fatalf("chunk %d, %d min after the last: %d %s", i, 50, code, body)
+		}
+		if i == 1 {
+			f.open()
+		}
+	}
+	if att, err := f.srv.Resolve(5, tok); err != nil || att.Sha256 != shaOf(data) {
+		t.Fatalf("Resolve: %v %v", att, err)
+	}
+}

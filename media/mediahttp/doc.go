@@ -39,7 +39,7 @@
 // upload of its chunks, then its file) is a JSON file under
 // <media dir>/bot-uploads/, replaced atomically and fsynced before the
 // request that changed it is answered, and kept UploadTTL from its
-// creation or GCGrace from its completion; one whose store upload is gone
+// creation or last chunk, or GCGrace from its completion; one whose store upload is gone
 // without its file (a crash during completion) is marked failed at open. The result of a completed
 // resumable upload is remembered in memory for an hour, for a client whose
 // last answer was lost; after a restart such a client uploads again, and
