@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -38,9 +37,6 @@ const (
 	uploadGoalDiskRatio = 0.8
 	uploadGoalGrowth    = 64 << 20
 )
-
-// rssEvery is how often the node's resident set is sampled.
-const rssEvery = 100 * time.Millisecond
 
 // photosPerSession is how many of the photo phase's uploads in flight
 // share one session (one user's token and public URL): a few photos of
@@ -718,132 +714,6 @@ func toInt(v any) int64 {
 		return int64(x)
 	}
 	return 0
-}
-
-// rssSampler samples a process's resident set every rssEvery, from its
-// start until finish.
-type rssSampler struct {
-	pid  string
-	base int64
-	hwm  bool // the kernel's high-water mark was reset at the start
-	stop chan struct{}
-	done chan struct{}
-
-	mu      sync.Mutex // guards the following
-	last    int64
-	peak    int64
-	samples int
-}
-
-// rssStats are a phase's resident set: at its start, and its peak.
-type rssStats struct {
-	base, peak int64
-	samples    int
-}
-
-// startRSS resets pid's high-water mark (VmHWM) where the kernel lets it,
-// reads its resident set and starts sampling it.
-func startRSS(pid string) *rssSampler {
-	s := &rssSampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
-	s.hwm = os.WriteFile("/proc/"+pid+"/clear_refs", []byte("5"), 0) == nil
-	s.base, _, _ = memory(pid)
-	s.last, s.peak, s.samples = s.base, s.base, 1
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(rssEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-				s.sample()
-			}
-		}
-	}()
-	return s
-}
-
-func (s *rssSampler) sample() {
-	rss, _, err := memory(s.pid)
-	if err != nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.last, s.peak = rss, max(s.peak, rss)
-	s.samples++
-}
-
-// now returns the latest resident set and the peak growth so far.
-func (s *rssSampler) now() (last, growth int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last, s.peak - s.base
-}
-
-// finish stops sampling and returns the phase's figures, the peak raised
-// to the kernel's high-water mark when it was reset at the start.
-func (s *rssSampler) finish() rssStats {
-	close(s.stop)
-	<-s.done
-	s.sample()
-	if s.hwm {
-		if _, hwm, err := memory(s.pid); err == nil {
-			s.mu.Lock()
-			s.peak = max(s.peak, hwm)
-			s.mu.Unlock()
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return rssStats{base: s.base, peak: s.peak, samples: s.samples}
-}
-
-// mediaTimes are the sums and counts of the node's media store
-// histograms gonets_media_{put,chunk,complete}_seconds, keyed
-// "put_sum", "put_count", ...; nil when they could not be read.
-type mediaTimes map[string]float64
-
-// mediaTimes reads the media store's times from the metrics endpoint of
-// a node the bench started.
-func (t *target) mediaTimes(ctx context.Context) mediaTimes {
-	if t.httpURL == "" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.httpURL+"/metrics", nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil
-	}
-	mt := mediaTimes{}
-	lines := bufio.NewScanner(resp.Body)
-	for lines.Scan() {
-		name, val, ok := strings.Cut(lines.Text(), " ")
-		if !ok || !strings.HasPrefix(name, "gonets_media_") {
-			continue
-		}
-		k := strings.Replace(strings.TrimPrefix(name, "gonets_media_"), "_seconds_", "_", 1)
-		switch k {
-		case "put_sum", "put_count", "chunk_sum", "chunk_count", "complete_sum", "complete_count":
-			if v, err := strconv.ParseFloat(val, 64); err == nil {
-				mt[k] = v
-			}
-		}
-	}
-	if lines.Err() != nil {
-		return nil
-	}
-	return mt
 }
 
 // orDefault formats n with unit, or def (the SDK's default) for 0.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,8 @@ func TestUploadScenarioSmall(t *testing.T) {
 		t.Errorf("notes: %q", r.Notes)
 	}
 	for k, want := range map[string]float64{"disk_bytes": size, "large_bytes": size, "large_stored_bytes": size,
-		"photos": photos, "photos_failed": 0, "photos_bytes": photos * photoSize, "photos_stored_bytes": photos * photoSize, "photo_sessions": 3} {
+		"photos": photos, "photos_failed": 0, "photos_bytes": photos * photoSize, "photos_stored_bytes": photos * photoSize, "photo_sessions": 3,
+		"large_node_chunks": 1, "large_node_completes": 1, "photos_node_puts": photos} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v", k, m[k], want)
 		}
@@ -85,5 +87,21 @@ func TestUploadValidation(t *testing.T) {
 		if _, err := RunUpload(context.Background(), c); err == nil || !strings.Contains(err.Error(), "bench: upload:") {
 			t.Errorf("%+v: %v, want a validation error", c, err)
 		}
+	}
+}
+
+// TestRSSSampler checks that the sampler sees this process's resident set
+// grow by what it touched, from the kernel's high-water mark or its own
+// last sample, with no waiting.
+func TestRSSSampler(t *testing.T) {
+	s := startRSS("self")
+	b := make([]byte, 64<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	st := s.finish()
+	runtime.KeepAlive(b)
+	if st.base <= 0 || st.peak-st.base < 32<<20 || st.samples < 2 {
+		t.Fatalf("base %d, peak %d (growth %d MiB), %d samples; want a growth of 64 MiB seen", st.base, st.peak, (st.peak-st.base)>>20, st.samples)
 	}
 }
