@@ -1,6 +1,7 @@
 package mediahttp
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,5 +28,34 @@ func TestCompleteNotBoundedByFinishTimeout(t *testing.T) {
 	}
 	if file == nil || file.SHA256 != shaOf(data) {
 		t.Fatalf("not completed: %+v", st)
+	}
+}
+
+// TestCompletionsEvictOldestFinished: past maxCompletions the oldest
+// finished completion is forgotten, never a running one.
+func TestCompletionsEvictOldestFinished(t *testing.T) {
+	c := completions{m: make(map[string]*completion)}
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i := range maxCompletions {
+		x, _ := c.start(1, fmt.Sprint("id", i))
+		if i%2 == 0 {
+			c.finish(x, File{}, nil, t0.Add(time.Duration(maxCompletions-i)*time.Second))
+		}
+	}
+	c.start(1, "next")
+	if len(c.m) != maxCompletions || c.m["id0"] == nil || c.m[fmt.Sprint("id", maxCompletions-2)] != nil {
+		t.Fatalf("after one more: %d remembered, the oldest finished kept: %v", len(c.m), c.m[fmt.Sprint("id", maxCompletions-2)] != nil)
+	}
+	for id, x := range c.m { // only running ones left
+		select {
+		case <-x.ready:
+			delete(c.m, id)
+		default:
+		}
+	}
+	n := len(c.m)
+	c.start(1, "more")
+	if len(c.m) != n+1 {
+		t.Fatalf("a running completion forgotten: %d, want %d", len(c.m), n+1)
 	}
 }

@@ -205,21 +205,25 @@ func (c *completions) finish(x *completion, f File, err error, now time.Time) {
 	close(x.ready)
 }
 
-// evictLocked drops the oldest finished completion.
+// evictLocked drops the oldest finished completion, if any: running
+// ones are kept (their waiters need them), and their number is bounded
+// by the uploads in flight (Options.MaxUploadsInFlight).
 func (c *completions) evictLocked() {
-	var old string
-	var at time.Time
+	var old *completion
+	var oldID string
 	for id, x := range c.m {
 		select {
 		case <-x.ready:
 		default:
 			continue
 		}
-		if old == "" || x.at.Before(at) {
-			old, at = id, x.at
+		if old == nil || x.at.Before(old.at) {
+			old, oldID = x, id
 		}
 	}
-	delete(c.m, old)
+	if old != nil {
+		delete(c.m, oldID)
+	}
 }
 
 // expire forgets completions finished completionKeep before now.
