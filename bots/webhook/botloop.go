@@ -299,11 +299,11 @@ func (l *botLoop) deliverTo(ctx context.Context, ep *endpoint, typ string, body 
 			return givenUp
 		}
 		if permanent || probe || now.Sub(first) >= l.d.o.GiveUpAfter {
-			l.d.givenUp.Add(1)
 			if ep.gaveUp(now, l.d.o.MaxBackoff) {
 				l.d.o.Log.Warn("webhook: update dropped; the webhook's next updates are dropped until it answers",
 					"bot", l.bot, "type", typ, "attempts", attempt+1, "err", err)
 			}
+			l.d.givenUp.Add(1) // after the log, for those who wait for it
 			return givenUp
 		}
 		if !l.sleep(ctx, gen, l.d.backoff(attempt, retryAfter)) {

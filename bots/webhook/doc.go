@@ -77,8 +77,8 @@
 // # Goroutines and locks
 //
 // Run owns the bots' goroutines and waits for them before it returns;
-// each owns the goroutines of one update's deliveries to several
-// webhooks, and each of those the one that cancels its request if the
+// each owns the goroutines that deliver one batch to its several
+// webhooks, and each attempt owns one that cancels its request if the
 // subscription is removed. Locks are held briefly and never across
 // network I/O: Deliverer.mu is taken before Store.mu and botLoop.mu,
 // which take no other. Store.wmu serialises the Store's writers across
