@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,37 @@ func TestUploadsInFlightCapped(t *testing.T) {
 	waitFor(t, "the upload slots back", func() bool { return f.srv.inFlight() == 0 })
 	if file := decode[File](t)(f.req(1, "POST", "/media/upload", strings.NewReader("x"), nil)); file.Size != 1 {
 		t.Fatalf("upload after the others ended: %+v", file)
+	}
+}
+
+// TestReadDeadlineClearedAtEOF: once the whole body is read, the read
+// deadline no longer runs, so it never cancels the request's context
+// while the handler works on (waiting for a completion, making a
+// thumbnail). Over HTTP/1.1 net/http clears it when it starts reading the
+// connection in the background at the body's end; this guards that.
+func TestReadDeadlineClearedAtEOF(t *testing.T) {
+	s := &Server{opts: Options{IdleTimeout: 200 * time.Millisecond, Log: quietLog()}}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.watchBody(w, r)
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			http.Error(w, "canceled", 500)
+		case <-time.After(time.Second):
+			w.Write([]byte("ok"))
+		}
+	}))
+	defer ts.Close()
+	resp, err := ts.Client().Post(ts.URL, "text/plain", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
