@@ -41,8 +41,9 @@
 // failing GiveUpAfter after its first attempt is dropped for that
 // webhook and counted, and the next one goes. A webhook that fails does
 // not hold the bot's other webhooks back beyond the batch. When each
-// webhook has each update of a batch delivered or dropped, the batch is
-// acknowledged by reading the next one with its marker. Updates are
+// webhook still subscribed has each update of a batch delivered or
+// dropped, the batch is acknowledged by reading the next one with its
+// marker. Updates are
 // thus delivered at least once and in order per webhook: a batch not
 // acknowledged when the node stops is delivered again after a restart.
 // A batch abandoned because the bot unsubscribed is not acknowledged
@@ -68,8 +69,9 @@
 // The node makes one Store over a table of its store and one
 // Deliverer over the Store and its botapi.Backend (the Source), and runs
 // Run for the node's life. Its Backend's Subscriptions, Subscribe and
-// Unsubscribe are Store.List, Store.Add and Store.Remove; nothing else
-// is needed, the Store tells the Deliverer. A bot's long polling is
+// Unsubscribe are Store.List, Store.Add and Store.Remove, and a deleted
+// bot's subscriptions go with Store.RemoveAll; nothing else is needed,
+// the Store tells the Deliverer. A bot's long polling is
 // refused while Store.Active, in the Backend's Updates that GET /updates
 // calls; the Deliverer's Source must then be a reader of the same
 // queue that does not refuse.
