@@ -83,8 +83,9 @@ func (s *Server) botUpload(token string) (*botUpload, error) {
 // and for pictures their dimensions and thumbnail. It returns
 // ErrNotReady while the file is incomplete, ErrUploadFailed when its
 // upload was lost (the bot uploads again with a new token) and
-// ErrUnknownToken for a bad, expired token or another user's. The attachment still needs Attach (the
-// broker's send does it) to hold the file.
+// ErrUnknownToken for a bad or expired token or another user's. The
+// attachment still needs Attach (the broker's send does it) to hold the
+// file; the bot's upload gave the bot the receipt Attach checks.
 func (s *Server) Resolve(user uint64, token string) (*wire.Attachment, error) {
 	b, err := s.botUpload(token)
 	if err != nil {
