@@ -491,6 +491,7 @@ func (s *Store) GC(now time.Time) (GCStats, error) {
 	}
 	var st GCStats
 	st.Uploads = s.expireUploads(now)
+	s.expireDone(now)
 	s.mu.Lock()
 	cands := make([]*blob, 0, len(s.blobs))
 	for _, b := range s.blobs {

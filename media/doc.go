@@ -14,6 +14,7 @@
 //	                               and a picture's width, height, thumb_sha256 (SetImage)
 //	uploads/<id>.part              a resumable upload's bytes, sparse, at full size
 //	uploads/<id>.state             JSON: its owner, size, meta and received ranges
+//	uploads/<id>.done              JSON: a completed upload's owner and blob, kept GCGrace
 //	tmp/                           single-request uploads in progress
 //
 // # Durability

@@ -29,7 +29,8 @@ type Store struct {
 
 	umu      sync.Mutex // guards the following
 	uploads  map[string]*upload
-	userOpen map[uint64]int // open uploads per user
+	userOpen map[uint64]int        // open uploads per user
+	done     map[string]doneUpload // completed uploads, for GCGrace
 }
 
 type storeMetrics struct {
@@ -95,6 +96,7 @@ func Open(o Options) (*Store, error) {
 		blobs:    make(map[string]*blob),
 		uploads:  make(map[string]*upload),
 		userOpen: make(map[uint64]int),
+		done:     make(map[string]doneUpload),
 	}
 	for _, d := range []string{o.Dir, s.path("blobs"), s.path("uploads"), s.path("tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

@@ -290,7 +290,8 @@ func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader) 
 
 // Complete finishes upload id once every byte is received: it hashes the
 // part file (streaming), moves it to its address (or drops it when the
-// blob is already stored) and drops the upload. The blob has no
+// blob is already stored), records the completion (uploads/<id>.done,
+// kept GCGrace: CompletedUpload) and drops the upload. The blob has no
 // references yet: the caller must Ref it within GCGrace. A crash after
 // the move but before the upload is dropped leaves the blob stored and
 // the upload gone on reopen (ErrUnknownUpload); the client's fresh upload
@@ -331,6 +332,9 @@ func (s *Store) Complete(ctx context.Context, user uint64, id string) (Info, err
 		m.MIME = mime
 	}
 	info, perr := s.publish(s.partPath(id), sha, u.size, m)
+	if perr == nil {
+		s.recordDone(u, sha, s.now())
+	}
 	u.mu.Lock()
 	err = s.dropLocked(u)
 	u.mu.Unlock()
@@ -453,6 +457,10 @@ func (s *Store) loadUploads() error {
 	for _, e := range ents {
 		name := e.Name()
 		p := s.path("uploads", name)
+		if id, isDone := strings.CutSuffix(name, ".done"); isDone {
+			s.loadDone(id, p, s.now())
+			continue
+		}
 		id, isState := strings.CutSuffix(name, ".state")
 		if !isState {
 			partID, isPart := strings.CutSuffix(name, ".part")
