@@ -80,8 +80,8 @@ func TestUploadParallelOutOfOrder(t *testing.T) {
 	if sha(readBlob(t, s, info.SHA256)) != info.SHA256 {
 		t.Fatal("stored content differs")
 	}
-	if got := dirEntries(t, filepath.Join(dir, "uploads")); len(got) != 0 {
-		t.Errorf("uploads left: %v", got)
+	if got := dirEntries(t, filepath.Join(dir, "uploads")); len(got) != 1 || got[0] != up.ID+".done" {
+		t.Errorf("uploads left: %v, want only the completion record", got)
 	}
 	if _, err := s.Upload(1, up.ID); !errors.Is(err, ErrUnknownUpload) {
 		t.Errorf("completed upload still there: %v", err)
@@ -327,8 +327,8 @@ func TestUploadDedupesWithPut(t *testing.T) {
 	if n, _ := s.Refs(put.SHA256); n != 1 {
 		t.Errorf("refs %d, want 1", n)
 	}
-	if got := dirEntries(t, filepath.Join(dir, "uploads")); len(got) != 0 {
-		t.Errorf("uploads left: %v", got)
+	if got := dirEntries(t, filepath.Join(dir, "uploads")); len(got) != 1 || got[0] != up.ID+".done" {
+		t.Errorf("uploads left: %v, want only the completion record", got)
 	}
 }
 
