@@ -28,6 +28,10 @@ type queue struct {
 	since uint64
 	// out are the batches handed out and not acknowledged, oldest first.
 	out []batch
+	// cur continues a pass over the dialogs changed since since;
+	// passPending says that pass found records not yet acknowledged.
+	cur         storage.DialogCursor
+	passPending bool
 }
 
 type batch struct {
@@ -133,6 +137,9 @@ func (n *Node) updates(ctx context.Context, bot int64, marker int64, limit int, 
 			}
 			continue
 		}
+		if q.cur != (storage.DialogCursor{}) {
+			continue // a pass over many dialogs goes on at once
+		}
 		if !time.Now().Before(deadline) {
 			return botapi.UpdateList{Updates: []botapi.Update{}, Marker: n.lastMarker(q)}, nil
 		}
@@ -195,11 +202,12 @@ func (n *Node) collect(st *storage.Store, bot storage.UserID, q *queue, limit in
 	}
 	var ups []botapi.Update
 	pos := map[storage.ChatID]uint64{}
-	pending := false
-	var cur storage.DialogCursor
-	var version uint64
-	for pages := 0; ; pages++ {
-		page, err := st.Dialogs(bot, q.since, cur, 200)
+	// A pass over the bot's changed dialogs may take several calls: it
+	// goes on from q.cur, so that a bot in very many chats reaches every
+	// one of them, and since moves on only after a whole pass found
+	// nothing pending.
+	for pages := 0; pages < maxPagesPerCall; pages++ {
+		page, err := st.Dialogs(bot, q.since, q.cur, 200)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -207,11 +215,11 @@ func (n *Node) collect(st *storage.Store, bot storage.UserID, q *queue, limit in
 			from := max(d.Delivered, outPos[d.Chat])
 			if d.LastSeq <= from {
 				if d.LastSeq > d.Delivered {
-					pending = true // handed out, not acknowledged
+					q.passPending = true // handed out, not acknowledged
 				}
 				continue
 			}
-			pending = true
+			q.passPending = true
 			if len(ups) >= limit {
 				continue
 			}
@@ -219,20 +227,22 @@ func (n *Node) collect(st *storage.Store, bot storage.UserID, q *queue, limit in
 				return nil, nil, err
 			}
 		}
-		if !page.More || pages >= 100 {
-			version = page.Version
-			if page.More {
-				pending = true
-			}
-			break
+		if page.More {
+			q.cur = page.Next
+			continue
 		}
-		cur = page.Next
-	}
-	if !pending && len(q.out) == 0 && version > 0 {
-		q.since = version
+		if !q.passPending && len(q.out) == 0 && page.Version > 0 {
+			q.since = page.Version
+		}
+		q.cur, q.passPending = storage.DialogCursor{}, false
+		break
 	}
 	return ups, pos, nil
 }
+
+// maxPagesPerCall bounds the dialog pages (of 200) one look at a bot's
+// queue reads; a longer pass goes on at the next.
+const maxPagesPerCall = 20
 
 // read appends the updates of dialog d's records after seq from.
 func (n *Node) read(st *storage.Store, bot storage.UserID, d storage.Dialog, from uint64, limit int, types []string, ups *[]botapi.Update, pos map[storage.ChatID]uint64) error {

@@ -129,15 +129,45 @@ func directID(a, b UserID, k uint64) ChatID {
 	return ChatID(id)
 }
 
+// legacyDirectID is directID as stores before chat ids were kept below
+// 2^53 derived it, in [2^62, 2^63). Like mix64, it must never change.
+func legacyDirectID(a, b UserID, k uint64) ChatID {
+	if a > b {
+		a, b = b, a
+	}
+	id := mix64(mix64(uint64(a))^uint64(b)+k) | 1<<62
+	return ChatID(id &^ (1 << 63))
+}
+
 type createOp struct {
 	spec ChatSpec
+	at   ChatID // the id to create at, for tests of legacy stores; 0: pick one
 	id   ChatID
 	err  error
 }
 
 func (op *createOp) apply(s *Store, bc *batchCtx) error {
 	sp := &op.spec
-	if sp.Kind == ChatDirect {
+	if op.at != 0 {
+		op.id = op.at
+	} else if sp.Kind == ChatDirect {
+		// A store written before chat ids were kept below 2^53 holds its
+		// direct chats at their legacy ids: the pair's chat is found there
+		// first, so that no pair gets a second one.
+		for k := uint64(0); ; k++ {
+			id := legacyDirectID(sp.Creator, sp.Members[0], k)
+			st, err := s.state(id)
+			if errors.Is(err, ErrUnknownChat) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if st.kind == ChatDirect && isPair(st.rec.creator, st.rec.peer, sp.Creator, sp.Members[0]) {
+				op.id, op.err = id, ErrChatExists
+				return nil
+			}
+		}
 		for k := uint64(0); ; k++ {
 			id := directID(sp.Creator, sp.Members[0], k)
 			st, err := s.state(id)
@@ -212,7 +242,11 @@ func (s *Store) stageJoin(bc *batchCtx, st *chatState, user UserID, role Role) e
 	if st.kind == ChatChannel || (st.kind == ChatGroup && st.rec.members >= s.opts.PushMembers) {
 		mode = modePull
 	}
-	m := memberRecord{role: role, mode: mode, joined: bc.now}
+	// What the chat held before the member joined was never delivered to
+	// it, and never will be as new: its delivered marker starts at the
+	// chat's last seq (a bot's updates are read after it; history stays
+	// readable).
+	m := memberRecord{role: role, mode: mode, joined: bc.now, delivered: st.durSeq}
 	bc.set(s.chatKey(bc.key[:0], tMember, st.id, uint64(user)), m.appendTo(bc.val[:0]))
 	bc.set(s.userKey(bc.key[:0], tUserChat, user, uint64(st.id)), []byte{byte(role), mode, byte(st.kind)})
 	if mode == modePull {
@@ -275,7 +309,7 @@ func (s *Store) addChatCount(bc *batchCtx, user UserID, delta int) error {
 // checkRoom fails with ErrTooManyChats when user is in MaxChatsPerUser
 // chats already. Service users are not capped.
 func (s *Store) checkRoom(bc *batchCtx, user UserID) error {
-	if IsServiceUser(user) {
+	if IsServiceUser(user) || (s.opts.Uncapped != nil && s.opts.Uncapped(user)) {
 		return nil
 	}
 	n, err := s.userChatCount(bc, user)

@@ -222,3 +222,48 @@ func TestSetTitle(t *testing.T) {
 		t.Fatalf("unknown: %v", err)
 	}
 }
+
+// A direct chat a store made at its legacy id (before chat ids were kept
+// below 2^53) is still the pair's: no second one is made.
+func TestDirectChatLegacyID(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	a, b := UserID(1<<33), UserID(1<<33+1)
+	// The chat as an older store made it: at its legacy id.
+	legacy := legacyDirectID(a, b, 0)
+	op := &createOp{at: legacy, spec: ChatSpec{Kind: ChatDirect, Creator: a, Members: []UserID{b}}}
+	if err := s.submit(ctx, op, 0); err != nil || op.err != nil {
+		t.Fatal(err, op.err)
+	}
+	c, err := s.CreateChat(ctx, ChatSpec{Kind: ChatDirect, Creator: b, Members: []UserID{a}})
+	if !errors.Is(err, ErrChatExists) || c.ID != legacy {
+		t.Fatalf("CreateChat = %d, %v; want the legacy chat %d, ErrChatExists", c.ID, err, legacy)
+	}
+	// A new pair gets an id below 2^53.
+	n := mustChat(t, s, ChatSpec{Kind: ChatDirect, Creator: a, Members: []UserID{7}})
+	if n.ID >= 1<<53 || n.ID < 1<<52 {
+		t.Fatalf("new direct chat id %d", n.ID)
+	}
+	g := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: a})
+	if g.ID >= 1<<52 {
+		t.Fatalf("new group id %d", g.ID)
+	}
+}
+
+// Options.Uncapped users join chats beyond MaxChatsPerUser.
+func TestUncapped(t *testing.T) {
+	const bot = UserID(99)
+	s := openTest(t, t.TempDir(), Options{MaxChatsPerUser: 2, Uncapped: func(u UserID) bool { return u == bot }})
+	ctx := context.Background()
+	for i := range 4 {
+		if _, err := s.CreateChat(ctx, ChatSpec{Kind: ChatDirect, Creator: UserID(10 + i), Members: []UserID{bot}}); err != nil {
+			t.Fatalf("chat %d with the bot: %v", i, err)
+		}
+	}
+	if _, err := s.CreateChat(ctx, ChatSpec{Kind: ChatGroup, Creator: 10}); err != nil {
+		t.Fatalf("a capped user's second chat: %v", err)
+	}
+	if _, err := s.CreateChat(ctx, ChatSpec{Kind: ChatGroup, Creator: 10}); !errors.Is(err, ErrTooManyChats) {
+		t.Fatalf("a capped user's third chat: %v", err)
+	}
+}

@@ -47,6 +47,11 @@ type Options struct {
 	// creating or joining one more fails with ErrTooManyChats. The count
 	// is kept per user, so the check reads one key. Default: 5,000.
 	MaxChatsPerUser uint64
+	// Uncapped, if set, names users MaxChatsPerUser does not bind (the
+	// node's bots, which people open chats with by the thousand), as it
+	// binds no service user. It is called in the committer: it must be
+	// quick and must not block.
+	Uncapped func(UserID) bool
 	// PushMembers is the group size up to which members joining a group
 	// have their dialog index written on every change; members joining a
 	// larger group, and every channel subscriber, read it on demand.

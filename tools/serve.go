@@ -31,6 +31,7 @@ import (
 	"github.com/gonets/gonets/broker"
 	"github.com/gonets/gonets/broker/nodecert"
 	"github.com/gonets/gonets/callsfu"
+	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/identity/token"
 	"github.com/gonets/gonets/storage"
 )
@@ -436,6 +437,13 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	sopts.Logger, sopts.Metrics = log.With("component", "storage"), n.storeMetrics
+	// Bots are not bound by the chats-per-user cap: the accounts, opened
+	// after the store, say who is one.
+	var botAccounts atomic.Pointer[identity.Accounts]
+	sopts.Uncapped = func(u storage.UserID) bool {
+		a := botAccounts.Load()
+		return a != nil && a.IsBot(u)
+	}
 	bopts.Logger, bopts.Metrics = log.With("component", "broker"), n.brokerMetrics
 
 	if len(nopts) > 0 && nopts[0].storageFS != nil {
@@ -489,6 +497,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 			return nil, err
 		}
 		undo = append(undo, n.ident.close)
+		botAccounts.Store(n.ident.accounts)
 		bopts.Accounts = n.ident.svc
 		if n.adminToken, err = loadOrCreateAdminToken(n.dataDir); err != nil {
 			return nil, err
