@@ -1,6 +1,7 @@
 package mediahttp
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -278,9 +279,14 @@ func (s *Server) botChunk(w http.ResponseWriter, r *http.Request, b *botUpload, 
 	return s.bots.complete(b, f, s.opts.Now())
 }
 
-// botLost marks b failed when its store upload id is gone without a
-// file and returns the error that answers the request.
+// botLost handles b's store upload id gone without b's file: it
+// completes b from the store's record of the upload's completion
+// (media.Store.CompletedUpload) if there is one, and marks b failed
+// otherwise; it returns the error that answers the request.
 func (s *Server) botLost(b *botUpload, id string) error {
+	if ok, err := s.recoverBot(b, id); ok || err != nil {
+		return err
+	}
 	failed, err := s.bots.fail(b, id)
 	if err != nil {
 		return err
@@ -590,13 +596,12 @@ func (u *botUploads) expire(now time.Time) int {
 }
 
 // failLostBotUploads reloads, at open, when each record's last chunk
-// arrived (from its store upload), drops the records expired as of then,
-// and marks failed the records whose store
-// upload is gone without their file: a crash between the store's
-// completion of the upload and the record's update. The store keeps no
-// lookup of completed uploads, so the file cannot be found again; the
-// bot learns to upload it again instead of waiting for the token to
-// expire.
+// arrived (from its store upload) and drops the records expired as of
+// then. A record whose store upload is gone without its file (a crash
+// between the store's completion of the upload and the record's update)
+// gets the file from the store's record of the completion, or is marked
+// failed when there is none, so that the bot uploads again instead of
+// waiting for the token to expire.
 func (s *Server) failLostBotUploads() {
 	now := s.opts.Now()
 	s.bots.mu.Lock()
@@ -619,10 +624,37 @@ func (s *Server) failLostBotUploads() {
 		if s.bots.drop(b, now) || !errors.Is(err, media.ErrUnknownUpload) {
 			continue
 		}
+		if ok, err := s.recoverBot(b, id); ok || err != nil {
+			if err != nil {
+				s.opts.Log.Error("mediahttp: recover a bot upload", "id", b.id, "err", err)
+			}
+			continue
+		}
 		if _, err := s.bots.fail(b, id); err != nil {
 			s.opts.Log.Error("mediahttp: mark a lost bot upload failed", "id", b.id, "err", err)
 			continue
 		}
 		s.opts.Log.Warn("mediahttp: bot upload lost its file; marked failed", "id", b.id, "upload", id)
 	}
+}
+
+// recoverBot completes b from the store's record of its upload id's
+// completion, if the store has one for a file of b's size; ok reports
+// whether it did.
+func (s *Server) recoverBot(b *botUpload, id string) (ok bool, err error) {
+	b.mu.Lock()
+	user, size, upload := b.rec.User, b.rec.Size, b.rec.Upload
+	b.mu.Unlock()
+	if upload != id {
+		return false, nil
+	}
+	info, err := s.store.CompletedUpload(user, id)
+	if err != nil || info.Size != size {
+		return false, nil
+	}
+	if err := s.receipt(user, info.SHA256); err != nil {
+		return false, err
+	}
+	f := s.finishDetached(context.Background(), user, info)
+	return true, s.bots.complete(b, f, s.opts.Now())
 }

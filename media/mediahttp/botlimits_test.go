@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gonets/gonets/broker/wire"
 	"github.com/gonets/gonets/media"
 )
 
@@ -61,10 +62,41 @@ func TestBotUploadsCapped(t *testing.T) {
 	}
 }
 
+// crashBeforeRecord rewrites bot upload url's record as a crash between
+// the store's completion of its upload and the record's update leaves it
+// (Upload set, no File), then restarts; lost also removes the store's
+// record of the completion.
+func (f *fixture) crashBeforeRecord(lost bool) {
+	f.t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(f.dir, "bot-uploads"))
+	if len(ents) != 1 {
+		f.t.Fatalf("records %v", ents)
+	}
+	p := filepath.Join(f.dir, "bot-uploads", ents[0].Name())
+	var rec botRecord
+	if err := readJSONFile(p, &rec); err != nil {
+		f.t.Fatal(err)
+	}
+	if rec.Upload == "" || rec.File == nil {
+		f.t.Fatalf("record %+v", rec)
+	}
+	rec.File, rec.Completed = nil, time.Time{}
+	b, _ := json.Marshal(rec)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	if lost {
+		if err := os.Remove(filepath.Join(f.dir, "uploads", rec.Upload+".done")); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	f.open()
+}
+
 // TestBotChunkCrashWindow: a crash after the store completed a bot's
-// chunked upload but before its record got the file leaves the record
-// failed at open: a retry is 400 upload_failed and Resolve ErrUploadFailed,
-// not 404 and ErrNotReady until the token expires.
+// chunked upload but before its record got the file: at open the record
+// gets the file from the store's record of the completion, so a retry is
+// 200 and Resolve works, not 404 and ErrNotReady until the token expires.
 func TestBotChunkCrashWindow(t *testing.T) {
 	f := newFixture(t, media.Options{})
 	url, tok, err := f.srv.NewBotUpload(5, "file")
@@ -75,29 +107,38 @@ func TestBotChunkCrashWindow(t *testing.T) {
 	if code, body := f.botChunk(url, data, 0, 1000); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	// The crash: the record as uploadFor wrote it (Upload set, no File),
-	// the store's upload gone (Complete ran).
-	ents, _ := os.ReadDir(filepath.Join(f.dir, "bot-uploads"))
-	p := filepath.Join(f.dir, "bot-uploads", ents[0].Name())
-	var rec botRecord
-	if err := readJSONFile(p, &rec); err != nil {
+	f.crashBeforeRecord(false)
+	if code, body := f.botChunk(url, data, 0, 1000); code != 200 {
+		t.Fatalf("retry after the restart: %d %s", code, body)
+	}
+	att, err := f.srv.Resolve(5, tok)
+	if err != nil || att.Sha256 != shaOf(data) {
+		t.Fatalf("Resolve: %v %v", att, err)
+	}
+	if err := f.srv.Attach(t.Context(), 5, []*wire.Attachment{att}); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+}
+
+// TestBotChunkLost: the same crash with the store's completion record
+// lost too leaves the record failed: a retry is 400 upload_failed and
+// Resolve ErrUploadFailed; a new token works.
+func TestBotChunkLost(t *testing.T) {
+	f := newFixture(t, media.Options{})
+	url, tok, err := f.srv.NewBotUpload(5, "file")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Upload == "" {
-		t.Fatalf("record without its upload: %+v", rec)
+	data := randBytes(3, 1000)
+	if code, body := f.botChunk(url, data, 0, 1000); code != 200 {
+		t.Fatalf("%d %s", code, body)
 	}
-	rec.File, rec.Completed = nil, time.Time{}
-	b, _ := json.Marshal(rec)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f.open()
+	f.crashBeforeRecord(true)
 	code, body := f.botChunk(url, data, 0, 1000)
 	wantErr(t, code, body, 400, CodeUploadFailed)
 	if _, err := f.srv.Resolve(5, tok); !errors.Is(err, ErrUploadFailed) {
 		t.Fatalf("Resolve: %v", err)
 	}
-	// The bot uploads again with a new token.
 	url2, tok2, err := f.srv.NewBotUpload(5, "file")
 	if err != nil {
 		t.Fatal(err)

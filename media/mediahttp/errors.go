@@ -21,8 +21,8 @@ var (
 	// expired, or another user's.
 	ErrUnknownToken = errors.New("mediahttp: unknown upload token")
 	// ErrUploadFailed: the bot upload's file was lost before it was
-	// recorded (a crash during its completion, a failed completion, an
-	// expired upload); the bot uploads it again with a new token. The
+	// recorded (a failed completion, an expired upload, a crash that lost
+	// the store's record of the completion too); the bot uploads it again with a new token. The
 	// Bot API answers 400 "upload failed: upload again".
 	ErrUploadFailed = errors.New("mediahttp: upload failed: upload again")
 	// ErrTooManyUploads: NewBotUpload for a user holding

@@ -67,12 +67,12 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.bots = bots
-	s.failLostBotUploads()
 	rcpt, err := loadReceipts(s.limits.Dir, o.Now(), s.limits.GCGrace, o.MaxReceiptsPerUser)
 	if err != nil {
 		return nil, err
 	}
 	s.rcpt = rcpt
+	s.failLostBotUploads() // may give receipts
 	s.mux.HandleFunc("POST /media/upload", s.authed(s.handlePut))
 	s.mux.HandleFunc("POST /media/uploads", s.authed(s.handleCreate))
 	s.mux.HandleFunc("GET /media/uploads/{id}", s.authed(s.handleStatus))
