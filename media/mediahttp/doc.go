@@ -43,10 +43,9 @@
 // upload is gone without its file (a crash during completion) gets it
 // from the store's record of the completion at open, or is marked
 // failed. The result of a completed resumable upload is remembered in
-// memory for an hour, for a client whose last answer was lost; after a
-// restart such a client uploads again, and the store deduplicates the
-// content. Each upload gives its user a
-// receipt for the file (receipts.go: a line appended and fsynced to
+// memory for an hour, for a client whose last answer was lost, and the
+// store's record of the completion answers it for GCGrace, across a
+// restart too. Each upload gives its user a receipt for the file (receipts.go: a line appended and fsynced to
 // <media dir>/receipts/<UTC day>.log before the answer, kept GCGrace), and
 // Attach takes only files its user holds a receipt for.
 //

@@ -640,6 +640,21 @@ func TestResumeAfterRestart(t *testing.T) {
 	if file == nil || file.SHA256 != shaOf(data) || file.Name != "r.bin" {
 		t.Fatalf("resumed: %+v", file)
 	}
+	// A client whose last answer was lost to a restart learns the upload
+	// completed, from its status or a retried chunk.
+	f.open()
+	st = decode[UploadStatus](t)(f.req(1, "GET", up.URL, nil, nil))
+	if !st.Complete || st.File == nil || st.File.SHA256 != file.SHA256 {
+		t.Fatalf("status after completion and a restart: %+v", st)
+	}
+	if a := f.putChunks(1, up.URL, data, 50_000, []int{3}); !a[0].Complete {
+		t.Fatalf("retried chunk after completion and a restart: %+v", a[0])
+	}
+	if err := f.attach(1, file.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := f.do(2, "GET", up.URL, nil, nil)
+	wantErr(t, code, body, 404, CodeUnknownUpload)
 }
 
 // TestRunGC: the GC loop collects an unreferenced file after its grace

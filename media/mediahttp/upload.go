@@ -173,15 +173,25 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user uint6
 }
 
 // completed returns the status of upload id of user if it completed
-// lately.
+// lately: remembered in memory, or after a restart from the store's
+// record of the completion (then with the user's receipt, should the
+// crash have come before it was written).
 func (s *Server) completed(ctx context.Context, user uint64, id string) (UploadStatus, bool) {
-	x := s.done.lookup(user, id)
-	if x == nil {
-		return UploadStatus{}, false
-	}
-	f, err := x.wait(ctx)
-	if err != nil {
-		return UploadStatus{}, false
+	var f File
+	if x := s.done.lookup(user, id); x != nil {
+		var err error
+		if f, err = x.wait(ctx); err != nil {
+			return UploadStatus{}, false
+		}
+	} else {
+		info, err := s.store.CompletedUpload(user, id)
+		if err != nil {
+			return UploadStatus{}, false
+		}
+		if !s.rcpt.has(user, info.SHA256, s.opts.Now()) && s.receipt(user, info.SHA256) != nil {
+			return UploadStatus{}, false
+		}
+		f = fileOf(info)
 	}
 	return UploadStatus{ID: id, URL: s.uploadURL(id), Size: f.Size, Received: [][2]int64{{0, f.Size}}, Complete: true, File: &f}, true
 }
