@@ -2,6 +2,7 @@ package mediahttp
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +22,8 @@ import (
 //
 // They are durable before the upload is answered: each is a line
 // "<user> <sha256> <unix seconds>\n" appended and fsynced to
-// <media dir>/receipts/<UTC day>.log, the day's file removed once its
+// <media dir>/receipts/<UTC day>.log (one fsync for the receipts appended
+// meanwhile, a group commit), the day's file removed once its
 // every line is older than keep. A torn last line (a crash mid-append) is
 // skipped at open.
 type receipts struct {
@@ -29,8 +31,13 @@ type receipts struct {
 	keep time.Duration
 	max  int
 
-	mu    sync.Mutex // guards the following; held while a receipt is written
-	users map[uint64]map[string]time.Time
+	mu      sync.Mutex // guards the following; held while a receipt is appended
+	users   map[uint64]map[string]time.Time
+	written uint64         // receipts appended
+	dirty   map[int64]bool // days with receipts appended but not fsynced
+
+	syncMu sync.Mutex // serializes the fsyncs; guards synced
+	synced uint64     // receipts fsynced
 }
 
 // receiptsDir is the directory of the receipts, in the media directory.
@@ -41,7 +48,10 @@ func utcDay(t time.Time) int64 { return t.Unix() / 86400 }
 // loadReceipts loads the receipts younger than keep under dir/receipts
 // and removes the day files older than that.
 func loadReceipts(dir string, now time.Time, keep time.Duration, max int) (*receipts, error) {
-	r := &receipts{dir: filepath.Join(dir, receiptsDir), keep: keep, max: max, users: make(map[uint64]map[string]time.Time)}
+	r := &receipts{
+		dir: filepath.Join(dir, receiptsDir), keep: keep, max: max,
+		users: make(map[uint64]map[string]time.Time), dirty: make(map[int64]bool),
+	}
 	if err := mkdirSynced(r.dir); err != nil {
 		return nil, fmt.Errorf("mediahttp: open receipts: %w", err)
 	}
@@ -151,23 +161,79 @@ func (r *receipts) addLocked(user uint64, sha string, at time.Time) {
 }
 
 // add gives user a receipt for sha, durably: appended to now's day file
-// and fsynced (the directory too, when the file is new).
+// and fsynced, with the receipts appended meanwhile.
 func (r *receipts) add(user uint64, sha string, now time.Time) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	line := strconv.FormatUint(user, 10) + " " + sha + " " + strconv.FormatInt(now.Unix(), 10) + "\n"
-	if err := r.appendLocked(utcDay(now), line); err != nil {
+	day := utcDay(now)
+	r.mu.Lock()
+	err := r.appendLocked(day, line)
+	if err == nil {
+		r.written++
+		r.dirty[day] = true
+	}
+	mine := r.written
+	r.mu.Unlock()
+	if err == nil {
+		err = r.sync(mine)
+	}
+	if err != nil {
 		return fmt.Errorf("mediahttp: receipt: %w", err)
 	}
+	r.mu.Lock()
 	r.addLocked(user, sha, now)
+	r.mu.Unlock()
 	return nil
 }
 
-// appendLocked appends line to day's file and fsyncs it, ending a torn
-// last line first.
+// sync returns once receipt number n is fsynced: by this call, which
+// fsyncs every day file appended to since the last fsync, or by another.
+func (r *receipts) sync(n uint64) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	if r.synced >= n {
+		return nil
+	}
+	r.mu.Lock()
+	target, days := r.written, r.dirty
+	r.dirty = make(map[int64]bool)
+	r.mu.Unlock()
+	for day := range days {
+		// A day file GC removed (a clock gone back) has nothing to keep.
+		if err := syncFile(r.dayPath(day)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.mu.Lock()
+			for d := range days {
+				r.dirty[d] = true
+			}
+			r.mu.Unlock()
+			return err
+		}
+	}
+	r.synced = target
+	return nil
+}
+
+// syncFile fsyncs the file at path (any descriptor of it will do).
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (r *receipts) dayPath(day int64) string {
+	return filepath.Join(r.dir, strconv.FormatInt(day, 10)+".log")
+}
+
+// appendLocked appends line to day's file, ending a torn last line
+// first, and fsyncs the directory when the file is new. The caller
+// fsyncs the file.
 func (r *receipts) appendLocked(day int64, line string) error {
-	path := filepath.Join(r.dir, strconv.FormatInt(day, 10)+".log")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(r.dayPath(day), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -180,9 +246,6 @@ func (r *receipts) appendLocked(day int64, line string) error {
 	}
 	if err == nil {
 		_, err = io.WriteString(f, line)
-	}
-	if err == nil {
-		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

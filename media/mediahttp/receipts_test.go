@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,5 +136,38 @@ func TestReceiptsBoundedAndTorn(t *testing.T) {
 	f.open()
 	if err := f.attach(9, file.SHA256); err != nil {
 		t.Fatalf("the receipt after a torn line: %v", err)
+	}
+}
+
+// TestReceiptsConcurrent: receipts added at once (one fsync for many)
+// are all there, and all there again once reloaded.
+func TestReceiptsConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r, err := loadReceipts(dir, now, time.Hour, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := func(i int) string { return shaOf([]byte{byte(i)}) }
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			if err := r.add(uint64(i%4), sha(i), now); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	r2, err := loadReceipts(dir, now.Add(time.Minute), time.Hour, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 64 {
+		if !r.has(uint64(i%4), sha(i), now) || !r2.has(uint64(i%4), sha(i), now) {
+			t.Fatalf("receipt %d missing", i)
+		}
+	}
+	if r.synced != 64 {
+		t.Fatalf("synced %d of 64", r.synced)
 	}
 }
