@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gonets/gonets/bots/botapi"
 	"github.com/gonets/gonets/broker"
@@ -348,8 +351,11 @@ func (n *Node) Send(ctx context.Context, bot, chat, user int64, body botapi.NewM
 	}
 	cid := storage.ChatID(chat)
 	if chat == 0 {
-		if user <= 0 || user == bot {
+		switch {
+		case user <= 0 || user == bot:
 			return botapi.Message{}, botapi.Errorf(botapi.ErrBadRequest, "send to a chat_id or a user_id")
+		case storage.IsServiceUser(storage.UserID(user)) || n.o.Accounts.IsBot(storage.UserID(user)):
+			return botapi.Message{}, botapi.Errorf(botapi.ErrForbidden, "a bot writes to people, not to user %d", user)
 		}
 		if cid, err = b.DirectChat(ctx, storage.UserID(bot), storage.UserID(user)); err != nil {
 			return botapi.Message{}, apiError(err)
@@ -415,6 +421,11 @@ func (n *Node) Edit(ctx context.Context, bot int64, id string, body botapi.NewMe
 	if r.Sender != storage.UserID(bot) {
 		return botapi.Errorf(botapi.ErrForbidden, "a bot edits only its own messages")
 	}
+	if body.Attachments == nil && r.Kind == storage.MsgMedia {
+		// attachments null keeps the message's files and keyboard (MAX's
+		// rule; [] removes them): only its text and format change.
+		return n.editText(ctx, b, bot, r, body)
+	}
 	kind, raw, err := n.content(storage.UserID(bot), body)
 	if err != nil {
 		return err
@@ -430,6 +441,46 @@ func (n *Node) Edit(ctx context.Context, bot int64, id string, body botapi.NewMe
 		} else {
 			return botapi.Errorf(botapi.ErrBadRequest, "a text message is edited with text only")
 		}
+	}
+	_, err = b.PostAs(ctx, storage.UserID(bot), broker.BotDevice, storage.Message{Chat: r.Chat, ClientMsgID: newMsgID(), Kind: storage.MsgEdit, Target: r.Seq, Body: raw})
+	return apiError(err)
+}
+
+// editText replaces the text (and format) of the bot's MEDIA message r,
+// keeping its attachments and keyboard.
+func (n *Node) editText(ctx context.Context, b *broker.Broker, bot int64, r storage.Record, body botapi.NewMessageBody) error {
+	var c wire.Content
+	if err := proto.Unmarshal(r.Body, &c); err != nil {
+		return fmt.Errorf("bots: message %d of chat %d: %w", r.Seq, r.Chat, err)
+	}
+	text := ""
+	if body.Text != nil {
+		text = *body.Text
+	}
+	if !utf8.ValidString(text) || utf8.RuneCountInString(text) > maxText {
+		return botapi.ErrTooLong
+	}
+	c.Text = text
+	if body.Format != nil {
+		switch *body.Format {
+		case "markdown":
+			c.Format = wire.TextFormat_TEXT_FORMAT_MARKDOWN
+		case "html":
+			c.Format = wire.TextFormat_TEXT_FORMAT_HTML
+		case "":
+			c.Format = wire.TextFormat_TEXT_FORMAT_PLAIN
+		default:
+			return botapi.Errorf(botapi.ErrBadRequest, "format %q: use markdown or html", *body.Format)
+		}
+	}
+	// The files keep their references: Attach takes new ones for the
+	// edit's Content and the edit gives back the old Content's.
+	for _, a := range c.Attachments {
+		a.Size, a.Width, a.Height, a.ThumbSha256 = 0, 0, 0, ""
+	}
+	raw, err := proto.Marshal(&c)
+	if err != nil {
+		return err
 	}
 	_, err = b.PostAs(ctx, storage.UserID(bot), broker.BotDevice, storage.Message{Chat: r.Chat, ClientMsgID: newMsgID(), Kind: storage.MsgEdit, Target: r.Seq, Body: raw})
 	return apiError(err)
@@ -515,7 +566,10 @@ func (n *Node) Answer(ctx context.Context, bot int64, callbackID string, body *b
 	}
 	chat, seq, user, ok := n.parseCallbackID(storage.UserID(bot), callbackID)
 	if !ok {
-		return botapi.Errorf(botapi.ErrNotFound, "unknown callback_id")
+		return botapi.Errorf(botapi.ErrNotFound, "unknown or expired callback_id")
+	}
+	if _, err := st.Member(chat, storage.UserID(bot)); err != nil {
+		return botapi.Errorf(botapi.ErrForbidden, "the bot left the chat of this callback")
 	}
 	if body != nil {
 		if err := n.Edit(ctx, bot, mid(chat, seq), *body); err != nil {

@@ -38,6 +38,7 @@ type Accounts interface {
 	BotInfo(user storage.UserID) (identity.Bot, error)
 	SetBotCommands(user storage.UserID, cmds []identity.BotCommand) error
 	BotAppKey(user storage.UserID) ([]byte, error)
+	BotUsers(max int) ([]storage.UserID, bool)
 }
 
 // Files are the node's stored files as bots see them (media/mediahttp).
@@ -82,10 +83,8 @@ type Options struct {
 	// URLTTL is how long a download URL in an update stays good.
 	// Default: 24 h.
 	URLTTL time.Duration
-	// LaunchTTL is how long mini-app launch data is meant to be accepted
-	// (auth_date's age, checked by the mini-app). Informative only.
-	Log *slog.Logger
-	Now func() time.Time
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // Node is the bot platform of a node: the Bot API's Backend and the
@@ -98,7 +97,8 @@ type Node struct {
 	mu     sync.Mutex
 	queues map[storage.UserID]*queue
 	// markerBase makes markers rise across restarts: the node's start in
-	// milliseconds, times 1,000, leaves 1,000 batches a millisecond.
+	// milliseconds (mod 2^40, 34 years), times 1,000, leaves 1,000
+	// markers a millisecond of uptime, and stays below 2^53.
 	markerBase int64
 }
 
@@ -127,7 +127,7 @@ func New(o Options) (*Node, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Node{o: o, queues: map[storage.UserID]*queue{}, markerBase: o.Now().UnixMilli() % (1 << 40)}, nil
+	return &Node{o: o, queues: map[storage.UserID]*queue{}, markerBase: o.Now().UnixMilli() % (1 << 40) * 1000}, nil
 }
 
 // Start joins n to b. Bot API requests before it answer 503.
@@ -179,7 +179,7 @@ func (n *Node) MembersChanged(ctx context.Context, chat storage.ChatID, kind sto
 		default:
 			s = &wire.Service{Event: &wire.Service_MemberRemoved{MemberRemoved: ev}}
 		}
-		if err := b.PostService(ctx, storage.ServiceUser, bot, eventID("members", uint64(chat), uint64(by), added, ev.Users), s); err != nil {
+		if err := postRetried(ctx, b, bot, eventID("members", uint64(chat), uint64(by), added, ev.Users), s); err != nil {
 			n.o.Log.Warn("bots: a membership change not queued for a bot", "bot", bot, "chat", chat, "err", err)
 		}
 	}
@@ -194,9 +194,27 @@ func (n *Node) BotRemoved(ctx context.Context, chat storage.ChatID, bot, by stor
 	}
 	ev := &wire.MembersChanged{Chat: uint64(chat), Users: []uint64{uint64(bot)}, By: uint64(by), FromSeq: from, ToSeq: to}
 	s := &wire.Service{Event: &wire.Service_BotRemoved{BotRemoved: ev}}
-	if err := b.PostService(ctx, storage.ServiceUser, bot, eventID("removed", uint64(chat), uint64(by), false, []uint64{from, to}), s); err != nil {
+	if err := postRetried(ctx, b, bot, eventID("removed", uint64(chat), uint64(by), false, []uint64{from, to}), s); err != nil {
 		n.o.Log.Warn("bots: bot_removed not queued", "bot", bot, "chat", chat, "err", err)
 	}
+}
+
+// postRetried posts a bot's event in its service chat, trying three
+// times with the same id (stored once), so that a passing failure of the
+// store does not lose it; a change already committed cannot be undone.
+func postRetried(ctx context.Context, b *broker.Broker, bot storage.UserID, id uint64, s *wire.Service) error {
+	var err error
+	for i := range 3 {
+		if err = b.PostService(ctx, storage.ServiceUser, bot, id, s); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100<<i) * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // botsOf returns the bots among users and the chat's members. A chat's
@@ -214,6 +232,20 @@ func (n *Node) botsOf(st *storage.Store, chat storage.ChatID, users []storage.Us
 	for _, u := range users {
 		add(u)
 	}
+	// With few bots on the node, each is looked up in the chat: one read
+	// each, whatever the chat's size. With many, the chat's first members
+	// are read.
+	if all, ok := n.o.Accounts.BotUsers(botLookups); ok {
+		for _, b := range all {
+			if !seen[b] {
+				if _, err := st.Member(chat, b); err == nil {
+					seen[b] = true
+					bots = append(bots, b)
+				}
+			}
+		}
+		return bots
+	}
 	ms, err := st.Members(chat, 0, botScanMembers)
 	if err == nil {
 		for _, m := range ms {
@@ -222,6 +254,10 @@ func (n *Node) botsOf(st *storage.Store, chat storage.ChatID, users []storage.Us
 	}
 	return bots
 }
+
+// botLookups is how many bots a node may have for a membership change to
+// look each up in the chat.
+const botLookups = 64
 
 // botScanMembers bounds the members read to find a chat's bots.
 const botScanMembers = 1000
@@ -235,8 +271,9 @@ func containsUser(users []storage.UserID, u storage.UserID) bool {
 	return false
 }
 
-// eventID derives a client message id for a service event, so that a
-// retry of the same event is stored once.
+// eventID derives a client message id for a service event, once per
+// event (the clock keeps two real changes apart: add, remove, add), so
+// that the retries of one event are stored once.
 func eventID(kind string, a, b uint64, flag bool, users []uint64) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(kind))
@@ -302,9 +339,12 @@ func (n *Node) callbackID(bot storage.UserID, chat storage.ChatID, seq uint64, u
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return "", err
 	}
-	body := fmt.Sprintf("%d.%d.%d.%s", chat, seq, user, base64.RawURLEncoding.EncodeToString(nonce[:]))
+	body := fmt.Sprintf("%d.%d.%d.%d.%s", chat, seq, user, n.o.Now().Unix(), base64.RawURLEncoding.EncodeToString(nonce[:]))
 	return body + "." + n.mac(bot, body), nil
 }
+
+// CallbackTTL is how long a bot may answer a pressed button.
+const CallbackTTL = time.Hour
 
 func (n *Node) mac(bot storage.UserID, body string) string {
 	m := hmac.New(sha256.New, n.o.Key)
@@ -323,13 +363,14 @@ func (n *Node) parseCallbackID(bot storage.UserID, id string) (chat storage.Chat
 		return 0, 0, 0, false
 	}
 	parts := strings.Split(body, ".")
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		return 0, 0, 0, false
 	}
 	c, err1 := strconv.ParseUint(parts[0], 10, 64)
 	s, err2 := strconv.ParseUint(parts[1], 10, 64)
 	u, err3 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	at, err4 := strconv.ParseInt(parts[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || n.o.Now().Sub(time.Unix(at, 0)) > CallbackTTL {
 		return 0, 0, 0, false
 	}
 	return storage.ChatID(c), s, storage.UserID(u), true

@@ -179,6 +179,19 @@ func TestBotConversation(t *testing.T) {
 		t.Fatalf("answer %+v", ans.CallbackAnswer)
 	}
 
+	// A text-only edit (attachments null) keeps the keyboard.
+	newText := "echo: edited"
+	if err := w.bots.Edit(ctx, w.bot, sent.Body.Mid, botapi.NewMessageBody{Text: &newText}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := w.bots.Message(ctx, w.bot, sent.Body.Mid); err != nil || m.Body.Text != newText || len(m.Body.Attachments) != 1 || m.Body.Attachments[0].Type != "inline_keyboard" {
+		t.Fatalf("after a text edit: %+v %v", m.Body, err)
+	}
+	// A bot writes to people only.
+	if _, err := w.bots.Send(ctx, w.bot, 0, int64(storage.ServiceUser), botapi.NewMessageBody{Text: &text}); !errors.Is(err, botapi.ErrForbidden) {
+		t.Fatalf("to the service user: %v", err)
+	}
+
 	// Edits and deletes reach the bot too.
 	if _, err := a.Edit(ctx, info.Chat, 2, []byte("hello!")); err != nil {
 		t.Fatal(err)

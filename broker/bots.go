@@ -101,6 +101,10 @@ func (s *Session) callback(req *wire.Callback) (*wire.Frame, error) {
 	if r.Kind != storage.MsgMedia || r.Deleted || !s.b.opts.Bots.IsBot(bot) || !hasCallback(r.Body, req.Payload) {
 		return nil, fmt.Errorf("%w: message %d of chat %d has no callback button %q", ErrNoButton, req.Seq, chat, req.Payload)
 	}
+	if _, err := s.b.st.Member(chat, bot); err != nil {
+		// A bot that left learns nothing more of the chat.
+		return nil, fmt.Errorf("%w: the bot of message %d left chat %d", ErrNoButton, req.Seq, chat)
+	}
 	if err := s.b.opts.Bots.Callback(work, bot, chat, req.Seq, s.user, req.Payload); err != nil {
 		return nil, err
 	}
@@ -165,6 +169,10 @@ func (b *Broker) PostAs(ctx context.Context, user storage.UserID, dev storage.De
 	if m.Chat == 0 || user == 0 {
 		return storage.Ack{}, fmt.Errorf("%w: zero chat or user", ErrBadRequest)
 	}
+	// Pinned before the chat is read, so that the order read is the
+	// entry's (as a session's appendOne does).
+	e := b.chats.pin(m.Chat)
+	defer b.unpin(e)
 	c, err := b.st.Chat(m.Chat)
 	if err != nil {
 		return storage.Ack{}, err
@@ -177,8 +185,6 @@ func (b *Broker) PostAs(ctx context.Context, user storage.UserID, dev storage.De
 		return storage.Ack{}, fmt.Errorf("%w: only the owner and admins post in channel %d", ErrForbidden, m.Chat)
 	}
 	m.Sender, m.Device = user, dev
-	e := b.chats.pin(m.Chat)
-	defer b.unpin(e)
 	prime(e, c)
 	return b.commitContent(ctx, e, m, nil)
 }
@@ -279,6 +285,13 @@ func (b *Broker) SetTitleAs(ctx context.Context, by storage.UserID, chat storage
 	if chat == 0 || title == "" || len(title) > 256 {
 		return fmt.Errorf("%w: a title is 1 to 256 bytes", ErrBadRequest)
 	}
+	// Renames of one chat are serialized, so that its last title_changed
+	// record names its title; pinned before the chat is read.
+	mu := &b.revisions[uint64(chat)*31%uint64(len(b.revisions))]
+	mu.Lock()
+	defer mu.Unlock()
+	e := b.chats.pin(chat)
+	defer b.unpin(e)
 	c, err := b.st.Chat(chat)
 	if err != nil {
 		return err
@@ -304,8 +317,6 @@ func (b *Broker) SetTitleAs(ctx context.Context, by storage.UserID, chat storage
 	_, _ = rand.Read(id[:])
 	m := storage.Message{Chat: chat, Sender: by, Device: storage.DeviceNode, ClientMsgID: binary.LittleEndian.Uint64(id[:]) | 1,
 		Kind: storage.MsgService, Body: body}
-	e := b.chats.pin(chat)
-	defer b.unpin(e)
 	prime(e, c)
 	_, err = b.commit(ctx, e, m, nil)
 	return err

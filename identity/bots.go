@@ -311,6 +311,28 @@ func (a *Accounts) BotInfo(user storage.UserID) (Bot, error) {
 	return r.bot(user), nil
 }
 
+// BotUsers returns the users of every bot (revoked ones too: they may get
+// a token again), in no order, when there are at most max (any number
+// with max < 0); else nil and false. Cheap enough to ask on a membership
+// change.
+func (a *Accounts) BotUsers(max int) ([]storage.UserID, bool) {
+	a.life.RLock()
+	defer a.life.RUnlock()
+	if a.closed {
+		return nil, true
+	}
+	a.bots.mu.RLock()
+	defer a.bots.mu.RUnlock()
+	if max >= 0 && len(a.bots.byUser) > max {
+		return nil, false
+	}
+	out := make([]storage.UserID, 0, len(a.bots.byUser))
+	for user := range a.bots.byUser {
+		out = append(out, user)
+	}
+	return out, true
+}
+
 // Bots returns every bot, revoked ones too, in user id order.
 func (a *Accounts) Bots() []Bot {
 	a.life.RLock()
