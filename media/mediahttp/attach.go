@@ -25,6 +25,23 @@ var _ broker.Attachments = (*Server)(nil)
 // the node holds a file whose hash they know), and then every
 // reference taken is given back. It touches only the local disk.
 func (s *Server) Attach(ctx context.Context, user storage.UserID, atts []*wire.Attachment) error {
+	return s.attach(ctx, user, atts, nil)
+}
+
+// AttachEdit is Attach for an edit of a message that carried prev: a
+// file among prev's (the message's own, or a photo's thumbnail) needs no
+// receipt, so that a caption can be edited after the receipts expired.
+// Other files are checked as Attach checks them.
+func (s *Server) AttachEdit(ctx context.Context, user storage.UserID, atts, prev []*wire.Attachment) error {
+	held := make(map[string]bool, len(prev))
+	for _, a := range prev {
+		held[a.GetSha256()] = true
+	}
+	return s.attach(ctx, user, atts, held)
+}
+
+// attach is Attach, taking the files in held without a receipt.
+func (s *Server) attach(ctx context.Context, user storage.UserID, atts []*wire.Attachment, held map[string]bool) error {
 	var taken []string
 	undo := func() {
 		for _, sha := range taken {
@@ -39,7 +56,7 @@ func (s *Server) Attach(ctx context.Context, user storage.UserID, atts []*wire.A
 			return err
 		}
 		sha := a.GetSha256()
-		if !s.rcpt.has(uint64(user), sha, s.opts.Now()) {
+		if !held[sha] && !s.rcpt.has(uint64(user), sha, s.opts.Now()) {
 			undo()
 			return fmt.Errorf("mediahttp: attach %.64q: %w", sha, broker.ErrUnknownFile)
 		}

@@ -171,3 +171,30 @@ func TestReceiptsConcurrent(t *testing.T) {
 		t.Fatalf("synced %d of 64", r.synced)
 	}
 }
+
+// TestAttachEdit: an edit may keep the message's files after their
+// receipts expired, but not add a file without a receipt.
+func TestAttachEdit(t *testing.T) {
+	f := newFixture(t, media.Options{GCGrace: time.Hour})
+	a := decode[File](t)(f.req(1, "POST", "/media/upload", bytes.NewReader(randBytes(40, 100)), nil))
+	b := decode[File](t)(f.req(2, "POST", "/media/upload", bytes.NewReader(randBytes(41, 100)), nil))
+	prev := []*wire.Attachment{{Type: wire.AttachmentType_ATTACHMENT_TYPE_FILE, Sha256: a.SHA256}}
+	if err := f.srv.Attach(t.Context(), 1, prev); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(2 * time.Hour)
+	kept := []*wire.Attachment{{Type: wire.AttachmentType_ATTACHMENT_TYPE_FILE, Sha256: a.SHA256}}
+	if err := f.srv.Attach(t.Context(), 1, kept); !errors.Is(err, errUnknownFile()) {
+		t.Fatalf("Attach past the receipt: %v", err)
+	}
+	if err := f.srv.AttachEdit(t.Context(), 1, kept, prev); err != nil {
+		t.Fatalf("AttachEdit keeping the file: %v", err)
+	}
+	added := []*wire.Attachment{kept[0], {Type: wire.AttachmentType_ATTACHMENT_TYPE_FILE, Sha256: b.SHA256}}
+	if err := f.srv.AttachEdit(t.Context(), 1, added, prev); !errors.Is(err, errUnknownFile()) {
+		t.Fatalf("AttachEdit adding another's file: %v", err)
+	}
+	if n, _ := f.store.Refs(a.SHA256); n != 2 {
+		t.Fatalf("refs %d, want 2 (the message and the kept edit; the refused edit gave its back)", n)
+	}
+}
