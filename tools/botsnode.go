@@ -66,6 +66,9 @@ type botsConfig struct {
 	// WebhookGiveUp is how long an update is retried to a webhook
 	// before it is dropped. Default: 1 h.
 	WebhookGiveUp duration `toml:"webhook_give_up"`
+	// WebhookDisableAfter is how long a webhook may fail without a break
+	// before it is removed. Default: 24 h; negative: never.
+	WebhookDisableAfter duration `toml:"webhook_disable_after"`
 	// WebhookRoots is a PEM file of CAs that webhooks' certificates may
 	// chain to, besides the system's. Default: none.
 	WebhookRoots string `toml:"webhook_roots"`
@@ -77,7 +80,7 @@ func defaultMedia() mediaConfig {
 }
 
 func defaultBots() botsConfig {
-	return botsConfig{Enabled: true, RateLimit: 30, WebhookGiveUp: duration(time.Hour)}
+	return botsConfig{Enabled: true, RateLimit: 30, WebhookGiveUp: duration(time.Hour), WebhookDisableAfter: duration(24 * time.Hour)}
 }
 
 // validateBots checks [media] and [bots].
@@ -303,7 +306,7 @@ func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey 
 		return nil, err
 	}
 	if bn.hooks, err = webhook.New(webhook.Options{Store: wstore, Source: bn.node.Source(), AllowPrivate: bc.WebhookAllowPrivate,
-		GiveUpAfter: time.Duration(bc.WebhookGiveUp), RootCAs: roots, Log: log}); err != nil {
+		GiveUpAfter: time.Duration(bc.WebhookGiveUp), DisableAfter: time.Duration(bc.WebhookDisableAfter), RootCAs: roots, Log: log}); err != nil {
 		return nil, err
 	}
 	hooks.d = bn.hooks
