@@ -57,6 +57,13 @@
 // publishes its result). Each bot upload's mu serializes changes to its
 // record (held while the record is written), and botUploads.mu guards
 // the map of records; a record's mu is never taken under botUploads.mu.
-// receipts.mu guards the receipts and is held while one is appended.
-// Memory per request is the store's copy buffer, whatever the file's size.
+// receipts.mu guards the receipts and is held while one is appended;
+// receipts.syncMu serializes their fsyncs and takes receipts.mu inside.
+// inflight.mu guards the counts of upload requests in flight.
+// Memory per request is the store's copy buffer, whatever the file's size,
+// and the upload requests in flight are capped (Options.MaxUploadsInFlight
+// and MaxUploadsInFlightPerUser). A client may send or read slowly but not
+// stop: each read of an upload's body (write of a download) that makes
+// progress moves the connection's deadline Options.IdleTimeout on
+// (http.ResponseController, HTTP/1.1 and HTTP/2).
 package mediahttp
