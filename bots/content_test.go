@@ -83,6 +83,7 @@ func make11(sha string) []*wire.Attachment {
 type fakeFiles struct {
 	mu   sync.Mutex
 	refs map[string]int
+	prev []string // the files of the Content the last edit replaced
 }
 
 func (f *fakeFiles) Attach(_ context.Context, _ storage.UserID, atts []*wire.Attachment) error {
@@ -93,6 +94,17 @@ func (f *fakeFiles) Attach(_ context.Context, _ storage.UserID, atts []*wire.Att
 		f.refs[a.Sha256]++
 	}
 	return nil
+}
+
+// AttachEdit records the files of the Content an edit replaces.
+func (f *fakeFiles) AttachEdit(ctx context.Context, user storage.UserID, atts, prev []*wire.Attachment) error {
+	f.mu.Lock()
+	f.prev = nil
+	for _, p := range prev {
+		f.prev = append(f.prev, p.Sha256)
+	}
+	f.mu.Unlock()
+	return f.Attach(ctx, user, atts)
 }
 
 func (f *fakeFiles) Release(atts []*wire.Attachment) {
@@ -148,6 +160,10 @@ func TestContentReferences(t *testing.T) {
 	if files.count(shaA) != 0 || files.count(shaB) != 1 {
 		t.Fatalf("after the edit: A %d, B %d", files.count(shaA), files.count(shaB))
 	}
+	if files.mu.Lock(); len(files.prev) != 1 || files.prev[0] != shaA {
+		t.Fatalf("the edit's Attach was told of %v, not the message's own file", files.prev)
+	}
+	files.mu.Unlock()
 	if _, err := a.Delete(ctx, info.Chat, ack.Seq); err != nil {
 		t.Fatal(err)
 	}

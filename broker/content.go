@@ -40,6 +40,14 @@ type Attachments interface {
 	Release(atts []*wire.Attachment)
 }
 
+// EditAttachments is an Attachments that takes an edit's files knowing
+// those of the Content it replaces: a file the message already carries
+// needs no fresh proof that the user may attach it (its uploader's
+// receipt, which expires), so that a caption can be edited any time.
+type EditAttachments interface {
+	AttachEdit(ctx context.Context, user storage.UserID, atts, prev []*wire.Attachment) error
+}
+
 // Content limits (docs/protocol.md, Content).
 const (
 	maxContentText    = 4000
@@ -171,7 +179,7 @@ func validSHA256(s string) bool {
 // references: it returns the body to store (with what the node knows of
 // each file) and the attachments to Release should the message not be
 // stored.
-func (b *Broker) prepareContent(ctx context.Context, user storage.UserID, body []byte) ([]byte, []*wire.Attachment, error) {
+func (b *Broker) prepareContent(ctx context.Context, user storage.UserID, body []byte, prev ...*wire.Attachment) ([]byte, []*wire.Attachment, error) {
 	c, err := parseContent(body)
 	if err != nil {
 		return nil, nil, err
@@ -182,7 +190,12 @@ func (b *Broker) prepareContent(ctx context.Context, user storage.UserID, body [
 	if b.opts.Attachments == nil {
 		return nil, nil, fmt.Errorf("%w: this node stores no files", ErrUnknownFile)
 	}
-	if err := b.opts.Attachments.Attach(ctx, user, c.Attachments); err != nil {
+	if ea, ok := b.opts.Attachments.(EditAttachments); ok && len(prev) > 0 {
+		err = ea.AttachEdit(ctx, user, c.Attachments, prev)
+	} else {
+		err = b.opts.Attachments.Attach(ctx, user, c.Attachments)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	out, err := proto.Marshal(c)

@@ -273,9 +273,12 @@ func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Mes
 	if err != nil || t.Kind != storage.MsgMedia || t.Deleted {
 		return b.commit(ctx, e, m, except) // the store judges the target
 	}
+	// The stored Content, as Attach filled it (thumbnails included).
+	var old wire.Content
+	oldOK := proto.Unmarshal(t.Body, &old) == nil
 	var newAtts []*wire.Attachment
 	if m.Kind == storage.MsgEdit {
-		body, atts, err := b.prepareContent(ctx, m.Sender, m.Body)
+		body, atts, err := b.prepareContent(ctx, m.Sender, m.Body, old.Attachments...)
 		if err != nil {
 			return storage.Ack{}, err
 		}
@@ -286,9 +289,7 @@ func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Mes
 		b.releaseContent(newAtts)
 		return ack, err
 	}
-	// The stored Content, as Attach filled it (thumbnails included).
-	var old wire.Content
-	if proto.Unmarshal(t.Body, &old) == nil {
+	if oldOK {
 		b.releaseContent(old.Attachments)
 	}
 	return ack, nil

@@ -211,15 +211,21 @@ func (m *mediaNode) close() {
 type botFiles struct{ srv *mediahttp.Server }
 
 func (f botFiles) NewBotUpload(bot uint64, typ string) (string, string, error) {
-	return f.srv.NewBotUpload(bot, typ)
+	u, tok, err := f.srv.NewBotUpload(bot, typ)
+	if errors.Is(err, mediahttp.ErrTooManyUploads) {
+		return "", "", botapi.Errorf(botapi.ErrTooManyRequests, "too many uploads waiting for their files: finish or let them expire")
+	}
+	return u, tok, err
 }
 
 func (f botFiles) Resolve(bot uint64, tok string) (*wire.Attachment, bool, error) {
 	a, err := f.srv.Resolve(bot, tok)
-	if errors.Is(err, mediahttp.ErrNotReady) {
+	switch {
+	case errors.Is(err, mediahttp.ErrNotReady):
 		return nil, false, nil
-	}
-	if err != nil {
+	case errors.Is(err, mediahttp.ErrUploadFailed):
+		return nil, false, botapi.Errorf(botapi.ErrBadRequest, "upload failed: upload the file again")
+	case err != nil:
 		return nil, false, err
 	}
 	return a, true, nil
