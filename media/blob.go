@@ -154,8 +154,8 @@ func (s *Store) receive(ctx context.Context, user uint64, r io.Reader, size int6
 		os.Remove(tmp)
 		return "", "", n, "", e
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := getCopyBuf(size, maxPutBuf)
+	defer putCopyBuf(bp)
 	buf := *bp
 	h := sha256.New()
 	mime = http.DetectContentType(nil)

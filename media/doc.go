@@ -13,7 +13,8 @@
 //	blobs/<aa>/<sha256 hex>.meta   JSON: size, name, MIME, created, refs, zero_since,
 //	                               and a picture's width, height, thumb_sha256 (SetImage)
 //	uploads/<id>.part              a resumable upload's bytes, sparse, at full size
-//	uploads/<id>.state             JSON: its owner, size, meta and received ranges
+//	uploads/<id>.state             JSON: its owner, size, meta, received ranges and
+//	                               the SHA-256 state of its received prefix
 //	uploads/<id>.done              JSON: a completed upload's owner and blob, kept GCGrace
 //	tmp/                           single-request uploads in progress
 //
@@ -29,6 +30,16 @@
 // chunks not yet acknowledged: bytes in the part file beyond the recorded
 // ranges are never trusted, and the client resends them after asking
 // Upload what the node has. Open removes what a crash left half done.
+//
+// A resumable upload is hashed as it arrives: the state file also holds
+// the SHA-256 state (crypto/sha256's MarshalBinary) of the first bytes
+// of the file, which are always within its recorded ranges, since the
+// hash state and the ranges it covers are replaced together. A chunk
+// that starts where the hash ends is hashed as it is read; chunks that
+// arrived ahead of it are read back from the part file once the prefix
+// reaches them. Complete hashes only what is left (nothing for an upload
+// sent in order) and renames. A state whose hash state is unusable is
+// hashed again from the start.
 //
 // # Deduplication and references
 //
@@ -73,9 +84,11 @@
 //
 // # Memory
 //
-// Every copy (Put, WriteChunk, Complete's hash) goes through one pooled
-// buffer of 1 MiB, so the node's memory grows with the number of requests
-// in flight, never with a file's or a chunk's size.
+// Every copy (Put, WriteChunk, the hash's read-back) goes through one
+// pooled buffer sized to what it copies, from 16 KiB up to 256 KiB (64 KiB
+// for Put, whose small files are many in flight at once), so the node's
+// memory grows with the number of requests in flight, never with a
+// file's or a chunk's size.
 //
 // # Concurrency
 //

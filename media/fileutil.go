@@ -12,11 +12,51 @@ import (
 	"sync"
 )
 
-// copyBufSize is the one buffer a streaming copy holds: node memory per
-// in-flight request is this, whatever the file size.
-const copyBufSize = 1 << 20
+// A streaming copy holds one pooled buffer sized to what it copies, so
+// node memory per in-flight request is at most maxCopyBuf whatever the
+// file size, and a small file's request holds only a small buffer.
+const (
+	// maxCopyBuf bounds the buffer of a chunk or of Complete's hash.
+	maxCopyBuf = 256 << 10
+	// maxPutBuf bounds the buffer of a single-request upload: many small
+	// files (photos) are in flight at once, each holding its buffer.
+	maxPutBuf = 64 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+// copyBufClasses are the pooled buffer sizes, ascending; the last is
+// maxCopyBuf.
+var copyBufClasses = [...]int{16 << 10, 64 << 10, maxCopyBuf}
+
+var copyBufPools [len(copyBufClasses)]sync.Pool
+
+// getCopyBuf returns a pooled buffer of the smallest class holding
+// min(n, limit) bytes (limit itself when n is negative: unknown); give it
+// back with putCopyBuf.
+func getCopyBuf(n int64, limit int) *[]byte {
+	want := limit
+	if n >= 0 && n < int64(limit) {
+		want = int(n)
+	}
+	i := 0
+	for i < len(copyBufClasses)-1 && copyBufClasses[i] < want {
+		i++
+	}
+	if bp, ok := copyBufPools[i].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, copyBufClasses[i])
+	return &b
+}
+
+// putCopyBuf gives back a buffer from getCopyBuf.
+func putCopyBuf(bp *[]byte) {
+	for i, c := range copyBufClasses {
+		if len(*bp) == c {
+			copyBufPools[i].Put(bp)
+			return
+		}
+	}
+}
 
 // syncDir fsyncs a directory, making a rename or remove in it durable.
 func syncDir(dir string) error {

@@ -23,6 +23,10 @@ type Store struct {
 	quota  quota
 	closed atomic.Bool
 	m      storeMetrics
+	// hashReadBytes counts the bytes read back from part files to hash
+	// them (chunks hashed out of order, and Complete's rest): tests check
+	// that an upload in order reads nothing back.
+	hashReadBytes atomic.Int64
 
 	mu    sync.Mutex // guards the following
 	blobs map[string]*blob

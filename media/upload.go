@@ -3,11 +3,12 @@ package media
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -48,10 +49,55 @@ type upload struct {
 
 	mu       sync.Mutex // guards the following
 	received []Range
-	pending  []Range // chunks being written
+	pending  []Range   // chunks being written
+	hash     hashState // the SHA-256 of a prefix of received, as recorded in the state file
 	updated  time.Time
 	state    int
 }
+
+// hashState is the SHA-256 of an upload's first pos bytes, hashed as they
+// arrive so that Complete has (usually) nothing left to hash. state is
+// crypto/sha256's marshaled digest (nil: nothing hashed yet). It only
+// ever covers bytes whose ranges are recorded in the same state file.
+type hashState struct {
+	pos   int64
+	state []byte
+}
+
+// hasher returns a SHA-256 digest resumed from hs.
+func (hs hashState) hasher() (hash.Hash, error) {
+	h := sha256.New()
+	if hs.state == nil {
+		return h, nil
+	}
+	u, ok := h.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return nil, errors.New("media: sha256 state cannot be restored")
+	}
+	if err := u.UnmarshalBinary(hs.state); err != nil {
+		return nil, fmt.Errorf("media: restore sha256 state: %w", err)
+	}
+	return h, nil
+}
+
+// sealHash returns the state of h, which has hashed the first pos bytes.
+func sealHash(h hash.Hash, pos int64) (hashState, error) {
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return hashState{}, errors.New("media: sha256 state cannot be saved")
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return hashState{}, fmt.Errorf("media: save sha256 state: %w", err)
+	}
+	return hashState{pos: pos, state: b}, nil
+}
+
+// maxCatchUp bounds the bytes one chunk's commit reads back from the part
+// file to advance the hash over chunks that arrived out of order, so that
+// a chunk's acknowledgement is never held for long; Complete hashes what
+// is left.
+const maxCatchUp = 64 << 20
 
 // uploadState is an upload's .state file.
 type uploadState struct {
@@ -63,6 +109,10 @@ type uploadState struct {
 	Updated  time.Time `json:"updated"`
 	Day      int64     `json:"day"`
 	Received []Range   `json:"received"`
+	// HashPos and Hash are the SHA-256 state (crypto/sha256's
+	// MarshalBinary) of the first HashPos bytes, all within Received.
+	HashPos int64  `json:"hash_pos,omitempty"`
+	Hash    []byte `json:"hash,omitempty"`
 }
 
 func (s *Store) partPath(id string) string  { return s.path("uploads", id+".part") }
@@ -72,10 +122,13 @@ func (u *upload) snapshotLocked() Upload {
 	return Upload{ID: u.id, Size: u.size, Received: slices.Clone(u.received), Meta: u.meta, Updated: u.updated}
 }
 
-func (s *Store) writeStateLocked(u *upload, received []Range, updated time.Time) error {
+// writeStateLocked replaces u's state file with received and hs, which
+// must cover only bytes in received: the hash and the ranges it covers
+// become durable together.
+func (s *Store) writeStateLocked(u *upload, received []Range, hs hashState, updated time.Time) error {
 	return writeJSONAtomic(s.statePath(u.id), uploadState{
 		User: u.user, Size: u.size, Name: u.meta.Name, MIME: u.meta.MIME, Created: u.created,
-		Updated: updated, Day: u.day, Received: received,
+		Updated: updated, Day: u.day, Received: received, HashPos: hs.pos, Hash: hs.state,
 	})
 }
 
@@ -142,7 +195,7 @@ func (s *Store) createPart(u *upload) error {
 		err = cerr
 	}
 	if err == nil {
-		err = s.writeStateLocked(u, nil, u.updated)
+		err = s.writeStateLocked(u, nil, hashState{}, u.updated)
 	}
 	if err != nil {
 		os.Remove(s.partPath(u.id))
@@ -192,6 +245,12 @@ func (s *Store) Upload(user uint64, id string) (Upload, error) {
 // written, is refused with ErrOverlap. WriteChunk returns once the chunk
 // is fsynced and the upload's state, recording it, is replaced
 // atomically: a crash loses at most the chunks not yet acknowledged.
+//
+// The upload's SHA-256 advances with its received prefix: a chunk that
+// starts where the hash ends is hashed as it is read, and the chunks that
+// arrived before it and now continue the prefix are read back from the
+// part file (at most maxCatchUp bytes per chunk). The hash state is
+// recorded in the same state file replacement as the chunk's range.
 func (s *Store) WriteChunk(ctx context.Context, user uint64, id string, start int64, r io.Reader, n int64) (Upload, error) {
 	t0 := time.Now()
 	defer s.m.chunkSeconds.UpdateDuration(t0)
@@ -228,9 +287,16 @@ func (s *Store) WriteChunk(ctx context.Context, user uint64, id string, start in
 		return Upload{}, s.refuse(fmt.Errorf("%w: upload %s would have over %d ranges", ErrBadRange, id, s.opts.MaxRanges))
 	}
 	u.pending = append(u.pending, c)
+	// Only this chunk can start at the hash's end while it is pending, and
+	// the hash cannot move past a byte not received: the hash state is
+	// still at c.Start when the chunk is committed.
+	var h hash.Hash
+	if c.Start == u.hash.pos {
+		h, _ = u.hash.hasher() // on error the chunk is hashed later, read back
+	}
 	u.mu.Unlock()
 
-	werr := s.writePart(ctx, u.id, c, r)
+	werr := s.writePart(ctx, u.id, c, r, h)
 
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -242,24 +308,87 @@ func (s *Store) WriteChunk(ctx context.Context, user uint64, id string, start in
 		return Upload{}, fmt.Errorf("%w: %s was aborted", ErrUnknownUpload, id)
 	}
 	received := insertRange(u.received, c)
+	hs := u.hash
+	if h != nil {
+		if sealed, err := sealHash(h, c.End); err == nil {
+			hs = sealed
+		}
+	}
+	hs = s.catchUp(u.id, hs, received)
 	now := s.now().UTC()
-	if err := s.writeStateLocked(u, received, now); err != nil {
+	if err := s.writeStateLocked(u, received, hs, now); err != nil {
 		return Upload{}, fmt.Errorf("media: chunk of %s: %w", id, err)
 	}
-	u.received, u.updated = received, now
+	u.received, u.hash, u.updated = received, hs, now
 	return u.snapshotLocked(), nil
 }
 
+// catchUp advances hs over the received bytes that continue its prefix,
+// reading them back from upload id's part file, at most maxCatchUp bytes.
+// On a read error it returns hs as it was: Complete hashes the rest.
+func (s *Store) catchUp(id string, hs hashState, received []Range) hashState {
+	end := hs.pos
+	for _, r := range received {
+		if r.Start <= hs.pos && hs.pos < r.End {
+			end = min(r.End, hs.pos+maxCatchUp)
+			break
+		}
+	}
+	if end == hs.pos {
+		return hs
+	}
+	h, err := hs.hasher()
+	if err == nil {
+		err = s.hashPart(context.Background(), id, h, hs.pos, end)
+	}
+	var next hashState
+	if err == nil {
+		next, err = sealHash(h, end)
+	}
+	if err != nil {
+		s.opts.Log.Warn("media: hash received chunks", "id", id, "err", err)
+		return hs
+	}
+	return next
+}
+
+// hashPart feeds bytes [from, to) of upload id's part file to h through
+// one copy buffer.
+func (s *Store) hashPart(ctx context.Context, id string, h hash.Hash, from, to int64) error {
+	f, err := os.Open(s.partPath(id))
+	if err != nil {
+		return fmt.Errorf("media: hash: %w", err)
+	}
+	defer f.Close()
+	bp := getCopyBuf(to-from, maxCopyBuf)
+	defer putCopyBuf(bp)
+	buf := *bp
+	for off := from; off < to; {
+		if err := checkCtx(ctx); err != nil {
+			return err
+		}
+		k, err := f.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
+		if k == 0 && err != nil {
+			return fmt.Errorf("media: hash: %w", err)
+		}
+		h.Write(buf[:k])
+		off += int64(k)
+		s.hashReadBytes.Add(int64(k))
+	}
+	return nil
+}
+
 // writePart copies c.Len() bytes from r into the part file at c.Start
-// and fsyncs it. r must hold exactly that many bytes.
-func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader) error {
+// and fsyncs it, feeding them to h too unless h is nil. r must hold
+// exactly that many bytes.
+func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader, h hash.Hash) error {
 	f, err := os.OpenFile(s.partPath(id), os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("media: chunk of %s: %w", id, err)
 	}
 	defer f.Close()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := getCopyBuf(c.Len(), maxCopyBuf)
+	defer putCopyBuf(bp)
 	buf := *bp
 	for off := c.Start; off < c.End; {
 		if err := checkCtx(ctx); err != nil {
@@ -271,6 +400,9 @@ func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader) 
 		}
 		if _, err := f.WriteAt(buf[:k], off); err != nil {
 			return fmt.Errorf("media: chunk of %s: write: %w", id, err)
+		}
+		if h != nil {
+			h.Write(buf[:k])
 		}
 		off += int64(k)
 		s.m.receivedBytes.Add(k)
@@ -288,8 +420,8 @@ func (s *Store) writePart(ctx context.Context, id string, c Range, r io.Reader) 
 	return nil
 }
 
-// Complete finishes upload id once every byte is received: it hashes the
-// part file (streaming), moves it to its address (or drops it when the
+// Complete finishes upload id once every byte is received: it hashes what
+// WriteChunk left unhashed of the part file (usually nothing), moves it to its address (or drops it when the
 // blob is already stored), records the completion (uploads/<id>.done,
 // kept GCGrace: CompletedUpload) and drops the upload. The blob has no
 // references yet: the caller must Ref it within GCGrace. A crash after
@@ -318,9 +450,10 @@ func (s *Store) Complete(ctx context.Context, user uint64, id string) (Info, err
 			ErrIncomplete, id, got, u.size, len(u.pending)))
 	}
 	u.state = upCompleting
+	hs := u.hash
 	u.mu.Unlock()
 
-	sha, mime, err := s.hashFile(ctx, s.partPath(id))
+	sha, err := s.finishHash(ctx, id, hs, u.size)
 	if err != nil {
 		u.mu.Lock()
 		u.state = upOpen
@@ -329,7 +462,7 @@ func (s *Store) Complete(ctx context.Context, user uint64, id string) (Info, err
 	}
 	m := u.meta
 	if m.MIME == "" {
-		m.MIME = mime
+		m.MIME = sniffFile(s.partPath(id))
 	}
 	info, perr := s.publish(s.partPath(id), sha, u.size, m)
 	if perr == nil {
@@ -347,36 +480,17 @@ func (s *Store) Complete(ctx context.Context, user uint64, id string) (Info, err
 	return info, nil
 }
 
-// hashFile returns the SHA-256 of the file at path and its sniffed MIME
-// type, reading it through one copy buffer.
-func (s *Store) hashFile(ctx context.Context, path string) (sha, mime string, err error) {
-	f, err := os.Open(path)
+// finishHash returns the SHA-256 of upload id's size bytes, hashing
+// from hs the part file's bytes it does not cover.
+func (s *Store) finishHash(ctx context.Context, id string, hs hashState, size int64) (string, error) {
+	h, err := hs.hasher()
+	if err == nil && hs.pos < size {
+		err = s.hashPart(ctx, id, h, hs.pos, size)
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("media: hash: %w", err)
+		return "", err
 	}
-	defer f.Close()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	h := sha256.New()
-	mime = http.DetectContentType(nil)
-	for first := true; ; first = false {
-		if err := checkCtx(ctx); err != nil {
-			return "", "", err
-		}
-		k, rerr := readFull(f, buf)
-		if rerr != nil && rerr != io.EOF {
-			return "", "", fmt.Errorf("media: hash: %w", rerr)
-		}
-		if first && k > 0 {
-			mime = http.DetectContentType(buf[:k])
-		}
-		h.Write(buf[:k])
-		if rerr == io.EOF {
-			break
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), mime, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Abort drops the user's upload id and gives back the quota reserved for
@@ -487,9 +601,14 @@ func (s *Store) loadUploads() error {
 			os.Remove(s.partPath(id))
 			continue
 		}
+		hs := hashState{pos: st.HashPos, state: st.Hash}
+		if _, herr := hs.hasher(); herr != nil || hs.pos < 0 || (hs.pos > 0 && (hs.state == nil || !contains(st.Received, Range{0, hs.pos}))) {
+			s.opts.Log.Warn("media: upload's hash state unusable, hashing again", "id", id, "err", herr)
+			hs = hashState{}
+		}
 		s.uploads[id] = &upload{
 			id: id, user: st.User, size: st.Size, meta: Meta{Name: st.Name, MIME: st.MIME},
-			created: st.Created, day: st.Day, received: st.Received, updated: st.Updated,
+			created: st.Created, day: st.Day, received: st.Received, hash: hs, updated: st.Updated,
 		}
 		s.userOpen[st.User]++
 	}
