@@ -62,6 +62,7 @@ type Client struct {
 	user     uint64
 	device   uint64
 	ref      *refresher // nil without Options.Refresh
+	media    mediaHTTP  // the media API's HTTP client, shared by uploads and downloads
 
 	mu        sync.Mutex // guards the following
 	token     string
@@ -197,6 +198,7 @@ func (c *Client) connectFirst(ctx context.Context, token string) (*session, erro
 func (c *Client) Close() error {
 	c.cancel()
 	c.wg.Wait()
+	c.media.close()
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
@@ -39,6 +40,9 @@ type HTTPError struct {
 	Message string
 	// ID names an internal failure in the node's log.
 	ID string
+	// RetryAfter is the node's Retry-After (whole seconds) on a refusal
+	// such as 429 too_many_uploads; 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 // Error returns "gonets: media: CODE (STATUS): message".
@@ -76,6 +80,12 @@ type UploadOptions struct {
 	// is sent again after the client asked the node what it has. Default:
 	// 5.
 	Attempts int
+	// BusyAttempts is how many times a request the node refuses as busy
+	// (429, such as too_many_uploads: its cap on uploads in flight) is
+	// sent before the upload fails, each after the node's Retry-After
+	// (1 s when it gives none) with ±50% jitter. These do not count
+	// against Attempts. Default: 20.
+	BusyAttempts int
 }
 
 func (o *UploadOptions) fill(path string) {
@@ -96,6 +106,9 @@ func (o *UploadOptions) fill(path string) {
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 5
+	}
+	if o.BusyAttempts <= 0 {
+		o.BusyAttempts = 20
 	}
 }
 
@@ -153,7 +166,9 @@ func (s *uploadStatus) has(lo, hi int64) bool {
 // once the client asked the node what it has, so a dropped connection
 // costs at most the chunks in flight. The file is stored on the node but
 // held only once a message references it (within the node's grace, 24 h
-// by default).
+// by default). Uploads and downloads of one Client share its HTTP
+// connections (HTTP/2 where the node speaks it), made on first use and
+// closed by Close.
 func (c *Client) UploadFile(ctx context.Context, path string, o UploadOptions) (*wire.Attachment, error) {
 	base := c.PublicURL()
 	if base == "" {
@@ -176,7 +191,6 @@ func (c *Client) UploadFile(ctx context.Context, path string, o UploadOptions) (
 	if err != nil {
 		return nil, err
 	}
-	defer hc.CloseIdleConnections()
 	u := &uploader{c: c, hc: hc, base: base, f: f, size: st.Size(), o: o}
 	var mf *mediaFile
 	if u.size < o.ChunkSize {
@@ -197,9 +211,44 @@ func (c *Client) UploadFile(ctx context.Context, path string, o UploadOptions) (
 	}, nil
 }
 
-// httpClient returns an HTTP client that verifies the node as the
-// client's connections do (its TLS configuration, for HTTP/2 and 1.1).
+// mediaHTTP is a Client's HTTP client for the node's media API, shared
+// by its uploads and downloads so that they reuse connections (and TLS
+// sessions) instead of a handshake each.
+type mediaHTTP struct {
+	mu     sync.Mutex   // guards the following
+	hc     *http.Client // made on first use
+	closed bool
+}
+
+// close closes the idle connections and refuses later use; requests in
+// flight finish.
+func (m *mediaHTTP) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.hc != nil {
+		m.hc.CloseIdleConnections()
+	}
+}
+
+// httpClient returns the client's HTTP client, made on first use: it
+// verifies the node as the client's connections do (its TLS
+// configuration, for HTTP/2 and 1.1). After Close it fails with
+// ErrClosed.
 func (c *Client) httpClient() (*http.Client, error) {
+	c.media.mu.Lock()
+	defer c.media.mu.Unlock()
+	if c.media.closed {
+		return nil, ErrClosed
+	}
+	if c.media.hc == nil {
+		c.media.hc = c.newHTTPClient()
+	}
+	return c.media.hc, nil
+}
+
+// newHTTPClient makes the HTTP client of httpClient.
+func (c *Client) newHTTPClient() *http.Client {
 	cfg := c.dialer.tls.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 	t := &http.Transport{
@@ -211,7 +260,7 @@ func (c *Client) httpClient() (*http.Client, error) {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
 	}
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t}
 }
 
 // uploader is one UploadFile.
@@ -224,12 +273,33 @@ type uploader struct {
 	o    UploadOptions
 }
 
-// do sends one request with the session token, bounded by
-// RequestTimeout, and decodes a JSON answer into out.
-func (u *uploader) do(ctx context.Context, method, url string, body io.Reader, n int64, hdr map[string]string, out any) error {
+// do sends one request with the session token, each send bounded by
+// RequestTimeout, and decodes a JSON answer into out. body, when not
+// nil, makes the n bytes of the body afresh for each send. A request the
+// node refuses as busy (429) is sent again after its Retry-After, up to
+// BusyAttempts sends.
+func (u *uploader) do(ctx context.Context, method, url string, body func() io.Reader, n int64, hdr map[string]string, out any) error {
+	for busy := 1; ; busy++ {
+		err := u.send(ctx, method, url, body, n, hdr, out)
+		var he *HTTPError
+		if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || busy >= u.o.BusyAttempts {
+			return err
+		}
+		if err := busyPause(ctx, he.RetryAfter); err != nil {
+			return fmt.Errorf("client: media: %w (waiting after %w)", err, he)
+		}
+	}
+}
+
+// send sends a request once; see do.
+func (u *uploader) send(ctx context.Context, method, url string, body func() io.Reader, n int64, hdr map[string]string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, u.o.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	var r io.Reader
+	if body != nil {
+		r = body()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
 		return fmt.Errorf("client: media: %w", err)
 	}
@@ -246,6 +316,28 @@ func (u *uploader) do(ctx context.Context, method, url string, body io.Reader, n
 	return doJSON(u.hc, req, out)
 }
 
+// maxRetryAfter caps the wait a node's Retry-After asks for.
+const maxRetryAfter = 30 * time.Second
+
+// busyPause waits the node's Retry-After d (1 s when it gave none,
+// capped at maxRetryAfter) with ±50% jitter, so that the uploads refused
+// together do not come back together, or until ctx is done.
+func busyPause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		d = time.Second
+	}
+	d = min(d, maxRetryAfter)
+	d = d/2 + rand.N(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // doJSON sends req and decodes a 2xx JSON answer into out, or returns an
 // *HTTPError.
 func doJSON(hc *http.Client, req *http.Request, out any) error {
@@ -259,7 +351,9 @@ func doJSON(hc *http.Client, req *http.Request, out any) error {
 		return fmt.Errorf("client: media: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return httpError(resp.StatusCode, b)
+		he := httpError(resp.StatusCode, b)
+		he.RetryAfter = retryAfter(resp.Header)
+		return he
 	}
 	if out == nil {
 		return nil
@@ -268,6 +362,16 @@ func doJSON(hc *http.Client, req *http.Request, out any) error {
 		return fmt.Errorf("client: media: answer: %w", err)
 	}
 	return nil
+}
+
+// retryAfter reads a Retry-After header in whole seconds: 0 when it is
+// absent or not a number of seconds.
+func retryAfter(h http.Header) time.Duration {
+	v, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
+	if err != nil || v < 0 {
+		return 0
+	}
+	return time.Duration(v) * time.Second
 }
 
 func httpError(status int, body []byte) *HTTPError {
@@ -280,7 +384,8 @@ func httpError(status int, body []byte) *HTTPError {
 
 // retryable reports whether a request that failed with err is worth
 // sending again: the network failed, or the node did (5xx), or a chunk
-// met one still in flight (overlap, after a dropped request).
+// met one still in flight (overlap, after a dropped request). A busy
+// node's 429 is sent again by do itself.
 func retryable(err error) bool {
 	var he *HTTPError
 	if errors.As(err, &he) {
@@ -302,6 +407,12 @@ func pause(ctx context.Context, attempt int) error {
 	}
 }
 
+// section makes readers of bytes [lo, hi) of the file, one per send: a
+// request's body may still be read by the transport after its answer.
+func (u *uploader) section(lo, hi int64) func() io.Reader {
+	return func() io.Reader { return io.NewSectionReader(u.f, lo, hi-lo) }
+}
+
 func (u *uploader) fileHeaders() map[string]string {
 	h := map[string]string{"X-File-Name": u.o.Name, "Content-Type": "application/octet-stream"}
 	if u.o.MIME != "" {
@@ -321,7 +432,7 @@ func (u *uploader) single(ctx context.Context) (*mediaFile, error) {
 				return nil, perr
 			}
 		}
-		err = u.do(ctx, "POST", u.base+"/media/upload", io.NewSectionReader(u.f, 0, u.size), u.size, u.fileHeaders(), &mf)
+		err = u.do(ctx, "POST", u.base+"/media/upload", u.section(0, u.size), u.size, u.fileHeaders(), &mf)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			break
 		}
@@ -336,7 +447,8 @@ func (u *uploader) single(ctx context.Context) (*mediaFile, error) {
 func (u *uploader) chunked(ctx context.Context) (*mediaFile, error) {
 	create, _ := json.Marshal(map[string]any{"size": u.size, "name": u.o.Name, "mime": u.o.MIME})
 	var st uploadStatus
-	if err := u.do(ctx, "POST", u.base+"/media/uploads", bytes.NewReader(create), int64(len(create)), map[string]string{"Content-Type": "application/json"}, &st); err != nil {
+	body := func() io.Reader { return bytes.NewReader(create) }
+	if err := u.do(ctx, "POST", u.base+"/media/uploads", body, int64(len(create)), map[string]string{"Content-Type": "application/json"}, &st); err != nil {
 		return nil, err
 	}
 	if st.Complete && st.File != nil {
@@ -421,7 +533,7 @@ func (u *uploader) chunk(ctx context.Context, url string, lo, hi int64) (*mediaF
 			}
 		}
 		var st uploadStatus
-		err = u.do(ctx, "PUT", url, io.NewSectionReader(u.f, lo, hi-lo), hi-lo, hdr, &st)
+		err = u.do(ctx, "PUT", url, u.section(lo, hi), hi-lo, hdr, &st)
 		if err == nil {
 			if st.Complete {
 				return st.File, nil
@@ -452,7 +564,6 @@ func (c *Client) Download(ctx context.Context, chat, seq uint64, sha string, w i
 	if err != nil {
 		return err
 	}
-	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	u := fmt.Sprintf("%s/media/files/%s?chat=%d&seq=%d", base, url.PathEscape(sha), chat, seq)

@@ -13,6 +13,7 @@ import (
 	"image/png"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -37,11 +39,15 @@ import (
 
 // mediaNode is a test node with a media store behind its public URL, an
 // httptest TLS server with the node's certificate, as gonets serve wires
-// it. drop, when set, decides which requests lose their connection.
+// it. drop, when set, decides which requests lose their connection;
+// busy, which are refused 429 too_many_uploads (Retry-After: 1). conns
+// counts the connections accepted.
 type mediaNode struct {
 	*brokertest.Node
 	store *media.Store
 	drop  func(r *http.Request) bool
+	busy  func(r *http.Request) bool
+	conns atomic.Int32
 }
 
 func startMediaNode(t *testing.T) *mediaNode {
@@ -66,8 +72,20 @@ func startMediaNode(t *testing.T) *mediaNode {
 			io.CopyN(io.Discard, r.Body, 1000)
 			panic(http.ErrAbortHandler) // the connection drops mid-request
 		}
+		if m.busy != nil && m.busy(r) {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"code":"too_many_uploads","message":"too many uploads in flight"}`)
+			return
+		}
 		srv.ServeHTTP(w, r)
 	}))
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			m.conns.Add(1)
+		}
+	}
 	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
@@ -246,4 +264,78 @@ func TestUploadParallelSmall(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestUploadRetriesBusy: a request the node refuses 429 too_many_uploads
+// is sent again after its Retry-After, in one request or in chunks, and
+// the upload succeeds; with BusyAttempts spent the 429 is returned.
+func TestUploadRetriesBusy(t *testing.T) {
+	n := startMediaNode(t)
+	c := dial(t, n.Node, "", 1, 1, client.Options{SendOnly: true})
+	ctx := ctxT(t)
+	var refused atomic.Int32
+	n.busy = func(r *http.Request) bool {
+		return r.Method != "GET" && refused.Load() < 1 && refused.Add(1) == 1
+	}
+	small := bytes.Repeat([]byte("photo"), 4000)
+	t0 := time.Now()
+	a, err := c.UploadFile(ctx, writeTemp(t, "p.bin", small), client.UploadOptions{})
+	if err != nil || a.Sha256 != hexSHA(small) {
+		t.Fatalf("upload after a 429: %v, %v", a, err)
+	}
+	if refused.Load() != 1 || time.Since(t0) < 400*time.Millisecond {
+		t.Fatalf("%d refusals, upload took %v: the Retry-After was not waited", refused.Load(), time.Since(t0))
+	}
+
+	var puts atomic.Int32
+	n.busy = func(r *http.Request) bool { return r.Method == "PUT" && puts.Add(1) == 2 }
+	big := bytes.Repeat([]byte("chunked file "), 100_000)
+	a, err = c.UploadFile(ctx, writeTemp(t, "big.bin", big), client.UploadOptions{ChunkSize: 256 << 10, Parallel: 2})
+	if err != nil || a.Sha256 != hexSHA(big) {
+		t.Fatalf("chunked upload after a 429: %v, %v", a, err)
+	}
+
+	n.busy = func(r *http.Request) bool { return true }
+	_, err = c.UploadFile(ctx, writeTemp(t, "q.bin", small[:100]), client.UploadOptions{BusyAttempts: 1})
+	var he *client.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.Code != "too_many_uploads" || he.RetryAfter != time.Second {
+		t.Fatalf("always busy: %v", err)
+	}
+	n.busy = nil
+}
+
+// TestUploadBusyHonoursContext: a cancelled context ends the wait for a
+// busy node.
+func TestUploadBusyHonoursContext(t *testing.T) {
+	n := startMediaNode(t)
+	c := dial(t, n.Node, "", 1, 1, client.Options{SendOnly: true})
+	n.busy = func(r *http.Request) bool { return true }
+	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.UploadFile(ctx, writeTemp(t, "p.bin", []byte("photo")), client.UploadOptions{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("busy node, cancelled context: %v", err)
+	}
+}
+
+// TestUploadReusesConnections: a client's uploads and downloads share
+// its HTTP connections; after Close it refuses to upload.
+func TestUploadReusesConnections(t *testing.T) {
+	n := startMediaNode(t)
+	c := dial(t, n.Node, "", 1, 1, client.Options{SendOnly: true})
+	ctx := ctxT(t)
+	base := n.conns.Load()
+	for i := range 5 {
+		data := bytes.Repeat([]byte{byte(i)}, 5000+i)
+		if _, err := c.UploadFile(ctx, writeTemp(t, "f.bin", data), client.UploadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.conns.Load() - base; got != 1 {
+		t.Errorf("5 uploads one after another opened %d connections, want 1", got)
+	}
+	c.Close()
+	if _, err := c.UploadFile(ctx, writeTemp(t, "g.bin", []byte("x")), client.UploadOptions{}); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("upload after Close: %v", err)
+	}
 }
