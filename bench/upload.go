@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,19 +39,12 @@ const (
 
 // photosPerSession is how many of the photo phase's uploads in flight
 // share one session (one user's token and public URL): a few photos of
-// an album, below the node's cap on one user's uploads in flight. Each
-// upload has its own HTTPS connection all the same, as the SDK's
-// UploadFile opens one per file.
+// an album, below the node's cap on one user's uploads in flight. They
+// share the session's HTTPS connections too, as the SDK's UploadFile
+// reuses a Client's. A photo the node refuses with 429 too_many_uploads
+// (its cap on uploads in flight) is sent again by the SDK after the
+// node's Retry-After.
 const photosPerSession = 4
-
-// busyPause is the wait before an upload the node refused with 429
-// too_many_uploads is sent again: the node's Retry-After (1 s), with
-// ±50% jitter so that the refused do not come back at once. The SDK
-// does not retry a 429 itself.
-const busyPause = time.Second
-
-// busyAttempts bounds the sends of one photo refused with 429.
-const busyAttempts = 20
 
 // copyBlock is the write size of the generated files and of the disk
 // baseline.
@@ -74,8 +66,8 @@ type UploadConfig struct {
 	Photos int
 	// PhotoSize is each photo's size in bytes. Default: 200 KiB.
 	PhotoSize int64
-	// Concurrency is the photo uploads in flight at once, each on its own
-	// HTTPS connection. Default: Photos, all at once.
+	// Concurrency is the photo uploads in flight at once. Default:
+	// Photos, all at once.
 	Concurrency int
 	// ChunkSize and Parallel shape the large file's resumable upload: its
 	// chunks' size and how many are sent at once. Default: the SDK's
@@ -154,7 +146,8 @@ type uploadBench struct {
 //     from a generated file;
 //   - photos: cfg.Photos distinct files of cfg.PhotoSize (random bytes,
 //     not pictures: no thumbnails), cfg.Concurrency at a time, each
-//     through UploadFile on its own HTTPS connection.
+//     through UploadFile, photosPerSession sharing a session (and its
+//     HTTPS connections).
 //
 // The node's resident set is sampled every 100 ms over each upload
 // phase: its growth is the peak less the resident set at the phase's
@@ -498,7 +491,7 @@ func (ub *uploadBench) photoPhase(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
 	tl := &photoTally{lat: result.NewHistogram()}
-	var done, busy atomic.Int64
+	var done atomic.Int64
 	next := make(chan int)
 	u := ub.startUse(ctx, profilePath(cfg.NodeProfile, "-photos"), ub.photoGuess())
 	stopLive := ub.ticker("photos", u.rss, &done)
@@ -508,7 +501,7 @@ func (ub *uploadBench) photoPhase(ctx context.Context) error {
 		wg.Go(func() {
 			for i := range next {
 				t0 := time.Now()
-				att, err := ub.uploadPhoto(ctx, c, i, &busy)
+				att, err := c.UploadFile(ctx, ub.photos[i], client.UploadOptions{Name: filepath.Base(ub.photos[i]), MIME: "application/octet-stream"})
 				d := time.Since(t0)
 				done.Add(1)
 				ub.tallyPhoto(tl, i, att, err, d)
@@ -535,10 +528,6 @@ func (ub *uploadBench) photoPhase(ctx context.Context) error {
 	m["photo_p50_ms"] = float64(tl.lat.ValueAtQuantile(50)) / 1000
 	m["photo_p99_ms"] = float64(tl.lat.ValueAtQuantile(99)) / 1000
 	m["photo_sessions"] = float64(len(sessions))
-	m["photos_refused_busy"] = float64(busy.Load())
-	if n := busy.Load(); n > 0 {
-		ub.res.Notes = append(ub.res.Notes, fmt.Sprintf("photos: the node answered 429 too_many_uploads %d times (its cap on uploads in flight); each was sent again after its Retry-After (1 s ± 50%%), a new connection each time, which the latency includes", n))
-	}
 	ub.res.Latency = result.Summarize(tl.lat)
 	ub.res.Histogram = result.Buckets(tl.lat)
 	ub.res.Sent, ub.res.Expected, ub.res.Delivered = int64(cfg.Photos)+1, int64(cfg.Photos)+1, int64(ok)+1
@@ -548,31 +537,9 @@ func (ub *uploadBench) photoPhase(ctx context.Context) error {
 	return nil
 }
 
-// uploadPhoto uploads photo i through c, again after a pause each time
-// the node answers 429 too_many_uploads (counted in busy), as a client
-// honouring Retry-After would.
-func (ub *uploadBench) uploadPhoto(ctx context.Context, c *client.Client, i int, busy *atomic.Int64) (*wire.Attachment, error) {
-	o := client.UploadOptions{Name: filepath.Base(ub.photos[i]), MIME: "application/octet-stream"}
-	for attempt := 1; ; attempt++ {
-		att, err := c.UploadFile(ctx, ub.photos[i], o)
-		var he *client.HTTPError
-		if err == nil || !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || attempt == busyAttempts {
-			return att, err
-		}
-		busy.Add(1)
-		t := time.NewTimer(busyPause/2 + rand.N(busyPause))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-	}
-}
-
 // photoGuess is how long the photo phase's profile lasts: three times
 // the photos' bytes at the large file's speed (each photo also costs a
-// TLS handshake), at least two seconds. A profile longer than the phase
+// request and its answer), at least two seconds. A profile longer than the phase
 // only adds idle time, which takes no samples.
 func (ub *uploadBench) photoGuess() time.Duration {
 	rate := ub.res.Metrics["large_mb_per_s"] * 1e6
@@ -643,7 +610,7 @@ func (ub *uploadBench) finish() {
 		"MB/s are 10^6 bytes a second; the disk figure is the large file's size copied from the page cache into the node's data directory (1 MiB writes) and fsynced, timed to the end of the fsync, once before the large upload and once after it: the disk's speed is their mean time's",
 		fmt.Sprintf("the large file goes through the SDK's Client.UploadFile: a resumable upload in %s chunks, %s in parallel, over HTTPS on the node's public listener (127.0.0.1)",
 			orDefault(cfg.ChunkSize>>20, "MiB", "8 MiB"), orDefault(int64(cfg.Parallel), "", "4")),
-		fmt.Sprintf("photos: %d files of %d bytes of random data, not pictures (no thumbnails are made), %d in flight, each through UploadFile on its own HTTPS connection (a TLS handshake each), %d uploads sharing a session's token; latency (p50/p99) is one UploadFile, handshake included",
+		fmt.Sprintf("photos: %d files of %d bytes of random data, not pictures (no thumbnails are made), %d in flight, each through UploadFile, %d uploads sharing a session's token and HTTPS connections; a photo the node refuses 429 too_many_uploads (its cap on uploads in flight) is sent again by the SDK after the node's Retry-After (1 s ± 50%%); latency (p50/p99) is one UploadFile, the first connection's handshake and any such waits included",
 			cfg.Photos, cfg.PhotoSize, cfg.Concurrency, photosPerSession),
 		"node RSS is sampled every 100 ms over each phase and its kernel high-water mark (VmHWM, reset at the phase's start) read at the end; growth is the peak less the resident set at the phase's start")
 	res.Met = res.Delivered == res.Expected &&
@@ -691,7 +658,7 @@ func writeUse(w io.Writer, m map[string]float64, prefix string, verdict func(boo
 	for _, k := range []struct{ key, what string }{
 		{"put", "single-request stores (receive, fsync, rename)"},
 		{"chunk", "chunks (receive, pwrite, fsync, state file)"},
-		{"complete", "completions (hash the whole file, rename)"},
+		{"complete", "completions (hash what the chunks left unhashed, rename)"},
 	} {
 		if n := m[prefix+"_node_"+k.key+"s"]; n > 0 {
 			store = append(store, fmt.Sprintf("%.0f %s, %.1f ms each on average", n, k.what, m[prefix+"_node_"+k.key+"_ms_mean"]))
