@@ -154,7 +154,7 @@ func (s *Store) receive(ctx context.Context, user uint64, r io.Reader, size int6
 		os.Remove(tmp)
 		return "", "", n, "", e
 	}
-	bp := getCopyBuf(size, maxPutBuf)
+	bp := putBuf(size)
 	defer putCopyBuf(bp)
 	buf := *bp
 	h := sha256.New()

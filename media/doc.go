@@ -85,8 +85,9 @@
 // # Memory
 //
 // Every copy (Put, WriteChunk, the hash's read-back) goes through one
-// pooled buffer sized to what it copies, from 16 KiB up to 256 KiB (64 KiB
-// for Put, whose small files are many in flight at once), so the node's
+// pooled buffer sized to what it copies, from 16 KiB up to 256 KiB (for
+// Put, whose small files are many in flight at once, 16 KiB up to 1 MiB
+// files and 64 KiB above), so the node's
 // memory grows with the number of requests in flight, never with a
 // file's or a chunk's size.
 //

@@ -21,7 +21,21 @@ const (
 	// maxPutBuf bounds the buffer of a single-request upload: many small
 	// files (photos) are in flight at once, each holding its buffer.
 	maxPutBuf = 64 << 10
+	// smallPut is the size up to which a single-request upload gets the
+	// smallest buffer (a TLS record's, an HTTP/2 frame's): a photo is
+	// copied in a dozen writes, and a node with hundreds in flight holds
+	// a few MiB of buffers.
+	smallPut = 1 << 20
 )
+
+// putBuf returns the pooled buffer of a single-request upload of size
+// bytes (-1: unknown).
+func putBuf(size int64) *[]byte {
+	if size >= 0 && size <= smallPut {
+		return getCopyBuf(0, maxPutBuf)
+	}
+	return getCopyBuf(size, maxPutBuf)
+}
 
 // copyBufClasses are the pooled buffer sizes, ascending; the last is
 // maxCopyBuf.

@@ -159,4 +159,14 @@ func TestCopyBufSizedToRequest(t *testing.T) {
 	f(100<<10, maxCopyBuf, maxCopyBuf)
 	f(8<<20, maxCopyBuf, maxCopyBuf)
 	f(-1, maxCopyBuf, maxCopyBuf)
+	for _, c := range []struct {
+		size int64
+		want int
+	}{{200 << 10, 16 << 10}, {smallPut, 16 << 10}, {smallPut + 1, maxPutBuf}, {-1, maxPutBuf}} {
+		bp := putBuf(c.size)
+		if len(*bp) != c.want {
+			t.Errorf("putBuf(%d): %d bytes, want %d", c.size, len(*bp), c.want)
+		}
+		putCopyBuf(bp)
+	}
 }
