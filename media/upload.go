@@ -309,7 +309,7 @@ func (s *Store) WriteChunk(ctx context.Context, user uint64, id string, start in
 	}
 	received := insertRange(u.received, c)
 	hs := u.hash
-	if h != nil {
+	if h != nil && hs.pos == c.Start {
 		if sealed, err := sealHash(h, c.End); err == nil {
 			hs = sealed
 		}
