@@ -34,7 +34,7 @@ func runBenchUpload(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&size, "size", "the large file's `size`")
 	fs.IntVar(&cfg.Photos, "photos", 1000, "`n` distinct photo-sized files to upload")
 	fs.Var(&photoSize, "photo-size", "each photo's `size`")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "photo uploads in flight, each on its own HTTPS connection (default: --photos, all at once)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "photo uploads in flight, 4 to a user, each user's sharing its connections (default: --photos, all at once)")
 	chunk := sizeFlag(0)
 	fs.Var(&chunk, "chunk-size", "the large file's chunk `size` (default: the SDK's, 8MiB)")
 	fs.IntVar(&cfg.Parallel, "parallel", 0, "the large file's chunks sent at once (default: the SDK's, 4)")
