@@ -462,16 +462,11 @@ func (n *Node) editText(ctx context.Context, b *broker.Broker, bot int64, r stor
 	}
 	c.Text = text
 	if body.Format != nil {
-		switch *body.Format {
-		case "markdown":
-			c.Format = wire.TextFormat_TEXT_FORMAT_MARKDOWN
-		case "html":
-			c.Format = wire.TextFormat_TEXT_FORMAT_HTML
-		case "":
-			c.Format = wire.TextFormat_TEXT_FORMAT_PLAIN
-		default:
-			return botapi.Errorf(botapi.ErrBadRequest, "format %q: use markdown or html", *body.Format)
+		f, err := textFormat(*body.Format)
+		if err != nil {
+			return err
 		}
+		c.Format = f
 	}
 	// The files keep their references: Attach takes new ones for the
 	// edit's Content and the edit gives back the old Content's.

@@ -204,15 +204,11 @@ func (n *Node) content(bot storage.UserID, nb botapi.NewMessageBody) (storage.Ms
 	}
 	c := &wire.Content{Text: text}
 	if nb.Format != nil {
-		switch *nb.Format {
-		case "markdown":
-			c.Format = wire.TextFormat_TEXT_FORMAT_MARKDOWN
-		case "html":
-			c.Format = wire.TextFormat_TEXT_FORMAT_HTML
-		case "":
-		default:
-			return 0, nil, botapi.Errorf(botapi.ErrBadRequest, "format %q: use markdown or html", *nb.Format)
+		f, err := textFormat(*nb.Format)
+		if err != nil {
+			return 0, nil, err
 		}
+		c.Format = f
 	}
 	if nb.Link != nil && nb.Link.Type == "reply" {
 		_, seq, err := parseMid(nb.Link.Mid)
@@ -282,3 +278,16 @@ func (n *Node) content(bot storage.UserID, nb botapi.NewMessageBody) (storage.Ms
 func marshalContent(c *wire.Content) ([]byte, error) { return proto.Marshal(c) }
 
 func errorIs(err, target error) bool { return errors.Is(err, target) }
+
+// textFormat reads a NewMessageBody's format.
+func textFormat(f string) (wire.TextFormat, error) {
+	switch f {
+	case "markdown":
+		return wire.TextFormat_TEXT_FORMAT_MARKDOWN, nil
+	case "html":
+		return wire.TextFormat_TEXT_FORMAT_HTML, nil
+	case "":
+		return wire.TextFormat_TEXT_FORMAT_PLAIN, nil
+	}
+	return 0, botapi.Errorf(botapi.ErrBadRequest, "format %q: use markdown or html", f)
+}
