@@ -126,14 +126,15 @@ func (b *Broker) ServiceChat(ctx context.Context, from, user storage.UserID) (st
 		return 0, fmt.Errorf("%w: a service chat is between a service user and a person", ErrBadRequest)
 	}
 	c, err := b.st.CreateChat(ctx, storage.ChatSpec{Kind: storage.ChatDirect, Creator: from, Members: []storage.UserID{user}})
-	switch {
-	case errors.Is(err, storage.ErrChatExists):
-	case err != nil:
+	if err != nil && !errors.Is(err, storage.ErrChatExists) {
 		return 0, err
-	default:
-		b.memberJoined(c.ID, from, storage.RoleOwner, storage.ChatDirect)
-		b.memberJoined(c.ID, user, storage.RoleMember, storage.ChatDirect)
 	}
+	// Also when it existed: a concurrent creator may not have brought the
+	// index in line yet, and a caller going on to read the chat would be
+	// told it is not a member. memberJoined reads the store: it is
+	// idempotent.
+	b.memberJoined(c.ID, from, storage.RoleOwner, storage.ChatDirect)
+	b.memberJoined(c.ID, user, storage.RoleMember, storage.ChatDirect)
 	return c.ID, nil
 }
 

@@ -211,12 +211,10 @@ func (b *Broker) DirectChat(ctx context.Context, user, peer storage.UserID) (sto
 		return 0, fmt.Errorf("%w: a direct chat needs two users", ErrBadRequest)
 	}
 	c, err := b.st.CreateChat(ctx, storage.ChatSpec{Kind: storage.ChatDirect, Creator: user, Members: []storage.UserID{peer}})
-	switch {
-	case errors.Is(err, storage.ErrChatExists):
-		return c.ID, nil
-	case err != nil:
+	if err != nil && !errors.Is(err, storage.ErrChatExists) {
 		return 0, err
 	}
+	// Also when it existed, as ServiceChat does.
 	b.memberJoined(c.ID, user, storage.RoleOwner, storage.ChatDirect)
 	b.memberJoined(c.ID, peer, storage.RoleMember, storage.ChatDirect)
 	return c.ID, nil
