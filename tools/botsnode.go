@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -284,7 +285,7 @@ type botsNode struct {
 
 // startBots builds the bot platform over the accounts; nil when [bots],
 // the accounts or the public listener is off. files may be nil.
-func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey ed25519.PrivateKey, log *slog.Logger) (*botsNode, error) {
+func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey ed25519.PrivateKey, log *slog.Logger, set *metrics.Set) (*botsNode, error) {
 	bc := n.cfg.Bots
 	if !bc.Enabled || accounts == nil || n.publicLn == nil {
 		return nil, nil
@@ -316,6 +317,14 @@ func (n *node) startBots(accounts *identity.Accounts, files *mediaNode, nodeKey 
 		return nil, err
 	}
 	hooks.d = bn.hooks
+	d := bn.hooks
+	set.RegisterMetricsWriter(func(w io.Writer) {
+		st := d.Stats()
+		metrics.WriteCounterUint64(w, "gonets_bots_webhook_delivered_total", st.Delivered)
+		metrics.WriteCounterUint64(w, "gonets_bots_webhook_failed_total", st.Failed)
+		metrics.WriteCounterUint64(w, "gonets_bots_webhook_given_up_total", st.GivenUp)
+		metrics.WriteCounterUint64(w, "gonets_bots_webhook_disabled_total", st.Disabled)
+	})
 	bn.api = botapi.New(botapi.Options{Backend: bn.node, RateLimit: bc.RateLimit, Log: log})
 	return bn, nil
 }

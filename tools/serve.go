@@ -520,7 +520,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		bopts.Attachments = n.media.srv
 	}
 	if n.ident != nil {
-		if n.bots, err = n.startBots(n.ident.accounts, n.media, nodeKey, log.With("component", "bots")); err != nil {
+		if n.bots, err = n.startBots(n.ident.accounts, n.media, nodeKey, log.With("component", "bots"), n.brokerMetrics); err != nil {
 			return nil, err
 		}
 		if n.bots != nil {
