@@ -270,6 +270,12 @@ func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Mes
 	mu.Lock()
 	defer mu.Unlock()
 	t, err := b.st.Get(m.Chat, m.Target)
+	if err != nil && !errors.Is(err, storage.ErrNoTarget) {
+		// Unread, the target's files cannot be accounted for: an edit
+		// stored without its Content checked, or a delete whose files are
+		// kept for ever, would break the references.
+		return storage.Ack{}, err
+	}
 	if err != nil || t.Kind != storage.MsgMedia || t.Deleted {
 		return b.commit(ctx, e, m, except) // the store judges the target
 	}

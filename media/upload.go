@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -602,7 +603,10 @@ func (s *Store) loadUploads() error {
 			continue
 		}
 		hs := hashState{pos: st.HashPos, state: st.Hash}
-		if _, herr := hs.hasher(); herr != nil || hs.pos < 0 || (hs.pos > 0 && (hs.state == nil || !contains(st.Received, Range{0, hs.pos}))) {
+		// The marshaled state ends with the count of bytes it hashed
+		// (big-endian): it must be the position recorded beside it.
+		if _, herr := hs.hasher(); herr != nil || hs.pos < 0 || (hs.pos > 0 && (hs.state == nil || !contains(st.Received, Range{0, hs.pos}) ||
+			len(hs.state) < 8 || int64(binary.BigEndian.Uint64(hs.state[len(hs.state)-8:])) != hs.pos)) {
 			s.opts.Log.Warn("media: upload's hash state unusable, hashing again", "id", id, "err", herr)
 			hs = hashState{}
 		}

@@ -250,8 +250,13 @@ func (s *Server) botChunk(w http.ResponseWriter, r *http.Request, b *botUpload, 
 	if errors.Is(err, media.ErrUnknownUpload) {
 		// Completed meanwhile by a parallel chunk: this one was a retry.
 		if x := s.done.lookup(user, id); x != nil {
-			_, err = x.wait(r.Context())
-			return err
+			f, err := x.wait(r.Context())
+			if err != nil {
+				return err
+			}
+			// The record too, before the 200: the completing request
+			// may have failed to write it, or not have written it yet.
+			return s.bots.complete(b, f, s.opts.Now())
 		}
 		// Gone without a completion: expired, or its completion failed.
 		return s.botLost(b, id)
@@ -529,6 +534,9 @@ func (u *botUploads) uploadFor(b *botUpload, total int64, create func() (string,
 func (u *botUploads) complete(b *botUpload, f File, now time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.rec.File != nil && b.rec.File.SHA256 == f.SHA256 {
+		return nil // recorded already
+	}
 	rec := b.rec
 	rec.File, rec.Completed = &f, now.UTC()
 	if err := writeJSONSynced(u.path(b.id), rec); err != nil {

@@ -35,6 +35,12 @@ type receipts struct {
 	users   map[uint64]map[string]time.Time
 	written uint64         // receipts appended
 	dirty   map[int64]bool // days with receipts appended but not fsynced
+	dirOK   map[int64]bool // days whose file's directory entry was fsynced
+	// failed is sticky: after an fsync failed, the kernel may have
+	// dropped the pages it could not write and a later fsync succeed
+	// without them, so no receipt is acknowledged again until a restart
+	// reads what is on disk.
+	failed error
 
 	syncMu sync.Mutex // serializes the fsyncs; guards synced
 	synced uint64     // receipts fsynced
@@ -50,7 +56,7 @@ func utcDay(t time.Time) int64 { return t.Unix() / 86400 }
 func loadReceipts(dir string, now time.Time, keep time.Duration, max int) (*receipts, error) {
 	r := &receipts{
 		dir: filepath.Join(dir, receiptsDir), keep: keep, max: max,
-		users: make(map[uint64]map[string]time.Time), dirty: make(map[int64]bool),
+		users: make(map[uint64]map[string]time.Time), dirty: make(map[int64]bool), dirOK: make(map[int64]bool),
 	}
 	if err := mkdirSynced(r.dir); err != nil {
 		return nil, fmt.Errorf("mediahttp: open receipts: %w", err)
@@ -166,7 +172,10 @@ func (r *receipts) add(user uint64, sha string, now time.Time) error {
 	line := strconv.FormatUint(user, 10) + " " + sha + " " + strconv.FormatInt(now.Unix(), 10) + "\n"
 	day := utcDay(now)
 	r.mu.Lock()
-	err := r.appendLocked(day, line)
+	err := r.failed
+	if err == nil {
+		err = r.appendLocked(day, line)
+	}
 	if err == nil {
 		r.written++
 		r.dirty[day] = true
@@ -190,6 +199,12 @@ func (r *receipts) add(user uint64, sha string, now time.Time) error {
 func (r *receipts) sync(n uint64) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	failed := r.failed
+	r.mu.Unlock()
+	if failed != nil {
+		return failed
+	}
 	if r.synced >= n {
 		return nil
 	}
@@ -201,9 +216,7 @@ func (r *receipts) sync(n uint64) error {
 		// A day file GC removed (a clock gone back) has nothing to keep.
 		if err := syncFile(r.dayPath(day)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.mu.Lock()
-			for d := range days {
-				r.dirty[d] = true
-			}
+			r.failed = fmt.Errorf("receipts: fsync failed; no more receipts until a restart: %w", err)
 			r.mu.Unlock()
 			return err
 		}
@@ -250,8 +263,11 @@ func (r *receipts) appendLocked(day int64, line string) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && st.Size() == 0 {
-		err = syncDir(r.dir)
+	if err == nil && !r.dirOK[day] {
+		// Until the directory entry is fsynced once, every append tries.
+		if err = syncDir(r.dir); err == nil {
+			r.dirOK[day] = true
+		}
 	}
 	return err
 }
