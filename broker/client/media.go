@@ -259,6 +259,11 @@ func (c *Client) newHTTPClient() *http.Client {
 		ResponseHeaderTimeout: 5 * time.Minute,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
+		// Uploads ask first (Expect: 100-continue): a node refusing one
+		// (429 at its cap, 413) answers before any of the body is sent,
+		// so that no bytes cross only to be dropped and the node buffers
+		// none of them.
+		ExpectContinueTimeout: 2 * time.Second,
 	}
 	return &http.Client{Transport: t}
 }
@@ -307,6 +312,8 @@ func (u *uploader) send(ctx context.Context, method, url string, body func() io.
 		req.ContentLength = n
 		if n == 0 {
 			req.Body = http.NoBody
+		} else {
+			req.Header.Set("Expect", "100-continue")
 		}
 	}
 	req.Header.Set("Authorization", "Bearer "+u.c.currentToken())

@@ -339,3 +339,27 @@ func TestUploadReusesConnections(t *testing.T) {
 		t.Errorf("upload after Close: %v", err)
 	}
 }
+
+// TestUploadExpectsContinue: uploads ask before sending their body, so
+// that a node refusing one (429 at its cap) answers before any of it
+// crosses.
+func TestUploadExpectsContinue(t *testing.T) {
+	n := startMediaNode(t)
+	c := dial(t, n.Node, "", 1, 1, client.Options{SendOnly: true})
+	var expect atomic.Value
+	var once atomic.Bool
+	n.busy = func(r *http.Request) bool {
+		if r.Method == "POST" && once.CompareAndSwap(false, true) {
+			expect.Store(r.Header.Get("Expect"))
+			return true
+		}
+		return false
+	}
+	small := bytes.Repeat([]byte("photo"), 4000)
+	if a, err := c.UploadFile(ctxT(t), writeTemp(t, "p.bin", small), client.UploadOptions{}); err != nil || a.Sha256 != hexSHA(small) {
+		t.Fatalf("upload: %v, %v", a, err)
+	}
+	if got, _ := expect.Load().(string); !strings.EqualFold(got, "100-continue") {
+		t.Fatalf("the refused upload carried Expect %q", got)
+	}
+}
