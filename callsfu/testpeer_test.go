@@ -1,6 +1,7 @@
 package callsfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -155,13 +156,31 @@ type testConn struct {
 	nIn, nOut       atomic.Int64
 	linkIn          *atomic.Int64 // bits a second of RTP received, if set and above zero
 
-	tokens float64   // bytes the link may still carry; read by ReadFrom only
-	filled time.Time // when tokens were last topped up
+	// The link's clock is the media's own: the RTP timestamp of the first
+	// video stream received (the test peers advance it 960 a 10 ms frame),
+	// so that a reader or an SFU starved of CPU for a while (as under -race
+	// on a loaded machine) and then handed a burst of queued packets sees
+	// them spread over the media time they cover, as a link would have
+	// carried them, instead of dropping the burst.
+	tokens   float64 // bytes the link may still carry; read by ReadFrom only
+	clock    uint32  // SSRC of the video stream whose timestamps are the clock
+	clocked  bool    // whether clock is chosen
+	filledTS uint32  // the clock's timestamp when tokens were last topped up
+	filled   bool    // whether filledTS is set
 }
+
+// mediaTicksPerSecond is the test peers' RTP timestamp rate: 960 each 10 ms.
+// opusPayloadType is the SFU's payload type for Opus (media.go): audio
+// packets use the link but do not drive its clock.
+const (
+	mediaTicksPerSecond = 96_000
+	opusPayloadType     = 111
+)
 
 // overLink reports whether an RTP packet of n bytes received now is beyond
 // the receiving link's rate.
-func (c *testConn) overLink(n int) bool {
+func (c *testConn) overLink(b []byte) bool {
+	n := len(b)
 	if c.linkIn == nil {
 		return false
 	}
@@ -169,11 +188,20 @@ func (c *testConn) overLink(n int) bool {
 	if rate <= 0 {
 		return false
 	}
-	now := time.Now()
-	if !c.filled.IsZero() {
-		c.tokens = min(c.tokens+rate*now.Sub(c.filled).Seconds(), rate/10)
+	pt, ssrc, ts := b[1]&0x7f, binary.BigEndian.Uint32(b[8:12]), binary.BigEndian.Uint32(b[4:8])
+	if !c.clocked && pt != opusPayloadType {
+		c.clock, c.clocked = ssrc, true
 	}
-	c.filled = now
+	if c.clocked && ssrc == c.clock {
+		// Only a later timestamp moves the clock on: a resent packet
+		// carries its original one.
+		if !c.filled {
+			c.filledTS, c.filled = ts, true
+		} else if d := int32(ts - c.filledTS); d > 0 {
+			c.tokens = min(c.tokens+rate*float64(d)/mediaTicksPerSecond, rate/10)
+			c.filledTS = ts
+		}
+	}
 	if c.tokens < float64(n) {
 		return true
 	}
@@ -200,7 +228,7 @@ func (c *testConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if c.dropIn > 0 && isRTP(b[:n]) && c.nIn.Add(1)%int64(c.dropIn) == 0 {
 			continue
 		}
-		if isRTP(b[:n]) && c.overLink(n) {
+		if isRTP(b[:n]) && n >= 12 && c.overLink(b[:n]) {
 			continue
 		}
 		return n, addr, nil
