@@ -206,6 +206,18 @@ func (b *Broker) prepareContent(ctx context.Context, user storage.UserID, body [
 	return out, c.Attachments, nil
 }
 
+// ReleaseRemoved gives back the files of MEDIA records that retention
+// removed from the store (storage.Options.Removed): each record's Content,
+// as Attach filled it, references them no more.
+func ReleaseRemoved(a Attachments, recs []storage.Record) {
+	for i := range recs {
+		var c wire.Content
+		if recs[i].Kind == storage.MsgMedia && proto.Unmarshal(recs[i].Body, &c) == nil && len(c.Attachments) > 0 {
+			a.Release(c.Attachments)
+		}
+	}
+}
+
 // releaseContent gives back a MEDIA message's references when it was not
 // stored.
 func (b *Broker) releaseContent(atts []*wire.Attachment) {

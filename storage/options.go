@@ -66,6 +66,14 @@ type Options struct {
 	SweepInterval time.Duration
 	// SweepBatch caps the keys one sweeper batch deletes. Default: 10,000.
 	SweepBatch int
+	// Removed, if set, is called after retention removed records of chat,
+	// once their removal is durable, with those of kind MsgMedia that were
+	// not deleted, as they were when removed (Body the latest edit's): the
+	// files they carry are referenced by nothing in the store any more.
+	// It runs on the sweeping goroutine (Sweep's caller) and must not
+	// block for long. A crash between the removal and the call loses the
+	// call: the files stay referenced (kept), never the other way round.
+	Removed func(chat ChatID, recs []Record)
 
 	// CacheChats caps the chats whose state is cached in memory; the
 	// committer evicts idle ones beyond it. Default: 1,000,000.

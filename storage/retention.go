@@ -76,6 +76,9 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 					break
 				}
 				swept = true
+				if len(op.removed) > 0 && s.opts.Removed != nil {
+					s.opts.Removed(chat, op.removed)
+				}
 				stats.Messages += op.newFloor - op.floor
 				stats.Dedupe += uint64(op.expired)
 				if !op.full {
@@ -122,6 +125,13 @@ type sweepOp struct {
 	full              bool      // the plan hit SweepBatch; more may follow
 	expired           int       // dedupe entries actually removed
 	applied           bool
+
+	// Of kind MsgMedia among the records leaving, for Options.Removed:
+	// their seqs and original bodies (decoded), read when planning; apply
+	// reads their overlays, and removed is what it found current.
+	media     []uint64
+	mediaBody [][]byte
+	removed   []Record
 }
 
 // planSweep reads the chat's durable state and records and returns what
@@ -157,7 +167,7 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 	op := &sweepOp{chat: chat, floor: rec.floor, dfloor: rec.dedupeFloor, ret: ret}
 	leaves := func(seq uint64, r *Record) bool { return seq < target || r.Time < ageCut }
 	// Dedupe entries go when their window passes or their record leaves.
-	newDF, full, err := s.walkLog(v, chat, rec.dedupeFloor, rec.lastSeq, func(seq uint64, r *Record) bool {
+	newDF, full, err := s.walkLog(v, chat, rec.dedupeFloor, rec.lastSeq, func(seq uint64, r *Record, _ byte, _ []byte) bool {
 		if !leaves(seq, r) && r.Time >= dedupeCut {
 			return false
 		}
@@ -170,7 +180,24 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 		return nil, err
 	}
 	// Records leave the log only with or after their dedupe entries.
-	newFloor, full2, err := s.walkLog(v, chat, rec.floor, min(rec.lastSeq, newDF-1), leaves)
+	var bodyErr error
+	newFloor, full2, err := s.walkLog(v, chat, rec.floor, min(rec.lastSeq, newDF-1), func(seq uint64, r *Record, codec byte, enc []byte) bool {
+		if !leaves(seq, r) {
+			return false
+		}
+		if r.Kind == MsgMedia && s.opts.Removed != nil && bodyErr == nil {
+			body, err := s.codec.appendDecoded(nil, enc, codec)
+			if err != nil {
+				bodyErr = fmt.Errorf("storage: chat %d seq %d body: %w", chat, seq, err)
+				return false
+			}
+			op.media, op.mediaBody = append(op.media, seq), append(op.mediaBody, body)
+		}
+		return true
+	})
+	if err == nil {
+		err = bodyErr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +246,31 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 			hi := s.chatKey(nil, table, op.chat, op.newFloor)
 			bc.b.DeleteRange(lo, hi, nil)
 		}
+		// What the media records carry as they leave: their latest
+		// revision, read now (an edit may have committed since the plan).
+		var ov overlay
+		for i, seq := range op.media {
+			body := op.mediaBody[i]
+			v, found, err := s.get(bc, s.chatKey(nil, tOverlay, op.chat, seq))
+			if err != nil {
+				return err
+			}
+			if found {
+				if err := ov.decode(v); err != nil {
+					return fmt.Errorf("storage: chat %d overlay %d: %w", op.chat, seq, err)
+				}
+				if ov.deleted {
+					continue // its delete gave its files back
+				}
+				if ov.edited != 0 {
+					if body, err = s.codec.appendDecoded(nil, ov.body, ov.codec); err != nil {
+						return fmt.Errorf("storage: chat %d overlay %d body: %w", op.chat, seq, err)
+					}
+				}
+			}
+			op.removed = append(op.removed, Record{Chat: op.chat, Seq: seq, Kind: MsgMedia, Body: body, Edited: ov.edited})
+			ov = overlay{}
+		}
 		del(tLog)
 		del(tOverlay)
 		del(tReaction)
@@ -235,7 +287,7 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 // walkLog visits chat's records from seq from to last in order while keep
 // returns true, at most SweepBatch of them, and returns the first seq not
 // kept and whether the batch cap stopped the walk.
-func (s *Store) walkLog(v *view, chat ChatID, from, last uint64, keep func(uint64, *Record) bool) (uint64, bool, error) {
+func (s *Store) walkLog(v *view, chat ChatID, from, last uint64, keep func(seq uint64, r *Record, codec byte, enc []byte) bool) (uint64, bool, error) {
 	if from > last {
 		return from, false, nil
 	}
@@ -254,10 +306,11 @@ func (s *Store) walkLog(v *view, chat ChatID, from, last uint64, keep func(uint6
 		if seq != next {
 			break // a hole cannot happen above the floor; stop rather than skip
 		}
-		if _, _, err := decodeRecordHeader(it.Value(), &r); err != nil {
+		codec, enc, err := decodeRecordHeader(it.Value(), &r)
+		if err != nil {
 			return from, false, fmt.Errorf("storage: chat %d seq %d: %w", chat, seq, err)
 		}
-		if !keep(seq, &r) {
+		if !keep(seq, &r, codec, enc) {
 			break
 		}
 		next, n = seq+1, n+1

@@ -2,9 +2,14 @@ package storage
 
 import (
 	"context"
-	"github.com/gonets/gonets/storage/storagetest"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gonets/gonets/storage/storagetest"
 )
 
 func TestRetentionByCount(t *testing.T) {
@@ -105,4 +110,66 @@ func TestSweeperRuns(t *testing.T) {
 		ch, _ := s.Chat(c.ID)
 		return ch.Floor == 4
 	})
+}
+
+// TestRetentionRemovedMedia: once retention has removed a chat's records,
+// Options.Removed hears of the MEDIA ones still standing, each with its
+// latest edit's body (so that the node gives back the files they carry),
+// and not of a deleted one, whose delete gave them back, nor of others.
+func TestRetentionRemovedMedia(t *testing.T) {
+	type call struct {
+		chat ChatID
+		recs []Record
+	}
+	var calls []call
+	var s *Store
+	opts := Options{SweepBatch: 4}
+	opts.Retention[ChatGroup] = Retention{MaxCount: 3}
+	opts.Removed = func(chat ChatID, recs []Record) {
+		for _, r := range recs {
+			// Durable by now: the record is gone from the store.
+			if _, err := s.Get(chat, r.Seq); !errors.Is(err, ErrNoTarget) {
+				t.Errorf("Removed called for seq %d while it is still readable (%v)", r.Seq, err)
+			}
+		}
+		calls = append(calls, call{chat, recs})
+	}
+	s = openTest(t, t.TempDir(), opts)
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	big := strings.Repeat("a compressible body ", 200) // stored compressed
+	media := func(cmid uint64, body string) Message {
+		return Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: cmid, Kind: MsgMedia, Body: []byte(body)}
+	}
+	mustAppend(t, s, media(1, big), media(2, "b"), media(3, "c"), text(c.ID, 1, 4, "t"))
+	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 5, Kind: MsgEdit, Target: 2, Body: []byte("b2")})
+	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 6, Kind: MsgDelete, Target: 3})
+	mustAppend(t, s, text(c.ID, 1, 7, "t"), media(8, "kept"), text(c.ID, 1, 9, "t"))
+
+	st, err := s.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 6 {
+		t.Fatalf("sweep = %+v, want 6 messages", st)
+	}
+	var got []string
+	for _, cl := range calls {
+		if cl.chat != c.ID {
+			t.Fatalf("Removed for chat %d, want %d", cl.chat, c.ID)
+		}
+		for _, r := range cl.recs {
+			if r.Kind != MsgMedia || r.Chat != c.ID {
+				t.Fatalf("Removed record %+v", r)
+			}
+			got = append(got, fmt.Sprintf("%d:%.10s", r.Seq, r.Body))
+		}
+	}
+	if want := []string{"1:" + big[:10], "2:b2"}; !slices.Equal(got, want) {
+		t.Fatalf("Removed heard %q, want %q", got, want)
+	}
+	// Nothing more is due, and nothing is heard twice.
+	calls = nil
+	if st, err := s.Sweep(context.Background()); err != nil || st.Messages != 0 || len(calls) != 0 {
+		t.Fatalf("second sweep = %+v, %v, %d calls", st, err, len(calls))
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/gonets/gonets/callsfu"
 	"github.com/gonets/gonets/identity"
 	"github.com/gonets/gonets/identity/token"
+	"github.com/gonets/gonets/media/mediahttp"
 	"github.com/gonets/gonets/storage"
 )
 
@@ -444,6 +445,15 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		a := botAccounts.Load()
 		return a != nil && a.IsBot(u)
 	}
+	// Retention gives back the files of the media messages it removes;
+	// the media store, opened after the message store (and before the
+	// first sweep, a SweepInterval later), is found here then.
+	var sweptFiles atomic.Pointer[mediahttp.Server]
+	sopts.Removed = func(_ storage.ChatID, recs []storage.Record) {
+		if srv := sweptFiles.Load(); srv != nil {
+			broker.ReleaseRemoved(srv, recs)
+		}
+	}
 	bopts.Logger, bopts.Metrics = log.With("component", "broker"), n.brokerMetrics
 
 	if len(nopts) > 0 && nopts[0].storageFS != nil {
@@ -518,6 +528,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 	if n.media != nil {
 		undo = append(undo, n.media.close)
 		bopts.Attachments = n.media.srv
+		sweptFiles.Store(n.media.srv)
 	}
 	if n.ident != nil {
 		if n.bots, err = n.startBots(n.ident.accounts, n.media, nodeKey, log.With("component", "bots"), n.brokerMetrics); err != nil {
