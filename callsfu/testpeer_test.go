@@ -63,6 +63,7 @@ type receivedTrack struct {
 // simulcast layer and frame number it came from, and whether it starts a
 // keyframe.
 type seenFrame struct {
+	seq   uint16 // the RTP sequence number it came with
 	layer byte
 	frame uint16
 	key   bool
@@ -145,6 +146,44 @@ type peerOptions struct {
 	// PeerConnection receives at that many bits a second (a token bucket
 	// holding 100 ms): what is beyond it is lost, as on a slow link.
 	linkIn *atomic.Int64
+	// linkLog, if set, records the video packets that reach the capped
+	// link, lost or not: what the SFU sent.
+	linkLog *linkLog
+}
+
+// linkLog is what reached a capped link of the video stream that clocks
+// it: each packet's RTP sequence number and size, and whether the link
+// lost it.
+type linkLog struct {
+	mu   sync.Mutex
+	pkts []linkPacket
+}
+
+type linkPacket struct {
+	seq  uint16
+	size int
+	lost bool
+}
+
+func (l *linkLog) add(p linkPacket) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pkts) < maxSeen {
+		l.pkts = append(l.pkts, p)
+	}
+}
+
+// sizes returns the size of each sequence number's first transmission.
+func (l *linkLog) sizes() map[uint16]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[uint16]int, len(l.pkts))
+	for _, p := range l.pkts {
+		if _, ok := out[p.seq]; !ok {
+			out[p.seq] = p.size
+		}
+	}
+	return out
 }
 
 // testConn is a client's UDP socket that can go silent both ways, as a
@@ -156,25 +195,27 @@ type testConn struct {
 	nIn, nOut       atomic.Int64
 	linkIn          *atomic.Int64 // bits a second of RTP received, if set and above zero
 
-	// The link's clock is the media's own: the RTP timestamp of the first
-	// video stream received (the test peers advance it 960 a 10 ms frame),
-	// so that a reader or an SFU starved of CPU for a while (as under -race
-	// on a loaded machine) and then handed a burst of queued packets sees
-	// them spread over the media time they cover, as a link would have
-	// carried them, instead of dropping the burst.
-	tokens   float64 // bytes the link may still carry; read by ReadFrom only
-	clock    uint32  // SSRC of the video stream whose timestamps are the clock
-	clocked  bool    // whether clock is chosen
-	filledTS uint32  // the clock's timestamp when tokens were last topped up
-	filled   bool    // whether filledTS is set
+	linkLog *linkLog
+
+	// The link's clock is the media's own: the RTP sequence numbers of
+	// the first video stream received, one 10 ms frame each in the test
+	// peers' video, so that a reader or an SFU starved of CPU for a while
+	// (as under -race on a loaded machine) and then handed a burst of
+	// queued packets sees them spread over the media time they cover, as
+	// a link would have carried them, instead of dropping the burst.
+	tokens    float64 // bytes the link may still carry; read by ReadFrom only
+	clock     uint32  // SSRC of the video stream whose packets are the clock
+	clocked   bool    // whether clock is chosen
+	filledSeq uint16  // the clock's sequence number when tokens were last topped up
+	filled    bool    // whether filledSeq is set
 }
 
-// mediaTicksPerSecond is the test peers' RTP timestamp rate: 960 each 10 ms.
-// opusPayloadType is the SFU's payload type for Opus (media.go): audio
-// packets use the link but do not drive its clock.
+// framePeriod is the media time each video packet of the test peers
+// covers; opusPayloadType is the SFU's payload type for Opus (media.go):
+// audio packets use the link but do not drive its clock.
 const (
-	mediaTicksPerSecond = 96_000
-	opusPayloadType     = 111
+	framePeriod     = 10 * time.Millisecond
+	opusPayloadType = 111
 )
 
 // overLink reports whether an RTP packet of n bytes received now is beyond
@@ -188,19 +229,24 @@ func (c *testConn) overLink(b []byte) bool {
 	if rate <= 0 {
 		return false
 	}
-	pt, ssrc, ts := b[1]&0x7f, binary.BigEndian.Uint32(b[8:12]), binary.BigEndian.Uint32(b[4:8])
+	pt, ssrc, seq := b[1]&0x7f, binary.BigEndian.Uint32(b[8:12]), binary.BigEndian.Uint16(b[2:4])
 	if !c.clocked && pt != opusPayloadType {
 		c.clock, c.clocked = ssrc, true
 	}
-	if c.clocked && ssrc == c.clock {
-		// Only a later timestamp moves the clock on: a resent packet
-		// carries its original one.
+	video := c.clocked && ssrc == c.clock
+	if video {
+		// Only a later sequence number moves the clock on: a resent
+		// packet carries its original one.
 		if !c.filled {
-			c.filledTS, c.filled = ts, true
-		} else if d := int32(ts - c.filledTS); d > 0 {
-			c.tokens = min(c.tokens+rate*float64(d)/mediaTicksPerSecond, rate/10)
-			c.filledTS = ts
+			c.filledSeq, c.filled = seq, true
+		} else if d := int16(seq - c.filledSeq); d > 0 {
+			c.tokens = min(c.tokens+rate*float64(d)*framePeriod.Seconds(), rate/10)
+			c.filledSeq = seq
 		}
+	}
+	lost := c.tokens < float64(n)
+	if video && c.linkLog != nil {
+		c.linkLog.add(linkPacket{seq: seq, size: n, lost: lost})
 	}
 	if c.tokens < float64(n) {
 		return true
@@ -294,7 +340,7 @@ func newTestAPI(t *testing.T, o peerOptions, target Target) *webrtc.API {
 			conn.dropOut = o.dropEvery
 		} else {
 			conn.dropIn = o.dropEvery
-			conn.linkIn = o.linkIn
+			conn.linkIn, conn.linkLog = o.linkIn, o.linkLog
 		}
 		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: quiet.NewLogger("udpmux")}))
 	}
@@ -443,6 +489,7 @@ func (c *testPeer) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 						rt.mu.Lock()
 						if len(rt.frames) < maxSeen {
 							rt.frames = append(rt.frames, seenFrame{
+								seq:   pkt.SequenceNumber,
 								layer: pkt.Payload[8],
 								frame: uint16(pkt.Payload[9])<<8 | uint16(pkt.Payload[10]),
 								key:   pkt.Payload[1]&1 == 0,
