@@ -31,7 +31,9 @@ type world struct {
 	token string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldTB(t) }
+
+func newWorldTB(t testing.TB) *world {
 	t.Helper()
 	w := &world{}
 	key := make([]byte, 32)

@@ -111,7 +111,25 @@ func (n *Node) updates(ctx context.Context, bot int64, marker int64, limit int, 
 	}
 	deadline := time.Now().Add(timeout)
 	var tick *time.Ticker
+	// idle is the store's version when a look found nothing: until the
+	// store commits again nothing can be new for the bot (its callbacks
+	// and service events are records too), and the next tick need not
+	// look. Version is read before the look: the look's view is at least
+	// that recent (the store publishes a view before its version).
+	var idle uint64
 	for {
+		ver := st.Version()
+		if tick != nil && ver == idle {
+			if !time.Now().Before(deadline) {
+				return botapi.UpdateList{Updates: []botapi.Update{}, Marker: n.lastMarker(q)}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return botapi.UpdateList{}, ctx.Err()
+			case <-tick.C:
+			}
+			continue
+		}
 		ups, pos, err := n.collect(st, storage.UserID(bot), q, limit, types)
 		if err != nil {
 			return botapi.UpdateList{}, apiError(err)
@@ -143,6 +161,7 @@ func (n *Node) updates(ctx context.Context, bot int64, marker int64, limit int, 
 		if !time.Now().Before(deadline) {
 			return botapi.UpdateList{Updates: []botapi.Update{}, Marker: n.lastMarker(q)}, nil
 		}
+		idle = ver
 		if tick == nil {
 			tick = time.NewTicker(n.o.PollInterval)
 			defer tick.Stop()
