@@ -209,12 +209,17 @@ func (b *Broker) prepareContent(ctx context.Context, user storage.UserID, body [
 // ReleaseRemoved gives back the files of MEDIA records that retention
 // removed from the store (storage.Options.Removed): each record's Content,
 // as Attach filled it, references them no more.
+// They are given back in one Release, which counts each file once.
 func ReleaseRemoved(a Attachments, recs []storage.Record) {
+	var atts []*wire.Attachment
 	for i := range recs {
 		var c wire.Content
-		if recs[i].Kind == storage.MsgMedia && proto.Unmarshal(recs[i].Body, &c) == nil && len(c.Attachments) > 0 {
-			a.Release(c.Attachments)
+		if recs[i].Kind == storage.MsgMedia && proto.Unmarshal(recs[i].Body, &c) == nil {
+			atts = append(atts, c.Attachments...)
 		}
+	}
+	if len(atts) > 0 {
+		a.Release(atts)
 	}
 }
 

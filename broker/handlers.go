@@ -252,12 +252,24 @@ func (b *Broker) commitContent(ctx context.Context, e *chatEntry, m storage.Mess
 	}
 	m.Body = body
 	ack, err := b.commit(ctx, e, m, except)
-	if err != nil || ack.Duplicate {
-		// A failed append stored nothing; a duplicate's references were
+	if releasable(ack, err) {
+		// A refused append stored nothing; a duplicate's references were
 		// taken by its first send.
 		b.releaseContent(atts)
 	}
 	return ack, err
+}
+
+// releasable reports whether an append's answer lets the references its
+// Content took be given back: it was refused, or a duplicate. After
+// storage.ErrFailed the record may yet come back from the WAL, and then
+// holds them: they are kept (a file kept too long, never one collected
+// while a message names it).
+func releasable(ack storage.Ack, err error) bool {
+	if errors.Is(err, storage.ErrFailed) {
+		return false
+	}
+	return err != nil || ack.Duplicate
 }
 
 // commitRevision commits an edit or a delete. Of a MEDIA message, an
@@ -276,6 +288,13 @@ func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Mes
 		// kept for ever, would break the references.
 		return storage.Ack{}, err
 	}
+	if err != nil && m.Kind == storage.MsgEdit {
+		// Not there, or not durable yet when read: the store would take
+		// an edit of a target that became durable before the edit's
+		// batch, and a MEDIA target's new Content would go unchecked, its
+		// files unreferenced. Targets must be acknowledged messages.
+		return storage.Ack{}, err
+	}
 	if err != nil || t.Kind != storage.MsgMedia || t.Deleted {
 		return b.commit(ctx, e, m, except) // the store judges the target
 	}
@@ -292,7 +311,9 @@ func (b *Broker) commitRevision(ctx context.Context, e *chatEntry, m storage.Mes
 	}
 	ack, err := b.commit(ctx, e, m, except)
 	if err != nil || ack.Duplicate {
-		b.releaseContent(newAtts)
+		if releasable(ack, err) {
+			b.releaseContent(newAtts)
+		}
 		return ack, err
 	}
 	if oldOK {

@@ -103,7 +103,10 @@
 // deletions, in batches of at most Options.SweepBatch records. Only a
 // prefix of a log is ever removed and reads start at the floor, so a
 // reader never sees a hole. Dedupe entries are removed when their window
-// has passed or their record is removed, whichever comes first.
+// has passed or their record is removed, whichever comes first. Once a
+// batch's removal is durable, Options.Removed hears of its MEDIA records
+// still standing (their latest revision), so that the files they carry
+// are given back; a batch holds at most 8 MiB of such bodies.
 //
 // # Compression
 //

@@ -70,9 +70,11 @@ type Options struct {
 	// once their removal is durable, with those of kind MsgMedia that were
 	// not deleted, as they were when removed (Body the latest edit's): the
 	// files they carry are referenced by nothing in the store any more.
-	// It runs on the sweeping goroutine (Sweep's caller) and must not
-	// block for long. A crash between the removal and the call loses the
-	// call: the files stay referenced (kept), never the other way round.
+	// It runs on the sweeping goroutine (Sweep's caller), so the other
+	// chats' retention waits for it; one call carries the records of one
+	// sweep batch (at most SweepBatch, and 8 MiB of bodies). A crash
+	// between the removal and the call loses the call: the files stay
+	// referenced (kept), never the other way round.
 	Removed func(chat ChatID, recs []Record)
 
 	// CacheChats caps the chats whose state is cached in memory; the

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,16 +70,17 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 				if op == nil {
 					break
 				}
-				if err := s.submit(ctx, op, 0); err != nil {
+				// Not abandoned to ctx: a sweep the committer took is
+				// answered (Close commits what is queued), and its
+				// media records must be heard.
+				if err := s.submit(context.WithoutCancel(ctx), op, 0); err != nil {
 					return stats, err
 				}
 				if !op.applied {
 					break
 				}
 				swept = true
-				if len(op.removed) > 0 && s.opts.Removed != nil {
-					s.opts.Removed(chat, op.removed)
-				}
+				s.tellRemoved(op)
 				stats.Messages += op.newFloor - op.floor
 				stats.Dedupe += uint64(op.expired)
 				if !op.full {
@@ -127,11 +129,46 @@ type sweepOp struct {
 	applied           bool
 
 	// Of kind MsgMedia among the records leaving, for Options.Removed:
-	// their seqs and original bodies (decoded), read when planning; apply
-	// reads their overlays, and removed is what it found current.
-	media     []uint64
-	mediaBody [][]byte
-	removed   []Record
+	// their seqs and original bodies (encoded), read when planning; apply
+	// reads their overlays and keeps in removed what it found current,
+	// which Sweep decodes off the committer.
+	media     []encBody
+	mediaSize int
+	removed   []encBody
+}
+
+// encBody is a record's body as stored: codec and encoded bytes.
+type encBody struct {
+	seq    uint64
+	edited int64
+	codec  byte
+	enc    []byte
+}
+
+// maxSweepMediaBytes bounds the media bodies one sweep op holds for
+// Options.Removed; a plan that reaches it stops there and the sweep goes
+// on with the next op.
+const maxSweepMediaBytes = 8 << 20
+
+// tellRemoved calls Options.Removed with the media records op removed,
+// decoded. A body that does not decode is logged and left out: its
+// files stay referenced.
+func (s *Store) tellRemoved(op *sweepOp) {
+	if len(op.removed) == 0 || s.opts.Removed == nil {
+		return
+	}
+	recs := make([]Record, 0, len(op.removed))
+	for _, b := range op.removed {
+		body, err := s.codec.appendDecoded(nil, b.enc, b.codec)
+		if err != nil {
+			s.opts.Logger.Error("retention: a removed record's body does not decode; its files stay referenced", "chat", op.chat, "seq", b.seq, "err", err)
+			continue
+		}
+		recs = append(recs, Record{Chat: op.chat, Seq: b.seq, Kind: MsgMedia, Body: body, Edited: b.edited})
+	}
+	if len(recs) > 0 {
+		s.opts.Removed(op.chat, recs)
+	}
 }
 
 // planSweep reads the chat's durable state and records and returns what
@@ -180,28 +217,25 @@ func (s *Store) planSweep(chat ChatID) (*sweepOp, error) {
 		return nil, err
 	}
 	// Records leave the log only with or after their dedupe entries.
-	var bodyErr error
+	budget := false // the media bodies held reached maxSweepMediaBytes
 	newFloor, full2, err := s.walkLog(v, chat, rec.floor, min(rec.lastSeq, newDF-1), func(seq uint64, r *Record, codec byte, enc []byte) bool {
 		if !leaves(seq, r) {
 			return false
 		}
-		if r.Kind == MsgMedia && s.opts.Removed != nil && bodyErr == nil {
-			body, err := s.codec.appendDecoded(nil, enc, codec)
-			if err != nil {
-				bodyErr = fmt.Errorf("storage: chat %d seq %d body: %w", chat, seq, err)
+		if r.Kind == MsgMedia && s.opts.Removed != nil {
+			if op.mediaSize+len(enc) > maxSweepMediaBytes && len(op.media) > 0 {
+				budget = true
 				return false
 			}
-			op.media, op.mediaBody = append(op.media, seq), append(op.mediaBody, body)
+			op.media = append(op.media, encBody{seq: seq, codec: codec, enc: bytes.Clone(enc)})
+			op.mediaSize += len(enc)
 		}
 		return true
 	})
-	if err == nil {
-		err = bodyErr
-	}
 	if err != nil {
 		return nil, err
 	}
-	op.full = full || full2
+	op.full = full || full2 || budget
 	op.newFloor, op.newDFloor = newFloor, newDF
 	if op.newFloor == op.floor && op.newDFloor == op.dfloor {
 		return nil, nil
@@ -247,29 +281,27 @@ func (op *sweepOp) apply(s *Store, bc *batchCtx) error {
 			bc.b.DeleteRange(lo, hi, nil)
 		}
 		// What the media records carry as they leave: their latest
-		// revision, read now (an edit may have committed since the plan).
-		var ov overlay
-		for i, seq := range op.media {
-			body := op.mediaBody[i]
-			v, found, err := s.get(bc, s.chatKey(nil, tOverlay, op.chat, seq))
+		// revision, read now (an edit may have committed since the plan,
+		// or be staged in this batch).
+		for _, b := range op.media {
+			v, found, err := s.get(bc, s.chatKey(nil, tOverlay, op.chat, b.seq))
 			if err != nil {
 				return err
 			}
 			if found {
+				var ov overlay
 				if err := ov.decode(v); err != nil {
-					return fmt.Errorf("storage: chat %d overlay %d: %w", op.chat, seq, err)
+					s.opts.Logger.Error("retention: a removed record's overlay does not decode; its files stay referenced", "chat", op.chat, "seq", b.seq, "err", err)
+					continue
 				}
 				if ov.deleted {
 					continue // its delete gave its files back
 				}
 				if ov.edited != 0 {
-					if body, err = s.codec.appendDecoded(nil, ov.body, ov.codec); err != nil {
-						return fmt.Errorf("storage: chat %d overlay %d body: %w", op.chat, seq, err)
-					}
+					b.edited, b.codec, b.enc = ov.edited, ov.codec, bytes.Clone(ov.body)
 				}
 			}
-			op.removed = append(op.removed, Record{Chat: op.chat, Seq: seq, Kind: MsgMedia, Body: body, Edited: ov.edited})
-			ov = overlay{}
+			op.removed = append(op.removed, b)
 		}
 		del(tLog)
 		del(tOverlay)

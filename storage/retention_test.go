@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -140,17 +141,22 @@ func TestRetentionRemovedMedia(t *testing.T) {
 	media := func(cmid uint64, body string) Message {
 		return Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: cmid, Kind: MsgMedia, Body: []byte(body)}
 	}
-	mustAppend(t, s, media(1, big), media(2, "b"), media(3, "c"), text(c.ID, 1, 4, "t"))
-	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 5, Kind: MsgEdit, Target: 2, Body: []byte("b2")})
-	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 6, Kind: MsgDelete, Target: 3})
-	mustAppend(t, s, text(c.ID, 1, 7, "t"), media(8, "kept"), text(c.ID, 1, 9, "t"))
+	edit := func(cmid, target uint64, body string) Message {
+		return Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: cmid, Kind: MsgEdit, Target: target, Body: []byte(body)}
+	}
+	// 1 big, 2 edited (at 5), 3 edited (6) then deleted (7), 4 as sent.
+	mustAppend(t, s, media(1, big), media(2, "b"), media(3, "c"), media(4, "d"))
+	mustAppend(t, s, edit(5, 2, "b2"))
+	mustAppend(t, s, edit(6, 3, "c2"))
+	mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: 7, Kind: MsgDelete, Target: 3})
+	mustAppend(t, s, text(c.ID, 1, 8, "t"), media(9, "kept"), text(c.ID, 1, 10, "t"))
 
 	st, err := s.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Messages != 6 {
-		t.Fatalf("sweep = %+v, want 6 messages", st)
+	if st.Messages != 7 {
+		t.Fatalf("sweep = %+v, want 7 messages", st)
 	}
 	var got []string
 	for _, cl := range calls {
@@ -161,15 +167,51 @@ func TestRetentionRemovedMedia(t *testing.T) {
 			if r.Kind != MsgMedia || r.Chat != c.ID {
 				t.Fatalf("Removed record %+v", r)
 			}
-			got = append(got, fmt.Sprintf("%d:%.10s", r.Seq, r.Body))
+			got = append(got, fmt.Sprintf("%d:%.10s:%t", r.Seq, r.Body, r.Edited != 0))
 		}
 	}
-	if want := []string{"1:" + big[:10], "2:b2"}; !slices.Equal(got, want) {
+	if want := []string{"1:" + big[:10] + ":false", "2:b2:true", "4:d:false"}; !slices.Equal(got, want) {
 		t.Fatalf("Removed heard %q, want %q", got, want)
 	}
 	// Nothing more is due, and nothing is heard twice.
 	calls = nil
 	if st, err := s.Sweep(context.Background()); err != nil || st.Messages != 0 || len(calls) != 0 {
 		t.Fatalf("second sweep = %+v, %v, %d calls", st, err, len(calls))
+	}
+}
+
+// TestRetentionRemovedMediaBudget: a sweep whose media records hold more
+// than maxSweepMediaBytes of bodies is cut into several ops, all in the
+// same Sweep, and every record is heard once.
+func TestRetentionRemovedMediaBudget(t *testing.T) {
+	heard := map[uint64]int{}
+	calls := 0
+	opts := Options{}
+	opts.Retention[ChatGroup] = Retention{MaxCount: 1}
+	opts.Removed = func(_ ChatID, recs []Record) {
+		calls++
+		for _, r := range recs {
+			heard[r.Seq]++
+		}
+	}
+	s := openTest(t, t.TempDir(), opts)
+	c := mustChat(t, s, ChatSpec{Kind: ChatGroup, Creator: 1})
+	const n = 200 // of 60 KiB each: 12 MB
+	body := make([]byte, 60<<10)
+	for i := 1; i <= n+1; i++ {
+		rand.Read(body) // incompressible: stored as is
+		mustAppend(t, s, Message{Chat: c.ID, Sender: 1, Device: 1, ClientMsgID: uint64(i), Kind: MsgMedia, Body: body})
+	}
+	st, err := s.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != n || len(heard) != n || calls < 2 {
+		t.Fatalf("sweep = %+v, %d records heard in %d calls; want %d in at least 2", st, len(heard), calls, n)
+	}
+	for seq, k := range heard {
+		if k != 1 || seq < 1 || seq > n {
+			t.Fatalf("seq %d heard %d times", seq, k)
+		}
 	}
 }

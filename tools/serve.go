@@ -445,13 +445,20 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		a := botAccounts.Load()
 		return a != nil && a.IsBot(u)
 	}
-	// Retention gives back the files of the media messages it removes;
-	// the media store, opened after the message store (and before the
-	// first sweep, a SweepInterval later), is found here then.
+	// Retention gives back the files of the media messages it removes to
+	// the media store, opened after the message store: a sweep before
+	// then waits for it (filesReady is closed once it is open, or when
+	// the start fails, so that the store's Close does not wait on it).
 	var sweptFiles atomic.Pointer[mediahttp.Server]
-	sopts.Removed = func(_ storage.ChatID, recs []storage.Record) {
-		if srv := sweptFiles.Load(); srv != nil {
-			broker.ReleaseRemoved(srv, recs)
+	filesReady := make(chan struct{})
+	var readyOnce sync.Once
+	markFilesReady := func() { readyOnce.Do(func() { close(filesReady) }) }
+	if cfg.Media.Enabled {
+		sopts.Removed = func(_ storage.ChatID, recs []storage.Record) {
+			<-filesReady
+			if srv := sweptFiles.Load(); srv != nil {
+				broker.ReleaseRemoved(srv, recs)
+			}
 		}
 	}
 	bopts.Logger, bopts.Metrics = log.With("component", "broker"), n.brokerMetrics
@@ -469,6 +476,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	undo = append(undo, func() { n.store.Close() })
+	undo = append(undo, markFilesReady) // undone before the store closes
 	if cfg.Calls.Enabled {
 		if n.sfu, err = startSFU(cfg, log, n.callMetrics); err != nil {
 			return nil, err
@@ -530,6 +538,7 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		bopts.Attachments = n.media.srv
 		sweptFiles.Store(n.media.srv)
 	}
+	markFilesReady()
 	if n.ident != nil {
 		if n.bots, err = n.startBots(n.ident.accounts, n.media, nodeKey, log.With("component", "bots"), n.brokerMetrics); err != nil {
 			return nil, err
@@ -854,7 +863,6 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 		collect()
 	}
 	n.state.close()
-	n.media.close() // after the public listener: its uploads used it
 	n.ident.close() // after the broker: its sessions used the accounts
 	var err error
 	if !within(deadline, func() {
@@ -862,8 +870,12 @@ func (n *node) stop(collect func(), deadline time.Time) error {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}) {
+		n.media.close()
 		return fmt.Errorf("the store did not close within node.shutdown_timeout (%v), likely waiting on a disk sync; exiting without it: everything acknowledged is durable", total.Round(time.Millisecond))
 	}
+	// After the public listener (its uploads used it) and the store
+	// (retention's sweeper gives files back to it).
+	n.media.close()
 	return err
 }
 

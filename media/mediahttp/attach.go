@@ -100,15 +100,25 @@ func (s *Server) attach(ctx context.Context, user storage.UserID, atts []*wire.A
 
 // Release implements broker.Attachments: it gives back the references
 // Attach took for atts (as Attach filled them).
+// Each file is given back once with its count (one write of its meta),
+// in the order first named.
 func (s *Server) Release(atts []*wire.Attachment) {
+	var order []string
+	counts := make(map[string]int, len(atts))
 	for _, a := range atts {
 		for _, sha := range []string{a.GetSha256(), a.GetThumbSha256()} {
 			if sha == "" {
 				continue
 			}
-			if err := s.store.Unref(sha, 1); err != nil {
-				s.opts.Log.Error("mediahttp: release a reference", "sha256", sha, "err", err)
+			if counts[sha] == 0 {
+				order = append(order, sha)
 			}
+			counts[sha]++
+		}
+	}
+	for _, sha := range order {
+		if err := s.store.Unref(sha, counts[sha]); err != nil {
+			s.opts.Log.Error("mediahttp: release references", "sha256", sha, "count", counts[sha], "err", err)
 		}
 	}
 }
