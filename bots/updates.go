@@ -115,7 +115,9 @@ func (n *Node) updates(ctx context.Context, bot int64, marker int64, limit int, 
 	// store commits again nothing can be new for the bot (its callbacks
 	// and service events are records too), and the next tick need not
 	// look. Version is read before the look: the look's view is at least
-	// that recent (the store publishes a view before its version).
+	// that recent (the store publishes a view before its version; a
+	// reopen after a failure stores the version first, but readers get
+	// the failure, not a view, until its view is published).
 	var idle uint64
 	for {
 		ver := st.Version()

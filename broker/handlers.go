@@ -262,11 +262,12 @@ func (b *Broker) commitContent(ctx context.Context, e *chatEntry, m storage.Mess
 
 // releasable reports whether an append's answer lets the references its
 // Content took be given back: it was refused, or a duplicate. After
-// storage.ErrFailed the record may yet come back from the WAL, and then
-// holds them: they are kept (a file kept too long, never one collected
-// while a message names it).
+// storage.ErrFailed the record may yet come back from the WAL, and after
+// the request's context ended the store may still commit the append it
+// took: either record holds them, so they are kept (a file kept too
+// long, never one collected while a message names it).
 func releasable(ack storage.Ack, err error) bool {
-	if errors.Is(err, storage.ErrFailed) {
+	if errors.Is(err, storage.ErrFailed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	return err != nil || ack.Duplicate

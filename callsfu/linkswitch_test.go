@@ -94,17 +94,25 @@ func TestLayerSwitchOnSlowLink(t *testing.T) {
 	// The medium run before it: the last medium frame the SFU sent.
 	mediumEnd := last.frame + (startSeq - 1 - last.seq)
 	key := start - start%keyEvery
-	if start-key > 2 {
+	if start != key {
 		t.Errorf("the SFU starts the low layer at frame %d, %d frames past its keyframe %d", start, start-key, key)
 	}
-	if gap := int(int16(start - mediumEnd)); gap < 0 || gap > 1 {
+	// Each layer is forwarded by its own goroutine: under load the low
+	// keyframe may overtake the medium frame or two before it, which the
+	// switch then drops.
+	if gap := int(int16(start - mediumEnd)); gap < 0 || gap > 3 {
 		t.Errorf("the SFU's last medium frame %d, then low from %d: a hole of %d frames at the switch", mediumEnd, start, gap-1)
 	}
 	// And the switch comes soon after the link slows: the estimate needs
 	// the loss reports of a few hundred milliseconds, then the low
 	// layer's next keyframe is at most keyEvery frames away.
 	sent.mu.Lock()
-	slowed := sent.pkts[0].seq
+	slowed, lost := sent.pkts[0].seq, 0
+	for _, p := range sent.pkts {
+		if p.lost {
+			lost++
+		}
+	}
 	sent.mu.Unlock()
 	if took := int(int16(startSeq - slowed)); took > maxSwitchFrames {
 		t.Errorf("the switch came %d frames after the link slowed, want at most %d", took, maxSwitchFrames)
@@ -128,8 +136,8 @@ func TestLayerSwitchOnSlowLink(t *testing.T) {
 	if span := int(int16(end - first.frame)); missing > span/10 {
 		t.Errorf("%d of the %d low-layer frames after the switch missing", missing, span)
 	}
-	t.Logf("switch %d frames after the link slowed: the SFU sent medium to frame %d, low from frame %d; bob got medium to %d, low from %d; %d of %d low frames missing after it; estimate %d",
-		int16(startSeq-slowed), mediumEnd, start, last.frame, first.frame, missing, int(end-first.frame), bob.part.estimate.Load())
+	t.Logf("switch %d frames after the link slowed (which lost %d video packets): the SFU sent medium to frame %d, low from frame %d; bob got medium to %d, low from %d; %d of %d low frames missing after it; estimate %d",
+		int16(startSeq-slowed), lost, mediumEnd, start, last.frame, first.frame, missing, int(end-first.frame), bob.part.estimate.Load())
 	if est := bob.part.estimate.Load(); est >= 540_000 {
 		t.Errorf("bob's estimate %d, want below the medium layer's 540,000", est)
 	}

@@ -63,6 +63,9 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 			}
 			swept := false
 			for {
+				if err := ctx.Err(); err != nil {
+					return stats, err
+				}
 				op, err := s.planSweep(chat)
 				if err != nil {
 					return stats, err

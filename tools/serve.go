@@ -534,7 +534,9 @@ func startNode(cfg config, log *slog.Logger, nopts ...nodeOptions) (_ *node, err
 		return nil, err
 	}
 	if n.media != nil {
-		undo = append(undo, n.media.close)
+		// Closed after the message store, as at shutdown: a sweep may be
+		// giving files back to it (the store's Close may run twice).
+		undo = append(undo, func() { n.store.Close(); n.media.close() })
 		bopts.Attachments = n.media.srv
 		sweptFiles.Store(n.media.srv)
 	}
