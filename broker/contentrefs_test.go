@@ -4,12 +4,8 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gonets/gonets/broker"
@@ -55,22 +51,9 @@ func (f *countingFiles) count(sha string) int {
 // given back (which would let another message's file be collected when
 // this one is deleted or removed by retention).
 func TestFailedSendKeepsFileReferences(t *testing.T) {
-	fail := new(atomic.Bool)
-	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errorfs.ErrInjected
-		}
-		return nil
-	}))
+	fail, sopts := failingStorage()
 	files := &countingFiles{refs: map[string]int{}}
-	n := brokertest.Start(t, brokertest.Options{
-		Storage: storage.Options{FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond},
-		Broker:  broker.Options{Attachments: files},
-	})
+	n := brokertest.Start(t, brokertest.Options{Storage: sopts, Broker: broker.Options{Attachments: files}})
 	alice := dial(t, n, n.Token(t, 1, 1))
 	chat := alice.createChat(group, 2)
 	sha := strings.Repeat("ab", 32)

@@ -19,6 +19,21 @@ import (
 // set (the store recovering quickly once it is cleared), with alice and
 // bob in a group where one message was delivered.
 func failingRig(t *testing.T) (fail *atomic.Bool, n *brokertest.Node, alice, bob *wireClient, chat uint64) {
+	fail, sopts := failingStorage()
+	n = brokertest.Start(t, brokertest.Options{Storage: sopts})
+	alice = dial(t, n, n.Token(t, 1, 1))
+	bob = dial(t, n, n.Token(t, 2, 1))
+	chat = alice.createChat(group, 2)
+	alice.mustAck(chat, 1, "before")
+	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
+		t.Fatalf("bob got %v", m)
+	}
+	return fail, n, alice, bob, chat
+}
+
+// failingStorage returns store options whose WAL and probe syncs fail
+// while fail is set, the store recovering quickly once it is cleared.
+func failingStorage() (fail *atomic.Bool, o storage.Options) {
 	fail = new(atomic.Bool)
 	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
 		if !fail.Load() || !(strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, ".tmp")) {
@@ -30,17 +45,7 @@ func failingRig(t *testing.T) (fail *atomic.Bool, n *brokertest.Node, alice, bob
 		}
 		return nil
 	}))
-	n = brokertest.Start(t, brokertest.Options{Storage: storage.Options{
-		FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond,
-	}})
-	alice = dial(t, n, n.Token(t, 1, 1))
-	bob = dial(t, n, n.Token(t, 2, 1))
-	chat = alice.createChat(group, 2)
-	alice.mustAck(chat, 1, "before")
-	if m := bob.push().GetDeliver().GetMessage(); m.GetSeq() != 1 {
-		t.Fatalf("bob got %v", m)
-	}
-	return fail, n, alice, bob, chat
+	return fail, storage.Options{FS: fs, RecoverMinDelay: 10 * time.Millisecond, RecoverMaxDelay: 50 * time.Millisecond}
 }
 
 // After the store fails mid-send and recovers, the chat's pushes flow
