@@ -22,12 +22,19 @@ import (
 // floodConns is how many unauthenticated connections the flood opens.
 const floodConns = 2000
 
+// maxHonestP99 bounds the honest client's round trips while the flood is
+// held: a node the flood blocked would take seconds or time out. It is
+// not a latency target (typical: p50 ~1 ms, p99 ~20 ms): in `go test
+// ./...` other packages' tests share the two cores, and one send among
+// ~70 took 137 ms in a CI run.
+const maxHonestP99 = 500 * time.Millisecond
+
 // TestPreAuthFlood opens 2,000 connections that never authenticate, each
 // holding a request stream with a partial Hello in it and trying for more
 // streams, against a node in a child process, while an honest client
 // sends. The node's memory grows by at most 64 MiB, and while the flood's
-// connections are held the honest client's round trips stay under 100 ms
-// at the 99th percentile. (During the storm of handshakes itself the
+// connections are held the honest client's round trips stay under
+// maxHonestP99 at the 99th percentile. (During the storm of handshakes itself the
 // flood's TLS work shares the two cores with the node and the honest
 // client; that phase is logged, not asserted: handshake cost is the
 // transport's, measured by gonets bench connect.)
@@ -123,8 +130,8 @@ func TestPreAuthFlood(t *testing.T) {
 	if grew > 64<<20 {
 		t.Errorf("the node grew by %d MiB under %d unauthenticated connections, want at most 64", grew>>20, floodConns)
 	}
-	if p99 > 100*time.Millisecond {
-		t.Errorf("honest client's p99 %v during the flood, want at most 100 ms", p99)
+	if p99 > maxHonestP99 {
+		t.Errorf("honest client's p99 %v during the flood, want at most %v", p99, maxHonestP99)
 	}
 }
 
