@@ -306,6 +306,15 @@ func TestScenariosSmall(t *testing.T) {
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			res, err := Run(context.Background(), tc.scenario, tc.cfg(base))
+			// A load scenario's one-second window measures the node's
+			// cost per message the node acked while it was open; the
+			// workers, stalled by the rest of a -race suite on the two
+			// cores, may have had none acked in it (seen once), and then
+			// no cost is reported. That run measured nothing: run again.
+			for try := 1; err == nil && try < 3 && windowEmpty(res); try++ {
+				t.Logf("no message acked in the measured window (a loaded machine); running again")
+				res, err = Run(context.Background(), tc.scenario, tc.cfg(base))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,6 +327,18 @@ func TestScenariosSmall(t *testing.T) {
 			tc.check(t, &resultView{res})
 		})
 	}
+}
+
+// windowEmpty reports whether a load scenario's measured window had no
+// message acked in it: it reports traffic but no cost per message.
+func windowEmpty(res *result.Result) bool {
+	switch res.Scenario {
+	case "chat", "group", "channel":
+	default:
+		return false
+	}
+	_, ok := res.Metrics["node_packets_in_per_message"]
+	return !ok
 }
 
 // resultView adds checks to a result.
